@@ -1,0 +1,107 @@
+"""Point-spread functions as normalized kernel images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+SIGMA_TO_FWHM = 2.0 * np.sqrt(2.0 * np.log(2.0))
+
+
+class Psf:
+    """A PSF kernel: odd-sized, centred, summing to one.
+
+    Parameters
+    ----------
+    kernel : array_like
+        2-D kernel image with odd sides; it is normalized to unit sum.
+
+    Raises
+    ------
+    ValueError
+        If the kernel is not 2-D, has an even side, is not finite or sums to
+        a non-positive value.
+    """
+
+    def __init__(self, kernel: np.ndarray):
+        kernel = np.array(kernel, dtype=np.float64)
+        if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
+            raise ValueError(f"PSF kernel must be 2-D with odd sides, got shape {kernel.shape}")
+        if not np.all(np.isfinite(kernel)):
+            raise ValueError("PSF kernel has non-finite values")
+        total = kernel.sum()
+        if not total > 0:
+            raise ValueError(f"PSF kernel must have a positive sum, got {total}")
+        # Kernels already normalized (e.g. read back from a file) are kept bit for bit.
+        if abs(total - 1.0) > 1e-6:
+            kernel = kernel / total
+        self.kernel = kernel.astype(np.float32)
+
+    @classmethod
+    def gaussian(cls, sigma: float | None = None, *, fwhm: float | None = None,
+                 size: int | None = None) -> Psf:
+        """Circular Gaussian PSF; give ``sigma`` or ``fwhm`` in pixels.
+
+        ``size`` defaults to the odd integer covering ±4 sigma.
+        """
+        if (sigma is None) == (fwhm is None):
+            raise ValueError("give exactly one of sigma or fwhm")
+        sigma = float(sigma if sigma is not None else fwhm / SIGMA_TO_FWHM)
+        if not sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        if size is None:
+            size = 2 * int(np.ceil(4.0 * sigma)) + 1
+        if size % 2 == 0:
+            raise ValueError(f"PSF size must be odd, got {size}")
+        r = np.arange(size) - size // 2
+        g = np.exp(-0.5 * (r / sigma) ** 2)
+        return cls(np.outer(g, g))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.kernel.shape
+
+    @property
+    def centroid(self) -> tuple[float, float]:
+        """First moments ``(y, x)`` relative to the central pixel."""
+        ny, nx = self.kernel.shape
+        y, x = np.mgrid[:ny, :nx]
+        k = self.kernel.astype(np.float64)
+        return (float((k * y).sum() - ny // 2), float((k * x).sum() - nx // 2))
+
+    @property
+    def sigma(self) -> float:
+        """Gaussian-equivalent sigma in pixels from the second moments, ``sqrt((Ixx + Iyy) / 2)``."""
+        ny, nx = self.kernel.shape
+        y, x = np.mgrid[:ny, :nx]
+        k = self.kernel.astype(np.float64)
+        cy, cx = (k * y).sum(), (k * x).sum()
+        ixx = (k * (x - cx) ** 2).sum()
+        iyy = (k * (y - cy) ** 2).sum()
+        return float(np.sqrt(max(ixx + iyy, 0.0) / 2.0))
+
+    @property
+    def fwhm(self) -> float:
+        """FWHM in pixels of the Gaussian with the same second moments."""
+        return self.sigma * SIGMA_TO_FWHM
+
+    def resized(self, size: int) -> Psf:
+        """The kernel zero-padded or cropped (about its centre) to ``size x size``; odd ``size``."""
+        if size % 2 == 0:
+            raise ValueError(f"PSF size must be odd, got {size}")
+        out = np.zeros((size, size))
+        ny, nx = self.kernel.shape
+        h, hy, hx = size // 2, ny // 2, nx // 2
+        r = min(h, hy), min(h, hx)
+        out[h - r[0]:h + r[0] + 1, h - r[1]:h + r[1] + 1] = \
+            self.kernel[hy - r[0]:hy + r[0] + 1, hx - r[1]:hx + r[1] + 1]
+        return Psf(out)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Psf):
+            return NotImplemented
+        return self.kernel.shape == other.kernel.shape and bool(np.array_equal(self.kernel, other.kernel))
+
+    __hash__ = None  # mutable array inside
+
+    def __repr__(self) -> str:
+        return f"Psf(shape={self.kernel.shape}, fwhm={self.fwhm:.3f} px)"
