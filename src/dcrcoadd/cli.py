@@ -61,7 +61,10 @@ def _format_info(path: str) -> str:
 
 def _visit_geometry_lines(info) -> list[str]:
     v = info.visit
-    fmt = (lambda a: "unknown" if a is None else f"{a.deg:.4f} deg")
+
+    def fmt(a):
+        return "unknown" if a is None else f"{a.deg:.4f} deg"
+
     lines = [f"pointing:    RA {fmt(v.boresight_ra)}, Dec {fmt(v.boresight_dec)}, "
              f"alt {fmt(v.boresight_alt)}, az {fmt(v.boresight_az)}"]
     airmass = "unknown" if v.airmass is None else f"{v.airmass:.4f}"
