@@ -164,7 +164,9 @@ def _open(path: Path) -> fits.HDUList:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            hdul = fits.open(path, memmap=True, lazy_load_hdus=False)
+            # memmap=None memory-maps like True but, unlike True, still allows scaled
+            # (BZERO/BSCALE) data such as the uint32 masks astropy itself writes.
+            hdul = fits.open(path, memmap=None, lazy_load_hdus=False)
         except Exception as exc:  # astropy raises OSError, TypeError, ValueError... on corrupt files
             reason = str(exc).split(". ")[0].rstrip(".")
             raise InputError(f"not a readable FITS file ({reason})", path) from None
@@ -277,7 +279,10 @@ def _read_info(hdul: fits.HDUList, path: Path) -> ExposureInfo:
         if not wcs.has_celestial:
             raise InputError("IMAGE WCS is not celestial", path)
     mask_hdu = _get_hdu(hdul, "MASK", path, required=False)
-    planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
+    try:
+        planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"invalid mask plane keywords in MASK header ({exc})", path) from None
     psf = None
     psf_hdu = _get_hdu(hdul, "PSF", path, required=False)
     if psf_hdu is not None and psf_hdu.data is not None:
