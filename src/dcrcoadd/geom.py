@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from numbers import Integral
 
 
 @dataclass(frozen=True, order=True)
@@ -112,14 +113,14 @@ class Box:
 
     def grow(self, n: int | tuple[int, int]) -> Box:
         """Grow by ``n`` pixels on every side (``(nx, ny)`` for different amounts)."""
-        nx, ny = (n, n) if isinstance(n, int) else n
+        nx, ny = _pair(n)
         if self.width + 2 * nx < 0 or self.height + 2 * ny < 0:
             return Box(self.x0 - nx, self.y0 - ny, 0, 0)
         return Box(self.x0 - nx, self.y0 - ny, self.width + 2 * nx, self.height + 2 * ny)
 
     def shrink(self, n: int | tuple[int, int]) -> Box:
         """Shrink by ``n`` pixels on every side; never below zero size."""
-        nx, ny = (n, n) if isinstance(n, int) else n
+        nx, ny = _pair(n)
         return self.grow((-nx, -ny))
 
     def shifted(self, dx: int, dy: int) -> Box:
@@ -150,7 +151,7 @@ class Box:
 
     def subregions(self, size: int | tuple[int, int]) -> Iterator[Box]:
         """Tile this box with sub-boxes of at most ``size`` (``(width, height)``), row by row."""
-        sx, sy = (size, size) if isinstance(size, int) else size
+        sx, sy = _pair(size)
         if sx <= 0 or sy <= 0:
             raise ValueError(f"subregion size must be positive, got {size!r}")
         for y in range(self.y0, self.y1, sy):
@@ -159,3 +160,15 @@ class Box:
 
     def __str__(self) -> str:
         return f"Box(x0={self.x0}, y0={self.y0}, {self.width}x{self.height})"
+
+
+def _pair(n: int | tuple[int, int]) -> tuple[int, int]:
+    """``(n, n)`` for one integer (numpy integers included), else the pair itself.
+
+    Non-integers are passed on unchanged so that `Box` rejects them instead of
+    silently truncating.
+    """
+    if isinstance(n, Integral):
+        return int(n), int(n)
+    nx, ny = n
+    return nx, ny
