@@ -132,11 +132,14 @@ class MaskPlanes(Mapping[str, int]):
         """Re-express ``mask`` written with bit mapping ``source`` in this mapping.
 
         Planes of ``source`` unknown here are dropped; call `merged` first to keep them.
+        Bits that name no plane of ``source`` are dropped too, whether or not the
+        layouts differ.
         """
         mapping = self.translation(source)
         mask = np.asarray(mask).astype(np.uint32, copy=False)
-        if all(s == d for s, d in mapping.items()) and len(mapping) == len(source):
-            return mask.copy()
+        if all(s == d for s, d in mapping.items()):
+            keep = np.uint32(sum(1 << b for b in mapping))
+            return mask & keep
         out = np.zeros(mask.shape, dtype=np.uint32)
         for src, dst in mapping.items():
             out |= ((mask >> np.uint32(src)) & np.uint32(1)) << np.uint32(dst)
