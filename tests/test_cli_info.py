@@ -1,0 +1,139 @@
+"""The ``dcrcoadd`` command line skeleton: --help, --version, info, and its error contract."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import dcrcoadd
+from dcrcoadd.cli import main
+from dcrcoadd.errors import InputError
+from dcrcoadd.io import write_exposure
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"dcrcoadd {dcrcoadd.__version__}"
+
+
+def test_help(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: dcrcoadd") and "info" in out and "--debug" in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: dcrcoadd" in capsys.readouterr().out
+
+
+def test_unknown_command_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["frobnicate"])
+    assert exit_.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_info_summarizes_an_exposure(tmp_path, capsys, exposure, compress):
+    path = write_exposure(exposure, tmp_path / "exp.fits", compress=compress)
+    assert main(["info", str(path)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""
+    out = captured.out
+    assert str(path) in out
+    assert "50x40 at origin (x0=1000, y0=2000)" in out
+    assert ("tile-compressed" in out) is compress
+    assert "2024031500123" in out and "30.5 s" in out  # visit id and exposure time
+    assert "airmass:     1.2346" in out
+    assert "band:        g (effective 477.0 nm, width 150.0 nm, with throughput curve)" in out
+    assert "RA---TAN" in out and "0.2000 arcsec/px" in out
+    assert "SAT=1" in out and "BIT31=31" in out
+    assert "9x9 kernel, FWHM 3.09 px" in out
+    assert "57.544 nJy" in out
+
+
+def test_info_without_optional_parts(tmp_path, capsys, make_exposure):
+    path = write_exposure(make_exposure(wcs=None, psf=False, visit=None, bandpass=None), tmp_path / "e.fits")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "wcs:         none" in out and "psf:         none" in out
+    assert "visit:       none" in out and "band:        unknown" in out
+
+
+def test_info_several_files(tmp_path, capsys, make_exposure):
+    paths = [write_exposure(make_exposure(seed=i), tmp_path / f"e{i}.fits") for i in range(2)]
+    assert main(["info", *map(str, paths)]) == 0
+    out = capsys.readouterr().out
+    assert all(str(p) in out for p in paths)
+
+
+def _truncated(tmp_path: Path, exposure) -> Path:
+    path = write_exposure(exposure, tmp_path / "broken.fits")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2 + 100])
+    return path
+
+
+def _bad_files(tmp_path: Path, exposure) -> dict[str, Path]:
+    junk = tmp_path / "junk.fits"
+    junk.write_bytes(b"definitely not FITS\n" * 100)
+    return {
+        "truncated": _truncated(tmp_path, exposure),
+        "junk": junk,
+        "missing": tmp_path / "missing.fits",
+        "directory": tmp_path,
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "junk", "missing", "directory"])
+def test_info_on_a_bad_file_prints_one_error_line(tmp_path, capsys, exposure, kind):
+    path = _bad_files(tmp_path, exposure)[kind]
+    assert main(["info", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: {path}: ")
+    assert len(lines[0]) > len(f"error: {path}: ") + 5  # there is a reason
+    assert "Traceback" not in captured.err
+
+
+def test_debug_shows_the_traceback(tmp_path, exposure):
+    path = _truncated(tmp_path, exposure)
+    with pytest.raises(InputError, match="truncated"):
+        main(["--debug", "info", str(path)])
+
+
+def _console_script() -> str:
+    """The installed ``dcrcoadd`` script of the running interpreter's environment."""
+    script = Path(sys.executable).parent / "dcrcoadd"
+    found = str(script) if script.exists() else shutil.which("dcrcoadd")
+    if found is None:
+        pytest.skip("dcrcoadd console script is not installed")
+    return found
+
+
+def test_console_script_error_and_debug(tmp_path, exposure):
+    script = _console_script()
+    path = _truncated(tmp_path, exposure)
+    env = {**os.environ, "PYTHONWARNINGS": "default"}  # any stray warning would show up on stderr
+    run = subprocess.run([script, "info", str(path)], capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 2
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [run.stderr.strip()]
+    assert run.stderr.startswith(f"error: {path}: ") and "truncated" in run.stderr
+
+    debug = subprocess.run([script, "--debug", "info", str(path)], capture_output=True, text=True,
+                           env=env, timeout=120)
+    assert debug.returncode != 0
+    assert "Traceback (most recent call last)" in debug.stderr and "InputError" in debug.stderr
