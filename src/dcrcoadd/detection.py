@@ -60,7 +60,9 @@ def detect(snr: np.ndarray, threshold: float, *, polarity: str = "positive", min
         Detection threshold in sigma.
     polarity : {"positive", "negative", "both"}
         Which sign of excursion to detect; "both" labels positive and negative
-        footprints separately.
+        footprints separately (as LSST keeps them in separate footprint sets),
+        so a dipole is two footprints; where grown footprints of opposite sign
+        overlap, the positive one keeps the pixel.
     min_pixels : int
         Footprints with fewer pixels above threshold are dropped.
     grow_radius : float
@@ -83,8 +85,12 @@ def detect(snr: np.ndarray, threshold: float, *, polarity: str = "positive", min
                             grow_radius=grow_radius)
         neg, n_neg = detect(snr, threshold, polarity="negative", min_pixels=min_pixels,
                             grow_radius=grow_radius)
-        merged = (pos > 0) | (neg > 0)
-        return _label(merged)
+        labels = np.where(pos > 0, pos, np.where(neg > 0, neg + n_pos, 0))
+        # A negative footprint wholly covered by grown positive ones disappears: renumber 1..n.
+        present, compact = np.unique(labels, return_inverse=True)
+        if present[0] != 0:
+            compact = compact + 1
+        return compact.reshape(labels.shape).astype(np.int32), int(np.count_nonzero(present))
     else:
         raise ValueError(f"polarity must be 'positive', 'negative' or 'both', got {polarity!r}")
     labels, n = _label(above)
