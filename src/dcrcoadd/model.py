@@ -1,0 +1,285 @@
+"""DcrModel: the sky in M subfilters, and the forward model of a DCR-matched template."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import astropy.units as u
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS
+
+from .bandpass import Bandpass
+from .errors import InputError
+from .exposure import Exposure, shift_wcs
+from .geom import Box
+from .masks import MaskPlanes
+from .psf import Psf
+from .shift import shift_image, spline_prefilter
+from .visit import VisitInfo
+
+
+def matched_template(models: np.ndarray, shifts: np.ndarray, *, order: int = 1,
+                     split_threshold: float = 0.1) -> np.ndarray:
+    """Forward model ``Σ_α B_α y_α``: shift each subfilter image by its DCR and sum.
+
+    Parameters
+    ----------
+    models : ndarray, shape (M, ny, nx)
+        Subfilter images.
+    shifts : ndarray, shape (M, 2) or (M, 2, 2)
+        ``(dy, dx)`` per subfilter, or two per subfilter in split mode; a split
+        subfilter is the mean of its two shifted copies when the two shifts
+        differ by at least ``split_threshold`` pixels, else it is shifted once
+        by their mean.
+    order : int
+        Interpolation order (1 bilinear, 3 cubic spline).
+    """
+    shifts = np.asarray(shifts, dtype=float)
+    if shifts.shape[0] != models.shape[0]:
+        raise ValueError(f"{shifts.shape[0]} shifts for {models.shape[0]} subfilters")
+    out = np.zeros(models.shape[1:], dtype=np.float64)
+    for image, shift in zip(models, shifts, strict=True):
+        coeffs = spline_prefilter(image) if order > 1 else image
+        if shift.ndim == 2:
+            if np.max(np.abs(shift[0] - shift[1])) >= split_threshold:
+                out += 0.5 * shift_image(coeffs, shift[0], order, prefiltered=True)
+                out += 0.5 * shift_image(coeffs, shift[1], order, prefiltered=True)
+                continue
+            shift = shift.mean(axis=0)
+        out += shift_image(coeffs, shift, order, prefiltered=True)
+    return out.astype(np.float32)
+
+
+@dataclass(eq=False)
+class DcrModel:
+    """The sky split into ``M`` subfilters over a box of the parent grid.
+
+    Parameters
+    ----------
+    images : ndarray, shape (M, ny, nx)
+        One image per subfilter, bluest first (float32).
+    mask : ndarray
+        Mask shared by all subfilters (the baseline coadd's).
+    variance : ndarray
+        Variance of one subfilter image (baseline coadd variance / M).
+    bandpass : Bandpass
+        The band; its effective wavelength is the DCR reference.
+    subfilter_edges : ndarray, shape (M, 2)
+        Wavelength range of each subfilter in nm.
+    mask_planes, origin, wcs, psf, flux_calibration
+        As for `Exposure`; ``wcs`` maps this model's array pixels.
+    """
+
+    images: np.ndarray
+    mask: np.ndarray
+    variance: np.ndarray
+    bandpass: Bandpass
+    subfilter_edges: np.ndarray
+    mask_planes: MaskPlanes = field(default_factory=MaskPlanes)
+    origin: tuple[int, int] = (0, 0)
+    wcs: WCS | None = None
+    psf: Psf | None = None
+    flux_calibration: float = 1.0
+
+    def __post_init__(self):
+        self.images = np.asarray(self.images, dtype=np.float32)
+        if self.images.ndim != 3 or self.images.shape[0] < 1:
+            raise ValueError(f"images must have shape (M, ny, nx), got {self.images.shape}")
+        self.mask = np.asarray(self.mask, dtype=np.uint32)
+        self.variance = np.asarray(self.variance, dtype=np.float32)
+        for name in ("mask", "variance"):
+            if getattr(self, name).shape != self.images.shape[1:]:
+                raise ValueError(f"{name} shape {getattr(self, name).shape} differs from the "
+                                 f"subfilter images' {self.images.shape[1:]}")
+        self.subfilter_edges = np.asarray(self.subfilter_edges, dtype=float).reshape(-1, 2)
+        if len(self.subfilter_edges) != len(self):
+            raise ValueError(f"{len(self.subfilter_edges)} subfilter ranges for {len(self)} images")
+        self.origin = (int(self.origin[0]), int(self.origin[1]))
+
+    @classmethod
+    def from_image(cls, coadd: Exposure, n_subfilters: int, *, bandpass: Bandpass | None = None,
+                   psf: Psf | None = None, subfilter_edges: np.ndarray | None = None) -> DcrModel:
+        """Start a model by dividing a coadd equally among ``n_subfilters``.
+
+        Each subfilter gets ``coadd / M`` and variance ``var / M`` (subfilters
+        are treated as independent; the sum of M of them has the coadd's
+        variance). Non-finite coadd pixels start at 0.
+        """
+        if n_subfilters < 1:
+            raise ValueError(f"need at least one subfilter, got {n_subfilters}")
+        bandpass = bandpass if bandpass is not None else coadd.bandpass
+        if bandpass is None:
+            raise InputError("the coadd has no bandpass (effective wavelength and bandwidth are "
+                             "needed to compute DCR)", coadd.band or "coadd")
+        if subfilter_edges is None:
+            subfilter_edges = bandpass.subfilter_edges(n_subfilters)
+        image = np.where(np.isfinite(coadd.image), coadd.image, 0.0) / n_subfilters
+        return cls(
+            images=np.repeat(image[None].astype(np.float32), n_subfilters, axis=0),
+            mask=coadd.mask.copy(), variance=coadd.variance / n_subfilters, bandpass=bandpass,
+            subfilter_edges=subfilter_edges, mask_planes=coadd.mask_planes, origin=coadd.origin,
+            wcs=coadd.wcs, psf=psf if psf is not None else coadd.psf,
+            flux_calibration=coadd.flux_calibration,
+        )
+
+    # -- container protocol -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, subfilter: int) -> np.ndarray:
+        if not -len(self) <= subfilter < len(self):
+            raise IndexError(f"subfilter {subfilter} out of range for {len(self)} subfilters")
+        return self.images[subfilter]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter(self.images)
+
+    @property
+    def bbox(self) -> Box:
+        return Box.from_shape(self.images.shape[1:], self.origin)
+
+    def reference_image(self, bbox: Box | None = None) -> np.ndarray:
+        """Mean of the subfilter images (over ``bbox``, default all)."""
+        sl = (bbox or self.bbox).slices(self.bbox)
+        return self.images[(slice(None), *sl)].mean(axis=0)
+
+    def region(self, bbox: Box) -> DcrModel:
+        """The model over ``bbox`` (a view of the pixel arrays)."""
+        sl = bbox.slices(self.bbox)
+        dx, dy = bbox.x0 - self.origin[0], bbox.y0 - self.origin[1]
+        return replace(self, images=self.images[(slice(None), *sl)], mask=self.mask[sl],
+                       variance=self.variance[sl], origin=bbox.origin,
+                       wcs=None if self.wcs is None else shift_wcs(self.wcs, -dx, -dy))
+
+    def assign(self, images: np.ndarray, bbox: Box, source_box: Box | None = None) -> None:
+        """Copy ``images`` (covering ``source_box``, default ``bbox``) into this model over ``bbox``."""
+        source_box = source_box or bbox
+        self.images[(slice(None), *bbox.slices(self.bbox))] = images[(slice(None),
+                                                                      *bbox.slices(source_box))]
+
+    # -- forward model ----------------------------------------------------------------------------
+    def dcr_shifts(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
+                   split: bool = False) -> np.ndarray:
+        """Per-subfilter DCR shifts of ``visit`` at the centre of ``bbox`` (default the model)."""
+        from .dcr import dcr_shifts
+
+        wcs = wcs if wcs is not None else self.wcs
+        if wcs is None:
+            raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
+        box = bbox or self.bbox
+        cx, cy = box.center
+        position = wcs.pixel_to_world(cx - self.origin[0], cy - self.origin[1])
+        return dcr_shifts(visit, wcs, self.bandpass, len(self), position=position, split=split,
+                          edges=self.subfilter_edges)
+
+    def build_matched_template(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
+                               order: int = 1, split: bool = True, split_threshold: float = 0.1,
+                               amplify: float = 1.0) -> np.ndarray:
+        """The DCR-matched template image of ``visit`` over ``bbox`` (default the whole model).
+
+        Each subfilter image is shifted by the visit's DCR in that subfilter
+        and the shifted images are summed. ``amplify`` > 1 scales each
+        subfilter's deviation from the subfilter mean (used while solving).
+        """
+        from .conditioning import amplify as amplify_models
+
+        box = bbox or self.bbox
+        models = self.images[(slice(None), *box.slices(self.bbox))]
+        shifts = self.dcr_shifts(visit, wcs, box, split=split)
+        return matched_template(amplify_models(models, amplify), shifts, order=order,
+                                split_threshold=split_threshold)
+
+    def build_matched_exposure(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
+                               order: int = 1, split: bool = True,
+                               split_threshold: float = 0.1) -> Exposure:
+        """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS)."""
+        box = bbox or self.bbox
+        sl = box.slices(self.bbox)
+        image = self.build_matched_template(visit, wcs, box, order, split, split_threshold)
+        dx, dy = box.x0 - self.origin[0], box.y0 - self.origin[1]
+        return Exposure(
+            image=image, mask=self.mask[sl].copy(), variance=self.variance[sl] * len(self),
+            mask_planes=self.mask_planes, origin=box.origin,
+            wcs=None if self.wcs is None else shift_wcs(self.wcs, -dx, -dy), psf=self.psf,
+            visit=visit, bandpass=self.bandpass, flux_calibration=self.flux_calibration,
+        )
+
+    def subfilter_exposure(self, subfilter: int) -> Exposure:
+        """One subfilter image as an Exposure (sharing the model's mask and variance)."""
+        lo, hi = self.subfilter_edges[subfilter]
+        centre = 0.5 * (lo + hi)
+        band = Bandpass(f"{self.bandpass.name}_{subfilter}", centre * u.nm, (hi - lo) * u.nm)
+        return Exposure(image=self.images[subfilter], mask=self.mask, variance=self.variance,
+                        mask_planes=self.mask_planes, origin=self.origin, wcs=self.wcs, psf=self.psf,
+                        bandpass=band, flux_calibration=self.flux_calibration)
+
+    def stacked(self) -> Exposure:
+        """Sum of the subfilter images, with variance M × subfilter variance."""
+        return Exposure(image=self.images.sum(axis=0, dtype=np.float64), mask=self.mask.copy(),
+                        variance=self.variance * len(self), mask_planes=self.mask_planes,
+                        origin=self.origin, wcs=self.wcs, psf=self.psf, bandpass=self.bandpass,
+                        flux_calibration=self.flux_calibration)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the model as one multi-extension FITS file, atomically.
+
+        Layout: the stacked image as an exposure file (primary header with the
+        band, IMAGE, MASK, VARIANCE = subfilter variance, PSF, TRANSMISSION),
+        then ``SUBFILTER_<k>`` image HDUs and a ``SUBFILTERS`` table of
+        wavelength ranges.
+        """
+        from .io.atomic import atomic_output
+        from .io.fits import exposure_hdus
+
+        stacked = self.stacked()
+        stacked.variance = self.variance
+        hdus = exposure_hdus(stacked)
+        hdus[0].header["DCRMODEL"] = (True, "dcrcoadd DCR model file")
+        hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
+        image_header = hdus["IMAGE"].header
+        for k, image in enumerate(self.images):
+            hdu = fits.ImageHDU(data=np.ascontiguousarray(image), name=f"SUBFILTER_{k}")
+            for key in ("LTV1", "LTV2", *(self.wcs.to_header(relax=True) if self.wcs else {})):
+                if key in image_header:
+                    hdu.header[key] = image_header[key]
+            hdu.header["LAMMIN"] = (self.subfilter_edges[k, 0], "[nm] subfilter start")
+            hdu.header["LAMMAX"] = (self.subfilter_edges[k, 1], "[nm] subfilter end")
+            hdus.append(hdu)
+        hdus.append(fits.BinTableHDU.from_columns(
+            [fits.Column("subfilter", "J", array=np.arange(len(self))),
+             fits.Column("lambda_min", "D", unit="nm", array=self.subfilter_edges[:, 0]),
+             fits.Column("lambda_max", "D", unit="nm", array=self.subfilter_edges[:, 1])],
+            name="SUBFILTERS"))
+        with atomic_output(path) as tmp:
+            hdus.writeto(tmp, overwrite=True, checksum=True)
+        return Path(path)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> DcrModel:
+        """Read a model written by `write`; `InputError` if the file is not a DCR model."""
+        from .io.fits import read_exposure
+
+        path = Path(path)
+        base = read_exposure(path)
+        with fits.open(path, memmap=False) as hdul:
+            if not hdul[0].header.get("DCRMODEL", False):
+                raise InputError("not a dcrcoadd DCR model file (no DCRMODEL keyword)", path)
+            if base.bandpass is None:
+                raise InputError("model file has no band (BANDLAM/BANDWID)", path)
+            n = int(hdul[0].header["NSUBFILT"])
+            try:
+                images = np.stack([np.asarray(hdul[f"SUBFILTER_{k}"].data, dtype=np.float32)
+                                   for k in range(n)])
+                table = hdul["SUBFILTERS"].data
+            except KeyError as exc:
+                raise InputError(f"model file is incomplete ({exc})", path) from None
+            edges = np.column_stack([table["lambda_min"], table["lambda_max"]]).astype(float)
+        return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
+                   subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
+                   wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration)
+

@@ -1,0 +1,128 @@
+"""DcrModel: initial split, forward model of matched templates, persistence."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from conftest import complete_visit, g_bandpass, tan_wcs
+from dcrcoadd.dcr import dcr_shifts
+from dcrcoadd.errors import InputError
+from dcrcoadd.exposure import Exposure
+from dcrcoadd.geom import Box
+from dcrcoadd.model import DcrModel, matched_template
+from dcrcoadd.psf import Psf
+
+
+def coadd_exposure(shape=(48, 56), origin=(100, 200), seed=0):
+    rng = np.random.default_rng(seed)
+    image = rng.normal(10.0, 1.0, shape).astype(np.float32)
+    image[20:23, 30:33] += 500.0
+    wcs = tan_wcs(crpix=(shape[1] / 2, shape[0] / 2))
+    return Exposure(image=image, variance=np.full(shape, 4.0), origin=origin, wcs=wcs,
+                    psf=Psf.gaussian(1.5), bandpass=g_bandpass(), flux_calibration=2.5)
+
+
+def test_from_image_splits_flux_and_variance_equally():
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 3)
+    assert len(model) == 3
+    for k in range(3):
+        np.testing.assert_allclose(model[k], coadd.image / 3, rtol=1e-6)
+    np.testing.assert_allclose(model.variance, 4.0 / 3)
+    np.testing.assert_allclose(model.reference_image(), coadd.image / 3, rtol=1e-6)
+    np.testing.assert_allclose(model.stacked().image, coadd.image, rtol=1e-5)
+    assert model.bbox == coadd.bbox
+    # the subfilters tile the band, blue first
+    lo, hi = coadd.bandpass.wavelength_range
+    assert model.subfilter_edges[0, 0] == pytest.approx(lo)
+    assert model.subfilter_edges[-1, 1] == pytest.approx(hi)
+    with pytest.raises(IndexError):
+        model[3]
+
+
+def test_from_image_needs_a_band():
+    coadd = coadd_exposure()
+    coadd.bandpass = None
+    with pytest.raises(InputError, match="bandpass"):
+        DcrModel.from_image(coadd, 3)
+
+
+def test_matched_template_with_zero_shift_is_the_sum():
+    models = np.random.default_rng(2).normal(size=(3, 16, 16)).astype(np.float32)
+    out = matched_template(models, np.zeros((3, 2)))
+    np.testing.assert_allclose(out, models.sum(axis=0), rtol=1e-5, atol=1e-5)
+
+
+def test_split_mode_uses_two_half_weighted_shifts_only_above_threshold():
+    models = np.zeros((1, 21, 21), np.float32)
+    models[0, 10, 10] = 1.0
+    split = np.array([[[0.0, -1.0], [0.0, 1.0]]])  # two integer shifts 2 px apart
+    out = matched_template(models, split, split_threshold=0.1)
+    assert out[10, 9] == pytest.approx(0.5) and out[10, 11] == pytest.approx(0.5)
+    merged = matched_template(models, split, split_threshold=5.0)  # below threshold: one mean shift
+    assert merged[10, 10] == pytest.approx(1.0)
+
+
+def test_matched_template_moves_each_subfilter_by_its_dcr():
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 3)
+    model.images[:] = 0.0
+    model.images[0, 24, 28] = 100.0  # a point source in the bluest subfilter only
+    visit = complete_visit(airmass=None).replace(boresight_alt=40 * u.deg, boresight_az=200 * u.deg,
+                                                 boresight_ra=None, boresight_dec=None, time=None)
+    template = model.build_matched_template(visit, split=False)
+    shifts = dcr_shifts(visit, model.wcs, model.bandpass, 3, position=model.wcs.pixel_to_world(
+        (model.bbox.width - 1) / 2, (model.bbox.height - 1) / 2), edges=model.subfilter_edges)
+    y, x = np.mgrid[: template.shape[0], : template.shape[1]]
+    assert template.sum() == pytest.approx(100.0, rel=1e-5)
+    cy, cx = (template * y).sum() / template.sum(), (template * x).sum() / template.sum()
+    assert cy == pytest.approx(24 + shifts[0, 0], abs=1e-3)
+    assert cx == pytest.approx(28 + shifts[0, 1], abs=1e-3)
+    assert np.hypot(*shifts[0]) > 0.5  # the blue subfilter really moved at 50 deg zenith distance
+
+
+def test_amplify_changes_only_chromatic_deviations():
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 3)
+    visit = complete_visit()
+    t1 = model.build_matched_template(visit, amplify=1.0)
+    t3 = model.build_matched_template(visit, amplify=3.0)
+    np.testing.assert_allclose(t1, t3, rtol=1e-6, atol=1e-4)  # achromatic model: no deviations
+
+
+def test_build_matched_exposure_and_region():
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 3)
+    box = Box(110, 210, 20, 16)
+    exp = model.build_matched_exposure(complete_visit(), bbox=box)
+    assert exp.bbox == box
+    np.testing.assert_allclose(exp.variance, 4.0, rtol=1e-6)
+    assert exp.psf == model.psf and exp.flux_calibration == 2.5
+    sky_model = model.wcs.pixel_to_world(box.x0 - 100, box.y0 - 200)
+    sky_exp = exp.wcs.pixel_to_world(0, 0)
+    assert sky_model.separation(sky_exp).arcsec < 1e-6
+    sub = model.region(box)
+    np.testing.assert_array_equal(sub.images, model.images[:, 10:26, 10:30])
+
+
+def test_write_read_round_trip_is_exact(tmp_path):
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 4)
+    model.images += np.random.default_rng(5).normal(size=model.images.shape).astype(np.float32)
+    path = model.write(tmp_path / "model.fits")
+    back = DcrModel.read(path)
+    np.testing.assert_array_equal(back.images, model.images)
+    np.testing.assert_array_equal(back.mask, model.mask)
+    np.testing.assert_array_equal(back.variance, model.variance)
+    np.testing.assert_array_equal(back.subfilter_edges, model.subfilter_edges)
+    assert back.origin == model.origin and back.psf == model.psf and back.bandpass == model.bandpass
+    assert back.flux_calibration == model.flux_calibration
+    assert back.wcs.pixel_to_world(3, 4).separation(model.wcs.pixel_to_world(3, 4)).arcsec < 1e-9
+
+
+def test_read_rejects_a_plain_exposure(tmp_path):
+    from dcrcoadd.io import write_exposure
+
+    path = write_exposure(coadd_exposure(), tmp_path / "plain.fits")
+    with pytest.raises(InputError, match="not a dcrcoadd DCR model"):
+        DcrModel.read(path)
