@@ -360,11 +360,19 @@ class VisitInfo:
 
     @cached_property
     def _altaz(self) -> tuple[Angle, Angle] | None:
-        """Boresight (az, alt): as given, else from RA/Dec, time and site; None if unknown."""
+        """Boresight (az, alt): from RA/Dec, time and site when all are known (the same
+        geometry `zenith` uses), else as given; None if unknown."""
+        if self._has_radec and self._has_time_site:
+            az, alt = altaz_of(self.boresight_ra, self.boresight_dec, self.time, self.observatory)
+            if self._has_altaz:
+                off = position_angle_and_separation(az, alt, self.boresight_az, self.boresight_alt)[1]
+                if off.deg > 0.5:
+                    log.warning("visit %s: boresight alt/az (%.3f, %.3f) deg disagree by %.2f deg with "
+                                "RA/Dec at the visit time (%.3f, %.3f); using the latter", self.id,
+                                self.boresight_az.deg, self.boresight_alt.deg, off.deg, az.deg, alt.deg)
+            return az, alt
         if self._has_altaz:
             return self.boresight_az, self.boresight_alt
-        if self._has_radec and self._has_time_site:
-            return altaz_of(self.boresight_ra, self.boresight_dec, self.time, self.observatory)
         return None
 
     @cached_property
@@ -384,8 +392,9 @@ class VisitInfo:
     def parallactic_angle(self) -> Angle | None:
         """Boresight parallactic angle (apparent frame; see module notes), or None if unknown.
 
-        Needs only azimuth, altitude and latitude; alt/az are derived from
-        RA/Dec, time and site when absent.
+        Needs only azimuth, altitude and latitude. With RA/Dec, time and site
+        the alt/az are derived from them (given alt/az that disagree by more
+        than 0.5 deg are reported in the log); otherwise the given alt/az are used.
         """
         altaz = self._altaz
         if altaz is None or self.observatory is None:

@@ -1,0 +1,293 @@
+"""Per-subfilter DCR pixel shifts of a visit, at any position of a WCS.
+
+For subfilter ``α`` covering ``[λ0, λ1]``, the DCR amplitude is refraction
+relative to the band's effective wavelength ``λ_eff`` (Stone 1996, see
+`dcrcoadd.refraction`):
+
+* without a throughput curve: the mean of the DCR at the two edges (LSST);
+* with a curve: the throughput-weighted mean of the DCR over the subfilter;
+* ``split`` mode: two shifts per subfilter, at ``3/4 d0 + 1/4 d1`` and
+  ``1/4 d0 + 3/4 d1`` of the edge DCRs ``d0, d1`` (LSST forward modelling of
+  wide subfilters).
+
+Refraction is ``R(λ, z) = A(λ) tan z + B(λ) tan³ z``, so each subfilter's
+(weighted) mean reduces to mean coefficients ``ΔA_α, ΔB_α``, computed once per
+call; every position then costs a few multiplications.
+
+Direction: light bluer than ``λ_eff`` (positive DCR) moves towards the zenith.
+At each position the zenith lies at position angle ``q`` (the parallactic
+angle relative to ICRS north, `dcrcoadd.visit.sky_geometry`), i.e. along
+``(east, north) = (sin q, cos q)`` in the tangent plane. The local Jacobian of
+the WCS (central differences of its pixel-to-sky map, projected onto the
+tangent plane at the position) turns that sky offset into pixels, so any
+orientation, flip, rotation or distortion of the WCS is handled alike.
+
+Shifts are ``(dy, dx)`` in pixels of the WCS's 0-based array grid: where a
+source's light in that subfilter lands relative to where light at ``λ_eff``
+lands.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import ICRS, Angle, SkyCoord
+from astropy.wcs import WCS
+
+from .bandpass import Bandpass
+from .errors import InputError
+from .observatory import Observatory
+from .refraction import refraction_coefficients
+from .visit import VisitInfo, parallactic_angle, sky_geometry
+
+__all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
+
+log = logging.getLogger("dcrcoadd.dcr")
+
+
+# ---------------------------------------------------------------------------------------------
+# DCR amplitudes per subfilter
+# ---------------------------------------------------------------------------------------------
+
+def _edges(bandpass: Bandpass, n_subfilters: int, edges, partition: str) -> np.ndarray:
+    if edges is None:
+        return bandpass.subfilter_edges(n_subfilters, method=partition)
+    edges = np.asarray(edges, dtype=float)
+    if edges.shape != (n_subfilters, 2) or np.any(edges[:, 1] <= edges[:, 0]):
+        raise ValueError(f"edges must be an increasing ({n_subfilters}, 2) array of wavelength ranges in nm, "
+                         f"got shape {edges.shape}")
+    return edges
+
+
+def _coefficients(bandpass: Bandpass, edges: np.ndarray, observatory: Observatory, weather,
+                  split: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(ΔA, ΔB)`` in radians relative to ``λ_eff``: shape (M,), or (M, 2) when split."""
+    lam_eff = bandpass.effective_wavelength.to_value(u.nm)
+    a_ref, b_ref = refraction_coefficients(lam_eff, observatory, weather)
+    a_edge, b_edge = refraction_coefficients(edges, observatory, weather)  # (M, 2)
+    if split:
+        mix = np.array([[0.75, 0.25], [0.25, 0.75]])  # rows: the two shifts; columns: edges
+        return a_edge @ mix.T - a_ref, b_edge @ mix.T - b_ref
+    if bandpass.transmission is None:
+        return a_edge.mean(axis=1) - a_ref, b_edge.mean(axis=1) - b_ref
+    nodes = bandpass.subfilter_quadrature(edges)
+    lam = np.concatenate([n for n, _ in nodes])
+    weights = np.concatenate([w for _, w in nodes])
+    starts = np.cumsum([0] + [n.size for n, _ in nodes[:-1]])
+    a, b = refraction_coefficients(lam, observatory, weather)
+    return np.add.reduceat(weights * a, starts) - a_ref, np.add.reduceat(weights * b, starts) - b_ref
+
+
+def subfilter_dcr(bandpass: Bandpass, n_subfilters: int, elevation, observatory: Observatory,
+                  weather=None, *, split: bool = False, edges=None, partition: str = "equal-width") -> Angle:
+    """DCR amplitude of each subfilter relative to the band's effective wavelength.
+
+    Parameters
+    ----------
+    bandpass : Bandpass
+    n_subfilters : int
+    elevation : Angle or array_like
+        Elevation(s) (plain numbers: degrees), any shape ``S``.
+    observatory : Observatory
+    weather : Weather, optional
+        Default: standard atmosphere for the site (see `dcrcoadd.refraction.refraction`).
+    split : bool
+        Two values per subfilter (see module notes).
+    edges : array_like, optional
+        ``(n_subfilters, 2)`` subfilter ranges in nm; default from ``partition``.
+    partition : {"equal-width", "equal-throughput"}
+        How to split the band when ``edges`` is not given.
+
+    Returns
+    -------
+    Angle
+        Shape ``S + (n_subfilters,)`` (``+ (2,)`` when split); positive towards the zenith.
+    """
+    edges = _edges(bandpass, n_subfilters, edges, partition)
+    da, db = _coefficients(bandpass, edges, observatory, weather, split)
+    el = np.asarray(Angle(elevation, u.deg).rad, dtype=float)
+    if np.any(~((el > 0) & (el <= np.pi / 2 + 1e-12))):
+        raise ValueError("elevation must lie in (0, 90] degrees")
+    tan_z = np.tan(np.pi / 2 - el)[(...,) + (None,) * da.ndim]
+    return Angle(da * tan_z + db * tan_z**3, u.rad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Positions and the WCS
+# ---------------------------------------------------------------------------------------------
+
+def _check_wcs(wcs: WCS) -> None:
+    if not isinstance(wcs, WCS) or wcs.naxis != 2 or not wcs.has_celestial:
+        raise InputError("need a 2-d celestial astropy WCS to project DCR into pixels", "wcs")
+    if wcs.wcs.lngtyp != "RA" or wcs.wcs.lattyp != "DEC":
+        raise InputError(f"WCS axes must be RA/DEC, got {wcs.wcs.lngtyp!r}/{wcs.wcs.lattyp!r}", "wcs")
+    radesys = (wcs.wcs.radesys or "ICRS").upper()
+    if radesys not in ("ICRS", "FK5"):
+        raise InputError(f"WCS reference system must be ICRS or FK5 (J2000), got {radesys!r}", "wcs")
+
+
+def _tangent_plane(ra0, dec0, ra, dec) -> tuple[np.ndarray, np.ndarray]:
+    """Gnomonic standard coordinates (east, north) in radians of (ra, dec) about (ra0, dec0)."""
+    dra = ra - ra0
+    cos_c = np.sin(dec0) * np.sin(dec) + np.cos(dec0) * np.cos(dec) * np.cos(dra)
+    xi = np.cos(dec) * np.sin(dra) / cos_c
+    eta = (np.cos(dec0) * np.sin(dec) - np.sin(dec0) * np.cos(dec) * np.cos(dra)) / cos_c
+    return xi, eta
+
+
+def _sky_and_jacobian(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ICRS (ra, dec) in radians at pixels (x, y) and the Jacobian d(east, north)/d(x, y), (N, 2, 2)."""
+    h = 1.0  # pixels; WCS distortions do not vary on this scale
+    px = np.concatenate([x, x + h, x - h, x, x])
+    py = np.concatenate([y, y, y, y + h, y - h])
+    ra, dec = (np.radians(v).reshape(5, -1) for v in wcs.all_pix2world(px, py, 0))
+    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
+        raise InputError("WCS does not map the requested pixel positions to the sky", "wcs")
+    xi, eta = _tangent_plane(ra[0], dec[0], ra[1:], dec[1:])
+    jac = np.empty((x.size, 2, 2))
+    jac[:, 0, 0] = (xi[0] - xi[1]) / (2 * h)
+    jac[:, 1, 0] = (eta[0] - eta[1]) / (2 * h)
+    jac[:, 0, 1] = (xi[2] - xi[3]) / (2 * h)
+    jac[:, 1, 1] = (eta[2] - eta[3]) / (2 * h)
+    return ra[0], dec[0], jac
+
+
+def _pixels(wcs: WCS, positions) -> tuple[np.ndarray, np.ndarray]:
+    """0-based pixel (x, y) arrays, flattened, from a SkyCoord or an (x, y) pair."""
+    if isinstance(positions, SkyCoord):
+        icrs = positions.transform_to(ICRS())
+        x, y = wcs.all_world2pix(np.ravel(icrs.ra.deg), np.ravel(icrs.dec.deg), 0)
+    else:
+        try:
+            x, y = positions
+        except (TypeError, ValueError):
+            raise ValueError("positions must be a SkyCoord or an (x, y) pair of pixel coordinates") from None
+        x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return np.ravel(x).astype(float), np.ravel(y).astype(float)
+
+
+def _default_position(visit: VisitInfo, wcs: WCS):
+    """The boresight if its RA/Dec is known or derivable, else the WCS reference pixel."""
+    if visit.boresight_ra is None or visit.boresight_dec is None:
+        visit = visit.completed()
+    if visit.boresight_ra is not None and visit.boresight_dec is not None:
+        return SkyCoord(visit.boresight_ra, visit.boresight_dec, frame=ICRS())
+    return (np.array([wcs.wcs.crpix[0] - 1.0]), np.array([wcs.wcs.crpix[1] - 1.0]))
+
+
+def _with_site(visit: VisitInfo, bandpass: Bandpass) -> VisitInfo:
+    if visit.observatory is not None:
+        return visit
+    if bandpass.site is None:
+        raise InputError("no observatory: the visit has no site and the bandpass names no camera",
+                         f"visit {visit.id}")
+    log.info("visit %s has no observatory; using the %s site of bandpass %s",
+             visit.id, bandpass.site, bandpass.name)
+    return visit.replace(observatory=Observatory.from_site(bandpass.site))
+
+
+def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray, explicit: bool) -> tuple[np.ndarray, ...]:
+    """Elevation and parallactic angle (radians) at each position."""
+    if visit.zenith is not None:
+        el, q = sky_geometry(visit, Angle(ra, u.rad), Angle(dec, u.rad))
+        return el.rad, q.rad
+    alt = visit.completed().boresight_alt
+    if visit.boresight_az is None or alt is None:
+        raise InputError("cannot find the zenith direction: needs time and RA/Dec (or alt/az), or "
+                         "boresight alt/az", f"visit {visit.id}")
+    if explicit:
+        log.warning("visit %s has no time or boresight RA/Dec; using the boresight elevation and "
+                    "parallactic angle at every position", visit.id)
+    q = parallactic_angle(visit.boresight_az, alt, visit.observatory.latitude).rad
+    return np.full(ra.shape, alt.rad), np.full(ra.shape, q)
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+# ---------------------------------------------------------------------------------------------
+
+def dcr_shifts_at(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: int, positions, *,
+                  split: bool = False, edges=None, partition: str = "equal-width") -> np.ndarray:
+    """DCR shifts of every subfilter at many positions at once.
+
+    Parameters
+    ----------
+    visit : VisitInfo
+        Needs an observatory (else the bandpass camera's site) and either time
+        with boresight RA/Dec or alt/az, or boresight alt/az (then the same
+        geometry applies everywhere).
+    wcs : astropy.wcs.WCS
+        Maps the array's 0-based pixel coordinates to ICRS (or FK5 J2000) RA/Dec.
+    bandpass : Bandpass
+    n_subfilters : int
+    positions : SkyCoord or (x, y)
+        Sky positions (any frame, any shape), or 0-based pixel coordinates
+        ``(x, y)`` as two broadcastable arrays. Flattened to N positions.
+    split : bool
+        Two shifts per subfilter (see module notes).
+    edges : array_like, optional
+        ``(n_subfilters, 2)`` subfilter ranges in nm (e.g. a model's); default from ``partition``.
+    partition : {"equal-width", "equal-throughput"}
+
+    Returns
+    -------
+    ndarray
+        ``(N, n_subfilters, 2)`` of ``(dy, dx)`` pixels, or ``(N, n_subfilters, 2, 2)`` when split.
+
+    Raises
+    ------
+    InputError
+        The visit lacks the geometry, a position is below the horizon, or the WCS is unusable.
+    """
+    _check_wcs(wcs)
+    visit = _with_site(visit, bandpass)
+    edges = _edges(bandpass, n_subfilters, edges, partition)
+    x, y = _pixels(wcs, positions)
+    ra, dec, jac = _sky_and_jacobian(wcs, x, y)
+    elevation, q = _geometry(visit, ra, dec, explicit=True)
+    if np.any(elevation <= 0):
+        raise InputError("a requested position is below the horizon", f"visit {visit.id}")
+    da, db = _coefficients(bandpass, edges, visit.observatory, visit.weather, split)
+    tan_z = np.tan(np.pi / 2 - elevation)
+    extra = (None,) * da.ndim
+    amplitude = da * tan_z[(...,) + extra] + db * tan_z[(...,) + extra] ** 3  # (N, M[, 2]) radians
+    # zenith direction on the tangent plane, then into pixels through the inverse Jacobian
+    to_pixels = np.linalg.inv(jac) @ np.stack([np.sin(q), np.cos(q)], axis=-1)[..., None]  # (N, 2, 1)
+    dx_dy = to_pixels[..., 0][(slice(None),) + extra + (slice(None),)]  # (N, 1[, 1], 2) as (dx, dy)
+    shifts = amplitude[..., None] * dx_dy
+    return shifts[..., ::-1].copy()  # (dy, dx)
+
+
+def dcr_shifts(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: int, *, position=None,
+               split: bool = False, edges=None, partition: str = "equal-width") -> np.ndarray:
+    """Per-subfilter DCR shifts of ``visit`` at one position.
+
+    Parameters
+    ----------
+    visit, wcs, bandpass, n_subfilters, split, edges, partition
+        As for `dcr_shifts_at`.
+    position : SkyCoord or (x, y), optional
+        A sky position, or 0-based pixel coordinates ``(x, y)`` in the WCS's
+        array grid. Default: the visit's boresight (RA/Dec, given or derived
+        from alt/az, time and site), else the WCS reference pixel.
+
+    Returns
+    -------
+    ndarray
+        ``(n_subfilters, 2)`` of ``(dy, dx)`` pixels (``(n_subfilters, 2, 2)``
+        when split), blue subfilters towards the zenith.
+    """
+    if position is None:
+        _check_wcs(wcs)
+        pos = _default_position(visit, wcs)
+    elif isinstance(position, SkyCoord):
+        if not position.isscalar:
+            raise ValueError("position must be a single SkyCoord; use dcr_shifts_at for many")
+        pos = position
+    else:
+        x, y = position
+        pos = (np.array([float(x)]), np.array([float(y)]))
+    return dcr_shifts_at(visit, wcs, bandpass, n_subfilters, pos, split=split, edges=edges,
+                         partition=partition)[0]
