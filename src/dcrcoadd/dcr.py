@@ -40,7 +40,7 @@ from .bandpass import Bandpass
 from .errors import InputError
 from .observatory import Observatory
 from .refraction import refraction_coefficients
-from .visit import VisitInfo, parallactic_angle, sky_geometry
+from .visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 
 __all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
@@ -64,20 +64,24 @@ def _edges(bandpass: Bandpass, n_subfilters: int, edges, partition: str) -> np.n
 def _coefficients(bandpass: Bandpass, edges: np.ndarray, observatory: Observatory, weather,
                   split: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(ΔA, ΔB)`` in radians relative to ``λ_eff``: shape (M,), or (M, 2) when split."""
-    lam_eff = bandpass.effective_wavelength.to_value(u.nm)
-    a_ref, b_ref = refraction_coefficients(lam_eff, observatory, weather)
-    a_edge, b_edge = refraction_coefficients(edges, observatory, weather)  # (M, 2)
+    m = edges.shape[0]
+    weighted = not split and bandpass.transmission is not None
+    nodes = bandpass.subfilter_quadrature(edges) if weighted else []
+    # one refraction call for every wavelength involved: [λ_eff, edges, quadrature nodes]
+    lam = np.concatenate([[bandpass.effective_wavelength.to_value(u.nm)], edges.ravel()]
+                         + [n for n, _ in nodes])
+    a, b = refraction_coefficients(lam, observatory, weather)
+    a_ref, b_ref = a[0], b[0]
+    a_edge, b_edge = a[1:1 + 2 * m].reshape(m, 2), b[1:1 + 2 * m].reshape(m, 2)
     if split:
         mix = np.array([[0.75, 0.25], [0.25, 0.75]])  # rows: the two shifts; columns: edges
         return a_edge @ mix.T - a_ref, b_edge @ mix.T - b_ref
-    if bandpass.transmission is None:
+    if not weighted:
         return a_edge.mean(axis=1) - a_ref, b_edge.mean(axis=1) - b_ref
-    nodes = bandpass.subfilter_quadrature(edges)
-    lam = np.concatenate([n for n, _ in nodes])
     weights = np.concatenate([w for _, w in nodes])
     starts = np.cumsum([0] + [n.size for n, _ in nodes[:-1]])
-    a, b = refraction_coefficients(lam, observatory, weather)
-    return np.add.reduceat(weights * a, starts) - a_ref, np.add.reduceat(weights * b, starts) - b_ref
+    a_q, b_q = weights * a[1 + 2 * m:], weights * b[1 + 2 * m:]
+    return np.add.reduceat(a_q, starts) - a_ref, np.add.reduceat(b_q, starts) - b_ref
 
 
 def subfilter_dcr(bandpass: Bandpass, n_subfilters: int, elevation, observatory: Observatory,
@@ -191,8 +195,7 @@ def _with_site(visit: VisitInfo, bandpass: Bandpass) -> VisitInfo:
 def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray, explicit: bool) -> tuple[np.ndarray, ...]:
     """Elevation and parallactic angle (radians) at each position."""
     if visit.zenith is not None:
-        el, q = sky_geometry(visit, Angle(ra, u.rad), Angle(dec, u.rad))
-        return el.rad, q.rad
+        return _sky_geometry_rad(visit, ra, dec)
     alt = visit.completed().boresight_alt
     if visit.boresight_az is None or alt is None:
         raise InputError("cannot find the zenith direction: needs time and RA/Dec (or alt/az), or "

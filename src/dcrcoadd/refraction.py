@@ -41,6 +41,8 @@ and elevation.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
@@ -69,11 +71,22 @@ def _check_wavelength(wavelength_nm: np.ndarray) -> None:
                          f"got {first:g} nm")
 
 
+@lru_cache(maxsize=64)
+def _standard_weather_values(elevation_m: float) -> tuple[float, float, float]:
+    return _weather_values_of(Weather.standard(elevation_m * u.m))
+
+
+def _weather_values_of(weather: Weather) -> tuple[float, float, float]:
+    # Weather stores deg_C and Pa: same-unit to_value avoids slow equivalency lookups
+    return (float(weather.temperature.to_value(u.deg_C)) + 273.15,
+            float(weather.pressure.to_value(u.Pa)) / 100.0, float(weather.humidity))
+
+
 def _weather_values(observatory: Observatory, weather: Weather | None) -> tuple[float, float, float]:
     """Temperature (K), pressure (mbar) and relative humidity (percent)."""
     if weather is None:
-        weather = Weather.standard(observatory.elevation)
-    return (weather.temperature_kelvin, float(weather.pressure.to_value(u.hPa)), weather.humidity)
+        return _standard_weather_values(float(observatory.elevation.to_value(u.m)))
+    return _weather_values_of(weather)
 
 
 def water_vapor_pressure(temperature_k: float | np.ndarray,

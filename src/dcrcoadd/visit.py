@@ -266,13 +266,18 @@ def sky_geometry(visit: VisitInfo, ra, dec) -> tuple[Angle, Angle]:
     InputError
         The visit lacks what is needed to place the zenith on the sky.
     """
-    zenith = visit.zenith
+    el, q = _sky_geometry_rad(visit, Angle(ra, u.deg).rad, Angle(dec, u.deg).rad)
+    return Angle(np.degrees(el), u.deg), Angle(np.degrees(q), u.deg)
+
+
+def _sky_geometry_rad(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`sky_geometry` on plain radians."""
+    zenith = visit._zenith_rad
     if zenith is None:
         raise InputError("cannot place the zenith on the sky: needs time and observatory, or boresight "
                          "alt/az, RA/Dec and observatory", f"visit {visit.id}")
-    ra_r, dec_r = Angle(ra, u.deg).rad, Angle(dec, u.deg).rad
-    pa, sep = _position_angle_separation(ra_r, dec_r, zenith.ra.rad, zenith.dec.rad)
-    return Angle(np.degrees(np.pi / 2 - sep), u.deg), Angle(np.degrees(pa), u.deg)
+    pa, sep = _position_angle_separation(ra, dec, zenith[0], zenith[1])
+    return np.pi / 2 - sep, pa
 
 
 # ---------------------------------------------------------------------------------------------
@@ -418,6 +423,11 @@ class VisitInfo:
                                  np.pi / 2 - self.boresight_alt.rad)
             return SkyCoord(ra * u.rad, dec * u.rad, frame=ICRS())
         return None
+
+    @cached_property
+    def _zenith_rad(self) -> tuple[float, float] | None:
+        z = self.zenith
+        return None if z is None else (float(z.ra.rad), float(z.dec.rad))
 
     def completed(self) -> VisitInfo:
         """A copy with the derivable ``None`` fields filled in.
