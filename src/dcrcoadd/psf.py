@@ -105,3 +105,85 @@ class Psf:
 
     def __repr__(self) -> str:
         return f"Psf(shape={self.kernel.shape}, fwhm={self.fwhm:.3f} px)"
+
+
+# -- coadd PSF -----------------------------------------------------------------------------------
+
+def determinant_radius(psf: Psf) -> float:
+    """Gaussian-equivalent sigma ``(Ixx Iyy - Ixy^2)^(1/4)`` in pixels (LSST's "determinant radius")."""
+    ny, nx = psf.kernel.shape
+    y, x = np.mgrid[:ny, :nx]
+    k = psf.kernel.astype(np.float64)
+    cy, cx = (k * y).sum(), (k * x).sum()
+    ixx = (k * (x - cx) ** 2).sum()
+    iyy = (k * (y - cy) ** 2).sum()
+    ixy = (k * (x - cx) * (y - cy)).sum()
+    return float(max(ixx * iyy - ixy * ixy, 0.0) ** 0.25)
+
+
+def psf_fwhm(psf: Psf) -> float:
+    """FWHM in pixels from the determinant radius, as LSST measures input PSF sizes."""
+    return determinant_radius(psf) * SIGMA_TO_FWHM
+
+
+def coadd_psf(psfs, weights) -> Psf:
+    """Weighted mean of PSF kernels: the PSF of a weighted-mean coadd of the inputs.
+
+    Kernels are zero-padded about their centres to the largest size, then averaged with
+    the coadd weights (like LSST's ``CoaddPsf`` at one position, for inputs that all cover it).
+
+    Parameters
+    ----------
+    psfs : sequence of Psf
+    weights : sequence of float
+        Non-negative, not all zero.
+
+    Raises
+    ------
+    ValueError
+        If the sequences are empty or differ in length, or the weights are invalid.
+    """
+    psfs = list(psfs)
+    w = np.asarray(list(weights), dtype=np.float64)
+    if not psfs:
+        raise ValueError("need at least one PSF")
+    if w.shape != (len(psfs),):
+        raise ValueError(f"need one weight per PSF, got {w.size} weights for {len(psfs)} PSFs")
+    if not (np.all(np.isfinite(w)) and np.all(w >= 0) and w.sum() > 0):
+        raise ValueError(f"weights must be finite, non-negative and not all zero, got {w}")
+    size = max(max(p.kernel.shape) for p in psfs)
+    size += 1 - size % 2
+    total = np.zeros((size, size))
+    for p, wi in zip(psfs, w, strict=True):
+        total += wi * p.resized(size).kernel.astype(np.float64)
+    return Psf(total / w.sum())
+
+
+def best_seeing_selection(psfs, reference: Psf) -> np.ndarray:
+    """Which inputs have the best seeing, as LSST's ``DcrAssembleCoaddTask.selectCoaddPsf`` picks them.
+
+    An input is selected when its FWHM (`psf_fwhm`) is at or below the smaller of the median
+    input FWHM and the FWHM of ``reference`` (the full coadd PSF). Input PSFs include DCR
+    blurring, which the DCR model removes, hence the restriction.
+
+    Returns
+    -------
+    ndarray of bool
+    """
+    fwhm = np.array([psf_fwhm(p) for p in psfs])
+    if fwhm.size == 0:
+        return np.zeros(0, dtype=bool)
+    threshold = min(float(np.median(fwhm)), psf_fwhm(reference))
+    # A little slack so that identical PSFs (reference = their mean) are all selected.
+    return fwhm <= threshold * (1 + 1e-9)
+
+
+def best_seeing_coadd_psf(psfs, weights) -> Psf:
+    """Coadd PSF over the best-seeing inputs only (see `best_seeing_selection`)."""
+    psfs = list(psfs)
+    w = np.asarray(list(weights), dtype=np.float64)
+    full = coadd_psf(psfs, w)
+    sel = best_seeing_selection(psfs, full)
+    if not sel.any():
+        return full
+    return coadd_psf([p for p, s in zip(psfs, sel, strict=True) if s], w[sel])

@@ -1,0 +1,353 @@
+"""Typed configuration: a plain tree of dataclasses.
+
+Field names are the LSST pipeline config fields in snake_case (``sigmaClip`` ->
+``sigma_clip``), with LSST's defaults as ``DcrAssembleCoaddTask`` inherits them
+from ``CompareWarpAssembleCoaddTask`` unless an issue says otherwise; each field's
+docstring names the LSST field and says where the default differs. The tree
+holds only plain values (str, int, float, bool, list, tuple, dict), so
+`dataclasses.asdict` serializes it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+
+#: Statistics `dcrcoadd.stack` can stack with.
+STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
+
+
+@dataclass
+class StaticSkyConfig:
+    """How the static-sky model for compare-warp is stacked (LSST ``assembleStaticSkyModel``)."""
+
+    statistic: str = "MEANCLIP"
+    """Stacking statistic of the PSF-matched warps. LSST ``assembleStaticSkyModel.statistic``
+    (set to ``MEANCLIP`` by ``CompareWarpAssembleCoaddConfig``)."""
+
+    sigma_clip: float = 2.5
+    """Clipping half-width in standard deviations. LSST ``assembleStaticSkyModel.sigmaClip`` (2.5)."""
+
+    clip_iter: int = 3
+    """Clipping iterations. LSST ``assembleStaticSkyModel.clipIter`` (3)."""
+
+    bad_mask_planes: list[str] = field(default_factory=lambda: ["NO_DATA"])
+    """Planes that exclude a PSF-matched pixel. LSST ``assembleStaticSkyModel.badMaskPlanes``
+    (``[NO_DATA]``)."""
+
+    calc_error_from_input_variance: bool = False
+    """Static-sky variance from the input variances (True) or from the scatter of the
+    inputs (False). LSST ``assembleStaticSkyModel.calcErrorFromInputVariance`` (False): the
+    empirical scatter damps detections where the inputs disagree (e.g. around sources moved
+    by DCR)."""
+
+
+@dataclass
+class DetectConfig:
+    """Detection of outliers on (PSF-matched warp - static sky) (LSST ``detect``)."""
+
+    threshold_value: float = 7.5
+    """Per-pixel significance threshold, in sigma of the difference image's own variance
+    (LSST ``thresholdType = "pixel_stdev"``, no smoothing). LSST ``detect.thresholdValue`` is
+    5 in ``CompareWarpAssembleCoaddConfig``; issue 5 sets 7.5."""
+
+    threshold_polarity: str = "both"
+    """Detect ``positive``, ``negative`` or ``both`` excursions. LSST ``detect.thresholdPolarity``
+    (``both``)."""
+
+    min_pixels: int = 4
+    """Smallest footprint kept, in pixels above threshold. LSST ``detect.minPixels`` (4)."""
+
+    n_sigma_to_grow: float = 0.4
+    """Grow footprints isotropically by ``int(n_sigma_to_grow * sigma_psf + 0.5)`` pixels, with
+    ``sigma_psf`` the Gaussian sigma of the PSF-matched model PSF. LSST ``detect.nSigmaToGrow`` (0.4)."""
+
+
+@dataclass
+class DetectTemplateConfig:
+    """Detection of sources on the static-sky model, whose footprints protect artifact
+    candidates entirely inside them (LSST ``detectTemplate``)."""
+
+    threshold_value: float = 300.0
+    """Threshold on the PSF-smoothed static sky, in units of that smoothed image's clipped
+    standard deviation (LSST ``thresholdType = "stdev"``): a point-source S/N. LSST's
+    ``detectTemplate.thresholdValue`` default is 5; issue 5 preserves only bright sources (S/N > 300)."""
+
+    n_sigma_to_grow: float = 2.4
+    """Grow template footprints by ``int(n_sigma_to_grow * sigma_psf + 0.5)`` pixels.
+    LSST ``detectTemplate.nSigmaToGrow`` (2.4)."""
+
+
+@dataclass
+class ArtifactConfig:
+    """Compare-warp transient artifact rejection (LSST ``CompareWarpAssembleCoaddConfig``)."""
+
+    enabled: bool = True
+    """Find artifacts by comparing PSF-matched warps (``CompareWarpAssembleCoaddTask``); False
+    gives a plain ``AssembleCoaddTask`` coadd. Not an LSST field (LSST picks a task class)."""
+
+    model_psf_fwhm: float | None = None
+    """FWHM (pixels) of the common Gaussian PSF every warp is matched to; None: the largest input
+    PSF FWHM (second moments). A value below that is raised to it. LSST builds PSF-matched warps
+    with ``modelPsf.defaultFwhm`` = 7.7 px; dcrcoadd matches on the fly (see `dcrcoadd.artifacts`)."""
+
+    assemble_static_sky_model: StaticSkyConfig = field(default_factory=StaticSkyConfig)
+    """LSST ``assembleStaticSkyModel``."""
+
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    """LSST ``detect``."""
+
+    detect_template: DetectTemplateConfig = field(default_factory=DetectTemplateConfig)
+    """LSST ``detectTemplate``."""
+
+    do_preserve_contained_by_source: bool = True
+    """Keep (do not clip) candidates lying entirely inside one static-sky source footprint.
+    LSST ``doPreserveContainedBySource`` (True)."""
+
+    max_num_epochs: int = 2
+    """Characteristic number of epochs an artifact may appear in and still be clipped; the
+    effective limit is ``int(min(max_fraction_epochs_low * N, max_num_epochs +
+    max_fraction_epochs_high * N))`` for ``N`` local epochs. LSST ``maxNumEpochs`` (2)."""
+
+    max_fraction_epochs_low: float = 0.4
+    """Fraction of ``N`` used as the epoch limit at low ``N``. LSST ``maxFractionEpochsLow`` (0.4)."""
+
+    max_fraction_epochs_high: float = 0.03
+    """Fraction of ``N`` added to ``max_num_epochs`` at high ``N``. LSST ``maxFractionEpochsHigh`` (0.03)."""
+
+    spatial_threshold: float = 0.5
+    """A candidate is clipped when more than this fraction of its pixels are outliers in at
+    least one and at most the effective maximum number of epochs (0: clip all, 1: none).
+    LSST ``spatialThreshold`` (0.5)."""
+
+    do_scale_warp_variance: bool = True
+    """Rescale each PSF-matched warp's variance to its empirical noise (pixel-based IQR
+    estimate) before detection. LSST ``doScaleWarpVariance`` (True)."""
+
+    do_prefilter_artifacts: bool = True
+    """Drop candidates mostly covered by ``prefilter_artifacts_mask_planes`` before counting
+    epochs. LSST ``doPrefilterArtifacts`` (True)."""
+
+    prefilter_artifacts_mask_planes: list[str] = field(
+        default_factory=lambda: ["NO_DATA", "BAD", "SAT", "SUSPECT"])
+    """Planes that make a pixel bad for the prefilter. LSST ``prefilterArtifactsMaskPlanes``."""
+
+    prefilter_artifacts_ratio: float = 0.05
+    """Candidates whose good-pixel fraction is at or below this are dropped.
+    LSST ``prefilterArtifactsRatio`` (0.05)."""
+
+    do_write_artifact_masks: bool = False
+    """Write one artifact-mask FITS file per warp beside the coadd (`dcrcoadd.coadd.write_coadd`).
+    Not an LSST field (LSST can save the epoch-count image for debugging)."""
+
+
+@dataclass
+class CoaddConfig:
+    """Baseline coadd assembly (LSST ``AssembleCoaddConfig`` as ``CompareWarpAssembleCoaddConfig``
+    sets it)."""
+
+    statistic: str = "MEAN"
+    """Stacking statistic: ``MEAN``, ``MEANCLIP`` or ``MEDIAN`` (weighted except the median).
+    LSST ``statistic``: ``MEANCLIP`` in ``AssembleCoaddConfig``, ``MEAN`` in
+    ``CompareWarpAssembleCoaddConfig`` (and so for DCR)."""
+
+    sigma_clip: float = 3.0
+    """Clipping half-width in standard deviations for ``MEANCLIP``. LSST ``sigmaClip`` (3.0)."""
+
+    clip_iter: int = 2
+    """Clipping iterations for ``MEANCLIP`` (and for the per-warp mean variance). LSST ``clipIter`` (2)."""
+
+    calc_error_from_input_variance: bool = True
+    """Coadd variance from the input variances (``sum w^2 var / (sum w)^2``) rather than from
+    the scatter. LSST ``calcErrorFromInputVariance`` (True)."""
+
+    bad_mask_planes: list[str] = field(default_factory=lambda: ["NO_DATA", "BAD", "SAT", "EDGE"])
+    """Input planes that exclude a pixel. LSST ``badMaskPlanes`` (``NO_DATA, BAD, SAT, EDGE``);
+    with compare-warp EDGE is dropped from this list and removed from the inputs, and CLIPPED is
+    added for the baseline coadd only (never for the DCR model)."""
+
+    remove_mask_planes: list[str] = field(default_factory=lambda: ["NOT_DEBLENDED"])
+    """Planes cleared from the inputs before stacking. LSST ``removeMaskPlanes`` (``NOT_DEBLENDED``;
+    compare-warp appends EDGE)."""
+
+    mask_propagation_thresholds: dict[str, float] = field(default_factory=lambda: {"SAT": 0.1})
+    """Set a plane on the coadd where the fraction of weight rejected because of it exceeds the
+    threshold. LSST ``maskPropagationThresholds`` (``{SAT: 0.1}``)."""
+
+    subregion_size: tuple[int, int] = (2000, 2000)
+    """Width, height (pixels) of the subregions stacked at a time; bounds memory.
+    LSST ``subregionSize`` ((2000, 2000))."""
+
+    do_interp: bool = True
+    """Interpolate over NO_DATA pixels of the final coadd (flagged INTRP, variance set to
+    infinity). LSST ``doInterp`` (True)."""
+
+    do_airmass_weight: bool = False
+    """Multiply each warp's weight by its airmass. LSST ``DcrAssembleCoaddConfig.doAirmassWeight`` (False)."""
+
+    do_mask_bright_objects: bool = False
+    """Set ``bright_object_mask_name`` from ``bright_object_mask_file``.
+    LSST ``doMaskBrightObjects`` (False)."""
+
+    bright_object_mask_name: str = "BRIGHT_OBJECT"
+    """Plane set inside bright-object regions. LSST ``brightObjectMaskName``."""
+
+    bright_object_mask_file: str | None = None
+    """ECSV/CSV table of bright-object regions (``ra``, ``dec`` in deg; ``radius`` in arcsec for
+    circles, or ``type = box`` with ``width``, ``height`` in arcsec). Not an LSST field (LSST reads
+    a butler dataset)."""
+
+
+@dataclass
+class Config:
+    """Root of the dcrcoadd configuration tree."""
+
+    coadd: CoaddConfig = field(default_factory=CoaddConfig)
+    artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
+
+    def validate(self) -> None:
+        """Check every field; raise `ConfigError` naming the first bad one."""
+        validate_coadd(self.coadd, "coadd")
+        validate_artifacts(self.artifacts, "artifacts")
+
+    # -- derived settings --------------------------------------------------------------------
+    def effective_bad_mask_planes(self) -> list[str]:
+        """Bad planes for weights, n_image and the DCR model: with compare-warp, EDGE removed.
+
+        CLIPPED is *not* among them: the baseline coadd adds it (`coadd_bad_mask_planes`), the
+        DCR model must not, because sources moved by DCR are both DETECTED and CLIPPED.
+        """
+        planes = _unique_upper(self.coadd.bad_mask_planes)
+        if self.artifacts.enabled:
+            planes = [p for p in planes if p != "EDGE"]
+        return planes
+
+    def coadd_bad_mask_planes(self) -> list[str]:
+        """Bad planes of the baseline coadd stack: `effective_bad_mask_planes` plus CLIPPED
+        when compare-warp is on."""
+        planes = self.effective_bad_mask_planes()
+        if self.artifacts.enabled and "CLIPPED" not in planes:
+            planes.append("CLIPPED")
+        return planes
+
+    def effective_remove_mask_planes(self) -> list[str]:
+        """Planes cleared from the inputs before stacking: with compare-warp, EDGE appended."""
+        planes = _unique_upper(self.coadd.remove_mask_planes)
+        if self.artifacts.enabled and "EDGE" not in planes:
+            planes.append("EDGE")
+        return planes
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+def _unique_upper(names) -> list[str]:
+    out: list[str] = []
+    for n in names:
+        n = str(n).upper()
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _fail(name: str, problem: str, value) -> None:
+    raise ConfigError(f"{name} {problem}, got {value!r}")
+
+
+def _check_number(name: str, value, *, positive=False, non_negative=False, lo=None, hi=None,
+                  integer=False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        _fail(name, "must be a number", value)
+    if integer and int(value) != value:
+        _fail(name, "must be an integer", value)
+    if not math.isfinite(value):
+        _fail(name, "must be finite", value)
+    if positive and not value > 0:
+        _fail(name, "must be positive", value)
+    if non_negative and value < 0:
+        _fail(name, "must not be negative", value)
+    if lo is not None and value < lo:
+        _fail(name, f"must be at least {lo}", value)
+    if hi is not None and value > hi:
+        _fail(name, f"must be at most {hi}", value)
+
+
+def _check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        _fail(name, "must be true or false", value)
+
+
+def _check_planes(name: str, value) -> None:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        _fail(name, "must be a list of mask plane names", value)
+    for plane in value:
+        if not isinstance(plane, str) or not plane.strip() or not plane.replace("_", "").isalnum():
+            _fail(name, "must hold mask plane names (letters, digits, _)", value)
+
+
+def _check_statistic(name: str, value) -> None:
+    if not isinstance(value, str) or value.upper() not in STACK_STATISTICS:
+        _fail(name, f"must be one of {', '.join(STACK_STATISTICS)}", value)
+
+
+def validate_coadd(c: CoaddConfig, prefix: str = "coadd") -> None:
+    """Validate a `CoaddConfig`; `ConfigError` names the field as ``<prefix>.<field>``."""
+    p = prefix + "."
+    _check_statistic(p + "statistic", c.statistic)
+    _check_number(p + "sigma_clip", c.sigma_clip, positive=True)
+    _check_number(p + "clip_iter", c.clip_iter, integer=True, lo=1)
+    _check_bool(p + "calc_error_from_input_variance", c.calc_error_from_input_variance)
+    _check_planes(p + "bad_mask_planes", c.bad_mask_planes)
+    _check_planes(p + "remove_mask_planes", c.remove_mask_planes)
+    if not isinstance(c.mask_propagation_thresholds, dict):
+        _fail(p + "mask_propagation_thresholds", "must be a table of plane = fraction",
+              c.mask_propagation_thresholds)
+    _check_planes(p + "mask_propagation_thresholds", list(c.mask_propagation_thresholds))
+    for plane, thr in c.mask_propagation_thresholds.items():
+        _check_number(f"{p}mask_propagation_thresholds.{plane}", thr, lo=0.0, hi=1.0)
+    size = c.subregion_size
+    if isinstance(size, (str, bytes)) or not hasattr(size, "__len__") or len(size) != 2:
+        _fail(p + "subregion_size", "must be [width, height]", size)
+    for v in size:
+        _check_number(p + "subregion_size", v, integer=True, lo=1)
+    for flag in ("do_interp", "do_airmass_weight", "do_mask_bright_objects"):
+        _check_bool(p + flag, getattr(c, flag))
+    _check_planes(p + "bright_object_mask_name", [c.bright_object_mask_name])
+    if c.bright_object_mask_file is not None and not isinstance(c.bright_object_mask_file, str):
+        _fail(p + "bright_object_mask_file", "must be a path or null", c.bright_object_mask_file)
+    if c.do_mask_bright_objects and not c.bright_object_mask_file:
+        _fail(p + "bright_object_mask_file", "must be set when do_mask_bright_objects is true",
+              c.bright_object_mask_file)
+
+
+def validate_artifacts(a: ArtifactConfig, prefix: str = "artifacts") -> None:
+    """Validate an `ArtifactConfig`; `ConfigError` names the field as ``<prefix>.<field>``."""
+    p = prefix + "."
+    for flag in ("enabled", "do_preserve_contained_by_source", "do_scale_warp_variance",
+                 "do_prefilter_artifacts", "do_write_artifact_masks"):
+        _check_bool(p + flag, getattr(a, flag))
+    if a.model_psf_fwhm is not None:
+        _check_number(p + "model_psf_fwhm", a.model_psf_fwhm, positive=True)
+    s = a.assemble_static_sky_model
+    sp = p + "assemble_static_sky_model."
+    _check_statistic(sp + "statistic", s.statistic)
+    _check_number(sp + "sigma_clip", s.sigma_clip, positive=True)
+    _check_number(sp + "clip_iter", s.clip_iter, integer=True, lo=1)
+    _check_planes(sp + "bad_mask_planes", s.bad_mask_planes)
+    _check_bool(sp + "calc_error_from_input_variance", s.calc_error_from_input_variance)
+    d = a.detect
+    _check_number(p + "detect.threshold_value", d.threshold_value, positive=True)
+    if d.threshold_polarity not in ("positive", "negative", "both"):
+        _fail(p + "detect.threshold_polarity", "must be positive, negative or both", d.threshold_polarity)
+    _check_number(p + "detect.min_pixels", d.min_pixels, integer=True, lo=1)
+    _check_number(p + "detect.n_sigma_to_grow", d.n_sigma_to_grow, non_negative=True)
+    t = a.detect_template
+    _check_number(p + "detect_template.threshold_value", t.threshold_value, positive=True)
+    _check_number(p + "detect_template.n_sigma_to_grow", t.n_sigma_to_grow, non_negative=True)
+    _check_number(p + "max_num_epochs", a.max_num_epochs, integer=True, lo=0)
+    _check_number(p + "max_fraction_epochs_low", a.max_fraction_epochs_low, lo=0.0, hi=1.0)
+    _check_number(p + "max_fraction_epochs_high", a.max_fraction_epochs_high, lo=0.0, hi=1.0)
+    _check_number(p + "spatial_threshold", a.spatial_threshold, lo=0.0, hi=1.0)
+    _check_planes(p + "prefilter_artifacts_mask_planes", a.prefilter_artifacts_mask_planes)
+    _check_number(p + "prefilter_artifacts_ratio", a.prefilter_artifacts_ratio, lo=0.0, hi=1.0)
