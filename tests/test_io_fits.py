@@ -366,6 +366,43 @@ def test_invalid_mask_plane_cards(tmp_path, exposure):
     assert "mask plane" in _reason(err, path)
 
 
+def test_unparsable_table_card_is_an_input_error(tmp_path, exposure):
+    """Astropy's VerifyError on a damaged card of the TRANSMISSION table becomes an InputError."""
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    raw = path.read_bytes()
+    i = raw.index(b"TFORM1  = ")
+    bad = b"TFORM1  = 12.0.3"
+    path.write_bytes(raw[:i] + bad + raw[i + len(bad):])
+    with pytest.raises(InputError) as err:
+        read_exposure(path)
+    assert "corrupt" in _reason(err, path) and "TFORM1" in err.value.reason
+    assert isinstance(err.value.__cause__, fits.VerifyError)  # kept for --debug
+
+
+def test_extension_of_the_wrong_kind(tmp_path, exposure):
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[2] = fits.BinTableHDU.from_columns([fits.Column("bits", "J", array=np.arange(3))], name="MASK")
+    _write(path, hdus)
+    with pytest.raises(InputError) as err:
+        read_exposure(path)
+    assert "MASK extension is not a readable image" in _reason(err, path)
+
+
+def test_invalid_wcs_gives_a_one_line_reason(tmp_path, exposure):
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[1].header["CTYPE1"] = "RA---XYZ"
+    _write(path, hdus)
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    reason = _reason(err, path)
+    assert "WCS" in reason and "XYZ" in reason
+    assert "\n" not in str(err.value)
+
+
 def test_require_visit(tmp_path, make_exposure):
     path = write_exposure(make_exposure(visit=None), tmp_path / "e.fits")
     assert read_exposure(path).visit is None

@@ -24,6 +24,9 @@ class InputError(DcrCoaddError, ValueError):
 
     def __init__(self, message: str, source: object | None = None):
         self.source = None if source is None else str(source)
+        # One line, always: the command line prints it as ``error: SOURCE: reason`` and
+        # reasons often quote third-party messages that span several lines.
+        message = " ".join(line.strip() for line in str(message).splitlines() if line.strip())
         self.reason = message
         super().__init__(message if source is None else f"{source}: {message}")
 

@@ -5,6 +5,8 @@ TRANSMISSION extensions.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,6 +27,8 @@ from ..observatory import Observatory, Weather
 from ..psf import Psf
 from ..visit import VisitInfo
 from .atomic import atomic_output
+
+log = logging.getLogger("dcrcoadd.io.fits")
 
 # Keywords longer than 8 characters are HIERARCH cards, as LSST writes them.
 _ANGLE_KEYS = {
@@ -176,14 +180,46 @@ def _open(path: Path) -> fits.HDUList:
     return hdul
 
 
-def _get_hdu(hdul: fits.HDUList, name: str, path: Path, required: bool = True):
+_IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+
+
+def _get_hdu(hdul: fits.HDUList, name: str, path: Path, required: bool = True, table: bool = False):
+    """Extension ``name``, checked to be an image (or a binary table with ``table``)."""
     try:
-        return hdul[name]
+        hdu = hdul[name]
     except KeyError:
         if required:
             raise InputError(f"no {name} extension (found: "
                              f"{', '.join(h.name for h in hdul) or 'none'})", path) from None
         return None
+    if not isinstance(hdu, fits.BinTableHDU if table else _IMAGE_HDUS):
+        kind = "binary table" if table else "image"
+        raise InputError(f"{name} extension is not a readable {kind} ({type(hdu).__name__})", path)
+    return hdu
+
+
+@contextlib.contextmanager
+def _reading(path: Path):
+    """Turn astropy's complaints about corrupt content into `InputError`.
+
+    Astropy reports damaged headers and tables with many exception types
+    (VerifyError, KeyError, AttributeError, ...) and with warnings; a reader of
+    user files must raise one clear error instead, and keep the warnings off
+    the terminal (they are logged at debug level).
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        except InputError:
+            raise
+        except (fits.VerifyError, OSError, ValueError, TypeError, KeyError, IndexError,
+                AttributeError) as exc:
+            raise InputError(f"unreadable or corrupt FITS content ({type(exc).__name__}: {exc})",
+                             path) from exc
+        finally:
+            for w in caught:
+                log.debug("%s: %s: %s", path, type(w.message).__name__, w.message)
 
 
 def _float(header: fits.Header, key: str, path: Path) -> float | None:
@@ -250,7 +286,7 @@ def _bandpass_from(h: fits.Header, hdul: fits.HDUList, path: Path) -> Bandpass |
     if lam is None or bw is None:
         return None
     transmission = None
-    table = _get_hdu(hdul, "TRANSMISSION", path, required=False)
+    table = _get_hdu(hdul, "TRANSMISSION", path, required=False, table=True)
     if table is not None:
         transmission = (np.asarray(table.data["wavelength"], float) * u.nm,
                         np.asarray(table.data["throughput"], float))
@@ -314,7 +350,7 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
         inconsistent or incomplete metadata; the message names the file.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with _reading(path), _open(path) as hdul:
         return _read_info(hdul, path)
 
 
@@ -351,7 +387,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *,
         With ``origin`` at the region's first pixel and a WCS for its pixels.
     """
     path = Path(path)
-    with _open(path) as hdul:
+    with _reading(path), _open(path) as hdul:
         info = _read_info(hdul, path)
         if require_visit and info.visit is None:
             raise InputError("no visit metadata (EXPID, BORE-AIRMASS, ... missing)", path)
