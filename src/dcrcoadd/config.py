@@ -201,16 +201,90 @@ class CoaddConfig:
 
 
 @dataclass
+class DcrConfig:
+    """The DCR model and its iterative solver (LSST ``DcrAssembleCoaddConfig``)."""
+
+    dcr_num_subfilters: int = 3
+    """Number of subfilters M the band is split into. LSST ``dcrNumSubfilters`` (3)."""
+
+    subfilter_partition: str = "equal-width"
+    """How the band is split: ``equal-width`` (LSST) or ``equal-throughput`` (needs a curve).
+    Not an LSST field."""
+
+    solver: str = "iterative"
+    """Solver for each subregion (see `dcrcoadd.solvers`). Not an LSST field."""
+
+    max_num_iter: int | None = None
+    """Maximum iterations; None means 3 M. LSST ``maxNumIter`` (None)."""
+
+    min_num_iter: int | None = None
+    """Minimum iterations; None means M. LSST ``minNumIter`` (None)."""
+
+    convergence_threshold: float = 0.001
+    """Stop when the relative improvement of the convergence metric falls below this.
+    LSST ``convergenceThreshold`` (0.001)."""
+
+    base_gain: float | None = None
+    """Weight of the new solution against the previous one; None means 1 / (M - 1).
+    LSST ``baseGain`` (None)."""
+
+    use_progressive_gain: bool = True
+    """Raise the gain as the solution proves predictable. LSST ``useProgressiveGain`` (True)."""
+
+    accelerate_model: float = 3.0
+    """Factor amplifying the subfilters' deviations from their mean in the forward model.
+    LSST ``accelerateModel`` (3)."""
+
+    image_interp_order: int = 1
+    """Interpolation of the DCR shifts: 1 bilinear, 3 cubic spline. LSST ``imageInterpOrder``
+    (issue 6 sets 1)."""
+
+    split_subfilters: bool = True
+    """Forward-model each subfilter as two half-weighted shifts. LSST ``splitSubfilters`` (True)."""
+
+    split_threshold: float = 0.1
+    """Minimum difference (pixels) of the two shifts for splitting to be used.
+    LSST ``splitThreshold`` (0.1)."""
+
+    regularize_model_iterations: float = 2.0
+    """Maximum relative change of the model between iterations; 0 disables.
+    LSST ``regularizeModelIterations`` (2)."""
+
+    regularize_model_frequency: float = 4.0
+    """Maximum relative change of the model between subfilters; 0 disables.
+    LSST ``regularizeModelFrequency`` (4)."""
+
+    regularization_width: int = 2
+    """Minimum radius (pixels) of a region the regularization acts on.
+    LSST ``regularizationWidth`` (2)."""
+
+    use_model_weights: bool = True
+    """Taper the model to the reference image away from detected sources.
+    LSST ``useModelWeights`` (True)."""
+
+    model_weights_width: float = 3.0
+    """Gaussian sigma (pixels) of that taper. LSST ``modelWeightsWidth`` (3)."""
+
+    convergence_mask_planes: list[str] = field(default_factory=lambda: ["DETECTED"])
+    """Coadd planes whose pixels enter the convergence metric and model weights.
+    LSST ``convergenceMaskPlanes`` ([DETECTED])."""
+
+
+
+
+@dataclass
 class Config:
     """Root of the dcrcoadd configuration tree."""
 
     coadd: CoaddConfig = field(default_factory=CoaddConfig)
     artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
+    dcr: DcrConfig = field(default_factory=DcrConfig)
 
     def validate(self) -> None:
         """Check every field; raise `ConfigError` naming the first bad one."""
         validate_coadd(self.coadd, "coadd")
         validate_artifacts(self.artifacts, "artifacts")
+        validate_dcr(self.dcr, "dcr")
 
     # -- derived settings --------------------------------------------------------------------
     def effective_bad_mask_planes(self) -> list[str]:
@@ -351,3 +425,43 @@ def validate_artifacts(a: ArtifactConfig, prefix: str = "artifacts") -> None:
     _check_number(p + "spatial_threshold", a.spatial_threshold, lo=0.0, hi=1.0)
     _check_planes(p + "prefilter_artifacts_mask_planes", a.prefilter_artifacts_mask_planes)
     _check_number(p + "prefilter_artifacts_ratio", a.prefilter_artifacts_ratio, lo=0.0, hi=1.0)
+
+
+def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
+    """Check the DCR section; `ConfigError` names the first bad field."""
+    if not isinstance(d.dcr_num_subfilters, int) or d.dcr_num_subfilters < 2:
+        _fail(f"{prefix}.dcr_num_subfilters", "must be an integer >= 2", d.dcr_num_subfilters)
+    if d.subfilter_partition not in ("equal-width", "equal-throughput"):
+        _fail(f"{prefix}.subfilter_partition", "must be 'equal-width' or 'equal-throughput'",
+              d.subfilter_partition)
+    from .solvers import SOLVERS
+
+    if d.solver not in SOLVERS:
+        _fail(f"{prefix}.solver", f"must be one of {', '.join(SOLVERS)}", d.solver)
+    for name in ("max_num_iter", "min_num_iter"):
+        value = getattr(d, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            _fail(f"{prefix}.{name}", "must be a positive integer or None", value)
+    lo = d.min_num_iter if d.min_num_iter is not None else d.dcr_num_subfilters
+    hi = d.max_num_iter if d.max_num_iter is not None else 3 * d.dcr_num_subfilters
+    if lo > hi:
+        _fail(f"{prefix}.min_num_iter", f"must not exceed max_num_iter ({hi})", lo)
+    _check_number(f"{prefix}.convergence_threshold", d.convergence_threshold, positive=True)
+    if d.base_gain is not None:
+        _check_number(f"{prefix}.base_gain", d.base_gain, positive=True)
+    _check_bool(f"{prefix}.use_progressive_gain", d.use_progressive_gain)
+    _check_number(f"{prefix}.accelerate_model", d.accelerate_model, lo=1.0)
+    if d.image_interp_order not in (1, 3):
+        _fail(f"{prefix}.image_interp_order", "must be 1 (bilinear) or 3 (cubic spline)",
+              d.image_interp_order)
+    _check_bool(f"{prefix}.split_subfilters", d.split_subfilters)
+    _check_number(f"{prefix}.split_threshold", d.split_threshold, non_negative=True)
+    _check_number(f"{prefix}.regularize_model_iterations", d.regularize_model_iterations, non_negative=True)
+    _check_number(f"{prefix}.regularize_model_frequency", d.regularize_model_frequency, non_negative=True)
+    if not isinstance(d.regularization_width, int) or d.regularization_width < 0:
+        _fail(f"{prefix}.regularization_width", "must be a non-negative integer", d.regularization_width)
+    _check_bool(f"{prefix}.use_model_weights", d.use_model_weights)
+    if d.use_model_weights and not d.model_weights_width >= 0:
+        _fail(f"{prefix}.model_weights_width", "must not be negative when use_model_weights is on",
+              d.model_weights_width)
+    _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
