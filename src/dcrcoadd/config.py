@@ -465,3 +465,115 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
         _fail(f"{prefix}.model_weights_width", "must not be negative when use_model_weights is on",
               d.model_weights_width)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
+
+
+# -- TOML files and command-line overrides ----------------------------------------------------------
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def to_toml(config: Config) -> str:
+    """The configuration as TOML text, one table per section; ``None`` fields are written as
+    comments (TOML has no null), so reading the text back gives the same configuration."""
+    import dataclasses
+
+    lines: list[str] = []
+
+    def emit(obj, prefix: str) -> None:
+        scalars = [f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
+        tables = [f for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))]
+        if scalars:
+            lines.append(f"[{prefix}]")
+            for f in scalars:
+                value = getattr(obj, f.name)
+                lines.append(f"# {f.name} = (default: None)" if value is None
+                             else f"{f.name} = {_toml_value(value)}")
+            lines.append("")
+        for f in tables:
+            emit(getattr(obj, f.name), f"{prefix}.{f.name}" if prefix else f.name)
+
+    emit(config, "")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _assign(obj, path: list[str], value, full: str) -> None:
+    import dataclasses
+
+    name = path[0]
+    names = {f.name for f in dataclasses.fields(obj)}
+    if name not in names:
+        raise ConfigError(f"unknown configuration field {full!r} ({name!r} is not one of "
+                          f"{', '.join(sorted(names))})")
+    current = getattr(obj, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"{full!r}: {name!r} is a value, not a section")
+        _assign(current, path[1:], value, full)
+        return
+    if dataclasses.is_dataclass(current):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{full!r} is a section; give a table")
+        for key, sub in value.items():
+            _assign(current, [key], sub, f"{full}.{key}")
+        return
+    if isinstance(current, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    setattr(obj, name, value)
+
+
+def from_dict(data: dict, base: Config | None = None) -> Config:
+    """A configuration with the values of a nested dict (e.g. parsed TOML) applied to ``base``."""
+    import copy
+
+    config = copy.deepcopy(base) if base is not None else Config()
+    for key, value in data.items():
+        _assign(config, [key], value, key)
+    return config
+
+
+def load_toml(path) -> Config:
+    """Read a TOML configuration file; `ConfigError` naming the file on syntax or field errors."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    try:
+        return from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def apply_override(config: Config, text: str) -> Config:
+    """Apply one ``section.field=value`` override (value in TOML syntax; bare words are strings)."""
+    import tomllib
+
+    key, sep, raw = text.partition("=")
+    key, raw = key.strip(), raw.strip()
+    if not sep or not key:
+        raise ConfigError(f"override {text!r} is not of the form section.field=value")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    if raw.lower() in ("none", "null"):
+        value = None
+    _assign(config, key.split("."), value, key)
+    return config

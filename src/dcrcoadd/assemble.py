@@ -1,0 +1,320 @@
+"""Orchestration of one patch: baseline coadd → DCR model → per-subregion solve → outputs.
+
+The per-subregion work (`solve_subregion`) is a pure function of a
+`SubregionTask` (boxes, warp sources, settings, initial model region), so it
+can be mapped serially, over local processes or over a Dask cluster with
+identical results.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import ArtifactMask
+from .coadd import CoaddInput, CoaddResult, assemble_coadd
+from .conditioning import amplify
+from .config import Config
+from .dcr import dcr_shifts
+from .detection import detection_mask
+from .errors import InputError
+from .exposure import Exposure
+from .geom import Box
+from .masks import MaskPlanes
+from .model import DcrModel
+from .solvers import SOLVERS, IterationRecord
+from .visit import VisitInfo
+
+log = logging.getLogger("dcrcoadd.assemble")
+
+WarpSource = str | os.PathLike | Exposure
+
+
+@dataclass
+class SubregionTask:
+    """Inputs of one subregion solve; everything is picklable."""
+
+    index: int
+    box: Box
+    dcr_box: Box
+    warps: list[CoaddInput]
+    planes: MaskPlanes  # the common mask layout of the inputs
+    shifts: np.ndarray  # (N, M, 2)
+    split_shifts: np.ndarray | None  # (N, M, 2, 2)
+    models: np.ndarray  # (M, ny, nx) initial model over dcr_box
+    reference: np.ndarray
+    detected: np.ndarray
+    background: np.ndarray
+    artifact_masks: list[ArtifactMask | None]
+    bad_mask_planes: list[str]
+    dcr: object  # DcrConfig
+    buffer: int
+
+
+@dataclass
+class SubregionOutcome:
+    index: int
+    box: Box
+    models: np.ndarray  # over box
+    n_images: np.ndarray  # (M, ny, nx) over box
+    history: list[IterationRecord]
+    converged: bool
+    stop_reason: str
+    seconds: float
+
+
+@dataclass
+class DcrCoaddResult:
+    """Everything `assemble_dcr_coadd` produced."""
+
+    coadd: Exposure
+    subfilter_coadds: list[Exposure]
+    n_image: np.ndarray
+    subfilter_n_images: np.ndarray
+    model: DcrModel
+    baseline: CoaddResult
+    metadata: dict = field(default_factory=dict)
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+def dcr_visits(inputs: Sequence[CoaddInput]) -> list[VisitInfo]:
+    """Completed visit geometry of every input; `InputError` for a warp that cannot give DCR."""
+    visits = []
+    for inp in inputs:
+        if inp.visit is None:
+            raise InputError("no visit metadata: the DCR model needs the airmass and parallactic angle "
+                             "of every warp", inp.name)
+        visit = inp.visit.completed()
+        if visit.parallactic_angle is None:
+            raise InputError("cannot derive the parallactic angle (need boresight alt/az, or time and "
+                             "RA/Dec, and the site)", inp.name)
+        visits.append(visit)
+    return visits
+
+
+def load_problem_arrays(task: SubregionTask) -> tuple[np.ndarray, np.ndarray]:
+    """Warp images (in nJy, bad pixels zeroed) and 1/0 good-pixel weights over the buffered box."""
+    shape = task.dcr_box.shape
+    images = np.zeros((len(task.warps), *shape), np.float32)
+    weights = np.zeros((len(task.warps), *shape), np.float32)
+    bad = np.uint32(task.planes.value_if_present(task.bad_mask_planes))
+    clipped_bit = np.uint32(task.planes.value_if_present(["CLIPPED"]))
+    for i, inp in enumerate(task.warps):
+        exp = inp.read(task.dcr_box)
+        if exp is None:
+            continue
+        mask = exp.mask.copy()
+        if task.artifact_masks[i] is not None:
+            task.artifact_masks[i].apply(mask, exp.bbox, task.planes, int(bad))
+        sl = exp.bbox.slices(task.dcr_box)
+        good = ((mask & bad) == 0) & np.isfinite(exp.image)
+        # Clipped artifacts are excluded only away from static sources: inside them a
+        # "transient" is usually a source moved by DCR, which the model needs (LSST keeps
+        # CLIPPED out of the DCR model's bad planes for this reason).
+        good &= ~(((mask & clipped_bit) != 0) & ~task.detected[sl])
+        images[i][sl] = np.where(good, exp.image, 0.0)
+        weights[i][sl] = good
+    return images, weights
+
+
+def solve_subregion(task: SubregionTask) -> SubregionOutcome:
+    """Solve the DCR model of one subregion (a pure function of ``task``)."""
+    from .solvers import SubregionProblem
+
+    start = time.perf_counter()
+    images, weights = load_problem_arrays(task)
+    inner = task.box.slices(task.dcr_box)
+    problem = SubregionProblem(
+        images=images, weights=weights, shifts=task.shifts, split_shifts=task.split_shifts,
+        detected=task.detected, reference=task.reference, background=task.background,
+        inner=inner, buffer=task.buffer)
+    solver = SOLVERS[task.dcr.solver]
+    result = solver(problem, task.models, task.dcr)
+    return SubregionOutcome(
+        index=task.index, box=task.box, models=result.models[(slice(None), *inner)].copy(),
+        n_images=result.n_images[(slice(None), *inner)].copy(), history=result.history,
+        converged=result.converged, stop_reason=result.stop_reason,
+        seconds=time.perf_counter() - start)
+
+
+# -- orchestration ---------------------------------------------------------------------------------
+
+def _detected(coadd: Exposure, psf, planes: Sequence[str]) -> tuple[np.ndarray, bool]:
+    detected = coadd.mask_of(*planes)
+    if detected.any():
+        return detected, False
+    valid = np.isfinite(coadd.image) & ~coadd.mask_of("NO_DATA")
+    fwhm = psf.fwhm if psf is not None else 2.0
+    kernel = psf.kernel if psf is not None else None
+    detected = detection_mask(coadd.image, coadd.variance, kernel, threshold=5.0,
+                              grow_radius=fwhm, valid=valid)
+    log.info("the inputs carry no DETECTED plane: detected %d source pixels on the baseline coadd "
+             "(5 sigma, grown by %.1f px)", int(detected.sum()), fwhm)
+    return detected, True
+
+
+def _shifts_for(visits: Sequence[VisitInfo], model: DcrModel, box: Box, split: bool) -> np.ndarray:
+    cx, cy = box.center
+    position = (cx - model.origin[0], cy - model.origin[1])
+    return np.stack([dcr_shifts(v, model.wcs, model.bandpass, len(model), position=position,
+                                split=split, edges=model.subfilter_edges) for v in visits])
+
+
+def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) -> None:
+    if len(visits) < 2:
+        raise InputError(f"only {len(visits)} usable warp: the DCR model is underdetermined (need at "
+                         "least 2 at different airmass or parallactic angle)",
+                         inputs[0].name if inputs else "inputs")
+    airmass = np.array([v.airmass for v in visits], float)
+    angle = np.radians([v.parallactic_angle.deg for v in visits])
+    if np.ptp(airmass) < 0.01 and np.ptp(np.unwrap(angle)) < np.radians(1.0):
+        log.warning("all %d warps share the same airmass and parallactic angle: the subfilters are "
+                    "degenerate and the DCR model cannot separate them", len(visits))
+
+
+def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None, *,
+                       bbox: Box | None = None, baseline: CoaddResult | None = None,
+                       mapper: Callable[[Callable, Iterable], Iterable] | None = None,
+                       on_subregion: Callable[[SubregionOutcome], None] | None = None,
+                       done: dict[int, SubregionOutcome] | None = None) -> DcrCoaddResult:
+    """Build a DCR model and DCR coadds from warps on a common pixel grid.
+
+    Parameters
+    ----------
+    warps : sequence of path or Exposure
+    config : Config, optional
+        Defaults to `Config()`.
+    bbox : Box, optional
+        Region of the grid to assemble (default: the union of the warps).
+    baseline : CoaddResult, optional
+        A baseline coadd already made from the same warps and config.
+    mapper : callable, optional
+        ``map``-like function used to run `solve_subregion` over tasks (default
+        the builtin ``map``); e.g. a process pool's or a Dask client's map.
+    on_subregion : callable, optional
+        Called with each finished subregion (progress, checkpoints).
+    done : dict, optional
+        Subregion outcomes already computed (by index), which are not recomputed.
+
+    Returns
+    -------
+    DcrCoaddResult
+    """
+    config = config or Config()
+    config.validate()
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if baseline is None:
+        baseline = assemble_coadd(list(warps), config, bbox=bbox)
+    timings["baseline_coadd"] = time.perf_counter() - t0
+    coadd = baseline.coadd
+    dcr = config.dcr
+    m = dcr.dcr_num_subfilters
+    inputs = baseline.inputs
+    visits = dcr_visits(inputs)
+    _check_diversity(inputs, visits)
+    if coadd.bandpass is None:
+        raise InputError("the warps carry no band wavelengths (BANDLAM/BANDWID); give the band "
+                         "with --band or an instrument preset", inputs[0].name)
+
+    t1 = time.perf_counter()
+    psf = baseline.psf_best_seeing or coadd.psf
+    edges = coadd.bandpass.subfilter_edges(m, method=dcr.subfilter_partition)
+    model = DcrModel.from_image(coadd, m, psf=psf, subfilter_edges=edges)
+    detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
+    if detected_here:
+        model.mask_planes = model.mask_planes.with_plane("DETECTED")
+        model.mask[detected] |= np.uint32(1 << model.mask_planes.bit("DETECTED"))
+    reference = np.where(np.isfinite(coadd.image), coadd.image, 0.0).astype(np.float32)
+    no_data = coadd.mask_of("NO_DATA") | ~np.isfinite(coadd.image)
+    background = ~detected & ~no_data
+
+    patch = model.bbox
+    centre_shifts = _shifts_for(visits, model, patch, split=False)
+    buffer = int(math.ceil(np.abs(centre_shifts).max())) + 1
+    bad_planes = config.effective_bad_mask_planes()
+    artifact_masks = baseline.artifact_masks or [None] * len(inputs)
+    tasks = []
+    for index, box in enumerate(patch.subregions(tuple(config.coadd.subregion_size))):
+        if done and index in done:
+            continue
+        dcr_box = box.grow(buffer).clip(patch)
+        sl = dcr_box.slices(patch)
+        tasks.append(SubregionTask(
+            index=index, box=box, dcr_box=dcr_box, warps=inputs, planes=coadd.mask_planes,
+            shifts=_shifts_for(visits, model, box, split=False),
+            split_shifts=_shifts_for(visits, model, box, split=True) if dcr.split_subfilters else None,
+            models=model.images[(slice(None), *sl)].copy(), reference=reference[sl],
+            detected=detected[sl], background=background[sl],
+            artifact_masks=artifact_masks,
+            bad_mask_planes=bad_planes, dcr=dcr, buffer=buffer))
+    n_subregions = len(tasks) + len(done or {})
+    log.info("solving the DCR model (M = %d) over %d subregion(s) of %s, buffer %d px, %d warps",
+             m, n_subregions, patch, buffer, len(inputs))
+    outcomes = dict(done or {})
+    for outcome in (mapper or map)(solve_subregion, tasks):
+        outcomes[outcome.index] = outcome
+        if on_subregion:
+            on_subregion(outcome)
+    timings["dcr_model"] = time.perf_counter() - t1
+
+    n_images = np.zeros((m, *patch.shape), np.uint16)
+    for outcome in outcomes.values():
+        model.assign(outcome.models, outcome.box)
+        n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
+    # The solver iterates on an un-amplified model but fits the data with the amplified one
+    # (accelerate_model), which is therefore the model the outputs and templates use.
+    model.images = amplify(model.images, dcr.accelerate_model).astype(np.float32)
+    subfilter_coadds = [_subfilter_coadd(model, k, coadd) for k in range(m)]
+    stacked = model.stacked()
+    stacked.variance = coadd.variance.copy()
+    stacked.psf = psf
+    histories = {o.index: {"box": [o.box.x0, o.box.y0, o.box.width, o.box.height],
+                           "history": [[h.iteration, h.convergence, h.gain] for h in o.history],
+                           "converged": o.converged, "stop_reason": o.stop_reason,
+                           "seconds": o.seconds}
+                 for o in sorted(outcomes.values(), key=lambda o: o.index)}
+    initial = [o.history[0].convergence for o in outcomes.values() if o.history]
+    final = [o.history[-1].convergence for o in outcomes.values() if o.history]
+    metadata = {
+        "n_subfilters": m, "subfilter_edges_nm": edges.tolist(), "buffer": buffer,
+        "detected_on_coadd": detected_here, "subregions": histories,
+        "initial_convergence": float(np.mean(initial)) if initial else None,
+        "final_convergence": float(np.mean(final)) if final else None,
+        "timings_s": timings,
+    }
+    return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
+                          n_image=n_images.sum(axis=0, dtype=np.uint32), subfilter_n_images=n_images,
+                          model=model, baseline=baseline, metadata=metadata)
+
+
+def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> Exposure:
+    exp = model.subfilter_exposure(k)
+    exp.mask = coadd.mask.copy()
+    exp.mask_planes = coadd.mask_planes
+    exp.image = exp.image.copy()
+    exp.variance = (coadd.variance / len(model)).astype(np.float32)
+    return exp
+
+
+def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict[str, Path]:
+    """Write the coadd products of DESIGN.md into ``outdir``, each atomically."""
+    from .coadd import write_coadd
+    from .io import write_exposure
+
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    paths = {"coadd": write_coadd(result.baseline, outdir / "coadd.fits"),
+             "dcr_coadd": write_exposure(result.coadd, outdir / "dcr_coadd.fits"),
+             "model": result.model.write(outdir / "model.fits")}
+    for k, exp in enumerate(result.subfilter_coadds):
+        paths[f"subfilter_{k}"] = write_exposure(exp, outdir / f"subfilter_{k}.fits")
+    return paths
