@@ -74,6 +74,8 @@ def test_frequency_regularization_suppresses_chromatic_side_lobes():
     out = regularize_frequency(models.copy(), factor=4.0, width=2, noise=noise)
     after = np.abs(out - out.mean(axis=0)).sum()
     assert after < 0.5 * before
+    # colour is redistributed, flux is not created: the full-band image is unchanged
+    np.testing.assert_allclose(out.sum(axis=0), models.sum(axis=0), atol=1e-6 * star.max())
     # each subfilter stays within a factor sqrt(4) = 2 of the mean at the source core
     core = out[:, 22:27, 22:27] / out.mean(axis=0)[22:27, 22:27]
     assert core.max() < 2.2 and core.min() > 1 / 2.2

@@ -86,7 +86,10 @@ def regularize_frequency(models: np.ndarray, factor: float, width: int, noise: f
     smoothed by a Gaussian of sigma ``width``, offset by 3 sigma of the
     (smoothed) background noise so faint pixels do not divide by zero, and
     the resulting relative model is sharpened (unsharp mask, alpha = 3)
-    before multiplying back by the reference.
+    before multiplying back by the reference. Whatever flux this moves is then
+    spread evenly over all subfilters, so the sum over subfilters (the
+    full-band image) is unchanged pixel by pixel: the regularization
+    redistributes colour, it never creates or removes flux.
 
     Parameters
     ----------
@@ -102,6 +105,7 @@ def regularize_frequency(models: np.ndarray, factor: float, width: int, noise: f
         return models
     max_diff = np.sqrt(factor)
     reference = models.mean(axis=0)
+    total = models.sum(axis=0, dtype=np.float64)
     bad = ~np.isfinite(reference) | (reference <= 0)
     if bad.all():
         return models
@@ -116,6 +120,7 @@ def regularize_frequency(models: np.ndarray, factor: float, width: int, noise: f
         relative = (ndimage.gaussian_filter(model, width, mode="constant") + 3.0 * noise_smooth) / smooth_ref
         relative += alpha * (relative - ndimage.gaussian_filter(relative, width / alpha))
         models[k] = relative * reference
+    models += ((total - models.sum(axis=0, dtype=np.float64)) / models.shape[0])[None]
     return models
 
 
