@@ -1,0 +1,58 @@
+"""Command-line errors of `dcrcoadd assemble` and `dcrcoadd config`: one line, exit status 2."""
+
+import pytest
+
+from dcrcoadd.cli import main
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_empty_directory_is_an_input_error(tmp_path, capsys):
+    (tmp_path / "warps").mkdir()
+    status, _, err = run(capsys, "assemble", str(tmp_path / "warps"), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert err.strip().count("\n") == 0 and "no .fits files" in err and err.startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_not_fits_input(tmp_path, capsys):
+    bad = tmp_path / "a.fits"
+    bad.write_text("not a fits file")
+    status, _, err = run(capsys, "assemble", str(bad), "--out", str(tmp_path / "out"))
+    assert status == 2 and str(bad) in err and "FITS" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_invalid_set_key_and_value(tmp_path, capsys):
+    status, _, err = run(capsys, "config", "show", "--set", "dcr.no_such_field=3")
+    assert status == 2 and "dcr.no_such_field" in err
+    status, _, err = run(capsys, "config", "show", "--set", "dcr.dcr_num_subfilters=1")
+    assert status == 2 and "dcr_num_subfilters" in err
+
+
+def test_output_path_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.write_text("x")
+    status, _, err = run(capsys, "assemble", str(tmp_path / "missing.fits"), "--out", str(out))
+    assert status == 2 and "not a directory" in err
+
+
+def test_config_show_and_dump_round_trip(tmp_path, capsys):
+    status, out, _ = run(capsys, "config", "show", "--set", "dcr.max_num_iter=12")
+    assert status == 0 and "max_num_iter = 12" in out
+    path = tmp_path / "c.toml"
+    assert run(capsys, "config", "dump", str(path), "--set", "coadd.statistic=MEANCLIP")[0] == 0
+    status, out, _ = run(capsys, "config", "show", "--config", str(path))
+    assert status == 0 and 'statistic = "MEANCLIP"' in out
+
+
+@pytest.mark.parametrize("text", ["[dcr\nx=", "dcr = 3"])
+def test_bad_toml_file(tmp_path, capsys, text):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    status, _, err = run(capsys, "config", "show", "--config", str(path))
+    assert status == 2 and str(path) in err
