@@ -1,0 +1,516 @@
+"""DCR-matched templates for science exposures, delivered on the science exposure's own grid.
+
+A template for a science exposure is the DCR model forward-modelled with the
+science visit's refraction (`dcrcoadd.model.matched_template`): each subfilter
+image is shifted by that subfilter's DCR and the shifted images are summed.
+
+Where DCR is evaluated
+    At the centre of the science exposure's footprint on the model (the part
+    of it the model covers), projected through the model's WCS: the shifts move
+    model pixels, and the science position is where they matter. Over one
+    exposure the DCR varies by far less than the interpolation error.
+
+Same grid
+    When every science pixel is a model pixel (the two WCSs agree up to an
+    integer pixel offset, within `GRID_TOLERANCE`), the template is cut from
+    the model directly. It is computed over the science box grown by
+    ``ceil(max |shift|) + 1`` pixels (plus 10 for cubic splines, whose
+    prefilter is global) so that light shifted in across the box edges is
+    right, then cropped. No resampling happens.
+
+Different grid: flux-conserving resampling with ``reproject_exact``
+    The template is computed over the model region covering the science
+    footprint (plus the same margin and 2 pixels for the resampling) and
+    resampled with ``reproject.reproject_exact`` (the ``resample`` extra).
+    That function returns, for each output pixel, the mean of the input
+    pixels weighted by their exact (spherical polygon) overlap. Image pixels
+    hold flux per pixel, so the mean is multiplied by the science pixel's area
+    measured in model pixels, ``r`` (from the science pixel corners mapped onto
+    the model grid): the flux of every input pixel then ends up, split by
+    overlap, in the output pixels, which is flux conservation. For a pure
+    sub-pixel translation between grids of equal scale this is exactly
+    bilinear interpolation, so the template's PSF broadens no more than it
+    does through the DCR shifts themselves. ``reproject_interp`` samples
+    surface brightness at points (not flux-conserving), and
+    ``reproject_adaptive`` broadens the PSF with its anti-aliasing kernel
+    (second moment +0.4 px² at the default kernel, against +0.1 to +0.2 px²
+    here), which would mismatch the template PSF in a difference image.
+
+Variance after resampling
+    Resampling correlates the noise of neighbouring output pixels, which one
+    variance plane cannot describe. The variance plane is resampled with the
+    same overlap-weighted mean and multiplied by ``r`` (not ``r²``): this keeps
+    the noise per unit sky area, so the variance of a sum over a region much
+    larger than a pixel (a PSF, an aperture) is right, and is exact for
+    integer binning. Per pixel it overestimates the variance where an output
+    pixel mixes several input pixels (by up to 2x for a half-pixel offset
+    along one axis, 4x along both).
+
+Mask
+    Model mask planes are carried by nearest-pixel mapping: each science pixel
+    takes the mask of the model pixel containing its centre (OR-ing every
+    overlapped pixel would grow each masked pixel by one). Science pixels whose
+    centre lies outside the model, or that the resampling did not reach, get
+    NO_DATA with a NaN image and variance.
+
+Units
+    The template is returned in the science exposure's units
+    (``template × model.flux_calibration / science.flux_calibration``, variance
+    by the square of that factor) with the science exposure's flux
+    calibration, so that ``science − template`` is meaningful pixel by pixel.
+
+Other metadata of the template: the science exposure's WCS, origin and visit;
+the model's band, mask planes (plus NO_DATA) and PSF. The PSF is the model's
+as is: it does not include the small broadening from resampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from astropy.wcs import WCS
+from astropy.wcs.utils import pixel_to_pixel
+
+from .errors import InputError
+from .exposure import Exposure, shift_wcs
+from .geom import Box
+from .model import DcrModel, matched_template
+from .visit import VisitInfo
+
+__all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
+           "make_template", "output_stem", "resample_flux"]
+
+log = logging.getLogger("dcrcoadd.template")
+
+#: Largest mismatch (pixels) between two WCSs still treated as the same grid; a smaller
+#: offset moves flux by less than 0.1 % of a pixel's content, below interpolation errors.
+GRID_TOLERANCE = 1e-3
+
+#: Extra margin (pixels) for cubic-spline shifts: the spline prefilter is a recursive
+#: filter whose edge transient decays as 0.268^n (2e-6 after 10 pixels).
+_SPLINE_MARGIN = 10
+#: Extra margin (pixels) so that exact resampling sees every input pixel it overlaps.
+_RESAMPLE_MARGIN = 2
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry helpers (pure functions)
+# ---------------------------------------------------------------------------------------------
+
+def grid_offset(wcs_from: WCS, wcs_to: WCS, shape: tuple[int, int], *,
+                tolerance: float = GRID_TOLERANCE) -> tuple[int, int] | None:
+    """Integer offset between two pixel grids, or None when they are not the same grid.
+
+    Parameters
+    ----------
+    wcs_from, wcs_to : astropy.wcs.WCS
+        Celestial WCSs of two arrays' 0-based pixels.
+    shape : (ny, nx)
+        Shape of the ``wcs_from`` array; the test points span it (a 5 x 5 grid
+        including the corners).
+    tolerance : float
+        Largest deviation in pixels from an integer translation.
+
+    Returns
+    -------
+    (dx, dy) or None
+        ``x_to = x_from + dx`` and ``y_to = y_from + dy`` for every pixel, or
+        None if the mapping is not such a translation.
+    """
+    ny, nx = shape
+    y, x = np.meshgrid(np.linspace(-0.5, ny - 0.5, 5), np.linspace(-0.5, nx - 0.5, 5), indexing="ij")
+    xt, yt = pixel_to_pixel(wcs_from, wcs_to, x.ravel(), y.ravel())
+    dx, dy = np.asarray(xt) - x.ravel(), np.asarray(yt) - y.ravel()
+    if not (np.all(np.isfinite(dx)) and np.all(np.isfinite(dy))):
+        return None
+    ox, oy = round(float(np.median(dx))), round(float(np.median(dy)))
+    if np.max(np.abs(dx - ox)) > tolerance or np.max(np.abs(dy - oy)) > tolerance:
+        return None
+    return ox, oy
+
+
+def _corner_grid(wcs_from: WCS, wcs_to: WCS, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel corners of a ``shape`` array of ``wcs_from`` mapped into ``wcs_to``'s pixels, (ny+1, nx+1)."""
+    ny, nx = shape
+    y, x = np.meshgrid(np.arange(ny + 1.0) - 0.5, np.arange(nx + 1.0) - 0.5, indexing="ij")
+    xt, yt = pixel_to_pixel(wcs_from, wcs_to, x, y)
+    return np.asarray(xt, dtype=float), np.asarray(yt, dtype=float)
+
+
+def _quad_areas(xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
+    """Area of each pixel quadrilateral of a corner grid (half the cross product of its diagonals)."""
+    d1x, d1y = xc[1:, 1:] - xc[:-1, :-1], yc[1:, 1:] - yc[:-1, :-1]
+    d2x, d2y = xc[1:, :-1] - xc[:-1, 1:], yc[1:, :-1] - yc[:-1, 1:]
+    return 0.5 * np.abs(d1x * d2y - d1y * d2x)
+
+
+def resample_flux(planes: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, int],
+                  area_ratio: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flux-conserving resampling of an image and its variance with ``reproject_exact``.
+
+    Parameters
+    ----------
+    planes : ndarray, shape (2, ny, nx)
+        Image (flux per input pixel) and its variance, on ``wcs_in``'s grid.
+    wcs_in, wcs_out : astropy.wcs.WCS
+    shape_out : (ny, nx)
+    area_ratio : ndarray or float
+        Area of each output pixel in input pixels, ``r`` (broadcast to ``shape_out``).
+
+    Returns
+    -------
+    image, variance, coverage : ndarray
+        ``r ×`` the overlap-weighted mean of the input image, ``r ×`` that of
+        the variance (noise per unit area kept; see the module notes), and the
+        fraction of each output pixel that input pixels cover (0 where none).
+    """
+    try:
+        from reproject import reproject_exact
+    except ImportError as exc:  # pragma: no cover - the extra is part of the test environment
+        raise InputError("the science exposure is on a different pixel grid from the model and "
+                         "resampling needs reproject: install dcrcoadd[resample]", "template") from exc
+    planes = np.asarray(planes, dtype=np.float64)
+    out, coverage = reproject_exact((planes, wcs_in), wcs_out, shape_out=(planes.shape[0], *shape_out))
+    coverage = np.nan_to_num(coverage[0], nan=0.0)
+    return out[0] * area_ratio, out[1] * area_ratio, coverage
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks
+# ---------------------------------------------------------------------------------------------
+
+def _band_token(name: str) -> str:
+    """Band letters of a band name: ``"g"`` for ``"lsst-g"``, ``"HSC_G"`` or ``"g"``."""
+    return name.strip().lower().replace("_", "-").rsplit("-", 1)[-1]
+
+
+def _check_band(model: DcrModel, science: Exposure, source: str) -> None:
+    """`InputError` if the science exposure is in another band than the model.
+
+    With both effective wavelengths known they decide (the same band of two
+    cameras, e.g. lsst-g and decam-g, differs by a few nm; neighbouring bands
+    by more than half a bandwidth); otherwise the band names are compared.
+    """
+    mb = model.bandpass
+    if science.bandpass is not None:
+        lam_m = mb.effective_wavelength.to_value("nm")
+        lam_s = science.bandpass.effective_wavelength.to_value("nm")
+        if abs(lam_s - lam_m) > 0.2 * mb.bandwidth.to_value("nm"):
+            raise InputError(f"band {science.bandpass.name} ({lam_s:.1f} nm) differs from the model's "
+                             f"band {mb.name} ({lam_m:.1f} nm)", source)
+        return
+    if science.band is None:
+        log.warning("%s: no band given; assuming the model's band %s", source, mb.name)
+        return
+    if _band_token(science.band) != _band_token(mb.name):
+        raise InputError(f"band {science.band} differs from the model's band {mb.name}", source)
+
+
+def _check_inputs(model: DcrModel, science: Exposure, source: str) -> VisitInfo:
+    if science.visit is None:
+        raise InputError("no visit metadata (EXPID, BORE-AIRMASS, ...): cannot compute its DCR", source)
+    if science.wcs is None:
+        raise InputError("no WCS: cannot place the science exposure on the model", source)
+    if model.wcs is None:
+        raise InputError("the DCR model has no WCS", "model")
+    _check_band(model, science, source)
+    return science.visit
+
+
+def _describe(science: Exposure) -> str:
+    return "science exposure" if science.visit is None else f"visit {science.visit.id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates
+# ---------------------------------------------------------------------------------------------
+
+def _shifts(model: DcrModel, visit: VisitInfo, x: float, y: float, split: bool, source: str) -> np.ndarray:
+    """DCR shifts at parent-grid model pixel ``(x, y)`` (as `DcrModel.dcr_shifts` evaluates them)."""
+    from .dcr import dcr_shifts
+
+    position = model.wcs.pixel_to_world(x - model.origin[0], y - model.origin[1])
+    try:
+        return dcr_shifts(visit, model.wcs, model.bandpass, len(model), position=position, split=split,
+                          edges=model.subfilter_edges)
+    except InputError as exc:
+        raise InputError(str(exc), source) from None
+
+
+def _margin(shifts: np.ndarray, order: int) -> int:
+    return int(math.ceil(float(np.max(np.abs(shifts))))) + 1 + (_SPLINE_MARGIN if order > 1 else 0)
+
+
+def _forward(model: DcrModel, region: Box, shifts: np.ndarray, order: int,
+             split_threshold: float) -> np.ndarray:
+    images = model.images[(slice(None), *region.slices(model.bbox))]
+    return matched_template(images, shifts, order=order, split_threshold=split_threshold)
+
+
+def _warn_partial(source: str, no_data: np.ndarray) -> None:
+    frac = float(np.mean(no_data))
+    if frac > 0:
+        log.warning("%s: %.1f%% of the science exposure lies outside the model; marked NO_DATA",
+                    source, 100 * frac)
+
+
+def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tuple[int, int], *,
+               order: int, split: bool, split_threshold: float, source: str):
+    """Template image, mask and variance cut from the model (science pixels are model pixels)."""
+    ny, nx = science.shape
+    # the science array's box in the model's parent grid
+    sbox = Box(model.origin[0] + offset[0], model.origin[1] + offset[1], nx, ny)
+    overlap = sbox.intersection(model.bbox)
+    if overlap.is_empty:
+        raise InputError(f"outside the model's footprint (its pixels {sbox} do not overlap the "
+                         f"model's {model.bbox})", source)
+    shifts = _shifts(model, visit, *overlap.center, split, source)
+    region = overlap.grow(_margin(shifts, order)).clip(model.bbox)
+    forward = _forward(model, region, shifts, order, split_threshold)
+    inner = overlap.slices(model.bbox)
+    image = np.full((ny, nx), np.nan, dtype=np.float64)
+    variance = np.full((ny, nx), np.nan, dtype=np.float64)
+    mask = np.zeros((ny, nx), dtype=np.uint32)
+    no_data = np.ones((ny, nx), dtype=bool)
+    out = overlap.slices(sbox)
+    image[out] = forward[overlap.slices(region)]
+    variance[out] = model.variance[inner].astype(np.float64) * len(model)
+    mask[out] = model.mask[inner]
+    no_data[out] = False
+    return image, mask, variance, no_data
+
+
+def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: int, split: bool,
+               split_threshold: float, source: str):
+    """Template image, mask and variance forward-modelled on the model grid and resampled."""
+    ny, nx = science.shape
+    model_parent = shift_wcs(model.wcs, model.origin[0], model.origin[1])
+    xc, yc = _corner_grid(science.wcs, model_parent, science.shape)
+    if not (np.all(np.isfinite(xc)) and np.all(np.isfinite(yc))):
+        raise InputError("its WCS and the model's do not map onto each other", source)
+    mb = model.bbox
+    # bounding box of the footprint (pixel edges), clipped to the model's pixel edges
+    lo_x, hi_x = max(xc.min(), mb.x0 - 0.5), min(xc.max(), mb.x1 - 0.5)
+    lo_y, hi_y = max(yc.min(), mb.y0 - 0.5), min(yc.max(), mb.y1 - 0.5)
+    if lo_x >= hi_x or lo_y >= hi_y:
+        raise InputError(f"outside the model's footprint (it spans model pixels x {xc.min():.1f} to "
+                         f"{xc.max():.1f}, y {yc.min():.1f} to {yc.max():.1f}; the model covers "
+                         f"{mb})", source)
+    shifts = _shifts(model, visit, 0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y), split, source)
+    footprint = Box.from_corners(math.floor(lo_x + 0.5), math.floor(lo_y + 0.5),
+                                 math.floor(hi_x + 0.5) + 1, math.floor(hi_y + 0.5) + 1)
+    region = footprint.grow(_margin(shifts, order) + _RESAMPLE_MARGIN).clip(mb)
+    forward = _forward(model, region, shifts, order, split_threshold)
+    var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
+    region_wcs = shift_wcs(model.wcs, -(region.x0 - model.origin[0]), -(region.y0 - model.origin[1]))
+    area_ratio = _quad_areas(xc, yc)
+    image, variance, coverage = resample_flux(np.stack([forward, var]), region_wcs, science.wcs,
+                                              science.shape, area_ratio)
+    # nearest model pixel of each science pixel centre, for the mask and the coverage
+    xm, ym = (np.floor(0.5 * (c[:-1, :-1] + c[1:, 1:]) + 0.5).astype(np.int64) for c in (xc, yc))
+    inside = (xm >= mb.x0) & (xm < mb.x1) & (ym >= mb.y0) & (ym < mb.y1)
+    mask = np.zeros((ny, nx), dtype=np.uint32)
+    mask[inside] = model.mask[ym[inside] - mb.y0, xm[inside] - mb.x0]
+    no_data = ~inside | (coverage <= 0) | ~np.isfinite(image)
+    return image, mask, variance, no_data
+
+
+def make_template(model: DcrModel, science: Exposure, *, order: int = 1, split: bool = True,
+                  split_threshold: float = 0.1, source: str | os.PathLike | None = None) -> Exposure:
+    """The DCR-matched template for a science exposure, on the science exposure's pixel grid.
+
+    Parameters
+    ----------
+    model : DcrModel
+    science : Exposure
+        Needs a visit (for its DCR), a WCS, and the model's band.
+    order : int
+        Interpolation order of the DCR shifts (1 bilinear, 3 cubic spline).
+    split, split_threshold
+        Split-subfilter forward model (see `dcrcoadd.model.matched_template`).
+    source : str or path-like, optional
+        Name of the science exposure in error messages (its file); default its visit.
+
+    Returns
+    -------
+    Exposure
+        Template image, mask (model planes by nearest pixel, NO_DATA where the
+        model does not reach), variance (M x subfilter variance, resampled as
+        the module notes say), the model's PSF and band, the science
+        exposure's WCS, origin and visit, in the science exposure's flux units.
+
+    Raises
+    ------
+    InputError
+        The science exposure has no visit or WCS, is in another band, lies
+        outside the model's footprint, or its visit lacks the geometry for DCR.
+    """
+    source = str(source) if source is not None else _describe(science)
+    visit = _check_inputs(model, science, source)
+    offset = grid_offset(science.wcs, model.wcs, science.shape)
+    kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source)
+    if offset is not None:
+        log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
+        image, mask, variance, no_data = _same_grid(model, science, visit, offset, **kwargs)
+    else:
+        log.debug("%s: on another grid; resampling the template with reproject_exact", source)
+        image, mask, variance, no_data = _resampled(model, science, visit, **kwargs)
+    if no_data.all():
+        raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
+                         source)
+    _warn_partial(source, no_data)
+    planes = model.mask_planes.with_plane("NO_DATA")
+    mask[no_data] |= np.uint32(1 << planes.bit("NO_DATA"))
+    image[no_data] = np.nan
+    variance[no_data] = np.nan
+    scale = model.flux_calibration / science.flux_calibration
+    return Exposure(
+        image=(image * scale).astype(np.float32), mask=mask,
+        variance=(variance * scale**2).astype(np.float32), mask_planes=planes,
+        origin=science.origin, wcs=science.wcs.deepcopy(), psf=model.psf, visit=visit,
+        bandpass=model.bandpass, flux_calibration=science.flux_calibration,
+    )
+
+
+def difference(science: Exposure, template: Exposure) -> Exposure:
+    """``science − template`` with summed variance and the union of the masks.
+
+    The template is brought to the science exposure's flux units first (a
+    no-op for `make_template` output). Mask planes of both are merged (the
+    science's bits kept, the template's planes translated into them). The
+    result carries the science exposure's metadata (WCS, origin, PSF, visit,
+    band, calibration).
+
+    Raises
+    ------
+    ValueError
+        If the two do not cover the same pixels of the same parent grid.
+    """
+    if science.bbox != template.bbox:
+        raise ValueError(f"science {science.bbox} and template {template.bbox} differ")
+    scale = template.flux_calibration / science.flux_calibration
+    planes = science.mask_planes.merged(template.mask_planes)
+    mask = planes.translate(science.mask, science.mask_planes) \
+        | planes.translate(template.mask, template.mask_planes)
+    image = science.image.astype(np.float64) - scale * template.image.astype(np.float64)
+    variance = science.variance.astype(np.float64) + scale**2 * template.variance.astype(np.float64)
+    return Exposure(image=image.astype(np.float32), mask=mask, variance=variance.astype(np.float32),
+                    mask_planes=planes, origin=science.origin, wcs=science.wcs, psf=science.psf,
+                    visit=science.visit, band=science.band, bandpass=science.bandpass,
+                    flux_calibration=science.flux_calibration)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TemplateOutcome:
+    """What happened to one science file in `build_templates`.
+
+    ``error`` is the one-line reason it failed (naming the file), else None.
+    """
+
+    path: Path
+    template_path: Path | None = None
+    diff_path: Path | None = None
+    visit_id: int | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+_FITS_SUFFIXES = (".fits.gz", ".fits.fz", ".fit.gz", ".fits", ".fit", ".fts", ".fz")
+
+
+def output_stem(path: str | os.PathLike) -> str:
+    """File name without its FITS suffix(es): ``"v1"`` for ``"dir/v1.fits.gz"``."""
+    name = Path(path).name
+    for suffix in _FITS_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError("output directory exists and is not a directory", outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory ({exc.strerror or exc})", outdir) from None
+    if not os.access(outdir, os.W_OK | os.X_OK):
+        raise InputError("output directory is not writable", outdir)
+
+
+def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
+                    outdir: str | os.PathLike, *, diff: bool = False, order: int = 1,
+                    split: bool = True, split_threshold: float = 0.1) -> list[TemplateOutcome]:
+    """Write ``OUTDIR/<stem>_template.fits`` (and ``<stem>_diff.fits``) for each science file.
+
+    Parameters
+    ----------
+    model_path : path-like
+        DCR model file (`DcrModel.write`).
+    science_paths : iterable of path-like
+        Science exposure files, each with visit metadata.
+    outdir : path-like
+        Created if needed.
+    diff : bool
+        Also write ``science − template`` (`difference`).
+    order, split, split_threshold
+        As for `make_template`.
+
+    Returns
+    -------
+    list of TemplateOutcome
+        One per science file, in order. A file that fails with `InputError`
+        (unreadable, no visit, another band, outside the model, ...) records
+        the message and the others still run; nothing is written for it.
+
+    Raises
+    ------
+    InputError
+        No science files, an unreadable model, or an unusable output directory.
+    """
+    from .io.fits import read_exposure, write_exposure
+
+    paths = [Path(p) for p in science_paths]
+    if not paths:
+        raise InputError("no science exposures given", "template")
+    outdir = Path(outdir)
+    model = DcrModel.read(model_path)
+    _prepare_outdir(outdir)
+    outcomes: list[TemplateOutcome] = []
+    used: dict[str, Path] = {}
+    for path in paths:
+        stem = output_stem(path)
+        try:
+            if stem in used:
+                raise InputError(f"its output name {stem}_template.fits is already taken by {used[stem]}",
+                                 path)
+            science = read_exposure(path, require_visit=True)
+            template = make_template(model, science, order=order, split=split,
+                                     split_threshold=split_threshold, source=path)
+            template_path = write_exposure(template, outdir / f"{stem}_template.fits")
+            diff_path = None
+            if diff:
+                diff_path = write_exposure(difference(science, template), outdir / f"{stem}_diff.fits")
+        except InputError as exc:
+            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+            log.warning("%s", message)
+            outcomes.append(TemplateOutcome(path=path, error=message))
+            continue
+        used[stem] = path
+        log.info("%s: template for visit %s written to %s", path, science.visit.id, template_path)
+        outcomes.append(TemplateOutcome(path=path, template_path=template_path, diff_path=diff_path,
+                                        visit_id=science.visit.id))
+    return outcomes

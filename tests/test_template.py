@@ -1,0 +1,326 @@
+"""DCR-matched templates on the science exposure's grid: direct cuts, flux-conserving resampling,
+errors, difference images, and the per-file driver."""
+
+import logging
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from conftest import complete_visit, g_bandpass, tan_wcs
+from dcrcoadd.bandpass import Bandpass
+from dcrcoadd.errors import InputError
+from dcrcoadd.exposure import Exposure, shift_wcs
+from dcrcoadd.geom import Box
+from dcrcoadd.io import read_exposure, write_exposure
+from dcrcoadd.masks import MaskPlanes
+from dcrcoadd.model import DcrModel, matched_template
+from dcrcoadd.psf import Psf
+from dcrcoadd.template import build_templates, difference, grid_offset, make_template, output_stem
+
+ORIGIN = (100, 200)
+SHAPE = (48, 56)
+SOURCE = (127.3, 223.6)  # parent (x, y) of the isolated chromatic source
+MODEL_CAL = 2.5
+
+# RA/Dec with alt/az and no time: the zenith is placed from the boresight, so DCR depends
+# on position without the RA/Dec-vs-alt/az disagreement of complete_visit's time.
+VISIT = complete_visit(airmass=None).replace(time=None, boresight_alt=40 * u.deg, boresight_az=200 * u.deg)
+
+
+def gaussian(shape, origin, centre, sigma=1.5):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    r2 = (x + origin[0] - centre[0]) ** 2 + (y + origin[1] - centre[1]) ** 2
+    return np.exp(-0.5 * r2 / sigma**2) / (2 * np.pi * sigma**2)
+
+
+def make_model(scale_arcsec=0.2, seed=0, source=SOURCE):
+    """Three subfilters holding one isolated source, bluest brightest, over SHAPE at ORIGIN."""
+    wcs = tan_wcs(crpix=(SHAPE[1] / 2, SHAPE[0] / 2), scale_arcsec=scale_arcsec)
+    src = gaussian(SHAPE, ORIGIN, source)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(SHAPE, np.uint32)
+    mask[28, 34] = 1 << MaskPlanes().bit("SAT")  # array (x, y) = (34, 28)
+    return DcrModel(images=np.stack([300 * src, 200 * src, 100 * src]), mask=mask,
+                    variance=rng.uniform(1.0, 2.0, SHAPE), bandpass=g_bandpass(),
+                    subfilter_edges=g_bandpass().subfilter_edges(3), origin=ORIGIN, wcs=wcs,
+                    psf=Psf.gaussian(1.5), flux_calibration=MODEL_CAL)
+
+
+def science_on(model, box, *, wcs=None, visit=VISIT, bandpass=True, cal=MODEL_CAL, origin=None):
+    """A science exposure covering ``box`` of the model's grid, or on ``wcs`` with ``box``'s shape."""
+    if wcs is None:
+        wcs = shift_wcs(model.wcs, -(box.x0 - model.origin[0]), -(box.y0 - model.origin[1]))
+    rng = np.random.default_rng(1)
+    return Exposure(image=rng.normal(0, 1, box.shape), variance=np.ones(box.shape),
+                    origin=box.origin if origin is None else origin, wcs=wcs, psf=Psf.gaussian(2.0),
+                    visit=visit, bandpass=g_bandpass() if bandpass is True else bandpass,
+                    flux_calibration=cal)
+
+
+def moments(image):
+    image = np.nan_to_num(image.astype(np.float64))
+    y, x = np.mgrid[: image.shape[0], : image.shape[1]]
+    total = image.sum()
+    return total, (image * x).sum() / total, (image * y).sum() / total
+
+
+# -- grids ----------------------------------------------------------------------------------------
+
+def test_grid_offset_finds_integer_translations_only():
+    wcs = tan_wcs()
+    assert grid_offset(shift_wcs(wcs, -7, 3), wcs, (20, 30)) == (7, -3)
+    assert grid_offset(wcs, wcs, (20, 30)) == (0, 0)
+    assert grid_offset(shift_wcs(wcs, 0.3, 0), wcs, (20, 30)) is None
+    assert grid_offset(tan_wcs(rotation_deg=0.5), wcs, (20, 30)) is None
+    assert grid_offset(tan_wcs(scale_arcsec=0.2002), wcs, (20, 30)) is None
+
+
+def test_output_stem_drops_fits_suffixes():
+    assert output_stem("a/b/visit_12.fits") == "visit_12"
+    assert output_stem("v.fits.gz") == "v"
+    assert output_stem("v.FITS") == "v"
+    assert output_stem("v.dat") == "v"
+
+
+# -- same grid ------------------------------------------------------------------------------------
+
+def test_same_grid_template_is_the_model_template_over_the_science_box():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    template = make_template(model, science_on(model, box))
+    m = 4  # ≥ ceil(max shift) + 1 at 50 deg zenith distance in g
+    assert np.max(np.abs(model.dcr_shifts(VISIT, bbox=box, split=True))) < m - 1
+    # DCR at the science box's centre, edges computed with light shifted in from outside
+    grown = model.build_matched_template(VISIT, bbox=box.grow(m))
+    np.testing.assert_array_equal(template.image, grown[m:-m, m:-m])
+    # and the same as the model's own template over that box away from its edges
+    direct = model.build_matched_template(VISIT, bbox=box)
+    np.testing.assert_array_equal(template.image[m:-m, m:-m], direct[m:-m, m:-m])
+    sl = box.slices(model.bbox)
+    np.testing.assert_allclose(template.variance, 3 * model.variance[sl], rtol=1e-6)
+    np.testing.assert_array_equal(template.mask, model.mask[sl])
+    assert template.bbox == box and template.visit is VISIT and template.psf is model.psf
+    assert template.flux_calibration == MODEL_CAL and template.bandpass == model.bandpass
+    assert template.wcs.pixel_to_world(0, 0).separation(
+        model.wcs.pixel_to_world(box.x0 - ORIGIN[0], box.y0 - ORIGIN[1])).arcsec < 1e-9
+
+
+def test_same_grid_with_another_origin_convention_is_still_cut_directly():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    science = science_on(model, box, origin=(0, 0))  # same pixels, origin not on the model's parent grid
+    template = make_template(model, science)
+    np.testing.assert_array_equal(template.image, make_template(model, science_on(model, box)).image)
+    assert template.origin == (0, 0)
+
+
+def test_dcr_is_evaluated_at_the_science_position_not_the_model_centre():
+    # 40 arcsec pixels: the model spans 37 arcmin, so DCR differs between its centre and a corner
+    model = make_model(scale_arcsec=40.0, source=(107.4, 205.8))
+    box = Box(100, 200, 16, 14)  # the corner holding the source
+    template = make_template(model, science_on(model, box), split=False)
+    at_science = model.dcr_shifts(VISIT, bbox=box)
+    at_centre = model.dcr_shifts(VISIT)
+    assert np.max(np.abs(at_science - at_centre)) > 0.003 * np.max(np.abs(at_centre))
+    region = box.grow(4).clip(model.bbox)
+    images = model.images[(slice(None), *region.slices(model.bbox))]
+    np.testing.assert_array_equal(template.image, matched_template(images, at_science)[box.slices(region)])
+    assert not np.array_equal(template.image, matched_template(images, at_centre)[box.slices(region)])
+
+
+def test_template_is_in_the_science_units():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    same = make_template(model, science_on(model, box))
+    scaled = make_template(model, science_on(model, box, cal=4 * MODEL_CAL))
+    np.testing.assert_allclose(scaled.image, same.image / 4, rtol=1e-6)
+    np.testing.assert_allclose(scaled.variance, same.variance / 16, rtol=1e-6)
+    assert scaled.flux_calibration == 4 * MODEL_CAL
+
+
+def test_partial_overlap_marks_no_data(caplog):
+    model = make_model()
+    box = Box(140, 230, 30, 26)  # sticks out of the model at the top right
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template"):
+        template = make_template(model, science_on(model, box))
+    outside = np.ones(box.shape, bool)
+    outside[box.intersection(model.bbox).slices(box)] = False
+    assert template.mask_of("NO_DATA")[outside].all() and not template.mask_of("NO_DATA")[~outside].any()
+    assert np.isnan(template.image[outside]).all() and np.isfinite(template.image[~outside]).all()
+    assert "outside the model" in caplog.text
+
+
+# -- another grid ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dx, dy, rotation", [(0.37, -0.21, 0.0), (0.0, 0.0, 25.0), (-0.45, 0.3, -40.0)])
+def test_resampled_template_conserves_flux_and_position(dx, dy, rotation):
+    model = make_model()
+    box = Box(112, 210, 30, 28)
+    reference = make_template(model, science_on(model, box))
+    # a science grid on the same sky, shifted by a fraction of a pixel and/or rotated about
+    # the model centre (so its footprint lies well inside the model)
+    centre = model.wcs.pixel_to_world((SHAPE[1] - 1) / 2, (SHAPE[0] - 1) / 2)
+    wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(15.5 + dx, 14.5 + dy), rotation_deg=rotation)
+    science = science_on(model, Box(0, 0, 30, 28), wcs=wcs)
+    assert grid_offset(science.wcs, model.wcs, science.shape) is None
+    template = make_template(model, science)
+    assert not template.mask_of("NO_DATA").any()
+    f_ref, x_ref, y_ref = moments(reference.image)
+    f_new, x_new, y_new = moments(template.image)
+    assert f_new == pytest.approx(f_ref, rel=0.01)
+    expected = wcs.world_to_pixel(reference.wcs.pixel_to_world(x_ref, y_ref))
+    assert x_new == pytest.approx(float(expected[0]), abs=0.05)
+    assert y_new == pytest.approx(float(expected[1]), abs=0.05)
+    # variance keeps the noise per unit area (same pixel scale: the mean level is unchanged)
+    assert np.mean(template.variance) == pytest.approx(3 * np.mean(model.variance), rel=0.05)
+    # the saturated model pixel is carried to the science pixel containing its centre
+    sat = np.argwhere(template.mask_of("SAT"))
+    assert len(sat) == 1
+    sx, sy = wcs.world_to_pixel(model.wcs.pixel_to_world(34, 28))
+    assert tuple(sat[0]) == (round(float(sy)), round(float(sx)))
+
+
+def test_resampling_onto_a_coarser_grid_conserves_flux():
+    model = make_model()
+    box = Box(112, 210, 30, 28)
+    reference = make_template(model, science_on(model, box))
+    centre = model.wcs.pixel_to_world((SHAPE[1] - 1) / 2, (SHAPE[0] - 1) / 2)
+    wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(10.2, 9.7), scale_arcsec=0.3)
+    template = make_template(model, science_on(model, Box(0, 0, 20, 19), wcs=wcs))
+    assert moments(template.image)[0] == pytest.approx(moments(reference.image)[0], rel=0.01)
+    # pixels 2.25x the area: per-pixel variance scales with the area (noise per area kept)
+    assert np.nanmedian(template.variance) == pytest.approx(2.25 * 3 * np.median(model.variance), rel=0.1)
+
+
+def test_resampled_partial_overlap_marks_no_data():
+    model = make_model()
+    corner = model.wcs.pixel_to_world(SHAPE[1] - 1, SHAPE[0] - 1)
+    wcs = tan_wcs(crval=(corner.ra.deg, corner.dec.deg), crpix=(10.5, 10.5), rotation_deg=10.0)
+    template = make_template(model, science_on(model, Box(0, 0, 20, 20), wcs=wcs))
+    no_data = template.mask_of("NO_DATA")
+    assert 0.4 < no_data.mean() < 0.9
+    assert np.isnan(template.image[no_data]).all() and np.isfinite(template.image[~no_data]).all()
+    assert np.isnan(template.variance[no_data]).all()
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+def test_science_outside_the_model_is_an_input_error():
+    model = make_model()
+    with pytest.raises(InputError, match="sci.fits: outside the model's footprint"):
+        make_template(model, science_on(model, Box(300, 300, 20, 20)), source="sci.fits")
+    far = tan_wcs(crval=(150.2, 2.2))  # 6 arcmin away
+    with pytest.raises(InputError, match="outside the model's footprint"):
+        make_template(model, science_on(model, Box(0, 0, 20, 20), wcs=far))
+
+
+def test_science_in_another_band_is_an_input_error():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    r = Bandpass("r", 622.0 * u.nm, 140.0 * u.nm)
+    with pytest.raises(InputError, match=r"visit \d+: band r \(622.0 nm\) differs from the model's band g"):
+        make_template(model, science_on(model, box, bandpass=r))
+    name_only = science_on(model, box, bandpass=None)
+    name_only.band = "HSC-R"
+    with pytest.raises(InputError, match="band HSC-R differs"):
+        make_template(model, name_only)
+    name_only.band = "lsst-g"  # the same band under a camera-qualified name is fine
+    make_template(model, name_only)
+    decam_g = Bandpass("decam-g", 481.0 * u.nm, 148.0 * u.nm)  # same band, another camera
+    make_template(model, science_on(model, box, bandpass=decam_g))
+
+
+def test_science_without_visit_or_wcs_is_an_input_error():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    with pytest.raises(InputError, match="s.fits: no visit metadata"):
+        make_template(model, science_on(model, box, visit=None), source="s.fits")
+    no_wcs = science_on(model, box)
+    no_wcs.wcs = None
+    with pytest.raises(InputError, match="no WCS"):
+        make_template(model, no_wcs)
+
+
+def test_visit_without_geometry_is_an_input_error_naming_the_science():
+    model = make_model()
+    bare = complete_visit().replace(time=None, boresight_ra=None, boresight_dec=None,
+                                    boresight_alt=None, boresight_az=None, airmass=1.3)
+    with pytest.raises(InputError, match="s.fits: visit"):
+        make_template(model, science_on(model, Box(110, 208, 30, 26), visit=bare), source="s.fits")
+
+
+# -- difference -----------------------------------------------------------------------------------
+
+def test_difference_of_a_template_with_itself_is_zero_with_doubled_variance():
+    model = make_model()
+    template = make_template(model, science_on(model, Box(110, 208, 30, 26)))
+    diff = difference(template, template)
+    np.testing.assert_array_equal(diff.image, 0.0)
+    np.testing.assert_allclose(diff.variance, 2 * template.variance, rtol=1e-6)
+    np.testing.assert_array_equal(diff.mask, template.mask)
+
+
+def test_difference_subtracts_in_science_units_and_merges_mask_planes():
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    science = science_on(model, box)
+    science.mask_planes = MaskPlanes({"CR": 0, "ODD": 5})
+    science.mask[2, 3] = 1 << 5
+    template = make_template(model, science)
+    diff = difference(science, template)
+    np.testing.assert_allclose(diff.image, science.image - template.image, atol=1e-5)
+    np.testing.assert_allclose(diff.variance, science.variance + template.variance, rtol=1e-6)
+    assert diff.mask_of("ODD")[2, 3] and diff.mask_of("SAT").sum() == template.mask_of("SAT").sum() == 1
+    # a template in other units is converted before subtracting
+    doubled = Exposure(image=template.image / 2, variance=template.variance / 4, mask=template.mask,
+                       mask_planes=template.mask_planes, origin=template.origin, wcs=template.wcs,
+                       flux_calibration=2 * template.flux_calibration)
+    np.testing.assert_allclose(difference(science, doubled).image, diff.image, atol=1e-5)
+    with pytest.raises(ValueError, match="differ"):
+        difference(science, science[Box(111, 209, 5, 5)])
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+def test_build_templates_writes_files_and_continues_past_failures(tmp_path):
+    model = make_model()
+    model_path = model.write(tmp_path / "model.fits")
+    inputs = tmp_path / "in"
+    box = Box(110, 208, 30, 26)
+    good = write_exposure(science_on(model, box), inputs / "good.fits")
+    red = write_exposure(science_on(model, box, bandpass=Bandpass("r", 622 * u.nm, 140 * u.nm)),
+                         inputs / "red.fits")
+    centre = model.wcs.pixel_to_world(27.5, 23.5)
+    rotated = write_exposure(science_on(model, Box(0, 0, 20, 20), wcs=tan_wcs(
+        crval=(centre.ra.deg, centre.dec.deg), crpix=(10.5, 10.5), rotation_deg=30)), inputs / "rot.fits")
+    junk = inputs / "junk.fits"
+    junk.write_text("not fits")
+    dup = write_exposure(science_on(model, box), inputs / "again" / "good.fits")
+
+    out = tmp_path / "out"
+    outcomes = build_templates(model_path, [good, red, rotated, junk, dup], out, diff=True)
+    assert [o.ok for o in outcomes] == [True, False, True, False, False]
+    assert str(red) in outcomes[1].error and "band r" in outcomes[1].error
+    assert str(junk) in outcomes[3].error
+    assert "already taken" in outcomes[4].error
+    assert sorted(p.name for p in out.iterdir()) == ["good_diff.fits", "good_template.fits",
+                                                   "rot_diff.fits", "rot_template.fits"]
+    assert outcomes[0].template_path == out / "good_template.fits" and outcomes[0].visit_id == VISIT.id
+    written = read_exposure(out / "good_template.fits")
+    expected = make_template(model, read_exposure(good))
+    np.testing.assert_array_equal(written.image, expected.image)
+    assert written.bbox == box and written.visit.id == VISIT.id and written.psf == model.psf
+    diff = read_exposure(out / "good_diff.fits")
+    np.testing.assert_allclose(diff.image, read_exposure(good).image - expected.image, atol=1e-5)
+
+
+def test_build_templates_rejects_unusable_inputs(tmp_path):
+    model_path = make_model().write(tmp_path / "model.fits")
+    with pytest.raises(InputError, match="no science exposures"):
+        build_templates(model_path, [], tmp_path / "out")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        build_templates(model_path, [tmp_path / "a.fits"], tmp_path / "file")
+    with pytest.raises(InputError, match="does not exist"):
+        build_templates(tmp_path / "missing.fits", [tmp_path / "a.fits"], tmp_path / "out")
