@@ -1,0 +1,342 @@
+"""Baseline coadd: weights and scaling, noise, masks, NO_DATA, streaming, validation, files."""
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS
+
+from dcrcoadd.coadd import assemble_coadd, read_coadd, write_coadd
+from dcrcoadd.config import Config
+from dcrcoadd.errors import ConfigError, InputError
+from dcrcoadd.exposure import Exposure
+from dcrcoadd.geom import Box
+from dcrcoadd.io import write_exposure
+from dcrcoadd.masks import MaskPlanes
+from dcrcoadd.psf import Psf, coadd_psf, psf_fwhm
+from dcrcoadd.visit import VisitInfo
+
+PLANES = MaskPlanes()
+SHAPE = (40, 48)
+
+
+def tan_wcs(crval=(150.0, 2.0), scale_arcsec=0.2):
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval = list(crval)
+    w.wcs.crpix = [20.0, 20.0]
+    w.wcs.cdelt = [-scale_arcsec / 3600, scale_arcsec / 3600]
+    return w
+
+
+def warp(image, *, variance=1.0, i=0, mask=None, sigma=1.5, origin=(0, 0), band="g", cal=1.0, airmass=1.1,
+         planes=None, wcs=None):
+    image = np.asarray(image, np.float32)
+    if image.ndim == 0:
+        image = np.full(SHAPE, image, np.float32)
+    var = np.full(image.shape, variance, np.float32) if np.ndim(variance) == 0 else variance
+    if wcs is None:  # the same parent grid, whatever the origin
+        from dcrcoadd.exposure import shift_wcs
+        wcs = shift_wcs(tan_wcs(), -origin[0], -origin[1])
+    return Exposure(image, mask=mask, variance=var, origin=origin, wcs=wcs, psf=Psf.gaussian(sigma),
+                    visit=VisitInfo(id=i, airmass=airmass), band=band, flux_calibration=cal,
+                    mask_planes=planes or MaskPlanes())
+
+
+def plain():
+    cfg = Config()
+    cfg.artifacts.enabled = False
+    cfg.coadd.statistic = "MEAN"
+    return cfg
+
+
+def star_field(rng, n_stars=6, shape=SHAPE, sigma=1.5):
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float)
+    img = np.zeros(shape)
+    for _ in range(n_stars):
+        y, x, f = rng.uniform(5, shape[0] - 5), rng.uniform(5, shape[1] - 5), rng.uniform(500, 5000)
+        img += f * np.exp(-0.5 * ((yy - y) ** 2 + (xx - x) ** 2) / sigma**2) / (2 * np.pi * sigma**2)
+    return img
+
+
+# -- weights, scaling, noise ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("compare_warp", [False, True])
+def test_weighted_mean_of_constant_images(compare_warp):
+    values, variances = [1.0, 2.0, 5.0], [1.0, 4.0, 2.0]
+    cfg = plain() if not compare_warp else Config()
+    warps = [warp(v, variance=s, i=i) for i, (v, s) in enumerate(zip(values, variances, strict=True))]
+    res = assemble_coadd(warps, cfg)
+    w = 1 / np.array(variances)
+    np.testing.assert_allclose(res.coadd.image, (w * values).sum() / w.sum(), rtol=1e-6)
+    np.testing.assert_allclose(res.coadd.variance, 1 / w.sum(), rtol=1e-6)
+    np.testing.assert_allclose([inp.weight for inp in res.inputs], w, rtol=1e-6)
+    assert np.all(res.n_image == 3) and np.all(res.coadd.mask == 0)
+    assert all(m is None or len(m.planes["CLIPPED"]) == 0 for m in res.artifact_masks)
+
+
+def test_flux_calibrations_are_applied_and_flux_is_conserved():
+    rng = np.random.default_rng(1)
+    truth = star_field(rng)  # nJy
+    cals = [1.0, 2.5, 0.4]  # nJy per image unit
+    warps = [warp(truth / c, variance=0.01 / c**2, i=i, cal=c) for i, c in enumerate(cals)]
+    res = assemble_coadd(warps, plain())
+    assert res.coadd.flux_calibration == 1.0
+    np.testing.assert_allclose(res.coadd.image, truth, rtol=1e-5, atol=1e-3)
+    assert res.coadd.image.sum() == pytest.approx(truth.sum(), rel=1e-5)
+    np.testing.assert_allclose([i.scale for i in res.inputs], cals)
+    np.testing.assert_allclose([i.weight for i in res.inputs], [100.0] * 3, rtol=1e-5)  # weights in nJy^-2
+
+
+def test_noise_falls_as_one_over_root_n():
+    rng = np.random.default_rng(2)
+    truth = star_field(rng)
+    n, sigma = 16, 3.0
+    warps = [warp(truth + rng.normal(0, sigma, SHAPE), variance=sigma**2, i=i) for i in range(n)]
+    res = assemble_coadd(warps, Config())  # compare-warp on: pure noise must not be clipped
+    resid = res.coadd.image - truth
+    assert np.std(resid) == pytest.approx(sigma / np.sqrt(n), rel=0.08)
+    np.testing.assert_allclose(res.coadd.variance, sigma**2 / n, rtol=1e-5)
+    assert sum(len(m.planes["CLIPPED"]) for m in res.artifact_masks) == 0
+
+
+def test_airmass_weighting_multiplies_weights():
+    cfg = plain()
+    cfg.coadd.do_airmass_weight = True
+    res = assemble_coadd([warp(1.0, i=0, airmass=1.0), warp(3.0, i=1, airmass=2.0)], cfg)
+    np.testing.assert_allclose([i.weight for i in res.inputs], [1.0, 2.0])
+    np.testing.assert_allclose(res.coadd.image, (1 + 2 * 3) / 3.0, rtol=1e-6)
+
+
+def test_meanclip_rejects_a_cosmic_ray():
+    rng = np.random.default_rng(3)
+    warps = [warp(rng.normal(0, 1, SHAPE), i=i) for i in range(10)]
+    warps[2].image[10, 10] = 500.0
+    cfg = plain()
+    cfg.coadd.statistic = "MEANCLIP"
+    res = assemble_coadd(warps, cfg)
+    others = np.mean([w.image[10, 10] for k, w in enumerate(warps) if k != 2])
+    assert res.coadd.image[10, 10] == pytest.approx(others, abs=1e-5)
+    assert set(PLANES.names_in(int(res.coadd.mask[10, 10]))) >= {"CLIPPED", "INEXACT_PSF"}
+
+
+# -- masks -----------------------------------------------------------------------------------------
+
+def one_pixel_flag(plane, n=4, statistic="MEAN", compare_warp=False, planes=None):
+    planes = planes or MaskPlanes()
+    warps = []
+    for i in range(n):
+        m = np.zeros(SHAPE, np.uint32)
+        if i == 0:
+            m[5, 6] = planes.value(plane)
+        warps.append(warp(1.0 + i, i=i, mask=m, planes=planes))
+    cfg = Config() if compare_warp else plain()
+    cfg.coadd.statistic = statistic
+    cfg.coadd.do_interp = False
+    res = assemble_coadd(warps, cfg)
+    return res, set(res.coadd.mask_planes.names_in(int(res.coadd.mask[5, 6])))
+
+
+def test_mask_rules_one_by_one():
+    assert one_pixel_flag("BAD")[1] == {"REJECTED", "INEXACT_PSF"}
+    assert one_pixel_flag("SAT")[1] == {"SAT", "REJECTED", "INEXACT_PSF"}  # 25% of weight > 10%
+    assert one_pixel_flag("SAT", n=12)[1] == {"REJECTED", "INEXACT_PSF"}  # 1/12 < 10%
+    assert one_pixel_flag("EDGE")[1] == {"SENSOR_EDGE", "INEXACT_PSF"}
+    assert one_pixel_flag("DETECTED")[1] == {"DETECTED"}
+    assert one_pixel_flag("NOT_DEBLENDED")[1] == set()  # removed before stacking
+    res, planes = one_pixel_flag("NO_DATA")
+    assert planes == set() and res.n_image[5, 6] == 3
+    assert res.coadd.image[5, 6] == pytest.approx((2 + 3 + 4) / 3)
+
+
+def test_compare_warp_removes_edge_instead_of_rejecting():
+    res, planes = one_pixel_flag("EDGE", compare_warp=True)
+    assert planes == set() and res.n_image[5, 6] == 4
+    assert res.coadd.image[5, 6] == pytest.approx(2.5)
+
+
+def test_mask_bits_are_translated_between_layouts():
+    shuffled = MaskPlanes({name: 31 - bit for name, bit in PLANES.items()})
+    res, planes = one_pixel_flag("BAD", planes=shuffled)
+    assert planes == {"REJECTED", "INEXACT_PSF"}
+    res, planes = one_pixel_flag("DETECTED", planes=shuffled)
+    assert planes == {"DETECTED"}
+
+
+def test_no_data_is_flagged_and_optionally_interpolated():
+    rng = np.random.default_rng(4)
+    warps = []
+    for i in range(3):
+        img = 10.0 + rng.normal(0, 0.1, SHAPE)
+        m = np.zeros(SHAPE, np.uint32)
+        m[:, 30:] = PLANES.value("NO_DATA")  # nobody covers x >= 30 ...
+        img[:, 30:] = np.nan
+        if i == 0:  # ... and only the first two cover x in [20, 30)
+            m[:, 20:30] = PLANES.value("NO_DATA")
+        warps.append(warp(img, i=i, mask=m, variance=0.01))
+    cfg = plain()
+    cfg.coadd.do_interp = False
+    res = assemble_coadd(warps, cfg)
+    c = res.coadd
+    assert np.all(np.isnan(c.image[:, 30:])) and np.all(res.n_image[:, 30:] == 0)
+    assert np.all(c.mask[:, 30:] == PLANES.value("NO_DATA"))
+    assert np.all(res.n_image[:, 20:30] == 2) and np.all(res.n_image[:, :20] == 3)
+    assert np.all(c.mask[:, :30] == 0)  # missing data is not a rejection
+    res = assemble_coadd(warps, plain())  # do_interp (LSST default)
+    c = res.coadd
+    assert np.all(np.isfinite(c.image))
+    np.testing.assert_allclose(c.image[:, 30:], 10.0, atol=0.05)  # edge runs get the clipped-mean fallback
+    intrp = (c.mask & PLANES.value("INTRP")) != 0
+    assert np.all(intrp[:, 30:]) and not np.any(intrp[:, :30])
+    assert np.all(np.isinf(c.variance[:, 30:])) and np.all(np.isfinite(c.variance[:, :30]))
+
+
+def test_partially_overlapping_warps_and_explicit_box():
+    a = warp(1.0, i=0, origin=(0, 0))
+    b = warp(3.0, i=1, origin=(24, 10))
+    res = assemble_coadd([a, b], plain())
+    assert res.coadd.bbox == Box(0, 0, 72, 50)
+    assert res.coadd.image[0, 0] == 1.0 and res.coadd.image[-1, -1] == 3.0
+    assert res.coadd.image[20, 30] == pytest.approx(2.0)  # overlap
+    res = assemble_coadd([a, b], plain(), bbox=Box(30, 0, 10, 5))  # only a covers it
+    assert res.coadd.bbox == Box(30, 0, 10, 5) and np.all(res.coadd.image == 1.0)
+    assert [i.name for i in res.inputs] == ["exposure[0] (visit 0)"] and len(res.skipped) == 1
+
+
+# -- streaming -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("statistic, on_disk", [("MEAN", True), ("MEANCLIP", False)])
+def test_streaming_subregions_equal_one_region_exactly(tmp_path, statistic, on_disk):
+    rng = np.random.default_rng(5)
+    truth = star_field(rng, n_stars=8)
+    warps = []
+    for i in range(6):
+        img = truth + rng.normal(0, 2.0, SHAPE)
+        if i == 2:
+            img[30, 5:40] += 80.0  # a trail for compare-warp to clip
+        m = np.zeros(SHAPE, np.uint32)
+        m[i * 5:i * 5 + 3, 10:14] = PLANES.value("BAD")
+        m[:, 44:] |= PLANES.value("NO_DATA") if i % 2 else 0
+        exp = warp(img, variance=4.0, i=i, mask=m, sigma=1.3 + 0.1 * i)
+        warps.append(write_exposure(exp, tmp_path / f"w{i}.fits") if on_disk else exp)
+    cfg = Config()
+    cfg.coadd.statistic = statistic
+    big = assemble_coadd(warps, cfg)
+    cfg.coadd.subregion_size = (29, 21)  # tiles that cut through stars, the trail and the kernels
+    tiled = assemble_coadd(warps, cfg)
+    assert big.artifact_masks[2].n_clipped >= 1
+    for name in ("image", "variance", "mask"):
+        np.testing.assert_array_equal(getattr(tiled.coadd, name), getattr(big.coadd, name))
+    np.testing.assert_array_equal(tiled.n_image, big.n_image)
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+def test_inputs_on_another_grid_or_band_are_named(tmp_path):
+    good = write_exposure(warp(1.0, i=0), tmp_path / "good.fits")
+    shifted = write_exposure(warp(1.0, i=1, wcs=tan_wcs(crval=(150.001, 2.0))), tmp_path / "shifted.fits")
+    with pytest.raises(InputError, match="shifted.fits.*pixel grid"):
+        assemble_coadd([good, shifted])
+    red = write_exposure(warp(1.0, i=2, band="r"), tmp_path / "red.fits")
+    with pytest.raises(InputError, match="red.fits.*band 'r'"):
+        assemble_coadd([good, red])
+    with pytest.raises(InputError, match="repeats visit 0"):
+        assemble_coadd([good, good])
+    with pytest.raises(InputError, match="missing.fits"):
+        assemble_coadd([good, tmp_path / "missing.fits"])
+    with pytest.raises(InputError, match="no warps"):
+        assemble_coadd([])
+
+
+def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
+    nan = write_exposure(warp(np.nan, i=1), tmp_path / "nan.fits")
+    ok = write_exposure(warp(2.0, i=0), tmp_path / "ok.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd"):
+        res = assemble_coadd([ok, nan], plain())
+    assert "nan.fits" in caplog.text and res.skipped[0][0].endswith("nan.fits")
+    assert len(res.inputs) == 1 and np.all(res.coadd.image == 2.0)
+    with pytest.raises(InputError, match="no warp has usable pixels.*nan.fits"):
+        assemble_coadd([nan], plain())
+
+
+def test_compare_warp_needs_psfs():
+    w = warp(1.0)
+    w.psf = None
+    with pytest.raises(InputError, match="has no PSF"):
+        assemble_coadd([w, warp(1.0, i=1)])
+    assert assemble_coadd([w, warp(1.0, i=1)], plain()).coadd.psf is None
+
+
+def test_config_errors_name_the_field():
+    cfg = Config()
+    cfg.coadd.sigma_clip = -1
+    with pytest.raises(ConfigError, match="coadd.sigma_clip"):
+        assemble_coadd([warp(1.0)], cfg)
+    cfg = Config()
+    cfg.artifacts.spatial_threshold = 1.5
+    with pytest.raises(ConfigError, match="artifacts.spatial_threshold"):
+        cfg.validate()
+    cfg = Config()
+    cfg.coadd.statistic = "MODE"
+    with pytest.raises(ConfigError, match="coadd.statistic"):
+        cfg.validate()
+
+
+# -- PSF, metadata, files --------------------------------------------------------------------------
+
+def test_coadd_psf_is_the_weighted_mean_and_best_seeing_selects_sharp_inputs():
+    sigmas, variances = [1.2, 1.6, 2.4, 1.3], [1.0, 2.0, 1.0, 4.0]
+    warps = [warp(1.0, i=i, sigma=s, variance=v)
+             for i, (s, v) in enumerate(zip(sigmas, variances, strict=True))]
+    res = assemble_coadd(warps, plain())
+    w = 1 / np.array(variances)
+    expected = coadd_psf([Psf.gaussian(s) for s in sigmas], w)
+    np.testing.assert_allclose(res.coadd.psf.kernel, expected.kernel, atol=1e-7)
+    # median FWHM (sigma 1.45) < full coadd PSF: the two sharpest inputs
+    assert res.best_seeing.tolist() == [True, False, False, True]
+    assert psf_fwhm(res.psf_best_seeing) < psf_fwhm(res.coadd.psf)
+    np.testing.assert_allclose(res.psf_best_seeing.kernel,
+                               coadd_psf([Psf.gaussian(1.2), Psf.gaussian(1.3)], [1.0, 0.25]).resized(
+                                   res.psf_best_seeing.shape[0]).kernel, atol=1e-7)
+
+
+def test_write_and_read_coadd(tmp_path):
+    cfg = Config()
+    cfg.artifacts.do_write_artifact_masks = True
+    warps = [warp(5.0 + i, i=10 + i, airmass=1.0 + 0.2 * i) for i in range(3)]
+    res = assemble_coadd(warps, cfg)
+    path = write_coadd(res, tmp_path / "out" / "coadd.fits")
+    exp, n_image, inputs, best = read_coadd(path)
+    np.testing.assert_array_equal(exp.image, res.coadd.image)
+    np.testing.assert_array_equal(exp.mask, res.coadd.mask)
+    np.testing.assert_array_equal(n_image, res.n_image)
+    assert inputs["visit"].tolist() == [10, 11, 12]
+    np.testing.assert_allclose(inputs["airmass"], [1.0, 1.2, 1.4])
+    np.testing.assert_allclose(inputs["weight"], [i.weight for i in res.inputs])
+    assert str(inputs["parallactic_angle"].unit) == "deg" and "psf_fwhm" in inputs.colnames
+    assert best == res.psf_best_seeing
+    with fits.open(path) as hdul:
+        assert hdul[0].header["NINPUTS"] == 3
+    written = sorted(p.name for p in (tmp_path / "out" / "artifact_masks").iterdir())
+    assert len(written) == 3 and all(name.endswith("_artifacts.fits") for name in written)
+
+
+def test_bright_object_masks_from_a_table(tmp_path):
+    table = Table({"ra": [150.0], "dec": [2.0], "radius": [1.0]})  # 1 arcsec = 5 pixels at 0.2"/px
+    table["radius"].unit = "arcsec"
+    path = tmp_path / "bright.ecsv"
+    table.write(path)
+    cfg = plain()
+    cfg.coadd.do_mask_bright_objects = True
+    cfg.coadd.bright_object_mask_file = str(path)
+    res = assemble_coadd([warp(1.0, i=0), warp(1.0, i=1)], cfg)
+    hit = (res.coadd.mask & PLANES.value("BRIGHT_OBJECT")) != 0
+    assert hit.sum() == np.count_nonzero(np.add.outer(np.arange(-5, 6) ** 2, np.arange(-5, 6) ** 2) <= 25)
+    assert hit[19, 19]  # CRVAL is at CRPIX (20, 20), 1-based
+    bad = tmp_path / "bad.csv"
+    bad.write_text("x,y\n1,2\n")
+    cfg.coadd.bright_object_mask_file = str(bad)
+    with pytest.raises(InputError, match="bad.csv.*'ra'"):
+        assemble_coadd([warp(1.0, i=0)], cfg)
