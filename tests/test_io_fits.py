@@ -142,6 +142,21 @@ def test_subregion_read_equals_slice_of_full_read(tmp_path, exposure, compress, 
     assert np.max(sky_sub.separation(sky_full).to_value(u.arcsec)) < 1e-9
 
 
+def test_compressed_files_use_square_tiles(tmp_path, make_exposure):
+    """Square tiles, so that a box read decompresses about the box, not whole image rows."""
+    exp = make_exposure(shape=(300, 270), origin=(0, 0))
+    path = write_exposure(exp, tmp_path / "c.fits", compress=True)
+    with fits.open(path, disable_image_compression=True) as hdul:
+        for name in ("IMAGE", "MASK", "VARIANCE"):
+            h = hdul[name].header
+            assert (h["ZTILE1"], h["ZTILE2"]) == (128, 128), name
+    for box in (Box(100, 120, 60, 50), Box(250, 0, 20, 300), Box(0, 255, 270, 45)):  # across tile edges
+        sub = read_exposure(path, bbox=box)
+        np.testing.assert_array_equal(sub.image, exp.image[box.slices()])
+        np.testing.assert_array_equal(sub.mask, exp.mask[box.slices()])
+        np.testing.assert_array_equal(sub.variance, exp.variance[box.slices()])
+
+
 def test_subregion_read_is_clipped_to_the_exposure(tmp_path, exposure):
     path = write_exposure(exposure, tmp_path / "e.fits")
     sub = read_exposure(path, bbox=Box(1040, 1990, 100, 20))
@@ -218,11 +233,24 @@ def test_foreign_unsigned_mask_with_own_bit_layout_translates(tmp_path):
     exp = read_exposure(path)
     assert exp.mask_planes.bit("SAT") == 31
     np.testing.assert_array_equal(exp.mask_of("SAT"), mask & (1 << 31) != 0)
+    np.testing.assert_array_equal(read_exposure(path, bbox=Box(0, 0, 3, 3)).mask, mask[:3, :3])
     lsst = MaskPlanes()
     translated = lsst.translate(exp.mask, exp.mask_planes)
     assert translated[0, 0] == 1 << lsst.bit("SAT")
     assert translated[1, 1] == 1 << lsst.bit("BAD")
     assert translated[2, 2] == lsst.value("SAT", "BAD")
+
+
+def test_foreign_scaled_integer_image(tmp_path):
+    """An int16 image with BSCALE/BZERO reads as its physical values, whole and in part."""
+    raw = np.arange(-600, 600, dtype=np.int16).reshape(30, 40)
+    hdu = fits.ImageHDU(data=raw, name="IMAGE")
+    hdu.header["BSCALE"], hdu.header["BZERO"] = 0.5, 100.0
+    path = tmp_path / "scaled.fits"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    physical = (raw * 0.5 + 100.0).astype(np.float32)
+    np.testing.assert_array_equal(read_exposure(path).image, physical)
+    np.testing.assert_array_equal(read_exposure(path, bbox=Box(5, 7, 11, 13)).image, physical[7:20, 5:16])
 
 
 # -- bad inputs ----------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ _ANGLE_KEYS = {
     "boresight_ra": "BORE-RA", "boresight_dec": "BORE-DEC", "boresight_az": "BORE-AZ",
     "boresight_alt": "BORE-ALT", "rotation_angle": "BORE-ROTANG",
 }
+#: Side of the square tiles of compressed images (pixels).
+COMPRESSION_TILE = 128
 _VISIT_KEYS = ("EXPID", "DATE-AVG", "BORE-RA", "BORE-AIRMASS", "BORE-ALT", "EXPTIME")
 
 
@@ -120,7 +122,10 @@ def exposure_hdus(exp: Exposure, *, compress: bool = False) -> fits.HDUList:
         if compress:
             kwargs = dict(compression_type="GZIP_2", quantize_level=0.0) if data.dtype.kind == "f" \
                 else dict(compression_type="RICE_1")
-            return fits.CompImageHDU(data=data, header=header, name=name, **kwargs)
+            # Square tiles, so that a subregion read decompresses little more than the
+            # box (the default row tiles decompress whole image rows).
+            tile = tuple(min(COMPRESSION_TILE, n) for n in data.shape)
+            return fits.CompImageHDU(data=data, header=header, name=name, tile_shape=tile, **kwargs)
         return fits.ImageHDU(data=data, header=header, name=name)
 
     hdus = [
@@ -148,7 +153,7 @@ def write_exposure(exposure: Exposure, path: str | os.PathLike, *, compress: boo
     path : path-like
     compress : bool
         Tile-compress the pixel extensions losslessly (GZIP_2 for floats,
-        RICE_1 for the mask).
+        RICE_1 for the mask) in square tiles of `COMPRESSION_TILE` pixels.
     """
     path = Path(path)
     hdus = exposure_hdus(exposure, compress=compress)
@@ -354,15 +359,23 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
         return _read_info(hdul, path)
 
 
-def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path) -> np.ndarray:
-    hshape = (int(hdu.header.get("ZNAXIS2", hdu.header.get("NAXIS2", -1))),
-              int(hdu.header.get("ZNAXIS1", hdu.header.get("NAXIS1", -1))))
-    if isinstance(hdu, fits.CompImageHDU):
-        hshape = hdu.shape
-    if tuple(hshape) != tuple(shape):
-        raise InputError(f"{name} extension has shape {tuple(hshape)}, IMAGE has {shape}", path)
+def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path,
+             dtype: type) -> np.ndarray:
+    """Pixels ``sl`` of an image extension as native ``dtype``, reading as little as the format allows.
+
+    Integer conversions wrap (``int32 -> uint32`` keeps bit 31), as mask bits need.
+    """
+    hshape = tuple(int(n) for n in hdu.shape)  # from the header; no pixels are read
+    if hshape != tuple(shape):
+        raise InputError(f"{name} extension has shape {hshape}, IMAGE has {tuple(shape)}", path)
+    scaled = any(k in hdu.header for k in ("BZERO", "BSCALE", "BLANK"))
     try:
-        return np.array(hdu.section[sl])
+        if isinstance(hdu, fits.CompImageHDU) or scaled:
+            # Tile-wise decompression / scaling of only the rows needed.
+            return hdu.section[sl].astype(dtype, copy=False)
+        # Unscaled plain data: slicing the memory map copies just the box, far faster
+        # than astropy's row-by-row sections, and converts while copying (one pass).
+        return np.array(hdu.data[sl], dtype=dtype)
     except Exception as exc:  # truncated or corrupt data
         raise InputError(f"cannot read {name} pixels, file truncated or corrupt ({exc})", path) from None
 
@@ -396,13 +409,12 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *,
             raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
         sl = region.slices(info.bbox)
         shape = info.bbox.shape
-        image = _section(hdul["IMAGE"], sl, shape, "IMAGE", path).astype(np.float32, copy=False)
+        image = _section(hdul["IMAGE"], sl, shape, "IMAGE", path, np.float32)
         mask_hdu = _get_hdu(hdul, "MASK", path, required=False)
-        mask = None if mask_hdu is None else \
-            _section(mask_hdu, sl, shape, "MASK", path).astype(np.int64).astype(np.uint32)
+        mask = None if mask_hdu is None else _section(mask_hdu, sl, shape, "MASK", path, np.uint32)
         var_hdu = _get_hdu(hdul, "VARIANCE", path, required=False)
         variance = None if var_hdu is None else \
-            _section(var_hdu, sl, shape, "VARIANCE", path).astype(np.float32, copy=False)
+            _section(var_hdu, sl, shape, "VARIANCE", path, np.float32)
     wcs = info.wcs
     if wcs is not None and region != info.bbox:
         wcs = shift_wcs(wcs, -(region.x0 - info.bbox.x0), -(region.y0 - info.bbox.y0))
