@@ -16,7 +16,14 @@ from dcrcoadd.io import read_exposure, write_exposure
 from dcrcoadd.masks import MaskPlanes
 from dcrcoadd.model import DcrModel, matched_template
 from dcrcoadd.psf import Psf
-from dcrcoadd.template import build_templates, difference, grid_offset, make_template, output_stem
+from dcrcoadd.template import (
+    build_templates,
+    difference,
+    grid_offset,
+    make_template,
+    output_stem,
+    resample_flux,
+)
 
 ORIGIN = (100, 200)
 SHAPE = (48, 56)
@@ -310,6 +317,8 @@ def test_build_templates_writes_files_and_continues_past_failures(tmp_path):
     written = read_exposure(out / "good_template.fits")
     expected = make_template(model, read_exposure(good))
     np.testing.assert_array_equal(written.image, expected.image)
+    # the grids still match after the FITS round trip of both WCSs: the template was cut directly
+    np.testing.assert_array_equal(written.image, make_template(model, science_on(model, box)).image)
     assert written.bbox == box and written.visit.id == VISIT.id and written.psf == model.psf
     diff = read_exposure(out / "good_diff.fits")
     np.testing.assert_allclose(diff.image, read_exposure(good).image - expected.image, atol=1e-5)
@@ -324,3 +333,21 @@ def test_build_templates_rejects_unusable_inputs(tmp_path):
         build_templates(model_path, [tmp_path / "a.fits"], tmp_path / "file")
     with pytest.raises(InputError, match="does not exist"):
         build_templates(tmp_path / "missing.fits", [tmp_path / "a.fits"], tmp_path / "out")
+
+
+def test_resampled_variance_keeps_noise_per_area():
+    # white noise of unit variance moved by half a pixel in x: each output pixel averages two
+    # inputs (per-pixel variance 1/2, neighbours correlated); the variance plane stays 1, the
+    # noise per unit area, which is what sums over many pixels see
+    rng = np.random.default_rng(3)
+    shape = (128, 128)
+    wcs_in = tan_wcs(crpix=(64.5, 64.5))
+    wcs_out = tan_wcs(crpix=(64.0, 64.5))
+    noise = rng.normal(0.0, 1.0, shape)
+    image, variance, coverage = resample_flux(np.stack([noise, np.ones(shape)]), wcs_in, wcs_out, shape, 1.0)
+    inner = image[:, 2:-2]
+    np.testing.assert_allclose(variance[:, 2:-2], 1.0, rtol=1e-9)
+    assert np.var(inner) == pytest.approx(0.5, rel=0.05)
+    sums = inner[:, :96].reshape(128, 3, 32).sum(axis=2)  # 32-pixel runs along the shift
+    assert np.var(sums) == pytest.approx(32 * 1.0, rel=0.15)
+    assert np.all(coverage[:, 2:-2] == pytest.approx(1.0))
