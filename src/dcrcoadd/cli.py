@@ -198,6 +198,28 @@ def _versions() -> dict[str, str]:
     return out
 
 
+# -- dcrcoadd template -----------------------------------------------------------------------------
+
+def _cmd_template(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .model import DcrModel
+    from .template import build_templates
+
+    _check_outdir(args.out)
+    DcrModel.read(args.model)  # a bad model file fails once, up front
+    science = _expand_inputs(args.science)
+    outcomes = build_templates(args.model, science, args.out, diff=args.diff, order=args.order)
+    failed = [o for o in outcomes if o.error is not None]
+    for o in outcomes:
+        if o.error is None:
+            print(f"wrote {o.template_path}" + (f" and {o.diff_path}" if o.diff_path else ""))
+        else:
+            print(f"error: {o.error}", file=sys.stderr)
+    if failed:
+        raise InputError(f"{len(failed)} of {len(outcomes)} science exposures failed", "template")
+    return 0
+
+
 # -- dcrcoadd demo ---------------------------------------------------------------------------------
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -268,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.max_num_iter=12")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.set_defaults(func=_cmd_assemble)
+
+    p = sub.add_parser("template", help="DCR-matched templates for science exposures")
+    p.add_argument("model", metavar="MODEL", help="model.fits written by assemble")
+    p.add_argument("science", nargs="+", metavar="SCIENCE")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--diff", action="store_true", help="also write science - template")
+    p.add_argument("--order", type=int, choices=[1, 3], default=1, help="shift interpolation order")
+    p.set_defaults(func=_cmd_template)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
     p.add_argument("--out", default="demo_out", metavar="DIR")
