@@ -1,0 +1,677 @@
+"""One-page PNG report of a DCR coadd: convergence, subfilter colours, a showcase visit, inputs.
+
+The report is drawn from plain data (arrays, lists, dicts), so it knows nothing
+about how the coadd was made. Panels:
+
+1. convergence history per subregion (convergence metric against iteration);
+2. the subfilter images as a false-colour composite: bluest subfilters in the
+   blue channel, middle in green, reddest in red, with one asinh stretch shared
+   by the three channels so that a colour on the page is a flux ratio on the sky;
+3. optionally, one visit (ideally at high airmass): the science image, science
+   minus the baseline coadd and science minus the DCR-matched template, the two
+   differences on the same symmetric colour scale in units of the noise;
+4. a table of the inputs (visit, airmass, parallactic angle, seeing, weight).
+
+Figures are made with `matplotlib.figure.Figure` and the Agg canvas directly, never
+with ``pyplot``, so drawing touches no global state and is safe in tests, threads
+and worker processes. The PNG is written atomically (temporary file in the same
+directory, then `os.replace`): a reader never sees a half-written report and a
+failure leaves any previous report untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ConfigError, InputError
+
+log = logging.getLogger("dcrcoadd.report")
+
+__all__ = [
+    "false_colour_rgb",
+    "inputs_table_rows",
+    "build_figure",
+    "inputs_summary",
+    "make_report",
+    "subfilter_groups",
+]
+
+#: Figure size (inches, with a title and a square showcase) and resolution of the report.
+FIGSIZE = (16.0, 10.0)
+DPI = 100
+
+#: Input rows shown in the table before it is truncated (head and tail kept).
+MAX_TABLE_ROWS = 16
+
+#: Above this many subregions the convergence panel draws thin grey lines and a median.
+MAX_LABELLED_HISTORIES = 8
+
+#: Half-range of the difference colour scale, in noise sigma.
+DIFF_RANGE_SIGMA = 5.0
+
+#: MAD to Gaussian sigma.
+_MAD_TO_SIGMA = 1.4826
+
+_SEEING_COLUMNS = ("seeing", "fwhm", "seeing_arcsec", "fwhm_arcsec", "seeing_px", "fwhm_px",
+                   "psf_fwhm", "psf_fwhm_arcsec", "psf_fwhm_px")
+_PA_COLUMNS = ("parallactic_angle", "parallactic_angle_deg", "pa")
+
+
+def _matplotlib():
+    """Import the object-oriented matplotlib pieces, or explain how to get them."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as exc:
+        raise ConfigError(
+            "the report needs matplotlib, which is not installed: install dcrcoadd[plot] "
+            "(pip install 'dcrcoadd[plot]')") from exc
+    return Figure, FigureCanvasAgg
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers (numbers in, numbers out)
+# --------------------------------------------------------------------------------------------
+
+def subfilter_groups(n_subfilters: int) -> list[list[int]]:
+    """Which subfilters feed the blue, green and red channels.
+
+    Parameters
+    ----------
+    n_subfilters : int
+        Number of subfilters ``M``, ordered blue to red.
+
+    Returns
+    -------
+    list of list of int
+        Three lists of subfilter indices, for blue, green and red. For ``M >= 3``
+        the subfilters are cut into three contiguous groups of nearly equal size
+        (the middle group takes the smaller share when ``M`` is not a multiple of
+        3, so the extremes keep the most weight); ``M = 2`` gives blue ``[0]``,
+        green ``[0, 1]`` (their mean), red ``[1]``; ``M = 1`` feeds all three (grey).
+    """
+    if n_subfilters < 1:
+        raise ValueError(f"n_subfilters must be >= 1, got {n_subfilters}")
+    if n_subfilters == 1:
+        return [[0], [0], [0]]
+    if n_subfilters == 2:
+        return [[0], [0, 1], [1]]
+    base, extra = divmod(n_subfilters, 3)
+    # Remainders go to the outer groups first: the colour contrast lives at the band edges.
+    sizes = [base + (extra >= 1), base + (extra >= 3), base + (extra >= 2)]
+    edges = np.cumsum([0, *sizes])
+    return [list(range(edges[k], edges[k + 1])) for k in range(3)]
+
+
+def _robust_sigma(values: np.ndarray) -> float:
+    """Gaussian-equivalent scatter of the finite values from the median absolute deviation."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0
+    sigma = _MAD_TO_SIGMA * float(np.median(np.abs(v - np.median(v))))
+    if sigma == 0.0:
+        sigma = float(np.std(v))
+    return sigma
+
+
+def _nan_mean(stack: np.ndarray) -> np.ndarray:
+    """Mean over the first axis ignoring NaN; NaN where all are NaN (without numpy's warning)."""
+    good = np.isfinite(stack)
+    count = good.sum(axis=0)
+    total = np.where(good, stack, 0.0).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan)
+
+
+def false_colour_rgb(images: np.ndarray, *, q: float = 8.0, stretch: float | None = None,
+                     ) -> np.ndarray:
+    """False-colour RGB composite of subfilter images with one shared asinh stretch.
+
+    Each channel is the mean of its subfilter group (`subfilter_groups`) minus
+    that channel's median (the sky). The stretch follows Lupton et al. (2004):
+    the mean intensity ``I`` of the three channels is mapped through
+    ``asinh(q I / stretch) / asinh(q)`` and every channel is scaled by the same
+    factor, so the ratios between channels, hence the hue, are those of the
+    fluxes. Pixels brighter than white are scaled down as a whole rather than
+    clipped per channel, which keeps saturated stars their colour.
+
+    Parameters
+    ----------
+    images : ndarray, shape (M, ny, nx)
+        Subfilter images, bluest first. Non-finite pixels are drawn black.
+    q : float
+        Asinh softening: the stretch is linear below about ``stretch / q``.
+    stretch : float, optional
+        Intensity (above sky) drawn at full brightness. Default: the 99.7th
+        percentile of the intensity of pixels above 3 sigma of the sky, or
+        20 sigma when there are few such pixels, whichever is larger.
+
+    Returns
+    -------
+    ndarray, shape (ny, nx, 3), float64 in [0, 1]
+        Red, green, blue.
+    """
+    images = np.asarray(images, dtype=np.float64)
+    if images.ndim != 3:
+        raise ValueError(f"subfilter images must have shape (M, ny, nx), got {images.shape}")
+    groups = subfilter_groups(images.shape[0])
+    # Order channels as red, green, blue for imshow.
+    channels = np.stack([_nan_mean(images[g]) for g in reversed(groups)])
+    finite = np.isfinite(channels)
+    for c in range(3):
+        vals = channels[c][finite[c]]
+        channels[c] -= np.median(vals) if vals.size else 0.0
+    channels = np.where(finite, channels, 0.0)
+    channels = np.clip(channels, 0.0, None)
+    intensity = channels.mean(axis=0)
+    if stretch is None:
+        sigma = _robust_sigma(np.where(finite.all(axis=0), intensity, np.nan))
+        bright = intensity[intensity > 3.0 * sigma]
+        stretch = 20.0 * sigma
+        if bright.size >= 10:
+            stretch = max(stretch, float(np.percentile(bright, 99.7)))
+        if not stretch > 0.0:
+            stretch = float(intensity.max()) or 1.0
+    x = intensity / stretch
+    with np.errstate(invalid="ignore", divide="ignore"):
+        factor = np.where(x > 0, np.arcsinh(q * x) / (math.asinh(q) * x), 0.0)
+    rgb = channels / stretch * factor
+    peak = rgb.max(axis=0)
+    over = peak > 1.0
+    rgb[:, over] /= peak[over]
+    return np.moveaxis(rgb, 0, -1)
+
+
+def _as_float(value: Any, unit: str | None = None) -> float:
+    """A float from a number, numpy scalar, masked value or astropy Quantity (in ``unit``)."""
+    if value is None or value is np.ma.masked:
+        return math.nan
+    if hasattr(value, "unit") and hasattr(value, "to_value"):
+        try:
+            return float(value.to_value(unit)) if unit else float(value.value)
+        except Exception:  # noqa: BLE001 - e.g. pixel units that do not convert: show the number
+            return float(value.value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _records(inputs: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """Rows of ``inputs`` as dicts (lower-case keys), plus the unit of each column when known."""
+    units: dict[str, str] = {}
+    if inputs is None:
+        return [], units
+    if hasattr(inputs, "colnames"):  # astropy Table or QTable
+        import astropy.units as u
+        columns = {}
+        for name in inputs.colnames:
+            col = inputs[name]
+            unit = getattr(col, "unit", None)
+            if unit is not None:
+                units[name.lower()] = str(unit)
+                # A plain Table's rows drop the unit: keep Quantities so angles convert.
+                col = u.Quantity(col)
+            columns[name.lower()] = col
+        rows = [{name: col[i] for name, col in columns.items()} for i in range(len(inputs))]
+        return rows, units
+    rows = []
+    for row in inputs:
+        if not isinstance(row, Mapping):
+            raise InputError(f"each input row must be a mapping of column to value, got {type(row).__name__}",
+                             "report inputs")
+        rows.append({str(k).lower(): v for k, v in row.items()})
+    return rows, units
+
+
+def _seeing_column(rows: Sequence[Mapping[str, Any]], units: Mapping[str, str],
+                   seeing_unit: str | None) -> tuple[str | None, str]:
+    """The column holding the seeing and the unit to label it with."""
+    present = set().union(*rows) if rows else set()
+    for name in _SEEING_COLUMNS:
+        if name not in present:
+            continue
+        if seeing_unit:
+            return name, seeing_unit
+        if name in units:
+            return name, units[name]
+        if name.endswith("_px"):
+            return name, "px"
+        if name.endswith("_arcsec"):
+            return name, "arcsec"
+        sample = next((r[name] for r in rows if r.get(name) is not None), None)
+        if sample is not None and hasattr(sample, "unit"):
+            return name, str(sample.unit)
+        return name, "arcsec"
+    return None, seeing_unit or "arcsec"
+
+
+def _fmt(value: float, spec: str) -> str:
+    return "—" if not math.isfinite(value) else format(value, spec)
+
+
+def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_unit: str | None = None,
+                      ) -> tuple[list[str], list[list[str]], int]:
+    """Header and formatted rows of the inputs table, truncated in the middle when long.
+
+    Parameters
+    ----------
+    inputs : astropy Table or iterable of mapping
+        One row per input with columns ``visit``, ``airmass``, ``parallactic_angle``
+        (deg or an angle Quantity), a seeing column (``seeing`` or ``fwhm``, optionally
+        suffixed ``_arcsec`` / ``_px``) and ``weight``. Missing values show as a dash.
+    max_rows : int
+        Most data rows shown; longer inputs keep their first and last rows around
+        a row saying how many were left out.
+    seeing_unit : str, optional
+        Unit label of the seeing column, overriding what the column name or the
+        table's unit says.
+
+    Returns
+    -------
+    header : list of str
+    rows : list of list of str
+    n_inputs : int
+        Number of inputs before truncation.
+    """
+    rows, units = _records(inputs)
+    seeing_col, unit = _seeing_column(rows, units, seeing_unit)
+    header = ["visit", "airmass", "par. angle (deg)", f"seeing ({unit})", "weight"]
+    pa_col = next((c for c in _PA_COLUMNS if any(c in r for r in rows)), None)
+    weights = np.array([_as_float(r.get("weight")) for r in rows])
+    finite_w = weights[np.isfinite(weights)]
+    # Weights are often tiny inverse variances: show them relative to the largest when so.
+    w_scale = float(finite_w.max()) if finite_w.size and not 1e-2 <= finite_w.max() <= 1e4 else 1.0
+    if w_scale != 1.0:
+        header[-1] = "weight (rel.)"
+    formatted = []
+    for r, w in zip(rows, weights, strict=True):
+        visit = r.get("visit", r.get("id", ""))
+        formatted.append([
+            str(visit),
+            _fmt(_as_float(r.get("airmass")), ".3f"),
+            _fmt(_as_float(r.get(pa_col) if pa_col else None, "deg"), ".1f"),
+            _fmt(_as_float(r.get(seeing_col) if seeing_col else None), ".2f"),
+            _fmt(w / w_scale, ".3g"),
+        ])
+    n = len(formatted)
+    if n > max_rows:
+        head = (max_rows - 1 + 1) // 2
+        tail = max_rows - 1 - head
+        airmass = np.array([_as_float(r.get("airmass")) for r in rows[head:n - tail]])
+        note = f"… {n - head - tail} more"
+        am = airmass[np.isfinite(airmass)]
+        filler = [note, f"{am.min():.2f}–{am.max():.2f}" if am.size else "", "", "", ""]
+        formatted = formatted[:head] + [filler] + (formatted[n - tail:] if tail else [])
+    return header, formatted, n
+
+
+def _history_arrays(records: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(iterations, convergence) of one history; records are tuples or objects with attributes."""
+    its, conv = [], []
+    for rec in records:
+        if hasattr(rec, "iteration"):
+            its.append(rec.iteration)
+            conv.append(rec.convergence)
+        else:
+            its.append(rec[0])
+            conv.append(rec[1])
+    return np.asarray(its, dtype=float), np.asarray(conv, dtype=float)
+
+
+def _median_history(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Median convergence at each iteration over the subregions that reached it."""
+    by_iter: dict[float, list[float]] = {}
+    for its, conv in curves:
+        for i, c in zip(its, conv, strict=True):
+            if np.isfinite(c):
+                by_iter.setdefault(i, []).append(c)
+    keys = np.array(sorted(by_iter))
+    return keys, np.array([np.median(by_iter[k]) for k in keys])
+
+
+# --------------------------------------------------------------------------------------------
+# Panels
+# --------------------------------------------------------------------------------------------
+
+def _draw_convergence(ax, histories: Mapping[str, Iterable[Any]],
+                      convergence_threshold: float | None) -> None:
+    curves = {name: _history_arrays(recs) for name, recs in histories.items()}
+    curves = {k: v for k, v in curves.items() if v[0].size}
+    ax.set_title("Convergence per subregion")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("convergence metric")
+    if not curves:
+        ax.text(0.5, 0.5, "no convergence history", ha="center", va="center", transform=ax.transAxes,
+                color="0.4")
+        return
+    values = np.concatenate([c for _, c in curves.values()])
+    values = values[np.isfinite(values)]
+    many = len(curves) > MAX_LABELLED_HISTORIES
+    for name, (its, conv) in curves.items():
+        if many:
+            ax.plot(its, conv, color="0.6", lw=0.7, alpha=0.6)
+        else:
+            ax.plot(its, conv, marker="o", ms=3.5, lw=1.5, label=f"{name} ({int(its.max())} it.)")
+    if many:
+        mi, mc = _median_history(list(curves.values()))
+        ax.plot(mi, mc, color="C3", lw=2.5, label=f"median of {len(curves)} subregions")
+        ax.plot([], [], color="0.6", lw=0.7, label="single subregion")
+    if convergence_threshold is not None:
+        ax.axhline(convergence_threshold, color="k", ls=":", lw=1.2,
+                   label=f"threshold {convergence_threshold:g}")
+    positive = values[values > 0]
+    if positive.size == values.size and positive.size and positive.max() / positive.min() > 20:
+        ax.set_yscale("log")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9, loc="best", ncols=1 if len(curves) <= 5 or many else 2)
+
+
+def _draw_composite(ax, subfilter_images: np.ndarray) -> None:
+    m, ny, nx = subfilter_images.shape
+    factor = math.ceil(max(ny, nx) / _MAX_COMPOSITE_PIXELS)
+    rgb = false_colour_rgb(_block_mean(np.asarray(subfilter_images, dtype=np.float64), factor))
+    # Extent in original pixels, so the axes read the same whatever the binning.
+    extent = (-0.5, rgb.shape[1] * factor - 0.5, -0.5, rgb.shape[0] * factor - 0.5)
+    ax.imshow(rgb, origin="lower", interpolation="antialiased", extent=extent)
+    groups = subfilter_groups(m)
+
+    def label(g: list[int]) -> str:  # groups are always contiguous
+        return str(g[0]) if len(g) == 1 else f"{g[0]}–{g[-1]}"
+
+    if m == 3:
+        note = "B, G, R = subfilters 0, 1, 2"
+    elif m == 1:
+        note = "one subfilter: grey"
+    else:
+        note = (f"B = {label(groups[0])}, G = {label(groups[1])}, R = {label(groups[2])} "
+                f"of {m} subfilters (averaged)")
+    ax.set_title(f"Subfilter false colour (shared asinh)\n{note}", fontsize=12)
+    ax.set_xlabel("x (pixel)")
+    ax.set_ylabel("y (pixel)")
+
+
+def _draw_showcase(axes, caxes, showcase: Mapping[str, Any]) -> None:
+    """Science image and its two differences; ``caxes`` are the science and difference colourbars."""
+    from matplotlib.colors import AsinhNorm
+    from matplotlib.ticker import FuncFormatter
+
+    science = np.asarray(showcase["science"], dtype=np.float64)
+    diffs = [np.asarray(showcase["diff_baseline"], dtype=np.float64),
+             np.asarray(showcase["diff_dcr"], dtype=np.float64)]
+    for name, arr in (("science", science), ("diff_baseline", diffs[0]), ("diff_dcr", diffs[1])):
+        if arr.ndim != 2:
+            raise ValueError(f"showcase['{name}'] must be a 2-D image, got shape {arr.shape}")
+    noise = _as_float(showcase.get("noise"))
+    noise_note = ""
+    if not (math.isfinite(noise) and noise > 0):
+        # The smaller robust scatter of the two differences is the closer to pure noise.
+        sigmas = [s for s in (_robust_sigma(d) for d in diffs) if s > 0]
+        noise = min(sigmas) if sigmas else 1.0
+        noise_note = ", estimated"
+    visit = showcase.get("visit", "?")
+    airmass = showcase.get("airmass")
+    am_text = f", airmass {_as_float(airmass):.2f}" if airmass is not None else ""
+
+    sky = float(np.nanmedian(science))
+    sci_sigma = _robust_sigma(science) or noise
+    top = float(np.nanpercentile(science, 99.8)) - sky
+    ax = axes[0]
+    im = ax.imshow(science - sky, origin="lower", cmap="gray", interpolation="antialiased",
+                   norm=AsinhNorm(linear_width=2.0 * sci_sigma, vmin=-3.0 * sci_sigma,
+                                  vmax=max(top, 10.0 * sci_sigma)))
+    ax.set_title(f"Science: visit {visit}{am_text}")
+    cb = ax.figure.colorbar(im, cax=caxes[0])
+    cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    cb.set_label("above sky (asinh scale)", fontsize=10)
+
+    titles = ["Science − baseline coadd", "Science − DCR template"]
+    for ax, diff, title in zip(axes[1:], diffs, titles, strict=True):
+        im = ax.imshow(diff / noise, origin="lower", cmap="RdBu_r", vmin=-DIFF_RANGE_SIGMA,
+                       vmax=DIFF_RANGE_SIGMA, interpolation="antialiased")
+        rms = float(np.sqrt(np.nanmean(diff**2))) / noise
+        ax.set_title(f"{title}   (RMS {rms:.2f} σ)")
+    cb = ax.figure.colorbar(im, cax=caxes[1], extend="both")
+    cb.set_label(f"difference / σ   (σ = {noise:.3g}{noise_note})", fontsize=10)
+    for ax in axes:
+        ax.set_xlabel("x (pixel)")
+    axes[0].set_ylabel("y (pixel)")
+
+
+def inputs_summary(inputs: Any) -> str:
+    """One line on the spread of the inputs' airmass and parallactic angle (what conditions DCR)."""
+    rows, _units = _records(inputs)
+    airmass = np.array([_as_float(r.get("airmass")) for r in rows])
+    pa_col = next((c for c in _PA_COLUMNS if any(c in r for r in rows)), None)
+    pa = np.array([_as_float(r.get(pa_col), "deg") for r in rows]) if pa_col else np.array([])
+    parts = []
+    airmass, pa = airmass[np.isfinite(airmass)], pa[np.isfinite(pa)]
+    if airmass.size:
+        parts.append(f"airmass {airmass.min():.2f} – {airmass.max():.2f}")
+    if pa.size:
+        parts.append(f"parallactic angle {pa.min():+.0f}° – {pa.max():+.0f}° "
+                     f"(span {pa.max() - pa.min():.0f}°)")
+    return ";  ".join(parts)
+
+
+def _draw_inputs_table(ax, inputs: Any, seeing_unit: str | None, max_rows: int) -> None:
+    ax.axis("off")
+    header, rows, n = inputs_table_rows(inputs, max_rows=max_rows, seeing_unit=seeing_unit)
+    ax.set_title(f"Inputs ({n} visit{'s' if n != 1 else ''})")
+    if not rows:
+        ax.text(0.5, 0.5, "no inputs listed", ha="center", va="center", transform=ax.transAxes,
+                color="0.4")
+        return
+    # Row height capped so that a short table does not stretch into tall cells; the header
+    # takes two lines (name, unit).
+    row_h = min(0.88 / (len(rows) + 2), 0.08)
+    height = row_h * (len(rows) + 2)
+    table = ax.table(cellText=rows, colLabels=[h.replace(" (", "\n(") for h in header],
+                     cellLoc="center", loc="upper center", bbox=[0.0, 1.0 - height, 1.0, height])
+    table.auto_set_font_size(False)
+    table.set_fontsize(10 if len(rows) <= 12 else 9)
+    for (r, _c), cell in table.get_celld().items():
+        cell.set_edgecolor("0.75")
+        if r == 0:
+            cell.set_height(2.0 * cell.get_height())
+            cell.set_facecolor("0.88")
+            cell.set_text_props(weight="bold")
+        elif rows[r - 1][0].startswith("…"):
+            cell.set_text_props(style="italic", color="0.35")
+        elif r % 2 == 0:
+            cell.set_facecolor("0.965")
+    ax.text(0.5, 1.0 - height - 0.03, inputs_summary(inputs), ha="center", va="top",
+            transform=ax.transAxes, fontsize=10, color="0.25")
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------------
+
+#: Panel rectangles in inches, (left, bottom, width, height), measured from the bottom of the
+#: row they sit in. Fixed positions instead of a layout engine: predictable, and the
+#: constrained layout would double the drawing time.
+_TOP_ROW_HEIGHT = 5.0     # inches of figure for the top row (panels + titles + labels)
+_BOTTOM_ROW_HEIGHT = 4.7  # inches for the showcase row
+_TITLE_HEIGHT = 0.3
+_TOP_PANELS = {"convergence": (0.75, 0.6, 4.4, 3.7), "composite": (6.1, 0.6, 3.7, 3.7),
+               "table": (10.5, 0.2, 5.3, 4.1)}
+_BOTTOM_PANELS = {"science": (0.75, 0.55, 3.7, 3.7), "baseline": (6.1, 0.55, 3.7, 3.7),
+                  "dcr": (10.5, 0.55, 3.7, 3.7)}
+_COLOURBAR_GAP, _COLOURBAR_WIDTH = 0.12, 0.15
+
+#: The composite is block-averaged to at most this many pixels a side before stretching
+#: (a 4k x 4k patch would otherwise cost gigabytes for a 370-pixel panel).
+_MAX_COMPOSITE_PIXELS = 1024
+
+
+def _fit_image_rect(rect: tuple[float, float, float, float], ny: int, nx: int,
+                    ) -> tuple[float, float, float, float]:
+    """Shrink ``rect`` (inches) to the aspect of an ``ny x nx`` image of square pixels, centred.
+
+    Sizing the axes to the image keeps titles on the image and colourbars its height.
+    """
+    left, bottom, w, h = rect
+    scale = min(w / nx, h / ny)
+    fw, fh = nx * scale, ny * scale
+    return left + (w - fw) / 2, bottom + (h - fh) / 2, fw, fh
+
+
+def _colourbar_rect(rect: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+    left, bottom, w, h = rect
+    return left + w + _COLOURBAR_GAP, bottom, _COLOURBAR_WIDTH, h
+
+
+def _block_mean(images: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor x factor`` blocks of the last two axes (trailing partial blocks dropped)."""
+    if factor <= 1:
+        return images
+    m, ny, nx = images.shape
+    ny, nx = ny // factor * factor, nx // factor * factor
+    blocks = images[:, :ny, :nx].reshape(m, ny // factor, factor, nx // factor, factor)
+    return _nan_mean(np.moveaxis(blocks, (2, 4), (0, 1)).reshape(factor * factor, m, ny // factor,
+                                                                 nx // factor))
+
+
+def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterable[Any]],
+                 inputs: Any, showcase: Mapping[str, Any] | None = None, title: str = "",
+                 convergence_threshold: float | None = None, seeing_unit: str | None = None,
+                 max_table_rows: int = MAX_TABLE_ROWS):
+    """Draw the report into a new `matplotlib.figure.Figure` (Agg canvas) and return it.
+
+    Same parameters as `make_report`, without the path. Useful to embed the
+    figure elsewhere or to save it in another format. With a title and a square
+    showcase the figure is `FIGSIZE`; a wider showcase image makes the page
+    shorter by the height it does not use, and without a showcase only the top
+    row is drawn.
+    """
+    Figure, FigureCanvasAgg = _matplotlib()
+    images = np.asarray(subfilter_images)
+    if images.ndim != 3 or images.shape[0] < 1:
+        raise ValueError(f"subfilter_images must have shape (M, ny, nx), got {images.shape}")
+    if showcase is not None:
+        missing = {"science", "diff_baseline", "diff_dcr"} - set(showcase)
+        if missing:
+            raise ValueError(f"showcase is missing {sorted(missing)}")
+
+    width = FIGSIZE[0]
+    title_height = _TITLE_HEIGHT if title else 0.0
+    bottom_height, rects = 0.0, {}
+    if showcase is not None:
+        sny, snx = np.shape(showcase["science"])[:2]
+        rects = {name: _fit_image_rect(rect, sny, snx) for name, rect in _BOTTOM_PANELS.items()}
+        # A wide image leaves its box's height unused: the row, hence the figure, shrinks by it.
+        unused = _BOTTOM_PANELS["science"][3] - rects["science"][3]
+        rects = {name: (r[0], _BOTTOM_PANELS[name][1], r[2], r[3]) for name, r in rects.items()}
+        bottom_height = _BOTTOM_ROW_HEIGHT - unused
+    height = _TOP_ROW_HEIGHT + title_height + bottom_height
+    with _font_context():
+        fig = Figure(figsize=(width, height), dpi=DPI)
+        FigureCanvasAgg(fig)
+
+        def add(rect: tuple[float, float, float, float], row_bottom: float):
+            left, bottom, w, h = rect
+            return fig.add_axes((left / width, (row_bottom + bottom) / height, w / width, h / height))
+
+        top_bottom = height - title_height - _TOP_ROW_HEIGHT
+        ny, nx = images.shape[1:]
+        top = {name: add(_fit_image_rect(rect, ny, nx) if name == "composite" else rect, top_bottom)
+               for name, rect in _TOP_PANELS.items()}
+        _draw_convergence(top["convergence"], histories, convergence_threshold)
+        _draw_composite(top["composite"], images)
+        _draw_inputs_table(top["table"], inputs, seeing_unit, max_table_rows)
+        if showcase is not None:
+            axes = [add(rects[name], 0.0) for name in ("science", "baseline", "dcr")]
+            caxes = [add(_colourbar_rect(rects[name]), 0.0) for name in ("science", "dcr")]
+            _draw_showcase(axes, caxes, showcase)
+        if title:
+            fig.suptitle(title, fontsize=16, weight="bold", y=1.0 - 0.08 / height, va="top")
+    return fig
+
+
+def _font_context():
+    from matplotlib import rc_context
+    return rc_context({"font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
+                       "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 9})
+
+
+def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
+                histories: Mapping[str, Iterable[Any]], inputs: Any,
+                showcase: Mapping[str, Any] | None = None, title: str = "",
+                convergence_threshold: float | None = None, seeing_unit: str | None = None,
+                max_table_rows: int = MAX_TABLE_ROWS) -> Path:
+    """Write the one-page PNG report, atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Output PNG. Its directory must exist. Written to a temporary file in the
+        same directory and renamed into place, so it is either complete or absent
+        (a previous report survives a failure).
+    subfilter_images : ndarray, shape (M, ny, nx)
+        DCR model images, bluest subfilter first.
+    histories : mapping of str to sequence
+        Per subregion name, its convergence history: ``(iteration, convergence, gain)``
+        tuples (gain None for the first) or objects with those attributes
+        (e.g. `dcrcoadd.solvers.iterative.IterationRecord`).
+    inputs : astropy Table or iterable of mapping
+        One row per input visit; see `inputs_table_rows` for the columns.
+    showcase : mapping, optional
+        One visit to show: ``'visit'`` (id), ``'airmass'``, ``'science'`` (2-D),
+        ``'diff_baseline'`` (science − baseline coadd), ``'diff_dcr'`` (science −
+        DCR template) and optionally ``'noise'`` (sigma of the differences; estimated
+        robustly from the differences when absent). Differences are drawn on
+        ±`DIFF_RANGE_SIGMA` noise sigma. The images are shown whole in panels
+        about 370 pixels wide: pass a cutout of a few hundred pixels so that
+        dipoles of a pixel or two stay visible.
+    title : str
+        Figure title.
+    convergence_threshold : float, optional
+        Drawn as a horizontal line on the convergence panel.
+    seeing_unit : str, optional
+        Unit label of the seeing column (default from the column name or unit, else arcsec).
+    max_table_rows : int
+        Most input rows listed before the table is truncated in the middle.
+
+    Returns
+    -------
+    Path
+        The written file.
+
+    Raises
+    ------
+    ConfigError
+        matplotlib is not installed (the ``plot`` extra).
+    InputError
+        The output directory does not exist.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError("output directory does not exist", directory)
+    fig = build_figure(subfilter_images=subfilter_images, histories=histories, inputs=inputs,
+                       showcase=showcase, title=title, convergence_threshold=convergence_threshold,
+                       seeing_unit=seeing_unit, max_table_rows=max_table_rows)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=DPI)
+        # mkstemp makes 0600 files; a report should be as readable as any other output.
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    log.info("wrote report %s", path)
+    return path
