@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from dcrcoadd.geom import Box
 
+# 50 examples per property keep the whole module well under a second or two.
+FAST = settings(max_examples=50, deadline=None)
 coords = st.integers(-30, 30)
 sizes = st.integers(0, 25)
 boxes = st.builds(Box, coords, coords, sizes, sizes)
@@ -26,6 +28,7 @@ def coverage(box: Box) -> np.ndarray:
     return out
 
 
+@FAST
 @given(boxes, boxes)
 def test_intersection_is_commutative_and_inside_both(a, b):
     ab, ba = a.intersection(b), b.intersection(a)
@@ -37,6 +40,7 @@ def test_intersection_is_commutative_and_inside_both(a, b):
     assert a.clip(b) == ab
 
 
+@FAST
 @given(boxes, boxes)
 def test_union_contains_both_and_is_smallest(a, b):
     c = a.union(b)
@@ -48,6 +52,7 @@ def test_union_contains_both_and_is_smallest(a, b):
         assert c.y0 == min(a.y0, b.y0) and c.y1 == max(a.y1, b.y1)
 
 
+@FAST
 @given(boxes, st.integers(0, 10), st.integers(0, 10))
 def test_grow_then_shrink_is_identity(box, nx, ny):
     assert box.grow(nx).shrink(nx) == box
@@ -64,6 +69,7 @@ def test_grow_accepts_numpy_integers():
     assert box.shrink(np.int32(1)) == Box(1, 1, 2, 2)
 
 
+@FAST
 @given(nonempty, st.integers(0, 20))
 def test_shrink_never_goes_below_zero_size(box, n):
     small = box.shrink(n)
@@ -75,8 +81,8 @@ def test_shrink_never_goes_below_zero_size(box, n):
         assert small.is_empty
 
 
+@FAST
 @given(boxes, st.integers(1, 12), st.integers(1, 12))
-@settings(max_examples=60)
 def test_subregions_tile_the_box_exactly(box, sx, sy):
     tiles = list(box.subregions((sx, sy)))
     count = np.zeros(FRAME.shape, dtype=int)
@@ -100,6 +106,7 @@ def test_subregions_square_size_and_bad_size():
         list(Box(0, 0, 5, 5).subregions(0))
 
 
+@FAST
 @given(nonempty, st.data())
 def test_slices_relative_to_another_box_index_the_right_pixels(outer, data):
     # an inner box anywhere inside the outer one
@@ -115,6 +122,7 @@ def test_slices_relative_to_another_box_index_the_right_pixels(outer, data):
     np.testing.assert_array_equal(sub, xx * 1000 + yy)
 
 
+@FAST
 @given(nonempty, nonempty)
 def test_slices_of_a_box_not_inside_is_an_error(a, b):
     if not b.contains(a):
@@ -127,6 +135,7 @@ def test_slices_default_reference_is_origin_zero():
     np.testing.assert_array_equal(arr[Box(2, 3, 4, 1).slices()], [[32, 33, 34, 35]])
 
 
+@FAST
 @given(boxes, st.integers(-5, 5), st.integers(-5, 5))
 def test_shifted_and_contains_points(box, dx, dy):
     moved = box.shifted(dx, dy)

@@ -179,9 +179,16 @@ def _open(path: Path) -> fits.HDUList:
         except Exception as exc:  # astropy raises OSError, TypeError, ValueError... on corrupt files
             reason = str(exc).split(". ")[0].rstrip(".")
             raise InputError(f"not a readable FITS file ({reason})", path) from None
-    if any("truncated" in str(w.message) for w in caught):
+    messages = [str(w.message) for w in caught]
+    if any("truncated" in m for m in messages):
         hdul.close()
         raise InputError("FITS file is truncated (shorter than its headers say)", path)
+    if any("Error validating header for HDU" in m for m in messages):
+        # Astropy stops at a damaged header and silently returns the HDUs before it:
+        # reading on would drop the MASK/VARIANCE of a file cut inside their headers.
+        n = len(hdul)
+        hdul.close()
+        raise InputError(f"FITS file is truncated or corrupt: unreadable data after its first {n} HDUs", path)
     return hdul
 
 
