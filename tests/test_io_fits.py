@@ -514,3 +514,14 @@ def test_successful_write_replaces_existing_file(tmp_path, make_exposure):
     write_exposure(second, path)
     np.testing.assert_array_equal(read_exposure(path).image, second.image)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.fits"]
+
+
+def test_written_files_honour_the_umask(tmp_path, exposure):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        path = write_exposure(exposure, tmp_path / "e.fits")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
