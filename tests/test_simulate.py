@@ -115,6 +115,9 @@ def test_track_follows_the_site_and_airmass_range():
     assert len({int(t.mjd) for t in times}) == 2
     lines = summary_lines(sim)
     assert len(lines) == 2 + 6 and "1003" in lines[5]
+    # explicit hour angles are kept (to the second of time)
+    sim = simulate(_quiet(size=32, hour_angles=(-1.5, 0.75)))
+    np.testing.assert_allclose([sv.visit.hour_angle.hour for sv in sim.visits], [-1.5, 0.75], atol=1e-3)
 
 
 def test_bad_configurations_are_reported():
@@ -229,8 +232,8 @@ def _digest(root) -> dict[str, str]:
 
 
 def test_files_round_trip_and_same_seed_gives_same_bytes(tmp_path):
-    config = SimulationConfig(size=48, n_visits=2, n_stars=5, n_galaxies=1, n_emission=1,
-                              defect_options=Defects(streak_visits=1), seed=3)
+    config = SimulationConfig(size=(48, 40), n_visits=2, n_stars=5, n_galaxies=1, n_emission=1,
+                              defect_options=Defects(streak_visits=1), seed=3, origin=(100, 50))
     sim = simulate(config, tmp_path / "a")
     written = write_simulation(simulate(config), tmp_path / "b")
     assert len(written["warps"]) == 2 and len(written["twins"]) == 2
@@ -252,7 +255,11 @@ def test_files_round_trip_and_same_seed_gives_same_bytes(tmp_path):
         assert v.boresight_alt.deg == pytest.approx(w.boresight_alt.deg)
         assert v.parallactic_angle.deg == pytest.approx(w.parallactic_angle.deg, abs=1e-6)
         assert v.weather.humidity == w.weather.humidity
-        np.testing.assert_allclose(back.wcs.wcs.crval, warp.wcs.wcs.crval)
+        assert back.bbox == warp.bbox and back.origin == (100, 50) and back.shape == (40, 48)
+        # the catalogue's sky positions land on its parent-grid pixels through the file's WCS
+        x, y = back.wcs.world_to_pixel_values(sim.catalog["ra"], sim.catalog["dec"])
+        np.testing.assert_allclose(x + 100, sim.catalog["x"], atol=1e-6)
+        np.testing.assert_allclose(y + 50, sim.catalog["y"], atol=1e-6)
     for k, truth in enumerate(sim.truth):
         back = read_exposure(tmp_path / "a" / "truth" / f"subfilter_{k}.fits")
         np.testing.assert_array_equal(back.image, truth.image)

@@ -193,8 +193,9 @@ class SimulationConfig:
     band : str or Bandpass
         A `Bandpass` or a preset name (``"lsst-g"``); needs a transmission
         curve or is treated as a top hat over its wavelength range.
-    site : str
-        `Observatory.from_site` name.
+    site : str, optional
+        `Observatory.from_site` name; default the band's camera site (Rubin for LSST bands),
+        else Rubin.
     date : str
         UTC date (``YYYY-MM-DD``) on whose evening the first night starts.
     n_nights : int
@@ -253,7 +254,7 @@ class SimulationConfig:
     n_visits: int = 8
     first_visit_id: int = 1000
     band: str | Bandpass = "lsst-g"
-    site: str = "rubin"
+    site: str | None = None
     date: str = "2024-03-20"
     n_nights: int = 1
     seed: int = 1
@@ -343,6 +344,14 @@ class SimulationConfig:
         if isinstance(self.band, Bandpass):
             return self.band
         return Bandpass.preset(self.band)
+
+    def resolve_observatory(self) -> Observatory:
+        """The configured site, or the band's camera site, or Rubin."""
+        name = self.site or self.resolve_bandpass().site or "rubin"
+        try:
+            return Observatory.from_site(name)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------------------------
@@ -543,14 +552,14 @@ def make_visits(config: SimulationConfig, observatory: Observatory | None = None
     ----------
     config : SimulationConfig
     observatory : Observatory, optional
-        Default ``Observatory.from_site(config.site)``.
+        Default ``config.resolve_observatory()``.
 
     Returns
     -------
     list of SimulatedVisit
         In time order, numbered from ``config.first_visit_id``.
     """
-    obs = observatory or Observatory.from_site(config.site)
+    obs = observatory or config.resolve_observatory()
     weather = config.weather or Weather.standard(obs.elevation)
     rng = np.random.default_rng([config.seed, _CONDITIONS])
     n = config.n_visits
@@ -663,7 +672,8 @@ def source_photons(row, wavelength: np.ndarray) -> np.ndarray:
     if kind.startswith("CWW_"):
         sed = _cww_sed(kind).atRedshift(float(row["redshift"]))
         return np.asarray(sed(wavelength), dtype=float)  # GalSim SEDs evaluate to photons
-    raise ValueError(f"unknown SED {kind!r} in the catalogue")
+    raise ConfigError(f"unknown SED {kind!r} in the catalogue (use blackbody, emission or "
+                      f"{', '.join(_CWW_TEMPLATES)})")
 
 
 def band_support(bandpass: Bandpass) -> tuple[float, float]:
@@ -770,7 +780,7 @@ def _magnitudes(rng: np.random.Generator, lo: float, hi: float, n: int, slope: f
     return np.log10(a + rng.uniform(size=n) * (b - a)) / slope
 
 
-def make_catalog(config: SimulationConfig, wcs: WCS | None = None) -> Table:
+def make_catalog(config: SimulationConfig) -> Table:
     """Random sources of the field: positions, magnitudes and SED parameters (no subfilter fluxes).
 
     Columns: ``kind`` (star, emission, galaxy), ``x``, ``y`` (parent-grid pixels),
@@ -821,8 +831,8 @@ def make_catalog(config: SimulationConfig, wcs: WCS | None = None) -> Table:
     return table
 
 
-def _complete_catalog(catalog: Table, config: SimulationConfig, wcs: WCS,
-                      spectral: _Spectral) -> Table:
+def _complete_catalog(catalog: Table, config: SimulationConfig, wcs: WCS, spectral: _Spectral,
+                      band_name: str) -> Table:
     """Fill ids, sky/pixel positions, fluxes and subfilter fluxes; validate the columns."""
     cat = Table(catalog, copy=True)
     n = len(cat)
@@ -840,8 +850,12 @@ def _complete_catalog(catalog: Table, config: SimulationConfig, wcs: WCS,
         cat["flux"] = 10 ** (-0.4 * (np.asarray(cat["mag"], float) - AB_NJY_ZERO_POINT))
     cat["mag"] = AB_NJY_ZERO_POINT - 2.5 * np.log10(np.asarray(cat["flux"], float))
     for key, default in _CATALOG_DEFAULTS.items():
-        if key not in cat.colnames:
+        if key not in cat.colnames and key != "kind":
             cat[key] = [default] * n if n else np.zeros(0, dtype=type(default))
+    if "kind" not in cat.colnames:
+        sed = np.asarray(cat["sed"]).astype(str)
+        cat["kind"] = np.where(np.asarray(cat["hlr"], float) > 0, "galaxy",
+                               np.where(sed == "emission", "emission", "star")) if n else np.zeros(0, str)
     cat["kind"] = np.asarray(cat["kind"]).astype(str)
     cat["sed"] = np.asarray(cat["sed"]).astype(str)
     if np.any(~(np.asarray(cat["flux"], float) > 0)):
@@ -858,17 +872,13 @@ def _complete_catalog(catalog: Table, config: SimulationConfig, wcs: WCS,
                        ("line_wavelength", u.nm), ("line_ew", u.nm), ("hlr", u.arcsec), ("beta", u.deg)):
         cat[name].unit = unit
     cat.meta.update({
-        "band": spectral_name(config), "n_subfilters": int(len(spectral.edges)),
+        "band": band_name, "n_subfilters": int(len(spectral.edges)),
         "subfilter_edges_nm": [[float(a), float(b)] for a, b in spectral.edges],
         "subfilter_note": "equal-width partition of [lambda_eff - bw/2, lambda_eff + bw/2]; the first and "
                           "last subfilters also hold the throughput beyond that range",
         "seed": int(config.seed), "flux_unit": "nJy (AB)",
     })
     return cat
-
-
-def spectral_name(config: SimulationConfig) -> str:
-    return config.band.name if isinstance(config.band, Bandpass) else str(config.band)
 
 
 def _galaxy_profile(row):
@@ -1243,7 +1253,7 @@ def simulate(config: SimulationConfig | None = None, outdir: str | Path | None =
         ``ra``, ``dec``; ``flux`` (nJy) or ``mag``; optional SED columns as in
         `make_catalog` (default a 6000 K black body).
     observatory : Observatory, optional
-        Instead of ``config.site``.
+        Instead of the configured site.
 
     Returns
     -------
@@ -1255,7 +1265,8 @@ def simulate(config: SimulationConfig | None = None, outdir: str | Path | None =
     wcs = field_wcs(config)
     spectral = _Spectral.build(bandpass, config.n_subfilters, config.wavelength_step)
     visits = make_visits(config, observatory)
-    cat = _complete_catalog(make_catalog(config, wcs) if catalog is None else catalog, config, wcs, spectral)
+    cat = _complete_catalog(make_catalog(config) if catalog is None else catalog, config, wcs, spectral,
+                            bandpass.name)
     n_src = len(cat)
     xs, ys = np.asarray(cat["x"], float), np.asarray(cat["y"], float)
     flux = np.asarray(cat["flux"], float)
@@ -1375,13 +1386,13 @@ def visit_table(sim: Simulation) -> Table:
 
 def summary_lines(sim: Simulation) -> list[str]:
     """A short text table of the visits (id, airmass, parallactic angle, seeing) for the command line."""
-    lines = [f"{'visit':>8} {'airmass':>8} {'par.angle':>10} {'seeing':>7}  notes",
-             f"{'':>8} {'':>8} {'(deg)':>10} {'(arcsec)':>7}"]
+    lines = [f"{'visit':>8} {'airmass':>8} {'par.angle':>10} {'seeing':>8}  notes",
+             f"{'':>8} {'':>8} {'(deg)':>10} {'(arcsec)':>8}"]
     streaked = {s.visit_id for s in sim.streaks}
     for sv in sim.visits:
         note = "streak" if sv.id in streaked else ""
         lines.append(f"{sv.id:>8d} {sv.visit.airmass:>8.3f} {sv.parallactic_angle:>10.1f} "
-                     f"{sv.seeing:>7.2f}  {note}".rstrip())
+                     f"{sv.seeing:>8.2f}  {note}".rstrip())
     return lines
 
 
