@@ -131,7 +131,12 @@ class Exposure:
         return (self.mask & np.uint32(value)) != 0
 
     def set_mask(self, plane: str, where: np.ndarray) -> None:
-        """Set ``plane`` where ``where`` is true, adding the plane if needed."""
+        """Set ``plane`` where ``where`` is true, adding the plane if needed.
+
+        On a sub-exposure a newly added plane is recorded in the sub-exposure's
+        `mask_planes` only (the bits do land in the shared parent array): add
+        the plane to the parent first when the parent must know it.
+        """
         self.mask_planes = self.mask_planes.with_plane(plane)
         self.mask[where] |= np.uint32(1 << self.mask_planes.bit(plane))
 
