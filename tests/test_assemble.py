@@ -58,7 +58,7 @@ def test_dcr_template_beats_the_coadd_at_high_airmass(result):
     base = res.baseline.coadd.image
     rms_dcr = np.sqrt(np.mean((image - template.image)[use] ** 2))
     rms_base = np.sqrt(np.mean((image - base)[use] ** 2))
-    assert rms_dcr < rms_base
+    assert rms_dcr < 0.5 * rms_base  # constant seeing: DCR dipoles dominate the coadd's residuals
 
 
 def test_outputs_round_trip(result, tmp_path):

@@ -155,35 +155,213 @@ def _check_outdir(path: str) -> None:
         raise InputError("output directory is not writable", path)
 
 
+class _WarningCollector(logging.Handler):
+    """Keeps the warnings of a run for its metadata."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()}")
+
+
+def _select_band(paths: list[str], band: str | None) -> list[str]:
+    from .io import read_info
+
+    if band is None:
+        return paths
+    want = band.lower().split("-")[-1]
+    keep = [p for p in paths if (read_info(p).band or "").lower().split("-")[-1] == want]
+    log.info("--band %s selects %d of %d warps", band, len(keep), len(paths))
+    return keep
+
+
+def _summary_table(baseline) -> str:
+    t = baseline.inputs_table()
+    lines = ["   visit   airmass  par.angle  FWHM(px)      weight  clipped  file",
+             "--------  --------  ---------  --------  ----------  -------  ----"]
+    for row in t:
+        lines.append(f"{row['visit']:>8d}  {row['airmass']:8.4f}  {row['parallactic_angle']:9.2f}  "
+                     f"{row['psf_fwhm']:8.2f}  {row['weight']:10.4g}  {row['n_clipped']:7d}  {row['name']}")
+    return "\n".join(lines)
+
+
+def _progress(total: int, quiet: bool):
+    """A per-subregion progress callback: a bar on a terminal, log lines otherwise."""
+    if total <= 1 or quiet:
+        return lambda outcome: None, lambda: None
+    if sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
+            return (lambda outcome: bar.update(1)), bar.close
+        except ImportError:
+            pass
+    count = [0]
+
+    def step(outcome) -> None:
+        count[0] += 1
+        print(f"subregion {count[0]}/{total} done ({len(outcome.history) - 1} iterations, "
+              f"{outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
+
+    return step, lambda: None
+
+
+def _mapper(args: argparse.Namespace):
+    from .executors import dask_map, process_map, serial_map
+
+    if args.scheduler:
+        return dask_map(args.scheduler)
+    if args.workers and args.workers > 1:
+        return process_map(args.workers)
+    return serial_map
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
     import json
+    import math
+    import time
+    from pathlib import Path
 
-    from .assemble import assemble_dcr_coadd, write_dcr_outputs
+    from . import checkpoint
+    from .assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs
+    from .coadd import assemble_coadd, write_coadd
     from .config import to_toml
+    from .errors import InputError
     from .geom import Box
     from .io.atomic import atomic_output
 
+    collector = _WarningCollector()
+    logging.getLogger("dcrcoadd").addHandler(collector)
     config = _load_config(args)
     _check_outdir(args.out)
-    paths = _expand_inputs(args.warps)
-    box = Box.parse(args.box) if args.box else None
-    result = assemble_dcr_coadd(paths, config, bbox=box)
-    written = write_dcr_outputs(result, args.out)
-    from pathlib import Path
-
     out = Path(args.out)
+    paths = _select_band(_expand_inputs(args.warps), args.band)
+    if not paths:
+        raise InputError(f"no warps in band {args.band!r}", "assemble")
+    box = Box.parse(args.box) if args.box else None
+    config_text = to_toml(config)
+    versions = _versions()
+    manifest = checkpoint.manifest(config_text, [str(Path(p).resolve()) for p in paths], versions)
+    previous = checkpoint.read_manifest(out)
+    done = {}
+    if previous is not None:
+        diff = checkpoint.differences(previous, manifest)
+        if diff and not args.clobber_config:
+            raise InputError("holds a run with other settings; use --clobber-config to start over:\n  "
+                             + "\n  ".join(diff), out)
+        if diff:
+            checkpoint.clear(out)
+        else:
+            done = checkpoint.load_all(out)
+            if done:
+                print(f"resuming: {len(done)} subregion(s) already done in {out}")
+    timings = {}
+    t0 = time.perf_counter()
+    baseline = assemble_coadd(paths, config, bbox=box)
+    timings["baseline_coadd"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.quiet:
+        print(_summary_table(baseline))
+    n_usable = len(baseline.inputs)
+    if n_usable < 2:
+        if args.dcr_only:
+            raise InputError(f"only {n_usable} usable warp: the DCR model is underdetermined", "assemble")
+        log.warning("only %d usable warp: the DCR model is underdetermined; writing the baseline "
+                    "coadd only", n_usable)
+        print(f"wrote {write_coadd(baseline, out / 'coadd.fits')}  (baseline coadd only)")
+        checkpoint.clear(out)
+        return 0
+    dcr_visits(baseline.inputs)  # fail early, naming the file, if a warp cannot give DCR
+    checkpoint.write_manifest(out, manifest)
+    size = config.coadd.subregion_size
+    patch = baseline.coadd.bbox
+    total = math.ceil(patch.width / size[0]) * math.ceil(patch.height / size[1])
+    step, close = _progress(total - len(done), args.quiet)
+
+    def on_subregion(outcome) -> None:
+        checkpoint.save(out, outcome)
+        step(outcome)
+
+    try:
+        result = assemble_dcr_coadd(paths, config, bbox=box, baseline=baseline, mapper=_mapper(args),
+                                    on_subregion=on_subregion, done=done)
+    finally:
+        close()
+    t1 = time.perf_counter()
+    written = write_dcr_outputs(result, out)
+    report = _write_report(result, out)
+    if report is not None:
+        written["report"] = report
+    timings.update(result.metadata["timings_s"])
+    timings["baseline_coadd"] = timings.get("baseline_coadd", 0.0)
+    timings["write_outputs"] = time.perf_counter() - t1
     with atomic_output(out / "config.toml") as tmp:
-        tmp.write_text(to_toml(config))
+        tmp.write_text(config_text)
     meta = dict(result.metadata)
-    meta["inputs"] = [str(p) for p in paths]
-    meta["versions"] = _versions()
+    meta.update(inputs=[dict(zip(row.colnames, [v.item() if hasattr(v, "item") else v for v in row],
+                                 strict=True)) for row in baseline.inputs_table()],
+                skipped=[{"name": n, "reason": r} for n, r in baseline.skipped],
+                versions=versions, timings_s=timings, warnings=collector.messages,
+                command=" ".join(sys.argv), resumed_subregions=sorted(done))
     with atomic_output(out / "metadata.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
+    written["config"], written["metadata"] = out / "config.toml", out / "metadata.json"
+    checkpoint.clear(out)
     print(f"DCR model: {len(result.subfilter_coadds)} subfilters, convergence "
           f"{meta['initial_convergence']:.4g} -> {meta['final_convergence']:.4g}")
     for name, path in written.items():
         print(f"wrote {path}  ({name})")
     return 0
+
+
+def _write_report(result, out):
+    """report.png, or None with a warning when matplotlib is missing."""
+    from .errors import ConfigError
+
+    try:
+        from .report import make_report
+    except ImportError:
+        log.warning("no report.png: install dcrcoadd[plot] for matplotlib")
+        return None
+    baseline = result.baseline
+    table = baseline.inputs_table()
+    i = int(np.nanargmax(table["airmass"]))
+    inp = baseline.inputs[i]
+    science = inp.read(baseline.coadd.bbox)
+    showcase = None
+    if science is not None and science.visit is not None:
+        box = science.bbox
+        template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
+        sl = box.slices(baseline.coadd.bbox)
+        noise = float(np.sqrt(np.nanmedian(science.variance)))
+        cut = _central_cut(science.image.shape, 300)
+        science.image[science.mask_of("BAD", "SAT", "NO_DATA", "CR")] = np.nan  # not shown
+        showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
+                    "science": science.image[cut],
+                    "diff_baseline": (science.image - baseline.coadd.image[sl])[cut],
+                    "diff_dcr": (science.image - template.image)[cut], "noise": noise}
+    histories = {f"subregion {k}": [tuple(h) for h in v["history"]]
+                 for k, v in result.metadata["subregions"].items()}
+    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
+               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
+               "weight": float(r["weight"])} for r in table]
+    try:
+        return make_report(out / "report.png", subfilter_images=result.model.images, histories=histories,
+                           inputs=inputs, showcase=showcase, title=f"dcrcoadd: {out}",
+                           convergence_threshold=result.baseline.config.dcr.convergence_threshold
+                           if result.baseline.config is not None else None)
+    except ConfigError as exc:
+        log.warning("no report.png: %s", exc)
+        return None
+
+
+def _central_cut(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
+    ny, nx = shape
+    hy, hx = min(size, ny) // 2, min(size, nx) // 2
+    return (slice(ny // 2 - hy, ny // 2 + hy), slice(nx // 2 - hx, nx // 2 + hx))
 
 
 def _versions() -> dict[str, str]:
@@ -263,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dcrcoadd {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("--log-file", metavar="FILE", help="also write the log (INFO and above) to FILE")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("info", help="summarize exposure files (visit, band, grid, masks, PSF)")
@@ -289,6 +468,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="TOML configuration")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.max_num_iter=12")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
+    p.add_argument("--band", help="use only warps in this band")
+    p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    p.add_argument("--clobber-config", action="store_true",
+                   help="start over when OUTDIR holds a run with other settings")
+    p.add_argument("--dcr-only", action="store_true",
+                   help="fail instead of writing only the baseline coadd when DCR is underdetermined")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary table or progress")
     p.set_defaults(func=_cmd_assemble)
 
     p = sub.add_parser("template", help="DCR-matched templates for science exposures")
@@ -315,9 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING - 10 * min(verbosity, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
+    root = logging.getLogger("dcrcoadd")
+    root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.WARNING - 10 * min(verbosity, 2))
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(console)
+    if log_file:
+        handler = logging.FileHandler(log_file)
+        handler.setLevel(logging.INFO)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -327,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _configure_logging(args.verbose)
+    _configure_logging(args.verbose, args.log_file)
     try:
         return int(args.func(args) or 0)
     except DcrCoaddError as exc:
