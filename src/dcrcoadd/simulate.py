@@ -10,19 +10,21 @@ GalSim does. For each visit a `galsim.ChromaticAtmosphere` — Kolmogorov
 seeing of the visit's FWHM at the band's effective wavelength, chromatic
 seeing ∝ λ^-0.2, and GalSim's own refraction model (Filippenko 1982 /
 Edlén) at the visit's zenith distance, parallactic angle, temperature,
-pressure and water-vapour pressure — is evaluated at the wavelengths of the
-thinned bandpass, convolved with the pixel and drawn in Fourier space
-(`drawKImage`) on a few postage-stamp grids. A source's stamp is the sum of
-these monochromatic transforms weighted by its photon SED × throughput
-(trapezoid rule: GalSim's own chromatic integral), times its own profile's
+pressure and water-vapour pressure — is evaluated on a uniform wavelength
+grid over the band (``wavelength_step``, 5 nm), convolved with the pixel and
+drawn in Fourier space (`drawKImage`) on the postage-stamp frequency grid. A
+source's stamp is the sum of these monochromatic transforms weighted by its
+photon SED × throughput (trapezoid rule: the integral GalSim's chromatic
+`drawImage` evaluates, here shared by all sources), times its own profile's
 transform (galaxies) and the phase of its sub-pixel position, inverse-FFT'd
 on the stamp and added to the image. No full-image FFT is used, and
 dcrcoadd's refraction/DCR code plays no part, so the simulation is an
 independent check of it. Stamps are periodic: light beyond a stamp's edge
-wraps round, so stamp sizes are chosen per source to keep that below a few
-percent of the pixel noise. GalSim's world coordinates have +u west and +v
-north, so with a plain pixel scale they are the image's +x and +y exactly
-when north is up and east is left, as on the grid built here.
+wraps round (fluxes stay exact), so stamp sizes (32 to 256 pixels) are chosen
+per source to keep that below 5 % of the pixel noise. GalSim's world
+coordinates have +u west and +v north, so with a plain pixel scale they are
+the image's +x and +y exactly when north is up and east is left, as on the
+grid built here.
 
 The parallactic angle given to GalSim is the position angle of the zenith
 relative to ICRS north (the image's north), from astropy; the visit's
@@ -46,7 +48,9 @@ Fluxes are in nJy (AB). A visit's counts per nJy follow the zero point (AB
 magnitude giving one count per second at airmass 1), the exposure time and
 a grey extinction; its sky from a surface brightness in mag/arcsec². Images
 are sky-subtracted; noise is Gaussian with the variance of sky + source
-Poisson + read noise, which is also the variance plane.
+Poisson + read noise, which is also the variance plane. The PSF stored with
+a warp is the visit's Kolmogorov seeing at the effective wavelength with the
+pixel response, without DCR (centred).
 
 Defects (each optional, each flagged exactly where added): cosmic rays (CR),
 bad columns (BAD), saturated bright stars clipped at the full well (SAT),
