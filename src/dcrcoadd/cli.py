@@ -224,6 +224,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     import math
     import time
     from pathlib import Path
+    from types import SimpleNamespace
 
     from . import checkpoint
     from .assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs
@@ -231,6 +232,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from .config import to_toml
     from .errors import InputError
     from .geom import Box
+    from .io import read_info
     from .io.atomic import atomic_output
 
     collector = _WarningCollector()
@@ -258,6 +260,9 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
             done = checkpoint.load_all(out)
             if done:
                 print(f"resuming: {len(done)} subregion(s) already done in {out}")
+    infos = [read_info(p) for p in paths]
+    if len(infos) > 1:
+        dcr_visits([SimpleNamespace(name=str(i.path), visit=i.visit) for i in infos])
     timings = {}
     t0 = time.perf_counter()
     baseline = assemble_coadd(paths, config, bbox=box)
@@ -532,6 +537,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable output, disk full...
+        if args.debug:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

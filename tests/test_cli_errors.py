@@ -1,0 +1,135 @@
+"""`dcrcoadd assemble` on bad inputs: one line naming the file, exit status 2, no partial output."""
+
+import astropy.units as u
+import numpy as np
+import pytest
+
+from conftest import g_bandpass, tan_wcs
+from dcrcoadd.bandpass import Bandpass
+from dcrcoadd.cli import main
+from dcrcoadd.exposure import Exposure
+from dcrcoadd.io import write_exposure
+from dcrcoadd.observatory import Observatory
+from dcrcoadd.psf import Psf
+from dcrcoadd.visit import VisitInfo, altitude_from_airmass
+
+
+def star_field(shape, rng):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(0.0, 1.0, shape)
+    for y0, x0, flux in ((12, 14, 800.0), (27, 25, 500.0), (20, 33, 300.0)):
+        image += flux * np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / 1.5**2) / (2 * np.pi * 1.5**2)
+    return image
+
+
+def write_warps(directory, n=4, *, shape=(40, 40), airmasses=None, azimuths=None, band=None,
+                crpix=(20.5, 20.5), visit=True, nan=False, seed=0):
+    rng = np.random.default_rng(seed)
+    airmasses = airmasses if airmasses is not None else np.linspace(1.0, 1.8, n)
+    azimuths = azimuths if azimuths is not None else np.linspace(60.0, 300.0, n)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        v = VisitInfo(id=100 + i, airmass=float(airmasses[i]),
+                      boresight_alt=altitude_from_airmass(airmasses[i]), boresight_az=azimuths[i] * u.deg,
+                      observatory=Observatory.from_site("rubin"))
+        image = np.full(shape, np.nan) if nan else star_field(shape, rng)
+        exp = Exposure(image=image, variance=np.ones(shape), wcs=tan_wcs(crpix=crpix), psf=Psf.gaussian(1.5),
+                       visit=v if visit else None, bandpass=band or g_bandpass(with_curve=False))
+        paths.append(write_exposure(exp, directory / f"warp_{i}.fits"))
+    return paths
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_error_line(err, *fragments):
+    lines = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_a_good_set_assembles(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w")
+    status, out, _ = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q")
+    assert status == 0
+    for name in ("coadd.fits", "dcr_coadd.fits", "model.fits", "subfilter_0.fits", "config.toml",
+                 "metadata.json"):
+        assert (tmp_path / "out" / name).exists()
+    assert not (tmp_path / "out" / ".checkpoints").exists()
+
+
+def test_truncated_warp(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w")
+    data = paths[1].read_bytes()
+    paths[1].write_bytes(data[: len(data) // 2 + 100])
+    status, _, err = run(capsys, "assemble", str(tmp_path / "w"), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert_one_error_line(err, str(paths[1]))
+    assert not (tmp_path / "out").exists()
+
+
+def test_warp_without_visit_metadata(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3)
+    write_warps(tmp_path / "nv", 1, visit=False)
+    bad = tmp_path / "nv" / "warp_0.fits"
+    status, _, err = run(capsys, "assemble", *map(str, paths), str(bad), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert_one_error_line(err, str(bad), "visit")
+    assert not (tmp_path / "out").exists()
+
+
+def test_warps_on_different_grids(tmp_path, capsys):
+    paths = write_warps(tmp_path / "a", 3)
+    other = write_warps(tmp_path / "b", 1, crpix=(25.3, 20.5))[0]
+    status, _, err = run(capsys, "assemble", *map(str, paths), str(other), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert_one_error_line(err, str(other))
+
+
+def test_warps_in_different_bands(tmp_path, capsys):
+    paths = write_warps(tmp_path / "a", 3)
+    r = Bandpass("r", 620 * u.nm, 140 * u.nm)
+    other = write_warps(tmp_path / "b", 1, band=r)[0]
+    status, _, err = run(capsys, "assemble", *map(str, paths), str(other), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert_one_error_line(err, str(other))
+
+
+def test_all_nan_warps(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 2, nan=True)
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert_one_error_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_single_warp_gives_the_baseline_coadd_or_refuses(tmp_path, capsys):
+    path = write_warps(tmp_path / "w", 1)[0]
+    status, out, err = run(capsys, "assemble", str(path), "--out", str(tmp_path / "out"), "-q")
+    assert status == 0 and "underdetermined" in err
+    assert (tmp_path / "out" / "coadd.fits").exists() and not (tmp_path / "out" / "model.fits").exists()
+    status, _, err = run(capsys, "assemble", str(path), "--out", str(tmp_path / "out2"), "--dcr-only")
+    assert status == 2
+    assert_one_error_line(err, "underdetermined")
+
+
+def test_degenerate_conditions_warn(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3, airmasses=[1.3] * 3, azimuths=[100.0] * 3)
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q")
+    assert status == 0
+    assert "degenerate" in err
+
+
+@pytest.mark.parametrize("override", ["coadd.statistic=NOPE", "dcr.min_num_iter=50", "nosection.x=1"])
+def test_invalid_set(tmp_path, capsys, override):
+    paths = write_warps(tmp_path / "w", 2)
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"),
+                         "--set", override)
+    assert status == 2
+    assert_one_error_line(err, override.split("=")[0].split(".")[-1])
+    assert not (tmp_path / "out").exists()
