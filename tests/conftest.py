@@ -16,10 +16,11 @@ from astropy.wcs import WCS
 
 from dcrcoadd.bandpass import Bandpass
 from dcrcoadd.exposure import Exposure
+from dcrcoadd.io import write_exposure
 from dcrcoadd.masks import MaskPlanes
 from dcrcoadd.observatory import Observatory, Weather
 from dcrcoadd.psf import Psf
-from dcrcoadd.visit import VisitInfo
+from dcrcoadd.visit import VisitInfo, altitude_from_airmass
 
 
 def tan_wcs(crval: tuple[float, float] = (150.1, 2.2), crpix: tuple[float, float] = (25.5, 20.5),
@@ -147,3 +148,33 @@ def bandpass(make_bandpass):
 @pytest.fixture
 def exposure(make_exposure):
     return make_exposure()
+
+
+# -- small warp sets on disk (no GalSim needed) --------------------------------------------------
+
+def star_field(shape, rng):
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(0.0, 1.0, shape)
+    for y0, x0, flux in ((12, 14, 800.0), (27, 25, 500.0), (20, 33, 300.0)):
+        image += flux * np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / 1.5**2) / (2 * np.pi * 1.5**2)
+    return image
+
+
+def write_warps(directory, n=4, *, shape=(40, 40), airmasses=None, azimuths=None, band=None,
+                crpix=(20.5, 20.5), visit=True, nan=False, seed=0):
+    """Write ``n`` small warps of one three-star field on a common grid, at airmasses spread over
+    1.0-1.8 and azimuths 60-300 deg (alt/az-only visits at Rubin); returns their paths."""
+    rng = np.random.default_rng(seed)
+    airmasses = airmasses if airmasses is not None else np.linspace(1.0, 1.8, n)
+    azimuths = azimuths if azimuths is not None else np.linspace(60.0, 300.0, n)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        v = VisitInfo(id=100 + i, airmass=float(airmasses[i]),
+                      boresight_alt=altitude_from_airmass(airmasses[i]), boresight_az=azimuths[i] * u.deg,
+                      observatory=Observatory.from_site("rubin"))
+        image = np.full(shape, np.nan) if nan else star_field(shape, rng)
+        exp = Exposure(image=image, variance=np.ones(shape), wcs=tan_wcs(crpix=crpix), psf=Psf.gaussian(1.5),
+                       visit=v if visit else None, bandpass=band or g_bandpass(with_curve=False))
+        paths.append(write_exposure(exp, directory / f"warp_{i}.fits"))
+    return paths

@@ -52,7 +52,7 @@ def dask_map(address: str) -> Mapper:
 
     def mapper(fn: Callable, tasks: Iterable) -> Iterator:
         try:
-            client = Client(address, timeout="10s", set_as_default=False)
+            client = Client(address, timeout="10s")
         except OSError as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
         try:

@@ -1,0 +1,88 @@
+"""Executors give bit-identical outputs; an interrupted run resumes to the same outputs."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import write_warps
+from dcrcoadd.cli import main
+
+OUTPUTS = ("coadd.fits", "dcr_coadd.fits", "model.fits", "subfilter_0.fits", "subfilter_2.fits")
+
+
+def assemble(paths, out, *extra):
+    argv = ["assemble", *map(str, paths), "--out", str(out), "-q", "--set", "coadd.subregion_size=[16,16]",
+            *extra]
+    assert main(argv) == 0
+
+
+def same_outputs(a, b):
+    for name in OUTPUTS:
+        with fits.open(a / name) as ha, fits.open(b / name) as hb:
+            assert len(ha) == len(hb)
+            for x, y in zip(ha, hb, strict=True):
+                if x.data is None:
+                    continue
+                if isinstance(x, fits.BinTableHDU):
+                    assert x.data.tobytes() == y.data.tobytes(), (name, x.name)
+                else:
+                    np.testing.assert_array_equal(x.data, y.data, err_msg=f"{name}[{x.name}]")
+
+
+@pytest.fixture(scope="module")
+def warps(tmp_path_factory):
+    return write_warps(tmp_path_factory.mktemp("warps"), 4, shape=(40, 40))
+
+
+@pytest.fixture(scope="module")
+def serial(warps, tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    assemble(warps, out)
+    return out
+
+
+def test_local_workers_match_serial(warps, serial, tmp_path):
+    assemble(warps, tmp_path, "--workers", "2")
+    same_outputs(serial, tmp_path)
+
+
+def test_dask_cluster_matches_serial(warps, serial, tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        assemble(warps, tmp_path, "--scheduler", cluster.scheduler_address)
+    same_outputs(serial, tmp_path)
+
+
+def test_killed_run_resumes_to_identical_outputs(warps, serial, tmp_path, capsys):
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "dcrcoadd", "assemble", *map(str, warps), "--out", str(out), "-q",
+           "--set", "coadd.subregion_size=[16,16]"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    checkpoints = out / ".checkpoints"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if len(list(checkpoints.glob("subregion_*.npz"))) >= 2:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    proc.wait()
+    if proc.returncode == 0:
+        pytest.skip("the run finished before it could be interrupted")
+    done = len(list(checkpoints.glob("subregion_*.npz")))
+    assert 2 <= done < 9 and not (out / "model.fits").exists()
+    # other settings are refused, naming the field, and leave the checkpoints alone
+    assert main(["assemble", *map(str, warps), "--out", str(out), "--set", "coadd.subregion_size=[16,16]",
+                 "--set", "dcr.max_num_iter=4"]) == 2
+    assert "dcr.max_num_iter" in capsys.readouterr().err
+    assert len(list(checkpoints.glob("subregion_*.npz"))) == done
+    assemble(warps, out)
+    assert f"resuming: {done} subregion(s)" in capsys.readouterr().out
+    same_outputs(serial, out)
+    assert not checkpoints.exists()
