@@ -203,6 +203,13 @@ def _separable(arr: np.ndarray, g: np.ndarray) -> np.ndarray:
     return ndimage.correlate1d(out, g, axis=1, mode="constant", cval=0.0, output=np.float32)
 
 
+def _edge_sums(g: np.ndarray, n: int) -> np.ndarray:
+    """``correlate1d(ones(n), g, mode="constant")``: the kernel weight falling inside ``[0, n)``."""
+    if g.size == 1:
+        return np.ones(n)
+    return ndimage.correlate1d(np.ones(n), g, mode="constant", cval=0.0)
+
+
 @dataclass
 class Matched:
     """A PSF-matched region: image and variance (NaN where undefined) and data coverage."""
@@ -234,11 +241,17 @@ def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, val
         ``coverage`` is the kernel-weight fraction on pixels with data (1 in the interior).
     """
     g = gaussian_kernel1d(sigma)
-    ones = np.ones(image.shape, np.float32)
-    norm = _separable(ones, g)
-    coverage = _separable(has_data.astype(np.float32), g) / norm
-    v = valid.astype(np.float32)
-    den = _separable(v, g)
+    # conv(ones) is separable: the outer product of the 1-d sums of the kernel inside the array.
+    norm = np.outer(_edge_sums(g, image.shape[0]), _edge_sums(g, image.shape[1])).astype(np.float32)
+    # The denominator is always convolved (never replaced by ``norm`` for an all-valid region), so
+    # a pixel's value depends only on its kernel window, bit for bit, whatever region was read.
+    den = _separable(valid.astype(np.float32), g)
+    if bool(has_data.all()):
+        coverage = np.ones(image.shape, np.float32)
+    elif np.array_equal(has_data, valid):
+        coverage = den / norm
+    else:
+        coverage = _separable(has_data.astype(np.float32), g) / norm
     num = _separable(np.where(valid, image, 0.0).astype(np.float32), g)
     vnum = _separable(np.where(valid, variance, 0.0).astype(np.float32), g * g)
     ok = (coverage >= MIN_DATA_COVERAGE) & (den > 1e-6 * norm)
@@ -322,8 +335,11 @@ def scale_variance_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndar
                           ignore_mask: int) -> float:
     """LSST ScaleVarianceTask's pixel-based factor: ``(0.74 IQR(image / sqrt(var)))^2`` over
     unmasked pixels with positive variance; 1 with fewer than two such pixels."""
-    good = (((mask & np.uint32(ignore_mask)) == 0) & np.isfinite(image) & np.isfinite(variance)
-            & (variance > 0))
+    return _scale_factor(image, variance, (mask & np.uint32(ignore_mask)) == 0)
+
+
+def _scale_factor(image: np.ndarray, variance: np.ndarray, usable: np.ndarray) -> float:
+    good = usable & np.isfinite(image) & np.isfinite(variance) & (variance > 0)
     if np.count_nonzero(good) < 2:
         return 1.0
     snr = image[good] / np.sqrt(variance[good])
@@ -438,54 +454,82 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, c
                    target_sigma: float) -> tuple[list[ArtifactMask], np.ndarray, np.ndarray]:
     """Detect and filter artifact candidates in every warp against the static sky.
 
-    One warp is in memory at a time (over ``bbox`` plus the kernel radius).
+    Each warp is read and PSF-matched subregion by subregion (with the kernel radius as
+    buffer, so values match `build_static_sky` bit for bit); only its matched image,
+    variance, a few boolean planes and the detection labels over ``bbox`` are held at once.
 
     Returns
     -------
     masks : list of ArtifactMask
         One per warp, in order.
-    epoch_count, n_image : ndarray of int32 over ``bbox``
+    epoch_count, n_image : ndarray of uint16 over ``bbox``
     """
     a = config.artifacts
-    bad = planes.value_if_present(config.effective_bad_mask_planes())
-    no_data = planes.value_if_present(["NO_DATA"])
-    prefilter = planes.value_if_present(a.prefilter_artifacts_mask_planes)
-    ignore = planes.value_if_present(SCALE_VARIANCE_IGNORE)
+    bad = np.uint32(planes.value_if_present(config.effective_bad_mask_planes()))
+    no_data = np.uint32(planes.value_if_present(["NO_DATA"]))
+    prefilter = np.uint32(planes.value_if_present(a.prefilter_artifacts_mask_planes))
+    ignore = np.uint32(planes.value_if_present(SCALE_VARIANCE_IGNORE))
+    bad_not_no_data = np.uint32(int(bad) & ~int(no_data))
     radius = grow_radius(a.detect.n_sigma_to_grow, target_sigma)
-    epoch_count = np.zeros(bbox.shape, np.int32)
-    n_image = np.zeros(bbox.shape, np.int32)
+    tile_size = tuple(config.coadd.subregion_size)
+    epoch_count = np.zeros(bbox.shape, np.uint16)
+    n_image = np.zeros(bbox.shape, np.uint16)
     candidates: list[list[np.ndarray]] = []
     masks: list[ArtifactMask] = []
     for warp in warps:
-        got = _match_warp(warp, bbox, matching_sigma(warp.psf, target_sigma), planes, bad)
-        if got is None:
+        crop = bbox.intersection(warp.bbox)
+        sigma = matching_sigma(warp.psf, target_sigma)
+        empty = {p: PixelSet.empty(bbox) for p in ("CLIPPED", "NO_DATA", "EDGE")}
+        if crop.is_empty:
             candidates.append([])
-            empty = {p: PixelSet.empty(bbox) for p in ("CLIPPED", "NO_DATA", "EDGE")}
             masks.append(ArtifactMask(warp.name, empty))
             continue
-        crop, exp, m = got
         sl = crop.slices(bbox)
-        matched_mask = exp.mask | np.where(np.isfinite(m.image), np.uint32(0), np.uint32(no_data))
-        var_m = m.variance
+        image = np.full(crop.shape, np.nan, np.float32)
+        variance = np.full(crop.shape, np.nan, np.float32)
+        prefilter_good = np.zeros(crop.shape, bool)
+        scale_good = np.zeros(crop.shape, bool)
+        lost_parts, edge_parts = [], []
+        for tile in crop.subregions(tile_size):
+            got = _match_warp(warp, tile, sigma, planes, bad)
+            if got is None:
+                continue
+            _, exp, m = got
+            tsl = tile.slices(crop)
+            finite = np.isfinite(m.image)
+            mmask = exp.mask | np.where(finite, np.uint32(0), no_data)
+            image[tsl], variance[tsl] = m.image, m.variance
+            prefilter_good[tsl] = (mmask & prefilter) == 0
+            scale_good[tsl] = (mmask & ignore) == 0
+            n_image[tile.slices(bbox)] += finite & np.isfinite(static_image[tile.slices(bbox)]) \
+                & ((mmask & bad) == 0)
+            has_data = np.isfinite(exp.image) & ((exp.mask & no_data) == 0)
+            lost_parts.append(PixelSet.from_mask(~finite & (has_data | ((exp.mask & bad_not_no_data) != 0)),
+                                                 tile, bbox))
+            edge_parts.append(PixelSet.from_mask(has_data & finite & (m.coverage < 1.0 - 1e-6), tile, bbox))
         if a.do_scale_warp_variance:
-            factor = scale_variance_factor(m.image, var_m, matched_mask, ignore)
+            factor = _scale_factor(image, variance, scale_good)
             if not (np.isfinite(factor) and 0 < factor <= SCALE_VARIANCE_LIMIT):
                 log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is",
                             warp.name, factor)
             else:
-                var_m = var_m * np.float32(factor)
-        diff = m.image - static_image[sl]
-        dvar = var_m + static_variance[sl]
-        finite = np.isfinite(diff) & np.isfinite(dvar) & (dvar > 0)
-        snr = np.zeros(diff.shape, np.float32)
-        np.divide(diff, np.sqrt(dvar), out=snr, where=finite)
-        n_image[sl] += np.isfinite(diff) & ((matched_mask & np.uint32(bad)) == 0)
-        labels, n = detect_outliers(snr, a.detect.threshold_value, a.detect.threshold_polarity,
+                variance *= np.float32(factor)
+        del scale_good
+        # In place: image becomes the difference, variance its variance, then image the S/N.
+        image -= static_image[sl]
+        variance += static_variance[sl]
+        ok = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+        np.sqrt(variance, out=variance, where=ok)
+        np.divide(image, variance, out=image, where=ok)
+        image[~ok] = 0.0
+        del variance, ok
+        labels, n = detect_outliers(image, a.detect.threshold_value, a.detect.threshold_polarity,
                                     a.detect.min_pixels, radius)
+        del image
         local = footprints_of(labels, n)
+        del labels
         if a.do_prefilter_artifacts:
-            local = prefilter_artifacts(local, ((matched_mask & np.uint32(prefilter)) == 0).ravel(),
-                                        a.prefilter_artifacts_ratio)
+            local = prefilter_artifacts(local, prefilter_good.ravel(), a.prefilter_artifacts_ratio)
         slate = np.zeros(crop.shape, bool)
         for fp in local:
             slate.flat[fp] = True
@@ -494,13 +538,9 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, c
         offsets = np.cumsum([fp.size for fp in local])[:-1]
         flat_global = (gy + (crop.y0 - bbox.y0)) * bbox.width + (gx + (crop.x0 - bbox.x0))
         candidates.append(np.split(flat_global.astype(np.int64), offsets) if local else [])
-        has_data = np.isfinite(exp.image) & ((exp.mask & np.uint32(no_data)) == 0)
-        lost = ~np.isfinite(m.image) & (has_data | ((exp.mask & np.uint32(bad & ~no_data)) != 0))
-        edge = has_data & np.isfinite(m.image) & (m.coverage < 1.0 - 1e-6)
-        masks.append(ArtifactMask(warp.name, {"CLIPPED": PixelSet.empty(bbox),
-                                              "NO_DATA": PixelSet.from_mask(lost, crop, bbox),
-                                              "EDGE": PixelSet.from_mask(edge, crop, bbox)},
-                                  n_candidates=len(local)))
+        empty["NO_DATA"] = PixelSet.union(bbox, lost_parts)
+        empty["EDGE"] = PixelSet.union(bbox, edge_parts)
+        masks.append(ArtifactMask(warp.name, empty, n_candidates=len(local)))
     template_labels = None
     if a.do_preserve_contained_by_source:
         template_labels = detect_template_sources(static_image, target_sigma,

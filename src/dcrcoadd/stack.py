@@ -412,20 +412,22 @@ def clipped_mean(values: np.ndarray, sigma_clip: float = 3.0, clip_iter: int = 2
         Clipped mean, clipped (debiased) variance and the number of values kept; NaNs and
         0 when there are no finite values.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
-    x = x[np.isfinite(x)]
+    x = np.asarray(values).ravel()
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float64)
+    x = x[np.isfinite(x)]  # float32 stays float32 (whole-warp samples); sums are float64
     n = x.size
     if n == 0:
         return float("nan"), float("nan"), 0
-    q1, median, q3 = np.percentile(x, (25.0, 50.0, 75.0))
+    q1, median, q3 = (float(q) for q in np.percentile(x, (25.0, 50.0, 75.0)))
     center, hwidth = median, sigma_clip * IQ_TO_STDEV * (q3 - q1)
     mean, var, kept = float("nan"), float("nan"), 0
     for _ in range(int(clip_iter)):
-        sel = x[np.abs(x - center) <= hwidth]
+        sel = x[np.abs(x - x.dtype.type(center)) <= hwidth]
         if sel.size == 0:
             break
-        mean = float(sel.mean())
-        var = float(sel.var(ddof=1)) if sel.size > 1 else float("nan")
+        mean = float(sel.mean(dtype=np.float64))
+        var = float(sel.var(ddof=1, dtype=np.float64)) if sel.size > 1 else float("nan")
         kept = int(sel.size)
         new_hwidth = sigma_clip * np.sqrt(var) if n > 1 else hwidth
         if not np.isfinite(new_hwidth):
