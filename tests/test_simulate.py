@@ -95,6 +95,35 @@ def test_blue_and_red_star_centroids_follow_dcr_shifts(mode):
         assert (m[0] - m[1]) @ towards_zenith > 0.3
 
 
+def test_stamps_equal_galsims_own_chromatic_drawing():
+    """The k-space stamps are GalSim's chromatic integral: compare with ``drawImage`` of the same star."""
+    import galsim
+
+    config = _quiet(n_visits=1, conditions=((1.8, 40.0),))
+    temperature, x, y = 3500.0, 30.3, 33.8
+    sim = simulate(config, catalog=Table({"x": [x], "y": [y], "flux": [1.0e5], "temperature": [temperature]}))
+    sv, model = sim.visits[0], sim.models[0].astype(float)
+    weather = sv.visit.weather
+    atmosphere = galsim.ChromaticAtmosphere(
+        galsim.Kolmogorov(fwhm=sv.seeing), base_wavelength=sim.bandpass.effective_wavelength.value,
+        zenith_angle=sv.zenith_distance * galsim.degrees,
+        parallactic_angle=sv.render_parallactic_angle * galsim.degrees,
+        temperature=weather.temperature_kelvin, pressure=weather.pressure.value / 1000.0,
+        H2O_pressure=weather.humidity / 100 * 0.61094 * math.exp(17.625 * weather.temperature.value
+                                                                 / (weather.temperature.value + 243.04)))
+    lo, hi = band_support(sim.bandpass)
+    waves = np.linspace(lo, hi, int(math.ceil((hi - lo) / config.wavelength_step)) + 1)
+    bandpass = galsim.Bandpass(galsim.LookupTable(waves, sim.bandpass.throughput(waves)), "nm")
+    planck = waves ** -5 / np.expm1(1.438776877e7 / (waves * temperature))
+    sed = galsim.SED(galsim.LookupTable(waves, planck), "nm", "flambda")
+    counts = 1.0e5 / sv.flux_calibration
+    star = galsim.Convolve(atmosphere, galsim.DeltaFunction() * sed.withFlux(counts, bandpass))
+    image = galsim.ImageD(galsim.BoundsI(0, 63, 0, 63), scale=config.pixel_scale)
+    star.drawImage(bandpass, image=image, offset=(x - 31.5, y - 31.5))  # GalSim centres at 31.5
+    assert np.abs(image.array - model).max() < 2e-3 * model.max()
+    np.testing.assert_allclose(_centroid(model, x, y), _centroid(image.array, x, y), atol=2e-3)
+
+
 def test_track_follows_the_site_and_airmass_range():
     config = _quiet(n_visits=6, airmass=(1.1, 1.7), n_nights=2)
     sim = simulate(config)
