@@ -423,12 +423,19 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from .io.atomic import atomic_output
 
     config = _load_config(args)
-    text = to_toml(config)
+    if args.action == "markdown":
+        from .config import to_markdown
+
+        print(to_markdown(config), end="")
+        return 0
+    text = to_toml(config, comments=args.action == "dump")
     if args.action == "show":
         print(text, end="")
     else:
         if not args.file:
-            raise SystemExit("error: config dump needs a FILE")
+            from .errors import ConfigError
+
+            raise ConfigError("config dump needs a FILE to write")
         with atomic_output(args.file) as tmp:
             tmp.write_text("# dcrcoadd configuration (LSST DcrAssembleCoadd field names in snake_case)\n"
                            + text)
@@ -499,7 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("config", help="show or write the effective configuration")
-    p.add_argument("action", choices=["show", "dump"])
+    p.add_argument("action", choices=["show", "dump", "markdown"],
+                   help="show: print the effective TOML; dump FILE: write a commented template; "
+                        "markdown: print the field reference table")
     p.add_argument("file", nargs="?", metavar="FILE")
     p.add_argument("--config", metavar="FILE")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")

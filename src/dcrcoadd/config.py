@@ -486,12 +486,41 @@ def _toml_value(value) -> str:
     raise TypeError(f"cannot write {value!r} to TOML")
 
 
-def to_toml(config: Config) -> str:
+def field_docs() -> dict[str, dict[str, str]]:
+    """``{class name: {field: docstring}}`` for the configuration dataclasses.
+
+    The documentation of each field is the string literal under it in this
+    module's source (the convention the dataclasses above follow).
+    """
+    import ast
+    import inspect
+    import sys
+
+    tree = ast.parse(inspect.getsource(sys.modules[__name__]))
+    docs: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ClassDef):
+            continue
+        fields: dict[str, str] = {}
+        body = node.body
+        for item, after in zip(body, body[1:], strict=False):
+            if (isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name)
+                    and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                    and isinstance(after.value.value, str)):
+                fields[item.target.id] = inspect.cleandoc(after.value.value)
+        docs[node.name] = fields
+    return docs
+
+
+def to_toml(config: Config, *, comments: bool = False) -> str:
     """The configuration as TOML text, one table per section; ``None`` fields are written as
-    comments (TOML has no null), so reading the text back gives the same configuration."""
+    comments (TOML has no null), so reading the text back gives the same configuration.
+    With ``comments``, each field is preceded by its documentation (meaning, unit, LSST name)."""
     import dataclasses
+    import textwrap
 
     lines: list[str] = []
+    docs = field_docs() if comments else {}
 
     def emit(obj, prefix: str) -> None:
         scalars = [f for f in dataclasses.fields(obj) if not dataclasses.is_dataclass(getattr(obj, f.name))]
@@ -499,15 +528,43 @@ def to_toml(config: Config) -> str:
         if scalars:
             lines.append(f"[{prefix}]")
             for f in scalars:
+                doc = docs.get(type(obj).__name__, {}).get(f.name)
+                if doc:
+                    lines.extend("# " + line for line in textwrap.wrap(" ".join(doc.split()), 96))
                 value = getattr(obj, f.name)
                 lines.append(f"# {f.name} = (default: None)" if value is None
                              else f"{f.name} = {_toml_value(value)}")
+                if doc:
+                    lines.append("")
             lines.append("")
         for f in tables:
             emit(getattr(obj, f.name), f"{prefix}.{f.name}" if prefix else f.name)
 
     emit(config, "")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def to_markdown(config: Config | None = None) -> str:
+    """A reference table of every field: name, default, documentation (with its LSST name)."""
+    import dataclasses
+
+    config = config or Config()
+    docs = field_docs()
+    out = ["| field | default | meaning (LSST name) |", "|---|---|---|"]
+
+    def emit(obj, prefix: str) -> None:
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            name = f"{prefix}.{f.name}" if prefix else f.name
+            if dataclasses.is_dataclass(value):
+                emit(value, name)
+                continue
+            doc = " ".join(docs.get(type(obj).__name__, {}).get(f.name, "").split()).replace("|", "\\|")
+            default = "None" if value is None else _toml_value(value).replace("|", "\\|")
+            out.append(f"| `{name}` | `{default}` | {doc} |")
+
+    emit(config, "")
+    return "\n".join(out) + "\n"
 
 
 def _assign(obj, path: list[str], value, full: str) -> None:
