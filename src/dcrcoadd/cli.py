@@ -60,7 +60,10 @@ def _format_info(path: str) -> str:
 
 
 def _visit_geometry_lines(info) -> list[str]:
-    v = info.visit
+    from .dcr import dcr_shifts
+    from .errors import InputError
+
+    v = info.visit.completed()
 
     def fmt(a):
         return "unknown" if a is None else f"{a.deg:.4f} deg"
@@ -68,7 +71,24 @@ def _visit_geometry_lines(info) -> list[str]:
     lines = [f"pointing:    RA {fmt(v.boresight_ra)}, Dec {fmt(v.boresight_dec)}, "
              f"alt {fmt(v.boresight_alt)}, az {fmt(v.boresight_az)}"]
     airmass = "unknown" if v.airmass is None else f"{v.airmass:.4f}"
-    lines.append(f"airmass:     {airmass}")
+    q = v.parallactic_angle
+    lines.append(f"airmass:     {airmass}, parallactic angle {fmt(q)}")
+    if v.observatory is not None:
+        o = v.observatory
+        lines.append(f"site:        lat {o.latitude.deg:.4f} deg, lon {o.longitude.deg:.4f} deg, "
+                     f"{o.elevation.value:.0f} m")
+    if v.weather is not None:
+        w = v.weather
+        lines.append(f"weather:     {w.temperature.value:.1f} C, {w.pressure.value:.0f} Pa, "
+                     f"{w.humidity:.0f} % humidity")
+    if info.wcs is not None and info.bandpass is not None:
+        try:
+            shifts = dcr_shifts(v, info.wcs, info.bandpass, 3)
+        except (InputError, ValueError) as exc:
+            lines.append(f"DCR:         not available ({exc})")
+        else:
+            parts = ", ".join(f"({dy:+.3f}, {dx:+.3f})" for dy, dx in shifts)
+            lines.append(f"DCR (dy,dx): {parts} px for 3 subfilters, blue to red")
     return lines
 
 
@@ -96,11 +116,29 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig(size=args.size, n_visits=args.n_visits, band=args.band, site=args.site,
                               seed=args.seed, seeing=args.seeing, airmass=args.airmass,
                               defects=args.defects, n_stars=args.n_stars, n_galaxies=args.galaxies)
-    sim = simulate(config)
+    sim = simulate(config, progress=_simulation_progress(args.n_visits))
     write_simulation(sim, args.outdir)
     print("\n".join(summary_lines(sim)))
     print(f"wrote {len(sim.warps)} warps to {args.outdir}/warps and the truth to {args.outdir}/truth")
     return 0
+
+
+def _simulation_progress(total: int):
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc="visits", unit="visit", file=sys.stderr, leave=False)
+
+    def update(done: int, _total: int) -> None:
+        bar.n = done
+        bar.refresh()
+        if done >= _total:
+            bar.close()
+
+    return update
 
 
 # -- dcrcoadd assemble -----------------------------------------------------------------------------
@@ -465,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
     p.add_argument("--n-visits", type=int, default=8)
     p.add_argument("--band", default="lsst-g", help="band preset (default lsst-g)")
-    p.add_argument("--site", default="rubin")
+    p.add_argument("--site", default=None, help="observatory (default: the band's camera site)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--seeing", type=_pair, default=(0.6, 1.0), metavar="MIN,MAX", help="arcsec FWHM")
     p.add_argument("--airmass", type=_pair, default=(1.05, 1.6), metavar="MIN,MAX")

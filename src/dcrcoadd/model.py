@@ -233,8 +233,7 @@ class DcrModel:
         then ``SUBFILTER_<k>`` image HDUs and a ``SUBFILTERS`` table of
         wavelength ranges.
         """
-        from .io.atomic import atomic_output
-        from .io.fits import exposure_hdus
+        from .io.fits import exposure_hdus, write_hdus
 
         stacked = self.stacked()
         stacked.variance = self.variance
@@ -255,9 +254,7 @@ class DcrModel:
              fits.Column("lambda_min", "D", unit="nm", array=self.subfilter_edges[:, 0]),
              fits.Column("lambda_max", "D", unit="nm", array=self.subfilter_edges[:, 1])],
             name="SUBFILTERS"))
-        with atomic_output(path) as tmp:
-            hdus.writeto(tmp, overwrite=True, checksum=True)
-        return Path(path)
+        return write_hdus(hdus, path)
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> DcrModel:

@@ -91,7 +91,7 @@ from .detection import detection_mask
 from .errors import ConfigError
 from .exposure import Exposure
 from .io.atomic import atomic_output
-from .io.fits import exposure_hdus
+from .io.fits import exposure_hdus, write_exposure, write_hdus
 from .observatory import Observatory, Weather
 from .psf import SIGMA_TO_FWHM, Psf
 from .visit import VisitInfo
@@ -121,7 +121,6 @@ _HC_OVER_K_NM_K = 1.438776877e7  # h c / k in nm K, for the Planck function
 _SIDEREAL_RATE = 1.00273790935  # sidereal hours per solar hour
 _STAMP_SIZES = (32, 64, 128, 256)
 _WRAP_TOLERANCE = 0.05  # wrapped light per pixel allowed, in units of the pixel noise
-_CHECKSUM_NOTE = "dcrcoadd simulate"  # fixed comment: astropy would put the current time there
 _CWW_TEMPLATES = ("CWW_E_ext", "CWW_Sbc_ext", "CWW_Scd_ext", "CWW_Im_ext")
 
 # Independent random streams (numpy SeedSequence keys), so switching a defect
@@ -1400,17 +1399,6 @@ def summary_lines(sim: Simulation) -> list[str]:
     return lines
 
 
-def _write_hdus(hdus: fits.HDUList, path: Path) -> Path:
-    # Checksums with a fixed comment: astropy's default puts the current time in the header,
-    # so the same seed would not give the same bytes.
-    for hdu in hdus:
-        hdu.add_checksum(when=_CHECKSUM_NOTE)
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdus.writeto(tmp, overwrite=True, checksum=False)
-    return path
-
-
 def _write_table(table: Table, path: Path) -> Path:
     with atomic_output(path) as tmp:
         table.write(tmp, format="ascii.ecsv", overwrite=True)
@@ -1438,9 +1426,9 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
     out = Path(outdir)
     written: dict[str, list[Path]] = {"warps": [], "twins": [], "truth": []}
     for exp in sim.warps:
-        written["warps"].append(_write_hdus(exposure_hdus(exp), out / "warps" / f"visit_{exp.visit.id}.fits"))
+        written["warps"].append(write_exposure(exp, out / "warps" / f"visit_{exp.visit.id}.fits"))
     for exp in sim.twins:
-        written["twins"].append(_write_hdus(exposure_hdus(exp), out / "twins" / f"visit_{exp.visit.id}.fits"))
+        written["twins"].append(write_exposure(exp, out / "twins" / f"visit_{exp.visit.id}.fits"))
     truth_dir = out / "truth"
     written["truth"].append(_write_table(sim.catalog, truth_dir / "catalog.ecsv"))
     written["truth"].append(_write_table(visit_table(sim), truth_dir / "visits.ecsv"))
@@ -1454,7 +1442,7 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
         h["SUBLO"] = (float(lo), "[nm] nominal subfilter start")
         h["SUBHI"] = (float(hi), "[nm] nominal subfilter end")
         h["BUNIT"] = ("nJy", "noise-free truth")
-        written["truth"].append(_write_hdus(hdus, truth_dir / f"subfilter_{k}.fits"))
+        written["truth"].append(write_hdus(hdus, truth_dir / f"subfilter_{k}.fits"))
     table = fits.BinTableHDU.from_columns([
         fits.Column("visit", "K", array=np.array([s.visit_id for s in sim.streaks], dtype=np.int64)),
         fits.Column("x", "D", unit="pix", array=np.array([s.x for s in sim.streaks])),
@@ -1468,7 +1456,7 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
         img = fits.ImageHDU(s.footprint.astype(np.uint8), name=f"STREAK_{s.visit_id}")
         img.header["LTV1"], img.header["LTV2"] = -sim.config.origin[0], -sim.config.origin[1]
         hdus.append(img)
-    written["truth"].append(_write_hdus(fits.HDUList(hdus), truth_dir / "streaks.fits"))
+    written["truth"].append(write_hdus(fits.HDUList(hdus), truth_dir / "streaks.fits"))
     config_path = truth_dir / "config.json"
     with atomic_output(config_path) as tmp:
         tmp.write_text(json.dumps(_config_dict(sim.config), indent=2, sort_keys=True) + "\n")

@@ -144,6 +144,21 @@ def exposure_hdus(exp: Exposure, *, compress: bool = False) -> fits.HDUList:
     return fits.HDUList(hdus)
 
 
+def write_hdus(hdus: fits.HDUList, path: str | os.PathLike) -> Path:
+    """Write ``hdus`` to ``path`` atomically, with checksums that do not depend on the time.
+
+    astropy's default checksum comment holds the current time, so two writes of the same
+    data would differ byte for byte; a fixed comment keeps outputs reproducible.
+    """
+    path = Path(path)
+    for hdu in hdus:
+        hdu.add_checksum(when="dcrcoadd")
+    with atomic_output(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
+        hdus.writeto(tmp, overwrite=True, checksum=False)
+    return path
+
+
 def write_exposure(exposure: Exposure, path: str | os.PathLike, *, compress: bool = False) -> Path:
     """Write an exposure to ``path`` atomically (temporary file, then rename).
 
@@ -155,12 +170,7 @@ def write_exposure(exposure: Exposure, path: str | os.PathLike, *, compress: boo
         Tile-compress the pixel extensions losslessly (GZIP_2 for floats,
         RICE_1 for the mask) in square tiles of `COMPRESSION_TILE` pixels.
     """
-    path = Path(path)
-    hdus = exposure_hdus(exposure, compress=compress)
-    with atomic_output(path) as tmp, warnings.catch_warnings():
-        warnings.simplefilter("ignore", fits.verify.VerifyWarning)
-        hdus.writeto(tmp, overwrite=True, checksum=True)
-    return path
+    return write_hdus(exposure_hdus(exposure, compress=compress), path)
 
 
 # -- reading -------------------------------------------------------------------------------------
