@@ -62,6 +62,21 @@ def test_info_summarizes_an_exposure(tmp_path, capsys, exposure, compress):
     assert "57.544 nJy" in out
 
 
+def test_info_shows_parallactic_angle_and_dcr_shifts(tmp_path, capsys, exposure):
+    from dcrcoadd.dcr import dcr_shifts
+
+    path = write_exposure(exposure, tmp_path / "exp.fits")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    visit = exposure.visit.completed()
+    assert f"parallactic angle {visit.parallactic_angle.deg:.4f} deg" in out
+    shifts = dcr_shifts(visit, exposure.wcs, exposure.bandpass, 3)
+    line = next(line for line in out.splitlines() if line.startswith("DCR (dy,dx):"))
+    for dy, dx in shifts:
+        assert f"({dy:+.3f}, {dx:+.3f})" in line
+    assert "site:" in out and "weather:" in out
+
+
 def test_info_without_optional_parts(tmp_path, capsys, make_exposure):
     path = write_exposure(make_exposure(wcs=None, psf=False, visit=None, bandpass=None), tmp_path / "e.fits")
     assert main(["info", str(path)]) == 0
