@@ -1,0 +1,424 @@
+"""Benchmark: DCR assembly (`dcrcoadd.assemble.assemble_dcr_coadd`) against the baseline coadd.
+
+For each case (``WIDTHxHEIGHTxWARPS``) a fresh single-threaded child process
+
+1. synthesizes warps cheaply with numpy (see `synthetic_field`): a star field
+   rendered once in ``RENDER_BANDS`` narrow bands with a Gaussian PSF, each band
+   shifted per visit by its DCR (`dcrcoadd.dcr.dcr_shifts`, cubic spline) and
+   summed, plus Gaussian noise; visits at airmass 1.0-2.0 over a range of
+   parallactic angles (`dcrcoadd.simulate.make_visits` for the geometry), the
+   DETECTED plane from the noise-free image; GalSim plays no part, because
+   rendering a DECam-CCD-sized field with it takes far longer than the assembly;
+2. writes them as FITS files to a temporary directory (untimed), as the CLI reads them;
+3. times, with the peak resident memory of each step (`benchmarks.common.PeakMemory`):
+   the baseline coadd (`assemble_coadd`), the DCR assembly (`assemble_dcr_coadd`,
+   which builds its own baseline coadd first, as a user's run does), and one
+   DCR-matched template (`make_template` of a held-out visit, best of 3).
+
+Reports the ratio DCR / baseline, the iterations to convergence (per subregion),
+and compares with DMTN-037 (about 10 minutes for the model of a 2048x4096 DECam
+CCD and 1-2 s per template, on one laptop core).
+
+Cases: default 1024x1024x12 (M = 3); ``--full`` adds 2048x4096x12.
+
+Run::
+
+    .venv/bin/python -m benchmarks.dcr_assemble            # 1024x1024 x 12 warps
+    .venv/bin/python -m benchmarks.dcr_assemble --full     # and 2048x4096 x 12 (~10 min)
+    .venv/bin/python -m benchmarks.dcr_assemble --case 512x512x6
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from . import common
+except ImportError:  # run as a script: python benchmarks/dcr_assemble.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import common
+
+DEFAULT_CASES = ["1024x1024x12"]
+FULL_CASES = ["1024x1024x12", "2048x4096x12"]
+RENDER_BANDS = 6  # narrow bands the synthetic spectra are sampled in (finer than the model's M)
+SEEING_ARCSEC = 0.8
+NOISE_NJY = 30.0  # sky noise per pixel
+NJY_PER_COUNT = 0.48  # LSST g, 30 s (Poisson term of the variance)
+STAR_DENSITY = 1.0 / 400.0  # stars per pixel
+SYNTHETIC_DATA = (
+    "numpy star field (1 star per 400 px, AB 17-24, black-body spectra 3000-30000 K) rendered once in "
+    f"{RENDER_BANDS} narrow bands of LSST g with a Gaussian PSF (FWHM {SEEING_ARCSEC} arcsec, "
+    "0.2 arcsec/px); "
+    "per visit each band is shifted by its DCR (dcrcoadd.dcr.dcr_shifts, cubic spline) and the bands summed; "
+    f"Gaussian noise ({NOISE_NJY:g} nJy sky + Poisson); airmass 1.0-2.0, parallactic angles 100-260 deg; "
+    "DETECTED from the noise-free image; written as FITS files before timing"
+)
+DMTN037 = {
+    "model_s": 600.0,
+    "template_s": [1.0, 2.0],
+    "size": [2048, 4096],
+    "n_warps": 12,
+    "note": "DMTN-037: about 10 min for the DCR model of a full DECam CCD, 1-2 s per template, "
+    "one laptop core (12 inputs in its DECam example)",
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    width: int
+    height: int
+    n_warps: int
+
+    @classmethod
+    def parse(cls, text: str) -> Case:
+        parts = [int(v) for v in text.lower().split("x")]
+        if len(parts) == 2:  # SIZExWARPS: square
+            parts = [parts[0], parts[0], parts[1]]
+        if len(parts) != 3 or min(parts) < 1:
+            raise ValueError(f"case must be WIDTHxHEIGHTxWARPS or SIZExWARPS, got {text!r}")
+        return cls(*parts)
+
+    @property
+    def name(self) -> str:
+        return f"{self.width}x{self.height}x{self.n_warps}"
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+# -- synthetic warps --------------------------------------------------------------------------------
+
+
+def visit_conditions(n: int, seed: int = 0) -> list[tuple[float, float]]:
+    """``n`` (airmass, parallactic angle in degrees) pairs: airmass evenly over 1.0-2.0, angles over
+    100-260 degrees in shuffled order (all reachable from Rubin's latitude at these airmasses)."""
+    airmass = np.linspace(1.0, 2.0, n) if n > 1 else np.array([1.3])
+    angles = np.linspace(100.0, 260.0, n)[np.random.default_rng([seed, 1]).permutation(n)]
+    return [(float(a), float((q + 180.0) % 360.0 - 180.0)) for a, q in zip(airmass, angles, strict=True)]
+
+
+def _photons_blackbody(wavelength: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+    return wavelength**-4.0 / np.expm1(1.438776877e7 / (wavelength * temperature))
+
+
+def _render_bands(shape, xs, ys, fractions, flux, sigma) -> np.ndarray:
+    """Point sources with a circular Gaussian PSF, one image per narrow band (float32)."""
+    ny, nx = shape
+    out = np.zeros((fractions.shape[1], ny, nx), np.float32)
+    r = int(math.ceil(4 * sigma))
+    off = np.arange(-r, r + 1)
+    norm = 1.0 / (2 * math.pi * sigma * sigma)
+    for x, y, frac, f in zip(xs, ys, fractions, flux, strict=True):
+        ix, iy = int(round(x)), int(round(y))
+        x0, x1, y0, y1 = max(ix - r, 0), min(ix + r + 1, nx), max(iy - r, 0), min(iy + r + 1, ny)
+        if x0 >= x1 or y0 >= y1:
+            continue
+        gx = np.exp(-0.5 * ((ix + off - x) / sigma) ** 2)[x0 - (ix - r) : x1 - (ix - r)]
+        gy = np.exp(-0.5 * ((iy + off - y) / sigma) ** 2)[y0 - (iy - r) : y1 - (iy - r)]
+        stamp = (f * norm) * np.outer(gy, gx)
+        out[:, y0:y1, x0:x1] += frac[:, None, None].astype(np.float32) * stamp[None].astype(np.float32)
+    return out
+
+
+def synthetic_field(
+    width: int, height: int, n_warps: int, *, seed: int = 1, n_science: int = 1
+) -> tuple[list, list]:
+    """Warps (and held-out science exposures) of a synthetic star field with DCR, in memory.
+
+    Returns
+    -------
+    warps, science : list of Exposure
+        ``n_warps`` model inputs and ``n_science`` held-out visits (airmass 1.3-1.5), all
+        on one TAN grid at 0.2 arcsec/pixel in LSST g, nJy (``flux_calibration`` 1).
+    """
+    from dcrcoadd.dcr import dcr_shifts
+    from dcrcoadd.exposure import Exposure
+    from dcrcoadd.psf import Psf
+    from dcrcoadd.shift import shift_image, spline_prefilter
+    from dcrcoadd.simulate import SimulationConfig, field_wcs, make_visits
+
+    conditions = visit_conditions(n_warps, seed) + [
+        (1.3 + 0.2 * k / max(n_science - 1, 1), 150.0 - 20 * k) for k in range(n_science)
+    ]
+    config = SimulationConfig(
+        size=(width, height),
+        n_visits=len(conditions),
+        conditions=tuple(conditions),
+        seeing=(SEEING_ARCSEC, SEEING_ARCSEC),
+        seed=seed,
+        defects=False,
+    )
+    visits = make_visits(config)
+    wcs = field_wcs(config)
+    bandpass = config.resolve_bandpass()
+    rng = np.random.default_rng([seed, 2])
+    n_stars = max(int(width * height * STAR_DENSITY), 1)
+    xs, ys = rng.uniform(-0.5, width - 0.5, n_stars), rng.uniform(-0.5, height - 0.5, n_stars)
+    mags = 17.0 + 7.0 * np.sqrt(rng.uniform(size=n_stars))  # more faint stars than bright ones
+    flux = 10 ** (-0.4 * (mags - 31.4))  # nJy
+    temperature = np.exp(rng.uniform(np.log(3000.0), np.log(30000.0), n_stars))
+    lo, hi = bandpass.wavelength_range
+    centres = lo + (np.arange(RENDER_BANDS) + 0.5) * (hi - lo) / RENDER_BANDS
+    photons = _photons_blackbody(centres[None, :], temperature[:, None]) * bandpass.throughput(centres)[None]
+    fractions = photons / photons.sum(axis=1, keepdims=True)
+    fwhm_px = SEEING_ARCSEC / config.pixel_scale
+    sigma = fwhm_px / 2.3548
+    bands = _render_bands((height, width), xs, ys, fractions, flux, sigma)
+    truth = bands.sum(axis=0)
+    coeffs = [spline_prefilter(b) for b in bands]
+    del bands
+    from dcrcoadd.detection import grow
+
+    detected = grow(truth > NOISE_NJY, 2.0)
+    del truth
+    psf = Psf.gaussian(fwhm=fwhm_px)
+    edges = np.column_stack(
+        [centres - 0.5 * (hi - lo) / RENDER_BANDS, centres + 0.5 * (hi - lo) / RENDER_BANDS]
+    )
+    exposures = []
+    for i, sv in enumerate(visits):
+        shifts = dcr_shifts(sv.visit, wcs, bandpass, RENDER_BANDS, edges=edges)
+        model = np.zeros((height, width), np.float32)
+        for c, s in zip(coeffs, shifts, strict=True):
+            model += shift_image(c, s, 3, prefiltered=True)
+        variance = (NOISE_NJY**2 + NJY_PER_COUNT * np.maximum(model, 0.0)).astype(np.float32)
+        noise = np.random.default_rng([seed, 3, i]).standard_normal((height, width), dtype=np.float32)
+        exp = Exposure(
+            image=model + noise * np.sqrt(variance),
+            variance=variance,
+            wcs=wcs.deepcopy(),
+            psf=psf,
+            visit=sv.visit,
+            bandpass=bandpass,
+            flux_calibration=1.0,
+        )
+        exp.set_mask("DETECTED", detected)
+        exposures.append(exp)
+    return exposures[:n_warps], exposures[n_warps:]
+
+
+# -- one measured case (child process) --------------------------------------------------------------
+
+
+def _iterations(metadata: dict) -> dict:
+    subs = metadata.get("subregions", {}).values()
+    its = [s["history"][-1][0] if s["history"] else 0 for s in subs]
+    return {
+        "iterations_per_subregion": its,
+        "iterations_max": max(its, default=0),
+        "iterations_mean": float(np.mean(its)) if its else 0.0,
+        "stop_reasons": sorted({s["stop_reason"] for s in subs}),
+        "converged_fraction": float(np.mean([s["converged"] for s in subs])) if its else None,
+        "n_subregions": len(its),
+    }
+
+
+def measure(
+    case: Case, *, seed: int = 1, subfilters: int = 3, template_repeat: int = 3, tmp: str | None = None
+) -> dict:
+    """Synthesize, write and time one case in this process (see the module notes)."""
+    from dcrcoadd.assemble import assemble_dcr_coadd
+    from dcrcoadd.coadd import assemble_coadd
+    from dcrcoadd.config import Config
+    from dcrcoadd.io import write_exposure
+    from dcrcoadd.template import make_template
+
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    t0 = time.perf_counter()
+    warps, science = synthetic_field(case.width, case.height, case.n_warps, seed=seed)
+    synth_s = time.perf_counter() - t0
+    config = Config()
+    config.dcr.dcr_num_subfilters = subfilters
+    out = {
+        "case": case.name,
+        "width": case.width,
+        "height": case.height,
+        "n_warps": case.n_warps,
+        "pixels": case.pixels,
+        "subfilters": subfilters,
+        "synthesize_s": synth_s,
+        "load_average_start": load0,
+    }
+    with tempfile.TemporaryDirectory(dir=tmp) as tmpdir:
+        t0 = time.perf_counter()
+        paths = [write_exposure(w, Path(tmpdir) / f"warp_{i:03d}.fits") for i, w in enumerate(warps)]
+        out["write_s"] = time.perf_counter() - t0
+        out["input_mib"] = sum(p.stat().st_size for p in paths) / common.MiB
+        del warps
+        gc.collect()
+
+        with common.PeakMemory() as mem:
+            baseline = assemble_coadd(paths, config)
+        out["baseline"] = mem.as_dict()
+        del baseline
+        gc.collect()
+
+        with common.PeakMemory() as mem:
+            result = assemble_dcr_coadd(paths, config)
+        out["dcr"] = mem.as_dict()
+        out["dcr"]["timings_s"] = result.metadata["timings_s"]
+        out["dcr"].update(_iterations(result.metadata))
+        out["dcr"]["initial_convergence"] = result.metadata["initial_convergence"]
+        out["dcr"]["final_convergence"] = result.metadata["final_convergence"]
+        model = result.model
+        del result
+        gc.collect()
+
+    times, cpu = [], []
+    with common.PeakMemory() as mem:
+        for _ in range(template_repeat):
+            t1, c1 = time.perf_counter(), time.process_time()
+            make_template(model, science[0])
+            times.append(time.perf_counter() - t1)
+            cpu.append(time.process_time() - c1)
+    out["template"] = mem.as_dict()
+    out["template"].update(
+        best_s=min(times), median_s=float(np.median(times)), best_cpu_s=min(cpu), repeat=template_repeat
+    )
+    out["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    out["ratio_dcr_to_baseline"] = out["dcr"]["cpu_seconds"] / out["baseline"]["cpu_seconds"]
+    out["ratio_dcr_to_baseline_wall"] = out["dcr"]["seconds"] / out["baseline"]["seconds"]
+    iters = max(out["dcr"]["iterations_mean"], 1.0)
+    out["dcr"]["model_s_per_iteration"] = out["dcr"]["timings_s"]["dcr_model"] / iters
+    # the solver's share of the CPU time (the in-process timings are wall clock)
+    share = out["dcr"]["timings_s"]["dcr_model"] / max(out["dcr"]["seconds"], 1e-9)
+    out["dcr"]["model_cpu_s"] = out["dcr"]["cpu_seconds"] * min(share, 1.0)
+    return out
+
+
+def measure_in_child(case: Case, *, seed: int = 1, subfilters: int = 3, timeout: float | None = None) -> dict:
+    """`measure` in a fresh single-threaded process, so each case's memory and imports are its own."""
+    return common.run_child("dcr_assemble", [case.name, seed, subfilters], timeout=timeout)
+
+
+# -- report -----------------------------------------------------------------------------------------
+
+
+def summarize(results: list[dict]) -> dict:
+    """Per-case table rows and the comparison with DMTN-037 for the DECam-CCD-sized case."""
+    rows = []
+    for r in results:
+        rows.append(
+            {
+                "case": r["case"],
+                "baseline_cpu_s": r["baseline"]["cpu_seconds"],
+                "dcr_cpu_s": r["dcr"]["cpu_seconds"],
+                "dcr_model_cpu_s": r["dcr"]["model_cpu_s"],
+                "baseline_wall_s": r["baseline"]["seconds"],
+                "dcr_wall_s": r["dcr"]["seconds"],
+                "ratio_dcr_to_baseline": r["ratio_dcr_to_baseline"],
+                "iterations_max": r["dcr"]["iterations_max"],
+                "template_cpu_s": r["template"]["best_cpu_s"],
+                "template_wall_s": r["template"]["best_s"],
+                "baseline_peak_mib": r["baseline"]["peak_rss_growth_mib"],
+                "dcr_peak_mib": r["dcr"]["peak_rss_growth_mib"],
+                "template_peak_mib": r["template"]["peak_rss_growth_mib"],
+            }
+        )
+    decam = next((r for r in results if (r["width"], r["height"]) == (2048, 4096)), None)
+    comparison = None
+    if decam is not None:
+        comparison = {
+            "case": decam["case"],
+            "dcr_model_cpu_s": decam["dcr"]["model_cpu_s"],
+            "dcr_total_cpu_s": decam["dcr"]["cpu_seconds"],
+            "template_cpu_s": decam["template"]["best_cpu_s"],
+            "iterations_max": decam["dcr"]["iterations_max"],
+            "dmtn037": DMTN037,
+            "model_speedup_vs_dmtn037": DMTN037["model_s"] / decam["dcr"]["model_cpu_s"],
+        }
+    return {"rows": rows, "dmtn037_comparison": comparison}
+
+
+def print_table(results: list[dict]) -> None:
+    f = common.fmt
+    print(
+        f"{'case':>14} {'baseline s':>10} {'DCR s':>8} {'model s':>8} {'DCR/base':>8} {'iter':>5} "
+        f"{'template s':>10} {'base MiB':>9} {'DCR MiB':>8} {'tmpl MiB':>8}"
+    )
+    for row in summarize(results)["rows"]:
+        print(
+            f"{row['case']:>14} {f(row['baseline_cpu_s'], '10.2f')} {f(row['dcr_cpu_s'], '8.2f')} "
+            f"{f(row['dcr_model_cpu_s'], '8.2f')} {f(row['ratio_dcr_to_baseline'], '8.1f')} "
+            f"{row['iterations_max']:>5d} {f(row['template_cpu_s'], '10.3f')} "
+            f"{f(row['baseline_peak_mib'], '9.0f')} {f(row['dcr_peak_mib'], '8.0f')} "
+            f"{f(row['template_peak_mib'], '8.0f')}"
+        )
+    print(
+        "times: CPU seconds of one core; MiB: peak resident memory above the process's size before "
+        "the step (inputs are files); DCR s includes its own baseline coadd."
+    )
+
+
+def run(cases: list[Case], *, seed: int = 1, log=print) -> list[dict]:
+    results = []
+    for case in cases:
+        t0 = time.perf_counter()
+        results.append(measure_in_child(case, seed=seed))
+        log(f"  {case.name}: done in {time.perf_counter() - t0:.0f} s")
+    return results
+
+
+def payload(results: list[dict], mode: str) -> dict:
+    return {
+        "mode": mode,
+        "synthetic_data": SYNTHETIC_DATA,
+        "threads": "1 (child process)",
+        "timing_note": "cpu_s: CPU time of the single-threaded child (robust to other load on the "
+        "machine); seconds: wall time",
+        "cases": results,
+        **summarize(results),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--full", action="store_true", help=f"cases {FULL_CASES}")
+    g.add_argument("--case", action="append", help="WIDTHxHEIGHTxWARPS (repeatable)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)"
+    )
+    ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.child:
+        case, seed, m = args.child
+        print(json.dumps(common._clean(measure(Case.parse(case), seed=int(seed), subfilters=int(m)))))
+        return 0
+    names = args.case or (FULL_CASES if args.full else DEFAULT_CASES)
+    cases = [Case.parse(c) for c in names]
+    results = run(cases, seed=args.seed)
+    print_table(results)
+    summary = summarize(results)
+    if summary["dmtn037_comparison"]:
+        c = summary["dmtn037_comparison"]
+        print(
+            f"DMTN-037 (2048x4096, one laptop core): model ~600 s, template 1-2 s; here: model "
+            f"{c['dcr_model_cpu_s']:.0f} s, template {c['template_cpu_s']:.2f} s (CPU, one core)"
+        )
+    mode = "custom" if args.case else ("full" if args.full else "default")
+    path = common.write_results(
+        "dcr_assemble",
+        payload(results, mode),
+        args.out_dir,
+        argv=["-m", "benchmarks.dcr_assemble", *(argv or sys.argv[1:])],
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
