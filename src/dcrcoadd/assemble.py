@@ -239,7 +239,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
 
     patch = model.bbox
     centre_shifts = _shifts_for(visits, model, patch, split=False)
-    buffer = int(math.ceil(np.abs(centre_shifts).max())) + 1
+    buffer = int(math.ceil(dcr.buffer_factor * (math.ceil(np.abs(centre_shifts).max()) + 1)))
     bad_planes = config.effective_bad_mask_planes()
     artifact_masks = baseline.artifact_masks or [None] * len(inputs)
     tasks = []
