@@ -66,6 +66,12 @@ def test_outputs_round_trip(result, tmp_path):
     paths = write_dcr_outputs(res, tmp_path)
     for name in ("coadd", "dcr_coadd", "model", "subfilter_0", "subfilter_2"):
         assert paths[name].exists()
+    from astropy.io import fits
+
+    with fits.open(paths["subfilter_1"]) as hdul:
+        np.testing.assert_array_equal(hdul["NIMAGE"].data, res.subfilter_n_images[1])
+    with fits.open(paths["dcr_coadd"]) as hdul:
+        np.testing.assert_array_equal(hdul["NIMAGE"].data, res.n_image)
     model = DcrModel.read(paths["model"])
     np.testing.assert_array_equal(model.images, res.model.images)
     t1 = model.build_matched_template(science.visit)

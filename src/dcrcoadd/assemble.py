@@ -306,15 +306,28 @@ def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> Exposure:
 
 
 def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict[str, Path]:
-    """Write the coadd products of DESIGN.md into ``outdir``, each atomically."""
+    """Write the coadd products of DESIGN.md into ``outdir``, each atomically.
+
+    ``dcr_coadd.fits`` and every ``subfilter_<k>.fits`` carry an ``NIMAGE`` extension: the
+    number of inputs contributing to each pixel (summed over subfilters for the stacked coadd,
+    so it is up to M times the baseline coadd's, as in LSST).
+    """
+    from astropy.io import fits
+
     from .coadd import write_coadd
-    from .io import write_exposure
+    from .io.fits import exposure_hdus, write_hdus
+
+    def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:
+        hdus = exposure_hdus(exposure)
+        hdus.append(fits.ImageHDU(data=n_image.astype(np.int32), name="NIMAGE"))
+        return write_hdus(hdus, path)
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"coadd": write_coadd(result.baseline, outdir / "coadd.fits"),
-             "dcr_coadd": write_exposure(result.coadd, outdir / "dcr_coadd.fits"),
+             "dcr_coadd": with_nimage(result.coadd, result.n_image, outdir / "dcr_coadd.fits"),
              "model": result.model.write(outdir / "model.fits")}
     for k, exp in enumerate(result.subfilter_coadds):
-        paths[f"subfilter_{k}"] = write_exposure(exp, outdir / f"subfilter_{k}.fits")
+        paths[f"subfilter_{k}"] = with_nimage(exp, result.subfilter_n_images[k],
+                                              outdir / f"subfilter_{k}.fits")
     return paths
