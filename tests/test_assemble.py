@@ -103,3 +103,13 @@ def test_tiled_subregions_match_one_region(sim, factor, tolerance):
         assert worst > 1e-3  # the edge errors LSST's one-shift buffer lets in
     else:
         assert worst < tolerance
+
+
+def test_psf_measurement_falls_back_with_a_warning(sim, caplog):
+    from dcrcoadd.config import apply_override
+
+    # a 64-px field has no isolated 25-px stamps: the input-based PSF is kept, with a warning
+    config = apply_override(Config(), "dcr.do_calculate_psf=true")
+    res = assemble_dcr_coadd(sim.warps[:4], config)
+    assert "could not measure a PSF" in caplog.text
+    assert res.coadd.psf == res.baseline.psf_best_seeing and res.model.psf == res.coadd.psf

@@ -273,6 +273,9 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     # The solver iterates on an un-amplified model but fits the data with the amplified one
     # (accelerate_model), which is therefore the model the outputs and templates use.
     model.images = amplify(model.images, dcr.accelerate_model).astype(np.float32)
+    if dcr.do_calculate_psf:
+        psf = _measured_psf(model, coadd, psf)
+        model.psf = psf
     subfilter_coadds = [_subfilter_coadd(model, k, coadd) for k in range(m)]
     stacked = model.stacked()
     stacked.variance = coadd.variance.copy()
@@ -294,6 +297,21 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
                           n_image=n_images.sum(axis=0, dtype=np.uint32), subfilter_n_images=n_images,
                           model=model, baseline=baseline, metadata=metadata)
+
+
+def _measured_psf(model: DcrModel, coadd: Exposure, fallback):
+    from .psf import measure_psf
+
+    size = fallback.shape[0] if fallback is not None else 25
+    try:
+        psf = measure_psf(model.images.sum(axis=0), coadd.variance,
+                          coadd.mask_of("NO_DATA", "SAT", "BAD", "INTRP") | ~np.isfinite(coadd.image),
+                          size=size)
+    except ValueError as exc:
+        log.warning("could not measure a PSF on the DCR coadd (%s); keeping the input-based PSF", exc)
+        return fallback
+    log.info("measured the DCR coadd PSF: FWHM %.2f px", psf.fwhm)
+    return psf
 
 
 def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> Exposure:

@@ -268,6 +268,11 @@ class DcrConfig:
     model_weights_width: float = 3.0
     """Gaussian sigma (pixels) of that taper. LSST ``modelWeightsWidth`` (3)."""
 
+    do_calculate_psf: bool = False
+    """Measure an empirical PSF from bright isolated stars of the final DCR coadd, keeping the
+    best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
+    off here as issue 6 asks: the input-based PSF is well defined on any field)."""
+
     buffer_factor: float = 3.0
     """Each subregion is solved over a box grown by ``buffer_factor * (ceil(max |DCR shift|) + 1)``
     pixels. LSST uses factor 1, but every iteration carries errors from the box edge inwards by
@@ -475,6 +480,7 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
         _fail(f"{prefix}.model_weights_width", "must not be negative when use_model_weights is on",
               d.model_weights_width)
     _check_number(f"{prefix}.buffer_factor", d.buffer_factor, lo=1.0)
+    _check_bool(f"{prefix}.do_calculate_psf", d.do_calculate_psf)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
 
 

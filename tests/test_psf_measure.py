@@ -1,0 +1,41 @@
+"""Empirical PSF measurement from bright isolated stars (do_calculate_psf)."""
+
+import numpy as np
+import pytest
+
+from dcrcoadd.psf import measure_psf
+
+
+def field(n_stars, sigma=1.8, shape=(160, 160), seed=0):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(0.0, 1.0, shape)
+    grid = [(20 + 40 * i + rng.uniform(-0.5, 0.5), 20 + 40 * j + rng.uniform(-0.5, 0.5))
+            for i in range(4) for j in range(4)][:n_stars]
+    for y0, x0 in grid:
+        image += 2e4 * np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / sigma**2) / (2 * np.pi * sigma**2)
+    return image, np.ones(shape)
+
+
+def test_recovers_the_width_of_gaussian_stars():
+    image, variance = field(12, sigma=1.8)
+    psf = measure_psf(image, variance, size=21)
+    assert psf.shape == (21, 21)
+    assert psf.sigma == pytest.approx(1.8, rel=0.03)
+    cy, cx = psf.centroid
+    assert abs(cy) < 0.05 and abs(cx) < 0.05
+
+
+def test_too_few_stars_is_an_error():
+    image, variance = field(2)
+    with pytest.raises(ValueError, match="only 2"):
+        measure_psf(image, variance, size=21)
+
+
+def test_stars_touching_bad_pixels_are_not_used():
+    image, variance = field(4)  # four stars along y ~ 20
+    assert measure_psf(image, variance, size=21).shape == (21, 21)
+    bad = np.zeros(image.shape, bool)
+    bad[26, :] = True  # one bad row through every star's stamp
+    with pytest.raises(ValueError, match="only 0"):
+        measure_psf(image, variance, bad, size=21)
