@@ -21,7 +21,7 @@ import numpy as np
 from .artifacts import ArtifactMask
 from .coadd import CoaddInput, CoaddResult, assemble_coadd
 from .conditioning import amplify
-from .config import Config
+from .config import Config, DcrConfig
 from .dcr import dcr_shifts
 from .detection import detection_mask
 from .errors import InputError
@@ -29,6 +29,7 @@ from .exposure import Exposure
 from .geom import Box
 from .masks import MaskPlanes
 from .model import DcrModel
+from .psf import Psf
 from .solvers import SOLVERS, IterationRecord
 from .visit import VisitInfo
 
@@ -54,7 +55,7 @@ class SubregionTask:
     background: np.ndarray
     artifact_masks: list[ArtifactMask | None]
     bad_mask_planes: list[str]
-    dcr: object  # DcrConfig
+    dcr: DcrConfig
     buffer: int
 
 
@@ -180,12 +181,109 @@ def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) 
                     "degenerate and the DCR model cannot separate them", len(visits))
 
 
+@dataclass
+class DcrSetup:
+    """The starting DCR model and the per-patch arrays every subregion task cuts from."""
+
+    model: DcrModel
+    visits: list[VisitInfo]
+    psf: Psf | None
+    detected: np.ndarray
+    detected_on_coadd: bool
+    reference: np.ndarray
+    background: np.ndarray
+    buffer: int
+
+
+def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
+    """Check the inputs can constrain DCR and start the model at coadd / M (LSST ``prepareDcrInputs``)."""
+    coadd, dcr = baseline.coadd, config.dcr
+    inputs = baseline.inputs
+    visits = dcr_visits(inputs)
+    _check_diversity(inputs, visits)
+    if coadd.bandpass is None:
+        raise InputError("the warps carry no band wavelengths (BANDLAM/BANDWID); give the band "
+                         "with --band or an instrument preset", inputs[0].name)
+    psf = baseline.psf_best_seeing or coadd.psf
+    edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
+    model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges)
+    detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
+    if detected_here:
+        model.mask_planes = model.mask_planes.with_plane("DETECTED")
+        model.mask[detected] |= np.uint32(1 << model.mask_planes.bit("DETECTED"))
+    no_data = coadd.mask_of("NO_DATA") | ~np.isfinite(coadd.image)
+    max_shift = np.abs(_shifts_for(visits, model, model.bbox, split=False)).max()
+    return DcrSetup(
+        model=model, visits=visits, psf=psf, detected=detected, detected_on_coadd=detected_here,
+        reference=np.where(np.isfinite(coadd.image), coadd.image, 0.0).astype(np.float32),
+        background=~detected & ~no_data,
+        buffer=int(math.ceil(dcr.buffer_factor * (math.ceil(max_shift) + 1))))
+
+
+def subregion_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
+                    skip: Iterable[int] = ()) -> list[SubregionTask]:
+    """One task per subregion of the patch (grown by the buffer), except those in ``skip``."""
+    dcr, model, patch = config.dcr, setup.model, setup.model.bbox
+    skip = set(skip)
+    tasks = []
+    for index, box in enumerate(patch.subregions(tuple(config.coadd.subregion_size))):
+        if index in skip:
+            continue
+        dcr_box = box.grow(setup.buffer).clip(patch)
+        sl = dcr_box.slices(patch)
+        tasks.append(SubregionTask(
+            index=index, box=box, dcr_box=dcr_box, warps=baseline.inputs, planes=baseline.coadd.mask_planes,
+            shifts=_shifts_for(setup.visits, model, box, split=False),
+            split_shifts=_shifts_for(setup.visits, model, box, split=True) if dcr.split_subfilters else None,
+            models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
+            detected=setup.detected[sl], background=setup.background[sl],
+            artifact_masks=baseline.artifact_masks or [None] * len(baseline.inputs),
+            bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer))
+    return tasks
+
+
+def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, SubregionOutcome],
+                config: Config) -> DcrCoaddResult:
+    """Assemble the solved subregions into the model and its coadds (LSST ``fillCoadd``, ``stackCoadd``)."""
+    dcr, model, coadd = config.dcr, setup.model, baseline.coadd
+    m, patch = len(model), model.bbox
+    n_images = np.zeros((m, *patch.shape), np.uint16)
+    for outcome in outcomes.values():
+        model.assign(outcome.models, outcome.box)
+        n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
+    # The solver iterates on an un-amplified model but fits the data with the amplified one
+    # (accelerate_model), which is therefore the model the outputs and templates use.
+    model.images = amplify(model.images, dcr.accelerate_model).astype(np.float32)
+    psf = _measured_psf(model, coadd, setup.psf) if dcr.do_calculate_psf else setup.psf
+    model.psf = psf
+    stacked = model.stacked()
+    stacked.variance = coadd.variance.copy()
+    ordered = sorted(outcomes.values(), key=lambda o: o.index)
+    metadata = {
+        "n_subfilters": m, "subfilter_edges_nm": model.subfilter_edges.tolist(), "buffer": setup.buffer,
+        "detected_on_coadd": setup.detected_on_coadd,
+        "subregions": {o.index: {"box": [o.box.x0, o.box.y0, o.box.width, o.box.height],
+                                 "history": [[h.iteration, h.convergence, h.gain] for h in o.history],
+                                 "converged": o.converged, "stop_reason": o.stop_reason,
+                                 "seconds": o.seconds} for o in ordered},
+        "initial_convergence": float(np.mean([o.history[0].convergence for o in ordered])),
+        "final_convergence": float(np.mean([o.history[-1].convergence for o in ordered])),
+    }
+    subfilter_coadds = [_subfilter_coadd(model, k, coadd) for k in range(m)]
+    return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
+                          n_image=n_images.sum(axis=0, dtype=np.uint32), subfilter_n_images=n_images,
+                          model=model, baseline=baseline, metadata=metadata)
+
+
 def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None, *,
                        bbox: Box | None = None, baseline: CoaddResult | None = None,
                        mapper: Callable[[Callable, Iterable], Iterable] | None = None,
                        on_subregion: Callable[[SubregionOutcome], None] | None = None,
                        done: dict[int, SubregionOutcome] | None = None) -> DcrCoaddResult:
     """Build a DCR model and DCR coadds from warps on a common pixel grid.
+
+    baseline coadd → `prepare_dcr_model` → `solve_subregion` over `subregion_tasks` →
+    `fill_coadds`.
 
     Parameters
     ----------
@@ -198,7 +296,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
         A baseline coadd already made from the same warps and config.
     mapper : callable, optional
         ``map``-like function used to run `solve_subregion` over tasks (default
-        the builtin ``map``); e.g. a process pool's or a Dask client's map.
+        the builtin ``map``); see `dcrcoadd.executors`. Results may come in any order.
     on_subregion : callable, optional
         Called with each finished subregion (progress, checkpoints).
     done : dict, optional
@@ -210,93 +308,26 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     """
     config = config or Config()
     config.validate()
-    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if baseline is None:
         baseline = assemble_coadd(list(warps), config, bbox=bbox)
-    timings["baseline_coadd"] = time.perf_counter() - t0
-    coadd = baseline.coadd
-    dcr = config.dcr
-    m = dcr.dcr_num_subfilters
-    inputs = baseline.inputs
-    visits = dcr_visits(inputs)
-    _check_diversity(inputs, visits)
-    if coadd.bandpass is None:
-        raise InputError("the warps carry no band wavelengths (BANDLAM/BANDWID); give the band "
-                         "with --band or an instrument preset", inputs[0].name)
-
     t1 = time.perf_counter()
-    psf = baseline.psf_best_seeing or coadd.psf
-    edges = coadd.bandpass.subfilter_edges(m, method=dcr.subfilter_partition)
-    model = DcrModel.from_image(coadd, m, psf=psf, subfilter_edges=edges)
-    detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
-    if detected_here:
-        model.mask_planes = model.mask_planes.with_plane("DETECTED")
-        model.mask[detected] |= np.uint32(1 << model.mask_planes.bit("DETECTED"))
-    reference = np.where(np.isfinite(coadd.image), coadd.image, 0.0).astype(np.float32)
-    no_data = coadd.mask_of("NO_DATA") | ~np.isfinite(coadd.image)
-    background = ~detected & ~no_data
-
-    patch = model.bbox
-    centre_shifts = _shifts_for(visits, model, patch, split=False)
-    buffer = int(math.ceil(dcr.buffer_factor * (math.ceil(np.abs(centre_shifts).max()) + 1)))
-    bad_planes = config.effective_bad_mask_planes()
-    artifact_masks = baseline.artifact_masks or [None] * len(inputs)
-    tasks = []
-    for index, box in enumerate(patch.subregions(tuple(config.coadd.subregion_size))):
-        if done and index in done:
-            continue
-        dcr_box = box.grow(buffer).clip(patch)
-        sl = dcr_box.slices(patch)
-        tasks.append(SubregionTask(
-            index=index, box=box, dcr_box=dcr_box, warps=inputs, planes=coadd.mask_planes,
-            shifts=_shifts_for(visits, model, box, split=False),
-            split_shifts=_shifts_for(visits, model, box, split=True) if dcr.split_subfilters else None,
-            models=model.images[(slice(None), *sl)].copy(), reference=reference[sl],
-            detected=detected[sl], background=background[sl],
-            artifact_masks=artifact_masks,
-            bad_mask_planes=bad_planes, dcr=dcr, buffer=buffer))
-    n_subregions = len(tasks) + len(done or {})
-    log.info("solving the DCR model (M = %d) over %d subregion(s) of %s, buffer %d px, %d warps",
-             m, n_subregions, patch, buffer, len(inputs))
-    outcomes = dict(done or {})
+    setup = prepare_dcr_model(baseline, config)
+    done = dict(done or {})
+    tasks = subregion_tasks(setup, baseline, config, skip=done)
+    log.info("solving the DCR model (M = %d) over %d subregion(s) of %s (%d done before), buffer %d px, "
+             "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
+             len(baseline.inputs))
+    outcomes = done
     for outcome in (mapper or map)(solve_subregion, tasks):
         outcomes[outcome.index] = outcome
         if on_subregion:
             on_subregion(outcome)
-    timings["dcr_model"] = time.perf_counter() - t1
-
-    n_images = np.zeros((m, *patch.shape), np.uint16)
-    for outcome in outcomes.values():
-        model.assign(outcome.models, outcome.box)
-        n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
-    # The solver iterates on an un-amplified model but fits the data with the amplified one
-    # (accelerate_model), which is therefore the model the outputs and templates use.
-    model.images = amplify(model.images, dcr.accelerate_model).astype(np.float32)
-    if dcr.do_calculate_psf:
-        psf = _measured_psf(model, coadd, psf)
-        model.psf = psf
-    subfilter_coadds = [_subfilter_coadd(model, k, coadd) for k in range(m)]
-    stacked = model.stacked()
-    stacked.variance = coadd.variance.copy()
-    stacked.psf = psf
-    histories = {o.index: {"box": [o.box.x0, o.box.y0, o.box.width, o.box.height],
-                           "history": [[h.iteration, h.convergence, h.gain] for h in o.history],
-                           "converged": o.converged, "stop_reason": o.stop_reason,
-                           "seconds": o.seconds}
-                 for o in sorted(outcomes.values(), key=lambda o: o.index)}
-    initial = [o.history[0].convergence for o in outcomes.values() if o.history]
-    final = [o.history[-1].convergence for o in outcomes.values() if o.history]
-    metadata = {
-        "n_subfilters": m, "subfilter_edges_nm": edges.tolist(), "buffer": buffer,
-        "detected_on_coadd": detected_here, "subregions": histories,
-        "initial_convergence": float(np.mean(initial)) if initial else None,
-        "final_convergence": float(np.mean(final)) if final else None,
-        "timings_s": timings,
-    }
-    return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
-                          n_image=n_images.sum(axis=0, dtype=np.uint32), subfilter_n_images=n_images,
-                          model=model, baseline=baseline, metadata=metadata)
+    t2 = time.perf_counter()
+    result = fill_coadds(setup, baseline, outcomes, config)
+    result.metadata["timings_s"] = {"baseline_coadd": t1 - t0, "dcr_model": t2 - t1,
+                                    "fill_coadds": time.perf_counter() - t2}
+    return result
 
 
 def _measured_psf(model: DcrModel, coadd: Exposure, fallback):

@@ -338,8 +338,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     report = _write_report(result, out)
     if report is not None:
         written["report"] = report
-    timings.update(result.metadata["timings_s"])
-    timings["baseline_coadd"] = timings.get("baseline_coadd", 0.0)
+    timings.update({k: v for k, v in result.metadata["timings_s"].items() if k != "baseline_coadd"})
     timings["write_outputs"] = time.perf_counter() - t1
     with atomic_output(out / "config.toml") as tmp:
         tmp.write_text(config_text)
