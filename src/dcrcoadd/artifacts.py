@@ -23,15 +23,19 @@ Steps, as LSST does them:
 
 PSF matching, an approximation: LSST PSF-matches the calexps with a fitted kernel
 before warping. Here each warp is convolved with a Gaussian of sigma
-``sqrt(s_model^2 - s_i^2)``, with ``s_i`` the second-moment sigma of the warp's PSF
-kernel and ``s_model`` that of the widest input (or ``model_psf_fwhm``). Second
-moments add under convolution, so the matched PSFs have identical second moments;
-their profiles agree exactly only for Gaussian inputs. Missing or bad pixels are
+``sqrt(s_model^2 - s_i^2)``, with ``s_i`` the Gaussian-equivalent sigma of the warp's PSF
+kernel from its noise-equivalent area (`psf_sigma`) and ``s_model`` that of the widest
+input broadened by a 1-pixel-sigma Gaussian (or ``model_psf_fwhm``). Matched PSFs agree
+exactly only for Gaussian inputs; otherwise their cores agree and their wings differ
+(the static sky's scatter-based variance absorbs that near bright stars). Missing or bad pixels are
 handled by normalized convolution (``conv(x v) / conv(v)`` with ``v`` the valid
 pixels, variance ``conv(var v, k^2) / conv(v)^2``, exact for independent noise).
 A matched pixel is NaN when less than half of its kernel weight falls on pixels
 with data; LSST's PSF-matched warps instead lose a full kernel half-width at every
-data edge (and the coadd loses it too), which this keeps, marking it EDGE.
+data edge (and the coadd loses it too), which this keeps, marking it EDGE. Artifacts
+are not searched where more than 1% of the kernel weight fell on missing or bad pixels
+(normalized convolution cannot reproduce a star under a bad column), which LSST cannot
+search either.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ log = logging.getLogger("dcrcoadd.artifacts")
 
 #: Kernel-weight fraction on pixels with data below which a PSF-matched pixel is NaN.
 MIN_DATA_COVERAGE = 0.5
+#: Sigma (pixels) of the smallest matching kernel with the default model PSF.
+MIN_MATCHING_SIGMA = 1.0
+#: Kernel-weight fraction on valid pixels below which a pixel is not searched for artifacts:
+#: normalized convolution cannot reproduce a source under a bad column or at a data edge.
+DETECTION_MIN_COVERAGE = 0.99
 #: Planes LSST's ScaleVarianceTask ignores.
 SCALE_VARIANCE_IGNORE = ("DETECTED", "DETECTED_NEGATIVE", "BAD", "SAT", "NO_DATA", "INTRP")
 #: LSST ScaleVarianceConfig.limit: larger factors are not applied.
@@ -172,12 +181,26 @@ def gaussian_kernel1d(sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
+def psf_sigma(psf: Psf) -> float:
+    """Gaussian-equivalent sigma (pixels) used for matching: from the noise-equivalent area,
+    ``1 / sqrt(4 pi sum(k^2))``. Exact for a Gaussian; unlike second moments it is set by the
+    core, not by the wings (which for atmospheric PSFs barely converge within a stamp)."""
+    k = psf.kernel.astype(np.float64)
+    return float(1.0 / math.sqrt(4.0 * math.pi * np.sum(k * k)))
+
+
 def model_sigma(psfs: Sequence[Psf], model_psf_fwhm: float | None = None) -> float:
-    """Second-moment sigma (pixels) of the common model PSF: the widest input, or the
-    requested FWHM if that is wider."""
-    worst = max(p.sigma for p in psfs)
+    """Second-moment sigma (pixels) of the common model PSF.
+
+    By default the widest input broadened by a Gaussian of `MIN_MATCHING_SIGMA`, so that
+    every warp, the worst-seeing one included, is smoothed a little (as LSST's model PSF is
+    wider than its inputs): smoothing raises the per-pixel significance of extended
+    artifacts such as faint trails. A requested ``model_psf_fwhm`` is used if it is wider
+    than the widest input, else the widest input.
+    """
+    worst = max(psf_sigma(p) for p in psfs)
     if model_psf_fwhm is None:
-        return worst
+        return math.hypot(worst, MIN_MATCHING_SIGMA)
     requested = model_psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     if requested < worst:
         log.warning("model_psf_fwhm %.3f px is narrower than the widest input PSF (%.3f px); "
@@ -187,8 +210,9 @@ def model_sigma(psfs: Sequence[Psf], model_psf_fwhm: float | None = None) -> flo
 
 
 def matching_sigma(psf: Psf, target_sigma: float) -> float:
-    """Sigma of the Gaussian that convolves ``psf`` to second-moment sigma ``target_sigma``."""
-    return math.sqrt(max(target_sigma**2 - psf.sigma**2, 0.0))
+    """Sigma of the Gaussian that convolves ``psf`` to Gaussian-equivalent sigma ``target_sigma``
+    (sizes from `psf_sigma`; exact when ``psf`` is Gaussian)."""
+    return math.sqrt(max(target_sigma**2 - psf_sigma(psf) ** 2, 0.0))
 
 
 def kernel_radius(sigma: float) -> int:
@@ -212,11 +236,13 @@ def _edge_sums(g: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass
 class Matched:
-    """A PSF-matched region: image and variance (NaN where undefined) and data coverage."""
+    """A PSF-matched region: image and variance (NaN where undefined), and the kernel-weight
+    fractions on pixels with data (``coverage``) and on valid pixels (``valid_coverage``)."""
 
     image: np.ndarray
     variance: np.ndarray
     coverage: np.ndarray
+    valid_coverage: np.ndarray
 
 
 def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, valid: np.ndarray,
@@ -258,7 +284,7 @@ def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, val
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(ok, num / den, np.nan).astype(np.float32)
         var = np.where(ok, vnum / (den * den), np.nan).astype(np.float32)
-    return Matched(out, var, coverage)
+    return Matched(out, var, coverage, den / norm)
 
 
 def _match_warp(warp: WarpSource, box: Box, sigma: float, planes: MaskPlanes, invalid_mask: int):
@@ -279,7 +305,7 @@ def _match_warp(warp: WarpSource, box: Box, sigma: float, planes: MaskPlanes, in
     valid = has_data & ((exp.mask & np.uint32(invalid_mask)) == 0)
     matched = psf_match(exp.image, exp.variance, has_data, valid, sigma)
     sl = crop.slices(region)
-    m = Matched(matched.image[sl], matched.variance[sl], matched.coverage[sl])
+    m = Matched(matched.image[sl], matched.variance[sl], matched.coverage[sl], matched.valid_coverage[sl])
     return crop, exp.subexposure(crop), m
 
 
@@ -488,6 +514,7 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, c
         image = np.full(crop.shape, np.nan, np.float32)
         variance = np.full(crop.shape, np.nan, np.float32)
         prefilter_good = np.zeros(crop.shape, bool)
+        searchable = np.zeros(crop.shape, bool)
         scale_good = np.zeros(crop.shape, bool)
         lost_parts, edge_parts = [], []
         for tile in crop.subregions(tile_size):
@@ -501,6 +528,7 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, c
             image[tsl], variance[tsl] = m.image, m.variance
             prefilter_good[tsl] = (mmask & prefilter) == 0
             scale_good[tsl] = (mmask & ignore) == 0
+            searchable[tsl] = m.valid_coverage >= DETECTION_MIN_COVERAGE
             n_image[tile.slices(bbox)] += finite & np.isfinite(static_image[tile.slices(bbox)]) \
                 & ((mmask & bad) == 0)
             has_data = np.isfinite(exp.image) & ((exp.mask & no_data) == 0)
@@ -518,11 +546,11 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, c
         # In place: image becomes the difference, variance its variance, then image the S/N.
         image -= static_image[sl]
         variance += static_variance[sl]
-        ok = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+        ok = np.isfinite(image) & np.isfinite(variance) & (variance > 0) & searchable
         np.sqrt(variance, out=variance, where=ok)
         np.divide(image, variance, out=image, where=ok)
         image[~ok] = 0.0
-        del variance, ok
+        del variance, ok, searchable
         labels, n = detect_outliers(image, a.detect.threshold_value, a.detect.threshold_polarity,
                                     a.detect.min_pixels, radius)
         del image

@@ -216,6 +216,18 @@ def common_planes(inputs: Sequence[CoaddInput], config: Config) -> MaskPlanes:
     return planes
 
 
+def _good_variances(inp: CoaddInput, box: Box, bad: int, tile: tuple[int, int]) -> np.ndarray:
+    """Scaled variances of the good pixels of ``inp`` in ``box``, read subregion by subregion."""
+    parts = []
+    for sub in box.subregions(tile):
+        exp = inp.read(sub)
+        if exp is None:
+            continue
+        good = good_pixels(exp.image, exp.mask, bad) & np.isfinite(exp.variance)
+        parts.append(exp.variance[good])
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = None) -> PreparedInputs:
     """Validate the warps, measure their weights and flux scales (LSST ``prepareInputs``).
 
@@ -275,14 +287,14 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
             continue
-        exp = inp.read(overlap)
-        good = good_pixels(exp.image, exp.mask, bad) & np.isfinite(exp.variance)
-        if not good.any():
+        good_variances = _good_variances(inp, overlap, bad, tuple(config.coadd.subregion_size))
+        if good_variances.size == 0:
             reason = "no usable pixels (all NaN or masked)"
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
             continue
-        mean_var, _, _ = clipped_mean(exp.variance[good], config.coadd.sigma_clip, config.coadd.clip_iter)
+        mean_var, _, _ = clipped_mean(good_variances, config.coadd.sigma_clip, config.coadd.clip_iter)
+        del good_variances
         weight = 1.0 / mean_var if mean_var > 0 else float("inf")
         if not (math.isfinite(weight) and weight > 0):
             reason = f"non-finite weight (mean variance {mean_var:.3g})"

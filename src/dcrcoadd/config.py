@@ -93,7 +93,8 @@ class ArtifactConfig:
 
     model_psf_fwhm: float | None = None
     """FWHM (pixels) of the common Gaussian PSF every warp is matched to; None: the largest input
-    PSF FWHM (second moments). A value below that is raised to it. LSST builds PSF-matched warps
+    PSF (Gaussian equivalent from its noise-equivalent area) broadened by a 1-pixel-sigma
+    Gaussian. A value below the largest input is raised to it. LSST builds PSF-matched warps
     with ``modelPsf.defaultFwhm`` = 7.7 px; dcrcoadd matches on the fly (see `dcrcoadd.artifacts`)."""
 
     assemble_static_sky_model: StaticSkyConfig = field(default_factory=StaticSkyConfig)
