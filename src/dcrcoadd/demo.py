@@ -109,7 +109,7 @@ def _try_report(outdir: Path, result, sim, held) -> None:
     showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass), "science": image,
                 "diff_baseline": image - base, "diff_dcr": image - template.image, "noise": noise}
     inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
-               "parallactic_angle": float(r["parallactic_angle"]), "seeing": float(r["psf_fwhm"]),
+               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
                "weight": float(r["weight"])} for r in table]
     make_report(outdir / "report.png", subfilter_images=result.model.images, histories=histories,
                 inputs=inputs, showcase=showcase, title="dcrcoadd demo")
