@@ -14,9 +14,11 @@ Steps, as LSST does them:
 3. A candidate is transient, and clipped, when more than ``spatial_threshold``
    of its pixels are outliers in between one and the effective maximum number of
    epochs ``int(min(0.4 N, 2 + 0.03 N))``, ``N`` the mean local number of epochs;
-   candidates entirely inside one bright static-sky source are kept —
-   `filter_artifacts`. A source displaced by DCR leaves residuals in many epochs,
-   so it is persistent and survives.
+   candidates entirely inside one static-sky source footprint are kept —
+   `filter_artifacts`. A source displaced by DCR in many epochs is persistent and
+   survives; one displaced beyond its static-sky footprint only in the few most
+   extreme-airmass visits is clipped there, as in LSST, which is why CLIPPED must
+   not be a bad plane for the DCR model.
 4. Each warp gets an `ArtifactMask`: CLIPPED (its clipped footprints), NO_DATA
    (pixels the PSF-matched warp could not cover) and EDGE (pixels whose
    PSF-matching kernel reached missing data); the coadd applies it before stacking.
@@ -27,8 +29,8 @@ before warping. Here each warp is convolved with a Gaussian of sigma
 kernel from its noise-equivalent area (`psf_sigma`) and ``s_model`` that of the widest
 input broadened by a 1-pixel-sigma Gaussian (or ``model_psf_fwhm``). Matched PSFs agree
 exactly only for Gaussian inputs; otherwise their cores agree and their wings differ
-(the static sky's scatter-based variance absorbs that near bright stars). Missing or bad pixels are
-handled by normalized convolution (``conv(x v) / conv(v)`` with ``v`` the valid
+(the static sky's scatter-based variance absorbs that near bright stars). Missing or
+bad pixels are handled by normalized convolution (``conv(x v) / conv(v)`` with ``v`` the valid
 pixels, variance ``conv(var v, k^2) / conv(v)^2``, exact for independent noise).
 A matched pixel is NaN when less than half of its kernel weight falls on pixels
 with data; LSST's PSF-matched warps instead lose a full kernel half-width at every
