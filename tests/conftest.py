@@ -161,7 +161,7 @@ def star_field(shape, rng):
 
 
 def write_warps(directory, n=4, *, shape=(40, 40), airmasses=None, azimuths=None, band=None,
-                crpix=(20.5, 20.5), visit=True, nan=False, seed=0):
+                crpix=(20.5, 20.5), visit=True, nan=False, seed=0, band_name=None, site=True):
     """Write ``n`` small warps of one three-star field on a common grid, at airmasses spread over
     1.0-1.8 and azimuths 60-300 deg (alt/az-only visits at Rubin); returns their paths."""
     rng = np.random.default_rng(seed)
@@ -172,9 +172,10 @@ def write_warps(directory, n=4, *, shape=(40, 40), airmasses=None, azimuths=None
     for i in range(n):
         v = VisitInfo(id=100 + i, airmass=float(airmasses[i]),
                       boresight_alt=altitude_from_airmass(airmasses[i]), boresight_az=azimuths[i] * u.deg,
-                      observatory=Observatory.from_site("rubin"))
+                      observatory=Observatory.from_site("rubin") if site else None)
         image = np.full(shape, np.nan) if nan else star_field(shape, rng)
         exp = Exposure(image=image, variance=np.ones(shape), wcs=tan_wcs(crpix=crpix), psf=Psf.gaussian(1.5),
-                       visit=v if visit else None, bandpass=band or g_bandpass(with_curve=False))
+                       visit=v if visit else None, band=band_name,
+                       bandpass=None if band_name else band or g_bandpass(with_curve=False))
         paths.append(write_exposure(exp, directory / f"warp_{i}.fits"))
     return paths

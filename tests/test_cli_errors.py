@@ -101,3 +101,27 @@ def test_invalid_set(tmp_path, capsys, override):
     assert status == 2
     assert_one_error_line(err, override.split("=")[0].split(".")[-1])
     assert not (tmp_path / "out").exists()
+
+
+def test_instrument_preset_fills_band_and_site(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3, band_name="g", site=False)  # FILTER only, no site
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "a"), "-q")
+    assert status == 2
+    assert_one_error_line(err)
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "b"), "-q",
+                         "--instrument", "lsst")
+    assert status == 0, err
+    from dcrcoadd.model import DcrModel
+
+    model = DcrModel.read(tmp_path / "b" / "model.fits")
+    assert model.bandpass.name == "lsst-g" and model.bandpass.transmission is not None
+
+
+def test_instrument_preset_never_overrides_the_file(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3)  # files carry BANDLAM/BANDWID of their own g band
+    assert run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "o"), "-q",
+               "--instrument", "hsc")[0] == 0
+    from dcrcoadd.model import DcrModel
+
+    model = DcrModel.read(tmp_path / "o" / "model.fits")
+    assert model.bandpass.name == "g" and model.bandpass.transmission is None

@@ -175,6 +175,8 @@ def _load_config(args: argparse.Namespace):
     config = load_toml(args.config) if getattr(args, "config", None) else Config()
     for text in getattr(args, "set", None) or []:
         apply_override(config, text)
+    if getattr(args, "instrument", None):
+        config.inputs.instrument = args.instrument
     config.validate()
     return config
 
@@ -270,6 +272,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from .config import to_toml
     from .errors import InputError
     from .geom import Box
+    from .instrument import instrument_defaults
     from .io import read_info
     from .io.atomic import atomic_output
 
@@ -299,8 +302,15 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
             if done:
                 print(f"resuming: {len(done)} subregion(s) already done in {out}")
     infos = [read_info(p) for p in paths]
-    if len(infos) > 1:
-        dcr_visits([SimpleNamespace(name=str(i.path), visit=i.visit) for i in infos])
+    if len(infos) > 1:  # fail before any output, naming the file, if a warp cannot give DCR
+        checked = []
+        for info in infos:
+            visit = info.visit
+            if config.inputs.instrument and visit is not None:
+                _, visit = instrument_defaults(config.inputs.instrument, info.band, info.bandpass, visit,
+                                               str(info.path))
+            checked.append(SimpleNamespace(name=str(info.path), visit=visit))
+        dcr_visits(checked)
     timings = {}
     t0 = time.perf_counter()
     baseline = assemble_coadd(paths, config, bbox=box)
@@ -518,6 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.max_num_iter=12")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
+    p.add_argument("--instrument", choices=["lsst", "decam", "hsc"],
+                   help="filter curves and site for warps whose headers lack them")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
     p.add_argument("--clobber-config", action="store_true",

@@ -174,6 +174,15 @@ def _describe(warp, i: int) -> tuple[str, CoaddInput]:
     raise InputError(f"warp {i} is a {type(warp).__name__}, expected a file path or an Exposure")
 
 
+def _with_instrument(inp: CoaddInput, instrument: str) -> CoaddInput:
+    from dataclasses import replace
+
+    from .instrument import instrument_defaults
+
+    bandpass, visit = instrument_defaults(instrument, inp.band, inp.bandpass, inp.visit, inp.name)
+    return replace(inp, bandpass=bandpass, visit=visit, band=inp.band or bandpass.name)
+
+
 def _check_grid(ref: CoaddInput, other: CoaddInput, box: Box) -> None:
     """Raise InputError unless ``other`` maps parent pixels to the sky like ``ref`` (to 0.01 px)."""
     if (ref.wcs is None) != (other.wcs is None):
@@ -258,6 +267,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     if not warps:
         raise InputError("no warps given")
     described = [_describe(w, i)[1] for i, w in enumerate(warps)]
+    if config.inputs.instrument:
+        described = [_with_instrument(d, config.inputs.instrument) for d in described]
     ref = described[0]
     union = described[0].bbox
     for inp in described[1:]:

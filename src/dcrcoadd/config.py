@@ -289,15 +289,31 @@ class DcrConfig:
 
 
 @dataclass
+class InputsConfig:
+    """How input warps are interpreted."""
+
+    instrument: str | None = None
+    """Instrument preset (``lsst``, ``decam``, ``hsc``): gives warps whose headers lack them the
+    camera's filter curve for their ``FILTER`` band and the camera's site. Never overrides what
+    a file says. Not an LSST field (the LSST butler knows the instrument)."""
+
+
+@dataclass
 class Config:
     """Root of the dcrcoadd configuration tree."""
 
+    inputs: InputsConfig = field(default_factory=InputsConfig)
     coadd: CoaddConfig = field(default_factory=CoaddConfig)
     artifacts: ArtifactConfig = field(default_factory=ArtifactConfig)
     dcr: DcrConfig = field(default_factory=DcrConfig)
 
     def validate(self) -> None:
         """Check every field; raise `ConfigError` naming the first bad one."""
+        if self.inputs.instrument is not None:
+            from .instrument import INSTRUMENTS
+
+            if str(self.inputs.instrument).lower() not in INSTRUMENTS:
+                _fail("inputs.instrument", f"must be one of {', '.join(INSTRUMENTS)}", self.inputs.instrument)
         validate_coadd(self.coadd, "coadd")
         validate_artifacts(self.artifacts, "artifacts")
         validate_dcr(self.dcr, "dcr")
