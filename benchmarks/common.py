@@ -36,10 +36,6 @@ SINGLE_THREAD_ENV = {
     "MKL_NUM_THREADS": "1",
     "NUMEXPR_NUM_THREADS": "1",
 }
-#: glibc's mmap threshold fixed at 1 MiB (it adapts upwards by default): freed large arrays then go
-#: back to the system at once, so the resident high-water mark of a step counts that step's arrays
-#: instead of hiding them in memory an earlier step freed but the allocator kept.
-MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20)}
 
 
 # -- the machine ------------------------------------------------------------------------------------
@@ -211,12 +207,14 @@ class PeakMemory:
 # -- child processes --------------------------------------------------------------------------------
 
 
-def run_child(module: str, args: Sequence[str], *, timeout: float | None = None) -> dict:
-    """Run ``python -m benchmarks.<module> --child ARGS`` single-threaded; return the JSON object
+def run_child(
+    module: str, args: Sequence[str], *, flag: str = "--child", timeout: float | None = None
+) -> dict:
+    """Run ``python -m benchmarks.<module> FLAG ARGS`` single-threaded; return the JSON object
     the child prints on its last line of standard output."""
-    env = dict(os.environ, **SINGLE_THREAD_ENV, **MALLOC_ENV)
+    env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", f"benchmarks.{module}", "--child", *map(str, args)]
+    cmd = [sys.executable, "-m", f"benchmarks.{module}", flag, *map(str, args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(

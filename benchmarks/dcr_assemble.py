@@ -10,10 +10,12 @@ For each case (``WIDTHxHEIGHTxWARPS``) a fresh single-threaded child process
    DETECTED plane from the noise-free image; GalSim plays no part, because
    rendering a DECam-CCD-sized field with it takes far longer than the assembly;
 2. writes them as FITS files to a temporary directory (untimed), as the CLI reads them;
-3. times, with the peak resident memory of each step (`benchmarks.common.PeakMemory`):
-   the baseline coadd (`assemble_coadd`), the DCR assembly (`assemble_dcr_coadd`,
-   which builds its own baseline coadd first, as a user's run does), and one
-   DCR-matched template (`make_template` of a held-out visit, best of 3).
+3. times each step in a fresh single-threaded process of its own, with its CPU and
+   wall time and its peak resident memory (`benchmarks.common.PeakMemory`): the
+   baseline coadd (`assemble_coadd`); the DCR assembly (`assemble_dcr_coadd`, which
+   builds its own baseline coadd first, as a user's run does), followed in the same
+   process by one DCR-matched template (`make_template` of a held-out visit, best of
+   3, and its memory from ``tracemalloc``).
 
 Reports the ratio DCR / baseline, the iterations to convergence (per subregion),
 and compares with DMTN-037 (about 10 minutes for the model of a 2048x4096 DECam
@@ -225,22 +227,84 @@ def _iterations(metadata: dict) -> dict:
     }
 
 
-def measure(
-    case: Case, *, seed: int = 1, subfilters: int = 3, template_repeat: int = 3, tmp: str | None = None
-) -> dict:
-    """Synthesize, write and time one case in this process (see the module notes)."""
+def _config(subfilters: int):
+    from dcrcoadd.config import Config
+
+    config = Config()
+    config.dcr.dcr_num_subfilters = subfilters
+    return config
+
+
+def measure_step(step: str, directory: Path, subfilters: int = 3, template_repeat: int = 3) -> dict:
+    """Time one step on the warps in ``directory`` in this (fresh) process.
+
+    ``baseline``: `assemble_coadd`. ``dcr``: `assemble_dcr_coadd`, then `make_template` of
+    ``science.fits`` ``template_repeat`` times (CPU and wall time), and once more under
+    ``tracemalloc`` for its memory (small, short-lived arrays that the resident high-water
+    mark cannot see once the allocator holds the DCR step's freed memory).
+    """
+    import tracemalloc
+
     from dcrcoadd.assemble import assemble_dcr_coadd
     from dcrcoadd.coadd import assemble_coadd
-    from dcrcoadd.config import Config
-    from dcrcoadd.io import write_exposure
+    from dcrcoadd.io import read_exposure
     from dcrcoadd.template import make_template
+
+    config = _config(subfilters)
+    paths = sorted(Path(directory).glob("warp_*.fits"))
+    if step == "baseline":
+        with common.PeakMemory() as mem:
+            assemble_coadd(paths, config)
+        return mem.as_dict()
+    if step != "dcr":
+        raise ValueError(f"unknown step {step!r}")
+    with common.PeakMemory() as mem:
+        result = assemble_dcr_coadd(paths, config)
+    out = {"dcr": mem.as_dict()}
+    meta = result.metadata
+    out["dcr"].update(
+        timings_s=meta["timings_s"],
+        initial_convergence=meta["initial_convergence"],
+        final_convergence=meta["final_convergence"],
+        **_iterations(meta),
+    )
+    model = result.model
+    del result
+    gc.collect()
+    science = read_exposure(Path(directory) / "science.fits")
+    times, cpu = [], []
+    for _ in range(template_repeat):
+        t1, c1 = time.perf_counter(), time.process_time()
+        make_template(model, science)
+        times.append(time.perf_counter() - t1)
+        cpu.append(time.process_time() - c1)
+    tracemalloc.start()
+    make_template(model, science)
+    _, traced_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out["template"] = {
+        "seconds": float(np.median(times)),
+        "cpu_seconds": float(np.median(cpu)),
+        "best_s": min(times),
+        "best_cpu_s": min(cpu),
+        "repeat": template_repeat,
+        "traced_peak_mib": traced_peak / common.MiB,
+    }
+    return out
+
+
+def measure(case: Case, *, seed: int = 1, subfilters: int = 3, tmp: str | None = None) -> dict:
+    """Synthesize and write one case here, then time each step in a fresh child process.
+
+    A fresh process per step makes each peak-memory figure that step's own: in one
+    process the allocator keeps memory an earlier step freed, which then hides a
+    later step's arrays from the resident high-water mark.
+    """
+    from dcrcoadd.io import write_exposure
 
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     warps, science = synthetic_field(case.width, case.height, case.n_warps, seed=seed)
-    synth_s = time.perf_counter() - t0
-    config = Config()
-    config.dcr.dcr_num_subfilters = subfilters
     out = {
         "case": case.name,
         "width": case.width,
@@ -248,58 +312,33 @@ def measure(
         "n_warps": case.n_warps,
         "pixels": case.pixels,
         "subfilters": subfilters,
-        "synthesize_s": synth_s,
+        "synthesize_s": time.perf_counter() - t0,
         "load_average_start": load0,
     }
     with tempfile.TemporaryDirectory(dir=tmp) as tmpdir:
         t0 = time.perf_counter()
         paths = [write_exposure(w, Path(tmpdir) / f"warp_{i:03d}.fits") for i, w in enumerate(warps)]
+        write_exposure(science[0], Path(tmpdir) / "science.fits")
         out["write_s"] = time.perf_counter() - t0
         out["input_mib"] = sum(p.stat().st_size for p in paths) / common.MiB
-        del warps
+        del warps, science
         gc.collect()
-
-        with common.PeakMemory() as mem:
-            baseline = assemble_coadd(paths, config)
-        out["baseline"] = mem.as_dict()
-        del baseline
-        gc.collect()
-
-        with common.PeakMemory() as mem:
-            result = assemble_dcr_coadd(paths, config)
-        out["dcr"] = mem.as_dict()
-        out["dcr"]["timings_s"] = result.metadata["timings_s"]
-        out["dcr"].update(_iterations(result.metadata))
-        out["dcr"]["initial_convergence"] = result.metadata["initial_convergence"]
-        out["dcr"]["final_convergence"] = result.metadata["final_convergence"]
-        model = result.model
-        del result
-        gc.collect()
-
-    times, cpu = [], []
-    with common.PeakMemory() as mem:
-        for _ in range(template_repeat):
-            t1, c1 = time.perf_counter(), time.process_time()
-            make_template(model, science[0])
-            times.append(time.perf_counter() - t1)
-            cpu.append(time.process_time() - c1)
-    out["template"] = mem.as_dict()
-    out["template"].update(
-        best_s=min(times), median_s=float(np.median(times)), best_cpu_s=min(cpu), repeat=template_repeat
-    )
+        out["baseline"] = common.run_child("dcr_assemble", ["baseline", tmpdir, subfilters], flag="--step")
+        out.update(common.run_child("dcr_assemble", ["dcr", tmpdir, subfilters], flag="--step"))
     out["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     out["ratio_dcr_to_baseline"] = out["dcr"]["cpu_seconds"] / out["baseline"]["cpu_seconds"]
     out["ratio_dcr_to_baseline_wall"] = out["dcr"]["seconds"] / out["baseline"]["seconds"]
-    iters = max(out["dcr"]["iterations_mean"], 1.0)
-    out["dcr"]["model_s_per_iteration"] = out["dcr"]["timings_s"]["dcr_model"] / iters
     # the solver's share of the CPU time (the in-process timings are wall clock)
     share = out["dcr"]["timings_s"]["dcr_model"] / max(out["dcr"]["seconds"], 1e-9)
     out["dcr"]["model_cpu_s"] = out["dcr"]["cpu_seconds"] * min(share, 1.0)
+    out["dcr"]["model_cpu_s_per_iteration"] = out["dcr"]["model_cpu_s"] / max(
+        out["dcr"]["iterations_mean"], 1.0
+    )
     return out
 
 
 def measure_in_child(case: Case, *, seed: int = 1, subfilters: int = 3, timeout: float | None = None) -> dict:
-    """`measure` in a fresh single-threaded process, so each case's memory and imports are its own."""
+    """`measure` in a fresh single-threaded process (which starts one more per step)."""
     return common.run_child("dcr_assemble", [case.name, seed, subfilters], timeout=timeout)
 
 
@@ -324,7 +363,7 @@ def summarize(results: list[dict]) -> dict:
                 "template_wall_s": r["template"]["best_s"],
                 "baseline_peak_mib": r["baseline"]["peak_rss_growth_mib"],
                 "dcr_peak_mib": r["dcr"]["peak_rss_growth_mib"],
-                "template_peak_mib": r["template"]["peak_rss_growth_mib"],
+                "template_traced_peak_mib": r["template"]["traced_peak_mib"],
             }
         )
     decam = next((r for r in results if (r["width"], r["height"]) == (2048, 4096)), None)
@@ -354,11 +393,12 @@ def print_table(results: list[dict]) -> None:
             f"{f(row['dcr_model_cpu_s'], '8.2f')} {f(row['ratio_dcr_to_baseline'], '8.1f')} "
             f"{row['iterations_max']:>5d} {f(row['template_cpu_s'], '10.3f')} "
             f"{f(row['baseline_peak_mib'], '9.0f')} {f(row['dcr_peak_mib'], '8.0f')} "
-            f"{f(row['template_peak_mib'], '8.0f')}"
+            f"{f(row['template_traced_peak_mib'], '8.0f')}"
         )
     print(
-        "times: CPU seconds of one core; MiB: peak resident memory above the process's size before "
-        "the step (inputs are files); DCR s includes its own baseline coadd."
+        "times: CPU seconds of one core (template: best of 3); MiB: peak resident memory of a fresh "
+        "process per step above its size after imports (inputs are files), template: tracemalloc peak; "
+        "DCR s includes its own baseline coadd."
     )
 
 
@@ -393,7 +433,12 @@ def main(argv=None) -> int:
         "--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)"
     )
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--step", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.step:
+        step, directory, m = args.step
+        print(json.dumps(common._clean(measure_step(step, Path(directory), int(m)))))
+        return 0
     if args.child:
         case, seed, m = args.child
         print(json.dumps(common._clean(measure(Case.parse(case), seed=int(seed), subfilters=int(m)))))

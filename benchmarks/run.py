@@ -238,7 +238,8 @@ def readme_section(out_dir: Path) -> str:
         lines += [
             "",
             "CPU seconds of a single-threaded process (the DCR time includes its own baseline coadd); peak "
-            "memory is the resident high-water mark above the process's size before the step.",
+            "memory is the resident high-water mark of a fresh process per step above its size after "
+            "imports (inputs stay on disk and are read by subregion).",
             "",
             f"Scaling exponents (time ∝ N^k): with pixels at {sc['with_pixels']['at_n_warps']} warps, "
             f"baseline {_f(sc['with_pixels']['baseline_cpu_s'], '.2f')}, DCR "

@@ -129,8 +129,9 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     s = files["speed"]
     assert len(s["cases"]) == len(s["rows"]) >= 2
     for case in s["cases"]:
-        for step in ("baseline", "dcr", "template"):
+        for step in ("baseline", "dcr"):
             assert {"seconds", "cpu_seconds", "peak_rss_mib", "peak_rss_growth_mib"} <= set(case[step])
+        assert {"seconds", "cpu_seconds", "traced_peak_mib"} <= set(case["template"])
         assert case["dcr"]["iterations_max"] >= 1
         assert case["ratio_dcr_to_baseline"] > 0
     assert {"with_pixels", "with_warps"} <= set(s["scaling"])
