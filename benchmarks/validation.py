@@ -256,43 +256,56 @@ def color(blue: np.ndarray, red: np.ndarray) -> np.ndarray:
 # -- measurements -------------------------------------------------------------------------------------
 
 
-def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> list[dict]:
-    """False detections and source-pixel residual RMS of every held-out visit for each template kind."""
+def _in_njy(exp) -> tuple[np.ndarray, np.ndarray]:
+    cal = exp.flux_calibration
+    return exp.image * cal, exp.variance * cal**2
+
+
+def _score(science, refs: dict, sources: np.ndarray) -> dict:
+    """Detections and source-pixel RMS of ``science`` − each reference (nJy image, variance)."""
     from dcrcoadd.demo import score_difference
+
+    row = {
+        "airmass": float(science.visit.airmass),
+        "parallactic_angle": float(science.visit.parallactic_angle.deg),
+        "visit": int(science.visit.id),
+    }
+    for kind, (img, var) in refs.items():
+        rms, n = score_difference(science, img, var, sources)
+        row[f"n_{kind}"] = int(n)
+        row[f"rms_{kind}"] = float(rms)
+    return row
+
+
+def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> tuple[list[dict], dict | None]:
+    """False detections and source-pixel residual RMS of every held-out visit for each template kind,
+    and the same (DCR, baseline, noise twin) for the zenith visit when there is one."""
     from dcrcoadd.template import make_template
 
     baseline = result.baseline.coadd
     sources = baseline.mask_of("DETECTED")
-    base_img = np.where(np.isfinite(baseline.image), baseline.image, 0.0)
+    base = (np.where(np.isfinite(baseline.image), baseline.image, 0.0), baseline.variance)
+
+    def refs_for(e: float) -> dict:
+        science = sim.warps[index[e]]
+        template = make_template(result.model, science)
+        cal = science.flux_calibration
+        return {
+            "dcr": (template.image * cal, template.variance * cal**2),
+            "baseline": base,
+            "noise_twin": _in_njy(sim.twins[index[e]]),
+        }
+
     rows = []
     for e in setup.science_elevations:
-        science = sim.warps[index[e]]
-        cal = science.flux_calibration
-        template = make_template(result.model, science)
-        near = {o: sim.warps[index[min(e + o, 90.0)]] for o in setup.comparison_offsets}
-        twin = sim.twins[index[e]]
-        refs = {
-            "dcr": (template.image * cal, template.variance * cal**2),
-            "baseline": (base_img, baseline.variance),
-            "noise_twin": (twin.image * twin.flux_calibration, twin.variance * twin.flux_calibration**2),
-        }
-        for o, exp in near.items():
-            refs[f"single_{o:g}deg"] = (
-                exp.image * exp.flux_calibration,
-                exp.variance * exp.flux_calibration**2,
-            )
-        row = {
-            "elevation": float(e),
-            "airmass": float(science.visit.airmass),
-            "parallactic_angle": float(science.visit.parallactic_angle.deg),
-            "visit": int(science.visit.id),
-        }
-        for kind, (img, var) in refs.items():
-            rms, n = score_difference(science, img, var, sources)
-            row[f"n_{kind}"] = int(n)
-            row[f"rms_{kind}"] = float(rms)
-        rows.append(row)
-    return rows
+        refs = refs_for(e)
+        for o in setup.comparison_offsets:
+            refs[f"single_{o:g}deg"] = _in_njy(sim.warps[index[min(e + o, 90.0)]])
+        rows.append({**_score(sim.warps[index[e]], refs, sources), "elevation": float(e)})
+    zenith = None
+    if 90.0 in index and 90.0 not in setup.science_elevations:
+        zenith = {**_score(sim.warps[index[90.0]], refs_for(90.0), sources), "elevation": 90.0}
+    return rows, zenith
 
 
 def _subfilter_truth(sim, model) -> np.ndarray:
@@ -326,14 +339,26 @@ def spectra(sim, result, setup: ValidationSetup) -> dict:
     # makes the blue PSF broader, which biases Gaussian-weighted blue fluxes low)
     radius = 2.0 * psf.fwhm
     sel = idx[good]
-    c_ap = color(aperture_flux(model.images[0], xs[sel], ys[sel], radius),
-                 aperture_flux(model.images[-1], xs[sel], ys[sel], radius))
+    c_ap = color(
+        aperture_flux(model.images[0], xs[sel], ys[sel], radius),
+        aperture_flux(model.images[-1], xs[sel], ys[sel], radius),
+    )
+    # the method on the noise-free truth subfilter images (one achromatic PSF): its floor
+    fit_floor = None
+    if len(sim.truth) == len(model) and np.allclose(sim.subfilter_edges, model.subfilter_edges):
+        t_resp = psf_response(sim.truth[0].psf.kernel, sigma)
+        c_floor = color(
+            gaussian_flux(sim.truth[0].image, None, xs[sel], ys[sel], sigma)[0] * t_resp,
+            gaussian_flux(sim.truth[-1].image, None, xs[sel], ys[sel], sigma)[0] * t_resp,
+        )
+        fit_floor = common.line_fit(c_true, c_floor)
     return {
         "n_isolated": int(keep.sum()),
         "n_selected": int(good.sum()),
         "n_negative_flux": int(np.sum(~np.isfinite(c_meas))),
         "fit": fit,
         "fit_aperture": {**common.line_fit(c_true, c_ap), "radius_px": radius},
+        "fit_truth_images": fit_floor,
         "true_color_range": [float(np.nanmin(c_true)), float(np.nanmax(c_true))] if good.any() else None,
         "points": {"true": c_true.round(4).tolist(), "measured": np.round(c_meas, 4).tolist()},
     }
@@ -451,7 +476,7 @@ def run(setup: ValidationSetup, *, figures: Path | None = None, log=print) -> di
     default = results[0]
 
     t0 = time.perf_counter()
-    dipoles = dipole_counts(sim, default, index, setup)
+    dipoles, zenith = dipole_counts(sim, default, index, setup)
     timings["dipoles_s"] = time.perf_counter() - t0
     for info, result in zip(runs, results, strict=True):
         info["spectra"] = spectra(sim, result, setup)
@@ -470,6 +495,7 @@ def run(setup: ValidationSetup, *, figures: Path | None = None, log=print) -> di
             "(dcrcoadd.demo.score_difference)",
         },
         "dipoles": dipoles,
+        "zenith": zenith,
         "dipole_totals": {k: int(sum(r[f"n_{k}"] for r in dipoles)) for k in _kinds(dipoles)},
         "spectra": runs,
         "flux_astrometry": astrometry,
@@ -560,8 +586,11 @@ def make_figures(results: dict, out_dir: Path) -> list[Path]:
         ax.set_xlabel("true blue − red subfilter colour (mag)")
         ax.set_ylabel("measured (mag)")
         max_iter = run_info["max_num_iter"] or "3M"
-        ax.set_title(f"threshold {run_info['convergence_threshold']:g}, max_num_iter {max_iter}: "
-                     f"{max(run_info['iterations'])} iterations", fontsize=9)
+        ax.set_title(
+            f"threshold {run_info['convergence_threshold']:g}, max_num_iter {max_iter}: "
+            f"{max(run_info['iterations'])} iterations",
+            fontsize=9,
+        )
     fig.tight_layout()
     path = out_dir / "spectra.png"
     fig.savefig(path)
@@ -579,6 +608,12 @@ def print_summary(res: dict) -> None:
     print(f"{'elev':>5} {'airmass':>7} " + " ".join(f"{k:>12}" for k in kinds))
     for r in res["dipoles"]:
         print(f"{r['elevation']:5.0f} {r['airmass']:7.3f} " + " ".join(f"{r['n_' + k]:12d}" for k in kinds))
+    z = res.get("zenith")
+    if z:
+        print(
+            f"zenith visit (airmass 1): DCR {z['n_dcr']} (RMS {z['rms_dcr']:.3f}), "
+            f"baseline {z['n_baseline']}, noise twin {z['n_noise_twin']}"
+        )
     print("subfilter colour (blue - red) measured vs true:")
     for s in res["spectra"]:
         fit, ap = s["spectra"]["fit"], s["spectra"]["fit_aperture"]
@@ -587,6 +622,12 @@ def print_summary(res: dict) -> None:
             f"slope {f(fit['slope'])} "
             f"intercept {f(fit['intercept'])} scatter {f(fit['scatter'])} (n = {fit['n']}); aperture: slope "
             f"{f(ap['slope'])} intercept {f(ap['intercept'])} scatter {f(ap['scatter'])}"
+        )
+    floor = res["spectra"][0]["spectra"]["fit_truth_images"]
+    if floor:
+        print(
+            f"  same photometry on the noise-free truth subfilter images: slope {f(floor['slope'])} "
+            f"intercept {f(floor['intercept'])} scatter {f(floor['scatter'])}"
         )
     fa = res["flux_astrometry"]
     for name in ("dcr_coadd", "baseline_coadd", "truth_noise_free"):
