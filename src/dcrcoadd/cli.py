@@ -537,6 +537,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dcr-only", action="store_true",
                    help="fail instead of writing only the baseline coadd when DCR is underdetermined")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary table or progress")
+    # also accepted after the command; SUPPRESS keeps the global values when absent here
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
+    p.add_argument("--log-file", metavar="FILE", default=argparse.SUPPRESS,
+                   help="also write the log (INFO and above) to FILE")
     p.set_defaults(func=_cmd_assemble)
 
     p = sub.add_parser("template", help="DCR-matched templates for science exposures")
