@@ -24,6 +24,7 @@ class Settings:
     regularization_width = 2
     use_model_weights = True
     model_weights_width = 3.0
+    use_exact_adjoint = True
 
 
 def star(shape, y0, x0, flux, sigma=1.6):

@@ -269,6 +269,12 @@ class DcrConfig:
     model_weights_width: float = 3.0
     """Gaussian sigma (pixels) of that taper. LSST ``modelWeightsWidth`` (3)."""
 
+    use_exact_adjoint: bool = True
+    """Shift residuals back with the exact transpose of the forward shift. LSST shifts them by
+    the reverse DCR, which is the same operator except within a few pixels of the subregion
+    edges, where it feeds residuals back inconsistently: on near-zenith data (DCR ~0.2 px) the
+    iteration then diverges from the first step. Not an LSST field (False reproduces LSST)."""
+
     do_calculate_psf: bool = False
     """Measure an empirical PSF from bright isolated stars of the final DCR coadd, keeping the
     best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
@@ -498,6 +504,7 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
               d.model_weights_width)
     _check_number(f"{prefix}.buffer_factor", d.buffer_factor, lo=1.0)
     _check_bool(f"{prefix}.do_calculate_psf", d.do_calculate_psf)
+    _check_bool(f"{prefix}.use_exact_adjoint", d.use_exact_adjoint)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
 
 

@@ -26,7 +26,7 @@ from ..conditioning import (
     regularize_frequency,
 )
 from ..model import matched_template
-from ..shift import shift_image, spline_prefilter
+from ..shift import shift_image, shift_image_adjoint, spline_prefilter
 
 log = logging.getLogger("dcrcoadd.solvers.iterative")
 
@@ -93,8 +93,26 @@ def _shift(image: np.ndarray, shift: np.ndarray, order: int) -> np.ndarray:
     return shift_image(image, shift, order, prefiltered=True)
 
 
+def _back_projector(order: int, exact_adjoint: bool):
+    """``B*``: the exact transpose of the forward shift, or LSST's reverse shift.
+
+    Both agree away from the image edges. At the edges only the transpose makes each
+    iteration a true gradient step of the least-squares problem; with the reverse shift,
+    residuals of sources near a subregion edge are fed back inconsistently and can grow
+    from one iteration to the next (seen on near-zenith data).
+    """
+    if exact_adjoint:
+        return lambda image, shift: shift_image_adjoint(image, shift, order)
+
+    def reverse(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        coeffs = spline_prefilter(image) if order > 1 else image
+        return _shift(coeffs, -np.asarray(shift), order)
+
+    return reverse
+
+
 def contribution_weights(weights: np.ndarray, shifts: np.ndarray, order: int = 1,
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         exact_adjoint: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-subfilter inverse contribution counts and integer nImages (LSST ``calculateNImage``).
 
     Each warp's good-pixel map is shifted back by that warp's DCR in each
@@ -108,12 +126,12 @@ def contribution_weights(weights: np.ndarray, shifts: np.ndarray, order: int = 1
     n_images : ndarray of uint16, shape (M, ny, nx)
     """
     n_warps, m = shifts.shape[:2]
+    back = _back_projector(order, exact_adjoint)
     total = np.zeros((m, *weights.shape[1:]), dtype=np.float64)
     counts = np.zeros((m, *weights.shape[1:]), dtype=np.int32)
     for i in range(n_warps):
-        coeffs = spline_prefilter(weights[i]) if order > 1 else weights[i]
         for a in range(m):
-            shifted = _shift(coeffs, -shifts[i, a], order)
+            shifted = back(weights[i], shifts[i, a])
             total[a] += shifted
             counts[a] += np.rint(shifted).astype(np.int32)
     good = np.all(total >= 1.0 - 1e-4, axis=0)
@@ -164,15 +182,14 @@ def convergence_metric(models: np.ndarray, templates: np.ndarray, problem: Subre
 def update_model(models: np.ndarray, templates: np.ndarray, problem: SubregionProblem,
                  inverse_counts: np.ndarray, gain: float, taper: np.ndarray | None, config) -> np.ndarray:
     """One iteration: stack reverse-shifted residuals into a new, conditioned model."""
-    order = config.image_interp_order
+    back = _back_projector(config.image_interp_order, config.use_exact_adjoint)
     m = models.shape[0]
     stacked = np.zeros(models.shape, dtype=np.float64)
     for image, weight, template, shifts in zip(problem.images, problem.weights, templates,
                                                problem.shifts, strict=True):
         residual = (image - template) * weight
-        coeffs = spline_prefilter(residual) if order > 1 else residual
         for a in range(m):
-            stacked[a] += _shift(coeffs, -shifts[a], order)
+            stacked[a] += back(residual, shifts[a])
     new = (models + stacked * inverse_counts).astype(np.float32)
     bad = ~np.isfinite(new)
     new[bad] = models[bad]
@@ -203,7 +220,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
         ``base_gain``, ``use_progressive_gain``, ``accelerate_model``,
         ``image_interp_order``, ``split_threshold``, ``regularize_model_iterations``,
         ``regularize_model_frequency``, ``regularization_width``,
-        ``use_model_weights``, ``model_weights_width``.
+        ``use_model_weights``, ``model_weights_width``, ``use_exact_adjoint``.
     progress : callable, optional
         Called with each iteration's record.
 
@@ -220,7 +237,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
     max_iter = config.max_num_iter if config.max_num_iter is not None else 3 * m
     base_gain = config.base_gain if config.base_gain is not None else 1.0 / max(m - 1, 1)
     inverse_counts, n_images = contribution_weights(problem.weights, problem.shifts,
-                                                    config.image_interp_order)
+                                                    config.image_interp_order, config.use_exact_adjoint)
     taper = model_weights(problem.detected, config.model_weights_width) \
         if config.use_model_weights else None
     models = models.astype(np.float32, copy=True)
