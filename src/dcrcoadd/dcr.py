@@ -45,6 +45,7 @@ from .visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 __all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
 log = logging.getLogger("dcrcoadd.dcr")
+_WARNED_NO_TIME: set[int] = set()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,7 +201,8 @@ def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray, explicit: bool)
     if visit.boresight_az is None or alt is None:
         raise InputError("cannot find the zenith direction: needs time and RA/Dec (or alt/az), or "
                          "boresight alt/az", f"visit {visit.id}")
-    if explicit:
+    if explicit and visit.id not in _WARNED_NO_TIME:
+        _WARNED_NO_TIME.add(visit.id)  # once per visit, not once per subregion
         log.warning("visit %s has no time or boresight RA/Dec; using the boresight elevation and "
                     "parallactic angle at every position", visit.id)
     q = parallactic_angle(visit.boresight_az, alt, visit.observatory.latitude).rad
