@@ -21,12 +21,12 @@ Reports the ratio DCR / baseline, the iterations to convergence (per subregion),
 and compares with DMTN-037 (about 10 minutes for the model of a 2048x4096 DECam
 CCD and 1-2 s per template, on one laptop core).
 
-Cases: default 1024x1024x12 (M = 3); ``--full`` adds 2048x4096x12.
+Cases: 1024x1024x12 and 2048x4096x12 (M = 3; about 6 minutes on one core, most of it the
+DECam-sized case); ``--case`` for others.
 
 Run::
 
-    .venv/bin/python -m benchmarks.dcr_assemble            # 1024x1024 x 12 warps
-    .venv/bin/python -m benchmarks.dcr_assemble --full     # and 2048x4096 x 12 (~10 min)
+    .venv/bin/python -m benchmarks.dcr_assemble            # 1024x1024 and 2048x4096, 12 warps
     .venv/bin/python -m benchmarks.dcr_assemble --case 512x512x6
 """
 
@@ -51,8 +51,7 @@ except ImportError:  # run as a script: python benchmarks/dcr_assemble.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks import common
 
-DEFAULT_CASES = ["1024x1024x12"]
-FULL_CASES = ["1024x1024x12", "2048x4096x12"]
+DEFAULT_CASES = ["1024x1024x12", "2048x4096x12"]
 RENDER_BANDS = 6  # narrow bands the synthetic spectra are sampled in (finer than the model's M)
 SEEING_ARCSEC = 0.8
 NOISE_NJY = 30.0  # sky noise per pixel
@@ -425,9 +424,9 @@ def payload(results: list[dict], mode: str) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    g = ap.add_mutually_exclusive_group()
-    g.add_argument("--full", action="store_true", help=f"cases {FULL_CASES}")
-    g.add_argument("--case", action="append", help="WIDTHxHEIGHTxWARPS (repeatable)")
+    ap.add_argument(
+        "--case", action="append", help=f"WIDTHxHEIGHTxWARPS (repeatable; default {DEFAULT_CASES})"
+    )
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)"
@@ -443,7 +442,7 @@ def main(argv=None) -> int:
         case, seed, m = args.child
         print(json.dumps(common._clean(measure(Case.parse(case), seed=int(seed), subfilters=int(m)))))
         return 0
-    names = args.case or (FULL_CASES if args.full else DEFAULT_CASES)
+    names = args.case or DEFAULT_CASES
     cases = [Case.parse(c) for c in names]
     results = run(cases, seed=args.seed)
     print_table(results)
@@ -454,7 +453,7 @@ def main(argv=None) -> int:
             f"DMTN-037 (2048x4096, one laptop core): model ~600 s, template 1-2 s; here: model "
             f"{c['dcr_model_cpu_s']:.0f} s, template {c['template_cpu_s']:.2f} s (CPU, one core)"
         )
-    mode = "custom" if args.case else ("full" if args.full else "default")
+    mode = "custom" if args.case else "default"
     path = common.write_results(
         "dcr_assemble",
         payload(results, mode),

@@ -13,7 +13,7 @@ the same run this reports
 * the shift kernel's throughput (Mpix/s) next to ``scipy.ndimage.shift`` on the
   same array (`benchmarks.shift.run`, the solver's inner loop).
 
-Case sets: ``--quick`` 256²x{6,12} and 384²x6; default 512²x{6,12,24} and 1024²x12;
+Case sets: ``--quick`` 256²x{6,12} and 384²x6; default 512²x{6,12,24}, 1024²x12 and 2048x4096x12;
 ``--full`` every combination of 512², 1024², 2048x4096 with 6, 12, 24 warps.
 
 Run::
@@ -37,7 +37,7 @@ except ImportError:  # run as a script
     from benchmarks.dcr_assemble import SYNTHETIC_DATA, Case, measure_in_child, summarize
 
 QUICK_CASES = ["256x256x6", "256x256x12", "384x384x6"]
-DEFAULT_CASES = ["512x512x6", "512x512x12", "512x512x24", "1024x1024x12"]
+DEFAULT_CASES = ["512x512x6", "512x512x12", "512x512x24", "1024x1024x12", "2048x4096x12"]
 FULL_CASES = [f"{s}x{n}" for s in ("512x512", "1024x1024", "2048x4096") for n in (6, 12, 24)]
 SHIFT_SIZE = {"quick": 512, "default": 1024, "full": 2048}
 
