@@ -107,7 +107,7 @@ def test_build_matched_exposure_and_region():
 
 def test_write_read_round_trip_is_exact(tmp_path):
     coadd = coadd_exposure()
-    model = DcrModel.from_image(coadd, 4)
+    model = DcrModel.from_image(coadd, 4, interp_order=3)
     model.images += np.random.default_rng(5).normal(size=model.images.shape).astype(np.float32)
     path = model.write(tmp_path / "model.fits")
     back = DcrModel.read(path)
@@ -117,6 +117,7 @@ def test_write_read_round_trip_is_exact(tmp_path):
     np.testing.assert_array_equal(back.subfilter_edges, model.subfilter_edges)
     assert back.origin == model.origin and back.psf == model.psf and back.bandpass == model.bandpass
     assert back.flux_calibration == model.flux_calibration
+    assert back.interp_order == model.interp_order
     assert back.wcs.pixel_to_world(3, 4).separation(model.wcs.pixel_to_world(3, 4)).arcsec < 1e-9
 
 
@@ -126,3 +127,15 @@ def test_read_rejects_a_plain_exposure(tmp_path):
     path = write_exposure(coadd_exposure(), tmp_path / "plain.fits")
     with pytest.raises(InputError, match="not a dcrcoadd DCR model"):
         DcrModel.read(path)
+
+
+def test_templates_use_the_interpolation_the_model_was_solved_with():
+    coadd = coadd_exposure()
+    model = DcrModel.from_image(coadd, 3, interp_order=3)
+    model.images[0] *= 1.5  # chromatic, so the interpolation matters
+    visit = complete_visit()
+    default = model.build_matched_template(visit)
+    np.testing.assert_array_equal(default, model.build_matched_template(visit, order=3))
+    assert not np.array_equal(default, model.build_matched_template(visit, order=1))
+    with pytest.raises(ValueError):
+        DcrModel.from_image(coadd, 3, interp_order=2)

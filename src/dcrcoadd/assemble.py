@@ -206,7 +206,8 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
                          "with --band or an instrument preset", inputs[0].name)
     psf = baseline.psf_best_seeing or coadd.psf
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
-    model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges)
+    model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
+                                interp_order=dcr.image_interp_order)
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")

@@ -548,7 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("science", nargs="+", metavar="SCIENCE")
     p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--diff", action="store_true", help="also write science - template")
-    p.add_argument("--order", type=int, choices=[1, 3], default=1, help="shift interpolation order")
+    p.add_argument("--order", type=int, choices=[1, 3], default=None,
+                   help="shift interpolation order (default: the one the model was solved with)")
     p.set_defaults(func=_cmd_template)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")

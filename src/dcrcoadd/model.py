@@ -72,6 +72,10 @@ class DcrModel:
         Wavelength range of each subfilter in nm.
     mask_planes, origin, wcs, psf, flux_calibration
         As for `Exposure`; ``wcs`` maps this model's array pixels.
+    interp_order : int
+        Shift interpolation the model was solved with (1 bilinear, 3 cubic spline); templates
+        use it by default, since a model solved through one interpolation's smoothing and
+        rendered through another's leaves residuals.
     """
 
     images: np.ndarray
@@ -84,8 +88,11 @@ class DcrModel:
     wcs: WCS | None = None
     psf: Psf | None = None
     flux_calibration: float = 1.0
+    interp_order: int = 1
 
     def __post_init__(self):
+        if self.interp_order not in (1, 3):
+            raise ValueError(f"interp_order must be 1 or 3, got {self.interp_order}")
         self.images = np.asarray(self.images, dtype=np.float32)
         if self.images.ndim != 3 or self.images.shape[0] < 1:
             raise ValueError(f"images must have shape (M, ny, nx), got {self.images.shape}")
@@ -102,7 +109,8 @@ class DcrModel:
 
     @classmethod
     def from_image(cls, coadd: Exposure, n_subfilters: int, *, bandpass: Bandpass | None = None,
-                   psf: Psf | None = None, subfilter_edges: np.ndarray | None = None) -> DcrModel:
+                   psf: Psf | None = None, subfilter_edges: np.ndarray | None = None,
+                   interp_order: int = 1) -> DcrModel:
         """Start a model by dividing a coadd equally among ``n_subfilters``.
 
         Each subfilter gets ``coadd / M`` and variance ``var / M`` (subfilters
@@ -123,7 +131,7 @@ class DcrModel:
             mask=coadd.mask.copy(), variance=coadd.variance / n_subfilters, bandpass=bandpass,
             subfilter_edges=subfilter_edges, mask_planes=coadd.mask_planes, origin=coadd.origin,
             wcs=coadd.wcs, psf=psf if psf is not None else coadd.psf,
-            flux_calibration=coadd.flux_calibration,
+            flux_calibration=coadd.flux_calibration, interp_order=interp_order,
         )
 
     # -- container protocol -----------------------------------------------------------------------
@@ -177,7 +185,7 @@ class DcrModel:
                           edges=self.subfilter_edges)
 
     def build_matched_template(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
-                               order: int = 1, split: bool = True, split_threshold: float = 0.1,
+                               order: int | None = None, split: bool = True, split_threshold: float = 0.1,
                                amplify: float = 1.0) -> np.ndarray:
         """The DCR-matched template image of ``visit`` over ``bbox`` (default the whole model).
 
@@ -190,11 +198,12 @@ class DcrModel:
         box = bbox or self.bbox
         models = self.images[(slice(None), *box.slices(self.bbox))]
         shifts = self.dcr_shifts(visit, wcs, box, split=split)
+        order = self.interp_order if order is None else order
         return matched_template(amplify_models(models, amplify), shifts, order=order,
                                 split_threshold=split_threshold)
 
     def build_matched_exposure(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
-                               order: int = 1, split: bool = True,
+                               order: int | None = None, split: bool = True,
                                split_threshold: float = 0.1) -> Exposure:
         """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS)."""
         box = bbox or self.bbox
@@ -240,6 +249,7 @@ class DcrModel:
         hdus = exposure_hdus(stacked)
         hdus[0].header["DCRMODEL"] = (True, "dcrcoadd DCR model file")
         hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
+        hdus[0].header["INTORDER"] = (self.interp_order, "shift interpolation order of the solution")
         image_header = hdus["IMAGE"].header
         for k, image in enumerate(self.images):
             hdu = fits.ImageHDU(data=np.ascontiguousarray(image), name=f"SUBFILTER_{k}")
@@ -269,6 +279,7 @@ class DcrModel:
             if base.bandpass is None:
                 raise InputError("model file has no band (BANDLAM/BANDWID)", path)
             n = int(hdul[0].header["NSUBFILT"])
+            order = int(hdul[0].header.get("INTORDER", 1))
             try:
                 images = np.stack([np.asarray(hdul[f"SUBFILTER_{k}"].data, dtype=np.float32)
                                    for k in range(n)])
@@ -278,5 +289,6 @@ class DcrModel:
             edges = np.column_stack([table["lambda_min"], table["lambda_max"]]).astype(float)
         return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
                    subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
-                   wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration)
+                   wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
+                   interp_order=order)
 

@@ -321,7 +321,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     return image, mask, variance, no_data
 
 
-def make_template(model: DcrModel, science: Exposure, *, order: int = 1, split: bool = True,
+def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
                   split_threshold: float = 0.1, source: str | os.PathLike | None = None) -> Exposure:
     """The DCR-matched template for a science exposure, on the science exposure's pixel grid.
 
@@ -330,8 +330,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int = 1, split: 
     model : DcrModel
     science : Exposure
         Needs a visit (for its DCR), a WCS, and the model's band.
-    order : int
-        Interpolation order of the DCR shifts (1 bilinear, 3 cubic spline).
+    order : int, optional
+        Interpolation order of the DCR shifts (1 bilinear, 3 cubic spline); default the
+        order the model was solved with (``model.interp_order``).
     split, split_threshold
         Split-subfilter forward model (see `dcrcoadd.model.matched_template`).
     source : str or path-like, optional
@@ -354,6 +355,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int = 1, split: 
     source = str(source) if source is not None else _describe(science)
     visit = _check_inputs(model, science, source)
     offset = grid_offset(science.wcs, model.wcs, science.shape)
+    order = model.interp_order if order is None else order
     kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source)
     if offset is not None:
         log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
@@ -452,7 +454,7 @@ def _prepare_outdir(outdir: Path) -> None:
 
 
 def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
-                    outdir: str | os.PathLike, *, diff: bool = False, order: int = 1,
+                    outdir: str | os.PathLike, *, diff: bool = False, order: int | None = None,
                     split: bool = True, split_threshold: float = 0.1) -> list[TemplateOutcome]:
     """Write ``OUTDIR/<stem>_template.fits`` (and ``<stem>_diff.fits``) for each science file.
 
