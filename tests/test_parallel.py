@@ -86,3 +86,18 @@ def test_killed_run_resumes_to_identical_outputs(warps, serial, tmp_path, capsys
     assert f"resuming: {done} subregion(s)" in capsys.readouterr().out
     same_outputs(serial, out)
     assert not checkpoints.exists()
+
+
+def test_completed_run_refuses_other_settings_unless_clobbered(warps, tmp_path, capsys):
+    assemble(warps, tmp_path)
+    capsys.readouterr()
+    argv = ["assemble", *map(str, warps), "--out", str(tmp_path), "-q",
+            "--set", "coadd.subregion_size=[16,16]", "--set", "dcr.dcr_num_subfilters=4"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "dcr.dcr_num_subfilters: 3 -> 4" in err and "--clobber-config" in err
+    assert main([*argv, "--clobber-config"]) == 0
+    from dcrcoadd.model import DcrModel
+
+    assert len(DcrModel.read(tmp_path / "model.fits")) == 4
+    assemble(warps, tmp_path, "--set", "dcr.dcr_num_subfilters=4")  # same settings again: fine

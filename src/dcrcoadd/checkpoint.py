@@ -91,13 +91,19 @@ def _lines(text: str):
 
 
 def read_manifest(outdir: str | os.PathLike) -> dict | None:
+    """The settings of the run in ``outdir``: an interrupted one (its checkpoint manifest) or a
+    completed one (its ``config.toml`` and ``metadata.json``); None for a fresh directory."""
     path = checkpoint_dir(outdir) / "manifest.json"
-    if not path.exists():
-        return None
     try:
-        return json.loads(path.read_text())
+        if path.exists():
+            return json.loads(path.read_text())
+        config, meta = Path(outdir) / "config.toml", Path(outdir) / "metadata.json"
+        if config.exists() and meta.exists():
+            data = json.loads(meta.read_text())
+            return manifest(config.read_text(), data.get("input_paths", []), data.get("versions", {}))
     except (OSError, ValueError):
         return None
+    return None
 
 
 def write_manifest(outdir: str | os.PathLike, data: dict) -> None:

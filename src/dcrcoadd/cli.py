@@ -356,7 +356,8 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     meta.update(inputs=[dict(zip(row.colnames, [v.item() if hasattr(v, "item") else v for v in row],
                                  strict=True)) for row in baseline.inputs_table()],
                 skipped=[{"name": n, "reason": r} for n, r in baseline.skipped],
-                versions=versions, timings_s=timings, warnings=collector.messages,
+                input_paths=manifest["inputs"], versions=versions, timings_s=timings,
+                warnings=collector.messages,
                 command=" ".join(sys.argv), resumed_subregions=sorted(done))
     with atomic_output(out / "metadata.json") as tmp:
         tmp.write_text(json.dumps(meta, indent=1, default=str))
