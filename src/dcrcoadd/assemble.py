@@ -381,3 +381,55 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
         paths[f"subfilter_{k}"] = with_nimage(exp, result.subfilter_n_images[k],
                                               outdir / f"subfilter_{k}.fits")
     return paths
+
+
+def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Exposure | None = None,
+                 title: str = "") -> Path | None:
+    """The report figure of a DCR run (see `dcrcoadd.report.make_report`).
+
+    The showcase compares ``science`` (default: the highest-airmass input warp) with the
+    baseline coadd and with its DCR-matched template; masked pixels are left blank. Returns
+    None, with a warning, when matplotlib (the ``plot`` extra) is missing.
+    """
+    from .errors import ConfigError
+
+    try:
+        from .report import make_report
+    except ImportError:
+        log.warning("no report: install dcrcoadd[plot] for matplotlib")
+        return None
+    baseline = result.baseline
+    table = baseline.inputs_table()
+    if science is None:
+        science = baseline.inputs[int(np.nanargmax(table["airmass"]))].read(baseline.coadd.bbox)
+    showcase = None
+    if science is not None and science.visit is not None:
+        box = science.bbox.clip(baseline.coadd.bbox)
+        science = science.subexposure(box)
+        image = science.image * np.float32(science.flux_calibration / baseline.coadd.flux_calibration)
+        image = np.where(science.mask_of("BAD", "SAT", "NO_DATA", "CR"), np.nan, image)
+        template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
+        reference = baseline.coadd.image[box.slices(baseline.coadd.bbox)]
+        noise = float(np.sqrt(np.nanmedian(science.variance))) * science.flux_calibration
+        cut = _central_cut(image.shape, 300)  # dipoles stay visible in a few hundred pixels
+        showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
+                    "science": image[cut], "diff_baseline": (image - reference)[cut],
+                    "diff_dcr": (image - template.image)[cut], "noise": noise}
+    histories = {f"subregion {k}": [tuple(h) for h in v["history"]]
+                 for k, v in result.metadata["subregions"].items()}
+    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
+               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
+               "weight": float(r["weight"])} for r in table]
+    threshold = baseline.config.dcr.convergence_threshold if baseline.config is not None else None
+    try:
+        return make_report(path, subfilter_images=result.model.images, histories=histories, inputs=inputs,
+                           showcase=showcase, title=title, convergence_threshold=threshold)
+    except ConfigError as exc:
+        log.warning("no report: %s", exc)
+        return None
+
+
+def _central_cut(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
+    ny, nx = shape
+    hy, hx = min(size, ny) // 2, min(size, nx) // 2
+    return (slice(ny // 2 - hy, ny // 2 + hy), slice(nx // 2 - hx, nx // 2 + hx))

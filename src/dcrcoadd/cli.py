@@ -267,7 +267,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from types import SimpleNamespace
 
     from . import checkpoint
-    from .assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs
+    from .assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs, write_report
     from .coadd import assemble_coadd, write_coadd
     from .config import to_toml
     from .errors import InputError
@@ -345,7 +345,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
         close()
     t1 = time.perf_counter()
     written = write_dcr_outputs(result, out)
-    report = _write_report(result, out)
+    report = write_report(result, out / "report.png", title=f"dcrcoadd: {out}")
     if report is not None:
         written["report"] = report
     timings.update({k: v for k, v in result.metadata["timings_s"].items() if k != "baseline_coadd"})
@@ -368,53 +368,6 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     for name, path in written.items():
         print(f"wrote {path}  ({name})")
     return 0
-
-
-def _write_report(result, out):
-    """report.png, or None with a warning when matplotlib is missing."""
-    from .errors import ConfigError
-
-    try:
-        from .report import make_report
-    except ImportError:
-        log.warning("no report.png: install dcrcoadd[plot] for matplotlib")
-        return None
-    baseline = result.baseline
-    table = baseline.inputs_table()
-    i = int(np.nanargmax(table["airmass"]))
-    inp = baseline.inputs[i]
-    science = inp.read(baseline.coadd.bbox)
-    showcase = None
-    if science is not None and science.visit is not None:
-        box = science.bbox
-        template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
-        sl = box.slices(baseline.coadd.bbox)
-        noise = float(np.sqrt(np.nanmedian(science.variance)))
-        cut = _central_cut(science.image.shape, 300)
-        science.image[science.mask_of("BAD", "SAT", "NO_DATA", "CR")] = np.nan  # not shown
-        showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
-                    "science": science.image[cut],
-                    "diff_baseline": (science.image - baseline.coadd.image[sl])[cut],
-                    "diff_dcr": (science.image - template.image)[cut], "noise": noise}
-    histories = {f"subregion {k}": [tuple(h) for h in v["history"]]
-                 for k, v in result.metadata["subregions"].items()}
-    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
-               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
-               "weight": float(r["weight"])} for r in table]
-    try:
-        return make_report(out / "report.png", subfilter_images=result.model.images, histories=histories,
-                           inputs=inputs, showcase=showcase, title=f"dcrcoadd: {out}",
-                           convergence_threshold=result.baseline.config.dcr.convergence_threshold
-                           if result.baseline.config is not None else None)
-    except ConfigError as exc:
-        log.warning("no report.png: %s", exc)
-        return None
-
-
-def _central_cut(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
-    ny, nx = shape
-    hy, hx = min(size, ny) // 2, min(size, nx) // 2
-    return (slice(ny // 2 - hy, ny // 2 + hy), slice(nx // 2 - hx, nx // 2 + hx))
 
 
 def _versions() -> dict[str, str]:

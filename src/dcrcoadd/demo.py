@@ -55,7 +55,7 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     The held-out visits are the lowest- and highest-airmass ones of the simulated track; the
     model is built from the others.
     """
-    from .assemble import assemble_dcr_coadd, write_dcr_outputs
+    from .assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
     from .config import Config, to_toml
     from .io import write_exposure
     from .io.atomic import atomic_output
@@ -86,33 +86,8 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
         base_img = np.where(np.isfinite(baseline.image), baseline.image, 0.0)
         rms_b, n_b = score_difference(science, base_img, baseline.variance, sources)
         scores.append(HeldOutScore(science.visit.id, float(science.visit.airmass), rms_d, rms_b, n_d, n_b))
-    _try_report(outdir, result, sim, held)
+    write_report(result, outdir / "report.png", science=sim.warps[held[-1]], title="dcrcoadd demo")
     return scores
-
-
-def _try_report(outdir: Path, result, sim, held) -> None:
-    try:
-        from .report import make_report
-    except ImportError:  # the report module or matplotlib is missing
-        log.warning("no report: matplotlib (the 'plot' extra) is not installed")
-        return
-    histories = {f"subregion {k}": [tuple(h) for h in v["history"]]
-                 for k, v in result.metadata["subregions"].items()}
-    table = result.baseline.inputs_table()
-    i = held[-1]
-    science = sim.warps[i]
-    image, _ = _in_njy(science)
-    image = np.where(science.mask_of("BAD", "SAT", "NO_DATA", "CR"), np.nan, image)
-    template = result.model.build_matched_exposure(science.visit)
-    base = np.where(np.isfinite(result.baseline.coadd.image), result.baseline.coadd.image, 0.0)
-    noise = float(np.sqrt(np.median(science.variance))) * science.flux_calibration
-    showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass), "science": image,
-                "diff_baseline": image - base, "diff_dcr": image - template.image, "noise": noise}
-    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
-               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
-               "weight": float(r["weight"])} for r in table]
-    make_report(outdir / "report.png", subfilter_images=result.model.images, histories=histories,
-                inputs=inputs, showcase=showcase, title="dcrcoadd demo")
 
 
 def format_scores(scores: list[HeldOutScore]) -> str:
