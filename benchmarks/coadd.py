@@ -7,8 +7,8 @@ case, with compare-warp artifact rejection (the default) and without it. The
 child reports
 
 * wall time of ``assemble_coadd`` (reading included; files are in the page cache),
-* peak growth of the resident set size during it (``VmHWM`` after resetting it,
-  Linux; otherwise the growth of ``ru_maxrss``).
+* peak growth of the resident set size during it (`benchmarks.common.PeakMemory`:
+  ``VmHWM`` after resetting it on Linux; elsewhere ``ru_maxrss``, an upper bound).
 
 Cases: ``--quick`` (default) 1024x1024 x 20 warps and 2048x2048 x 10 warps;
 ``--full`` 1024x1024 x 20 and 4096x4096 x 10 warps (the sizes of issue 5; the
@@ -27,18 +27,15 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-MiB = 1024.0 * 1024.0
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import MiB, PeakMemory, child_json, machine_info, write_results  # noqa: E402
+
 QUICK = ["1024x20", "2048x10"]
 FULL = ["1024x20", "4096x10"]
 
@@ -100,26 +97,6 @@ def write_warps(directory: Path, size: int, n: int, seed: int = 1) -> list[Path]
 
 # -- child: one measured coadd ----------------------------------------------------------------------
 
-def _status_bytes(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_rss_peak() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
 def child(paths: list[str], compare_warp: bool, subregion: int | None) -> dict:
     from dcrcoadd.coadd import assemble_coadd
     from dcrcoadd.config import Config
@@ -128,42 +105,14 @@ def child(paths: list[str], compare_warp: bool, subregion: int | None) -> dict:
     cfg.artifacts.enabled = compare_warp
     if subregion:
         cfg.coadd.subregion_size = (subregion, subregion)
-    rss0 = _status_bytes("VmRSS")
-    reset = _reset_rss_peak()
-    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    t0 = time.perf_counter()
-    res = assemble_coadd(paths, cfg)
-    wall = time.perf_counter() - t0
-    hwm = _status_bytes("VmHWM")
-    maxrss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    peak = (hwm - rss0) if (reset and hwm is not None and rss0 is not None) else (maxrss1 - maxrss0)
-    return {"wall_s": wall, "peak_rss_growth_mib": peak / MiB,
+    with PeakMemory() as mem:
+        res = assemble_coadd(paths, cfg)
+    return {"wall_s": mem.seconds, "peak_rss_growth_mib": mem.growth_mib,
             "clipped_footprints": sum(m.n_clipped for m in res.artifact_masks if m is not None),
             "subregion_size": list(cfg.coadd.subregion_size)}
 
 
 # -- parent -----------------------------------------------------------------------------------------
-
-def machine_info() -> dict:
-    import astropy
-    import numpy
-    import scipy
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    mem = None
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MiB / 1024
-    except (ValueError, OSError):
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "memory_gib": mem, "numpy": numpy.__version__,
-            "scipy": scipy.__version__, "astropy": astropy.__version__}
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -190,22 +139,15 @@ def main(argv=None) -> int:
             t_write = time.perf_counter() - t0
             input_mib = sum(p.stat().st_size for p in paths) / MiB
             for compare in (True, False):
-                cmd = [sys.executable, __file__, "--child", "1" if compare else "0", str(args.subregion or 0),
-                       *map(str, paths)]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-                r = json.loads(out.stdout.strip().splitlines()[-1])
+                r = child_json([sys.executable, __file__, "--child", "1" if compare else "0",
+                                args.subregion or 0, *paths])
                 r.update(case=case, size=size, n_warps=n, compare_warp=compare, input_mib=input_mib,
                          write_s=t_write)
                 results.append(r)
                 print(f"{case:>10} {str(compare):>12} {r['wall_s']:9.2f} {r['peak_rss_growth_mib']:14.0f} "
                       f"{input_mib:10.0f}")
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record = {"benchmark": "coadd", "date": datetime.datetime.now(datetime.UTC).isoformat(),
-              "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": machine_info(),
-              "results": results}
-    path = out_dir / "coadd.json"
-    path.write_text(json.dumps(record, indent=2))
+    machine = machine_info()
+    path = write_results("coadd", {"date": machine["date"], "machine": machine, "results": results})
     print(f"saved {path}")
     return 0
 

@@ -15,10 +15,11 @@ import math
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -129,13 +130,18 @@ def write_results(
     ``benchmark``, ``machine`` and ``command`` are added unless ``payload`` has them.
     """
     out_dir = Path(out_dir) if out_dir is not None else RESULTS_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
+    return write_results_to(out_dir / f"{name}.json", name, payload, argv)
+
+
+def write_results_to(path: Path, name: str, payload: dict, argv: Sequence[str] | None = None) -> Path:
+    """`write_results` to an explicit file ``path`` (a script's ``--out``), its folder created if needed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     data = {"benchmark": name}
     data.update(payload)
     data.setdefault("machine", machine_info(argv))
     data.setdefault("command", data["machine"]["command"])
-    path = out_dir / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(_clean(data), indent=2, allow_nan=False) + "\n")
     tmp.replace(path)
     return path
@@ -160,6 +166,12 @@ def _status_bytes(field: str) -> int | None:
     except OSError:
         pass
     return None
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size so far (``ru_maxrss``), in bytes."""
+    factor = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * factor
 
 
 class PeakMemory:
@@ -189,8 +201,7 @@ class PeakMemory:
         self.cpu_seconds = time.process_time() - self.c0
         hwm = _status_bytes("VmHWM") if self.exact else None
         if hwm is None:
-            factor = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB elsewhere
-            hwm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * factor
+            hwm = peak_rss_bytes()
         self.peak_mib = hwm / MiB
         self.growth_mib = (hwm - (self.rss0 or 0)) / MiB
 
@@ -215,10 +226,22 @@ def run_child(
     env = dict(os.environ, **SINGLE_THREAD_ENV)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", f"benchmarks.{module}", flag, *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
+    return child_json(cmd, env=env, cwd=REPO_ROOT, timeout=timeout)
+
+
+def child_json(
+    cmd: Sequence[str], *, env: dict | None = None, cwd: Path | None = None, timeout: float | None = None
+) -> dict:
+    """Run ``cmd`` and return the JSON object it prints on its last line of standard output.
+
+    Unlike `run_child` the environment is left as it is (``env=None``: this process's), so a
+    script that measured its children with the caller's threads keeps doing so.
+    """
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
     if proc.returncode != 0:
         raise RuntimeError(
-            f"child {' '.join(cmd[2:])} failed with status {proc.returncode}:\n{proc.stderr[-4000:]}"
+            f"child {' '.join(cmd[1:])} failed with status {proc.returncode}:\n{proc.stderr[-4000:]}"
         )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -229,6 +252,17 @@ def setup_logging(level: int = logging.WARNING) -> None:
 
 
 # -- statistics -------------------------------------------------------------------------------------
+
+
+def timeit(func: Callable[[], object], repeat: int) -> dict:
+    """Best and median wall time of ``repeat`` calls of ``func``, after one untimed warm-up call."""
+    func()  # warm caches, lazy imports and set-up, which are not what is measured
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+    return {"min_s": min(times), "median_s": statistics.median(times)}
 
 
 def robust_sigma(x: np.ndarray) -> float:

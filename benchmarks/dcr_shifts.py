@@ -22,16 +22,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
 import sys
 import time
 import warnings
 from pathlib import Path
 
-import astropy
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import ICRS, AltAz, SkyCoord
@@ -44,33 +39,12 @@ from dcrcoadd.observatory import Observatory
 from dcrcoadd.refraction import differential_refraction
 from dcrcoadd.visit import VisitInfo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import RESULTS_DIR, machine_info, timeit, write_results_to  # noqa: E402
+
 FIELD_DEG = 3.5
 SCALE = 0.2  # arcsec / pixel
 N_SUB = 3
-
-
-def _timeit(func, repeat):
-    func()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return {"min_s": min(times), "median_s": statistics.median(times)}
-
-
-def _machine():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu_model": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "numpy": np.__version__, "astropy": astropy.__version__,
-            "command": " ".join([sys.executable] + sys.argv), "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _to_icrs(az, alt, t, obs):
@@ -122,13 +96,13 @@ def run(subregion, n_visits, repeat):
     visit = VisitInfo(1, **kwargs)
     shifts = dcr_shifts_at(visit, wcs, band, N_SUB, (x, y))
     timings = {
-        "vectorized_fresh_visit": _timeit(fresh, repeat),
-        "vectorized_reused_visit": _timeit(lambda: dcr_shifts_at(visit, wcs, band, N_SUB, (x, y)), repeat),
-        "vectorized_split": _timeit(lambda: dcr_shifts_at(visit, wcs, band, N_SUB, (x, y), split=True),
+        "vectorized_fresh_visit": timeit(fresh, repeat),
+        "vectorized_reused_visit": timeit(lambda: dcr_shifts_at(visit, wcs, band, N_SUB, (x, y)), repeat),
+        "vectorized_split": timeit(lambda: dcr_shifts_at(visit, wcs, band, N_SUB, (x, y), split=True),
                                     repeat),
     }
     n_loop = min(n, 256)
-    loop = _timeit(lambda: [dcr_shifts(visit, wcs, band, N_SUB, position=(x[k], y[k]))
+    loop = timeit(lambda: [dcr_shifts(visit, wcs, band, N_SUB, position=(x[k], y[k]))
                             for k in range(n_loop)], max(2, repeat // 3))
     timings["single_call_loop_per_position"] = {k: v / n_loop for k, v in loop.items()}
     # a patch's worth of geometry: many visits (fresh VisitInfo each), all centres
@@ -158,9 +132,9 @@ def main(argv=None):
     parser.add_argument("--subregion", type=int, default=2000)
     parser.add_argument("--visits", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "dcr_shifts.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "dcr_shifts.json")
     args = parser.parse_args(argv)
-    result = {"benchmark": "dcr_shifts", "machine": _machine(),
+    result = {"benchmark": "dcr_shifts", "machine": machine_info(),
               **run(args.subregion, args.visits, args.repeat)}
     tm = result["timings"]
     print(f"{result['field_deg']} deg field, {result['field_pixels']} px across, subregions of "
@@ -174,8 +148,7 @@ def main(argv=None):
     print(f"max |shift - astropy construction| = {result['max_error_vs_astropy_px']:.2e} px "
           f"(largest shift {result['max_shift_px']:.2f} px); "
           f"shifts change by up to {result['max_change_across_field_px']:.3f} px across the field")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results_to(args.out, "dcr_shifts", result)
     print(f"wrote {args.out}")
 
 

@@ -8,8 +8,9 @@ child process so that its peak resident memory is its own; the child reports
 
 * wall time of the read (best of ``--repeat``),
 * peak memory allocated by Python/numpy during the read (``tracemalloc``),
-* growth of the process's peak resident set size (``ru_maxrss``), which also
-  counts memory-mapped file pages the read touched.
+* growth of the process's peak resident set size during the read
+  (`benchmarks.common.PeakMemory`), which also counts memory-mapped file pages
+  the read touched.
 
 Prints a table and saves ``benchmarks/results/io_subregion.json`` with the
 machine and software versions and the command line.
@@ -23,52 +24,24 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
-MiB = 1024.0 * 1024.0
-
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import (  # noqa: E402
+    RESULTS_DIR,
+    MiB,
+    PeakMemory,
+    child_json,
+    machine_info,
+    write_results_to,
+)
 
 # -- child: one measured read ---------------------------------------------------------------------
-
-def _status_bytes(field: str) -> int | None:
-    """A ``VmRSS``/``VmHWM`` line of /proc/self/status in bytes (Linux), else None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def _reset_rss_peak() -> bool:
-    """Reset the kernel's resident-set high-water mark (Linux >= 4.0); False if impossible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _rss_peak_bytes() -> int:
-    hwm = _status_bytes("VmHWM")
-    if hwm is not None:
-        return hwm
-    # ru_maxrss: KiB on Linux, bytes on macOS
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-
 
 def measure_read(path: str, bbox: tuple[int, int, int, int] | None, repeat: int) -> dict:
     """Read ``path`` (whole, or the ``(x0, y0, w, h)`` box) and measure time and memory."""
@@ -81,13 +54,11 @@ def measure_read(path: str, bbox: tuple[int, int, int, int] | None, repeat: int)
     read_exposure(path, bbox=Box(0, 0, 1, 1))  # warm imports and astropy's lazy set-up, not the pixels
 
     # Peak RSS growth over the RSS before the read; it includes memory-mapped file pages
-    # the read touched. Without a resettable high-water mark it is only a lower bound.
-    exact_rss = _reset_rss_peak()
-    rss0 = _status_bytes("VmRSS") if exact_rss else _rss_peak_bytes()
-    t0 = time.perf_counter()
-    exp = read_exposure(path, bbox=box)
-    first = time.perf_counter() - t0
-    rss_growth = _rss_peak_bytes() - rss0
+    # the read touched. Without a resettable high-water mark it is only an upper bound.
+    with PeakMemory() as mem:
+        exp = read_exposure(path, bbox=box)
+    first = mem.seconds
+    rss_growth = round(mem.growth_mib * MiB)
     result_bytes = exp.image.nbytes + exp.mask.nbytes + exp.variance.nbytes
     checksum = float(np.nansum(exp.image, dtype=np.float64))
     shape = exp.shape
@@ -108,7 +79,7 @@ def measure_read(path: str, bbox: tuple[int, int, int, int] | None, repeat: int)
         "shape": list(shape), "result_bytes": result_bytes, "checksum": checksum,
         "time_s_best": min(times), "time_s_all": times,
         "tracemalloc_peak_bytes": traced_peak, "rss_peak_growth_bytes": rss_growth,
-        "rss_peak_exact": exact_rss,
+        "rss_peak_exact": mem.exact,
     }
 
 
@@ -153,31 +124,11 @@ def write_row_tiled(exp, path: Path) -> None:
     hdus.writeto(path, overwrite=True)
 
 
-def run_child(path: Path, bbox, repeat: int) -> dict:
-    cmd = [sys.executable, __file__, "--child", str(path), "--repeat", str(repeat)]
+def read_in_child(path: Path, bbox, repeat: int) -> dict:
+    cmd = [sys.executable, __file__, "--child", path, "--repeat", repeat]
     if bbox is not None:
         cmd += ["--child-box", ",".join(map(str, bbox))]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def machine_info() -> dict:
-    import astropy
-    import numpy
-
-    import dcrcoadd
-
-    cpu = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {
-        "cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
-        "python": platform.python_version(), "numpy": numpy.__version__, "astropy": astropy.__version__,
-        "dcrcoadd": dcrcoadd.__version__,
-    }
+    return child_json(cmd)
 
 
 def main(argv=None) -> int:
@@ -185,7 +136,7 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=4096, help="image side in pixels (default 4096)")
     parser.add_argument("--box", type=int, default=256, help="side of the box read (default 256)")
     parser.add_argument("--repeat", type=int, default=3, help="reads per case for the best time")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "io_subregion.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "io_subregion.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-box", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -218,7 +169,7 @@ def main(argv=None) -> int:
         del exp
         for label, f in files.items():
             for mode, box in (("full", None), ("box", bbox)):
-                r = run_child(f["path"], box, args.repeat)
+                r = read_in_child(f["path"], box, args.repeat)
                 cases.append({"file": label, "read": mode, "bbox": box, **r,
                               "write_s": f["write_s"], "file_bytes": f["file_bytes"]})
 
@@ -245,17 +196,14 @@ def main(argv=None) -> int:
         print(f"{label}: box read allocates {mem:.4f} of a full read's memory and takes {speed:.4f} "
               f"of its time; write {files[label]['write_s']:.2f} s")
 
+    machine = machine_info()
     record = {
-        "benchmark": "io_subregion",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "date": machine["date"], "machine": machine,
         "image_size": n, "box_size": b, "bbox": list(bbox), "repeat": args.repeat,
         "full_pixel_bytes": full_bytes, "box_pixel_bytes": box_bytes,
         "cases": cases,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2))
+    write_results_to(args.out, "io_subregion", record)
     print(f"saved {args.out}")
     return 0
 

@@ -15,65 +15,18 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import scipy
 from scipy import ndimage
 
 from dcrcoadd.shift import shift_image, shift_image_adjoint, shift_many, spline_prefilter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import RESULTS_DIR, machine_info, timeit, write_results_to  # noqa: E402
+
 SHIFT = (0.37, -1.61)
-
-
-def _timeit(func, repeat):
-    func()  # warm caches and the per-axis operator cache
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - t0)
-    return {"min_s": min(times), "median_s": statistics.median(times)}
-
-
-def _cpu_model():
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _machine():
-    return {
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "command": " ".join([sys.executable] + sys.argv),
-        "git_commit": _git_commit(),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
 
 
 def _entry(name, npix, ours, ref=None):
@@ -95,32 +48,32 @@ def run(size, repeat):
     # order 1: bilinear, LSST's default image_interp_order
     rows.append(_entry(
         "order1", npix,
-        _timeit(lambda: shift_image(image, SHIFT, 1, out=out), repeat),
-        _timeit(lambda: ndimage.shift(image, SHIFT, order=1, mode="constant"), max(3, repeat // 2)),
+        timeit(lambda: shift_image(image, SHIFT, 1, out=out), repeat),
+        timeit(lambda: ndimage.shift(image, SHIFT, order=1, mode="constant"), max(3, repeat // 2)),
     ))
     # order 3 including the prefilter, vs scipy's own prefilter=True path
     rows.append(_entry(
         "order3_with_prefilter", npix,
-        _timeit(lambda: shift_image(image, SHIFT, 3, out=out), repeat),
-        _timeit(lambda: ndimage.shift(image, SHIFT, order=3, mode="constant"), max(3, repeat // 2)),
+        timeit(lambda: shift_image(image, SHIFT, 3, out=out), repeat),
+        timeit(lambda: ndimage.shift(image, SHIFT, order=3, mode="constant"), max(3, repeat // 2)),
     ))
     # order 3 on reused coefficients (LSST's applyDcr: float64 spline_filter, then prefilter=False)
     coef32 = spline_prefilter(image)
     coef64 = ndimage.spline_filter(image, order=3)
     rows.append(_entry(
         "order3_prefiltered", npix,
-        _timeit(lambda: shift_image(coef32, SHIFT, 3, out=out, prefiltered=True), repeat),
-        _timeit(lambda: ndimage.shift(coef64, SHIFT, order=3, prefilter=False), max(3, repeat // 2)),
+        timeit(lambda: shift_image(coef32, SHIFT, 3, out=out, prefiltered=True), repeat),
+        timeit(lambda: ndimage.shift(coef64, SHIFT, order=3, prefilter=False), max(3, repeat // 2)),
     ))
     rows.append(_entry(
         "spline_prefilter_only", npix,
-        _timeit(lambda: spline_prefilter(image), repeat),
-        _timeit(lambda: ndimage.spline_filter(image, order=3), max(3, repeat // 2)),
+        timeit(lambda: spline_prefilter(image), repeat),
+        timeit(lambda: ndimage.spline_filter(image, order=3), max(3, repeat // 2)),
     ))
     # true adjoints (no scipy counterpart)
     for order in (1, 3):
         rows.append(_entry(f"adjoint_order{order}", npix,
-                           _timeit(lambda o=order: shift_image_adjoint(image, SHIFT, o, out=out), repeat)))
+                           timeit(lambda o=order: shift_image_adjoint(image, SHIFT, o, out=out), repeat)))
     # one image, three subfilter shifts (M = 3), order 3: one prefilter for all
     shifts = np.array([[0.4, -0.3], [0.0, 0.0], [-0.4, 0.3]]) + np.array(SHIFT)
     stack = np.empty((3,) + image.shape, dtype=np.float32)
@@ -131,8 +84,8 @@ def run(size, repeat):
 
     rows.append(_entry(
         "shift_many_order3_x3", 3 * npix,
-        _timeit(lambda: shift_many(image, shifts, 3, out=stack), repeat),
-        _timeit(scipy_many, max(3, repeat // 2)),
+        timeit(lambda: shift_many(image, shifts, 3, out=stack), repeat),
+        timeit(scipy_many, max(3, repeat // 2)),
     ))
 
     # precision against a float64 scipy reference, relative to the image scale
@@ -152,9 +105,9 @@ def run(size, repeat):
         img = image[:n, :n].copy()
         cf = spline_prefilter(img)
         o = np.empty_like(img)
-        t1 = _timeit(lambda img=img, o=o: shift_image(img, SHIFT, 1, out=o), repeat)
-        t3 = _timeit(lambda cf=cf, o=o: shift_image(cf, SHIFT, 3, out=o, prefiltered=True), repeat)
-        s1 = _timeit(lambda img=img: ndimage.shift(img, SHIFT, order=1, mode="constant"), max(3, repeat // 2))
+        t1 = timeit(lambda img=img, o=o: shift_image(img, SHIFT, 1, out=o), repeat)
+        t3 = timeit(lambda cf=cf, o=o: shift_image(cf, SHIFT, 3, out=o, prefiltered=True), repeat)
+        s1 = timeit(lambda img=img: ndimage.shift(img, SHIFT, order=1, mode="constant"), max(3, repeat // 2))
         sweep.append({"size": n, "order1_mpix_s": n * n / 1e6 / t1["median_s"],
                       "order1_speedup": s1["median_s"] / t1["median_s"],
                       "order3_prefiltered_mpix_s": n * n / 1e6 / t3["median_s"]})
@@ -166,10 +119,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "shift.json")
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR / "shift.json")
     args = parser.parse_args(argv)
 
-    result = {"benchmark": "shift", "machine": _machine(), **run(args.size, args.repeat)}
+    result = {"benchmark": "shift", "machine": machine_info(), **run(args.size, args.repeat)}
     print(f"{args.size}x{args.size} float32, shift {SHIFT}, median of {args.repeat}")
     print(f"{'case':26s} {'ours ms':>9s} {'Mpix/s':>8s} {'scipy ms':>9s} {'Mpix/s':>8s} {'speed-up':>8s}")
     for row in result["cases"]:
@@ -184,8 +137,7 @@ def main(argv=None):
         print(f"size {s['size']:5d}: order1 {s['order1_mpix_s']:6.0f} Mpix/s "
               f"({s['order1_speedup']:.1f}x scipy), "
               f"order3 prefiltered {s['order3_prefiltered_mpix_s']:6.0f} Mpix/s")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_results_to(args.out, "shift", result)
     print(f"wrote {args.out}")
 
 

@@ -23,18 +23,15 @@ Run::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-MiB = 1024.0 * 1024.0
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.common import MiB, child_json, machine_info, peak_rss_bytes, write_results  # noqa: E402
+
 CASES = {
     "test": {},
     "large": {"size": 1024, "n_visits": 12, "n_stars": 1000},
@@ -62,31 +59,8 @@ def child(case: str) -> dict:
         "case": case, "size": list(config.shape), "n_visits": config.n_visits,
         "n_sources": len(sim.catalog), "import_s": t_import, "simulate_cold_s": cold,
         "simulate_warm_s": warm, "per_visit_warm_s": warm / config.n_visits, "write_s": write,
-        "output_mib": size_mib, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "output_mib": size_mib, "peak_rss_mib": peak_rss_bytes() / MiB,
     }
-
-
-def machine_info() -> dict:
-    import astropy
-    import galsim
-    import numpy
-    import scipy
-
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    mem = None
-    try:
-        mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / MiB / 1024
-    except (ValueError, OSError):
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "memory_gib": mem, "load_average": list(os.getloadavg()),
-            "numpy": numpy.__version__, "scipy": scipy.__version__, "astropy": astropy.__version__,
-            "galsim": galsim.__version__}
 
 
 def main(argv=None) -> int:
@@ -101,20 +75,14 @@ def main(argv=None) -> int:
     print(f"{'case':>6} {'pixels':>10} {'visits':>6} {'sources':>7} {'cold [s]':>9} {'warm [s]':>9} "
           f"{'per visit':>9} {'write [s]':>9} {'MiB':>7} {'RSS MiB':>8}")
     for case in args.case or list(CASES):
-        out = subprocess.run([sys.executable, __file__, "--child", case], capture_output=True, text=True,
-                             check=True)
-        r = json.loads(out.stdout.strip().splitlines()[-1])
+        r = child_json([sys.executable, __file__, "--child", case])
         results.append(r)
         print(f"{case:>6} {r['size'][1]:>4}x{r['size'][0]:<5} {r['n_visits']:>6} {r['n_sources']:>7} "
               f"{r['simulate_cold_s']:9.2f} {r['simulate_warm_s']:9.2f} {r['per_visit_warm_s']:9.3f} "
               f"{r['write_s']:9.2f} {r['output_mib']:7.1f} {r['peak_rss_mib']:8.0f}")
-    record = {"benchmark": "simulate", "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-              "machine": machine_info(), "results": results}
-    out_dir = Path(__file__).resolve().parent / "results"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "simulate.json").write_text(json.dumps(record, indent=2) + "\n")
-    print(f"saved {out_dir / 'simulate.json'}")
+    machine = machine_info()
+    path = write_results("simulate", {"date": machine["date"], "machine": machine, "results": results})
+    print(f"saved {path}")
     return 0
 
 
