@@ -69,15 +69,19 @@ class Psf:
         k = self.kernel.astype(np.float64)
         return (float((k * y).sum() - ny // 2), float((k * x).sum() - nx // 2))
 
-    @property
-    def sigma(self) -> float:
-        """Gaussian-equivalent sigma in pixels from the second moments, ``sqrt((Ixx + Iyy) / 2)``."""
+    def second_moments(self) -> tuple[float, float, float]:
+        """Central second moments ``(Ixx, Iyy, Ixy)`` of the kernel in pixels²."""
         ny, nx = self.kernel.shape
         y, x = np.mgrid[:ny, :nx]
         k = self.kernel.astype(np.float64)
         cy, cx = (k * y).sum(), (k * x).sum()
-        ixx = (k * (x - cx) ** 2).sum()
-        iyy = (k * (y - cy) ** 2).sum()
+        return (float((k * (x - cx) ** 2).sum()), float((k * (y - cy) ** 2).sum()),
+                float((k * (x - cx) * (y - cy)).sum()))
+
+    @property
+    def sigma(self) -> float:
+        """Gaussian-equivalent sigma in pixels from the second moments, ``sqrt((Ixx + Iyy) / 2)``."""
+        ixx, iyy, _ = self.second_moments()
         return float(np.sqrt(max(ixx + iyy, 0.0) / 2.0))
 
     @property
@@ -112,13 +116,7 @@ class Psf:
 
 def determinant_radius(psf: Psf) -> float:
     """Gaussian-equivalent sigma ``(Ixx Iyy - Ixy^2)^(1/4)`` in pixels (LSST's "determinant radius")."""
-    ny, nx = psf.kernel.shape
-    y, x = np.mgrid[:ny, :nx]
-    k = psf.kernel.astype(np.float64)
-    cy, cx = (k * y).sum(), (k * x).sum()
-    ixx = (k * (x - cx) ** 2).sum()
-    iyy = (k * (y - cy) ** 2).sum()
-    ixy = (k * (x - cx) * (y - cy)).sum()
+    ixx, iyy, ixy = psf.second_moments()
     return float(max(ixx * iyy - ixy * ixy, 0.0) ** 0.25)
 
 
