@@ -227,18 +227,41 @@ def _summary_table(baseline) -> str:
     return "\n".join(lines)
 
 
+class _IterationPostfix(logging.Handler):
+    """Shows the solver's per-iteration log line on the progress bar (subregions solved in
+    this process; worker processes keep their logs)."""
+
+    def __init__(self, bar):
+        super().__init__(logging.INFO)
+        self.bar = bar
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.bar.set_postfix_str(record.getMessage(), refresh=True)
+
+
 def _progress(total: int, quiet: bool):
-    """A per-subregion progress callback: a bar on a terminal, log lines otherwise."""
-    if total <= 1 or quiet:
+    """A per-subregion progress callback and a closer: a bar on a terminal (with the current
+    iteration of the subregion being solved), plain lines otherwise."""
+    if quiet:
         return lambda outcome: None, lambda: None
     if sys.stderr.isatty():
         try:
             from tqdm import tqdm
-
-            bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
-            return (lambda outcome: bar.update(1)), bar.close
         except ImportError:
-            pass
+            tqdm = None
+        if tqdm is not None:
+            bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
+            solver_log = logging.getLogger("dcrcoadd.solvers.iterative")
+            handler = _IterationPostfix(bar)
+            solver_log.addHandler(handler)
+
+            def close() -> None:
+                solver_log.removeHandler(handler)
+                bar.close()
+
+            return (lambda outcome: bar.update(1)), close
+    if total <= 1:
+        return lambda outcome: None, lambda: None
     count = [0]
 
     def step(outcome) -> None:
