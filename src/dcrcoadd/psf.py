@@ -177,17 +177,6 @@ def best_seeing_selection(psfs, reference: Psf) -> np.ndarray:
     return fwhm <= threshold * (1 + 1e-9)
 
 
-def best_seeing_coadd_psf(psfs, weights) -> Psf:
-    """Coadd PSF over the best-seeing inputs only (see `best_seeing_selection`)."""
-    psfs = list(psfs)
-    w = np.asarray(list(weights), dtype=np.float64)
-    full = coadd_psf(psfs, w)
-    sel = best_seeing_selection(psfs, full)
-    if not sel.any():
-        return full
-    return coadd_psf([p for p, s in zip(psfs, sel, strict=True) if s], w[sel])
-
-
 def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None = None, *, size: int = 25,
                 threshold: float = 50.0, min_pixels: int = 25, min_stars: int = 3,
                 max_stars: int = 100) -> Psf:
