@@ -1,4 +1,4 @@
-"""Benchmark: baseline coadd (`dcrcoadd.coadd.assemble_coadd`) of file-backed warps.
+"""Benchmark: baseline coadd (`dcrcoadd.coadd.baseline.assemble_coadd`) of file-backed warps.
 
 Writes synthetic warps (star field whose stars drift with the visit as DCR moves
 them, Gaussian noise, per-visit seeing, a satellite trail in one visit) as FITS
@@ -48,11 +48,11 @@ def write_warps(directory: Path, size: int, n: int, seed: int = 1) -> list[Path]
     import numpy as np
     from astropy.wcs import WCS
 
-    from dcrcoadd.exposure import Exposure
+    from dcrcoadd.core.exposure import Exposure
+    from dcrcoadd.core.masks import MaskPlanes
+    from dcrcoadd.core.psf import Psf
+    from dcrcoadd.core.visit import VisitInfo
     from dcrcoadd.io import write_exposure
-    from dcrcoadd.masks import MaskPlanes
-    from dcrcoadd.psf import Psf
-    from dcrcoadd.visit import VisitInfo
 
     rng = np.random.default_rng(seed)
     n_stars = size * size // 2000
@@ -98,8 +98,8 @@ def write_warps(directory: Path, size: int, n: int, seed: int = 1) -> list[Path]
 # -- child: one measured coadd ----------------------------------------------------------------------
 
 def child(paths: list[str], compare_warp: bool, subregion: int | None) -> dict:
-    from dcrcoadd.coadd import assemble_coadd
-    from dcrcoadd.config import Config
+    from dcrcoadd.coadd.baseline import assemble_coadd
+    from dcrcoadd.config.schema import Config
 
     cfg = Config()
     cfg.artifacts.enabled = compare_warp

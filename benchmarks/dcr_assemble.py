@@ -1,12 +1,12 @@
-"""Benchmark: DCR assembly (`dcrcoadd.assemble.assemble_dcr_coadd`) against the baseline coadd.
+"""Benchmark: DCR assembly (`dcrcoadd.dcr.assemble.assemble_dcr_coadd`) against the baseline coadd.
 
 For each case (``WIDTHxHEIGHTxWARPS``) a fresh single-threaded child process
 
 1. synthesizes warps cheaply with numpy (see `synthetic_field`): a star field
    rendered once in ``RENDER_BANDS`` narrow bands with a Gaussian PSF, each band
-   shifted per visit by its DCR (`dcrcoadd.dcr.dcr_shifts`, cubic spline) and
+   shifted per visit by its DCR (`dcrcoadd.physics.dcr.dcr_shifts`, cubic spline) and
    summed, plus Gaussian noise; visits at airmass 1.0-2.0 over a range of
-   parallactic angles (`dcrcoadd.simulate.make_visits` for the geometry), the
+   parallactic angles (`dcrcoadd.sim.simulate.make_visits` for the geometry), the
    DETECTED plane from the noise-free image; GalSim plays no part, because
    rendering a DECam-CCD-sized field with it takes far longer than the assembly;
 2. writes them as FITS files to a temporary directory (untimed), as the CLI reads them;
@@ -61,7 +61,7 @@ SYNTHETIC_DATA = (
     "numpy star field (1 star per 400 px, AB 17-24, black-body spectra 3000-30000 K) rendered once in "
     f"{RENDER_BANDS} narrow bands of LSST g with a Gaussian PSF (FWHM {SEEING_ARCSEC} arcsec, "
     "0.2 arcsec/px); "
-    "per visit each band is shifted by its DCR (dcrcoadd.dcr.dcr_shifts, cubic spline) and the bands summed; "
+    "per visit each band is shifted by its DCR (dcrcoadd.dcr_shifts, cubic spline) and the bands summed; "
     f"Gaussian noise ({NOISE_NJY:g} nJy sky + Poisson); airmass 1.0-2.0, parallactic angles 100-260 deg; "
     "DETECTED from the noise-free image; written as FITS files before timing"
 )
@@ -144,11 +144,11 @@ def synthetic_field(
         ``n_warps`` model inputs and ``n_science`` held-out visits (airmass 1.3-1.5), all
         on one TAN grid at 0.2 arcsec/pixel in LSST g, nJy (``flux_calibration`` 1).
     """
-    from dcrcoadd.dcr import dcr_shifts
-    from dcrcoadd.exposure import Exposure
-    from dcrcoadd.psf import Psf
-    from dcrcoadd.shift import shift_image, spline_prefilter
-    from dcrcoadd.simulate import SimulationConfig, field_wcs, make_visits
+    from dcrcoadd.core.exposure import Exposure
+    from dcrcoadd.core.psf import Psf
+    from dcrcoadd.ops.shift import shift_image, spline_prefilter
+    from dcrcoadd.physics.dcr import dcr_shifts
+    from dcrcoadd.sim.simulate import SimulationConfig, field_wcs, make_visits
 
     conditions = visit_conditions(n_warps, seed) + [
         (1.3 + 0.2 * k / max(n_science - 1, 1), 150.0 - 20 * k) for k in range(n_science)
@@ -180,7 +180,7 @@ def synthetic_field(
     truth = bands.sum(axis=0)
     coeffs = [spline_prefilter(b) for b in bands]
     del bands
-    from dcrcoadd.detection import grow
+    from dcrcoadd.ops.detection import grow
 
     detected = grow(truth > NOISE_NJY, 2.0)
     del truth
@@ -227,7 +227,7 @@ def _iterations(metadata: dict) -> dict:
 
 
 def _config(subfilters: int):
-    from dcrcoadd.config import Config
+    from dcrcoadd.config.schema import Config
 
     config = Config()
     config.dcr.dcr_num_subfilters = subfilters
@@ -244,10 +244,10 @@ def measure_step(step: str, directory: Path, subfilters: int = 3, template_repea
     """
     import tracemalloc
 
-    from dcrcoadd.assemble import assemble_dcr_coadd
-    from dcrcoadd.coadd import assemble_coadd
+    from dcrcoadd.coadd.baseline import assemble_coadd
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
     from dcrcoadd.io import read_exposure
-    from dcrcoadd.template import make_template
+    from dcrcoadd.template.build import make_template
 
     config = _config(subfilters)
     paths = sorted(Path(directory).glob("warp_*.fits"))

@@ -33,11 +33,11 @@ from astropy.coordinates import ICRS, AltAz, SkyCoord
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from dcrcoadd.bandpass import Bandpass
-from dcrcoadd.dcr import dcr_shifts, dcr_shifts_at
-from dcrcoadd.observatory import Observatory
-from dcrcoadd.refraction import differential_refraction
-from dcrcoadd.visit import VisitInfo
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.physics.dcr import dcr_shifts, dcr_shifts_at
+from dcrcoadd.physics.refraction import differential_refraction
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS_DIR, machine_info, timeit, write_results_to  # noqa: E402

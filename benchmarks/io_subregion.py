@@ -47,7 +47,7 @@ def measure_read(path: str, bbox: tuple[int, int, int, int] | None, repeat: int)
     """Read ``path`` (whole, or the ``(x0, y0, w, h)`` box) and measure time and memory."""
     import numpy as np
 
-    from dcrcoadd.geom import Box
+    from dcrcoadd.core.geom import Box
     from dcrcoadd.io import read_exposure
 
     box = None if bbox is None else Box(*bbox)
@@ -90,8 +90,8 @@ def make_exposure(size: int, seed: int = 0):
     import numpy as np
     from astropy.wcs import WCS
 
-    from dcrcoadd.exposure import Exposure
-    from dcrcoadd.masks import MaskPlanes
+    from dcrcoadd.core.exposure import Exposure
+    from dcrcoadd.core.masks import MaskPlanes
 
     rng = np.random.default_rng(seed)
     image = (1000.0 + 30.0 * rng.standard_normal((size, size), dtype=np.float32)).astype(np.float32)

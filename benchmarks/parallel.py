@@ -28,7 +28,7 @@ def write_field(directory: Path, size: int, n_warps: int, seed: int = 1) -> list
     from astropy.wcs import WCS
 
     from dcrcoadd import Bandpass, Exposure, Observatory, Psf, VisitInfo, write_exposure
-    from dcrcoadd.visit import altitude_from_airmass
+    from dcrcoadd.core.visit import altitude_from_airmass
 
     rng = np.random.default_rng(seed)
     n_stars = size * size // 400

@@ -1,4 +1,4 @@
-"""Benchmark dcrcoadd.shift against scipy.ndimage.shift (what LSST's applyDcr calls).
+"""Benchmark dcrcoadd.ops.shift against scipy.ndimage.shift (what LSST's applyDcr calls).
 
 Times a constant sub-pixel shift of a float32 image (default 2000x2000, a typical
 solver subregion) for bilinear (order 1) and cubic B-spline (order 3) interpolation,
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from dcrcoadd.shift import shift_image, shift_image_adjoint, shift_many, spline_prefilter
+from dcrcoadd.ops.shift import shift_image, shift_image_adjoint, shift_many, spline_prefilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.common import RESULTS_DIR, machine_info, timeit, write_results_to  # noqa: E402

@@ -1,6 +1,6 @@
 """Science-quality validation on DMTN-037's axes, on GalSim-simulated g-band star fields.
 
-One simulation (`dcrcoadd.simulate.simulate`, defects off, constant seeing so
+One simulation (`dcrcoadd.sim.simulate.simulate`, defects off, constant seeing so
 that direct pixel subtraction is meaningful, one catalogue so the sky is the
 same in every visit) holds
 
@@ -12,7 +12,7 @@ same in every visit) holds
   each with its noise twin (same sky and conditions, new noise).
 
 Stars follow a rough magnitude-limited spectral mix (`SPECTRAL_MIX`) of black
-bodies, fluxes as `dcrcoadd.simulate.make_catalog` draws them.
+bodies, fluxes as `dcrcoadd.sim.simulate.make_catalog` draws them.
 
 Measurements
 ------------
@@ -20,7 +20,7 @@ Dipoles / false detections
     For each held-out visit, 5-sigma detections (connected groups of at least 3
     pixels, both signs; `dcrcoadd.demo.score_difference`, which also gives the
     residual RMS over source pixels in noise units) in science − template for
-    the DCR-matched template (`dcrcoadd.template.make_template`), the baseline
+    the DCR-matched template (`dcrcoadd.template.build.make_template`), the baseline
     coadd of the same warps, the single visits 5 and 10 degrees closer to the
     zenith, and the noise twin (the noise floor).
 Subfilter spectra
@@ -116,7 +116,7 @@ QUICK = ValidationSetup(
 
 def star_catalog(config, seed: int):
     """`make_catalog` stars with temperatures redrawn from `SPECTRAL_MIX`."""
-    from dcrcoadd.simulate import make_catalog
+    from dcrcoadd.sim.simulate import make_catalog
 
     cat = make_catalog(config)
     rng = np.random.default_rng([seed, 77])
@@ -132,7 +132,7 @@ def star_catalog(config, seed: int):
 
 def simulate_field(setup: ValidationSetup):
     """Simulate the model and held-out visits; return (simulation, model indices, elevation -> index)."""
-    from dcrcoadd.simulate import SimulationConfig, simulate
+    from dcrcoadd.sim.simulate import SimulationConfig, simulate
 
     model_conditions = visit_conditions(setup.n_model_visits, setup.seed)
     elevations = setup.visit_elevations
@@ -280,7 +280,7 @@ def _score(science, refs: dict, sources: np.ndarray) -> dict:
 def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> tuple[list[dict], dict | None]:
     """False detections and source-pixel residual RMS of every held-out visit for each template kind,
     and the same (DCR, baseline, noise twin) for the zenith visit when there is one."""
-    from dcrcoadd.template import make_template
+    from dcrcoadd.template.build import make_template
 
     baseline = result.baseline.coadd
     sources = baseline.mask_of("DETECTED")
@@ -309,7 +309,7 @@ def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> tuple[lis
 
 
 def _subfilter_truth(sim, model) -> np.ndarray:
-    from dcrcoadd.simulate import subfilter_fluxes
+    from dcrcoadd.sim.simulate import subfilter_fluxes
 
     return subfilter_fluxes(sim.catalog, sim.bandpass, model.subfilter_edges)
 
@@ -425,8 +425,8 @@ def flux_and_astrometry(sim, result, setup: ValidationSetup) -> dict:
 
 def _assemble(warps, threshold: float | None, max_num_iter: int | None):
     """DCR assembly with the default configuration, or with ``threshold`` and ``max_num_iter`` set."""
-    from dcrcoadd.assemble import assemble_dcr_coadd
-    from dcrcoadd.config import Config
+    from dcrcoadd.config.schema import Config
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
 
     config = Config()
     if threshold is not None:

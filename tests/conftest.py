@@ -14,13 +14,13 @@ import pytest
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from dcrcoadd.bandpass import Bandpass
-from dcrcoadd.exposure import Exposure
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo, altitude_from_airmass
 from dcrcoadd.io import write_exposure
-from dcrcoadd.masks import MaskPlanes
-from dcrcoadd.observatory import Observatory, Weather
-from dcrcoadd.psf import Psf
-from dcrcoadd.visit import VisitInfo, altitude_from_airmass
 
 
 def tan_wcs(crval: tuple[float, float] = (150.1, 2.2), crpix: tuple[float, float] = (25.5, 20.5),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
-from dcrcoadd.artifacts import (
+from dcrcoadd.coadd.artifacts import (
     ArtifactMask,
     PixelSet,
     detect_outliers,
@@ -17,13 +17,13 @@ from dcrcoadd.artifacts import (
     psf_match,
     scale_variance_factor,
 )
-from dcrcoadd.coadd import assemble_coadd
-from dcrcoadd.config import Config
-from dcrcoadd.exposure import Exposure
-from dcrcoadd.geom import Box
-from dcrcoadd.masks import MaskPlanes
-from dcrcoadd.psf import Psf
-from dcrcoadd.visit import VisitInfo
+from dcrcoadd.coadd.baseline import assemble_coadd
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
 
 PLANES = MaskPlanes()
 NY = NX = 80

@@ -6,9 +6,9 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from dcrcoadd.bandpass import CAMERA_SITES, Bandpass, fwhm_range, pivot_wavelength, preset_names
+from dcrcoadd.core.bandpass import CAMERA_SITES, Bandpass, fwhm_range, pivot_wavelength, preset_names
+from dcrcoadd.core.observatory import Observatory
 from dcrcoadd.errors import ConfigError
-from dcrcoadd.observatory import Observatory
 
 pytest.importorskip("speclite")
 

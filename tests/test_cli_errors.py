@@ -4,8 +4,8 @@ import astropy.units as u
 import pytest
 
 from conftest import write_warps
-from dcrcoadd.bandpass import Bandpass
 from dcrcoadd.cli import main
+from dcrcoadd.core.bandpass import Bandpass
 
 
 def run(capsys, *argv):
@@ -111,7 +111,7 @@ def test_instrument_preset_fills_band_and_site(tmp_path, capsys):
     status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "b"), "-q",
                          "--instrument", "lsst")
     assert status == 0, err
-    from dcrcoadd.model import DcrModel
+    from dcrcoadd.dcr.model import DcrModel
 
     model = DcrModel.read(tmp_path / "b" / "model.fits")
     assert model.bandpass.name == "lsst-g" and model.bandpass.transmission is not None
@@ -121,7 +121,7 @@ def test_instrument_preset_never_overrides_the_file(tmp_path, capsys):
     paths = write_warps(tmp_path / "w", 3)  # files carry BANDLAM/BANDWID of their own g band
     assert run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "o"), "-q",
                "--instrument", "hsc")[0] == 0
-    from dcrcoadd.model import DcrModel
+    from dcrcoadd.dcr.model import DcrModel
 
     model = DcrModel.read(tmp_path / "o" / "model.fits")
     assert model.bandpass.name == "g" and model.bandpass.transmission is None

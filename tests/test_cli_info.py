@@ -63,7 +63,7 @@ def test_info_summarizes_an_exposure(tmp_path, capsys, exposure, compress):
 
 
 def test_info_shows_parallactic_angle_and_dcr_shifts(tmp_path, capsys, exposure):
-    from dcrcoadd.dcr import dcr_shifts
+    from dcrcoadd.physics.dcr import dcr_shifts
 
     path = write_exposure(exposure, tmp_path / "exp.fits")
     assert main(["info", str(path)]) == 0

@@ -8,15 +8,15 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from dcrcoadd.coadd import assemble_coadd, read_coadd, write_coadd
-from dcrcoadd.config import Config
+from dcrcoadd.coadd.baseline import assemble_coadd, read_coadd, write_coadd
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf, coadd_psf, psf_fwhm
+from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
-from dcrcoadd.exposure import Exposure
-from dcrcoadd.geom import Box
 from dcrcoadd.io import write_exposure
-from dcrcoadd.masks import MaskPlanes
-from dcrcoadd.psf import Psf, coadd_psf, psf_fwhm
-from dcrcoadd.visit import VisitInfo
 
 PLANES = MaskPlanes()
 SHAPE = (40, 48)
@@ -38,7 +38,7 @@ def warp(image, *, variance=1.0, i=0, mask=None, sigma=1.5, origin=(0, 0), band=
         image = np.full(SHAPE, image, np.float32)
     var = np.full(image.shape, variance, np.float32) if np.ndim(variance) == 0 else variance
     if wcs is None:  # the same parent grid, whatever the origin
-        from dcrcoadd.exposure import shift_wcs
+        from dcrcoadd.core.exposure import shift_wcs
         wcs = shift_wcs(tan_wcs(), -origin[0], -origin[1])
     return Exposure(image, mask=mask, variance=var, origin=origin, wcs=wcs, psf=Psf.gaussian(sigma),
                     visit=VisitInfo(id=i, airmass=airmass), band=band, flux_calibration=cal,
@@ -253,7 +253,7 @@ def test_inputs_on_another_grid_or_band_are_named(tmp_path):
 def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
     nan = write_exposure(warp(np.nan, i=1), tmp_path / "nan.fits")
     ok = write_exposure(warp(2.0, i=0), tmp_path / "ok.fits")
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd"):
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.baseline"):
         res = assemble_coadd([ok, nan], plain())
     assert "nan.fits" in caplog.text and res.skipped[0][0].endswith("nan.fits")
     assert len(res.inputs) == 1 and np.all(res.coadd.image == 2.0)

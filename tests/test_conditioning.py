@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.conditioning import (
+from dcrcoadd.dcr.solvers.conditioning import (
     amplify,
     apply_model_weights,
     apply_thresholds,

@@ -5,7 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from dcrcoadd.config import Config, ConfigError, apply_override, field_docs, from_dict, to_markdown, to_toml
+from dcrcoadd.config.schema import (
+    Config,
+    ConfigError,
+    apply_override,
+    field_docs,
+    from_dict,
+    to_markdown,
+    to_toml,
+)
 
 
 def all_fields(obj, prefix=""):

@@ -10,12 +10,12 @@ from astropy.coordinates import ICRS, AltAz, SkyCoord
 from astropy.time import Time
 from astropy.wcs import WCS
 
-from dcrcoadd.bandpass import Bandpass
-from dcrcoadd.dcr import dcr_shifts, dcr_shifts_at, subfilter_dcr
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.core.visit import VisitInfo, parallactic_angle
 from dcrcoadd.errors import InputError
-from dcrcoadd.observatory import Observatory, Weather
-from dcrcoadd.refraction import differential_refraction
-from dcrcoadd.visit import VisitInfo, parallactic_angle
+from dcrcoadd.physics.dcr import dcr_shifts, dcr_shifts_at, subfilter_dcr
+from dcrcoadd.physics.refraction import differential_refraction
 
 SCALE = 0.2  # arcsec per pixel
 BAND = Bandpass("g", 477.0 * u.nm, 150.0 * u.nm)
@@ -219,7 +219,7 @@ def test_visit_with_only_altaz_uses_reference_pixel_and_boresight_geometry(caplo
     amp = subfilter_dcr(BAND, 3, 50.0, obs).arcsec / SCALE
     np.testing.assert_allclose(shifts[:, 0], amp * np.cos(q), atol=1e-3)  # north = +y
     np.testing.assert_allclose(shifts[:, 1], -amp * np.sin(q), atol=1e-3)  # east = -x
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.dcr"):
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.physics.dcr"):
         again = dcr_shifts(visit, wcs, BAND, 3, position=(500.0, 500.0))
     np.testing.assert_allclose(again, shifts, atol=1e-3)
     assert "boresight elevation" in caplog.text

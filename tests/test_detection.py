@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dcrcoadd.detection import detect, detection_mask, disk, grow, significance
-from dcrcoadd.psf import Psf
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.ops.detection import detect, detection_mask, disk, grow, significance
 
 SHAPE = (96, 96)
 

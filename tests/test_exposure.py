@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from astropy.nddata import CCDData, InverseVariance, StdDevUncertainty, VarianceUncertainty
 
-from dcrcoadd.exposure import Exposure, shift_wcs
-from dcrcoadd.geom import Box
-from dcrcoadd.masks import MaskPlanes
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
 
 
 def test_defaults_and_dtypes():

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dcrcoadd.geom import Box
+from dcrcoadd.core.geom import Box
 
 # 50 examples per property keep the whole module well under a second or two.
 FAST = settings(max_examples=50, deadline=None)

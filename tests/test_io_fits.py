@@ -8,11 +8,11 @@ import pytest
 from astropy.io import fits
 from astropy.time import Time
 
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.errors import InputError
-from dcrcoadd.exposure import Exposure
-from dcrcoadd.geom import Box
 from dcrcoadd.io import read_exposure, read_info, write_exposure
-from dcrcoadd.masks import MaskPlanes
 
 
 def assert_same_exposure(a: Exposure, b: Exposure) -> None:

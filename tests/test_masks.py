@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dcrcoadd.masks import DEFAULT_BITS, LSST_PLANES, MaskPlanes
+from dcrcoadd.core.masks import DEFAULT_BITS, LSST_PLANES, MaskPlanes
 
 DESIGN_PLANES = ["BAD", "SAT", "INTRP", "CR", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "SUSPECT",
                  "NO_DATA", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF", "BRIGHT_OBJECT", "STREAK",

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from conftest import complete_visit, g_bandpass, tan_wcs
-from dcrcoadd.dcr import dcr_shifts
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.dcr.model import DcrModel, matched_template
 from dcrcoadd.errors import InputError
-from dcrcoadd.exposure import Exposure
-from dcrcoadd.geom import Box
-from dcrcoadd.model import DcrModel, matched_template
-from dcrcoadd.psf import Psf
+from dcrcoadd.physics.dcr import dcr_shifts
 
 
 def coadd_exposure(shape=(48, 56), origin=(100, 200), seed=0):

@@ -97,7 +97,7 @@ def test_completed_run_refuses_other_settings_unless_clobbered(warps, tmp_path, 
     err = capsys.readouterr().err
     assert "dcr.dcr_num_subfilters: 3 -> 4" in err and "--clobber-config" in err
     assert main([*argv, "--clobber-config"]) == 0
-    from dcrcoadd.model import DcrModel
+    from dcrcoadd.dcr.model import DcrModel
 
     assert len(DcrModel.read(tmp_path / "model.fits")) == 4
     assemble(warps, tmp_path, "--set", "dcr.dcr_num_subfilters=4")  # same settings again: fine

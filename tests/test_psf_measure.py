@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.psf import measure_psf
+from dcrcoadd.core.psf import measure_psf
 
 
 def field(n_stars, sigma=1.8, shape=(160, 160), seed=0):

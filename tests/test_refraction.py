@@ -8,8 +8,8 @@ import pytest
 from astropy.coordinates import AltAz, Angle, SkyCoord
 from astropy.time import Time
 
-from dcrcoadd.observatory import Observatory, Weather
-from dcrcoadd.refraction import (
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.physics.refraction import (
     differential_refraction,
     refraction,
     refraction_coefficients,

@@ -9,15 +9,15 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.image import imread  # noqa: E402
 
-from dcrcoadd import report  # noqa: E402
+from dcrcoadd.dcr.solvers.iterative import IterationRecord  # noqa: E402
 from dcrcoadd.errors import ConfigError, InputError  # noqa: E402
-from dcrcoadd.report import (  # noqa: E402
+from dcrcoadd.report import figure as report  # noqa: E402
+from dcrcoadd.report.figure import (  # noqa: E402
     false_colour_rgb,
     inputs_table_rows,
     make_report,
     subfilter_groups,
 )
-from dcrcoadd.solvers.iterative import IterationRecord  # noqa: E402
 
 
 def _gaussian(ny: int, nx: int, y0: float, x0: float, sigma: float = 1.6) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Tests of the sub-pixel shift kernels (dcrcoadd.shift)."""
+"""Tests of the sub-pixel shift kernels (dcrcoadd.ops.shift)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dcrcoadd.shift import (
+from dcrcoadd.ops.shift import (
     reverse_shift,
     shift_image,
     shift_image_adjoint,

@@ -14,7 +14,7 @@ pytest.importorskip("speclite")
 
 from dcrcoadd.errors import ConfigError  # noqa: E402
 from dcrcoadd.io import read_exposure  # noqa: E402
-from dcrcoadd.simulate import (  # noqa: E402
+from dcrcoadd.sim.simulate import (  # noqa: E402
     Defects,
     SimulationConfig,
     band_support,
@@ -52,7 +52,7 @@ def _quiet(**kwargs) -> SimulationConfig:
 @pytest.mark.parametrize("mode", ["track", "explicit"])
 def test_blue_and_red_star_centroids_follow_dcr_shifts(mode):
     """GalSim's refraction (placed by the simulator) agrees with dcr_shifts (Stone 1996 through the WCS)."""
-    dcr = pytest.importorskip("dcrcoadd.dcr")
+    dcr = pytest.importorskip("dcrcoadd.physics.dcr")
     if mode == "track":
         config = _quiet(size=(112, 48), airmass=(1.3, 1.8))  # one visit east, one west of the meridian
     else:

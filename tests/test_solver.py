@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.model import matched_template
-from dcrcoadd.solvers import SubregionProblem, solve_iterative
-from dcrcoadd.solvers.iterative import contribution_weights
+from dcrcoadd.dcr.model import matched_template
+from dcrcoadd.dcr.solvers import SubregionProblem, solve_iterative
+from dcrcoadd.dcr.solvers.iterative import contribution_weights
 
 
 class Settings:

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.masks import MaskPlanes
-from dcrcoadd.stack import (
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.ops.stack import (
     IQ_TO_STDEV,
     MeanAccumulator,
     StackControl,

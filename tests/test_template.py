@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from conftest import complete_visit, g_bandpass, tan_wcs
-from dcrcoadd.bandpass import Bandpass
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.dcr.model import DcrModel, matched_template
 from dcrcoadd.errors import InputError
-from dcrcoadd.exposure import Exposure, shift_wcs
-from dcrcoadd.geom import Box
 from dcrcoadd.io import read_exposure, write_exposure
-from dcrcoadd.masks import MaskPlanes
-from dcrcoadd.model import DcrModel, matched_template
-from dcrcoadd.psf import Psf
-from dcrcoadd.template import (
+from dcrcoadd.template.build import (
     build_templates,
     difference,
     grid_offset,
@@ -149,7 +149,7 @@ def test_template_is_in_the_science_units():
 def test_partial_overlap_marks_no_data(caplog):
     model = make_model()
     box = Box(140, 230, 30, 26)  # sticks out of the model at the top right
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template"):
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
         template = make_template(model, science_on(model, box))
     outside = np.ones(box.shape, bool)
     outside[box.intersection(model.bbox).slices(box)] = False

@@ -6,9 +6,8 @@ import pytest
 from astropy.coordinates import Angle
 from astropy.time import Time
 
-from dcrcoadd.errors import InputError
-from dcrcoadd.observatory import Observatory
-from dcrcoadd.visit import (
+from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.visit import (
     VisitInfo,
     airmass_from_altitude,
     altaz_from_hadec,
@@ -21,6 +20,7 @@ from dcrcoadd.visit import (
     radec_of,
     sky_geometry,
 )
+from dcrcoadd.errors import InputError
 
 SOUTH = Observatory.from_site("rubin")
 NORTH = Observatory.from_site("apo")

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._version import __version__
-from .errors import DcrCoaddError
+from dcrcoadd._version import __version__
+from dcrcoadd.errors import DcrCoaddError
 
 log = logging.getLogger("dcrcoadd.cli")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("dcrcoadd.cli")
 def _format_info(path: str) -> str:
     import astropy.units as u
 
-    from .io import read_info
+    from dcrcoadd.io import read_info
 
     info = read_info(path)
     lines = [f"file:        {info.path}"]
@@ -60,8 +60,8 @@ def _format_info(path: str) -> str:
 
 
 def _visit_geometry_lines(info) -> list[str]:
-    from .dcr import dcr_shifts
-    from .errors import InputError
+    from dcrcoadd.errors import InputError
+    from dcrcoadd.physics.dcr import dcr_shifts
 
     v = info.visit.completed()
 
@@ -111,7 +111,7 @@ def _pair(text: str, kind=float) -> tuple:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import SimulationConfig, simulate, summary_lines, write_simulation
+    from dcrcoadd.sim.simulate import SimulationConfig, simulate, summary_lines, write_simulation
 
     config = SimulationConfig(size=args.size, n_visits=args.n_visits, band=args.band, site=args.site,
                               seed=args.seed, seeing=args.seeing, airmass=args.airmass,
@@ -147,7 +147,7 @@ def _expand_inputs(items: Sequence[str]) -> list[str]:
     import glob
     from pathlib import Path
 
-    from .errors import InputError
+    from dcrcoadd.errors import InputError
 
     paths: list[str] = []
     for item in items:
@@ -170,7 +170,7 @@ def _expand_inputs(items: Sequence[str]) -> list[str]:
 
 
 def _load_config(args: argparse.Namespace):
-    from .config import Config, apply_override, load_toml
+    from dcrcoadd.config.schema import Config, apply_override, load_toml
 
     config = load_toml(args.config) if getattr(args, "config", None) else Config()
     for text in getattr(args, "set", None) or []:
@@ -185,7 +185,7 @@ def _check_outdir(path: str) -> None:
     import os
     from pathlib import Path
 
-    from .errors import InputError
+    from dcrcoadd.errors import InputError
 
     out = Path(path)
     if out.exists() and not out.is_dir():
@@ -207,7 +207,7 @@ class _WarningCollector(logging.Handler):
 
 
 def _select_band(paths: list[str], band: str | None) -> list[str]:
-    from .io import read_info
+    from dcrcoadd.io import read_info
 
     if band is None:
         return paths
@@ -251,7 +251,7 @@ def _progress(total: int, quiet: bool):
             tqdm = None
         if tqdm is not None:
             bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
-            solver_log = logging.getLogger("dcrcoadd.solvers.iterative")
+            solver_log = logging.getLogger("dcrcoadd.dcr.solvers.iterative")
             handler = _IterationPostfix(bar)
             solver_log.addHandler(handler)
 
@@ -273,7 +273,7 @@ def _progress(total: int, quiet: bool):
 
 
 def _mapper(args: argparse.Namespace):
-    from .executors import dask_map, process_map, serial_map
+    from dcrcoadd.parallel.mappers import dask_map, process_map, serial_map
 
     if args.scheduler:
         return dask_map(args.scheduler)
@@ -289,15 +289,15 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from pathlib import Path
     from types import SimpleNamespace
 
-    from . import checkpoint
-    from .assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs, write_report
-    from .coadd import assemble_coadd, write_coadd
-    from .config import to_toml
-    from .errors import InputError
-    from .geom import Box
-    from .instrument import instrument_defaults
-    from .io import read_info
-    from .io.atomic import atomic_output
+    from dcrcoadd.coadd.baseline import assemble_coadd, write_coadd
+    from dcrcoadd.config.schema import to_toml
+    from dcrcoadd.core.geom import Box
+    from dcrcoadd.core.instrument import instrument_defaults
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs, write_report
+    from dcrcoadd.errors import InputError
+    from dcrcoadd.io import read_info
+    from dcrcoadd.io.atomic import atomic_output
+    from dcrcoadd.pipeline import checkpoint
 
     collector = _WarningCollector()
     logging.getLogger("dcrcoadd").addHandler(collector)
@@ -408,9 +408,9 @@ def _versions() -> dict[str, str]:
 # -- dcrcoadd template -----------------------------------------------------------------------------
 
 def _cmd_template(args: argparse.Namespace) -> int:
-    from .errors import InputError
-    from .model import DcrModel
-    from .template import build_templates
+    from dcrcoadd.dcr.model import DcrModel
+    from dcrcoadd.errors import InputError
+    from dcrcoadd.template.build import build_templates
 
     _check_outdir(args.out)
     DcrModel.read(args.model)  # a bad model file fails once, up front
@@ -430,7 +430,7 @@ def _cmd_template(args: argparse.Namespace) -> int:
 # -- dcrcoadd demo ---------------------------------------------------------------------------------
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import format_scores, run_demo
+    from dcrcoadd.demo import format_scores, run_demo
 
     _check_outdir(args.out)
     scores = run_demo(args.out, size=args.size, n_visits=args.n_visits, seed=args.seed)
@@ -443,12 +443,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # -- dcrcoadd config -------------------------------------------------------------------------------
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from .config import to_toml
-    from .io.atomic import atomic_output
+    from dcrcoadd.config.schema import to_toml
+    from dcrcoadd.io.atomic import atomic_output
 
     config = _load_config(args)
     if args.action == "markdown":
-        from .config import to_markdown
+        from dcrcoadd.config.schema import to_markdown
 
         print(to_markdown(config), end="")
         return 0
@@ -457,7 +457,7 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         if not args.file:
-            from .errors import ConfigError
+            from dcrcoadd.errors import ConfigError
 
             raise ConfigError("config dump needs a FILE to write")
         with atomic_output(args.file) as tmp:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .detection import detect, significance
-from .exposure import Exposure
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.ops.detection import detect, significance
 
 log = logging.getLogger("dcrcoadd.demo")
 
@@ -55,11 +55,11 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     The held-out visits are the lowest- and highest-airmass ones of the simulated track; the
     model is built from the others.
     """
-    from .assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
-    from .config import Config, to_toml
-    from .io import write_exposure
-    from .io.atomic import atomic_output
-    from .simulate import SimulationConfig, simulate, write_simulation
+    from dcrcoadd.config.schema import Config, to_toml
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
+    from dcrcoadd.io import write_exposure
+    from dcrcoadd.io.atomic import atomic_output
+    from dcrcoadd.sim.simulate import SimulationConfig, simulate, write_simulation
 
     outdir = Path(outdir)
     # Constant seeing, as DMTN-037's direct-subtraction test: without PSF matching, differing

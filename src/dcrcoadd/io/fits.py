@@ -18,15 +18,15 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
-from ..bandpass import Bandpass
-from ..errors import InputError
-from ..exposure import Exposure, shift_wcs
-from ..geom import Box
-from ..masks import MaskPlanes
-from ..observatory import Observatory, Weather
-from ..psf import Psf
-from ..visit import VisitInfo
-from .atomic import atomic_output
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import InputError
+from dcrcoadd.io.atomic import atomic_output
 
 log = logging.getLogger("dcrcoadd.io.fits")
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from astropy.wcs import WCS
 
-from .bandpass import Bandpass
-from .geom import Box
-from .masks import MaskPlanes
-from .psf import Psf
-from .visit import VisitInfo
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
 
 
 @dataclass(eq=False)

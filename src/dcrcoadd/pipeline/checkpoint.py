@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .assemble import SubregionOutcome
-from .geom import Box
-from .io.atomic import atomic_output
-from .solvers import IterationRecord
+from dcrcoadd.core.geom import Box
+from dcrcoadd.dcr.assemble import SubregionOutcome
+from dcrcoadd.dcr.solvers import IterationRecord
+from dcrcoadd.io.atomic import atomic_output
 
-log = logging.getLogger("dcrcoadd.checkpoint")
+log = logging.getLogger("dcrcoadd.pipeline.checkpoint")
 
 CHECKPOINT_DIR = ".checkpoints"
 

@@ -1,7 +1,7 @@
 """DCR-matched templates for science exposures, delivered on the science exposure's own grid.
 
 A template for a science exposure is the DCR model forward-modelled with the
-science visit's refraction (`dcrcoadd.model.matched_template`): each subfilter
+science visit's refraction (`dcrcoadd.dcr.model.matched_template`): each subfilter
 image is shifted by that subfilter's DCR and the shifted images are summed.
 
 Where DCR is evaluated
@@ -77,16 +77,16 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
-from .errors import InputError
-from .exposure import Exposure, shift_wcs
-from .geom import Box
-from .model import DcrModel, matched_template
-from .visit import VisitInfo
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.model import DcrModel, matched_template
+from dcrcoadd.errors import InputError
 
 __all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
            "make_template", "output_stem", "resample_flux"]
 
-log = logging.getLogger("dcrcoadd.template")
+log = logging.getLogger("dcrcoadd.template.build")
 
 #: Largest mismatch (pixels) between two WCSs still treated as the same grid; a smaller
 #: offset moves flux by less than 0.1 % of a pixel's content, below interpolation errors.
@@ -233,7 +233,7 @@ def _describe(science: Exposure) -> str:
 
 def _shifts(model: DcrModel, visit: VisitInfo, x: float, y: float, split: bool, source: str) -> np.ndarray:
     """DCR shifts at parent-grid model pixel ``(x, y)`` (as `DcrModel.dcr_shifts` evaluates them)."""
-    from .dcr import dcr_shifts
+    from dcrcoadd.physics.dcr import dcr_shifts
 
     position = model.wcs.pixel_to_world(x - model.origin[0], y - model.origin[1])
     try:
@@ -334,7 +334,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         Interpolation order of the DCR shifts (1 bilinear, 3 cubic spline); default the
         order the model was solved with (``model.interp_order``).
     split, split_threshold
-        Split-subfilter forward model (see `dcrcoadd.model.matched_template`).
+        Split-subfilter forward model (see `dcrcoadd.dcr.model.matched_template`).
     source : str or path-like, optional
         Name of the science exposure in error messages (its file); default its visit.
 
@@ -483,7 +483,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     InputError
         No science files, an unreadable model, or an unusable output directory.
     """
-    from .io.fits import read_exposure, write_exposure
+    from dcrcoadd.io.fits import read_exposure, write_exposure
 
     paths = [Path(p) for p in science_paths]
     if not paths:

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..conditioning import (
+from dcrcoadd.dcr.model import matched_template
+from dcrcoadd.dcr.solvers.conditioning import (
     amplify,
     apply_model_weights,
     clamp_iteration,
@@ -25,10 +26,9 @@ from ..conditioning import (
     progressive_gain,
     regularize_frequency,
 )
-from ..model import matched_template
-from ..shift import shift_image, shift_image_adjoint, spline_prefilter
+from dcrcoadd.ops.shift import shift_image, shift_image_adjoint, spline_prefilter
 
-log = logging.getLogger("dcrcoadd.solvers.iterative")
+log = logging.getLogger("dcrcoadd.dcr.solvers.iterative")
 
 
 @dataclass

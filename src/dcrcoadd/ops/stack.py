@@ -46,9 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .masks import MaskPlanes
+from dcrcoadd.core.masks import MaskPlanes
 
-log = logging.getLogger("dcrcoadd.stack")
+log = logging.getLogger("dcrcoadd.ops.stack")
 
 #: Converts an interquartile range to a Gaussian standard deviation (afw's value).
 IQ_TO_STDEV = 0.741301109252802

@@ -3,10 +3,10 @@
 A solver is a function ``solve(problem, models, config) -> SolveResult``: it
 takes the per-subregion inputs (`SubregionProblem`) and the starting model
 images and returns the new model images and their convergence history. The
-orchestration (`dcrcoadd.assemble`) does not depend on which solver runs.
+orchestration (`dcrcoadd.dcr.assemble`) does not depend on which solver runs.
 """
 
-from .iterative import IterationRecord, SolveResult, SubregionProblem, solve_iterative
+from dcrcoadd.dcr.solvers.iterative import IterationRecord, SolveResult, SubregionProblem, solve_iterative
 
 SOLVERS = {"iterative": solve_iterative}
 

@@ -6,10 +6,10 @@ wavelengths (``BANDLAM``/``BANDWID``) keeps them, and one with a site keeps it.
 
 from __future__ import annotations
 
-from .bandpass import CAMERA_SITES, PRESET_CAMERAS, Bandpass
-from .errors import ConfigError, InputError
-from .observatory import Observatory
-from .visit import VisitInfo
+from dcrcoadd.core.bandpass import CAMERA_SITES, PRESET_CAMERAS, Bandpass
+from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import ConfigError, InputError
 
 INSTRUMENTS = ("lsst", "decam", "hsc")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import astropy.units as u
 import numpy as np
 
-from .errors import ConfigError
+from dcrcoadd.errors import ConfigError
 
 __all__ = [
     "CAMERA_SITES",
@@ -36,7 +36,7 @@ __all__ = [
     "preset_names",
 ]
 
-log = logging.getLogger("dcrcoadd.bandpass")
+log = logging.getLogger("dcrcoadd.core.bandpass")
 
 #: Camera prefix -> (speclite filter group, bands offered). Bands are spelled as speclite spells them.
 PRESET_CAMERAS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -46,7 +46,7 @@ PRESET_CAMERAS: dict[str, tuple[str, tuple[str, ...]]] = {
     "sdss": ("sdss2010", ("u", "g", "r", "i", "z")),
     "ps1": ("panstarrs", ("g", "r", "i", "z", "y", "w")),
 }
-#: Camera prefix -> site name for `dcrcoadd.observatory.Observatory.from_site`.
+#: Camera prefix -> site name for `dcrcoadd.core.observatory.Observatory.from_site`.
 CAMERA_SITES: dict[str, str] = {
     "lsst": "rubin", "decam": "ctio", "hsc": "subaru", "sdss": "apo", "ps1": "haleakala",
 }

@@ -86,15 +86,15 @@ from astropy.utils import iers
 from astropy.wcs import WCS
 from scipy import ndimage
 
-from .bandpass import Bandpass
-from .detection import detection_mask
-from .errors import ConfigError
-from .exposure import Exposure
-from .io.atomic import atomic_output
-from .io.fits import exposure_hdus, write_exposure, write_hdus
-from .observatory import Observatory, Weather
-from .psf import SIGMA_TO_FWHM, Psf
-from .visit import VisitInfo
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import ConfigError
+from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
+from dcrcoadd.ops.detection import detection_mask
 
 __all__ = [
     "Defects",
@@ -114,7 +114,7 @@ __all__ = [
     "write_simulation",
 ]
 
-log = logging.getLogger("dcrcoadd.simulate")
+log = logging.getLogger("dcrcoadd.sim.simulate")
 
 AB_NJY_ZERO_POINT = 2.5 * math.log10(3631.0e9)  # AB magnitude of 1 nJy = 31.4
 _HC_OVER_K_NM_K = 1.438776877e7  # h c / k in nm K, for the Planck function

@@ -42,8 +42,8 @@ from astropy.coordinates import ICRS, AltAz, Angle, HADec, SkyCoord
 from astropy.time import Time
 from astropy.utils import iers
 
-from .errors import InputError
-from .observatory import Observatory, Weather
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.errors import InputError
 
 __all__ = [
     "VisitInfo",
@@ -60,7 +60,7 @@ __all__ = [
     "zenith_of",
 ]
 
-log = logging.getLogger("dcrcoadd.visit")
+log = logging.getLogger("dcrcoadd.core.visit")
 
 
 @contextlib.contextmanager

@@ -4,11 +4,11 @@
 
 1. `prepare_inputs`: validate the warp set (one pixel grid, one band, usable data),
    flux-scale every warp to nJy and weight it by ``1 / (clipped mean variance)``.
-2. Compare-warp (`dcrcoadd.artifacts`): one alternative mask per warp (CLIPPED
+2. Compare-warp (`dcrcoadd.coadd.artifacts`): one alternative mask per warp (CLIPPED
    artifacts, NO_DATA, EDGE).
 3. Stack subregion by subregion (`assemble_subregion`): alternative masks applied,
    ``n_image`` counted, planes in ``remove_mask_planes`` cleared, then the statistic
-   of `dcrcoadd.stack` with LSST's mask propagation. Only one subregion of the warps
+   of `dcrcoadd.ops.stack` with LSST's mask propagation. Only one subregion of the warps
    is in memory at a time (a MEAN stack holds one warp's subregion at a time).
 4. INEXACT_PSF where SENSOR_EDGE, CLIPPED or REJECTED; SENSOR_EDGE and INEXACT_PSF
    where a warp's PSF matching reached missing data.
@@ -37,20 +37,20 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from .artifacts import ArtifactMask, compare_warps, write_artifact_masks
-from .bandpass import Bandpass
-from .config import Config
-from .errors import InputError
-from .exposure import Exposure, shift_wcs
-from .geom import Box
-from .io.atomic import atomic_output
-from .io.fits import exposure_hdus, read_exposure, read_info
-from .masks import MaskPlanes
-from .psf import Psf, best_seeing_selection, coadd_psf, psf_fwhm
-from .stack import MeanAccumulator, StackControl, clipped_mean, good_pixels, make_control, stack
-from .visit import VisitInfo
+from dcrcoadd.coadd.artifacts import ArtifactMask, compare_warps, write_artifact_masks
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf, best_seeing_selection, coadd_psf, psf_fwhm
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import InputError
+from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.fits import exposure_hdus, read_exposure, read_info
+from dcrcoadd.ops.stack import MeanAccumulator, StackControl, clipped_mean, good_pixels, make_control, stack
 
-log = logging.getLogger("dcrcoadd.coadd")
+log = logging.getLogger("dcrcoadd.coadd.baseline")
 
 #: Planes the coadd always has (targets of the mask propagation rules).
 COADD_PLANES = ("NO_DATA", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF", "INTRP", "EDGE")
@@ -177,7 +177,7 @@ def _describe(warp, i: int) -> tuple[str, CoaddInput]:
 def _with_instrument(inp: CoaddInput, instrument: str) -> CoaddInput:
     from dataclasses import replace
 
-    from .instrument import instrument_defaults
+    from dcrcoadd.core.instrument import instrument_defaults
 
     bandpass, visit = instrument_defaults(instrument, inp.band, inp.bandpass, inp.visit, inp.name)
     return replace(inp, bandpass=bandpass, visit=visit, band=inp.band or bandpass.name)

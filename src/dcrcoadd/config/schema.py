@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import ConfigError
+from dcrcoadd.errors import ConfigError
 
-#: Statistics `dcrcoadd.stack` can stack with.
+#: Statistics `dcrcoadd.ops.stack` can stack with.
 STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
 
 
@@ -95,7 +95,7 @@ class ArtifactConfig:
     """FWHM (pixels) of the common Gaussian PSF every warp is matched to; None: the largest input
     PSF (Gaussian equivalent from its noise-equivalent area) broadened by a 1-pixel-sigma
     Gaussian. A value below the largest input is raised to it. LSST builds PSF-matched warps
-    with ``modelPsf.defaultFwhm`` = 7.7 px; dcrcoadd matches on the fly (see `dcrcoadd.artifacts`)."""
+    with ``modelPsf.defaultFwhm`` = 7.7 px; dcrcoadd matches on the fly (see `dcrcoadd.coadd.artifacts`)."""
 
     assemble_static_sky_model: StaticSkyConfig = field(default_factory=StaticSkyConfig)
     """LSST ``assembleStaticSkyModel``."""
@@ -143,7 +143,7 @@ class ArtifactConfig:
     LSST ``prefilterArtifactsRatio`` (0.05)."""
 
     do_write_artifact_masks: bool = False
-    """Write one artifact-mask FITS file per warp beside the coadd (`dcrcoadd.coadd.write_coadd`).
+    """Write one artifact-mask FITS file per warp beside the coadd (`dcrcoadd.coadd.baseline.write_coadd`).
     Not an LSST field (LSST can save the epoch-count image for debugging)."""
 
 
@@ -216,7 +216,7 @@ class DcrConfig:
     Not an LSST field."""
 
     solver: str = "iterative"
-    """Solver for each subregion (see `dcrcoadd.solvers`). Not an LSST field."""
+    """Solver for each subregion (see `dcrcoadd.dcr.solvers`). Not an LSST field."""
 
     max_num_iter: int | None = None
     """Maximum iterations; None means 3 M. LSST ``maxNumIter`` (None)."""
@@ -316,7 +316,7 @@ class Config:
     def validate(self) -> None:
         """Check every field; raise `ConfigError` naming the first bad one."""
         if self.inputs.instrument is not None:
-            from .instrument import INSTRUMENTS
+            from dcrcoadd.core.instrument import INSTRUMENTS
 
             if str(self.inputs.instrument).lower() not in INSTRUMENTS:
                 _fail("inputs.instrument", f"must be one of {', '.join(INSTRUMENTS)}", self.inputs.instrument)
@@ -472,7 +472,7 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
     if d.subfilter_partition not in ("equal-width", "equal-throughput"):
         _fail(f"{prefix}.subfilter_partition", "must be 'equal-width' or 'equal-throughput'",
               d.subfilter_partition)
-    from .solvers import SOLVERS
+    from dcrcoadd.dcr.solvers import SOLVERS
 
     if d.solver not in SOLVERS:
         _fail(f"{prefix}.solver", f"must be one of {', '.join(SOLVERS)}", d.solver)

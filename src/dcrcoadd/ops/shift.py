@@ -36,7 +36,7 @@ computes in float64 and rounds once). Pass float64 where that matters.
 Forward, reverse and adjoint
 ----------------------------
 `reverse_shift` (shift by ``-d``) is what LSST's iterative solver uses as ``B*``
-(DESIGN.md), and what ``dcrcoadd.solvers.iterative`` should call for LSST parity.
+(DESIGN.md), and what ``dcrcoadd.dcr.solvers.iterative`` should call for LSST parity.
 `shift_image_adjoint` is the exact transpose ``B^T`` of `shift_image` as a
 linear operator (``<B x, y> == <x, B^T y>`` to rounding), for solvers that need
 true gradients. Away from the borders the two are the same operator: for

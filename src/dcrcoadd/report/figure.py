@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError, InputError
+from dcrcoadd.errors import ConfigError, InputError
 
-log = logging.getLogger("dcrcoadd.report")
+log = logging.getLogger("dcrcoadd.report.figure")
 
 __all__ = [
     "false_colour_rgb",
@@ -623,7 +623,7 @@ def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
     histories : mapping of str to sequence
         Per subregion name, its convergence history: ``(iteration, convergence, gain)``
         tuples (gain None for the first) or objects with those attributes
-        (e.g. `dcrcoadd.solvers.iterative.IterationRecord`).
+        (e.g. `dcrcoadd.dcr.solvers.iterative.IterationRecord`).
     inputs : astropy Table or iterable of mapping
         One row per input visit; see `inputs_table_rows` for the columns.
     showcase : mapping, optional

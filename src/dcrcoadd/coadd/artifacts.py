@@ -53,15 +53,15 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage
 
-from .config import Config
-from .detection import detect
-from .exposure import Exposure
-from .geom import Box
-from .masks import MaskPlanes
-from .psf import Psf
-from .stack import clipped_mean, make_control, stack
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.ops.detection import detect
+from dcrcoadd.ops.stack import clipped_mean, make_control, stack
 
-log = logging.getLogger("dcrcoadd.artifacts")
+log = logging.getLogger("dcrcoadd.coadd.artifacts")
 
 #: Kernel-weight fraction on pixels with data below which a PSF-matched pixel is NaN.
 MIN_DATA_COVERAGE = 0.5
@@ -77,7 +77,7 @@ SCALE_VARIANCE_LIMIT = 10.0
 
 
 class WarpSource(Protocol):
-    """What compare-warp needs of a warp (`dcrcoadd.coadd.CoaddInput` provides it)."""
+    """What compare-warp needs of a warp (`dcrcoadd.coadd.baseline.CoaddInput` provides it)."""
 
     name: str
     bbox: Box
@@ -613,7 +613,7 @@ def write_artifact_masks(masks: Sequence[ArtifactMask], directory: str | os.Path
 
     from astropy.io import fits
 
-    from .io.atomic import atomic_output
+    from dcrcoadd.io.atomic import atomic_output
 
     directory = Path(directory)
     paths = []

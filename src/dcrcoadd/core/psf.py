@@ -193,8 +193,8 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     ValueError
         When fewer than ``min_stars`` stars qualify (the caller keeps its PSF).
     """
-    from .detection import detect, significance
-    from .shift import shift_image
+    from dcrcoadd.ops.detection import detect, significance
+    from dcrcoadd.ops.shift import shift_image
 
     if size % 2 == 0:
         raise ValueError(f"PSF size must be odd, got {size}")

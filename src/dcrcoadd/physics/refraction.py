@@ -47,7 +47,7 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
 
-from .observatory import Observatory, Weather
+from dcrcoadd.core.observatory import Observatory, Weather
 
 __all__ = [
     "WAVELENGTH_RANGE_NM",

@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
-from .errors import ConfigError
+from dcrcoadd.errors import ConfigError
 
-log = logging.getLogger("dcrcoadd.executors")
+log = logging.getLogger("dcrcoadd.parallel.mappers")
 
 Mapper = Callable[[Callable, Iterable], Iterator]
 

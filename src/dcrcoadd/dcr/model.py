@@ -12,14 +12,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from .bandpass import Bandpass
-from .errors import InputError
-from .exposure import Exposure, shift_wcs
-from .geom import Box
-from .masks import MaskPlanes
-from .psf import Psf
-from .shift import shift_image, spline_prefilter
-from .visit import VisitInfo
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import InputError
+from dcrcoadd.ops.shift import shift_image, spline_prefilter
 
 
 def matched_template(models: np.ndarray, shifts: np.ndarray, *, order: int = 1,
@@ -173,7 +173,7 @@ class DcrModel:
     def dcr_shifts(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
                    split: bool = False) -> np.ndarray:
         """Per-subfilter DCR shifts of ``visit`` at the centre of ``bbox`` (default the model)."""
-        from .dcr import dcr_shifts
+        from dcrcoadd.physics.dcr import dcr_shifts
 
         wcs = wcs if wcs is not None else self.wcs
         if wcs is None:
@@ -193,7 +193,7 @@ class DcrModel:
         and the shifted images are summed. ``amplify`` > 1 scales each
         subfilter's deviation from the subfilter mean (used while solving).
         """
-        from .conditioning import amplify as amplify_models
+        from dcrcoadd.dcr.solvers.conditioning import amplify as amplify_models
 
         box = bbox or self.bbox
         models = self.images[(slice(None), *box.slices(self.bbox))]
@@ -242,7 +242,7 @@ class DcrModel:
         then ``SUBFILTER_<k>`` image HDUs and a ``SUBFILTERS`` table of
         wavelength ranges.
         """
-        from .io.fits import exposure_hdus, write_hdus
+        from dcrcoadd.io.fits import exposure_hdus, write_hdus
 
         stacked = self.stacked()
         stacked.variance = self.variance
@@ -269,7 +269,7 @@ class DcrModel:
     @classmethod
     def read(cls, path: str | os.PathLike) -> DcrModel:
         """Read a model written by `write`; `InputError` if the file is not a DCR model."""
-        from .io.fits import read_exposure
+        from dcrcoadd.io.fits import read_exposure
 
         path = Path(path)
         base = read_exposure(path)

@@ -18,22 +18,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactMask
-from .coadd import CoaddInput, CoaddResult, assemble_coadd
-from .conditioning import amplify
-from .config import Config, DcrConfig
-from .dcr import dcr_shifts
-from .detection import detection_mask
-from .errors import InputError
-from .exposure import Exposure
-from .geom import Box
-from .masks import MaskPlanes
-from .model import DcrModel
-from .psf import Psf
-from .solvers import SOLVERS, IterationRecord
-from .visit import VisitInfo
+from dcrcoadd.coadd.artifacts import ArtifactMask
+from dcrcoadd.coadd.baseline import CoaddInput, CoaddResult, assemble_coadd
+from dcrcoadd.config.schema import Config, DcrConfig
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.model import DcrModel
+from dcrcoadd.dcr.solvers import SOLVERS, IterationRecord
+from dcrcoadd.dcr.solvers.conditioning import amplify
+from dcrcoadd.errors import InputError
+from dcrcoadd.ops.detection import detection_mask
+from dcrcoadd.physics.dcr import dcr_shifts
 
-log = logging.getLogger("dcrcoadd.assemble")
+log = logging.getLogger("dcrcoadd.dcr.assemble")
 
 WarpSource = str | os.PathLike | Exposure
 
@@ -128,7 +128,7 @@ def load_problem_arrays(task: SubregionTask) -> tuple[np.ndarray, np.ndarray]:
 
 def solve_subregion(task: SubregionTask) -> SubregionOutcome:
     """Solve the DCR model of one subregion (a pure function of ``task``)."""
-    from .solvers import SubregionProblem
+    from dcrcoadd.dcr.solvers import SubregionProblem
 
     start = time.perf_counter()
     images, weights = load_problem_arrays(task)
@@ -297,7 +297,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
         A baseline coadd already made from the same warps and config.
     mapper : callable, optional
         ``map``-like function used to run `solve_subregion` over tasks (default
-        the builtin ``map``); see `dcrcoadd.executors`. Results may come in any order.
+        the builtin ``map``); see `dcrcoadd.parallel.mappers`. Results may come in any order.
     on_subregion : callable, optional
         Called with each finished subregion (progress, checkpoints).
     done : dict, optional
@@ -332,7 +332,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
 
 
 def _measured_psf(model: DcrModel, coadd: Exposure, fallback):
-    from .psf import measure_psf
+    from dcrcoadd.core.psf import measure_psf
 
     size = fallback.shape[0] if fallback is not None else 25
     try:
@@ -364,8 +364,8 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
     """
     from astropy.io import fits
 
-    from .coadd import write_coadd
-    from .io.fits import exposure_hdus, write_hdus
+    from dcrcoadd.coadd.baseline import write_coadd
+    from dcrcoadd.io.fits import exposure_hdus, write_hdus
 
     def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:
         hdus = exposure_hdus(exposure)
@@ -385,16 +385,16 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
 
 def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Exposure | None = None,
                  title: str = "") -> Path | None:
-    """The report figure of a DCR run (see `dcrcoadd.report.make_report`).
+    """The report figure of a DCR run (see `dcrcoadd.report.figure.make_report`).
 
     The showcase compares ``science`` (default: the highest-airmass input warp) with the
     baseline coadd and with its DCR-matched template; masked pixels are left blank. Returns
     None, with a warning, when matplotlib (the ``plot`` extra) is missing.
     """
-    from .errors import ConfigError
+    from dcrcoadd.errors import ConfigError
 
     try:
-        from .report import make_report
+        from dcrcoadd.report.figure import make_report
     except ImportError:
         log.warning("no report: install dcrcoadd[plot] for matplotlib")
         return None

@@ -2,7 +2,7 @@
 
 For subfilter ``α`` covering ``[λ0, λ1]``, the DCR amplitude is refraction
 relative to the band's effective wavelength ``λ_eff`` (Stone 1996, see
-`dcrcoadd.refraction`):
+`dcrcoadd.physics.refraction`):
 
 * without a throughput curve: the mean of the DCR at the two edges (LSST);
 * with a curve: the throughput-weighted mean of the DCR over the subfilter;
@@ -16,7 +16,7 @@ call; every position then costs a few multiplications.
 
 Direction: light bluer than ``λ_eff`` (positive DCR) moves towards the zenith.
 At each position the zenith lies at position angle ``q`` (the parallactic
-angle relative to ICRS north, `dcrcoadd.visit.sky_geometry`), i.e. along
+angle relative to ICRS north, `dcrcoadd.core.visit.sky_geometry`), i.e. along
 ``(east, north) = (sin q, cos q)`` in the tangent plane. The local Jacobian of
 the WCS (central differences of its pixel-to-sky map, projected onto the
 tangent plane at the position) turns that sky offset into pixels, so any
@@ -36,15 +36,15 @@ import numpy as np
 from astropy.coordinates import ICRS, Angle, SkyCoord
 from astropy.wcs import WCS
 
-from .bandpass import Bandpass
-from .errors import InputError
-from .observatory import Observatory
-from .refraction import refraction_coefficients
-from .visit import VisitInfo, _sky_geometry_rad, parallactic_angle
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.visit import VisitInfo, _sky_geometry_rad, parallactic_angle
+from dcrcoadd.errors import InputError
+from dcrcoadd.physics.refraction import refraction_coefficients
 
 __all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
-log = logging.getLogger("dcrcoadd.dcr")
+log = logging.getLogger("dcrcoadd.physics.dcr")
 _WARNED_NO_TIME: set[int] = set()
 
 
@@ -97,7 +97,7 @@ def subfilter_dcr(bandpass: Bandpass, n_subfilters: int, elevation, observatory:
         Elevation(s) (plain numbers: degrees), any shape ``S``.
     observatory : Observatory
     weather : Weather, optional
-        Default: standard atmosphere for the site (see `dcrcoadd.refraction.refraction`).
+        Default: standard atmosphere for the site (see `dcrcoadd.physics.refraction.refraction`).
     split : bool
         Two values per subfilter (see module notes).
     edges : array_like, optional

@@ -1,0 +1,1 @@
+"""Array kernels without configuration: sub-pixel shifts, stacking, detection."""

@@ -1,0 +1,1 @@
+"""Running a patch end to end: preflight, stages, outputs, metadata, checkpoints and resume."""

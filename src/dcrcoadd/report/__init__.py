@@ -1,0 +1,1 @@
+"""The report figure of a run."""

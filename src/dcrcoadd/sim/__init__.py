@@ -1,0 +1,1 @@
+"""GalSim simulation of warps with real DCR, their truth images and catalogues."""
