@@ -215,7 +215,7 @@ def synthetic_field(
 
 def _iterations(metadata: dict) -> dict:
     subs = metadata.get("subregions", {}).values()
-    its = [s["history"][-1][0] if s["history"] else 0 for s in subs]
+    its = [s["history"][-1]["iteration"] if s["history"] else 0 for s in subs]
     return {
         "iterations_per_subregion": its,
         "iterations_max": max(its, default=0),

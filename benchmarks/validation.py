@@ -441,7 +441,7 @@ def _assemble(warps, threshold: float | None, max_num_iter: int | None):
         "convergence_threshold": config.dcr.convergence_threshold,
         "max_num_iter": config.dcr.max_num_iter,
         "seconds": seconds,
-        "iterations": [s["history"][-1][0] for s in subs],
+        "iterations": [s["history"][-1]["iteration"] for s in subs],
         "histories": [s["history"] for s in subs],
         "stop_reasons": [s["stop_reason"] for s in subs],
         "initial_convergence": result.metadata["initial_convergence"],

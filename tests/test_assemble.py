@@ -44,7 +44,7 @@ def test_convergence_improves_and_history_is_recorded(result):
     meta = res.metadata
     assert meta["final_convergence"] < meta["initial_convergence"]
     history = meta["subregions"][0]["history"]
-    assert history[0][2] is None and len(history) >= 3  # at least min_num_iter = M iterations
+    assert history[0]["gain"] is None and len(history) >= 3  # at least min_num_iter = M iterations
 
 
 def test_dcr_template_beats_the_coadd_at_high_airmass(result):
@@ -150,7 +150,7 @@ def test_near_zenith_visits_converge():
     for exact in (True, False):
         config = apply_override(Config(), f"dcr.use_exact_adjoint={str(exact).lower()}")
         res = assemble_dcr_coadd(sim.warps, config)
-        conv[exact] = [h[1] for h in res.metadata["subregions"][0]["history"]]
+        conv[exact] = [h["convergence"] for h in res.metadata["subregions"][0]["history"]]
     assert all(b < a for a, b in zip(conv[True], conv[True][1:], strict=False))
     assert conv[True][-1] < 0.5 * conv[True][0]
     assert conv[False][1] > conv[False][0]

@@ -9,7 +9,6 @@ pytest.importorskip("matplotlib")
 
 from matplotlib.image import imread  # noqa: E402
 
-from dcrcoadd.dcr.solvers.iterative import IterationRecord  # noqa: E402
 from dcrcoadd.errors import ConfigError, InputError  # noqa: E402
 from dcrcoadd.report import figure as report  # noqa: E402
 from dcrcoadd.report.figure import (  # noqa: E402
@@ -177,8 +176,9 @@ def test_make_report_without_showcase_and_many_subregions(tmp_path):
     data = _report_inputs(n_inputs=60, n_histories=25)
     data["showcase"] = None
     data["subfilter_images"] = _star_field(m=5)
-    # Histories may also be the solver's own records (objects with attributes).
-    data["histories"]["solver"] = [IterationRecord(0, 0.4, None), IterationRecord(1, 0.1, 0.5)]
+    # Histories may also be the solver's own records (dicts).
+    data["histories"]["solver"] = [{"iteration": 0, "convergence": 0.4, "gain": None},
+                                     {"iteration": 1, "convergence": 0.1, "gain": 0.5}]
     out = make_report(tmp_path / "r.png", **data)
     img = imread(out)
     assert img.shape[1] == 1600 and 400 < img.shape[0] < 700  # only the top row: a shorter page

@@ -58,7 +58,7 @@ def test_no_dcr_converges_at_once_and_keeps_coadd_over_m():
     result = solve_iterative(problem, start, Settings())
     # the model equals coadd / M to within noise-free rounding: nothing chromatic to fit
     np.testing.assert_allclose(result.models, start, atol=1e-3)
-    assert result.history[-1].convergence == pytest.approx(result.history[0].convergence, rel=1e-3)
+    assert result.history[-1]["convergence"] == pytest.approx(result.history[0]["convergence"], rel=1e-3)
 
 
 def test_recovers_colours_and_beats_the_coadd():
@@ -66,7 +66,7 @@ def test_recovers_colours_and_beats_the_coadd():
     start = np.repeat(coadd[None] / 3, 3, axis=0)
     result = solve_iterative(problem, start, Settings())
     assert result.n_iterations >= 3
-    conv = [h.convergence for h in result.history]
+    conv = [h["convergence"] for h in result.history]
     assert conv[-1] < 0.7 * conv[0]
     final = result.models
     ref = final.mean(axis=0)

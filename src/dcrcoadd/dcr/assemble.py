@@ -27,7 +27,7 @@ from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel
-from dcrcoadd.dcr.solvers import SOLVERS, IterationRecord
+from dcrcoadd.dcr.solvers import SOLVERS
 from dcrcoadd.dcr.solvers.conditioning import amplify
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
@@ -65,7 +65,7 @@ class SubregionOutcome:
     box: Box
     models: np.ndarray  # over box
     n_images: np.ndarray  # (M, ny, nx) over box
-    history: list[IterationRecord]
+    history: list[dict]  # per-iteration records (plain, JSON-ready dicts)
     converged: bool
     stop_reason: str
     seconds: float
@@ -264,11 +264,11 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Subr
         "n_subfilters": m, "subfilter_edges_nm": model.subfilter_edges.tolist(), "buffer": setup.buffer,
         "detected_on_coadd": setup.detected_on_coadd,
         "subregions": {o.index: {"box": [o.box.x0, o.box.y0, o.box.width, o.box.height],
-                                 "history": [[h.iteration, h.convergence, h.gain] for h in o.history],
+                                 "history": o.history,
                                  "converged": o.converged, "stop_reason": o.stop_reason,
                                  "seconds": o.seconds} for o in ordered},
-        "initial_convergence": float(np.mean([o.history[0].convergence for o in ordered])),
-        "final_convergence": float(np.mean([o.history[-1].convergence for o in ordered])),
+        "initial_convergence": float(np.mean([o.history[0]["convergence"] for o in ordered])),
+        "final_convergence": float(np.mean([o.history[-1]["convergence"] for o in ordered])),
     }
     subfilter_coadds = [_subfilter_coadd(model, k, coadd) for k in range(m)]
     return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
@@ -415,7 +415,7 @@ def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Ex
         showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
                     "science": image[cut], "diff_baseline": (image - reference)[cut],
                     "diff_dcr": (image - template.image)[cut], "noise": noise}
-    histories = {f"subregion {k}": [tuple(h) for h in v["history"]]
+    histories = {f"subregion {k}": v["history"]
                  for k, v in result.metadata["subregions"].items()}
     inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
                "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),

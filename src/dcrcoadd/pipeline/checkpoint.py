@@ -12,7 +12,6 @@ import numpy as np
 
 from dcrcoadd.core.geom import Box
 from dcrcoadd.dcr.assemble import SubregionOutcome
-from dcrcoadd.dcr.solvers import IterationRecord
 from dcrcoadd.io.atomic import atomic_output
 
 log = logging.getLogger("dcrcoadd.pipeline.checkpoint")
@@ -29,7 +28,7 @@ def save(outdir: str | os.PathLike, outcome: SubregionOutcome) -> Path:
     path = checkpoint_dir(outdir) / f"subregion_{outcome.index:05d}.npz"
     meta = {"index": outcome.index, "box": [outcome.box.x0, outcome.box.y0, outcome.box.width,
                                              outcome.box.height],
-            "history": [[h.iteration, h.convergence, h.gain] for h in outcome.history],
+            "history": outcome.history,
             "converged": outcome.converged, "stop_reason": outcome.stop_reason,
             "seconds": outcome.seconds}
     with atomic_output(path) as tmp, open(tmp, "wb") as fh:
@@ -47,8 +46,7 @@ def load_all(outdir: str | os.PathLike) -> dict[int, SubregionOutcome]:
                 outcome = SubregionOutcome(
                     index=int(meta["index"]), box=Box(*meta["box"]), models=data["models"],
                     n_images=data["n_images"],
-                    history=[IterationRecord(int(i), float(c), None if g is None else float(g))
-                             for i, c, g in meta["history"]],
+                    history=list(meta["history"]),
                     converged=bool(meta["converged"]), stop_reason=str(meta["stop_reason"]),
                     seconds=float(meta["seconds"]))
         except (OSError, ValueError, KeyError) as exc:

@@ -316,12 +316,12 @@ def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_uni
 
 
 def _history_arrays(records: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(iterations, convergence) of one history; records are tuples or objects with attributes."""
+    """(iterations, convergence) of one history; records are the solvers' dicts or tuples."""
     its, conv = [], []
     for rec in records:
-        if hasattr(rec, "iteration"):
-            its.append(rec.iteration)
-            conv.append(rec.convergence)
+        if isinstance(rec, Mapping):
+            its.append(rec["iteration"])
+            conv.append(rec["convergence"])
         else:
             its.append(rec[0])
             conv.append(rec[1])
@@ -621,9 +621,8 @@ def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
     subfilter_images : ndarray, shape (M, ny, nx)
         DCR model images, bluest subfilter first.
     histories : mapping of str to sequence
-        Per subregion name, its convergence history: ``(iteration, convergence, gain)``
-        tuples (gain None for the first) or objects with those attributes
-        (e.g. `dcrcoadd.dcr.solvers.iterative.IterationRecord`).
+        Per subregion name, its convergence history: the solver's records (dicts with
+        ``iteration`` and ``convergence``) or ``(iteration, convergence, ...)`` tuples.
     inputs : astropy Table or iterable of mapping
         One row per input visit; see `inputs_table_rows` for the columns.
     showcase : mapping, optional

@@ -6,8 +6,8 @@ images and returns the new model images and their convergence history. The
 orchestration (`dcrcoadd.dcr.assemble`) does not depend on which solver runs.
 """
 
-from dcrcoadd.dcr.solvers.iterative import IterationRecord, SolveResult, SubregionProblem, solve_iterative
+from dcrcoadd.dcr.solvers.iterative import SolveResult, SubregionProblem, solve_iterative
 
 SOLVERS = {"iterative": solve_iterative}
 
-__all__ = ["SOLVERS", "IterationRecord", "SolveResult", "SubregionProblem", "solve_iterative"]
+__all__ = ["SOLVERS", "SolveResult", "SubregionProblem", "solve_iterative"]

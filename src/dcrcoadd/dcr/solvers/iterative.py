@@ -68,17 +68,15 @@ class SubregionProblem:
     buffer: int = 0
 
 
-@dataclass
-class IterationRecord:
-    iteration: int
-    convergence: float
-    gain: float | None
+def iteration_record(iteration: int, convergence: float, gain: float | None) -> dict:
+    """One entry of the history: ``iteration`` and ``convergence`` (every solver's), plus the gain."""
+    return {"iteration": iteration, "convergence": convergence, "gain": gain}
 
 
 @dataclass
 class SolveResult:
     models: np.ndarray
-    history: list[IterationRecord] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)
     converged: bool = False
     stop_reason: str = ""
     n_images: np.ndarray | None = None
@@ -207,7 +205,7 @@ def update_model(models: np.ndarray, templates: np.ndarray, problem: SubregionPr
 
 
 def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
-                    progress: Callable[[IterationRecord], None] | None = None) -> SolveResult:
+                    progress: Callable[[dict], None] | None = None) -> SolveResult:
     """Iterate the DCR model of one subregion to convergence.
 
     Parameters
@@ -243,7 +241,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
     models = models.astype(np.float32, copy=True)
     templates = _templates(models, problem, config)
     conv = convergence_metric(models, templates, problem, problem.buffer)
-    history = [IterationRecord(0, conv, None)]
+    history = [iteration_record(0, conv, None)]
     if progress:
         progress(history[-1])
     result = SolveResult(models, history, n_images=n_images, contribution_weights=inverse_counts)
@@ -268,7 +266,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
             break
         models, templates = new, new_templates
         convergences.append(new_conv)
-        history.append(IterationRecord(iteration, new_conv, gain))
+        history.append(iteration_record(iteration, new_conv, gain))
         if progress:
             progress(history[-1])
         if iteration >= min_iter and 0 <= improvement < config.convergence_threshold:
