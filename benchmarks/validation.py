@@ -430,16 +430,16 @@ def _assemble(warps, threshold: float | None, max_num_iter: int | None):
 
     config = Config()
     if threshold is not None:
-        config.dcr.convergence_threshold = threshold
-        config.dcr.max_num_iter = max_num_iter
+        config.dcr.iterative.convergence_threshold = threshold
+        config.dcr.iterative.max_num_iter = max_num_iter
     t0 = time.perf_counter()
     result = assemble_dcr_coadd(warps, config)
     seconds = time.perf_counter() - t0
     subs = list(result.metadata["subregions"].values())
     info = {
         "label": "default" if threshold is None else f"threshold {threshold:g}",
-        "convergence_threshold": config.dcr.convergence_threshold,
-        "max_num_iter": config.dcr.max_num_iter,
+        "convergence_threshold": config.dcr.iterative.convergence_threshold,
+        "max_num_iter": config.dcr.iterative.max_num_iter,
         "seconds": seconds,
         "iterations": [s["history"][-1]["iteration"] for s in subs],
         "histories": [s["history"] for s in subs],

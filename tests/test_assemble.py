@@ -93,8 +93,9 @@ def test_tiled_subregions_match_one_region(sim, factor, tolerance):
     models = {}
     for size in (64, 32):
         config = Config()
-        for text in (f"coadd.subregion_size=[{size},{size}]", "dcr.min_num_iter=6", "dcr.max_num_iter=6",
-                     "dcr.use_progressive_gain=false", f"dcr.buffer_factor={factor}"):
+        for text in (f"coadd.subregion_size=[{size},{size}]", "dcr.iterative.min_num_iter=6",
+                     "dcr.iterative.max_num_iter=6", "dcr.iterative.use_progressive_gain=false",
+                     f"dcr.buffer_factor={factor}"):
             apply_override(config, text)
         models[size] = assemble_dcr_coadd(sim.warps, config).model.images
     inner = (slice(None), slice(6, -6), slice(6, -6))
@@ -148,7 +149,7 @@ def test_near_zenith_visits_converge():
                                     star_mag_range=(17.0, 21.0)))
     conv = {}
     for exact in (True, False):
-        config = apply_override(Config(), f"dcr.use_exact_adjoint={str(exact).lower()}")
+        config = apply_override(Config(), f"dcr.iterative.use_exact_adjoint={str(exact).lower()}")
         res = assemble_dcr_coadd(sim.warps, config)
         conv[exact] = [h["convergence"] for h in res.metadata["subregions"][0]["history"]]
     assert all(b < a for a, b in zip(conv[True], conv[True][1:], strict=False))

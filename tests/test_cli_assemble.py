@@ -42,7 +42,7 @@ def test_output_path_that_is_a_file(tmp_path, capsys):
 
 
 def test_config_show_and_dump_round_trip(tmp_path, capsys):
-    status, out, _ = run(capsys, "config", "show", "--set", "dcr.max_num_iter=12")
+    status, out, _ = run(capsys, "config", "show", "--set", "dcr.iterative.max_num_iter=12")
     assert status == 0 and "max_num_iter = 12" in out
     path = tmp_path / "c.toml"
     assert run(capsys, "config", "dump", str(path), "--set", "coadd.statistic=MEANCLIP")[0] == 0

@@ -93,7 +93,8 @@ def test_degenerate_conditions_warn(tmp_path, capsys):
     assert "degenerate" in err
 
 
-@pytest.mark.parametrize("override", ["coadd.statistic=NOPE", "dcr.min_num_iter=50", "nosection.x=1"])
+@pytest.mark.parametrize("override", ["coadd.statistic=NOPE", "dcr.iterative.min_num_iter=50",
+                                      "nosection.x=1"])
 def test_invalid_set(tmp_path, capsys, override):
     paths = write_warps(tmp_path / "w", 2)
     status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"),

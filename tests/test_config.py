@@ -41,7 +41,7 @@ def test_toml_round_trip(comments):
     import tomllib
 
     config = Config()
-    apply_override(config, "dcr.max_num_iter=12")
+    apply_override(config, "dcr.iterative.max_num_iter=12")
     apply_override(config, "coadd.subregion_size=[500, 400]")
     apply_override(config, "artifacts.detect.threshold_value=6")
     back = from_dict(tomllib.loads(to_toml(config, comments=comments)))
@@ -51,8 +51,8 @@ def test_toml_round_trip(comments):
 
 @pytest.mark.parametrize(("override", "field"), [
     ("dcr.dcr_num_subfilters=1", "dcr.dcr_num_subfilters"),
-    ("dcr.min_num_iter=20", "dcr.min_num_iter"),
-    ("dcr.model_weights_width=-1", "dcr.model_weights_width"),
+    ("dcr.iterative.min_num_iter=20", "dcr.iterative.min_num_iter"),
+    ("dcr.iterative.model_weights_width=-1", "dcr.iterative.model_weights_width"),
     ("coadd.statistic=MODE", "statistic"),
     ("dcr.image_interp_order=2", "dcr.image_interp_order"),
 ])
@@ -63,8 +63,8 @@ def test_validation_names_the_field(override, field):
 
 
 def test_negative_model_weights_width_is_fine_when_weights_are_off():
-    config = apply_override(apply_override(Config(), "dcr.use_model_weights=false"),
-                            "dcr.model_weights_width=-1")
+    config = apply_override(apply_override(Config(), "dcr.iterative.use_model_weights=false"),
+                            "dcr.iterative.model_weights_width=-1")
     config.validate()
 
 
@@ -72,4 +72,4 @@ def test_unknown_keys_are_rejected():
     with pytest.raises(ConfigError, match="dcr.gain"):
         apply_override(Config(), "dcr.gain=1")
     with pytest.raises(ConfigError, match="not of the form"):
-        apply_override(Config(), "dcr.max_num_iter")
+        apply_override(Config(), "dcr.iterative.max_num_iter")

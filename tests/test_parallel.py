@@ -79,8 +79,8 @@ def test_killed_run_resumes_to_identical_outputs(warps, serial, tmp_path, capsys
     assert 2 <= done < 9 and not (out / "model.fits").exists()
     # other settings are refused, naming the field, and leave the checkpoints alone
     assert main(["assemble", *map(str, warps), "--out", str(out), "--set", "coadd.subregion_size=[16,16]",
-                 "--set", "dcr.max_num_iter=4"]) == 2
-    assert "dcr.max_num_iter" in capsys.readouterr().err
+                 "--set", "dcr.iterative.max_num_iter=4"]) == 2
+    assert "dcr.iterative.max_num_iter" in capsys.readouterr().err
     assert len(list(checkpoints.glob("subregion_*.npz"))) == done
     assemble(warps, out)
     assert f"resuming: {done} subregion(s)" in capsys.readouterr().out

@@ -502,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("warps", nargs="+", metavar="WARP", help="files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="OUTDIR")
     p.add_argument("--config", metavar="FILE", help="TOML configuration")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.max_num_iter=12")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
     p.add_argument("--instrument", choices=["lsst", "decam", "hsc"],

@@ -18,6 +18,10 @@ from dcrcoadd.errors import ConfigError
 #: Statistics `dcrcoadd.ops.stack` can stack with.
 STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
 
+#: The DCR solvers (`dcrcoadd.dcr.solvers` implements one per name; its settings are the
+#: `DcrConfig` field of the same name).
+SOLVER_NAMES = ("iterative",)
+
 
 @dataclass
 class StaticSkyConfig:
@@ -205,18 +209,8 @@ class CoaddConfig:
 
 
 @dataclass
-class DcrConfig:
-    """The DCR model and its iterative solver (LSST ``DcrAssembleCoaddConfig``)."""
-
-    dcr_num_subfilters: int = 3
-    """Number of subfilters M the band is split into. LSST ``dcrNumSubfilters`` (3)."""
-
-    subfilter_partition: str = "equal-width"
-    """How the band is split: ``equal-width`` (LSST) or ``equal-throughput`` (needs a curve).
-    Not an LSST field."""
-
-    solver: str = "iterative"
-    """Solver for each subregion (see `dcrcoadd.dcr.solvers`). Not an LSST field."""
+class IterativeSettings:
+    """DMTN-037's iterative solver as LSST's ``DcrAssembleCoaddTask`` runs it (``dcr.solver = iterative``)."""
 
     max_num_iter: int | None = None
     """Maximum iterations; None means 3 M. LSST ``maxNumIter`` (None)."""
@@ -238,17 +232,6 @@ class DcrConfig:
     accelerate_model: float = 3.0
     """Factor amplifying the subfilters' deviations from their mean in the forward model.
     LSST ``accelerateModel`` (3)."""
-
-    image_interp_order: int = 1
-    """Interpolation of the DCR shifts: 1 bilinear, 3 cubic spline. LSST ``imageInterpOrder``
-    (issue 6 sets 1)."""
-
-    split_subfilters: bool = True
-    """Forward-model each subfilter as two half-weighted shifts. LSST ``splitSubfilters`` (True)."""
-
-    split_threshold: float = 0.1
-    """Minimum difference (pixels) of the two shifts for splitting to be used.
-    LSST ``splitThreshold`` (0.1)."""
 
     regularize_model_iterations: float = 2.0
     """Maximum relative change of the model between iterations; 0 disables.
@@ -275,10 +258,32 @@ class DcrConfig:
     edges, where it feeds residuals back inconsistently: on near-zenith data (DCR ~0.2 px) the
     iteration then diverges from the first step. Not an LSST field (False reproduces LSST)."""
 
-    do_calculate_psf: bool = False
-    """Measure an empirical PSF from bright isolated stars of the final DCR coadd, keeping the
-    best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
-    off here as issue 6 asks: the input-based PSF is well defined on any field)."""
+
+@dataclass
+class DcrConfig:
+    """The DCR model, its forward model and the choice of solver (LSST ``DcrAssembleCoaddConfig``)."""
+
+    dcr_num_subfilters: int = 3
+    """Number of subfilters M the band is split into. LSST ``dcrNumSubfilters`` (3)."""
+
+    subfilter_partition: str = "equal-width"
+    """How the band is split: ``equal-width`` (LSST) or ``equal-throughput`` (needs a curve).
+    Not an LSST field."""
+
+    solver: str = "iterative"
+    """Solver for each subregion: one of `SOLVER_NAMES` (see `dcrcoadd.dcr.solvers`); its settings
+    are the section of the same name. Not an LSST field."""
+
+    image_interp_order: int = 1
+    """Interpolation of the DCR shifts: 1 bilinear, 3 cubic spline. LSST ``imageInterpOrder``
+    (issue 6 sets 1)."""
+
+    split_subfilters: bool = True
+    """Forward-model each subfilter as two half-weighted shifts. LSST ``splitSubfilters`` (True)."""
+
+    split_threshold: float = 0.1
+    """Minimum difference (pixels) of the two shifts for splitting to be used.
+    LSST ``splitThreshold`` (0.1)."""
 
     buffer_factor: float = 3.0
     """Each subregion is solved over a box grown by ``buffer_factor * (ceil(max |DCR shift|) + 1)``
@@ -291,7 +296,13 @@ class DcrConfig:
     """Coadd planes whose pixels enter the convergence metric and model weights.
     LSST ``convergenceMaskPlanes`` ([DETECTED])."""
 
+    do_calculate_psf: bool = False
+    """Measure an empirical PSF from bright isolated stars of the final DCR coadd, keeping the
+    best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
+    off here as issue 6 asks: the input-based PSF is well defined on any field)."""
 
+    iterative: IterativeSettings = field(default_factory=IterativeSettings)
+    """Settings of the iterative solver."""
 
 
 @dataclass
@@ -465,47 +476,50 @@ def validate_artifacts(a: ArtifactConfig, prefix: str = "artifacts") -> None:
     _check_number(p + "prefilter_artifacts_ratio", a.prefilter_artifacts_ratio, lo=0.0, hi=1.0)
 
 
+def validate_iterative(s: IterativeSettings, n_subfilters: int, prefix: str = "dcr.iterative") -> None:
+    """Check the iterative solver's settings; `ConfigError` names the first bad field."""
+    for name in ("max_num_iter", "min_num_iter"):
+        value = getattr(s, name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            _fail(f"{prefix}.{name}", "must be a positive integer or None", value)
+    lo = s.min_num_iter if s.min_num_iter is not None else n_subfilters
+    hi = s.max_num_iter if s.max_num_iter is not None else 3 * n_subfilters
+    if lo > hi:
+        _fail(f"{prefix}.min_num_iter", f"must not exceed max_num_iter ({hi})", lo)
+    _check_number(f"{prefix}.convergence_threshold", s.convergence_threshold, positive=True)
+    if s.base_gain is not None:
+        _check_number(f"{prefix}.base_gain", s.base_gain, positive=True)
+    _check_bool(f"{prefix}.use_progressive_gain", s.use_progressive_gain)
+    _check_number(f"{prefix}.accelerate_model", s.accelerate_model, lo=1.0)
+    _check_number(f"{prefix}.regularize_model_iterations", s.regularize_model_iterations, non_negative=True)
+    _check_number(f"{prefix}.regularize_model_frequency", s.regularize_model_frequency, non_negative=True)
+    if not isinstance(s.regularization_width, int) or s.regularization_width < 0:
+        _fail(f"{prefix}.regularization_width", "must be a non-negative integer", s.regularization_width)
+    _check_bool(f"{prefix}.use_model_weights", s.use_model_weights)
+    if s.use_model_weights and not s.model_weights_width >= 0:
+        _fail(f"{prefix}.model_weights_width", "must not be negative when use_model_weights is on",
+              s.model_weights_width)
+    _check_bool(f"{prefix}.use_exact_adjoint", s.use_exact_adjoint)
+
+
 def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
-    """Check the DCR section; `ConfigError` names the first bad field."""
+    """Check the DCR section and its solvers' settings; `ConfigError` names the first bad field."""
     if not isinstance(d.dcr_num_subfilters, int) or d.dcr_num_subfilters < 2:
         _fail(f"{prefix}.dcr_num_subfilters", "must be an integer >= 2", d.dcr_num_subfilters)
     if d.subfilter_partition not in ("equal-width", "equal-throughput"):
         _fail(f"{prefix}.subfilter_partition", "must be 'equal-width' or 'equal-throughput'",
               d.subfilter_partition)
-    from dcrcoadd.dcr.solvers import SOLVERS
-
-    if d.solver not in SOLVERS:
-        _fail(f"{prefix}.solver", f"must be one of {', '.join(SOLVERS)}", d.solver)
-    for name in ("max_num_iter", "min_num_iter"):
-        value = getattr(d, name)
-        if value is not None and (not isinstance(value, int) or value < 1):
-            _fail(f"{prefix}.{name}", "must be a positive integer or None", value)
-    lo = d.min_num_iter if d.min_num_iter is not None else d.dcr_num_subfilters
-    hi = d.max_num_iter if d.max_num_iter is not None else 3 * d.dcr_num_subfilters
-    if lo > hi:
-        _fail(f"{prefix}.min_num_iter", f"must not exceed max_num_iter ({hi})", lo)
-    _check_number(f"{prefix}.convergence_threshold", d.convergence_threshold, positive=True)
-    if d.base_gain is not None:
-        _check_number(f"{prefix}.base_gain", d.base_gain, positive=True)
-    _check_bool(f"{prefix}.use_progressive_gain", d.use_progressive_gain)
-    _check_number(f"{prefix}.accelerate_model", d.accelerate_model, lo=1.0)
+    if d.solver not in SOLVER_NAMES:
+        _fail(f"{prefix}.solver", f"must be one of {', '.join(SOLVER_NAMES)}", d.solver)
     if d.image_interp_order not in (1, 3):
         _fail(f"{prefix}.image_interp_order", "must be 1 (bilinear) or 3 (cubic spline)",
               d.image_interp_order)
     _check_bool(f"{prefix}.split_subfilters", d.split_subfilters)
     _check_number(f"{prefix}.split_threshold", d.split_threshold, non_negative=True)
-    _check_number(f"{prefix}.regularize_model_iterations", d.regularize_model_iterations, non_negative=True)
-    _check_number(f"{prefix}.regularize_model_frequency", d.regularize_model_frequency, non_negative=True)
-    if not isinstance(d.regularization_width, int) or d.regularization_width < 0:
-        _fail(f"{prefix}.regularization_width", "must be a non-negative integer", d.regularization_width)
-    _check_bool(f"{prefix}.use_model_weights", d.use_model_weights)
-    if d.use_model_weights and not d.model_weights_width >= 0:
-        _fail(f"{prefix}.model_weights_width", "must not be negative when use_model_weights is on",
-              d.model_weights_width)
     _check_number(f"{prefix}.buffer_factor", d.buffer_factor, lo=1.0)
     _check_bool(f"{prefix}.do_calculate_psf", d.do_calculate_psf)
-    _check_bool(f"{prefix}.use_exact_adjoint", d.use_exact_adjoint)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
+    validate_iterative(d.iterative, d.dcr_num_subfilters, f"{prefix}.iterative")
 
 
 # -- TOML files and command-line overrides ----------------------------------------------------------
@@ -616,8 +630,12 @@ def _assign(obj, path: list[str], value, full: str) -> None:
     name = path[0]
     names = {f.name for f in dataclasses.fields(obj)}
     if name not in names:
+        # a field that lives one section deeper (dcr.max_num_iter is dcr.iterative.max_num_iter)
+        deeper = [f.name for f in dataclasses.fields(obj) if dataclasses.is_dataclass(getattr(obj, f.name))
+                  and name in {g.name for g in dataclasses.fields(getattr(obj, f.name))}]
+        hint = f"; did you mean {full.rsplit(name, 1)[0]}{deeper[0]}.{name}?" if deeper else ""
         raise ConfigError(f"unknown configuration field {full!r} ({name!r} is not one of "
-                          f"{', '.join(sorted(names))})")
+                          f"{', '.join(sorted(names))}){hint}")
     current = getattr(obj, name)
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):

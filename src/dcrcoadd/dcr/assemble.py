@@ -1,10 +1,4 @@
-"""Orchestration of one patch: baseline coadd → DCR model → per-subregion solve → outputs.
-
-The per-subregion work (`solve_subregion`) is a pure function of a
-`SubregionTask` (boxes, warp sources, settings, initial model region), so it
-can be mapped serially, over local processes or over a Dask cluster with
-identical results.
-"""
+"""The DCR stage of one patch: starting model → per-tile solves (`dcrcoadd.dcr.tasks`) → DCR coadds."""
 
 from __future__ import annotations
 
@@ -18,57 +12,21 @@ from pathlib import Path
 
 import numpy as np
 
-from dcrcoadd.coadd.artifacts import ArtifactMask
 from dcrcoadd.coadd.baseline import CoaddInput, CoaddResult, assemble_coadd
-from dcrcoadd.config.schema import Config, DcrConfig
+from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts
 from dcrcoadd.dcr.model import DcrModel
-from dcrcoadd.dcr.solvers import SOLVERS
-from dcrcoadd.dcr.solvers.conditioning import amplify
+from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
-from dcrcoadd.physics.dcr import dcr_shifts
 
 log = logging.getLogger("dcrcoadd.dcr.assemble")
 
 WarpSource = str | os.PathLike | Exposure
-
-
-@dataclass
-class SubregionTask:
-    """Inputs of one subregion solve; everything is picklable."""
-
-    index: int
-    box: Box
-    dcr_box: Box
-    warps: list[CoaddInput]
-    planes: MaskPlanes  # the common mask layout of the inputs
-    shifts: np.ndarray  # (N, M, 2)
-    split_shifts: np.ndarray | None  # (N, M, 2, 2)
-    models: np.ndarray  # (M, ny, nx) initial model over dcr_box
-    reference: np.ndarray
-    detected: np.ndarray
-    background: np.ndarray
-    artifact_masks: list[ArtifactMask | None]
-    bad_mask_planes: list[str]
-    dcr: DcrConfig
-    buffer: int
-
-
-@dataclass
-class SubregionOutcome:
-    index: int
-    box: Box
-    models: np.ndarray  # over box
-    n_images: np.ndarray  # (M, ny, nx) over box
-    history: list[dict]  # per-iteration records (plain, JSON-ready dicts)
-    converged: bool
-    stop_reason: str
-    seconds: float
 
 
 @dataclass
@@ -101,51 +59,6 @@ def dcr_visits(inputs: Sequence[CoaddInput]) -> list[VisitInfo]:
     return visits
 
 
-def load_problem_arrays(task: SubregionTask) -> tuple[np.ndarray, np.ndarray]:
-    """Warp images (in nJy, bad pixels zeroed) and 1/0 good-pixel weights over the buffered box."""
-    shape = task.dcr_box.shape
-    images = np.zeros((len(task.warps), *shape), np.float32)
-    weights = np.zeros((len(task.warps), *shape), np.float32)
-    bad = np.uint32(task.planes.value_if_present(task.bad_mask_planes))
-    clipped_bit = np.uint32(task.planes.value_if_present(["CLIPPED"]))
-    for i, inp in enumerate(task.warps):
-        exp = inp.read(task.dcr_box)
-        if exp is None:
-            continue
-        mask = exp.mask.copy()
-        if task.artifact_masks[i] is not None:
-            task.artifact_masks[i].apply(mask, exp.bbox, task.planes, int(bad))
-        sl = exp.bbox.slices(task.dcr_box)
-        good = ((mask & bad) == 0) & np.isfinite(exp.image)
-        # Clipped artifacts are excluded only away from static sources: inside them a
-        # "transient" is usually a source moved by DCR, which the model needs (LSST keeps
-        # CLIPPED out of the DCR model's bad planes for this reason).
-        good &= ~(((mask & clipped_bit) != 0) & ~task.detected[sl])
-        images[i][sl] = np.where(good, exp.image, 0.0)
-        weights[i][sl] = good
-    return images, weights
-
-
-def solve_subregion(task: SubregionTask) -> SubregionOutcome:
-    """Solve the DCR model of one subregion (a pure function of ``task``)."""
-    from dcrcoadd.dcr.solvers import SubregionProblem
-
-    start = time.perf_counter()
-    images, weights = load_problem_arrays(task)
-    inner = task.box.slices(task.dcr_box)
-    problem = SubregionProblem(
-        images=images, weights=weights, shifts=task.shifts, split_shifts=task.split_shifts,
-        detected=task.detected, reference=task.reference, background=task.background,
-        inner=inner, buffer=task.buffer)
-    solver = SOLVERS[task.dcr.solver]
-    result = solver(problem, task.models, task.dcr)
-    return SubregionOutcome(
-        index=task.index, box=task.box, models=result.models[(slice(None), *inner)].copy(),
-        n_images=result.n_images[(slice(None), *inner)].copy(), history=result.history,
-        converged=result.converged, stop_reason=result.stop_reason,
-        seconds=time.perf_counter() - start)
-
-
 # -- orchestration ---------------------------------------------------------------------------------
 
 def _detected(coadd: Exposure, psf, planes: Sequence[str]) -> tuple[np.ndarray, bool]:
@@ -163,10 +76,8 @@ def _detected(coadd: Exposure, psf, planes: Sequence[str]) -> tuple[np.ndarray, 
 
 
 def _shifts_for(visits: Sequence[VisitInfo], model: DcrModel, box: Box, split: bool) -> np.ndarray:
-    cx, cy = box.center
-    position = (cx - model.origin[0], cy - model.origin[1])
-    return np.stack([dcr_shifts(v, model.wcs, model.bandpass, len(model), position=position,
-                                split=split, edges=model.subfilter_edges) for v in visits])
+    return subfilter_shifts(visits, model.wcs, model.origin, model.bandpass, model.subfilter_edges,
+                            box.center, split=split)
 
 
 def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) -> None:
@@ -222,7 +133,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
 
 
 def subregion_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
-                    skip: Iterable[int] = ()) -> list[SubregionTask]:
+                    skip: Iterable[int] = ()) -> list[TileTask]:
     """One task per subregion of the patch (grown by the buffer), except those in ``skip``."""
     dcr, model, patch = config.dcr, setup.model, setup.model.bbox
     skip = set(skip)
@@ -232,18 +143,21 @@ def subregion_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             continue
         dcr_box = box.grow(setup.buffer).clip(patch)
         sl = dcr_box.slices(patch)
-        tasks.append(SubregionTask(
-            index=index, box=box, dcr_box=dcr_box, warps=baseline.inputs, planes=baseline.coadd.mask_planes,
+        forward = ForwardModel(
             shifts=_shifts_for(setup.visits, model, box, split=False),
             split_shifts=_shifts_for(setup.visits, model, box, split=True) if dcr.split_subfilters else None,
-            models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
+            order=dcr.image_interp_order, split_threshold=dcr.split_threshold,
+            exact_adjoint=dcr.iterative.use_exact_adjoint)
+        tasks.append(TileTask(
+            index=index, box=box, dcr_box=dcr_box, warps=baseline.inputs, planes=baseline.coadd.mask_planes,
+            forward=forward, models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
             detected=setup.detected[sl], background=setup.background[sl],
             artifact_masks=baseline.artifact_masks or [None] * len(baseline.inputs),
             bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer))
     return tasks
 
 
-def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, SubregionOutcome],
+def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, TileOutcome],
                 config: Config) -> DcrCoaddResult:
     """Assemble the solved subregions into the model and its coadds (LSST ``fillCoadd``, ``stackCoadd``)."""
     dcr, model, coadd = config.dcr, setup.model, baseline.coadd
@@ -252,9 +166,6 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Subr
     for outcome in outcomes.values():
         model.assign(outcome.models, outcome.box)
         n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
-    # The solver iterates on an un-amplified model but fits the data with the amplified one
-    # (accelerate_model), which is therefore the model the outputs and templates use.
-    model.images = amplify(model.images, dcr.accelerate_model).astype(np.float32)
     psf = _measured_psf(model, coadd, setup.psf) if dcr.do_calculate_psf else setup.psf
     model.psf = psf
     stacked = model.stacked()
@@ -279,11 +190,11 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Subr
 def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None, *,
                        bbox: Box | None = None, baseline: CoaddResult | None = None,
                        mapper: Callable[[Callable, Iterable], Iterable] | None = None,
-                       on_subregion: Callable[[SubregionOutcome], None] | None = None,
-                       done: dict[int, SubregionOutcome] | None = None) -> DcrCoaddResult:
+                       on_subregion: Callable[[TileOutcome], None] | None = None,
+                       done: dict[int, TileOutcome] | None = None) -> DcrCoaddResult:
     """Build a DCR model and DCR coadds from warps on a common pixel grid.
 
-    baseline coadd → `prepare_dcr_model` → `solve_subregion` over `subregion_tasks` →
+    baseline coadd → `prepare_dcr_model` → `solve_tile` over `subregion_tasks` →
     `fill_coadds`.
 
     Parameters
@@ -296,7 +207,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     baseline : CoaddResult, optional
         A baseline coadd already made from the same warps and config.
     mapper : callable, optional
-        ``map``-like function used to run `solve_subregion` over tasks (default
+        ``map``-like function used to run `solve_tile` over tasks (default
         the builtin ``map``); see `dcrcoadd.parallel.mappers`. Results may come in any order.
     on_subregion : callable, optional
         Called with each finished subregion (progress, checkpoints).
@@ -320,7 +231,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
              "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
              len(baseline.inputs))
     outcomes = done
-    for outcome in (mapper or map)(solve_subregion, tasks):
+    for outcome in (mapper or map)(solve_tile, tasks):
         outcomes[outcome.index] = outcome
         if on_subregion:
             on_subregion(outcome)
@@ -420,7 +331,7 @@ def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Ex
     inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
                "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
                "weight": float(r["weight"])} for r in table]
-    threshold = baseline.config.dcr.convergence_threshold if baseline.config is not None else None
+    threshold = baseline.config.dcr.iterative.convergence_threshold if baseline.config is not None else None
     try:
         return make_report(path, subfilter_images=result.model.images, histories=histories, inputs=inputs,
                            showcase=showcase, title=title, convergence_threshold=threshold)

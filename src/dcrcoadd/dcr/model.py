@@ -18,40 +18,9 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.forward import matched_template, subfilter_shifts, template_margin
 from dcrcoadd.errors import InputError
-from dcrcoadd.ops.shift import shift_image, spline_prefilter
-
-
-def matched_template(models: np.ndarray, shifts: np.ndarray, *, order: int = 1,
-                     split_threshold: float = 0.1) -> np.ndarray:
-    """Forward model ``Σ_α B_α y_α``: shift each subfilter image by its DCR and sum.
-
-    Parameters
-    ----------
-    models : ndarray, shape (M, ny, nx)
-        Subfilter images.
-    shifts : ndarray, shape (M, 2) or (M, 2, 2)
-        ``(dy, dx)`` per subfilter, or two per subfilter in split mode; a split
-        subfilter is the mean of its two shifted copies when the two shifts
-        differ by at least ``split_threshold`` pixels, else it is shifted once
-        by their mean.
-    order : int
-        Interpolation order (1 bilinear, 3 cubic spline).
-    """
-    shifts = np.asarray(shifts, dtype=float)
-    if shifts.shape[0] != models.shape[0]:
-        raise ValueError(f"{shifts.shape[0]} shifts for {models.shape[0]} subfilters")
-    out = np.zeros(models.shape[1:], dtype=np.float64)
-    for image, shift in zip(models, shifts, strict=True):
-        coeffs = spline_prefilter(image) if order > 1 else image
-        if shift.ndim == 2:
-            if np.max(np.abs(shift[0] - shift[1])) >= split_threshold:
-                out += 0.5 * shift_image(coeffs, shift[0], order, prefiltered=True)
-                out += 0.5 * shift_image(coeffs, shift[1], order, prefiltered=True)
-                continue
-            shift = shift.mean(axis=0)
-        out += shift_image(coeffs, shift, order, prefiltered=True)
-    return out.astype(np.float32)
+from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
 
 
 @dataclass(eq=False)
@@ -169,46 +138,39 @@ class DcrModel:
         self.images[(slice(None), *bbox.slices(self.bbox))] = images[(slice(None),
                                                                       *bbox.slices(source_box))]
 
-    # -- forward model ----------------------------------------------------------------------------
-    def dcr_shifts(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
-                   split: bool = False) -> np.ndarray:
-        """Per-subfilter DCR shifts of ``visit`` at the centre of ``bbox`` (default the model)."""
-        from dcrcoadd.physics.dcr import dcr_shifts
+    # -- templates --------------------------------------------------------------------------------
+    def render(self, visit: VisitInfo, box: Box | None = None, *, position: tuple[float, float] | None = None,
+               order: int | None = None, split: bool = True, split_threshold: float = 0.1) -> np.ndarray:
+        """The DCR-matched template image of ``visit`` over ``box`` (default the whole model).
 
-        wcs = wcs if wcs is not None else self.wcs
-        if wcs is None:
-            raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
-        box = bbox or self.bbox
-        cx, cy = box.center
-        position = wcs.pixel_to_world(cx - self.origin[0], cy - self.origin[1])
-        return dcr_shifts(visit, wcs, self.bandpass, len(self), position=position, split=split,
-                          edges=self.subfilter_edges)
-
-    def build_matched_template(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
-                               order: int | None = None, split: bool = True, split_threshold: float = 0.1,
-                               amplify: float = 1.0) -> np.ndarray:
-        """The DCR-matched template image of ``visit`` over ``bbox`` (default the whole model).
-
-        Each subfilter image is shifted by the visit's DCR in that subfilter
-        and the shifted images are summed. ``amplify`` > 1 scales each
-        subfilter's deviation from the subfilter mean (used while solving).
+        This is the one template path: `build_matched_exposure` and `dcrcoadd.template` use it.
+        Each subfilter image is shifted by the visit's DCR in that subfilter (evaluated at
+        ``position``, parent-grid pixels, default the centre of ``box``) and the shifted images
+        are summed, over ``box`` grown by `template_margin` so that light shifted in across its
+        edges is right.
         """
-        from dcrcoadd.dcr.solvers.conditioning import amplify as amplify_models
-
-        box = bbox or self.bbox
-        models = self.images[(slice(None), *box.slices(self.bbox))]
-        shifts = self.dcr_shifts(visit, wcs, box, split=split)
+        if self.wcs is None:
+            raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
+        box = box or self.bbox
+        shifts = subfilter_shifts([visit], self.wcs, self.origin, self.bandpass, self.subfilter_edges,
+                                  box.center if position is None else position, split=split)[0]
         order = self.interp_order if order is None else order
-        return matched_template(amplify_models(models, amplify), shifts, order=order,
-                                split_threshold=split_threshold)
+        region = box.grow(template_margin(float(np.max(np.abs(shifts))), order)).clip(self.bbox)
+        images = self.images[(slice(None), *region.slices(self.bbox))]
+        template = matched_template(images, shifts, order=order, split_threshold=split_threshold)
+        return template[box.slices(region)]
 
-    def build_matched_exposure(self, visit: VisitInfo, wcs: WCS | None = None, bbox: Box | None = None,
-                               order: int | None = None, split: bool = True,
-                               split_threshold: float = 0.1) -> Exposure:
+    def build_matched_template(self, visit: VisitInfo, bbox: Box | None = None, order: int | None = None,
+                               split: bool = True, split_threshold: float = 0.1) -> np.ndarray:
+        """The DCR-matched template image of ``visit`` over ``bbox`` (see `render`)."""
+        return self.render(visit, bbox, order=order, split=split, split_threshold=split_threshold)
+
+    def build_matched_exposure(self, visit: VisitInfo, bbox: Box | None = None, order: int | None = None,
+                               split: bool = True, split_threshold: float = 0.1) -> Exposure:
         """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS)."""
         box = bbox or self.bbox
         sl = box.slices(self.bbox)
-        image = self.build_matched_template(visit, wcs, box, order, split, split_threshold)
+        image = self.render(visit, box, order=order, split=split, split_threshold=split_threshold)
         dx, dy = box.x0 - self.origin[0], box.y0 - self.origin[1]
         return Exposure(
             image=image, mask=self.mask[sl].copy(), variance=self.variance[sl] * len(self),
@@ -242,8 +204,6 @@ class DcrModel:
         then ``SUBFILTER_<k>`` image HDUs and a ``SUBFILTERS`` table of
         wavelength ranges.
         """
-        from dcrcoadd.io.fits import exposure_hdus, write_hdus
-
         stacked = self.stacked()
         stacked.variance = self.variance
         hdus = exposure_hdus(stacked)
@@ -269,8 +229,6 @@ class DcrModel:
     @classmethod
     def read(cls, path: str | os.PathLike) -> DcrModel:
         """Read a model written by `write`; `InputError` if the file is not a DCR model."""
-        from dcrcoadd.io.fits import read_exposure
-
         path = Path(path)
         base = read_exposure(path)
         with fits.open(path, memmap=False) as hdul:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from dcrcoadd.core.geom import Box
-from dcrcoadd.dcr.assemble import SubregionOutcome
+from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.io.atomic import atomic_output
 
 log = logging.getLogger("dcrcoadd.pipeline.checkpoint")
@@ -23,7 +23,7 @@ def checkpoint_dir(outdir: str | os.PathLike) -> Path:
     return Path(outdir) / CHECKPOINT_DIR
 
 
-def save(outdir: str | os.PathLike, outcome: SubregionOutcome) -> Path:
+def save(outdir: str | os.PathLike, outcome: TileOutcome) -> Path:
     """Write one finished subregion atomically."""
     path = checkpoint_dir(outdir) / f"subregion_{outcome.index:05d}.npz"
     meta = {"index": outcome.index, "box": [outcome.box.x0, outcome.box.y0, outcome.box.width,
@@ -36,14 +36,14 @@ def save(outdir: str | os.PathLike, outcome: SubregionOutcome) -> Path:
     return path
 
 
-def load_all(outdir: str | os.PathLike) -> dict[int, SubregionOutcome]:
+def load_all(outdir: str | os.PathLike) -> dict[int, TileOutcome]:
     """Every readable checkpoint in ``outdir`` (a damaged one is skipped and recomputed)."""
-    done: dict[int, SubregionOutcome] = {}
+    done: dict[int, TileOutcome] = {}
     for path in sorted(checkpoint_dir(outdir).glob("subregion_*.npz")):
         try:
             with np.load(path) as data:
                 meta = json.loads(str(data["meta"]))
-                outcome = SubregionOutcome(
+                outcome = TileOutcome(
                     index=int(meta["index"]), box=Box(*meta["box"]), models=data["models"],
                     n_images=data["n_images"],
                     history=list(meta["history"]),

@@ -1,7 +1,7 @@
 """DCR-matched templates for science exposures, delivered on the science exposure's own grid.
 
 A template for a science exposure is the DCR model forward-modelled with the
-science visit's refraction (`dcrcoadd.dcr.model.matched_template`): each subfilter
+science visit's refraction (`dcrcoadd.dcr.model.DcrModel.render`): each subfilter
 image is shifted by that subfilter's DCR and the shifted images are summed.
 
 Where DCR is evaluated
@@ -80,7 +80,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.dcr.model import DcrModel, matched_template
+from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
 
 __all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
@@ -92,9 +92,6 @@ log = logging.getLogger("dcrcoadd.template.build")
 #: offset moves flux by less than 0.1 % of a pixel's content, below interpolation errors.
 GRID_TOLERANCE = 1e-3
 
-#: Extra margin (pixels) for cubic-spline shifts: the spline prefilter is a recursive
-#: filter whose edge transient decays as 0.268^n (2e-6 after 10 pixels).
-_SPLINE_MARGIN = 10
 #: Extra margin (pixels) so that exact resampling sees every input pixel it overlaps.
 _RESAMPLE_MARGIN = 2
 
@@ -231,28 +228,6 @@ def _describe(science: Exposure) -> str:
 # Templates
 # ---------------------------------------------------------------------------------------------
 
-def _shifts(model: DcrModel, visit: VisitInfo, x: float, y: float, split: bool, source: str) -> np.ndarray:
-    """DCR shifts at parent-grid model pixel ``(x, y)`` (as `DcrModel.dcr_shifts` evaluates them)."""
-    from dcrcoadd.physics.dcr import dcr_shifts
-
-    position = model.wcs.pixel_to_world(x - model.origin[0], y - model.origin[1])
-    try:
-        return dcr_shifts(visit, model.wcs, model.bandpass, len(model), position=position, split=split,
-                          edges=model.subfilter_edges)
-    except InputError as exc:
-        raise InputError(str(exc), source) from None
-
-
-def _margin(shifts: np.ndarray, order: int) -> int:
-    return int(math.ceil(float(np.max(np.abs(shifts))))) + 1 + (_SPLINE_MARGIN if order > 1 else 0)
-
-
-def _forward(model: DcrModel, region: Box, shifts: np.ndarray, order: int,
-             split_threshold: float) -> np.ndarray:
-    images = model.images[(slice(None), *region.slices(model.bbox))]
-    return matched_template(images, shifts, order=order, split_threshold=split_threshold)
-
-
 def _warn_partial(source: str, no_data: np.ndarray) -> None:
     frac = float(np.mean(no_data))
     if frac > 0:
@@ -270,16 +245,17 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     if overlap.is_empty:
         raise InputError(f"outside the model's footprint (its pixels {sbox} do not overlap the "
                          f"model's {model.bbox})", source)
-    shifts = _shifts(model, visit, *overlap.center, split, source)
-    region = overlap.grow(_margin(shifts, order)).clip(model.bbox)
-    forward = _forward(model, region, shifts, order, split_threshold)
+    try:
+        forward = model.render(visit, overlap, order=order, split=split, split_threshold=split_threshold)
+    except InputError as exc:
+        raise InputError(str(exc), source) from None
     inner = overlap.slices(model.bbox)
     image = np.full((ny, nx), np.nan, dtype=np.float64)
     variance = np.full((ny, nx), np.nan, dtype=np.float64)
     mask = np.zeros((ny, nx), dtype=np.uint32)
     no_data = np.ones((ny, nx), dtype=bool)
     out = overlap.slices(sbox)
-    image[out] = forward[overlap.slices(region)]
+    image[out] = forward
     variance[out] = model.variance[inner].astype(np.float64) * len(model)
     mask[out] = model.mask[inner]
     no_data[out] = False
@@ -302,11 +278,14 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
         raise InputError(f"outside the model's footprint (it spans model pixels x {xc.min():.1f} to "
                          f"{xc.max():.1f}, y {yc.min():.1f} to {yc.max():.1f}; the model covers "
                          f"{mb})", source)
-    shifts = _shifts(model, visit, 0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y), split, source)
     footprint = Box.from_corners(math.floor(lo_x + 0.5), math.floor(lo_y + 0.5),
                                  math.floor(hi_x + 0.5) + 1, math.floor(hi_y + 0.5) + 1)
-    region = footprint.grow(_margin(shifts, order) + _RESAMPLE_MARGIN).clip(mb)
-    forward = _forward(model, region, shifts, order, split_threshold)
+    region = footprint.grow(_RESAMPLE_MARGIN).clip(mb)
+    try:
+        forward = model.render(visit, region, position=(0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y)),
+                               order=order, split=split, split_threshold=split_threshold)
+    except InputError as exc:
+        raise InputError(str(exc), source) from None
     var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
     region_wcs = shift_wcs(model.wcs, -(region.x0 - model.origin[0]), -(region.y0 - model.origin[1]))
     area_ratio = _quad_areas(xc, yc)
@@ -334,7 +313,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         Interpolation order of the DCR shifts (1 bilinear, 3 cubic spline); default the
         order the model was solved with (``model.interp_order``).
     split, split_threshold
-        Split-subfilter forward model (see `dcrcoadd.dcr.model.matched_template`).
+        Split-subfilter forward model (see `dcrcoadd.dcr.forward.matched_template`).
     source : str or path-like, optional
         Name of the science exposure in error messages (its file); default its visit.
 

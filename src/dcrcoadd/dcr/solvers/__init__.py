@@ -1,13 +1,14 @@
-"""Solvers for the DCR model of one subregion.
+"""Solvers for the DCR model of one tile.
 
-A solver is a function ``solve(problem, models, config) -> SolveResult``: it
-takes the per-subregion inputs (`SubregionProblem`) and the starting model
-images and returns the new model images and their convergence history. The
-orchestration (`dcrcoadd.dcr.assemble`) does not depend on which solver runs.
+A solver is a function ``solve(problem, models, settings, progress=None) -> SolveResult``
+(`dcrcoadd.dcr.problem`): it takes one tile's inputs and the starting model images and
+returns the model images and their history. ``SOLVERS`` maps each name of
+`dcrcoadd.config.schema.SOLVER_NAMES` to its function; its settings are the `DcrConfig`
+section of the same name.
 """
 
-from dcrcoadd.dcr.solvers.iterative import SolveResult, SubregionProblem, solve_iterative
+from dcrcoadd.dcr.solvers.iterative import solve_iterative
 
 SOLVERS = {"iterative": solve_iterative}
 
-__all__ = ["SOLVERS", "SolveResult", "SubregionProblem", "solve_iterative"]
+__all__ = ["SOLVERS", "solve_iterative"]

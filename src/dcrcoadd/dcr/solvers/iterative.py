@@ -10,12 +10,11 @@ averaging, taper to the reference away from sources).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcrcoadd.dcr.model import matched_template
+from dcrcoadd.config.schema import IterativeSettings
+from dcrcoadd.dcr.problem import Progress, SolveResult, TileProblem
 from dcrcoadd.dcr.solvers.conditioning import (
     amplify,
     apply_model_weights,
@@ -26,46 +25,8 @@ from dcrcoadd.dcr.solvers.conditioning import (
     progressive_gain,
     regularize_frequency,
 )
-from dcrcoadd.ops.shift import shift_image, shift_image_adjoint, spline_prefilter
 
 log = logging.getLogger("dcrcoadd.dcr.solvers.iterative")
-
-
-@dataclass
-class SubregionProblem:
-    """Everything the solver needs for one subregion (grown by its buffer).
-
-    Attributes
-    ----------
-    images : ndarray, shape (N, ny, nx)
-        Warps over the buffered region, flux-scaled, bad pixels set to 0.
-    weights : ndarray, shape (N, ny, nx)
-        1 for good pixels, 0 for bad ones.
-    shifts : ndarray, shape (N, M, 2)
-        Per-warp, per-subfilter DCR shifts ``(dy, dx)`` (no split).
-    split_shifts : ndarray, shape (N, M, 2, 2), optional
-        The same in split mode, for forward modelling; None to not split.
-    detected : ndarray of bool, shape (ny, nx)
-        DETECTED footprints of the baseline coadd.
-    reference : ndarray, shape (ny, nx)
-        Baseline coadd image (the value the model tapers to away from sources).
-    background : ndarray of bool, shape (ny, nx)
-        Good, undetected coadd pixels (for noise estimates).
-    inner : tuple of slice
-        The subregion proper inside the buffered arrays.
-    buffer : int
-        Buffer width in pixels.
-    """
-
-    images: np.ndarray
-    weights: np.ndarray
-    shifts: np.ndarray
-    split_shifts: np.ndarray | None
-    detected: np.ndarray
-    reference: np.ndarray
-    background: np.ndarray
-    inner: tuple[slice, slice]
-    buffer: int = 0
 
 
 def iteration_record(iteration: int, convergence: float, gain: float | None) -> dict:
@@ -73,80 +34,12 @@ def iteration_record(iteration: int, convergence: float, gain: float | None) -> 
     return {"iteration": iteration, "convergence": convergence, "gain": gain}
 
 
-@dataclass
-class SolveResult:
-    models: np.ndarray
-    history: list[dict] = field(default_factory=list)
-    converged: bool = False
-    stop_reason: str = ""
-    n_images: np.ndarray | None = None
-    contribution_weights: np.ndarray | None = None
-
-    @property
-    def n_iterations(self) -> int:
-        return len(self.history) - 1
+def _templates(models: np.ndarray, problem: TileProblem, settings: IterativeSettings) -> np.ndarray:
+    # the iteration runs on an un-amplified model but fits the data with the amplified one
+    return problem.forward.apply(amplify(models, settings.accelerate_model))
 
 
-def _shift(image: np.ndarray, shift: np.ndarray, order: int) -> np.ndarray:
-    return shift_image(image, shift, order, prefiltered=True)
-
-
-def _back_projector(order: int, exact_adjoint: bool):
-    """``B*``: the exact transpose of the forward shift, or LSST's reverse shift.
-
-    Both agree away from the image edges. At the edges only the transpose makes each
-    iteration a true gradient step of the least-squares problem; with the reverse shift,
-    residuals of sources near a subregion edge are fed back inconsistently and can grow
-    from one iteration to the next (seen on near-zenith data).
-    """
-    if exact_adjoint:
-        return lambda image, shift: shift_image_adjoint(image, shift, order)
-
-    def reverse(image: np.ndarray, shift: np.ndarray) -> np.ndarray:
-        coeffs = spline_prefilter(image) if order > 1 else image
-        return _shift(coeffs, -np.asarray(shift), order)
-
-    return reverse
-
-
-def contribution_weights(weights: np.ndarray, shifts: np.ndarray, order: int = 1,
-                         exact_adjoint: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Per-subfilter inverse contribution counts and integer nImages (LSST ``calculateNImage``).
-
-    Each warp's good-pixel map is shifted back by that warp's DCR in each
-    subfilter, exactly as its residuals will be, and summed. Where every
-    subfilter has at least one contribution the weight is the inverse of the
-    sum; elsewhere it is 0 and nImage is 0.
-
-    Returns
-    -------
-    inverse : ndarray, shape (M, ny, nx)
-    n_images : ndarray of uint16, shape (M, ny, nx)
-    """
-    n_warps, m = shifts.shape[:2]
-    back = _back_projector(order, exact_adjoint)
-    total = np.zeros((m, *weights.shape[1:]), dtype=np.float64)
-    counts = np.zeros((m, *weights.shape[1:]), dtype=np.int32)
-    for i in range(n_warps):
-        for a in range(m):
-            shifted = back(weights[i], shifts[i, a])
-            total[a] += shifted
-            counts[a] += np.rint(shifted).astype(np.int32)
-    good = np.all(total >= 1.0 - 1e-4, axis=0)
-    inverse = np.zeros_like(total)
-    np.divide(1.0, total, out=inverse, where=good[None] & (total > 0))
-    counts[:, ~good] = 0
-    return inverse.astype(np.float32), np.clip(counts, 0, None).astype(np.uint16)
-
-
-def _templates(models: np.ndarray, problem: SubregionProblem, config) -> np.ndarray:
-    shifts = problem.split_shifts if problem.split_shifts is not None else problem.shifts
-    amplified = amplify(models, config.accelerate_model)
-    return np.stack([matched_template(amplified, s, order=config.image_interp_order,
-                                      split_threshold=config.split_threshold) for s in shifts])
-
-
-def convergence_metric(models: np.ndarray, templates: np.ndarray, problem: SubregionProblem,
+def convergence_metric(models: np.ndarray, templates: np.ndarray, problem: TileProblem,
                        buffer: int) -> float:
     """LSST ``calculateConvergence``: mean over warps of a significance-weighted misfit.
 
@@ -177,17 +70,15 @@ def convergence_metric(models: np.ndarray, templates: np.ndarray, problem: Subre
     return float(np.mean(metrics)) if metrics else 0.0
 
 
-def update_model(models: np.ndarray, templates: np.ndarray, problem: SubregionProblem,
-                 inverse_counts: np.ndarray, gain: float, taper: np.ndarray | None, config) -> np.ndarray:
-    """One iteration: stack reverse-shifted residuals into a new, conditioned model."""
-    back = _back_projector(config.image_interp_order, config.use_exact_adjoint)
+def update_model(models: np.ndarray, templates: np.ndarray, problem: TileProblem,
+                 inverse_counts: np.ndarray, gain: float, taper: np.ndarray | None,
+                 config: IterativeSettings) -> np.ndarray:
+    """One iteration: stack back-projected residuals into a new, conditioned model."""
     m = models.shape[0]
     stacked = np.zeros(models.shape, dtype=np.float64)
-    for image, weight, template, shifts in zip(problem.images, problem.weights, templates,
-                                               problem.shifts, strict=True):
-        residual = (image - template) * weight
-        for a in range(m):
-            stacked[a] += back(residual, shifts[a])
+    for i, (image, weight, template) in enumerate(zip(problem.images, problem.weights, templates,
+                                                      strict=True)):
+        stacked += problem.forward.adjoint((image - template) * weight, i)
     new = (models + stacked * inverse_counts).astype(np.float32)
     bad = ~np.isfinite(new)
     new[bad] = models[bad]
@@ -204,8 +95,8 @@ def update_model(models: np.ndarray, templates: np.ndarray, problem: SubregionPr
     return new
 
 
-def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
-                    progress: Callable[[dict], None] | None = None) -> SolveResult:
+def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeSettings,
+                    progress: Progress | None = None) -> SolveResult:
     """Iterate the DCR model of one subregion to convergence.
 
     Parameters
@@ -213,12 +104,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
     problem : SubregionProblem
     models : ndarray, shape (M, ny, nx)
         Starting subfilter images over the buffered region.
-    config : DcrConfig
-        Uses ``min_num_iter``, ``max_num_iter``, ``convergence_threshold``,
-        ``base_gain``, ``use_progressive_gain``, ``accelerate_model``,
-        ``image_interp_order``, ``split_threshold``, ``regularize_model_iterations``,
-        ``regularize_model_frequency``, ``regularization_width``,
-        ``use_model_weights``, ``model_weights_width``, ``use_exact_adjoint``.
+    config : IterativeSettings
     progress : callable, optional
         Called with each iteration's record.
 
@@ -234,8 +120,7 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
     min_iter = config.min_num_iter if config.min_num_iter is not None else m
     max_iter = config.max_num_iter if config.max_num_iter is not None else 3 * m
     base_gain = config.base_gain if config.base_gain is not None else 1.0 / max(m - 1, 1)
-    inverse_counts, n_images = contribution_weights(problem.weights, problem.shifts,
-                                                    config.image_interp_order, config.use_exact_adjoint)
+    inverse_counts, n_images = problem.forward.counts(problem.weights)
     taper = model_weights(problem.detected, config.model_weights_width) \
         if config.use_model_weights else None
     models = models.astype(np.float32, copy=True)
@@ -244,10 +129,11 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
     history = [iteration_record(0, conv, None)]
     if progress:
         progress(history[-1])
-    result = SolveResult(models, history, n_images=n_images, contribution_weights=inverse_counts)
+    result = SolveResult(models, history, n_images=n_images)
     if conv == 0:
         result.stop_reason = "no usable pixels (no good DETECTED data in the subregion)"
         log.warning("subregion has no good detected pixels; the model stays at coadd / M")
+        result.models = _delivered(models, config)
         return result
     convergences, gains = [conv], []
     for iteration in range(1, max_iter + 1):
@@ -275,6 +161,12 @@ def solve_iterative(problem: SubregionProblem, models: np.ndarray, config,
             break
     else:
         result.stop_reason = f"reached max_num_iter = {max_iter}"
-    result.models = models
+    result.models = _delivered(models, config)
     result.history = history
     return result
+
+
+def _delivered(models: np.ndarray, config: IterativeSettings) -> np.ndarray:
+    """The model the outputs and templates use: the iteration's model amplified as it was when it
+    fitted the data (``accelerate_model``)."""
+    return amplify(models, config.accelerate_model).astype(np.float32)
