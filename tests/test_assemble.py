@@ -88,7 +88,7 @@ def test_single_warp_is_refused(sim):
 def test_tiled_subregions_match_one_region(sim, factor, tolerance):
     """Away from the patch edges, 32-px subregions give the model of one 64-px region
     (fixed iterations, so both stop at the same point); LSST's buffer (factor 1) does not."""
-    from dcrcoadd.config.schema import apply_override
+    from dcrcoadd.config import apply_override
 
     models = {}
     for size in (64, 32):
@@ -107,7 +107,7 @@ def test_tiled_subregions_match_one_region(sim, factor, tolerance):
 
 
 def test_psf_measurement_falls_back_with_a_warning(sim, caplog):
-    from dcrcoadd.config.schema import apply_override
+    from dcrcoadd.config import apply_override
 
     # a 64-px field has no isolated 25-px stamps: the input-based PSF is kept, with a warning
     config = apply_override(Config(), "dcr.do_calculate_psf=true")
@@ -142,7 +142,7 @@ def test_subfilters_order_stars_by_colour(result, sim):
 def test_near_zenith_visits_converge():
     """DCR of ~0.2 px (airmass 1.00-1.01): the exact adjoint keeps every step an improvement;
     LSST's reverse shift feeds edge residuals back and the metric grows from the first step."""
-    from dcrcoadd.config.schema import apply_override
+    from dcrcoadd.config import apply_override
 
     sim = simulate(SimulationConfig(size=64, n_visits=4, n_stars=20, dec=-30.2, airmass=(1.0, 1.01), seed=4,
                                     seeing=(0.7, 0.7), defects=False, noise_twins=False, n_bright_stars=0,

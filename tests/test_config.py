@@ -5,15 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from dcrcoadd.config.schema import (
-    Config,
-    ConfigError,
-    apply_override,
-    field_docs,
-    from_dict,
-    to_markdown,
-    to_toml,
-)
+from dcrcoadd.config import Config, apply_override, from_dict, to_markdown, to_toml
+from dcrcoadd.config.schema import field_docs
+from dcrcoadd.config.validation import SOLVER_NAMES
+from dcrcoadd.dcr.solvers import SOLVERS
+from dcrcoadd.errors import ConfigError
 
 
 def all_fields(obj, prefix=""):
@@ -73,3 +69,14 @@ def test_unknown_keys_are_rejected():
         apply_override(Config(), "dcr.gain=1")
     with pytest.raises(ConfigError, match="not of the form"):
         apply_override(Config(), "dcr.iterative.max_num_iter")
+
+
+def test_every_solver_has_its_settings_section():
+    assert set(SOLVERS) == set(SOLVER_NAMES)
+    for name in SOLVER_NAMES:
+        assert dataclasses.is_dataclass(getattr(Config().dcr, name))
+
+
+def test_a_moved_field_names_its_new_section():
+    with pytest.raises(ConfigError, match="did you mean dcr.iterative.max_num_iter"):
+        apply_override(Config(), "dcr.max_num_iter=5")

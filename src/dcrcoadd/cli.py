@@ -170,7 +170,7 @@ def _expand_inputs(items: Sequence[str]) -> list[str]:
 
 
 def _load_config(args: argparse.Namespace):
-    from dcrcoadd.config.schema import Config, apply_override, load_toml
+    from dcrcoadd.config import Config, apply_override, load_toml
 
     config = load_toml(args.config) if getattr(args, "config", None) else Config()
     for text in getattr(args, "set", None) or []:
@@ -290,7 +290,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from types import SimpleNamespace
 
     from dcrcoadd.coadd.baseline import assemble_coadd, write_coadd
-    from dcrcoadd.config.schema import to_toml
+    from dcrcoadd.config import to_toml
     from dcrcoadd.core.geom import Box
     from dcrcoadd.core.instrument import instrument_defaults
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs, write_report
@@ -443,12 +443,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 # -- dcrcoadd config -------------------------------------------------------------------------------
 
 def _cmd_config(args: argparse.Namespace) -> int:
-    from dcrcoadd.config.schema import to_toml
+    from dcrcoadd.config import to_toml
     from dcrcoadd.io.atomic import atomic_output
 
     config = _load_config(args)
     if args.action == "markdown":
-        from dcrcoadd.config.schema import to_markdown
+        from dcrcoadd.config import to_markdown
 
         print(to_markdown(config), end="")
         return 0

@@ -55,7 +55,7 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     The held-out visits are the lowest- and highest-airmass ones of the simulated track; the
     model is built from the others.
     """
-    from dcrcoadd.config.schema import Config, to_toml
+    from dcrcoadd.config import Config, to_toml
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
     from dcrcoadd.io import write_exposure
     from dcrcoadd.io.atomic import atomic_output
