@@ -6,7 +6,7 @@ For each case (``WIDTHxHEIGHTxWARPS``) a fresh single-threaded child process
    rendered once in ``RENDER_BANDS`` narrow bands with a Gaussian PSF, each band
    shifted per visit by its DCR (`dcrcoadd.physics.dcr.dcr_shifts`, cubic spline) and
    summed, plus Gaussian noise; visits at airmass 1.0-2.0 over a range of
-   parallactic angles (`dcrcoadd.sim.simulate.make_visits` for the geometry), the
+   parallactic angles (`dcrcoadd.sim.make_visits` for the geometry), the
    DETECTED plane from the noise-free image; GalSim plays no part, because
    rendering a DECam-CCD-sized field with it takes far longer than the assembly;
 2. writes them as FITS files to a temporary directory (untimed), as the CLI reads them;
@@ -148,7 +148,7 @@ def synthetic_field(
     from dcrcoadd.core.psf import Psf
     from dcrcoadd.ops.shift import shift_image, spline_prefilter
     from dcrcoadd.physics.dcr import dcr_shifts
-    from dcrcoadd.sim.simulate import SimulationConfig, field_wcs, make_visits
+    from dcrcoadd.sim import SimulationConfig, field_wcs, make_visits
 
     conditions = visit_conditions(n_warps, seed) + [
         (1.3 + 0.2 * k / max(n_science - 1, 1), 150.0 - 20 * k) for k in range(n_science)

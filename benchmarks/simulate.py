@@ -1,4 +1,4 @@
-"""Benchmark: `dcrcoadd.sim.simulate.simulate` (GalSim-rendered warps with DCR, truth, noise twins).
+"""Benchmark: `dcrcoadd.sim.simulate` (GalSim-rendered warps with DCR, truth, noise twins).
 
 Cases (issue 4):
 
@@ -40,7 +40,7 @@ CASES = {
 
 def child(case: str) -> dict:
     t_import = time.perf_counter()
-    from dcrcoadd.sim.simulate import SimulationConfig, simulate, write_simulation
+    from dcrcoadd.sim import SimulationConfig, simulate, write_simulation
 
     t_import = time.perf_counter() - t_import
     config = SimulationConfig(**CASES[case])

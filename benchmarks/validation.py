@@ -1,6 +1,6 @@
 """Science-quality validation on DMTN-037's axes, on GalSim-simulated g-band star fields.
 
-One simulation (`dcrcoadd.sim.simulate.simulate`, defects off, constant seeing so
+One simulation (`dcrcoadd.sim.simulate`, defects off, constant seeing so
 that direct pixel subtraction is meaningful, one catalogue so the sky is the
 same in every visit) holds
 
@@ -12,7 +12,7 @@ same in every visit) holds
   each with its noise twin (same sky and conditions, new noise).
 
 Stars follow a rough magnitude-limited spectral mix (`SPECTRAL_MIX`) of black
-bodies, fluxes as `dcrcoadd.sim.simulate.make_catalog` draws them.
+bodies, fluxes as `dcrcoadd.sim.make_catalog` draws them.
 
 Measurements
 ------------
@@ -116,7 +116,7 @@ QUICK = ValidationSetup(
 
 def star_catalog(config, seed: int):
     """`make_catalog` stars with temperatures redrawn from `SPECTRAL_MIX`."""
-    from dcrcoadd.sim.simulate import make_catalog
+    from dcrcoadd.sim import make_catalog
 
     cat = make_catalog(config)
     rng = np.random.default_rng([seed, 77])
@@ -132,7 +132,7 @@ def star_catalog(config, seed: int):
 
 def simulate_field(setup: ValidationSetup):
     """Simulate the model and held-out visits; return (simulation, model indices, elevation -> index)."""
-    from dcrcoadd.sim.simulate import SimulationConfig, simulate
+    from dcrcoadd.sim import SimulationConfig, simulate
 
     model_conditions = visit_conditions(setup.n_model_visits, setup.seed)
     elevations = setup.visit_elevations
@@ -309,7 +309,7 @@ def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> tuple[lis
 
 
 def _subfilter_truth(sim, model) -> np.ndarray:
-    from dcrcoadd.sim.simulate import subfilter_fluxes
+    from dcrcoadd.sim import subfilter_fluxes
 
     return subfilter_fluxes(sim.catalog, sim.bandpass, model.subfilter_edges)
 

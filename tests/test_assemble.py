@@ -9,7 +9,7 @@ from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
 
 pytest.importorskip("galsim")
-from dcrcoadd.sim.simulate import SimulationConfig, simulate  # noqa: E402
+from dcrcoadd.sim import SimulationConfig, simulate  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ pytest.importorskip("speclite")
 
 from dcrcoadd.errors import ConfigError  # noqa: E402
 from dcrcoadd.io import read_exposure  # noqa: E402
-from dcrcoadd.sim.simulate import (  # noqa: E402
+from dcrcoadd.sim import (  # noqa: E402
     Defects,
     SimulationConfig,
     band_support,

@@ -111,7 +111,7 @@ def _pair(text: str, kind=float) -> tuple:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from dcrcoadd.sim.simulate import SimulationConfig, simulate, summary_lines, write_simulation
+    from dcrcoadd.sim import SimulationConfig, simulate, summary_lines, write_simulation
 
     config = SimulationConfig(size=args.size, n_visits=args.n_visits, band=args.band, site=args.site,
                               seed=args.seed, seeing=args.seeing, airmass=args.airmass,

@@ -59,7 +59,7 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
     from dcrcoadd.io import write_exposure
     from dcrcoadd.io.atomic import atomic_output
-    from dcrcoadd.sim.simulate import SimulationConfig, simulate, write_simulation
+    from dcrcoadd.sim import SimulationConfig, simulate, write_simulation
 
     outdir = Path(outdir)
     # Constant seeing, as DMTN-037's direct-subtraction test: without PSF matching, differing
