@@ -155,3 +155,11 @@ def test_near_zenith_visits_converge():
     assert all(b < a for a, b in zip(conv[True], conv[True][1:], strict=False))
     assert conv[True][-1] < 0.5 * conv[True][0]
     assert conv[False][1] > conv[False][0]
+
+
+def test_more_subfilters_than_warps_is_refused_before_solving():
+    from dcrcoadd.dcr.assemble import check_subfilter_count
+
+    with pytest.raises(InputError, match="at most 6 can be separated"):
+        check_subfilter_count(50, 6)
+    check_subfilter_count(3, 6)

@@ -78,3 +78,16 @@ def test_contribution_weights_are_inverse_counts():
     # (the reverse shift moves content by -2 px in x, so the last two columns see nothing)
     assert np.all(inverse[:, :, -2:] == 0) and np.all(n_images[:, :, -2:] == 0)
     assert np.all(inverse[:, :, :-2] == 0.5)
+
+
+def test_a_diverging_solve_says_so_and_keeps_a_finite_start():
+    # no conditioning and an aggressive fixed gain: the misfit grows to ~2 (from 0.15)
+    problem, _, coadd = make_problem(np.linspace(0.2, 1.6, 8), seed=1)
+    start = np.repeat(coadd[None] / 3, 3, axis=0)
+    settings = IterativeSettings(accelerate_model=10, regularize_model_iterations=0,
+                                 regularize_model_frequency=0, use_model_weights=False, min_num_iter=12,
+                                 max_num_iter=12, base_gain=5.0, use_progressive_gain=False)
+    result = solve_iterative(problem, start, settings)
+    assert not result.converged and result.stop_reason.startswith("diverged")
+    # the start (achromatic, so amplifying it changes nothing)
+    np.testing.assert_allclose(result.models, start, rtol=1e-6, atol=1e-4)

@@ -80,6 +80,23 @@ def _shifts_for(visits: Sequence[VisitInfo], model: DcrModel, box: Box, split: b
                             box.center, split=split)
 
 
+def check_subfilter_count(n_subfilters: int, n_warps: int, source: str = "dcr.dcr_num_subfilters") -> None:
+    """Refuse more subfilters than usable warps; warn when fewer than two warps per subfilter.
+
+    Each warp gives one equation per spatial frequency for the M unknown subfilter images, so
+    with M > N the split is undetermined everywhere (only a prior could fill it in) and the
+    iterative solver diverges (values ~1e22 were seen with M = 50, N = 6).
+    """
+    if n_subfilters > n_warps:
+        raise InputError(f"dcr_num_subfilters = {n_subfilters} exceeds the {n_warps} usable warps: each warp "
+                         f"constrains one combination of the subfilters, so at most {n_warps} can be "
+                         f"separated; use --set dcr.dcr_num_subfilters=N with N <= {n_warps} (default 3)",
+                         source)
+    if n_warps < 2 * n_subfilters:
+        log.warning("%d warps for %d subfilters: the subfilter split is poorly constrained (fewer than two "
+                    "warps per subfilter)", n_warps, n_subfilters)
+
+
 def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) -> None:
     if len(visits) < 2:
         raise InputError(f"only {len(visits)} usable warp: the DCR model is underdetermined (need at "
@@ -112,6 +129,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     inputs = baseline.inputs
     visits = dcr_visits(inputs)
     _check_diversity(inputs, visits)
+    check_subfilter_count(dcr.dcr_num_subfilters, len(visits))
     if coadd.bandpass is None:
         raise InputError("the warps carry no band wavelengths (BANDLAM/BANDWID); give the band "
                          "with --band or an instrument preset", inputs[0].name)

@@ -123,7 +123,7 @@ def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeS
     inverse_counts, n_images = problem.forward.counts(problem.weights)
     taper = model_weights(problem.detected, config.model_weights_width) \
         if config.use_model_weights else None
-    models = models.astype(np.float32, copy=True)
+    models = start = models.astype(np.float32, copy=True)
     templates = _templates(models, problem, config)
     conv = convergence_metric(models, templates, problem, problem.buffer)
     history = [iteration_record(0, conv, None)]
@@ -142,13 +142,22 @@ def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeS
         new = update_model(models, templates, problem, inverse_counts, gain, taper, config)
         new_templates = _templates(new, problem, config)
         new_conv = convergence_metric(new, new_templates, problem, problem.buffer)
+        if not (np.isfinite(new_conv) and np.all(np.isfinite(new))):
+            result.stop_reason = f"diverged at iteration {iteration} (non-finite model); kept iteration " \
+                                 f"{iteration - 1}"
+            log.warning("the model became non-finite at iteration %d; keeping iteration %d",
+                        iteration, iteration - 1)
+            break
         improvement = (convergences[-1] - new_conv) / new_conv if new_conv > 0 else np.inf
         log.info("iteration %d: convergence %.6g, improvement %.4f%%, gain %.3f",
                  iteration, new_conv, 100 * improvement, gain)
         if improvement < 0 and iteration > min_iter:
-            result.stop_reason = f"diverged at iteration {iteration}; kept iteration {iteration - 1}"
-            log.warning("model diverged at iteration %d (%.4f%%); keeping the previous model",
-                        iteration, 100 * improvement)
+            # DMTN-037: a step that worsens the fit past the minimum is discarded; this is the
+            # normal end of many solves, not an alarm
+            result.stop_reason = f"stopped at iteration {iteration} (it worsened the fit by " \
+                                 f"{-100 * improvement:.3g} %); kept iteration {iteration - 1}"
+            log.info("iteration %d worsened the fit (%.4f%%); keeping iteration %d",
+                     iteration, 100 * improvement, iteration - 1)
             break
         models, templates = new, new_templates
         convergences.append(new_conv)
@@ -161,6 +170,15 @@ def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeS
             break
     else:
         result.stop_reason = f"reached max_num_iter = {max_iter}"
+    if convergences[-1] > convergences[0]:
+        # the whole run made the fit worse than the starting coadd / M: say so and keep the start
+        result.converged = False
+        result.stop_reason = (f"diverged: misfit {convergences[-1]:.4g} after {len(convergences) - 1} "
+                              f"iterations against {convergences[0]:.4g} at the start; "
+                              "kept the starting model")
+        log.warning("the iterative solver diverged in this tile (misfit %.4g > %.4g at the start); "
+                    "keeping the starting model", convergences[-1], convergences[0])
+        models = start
     result.models = _delivered(models, config)
     result.history = history
     return result
