@@ -251,6 +251,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     outcomes = done
     for outcome in (mapper or map)(solve_tile, tasks):
         outcomes[outcome.index] = outcome
+        log.info("tile %d %s: %s (%.1f s)", outcome.index, outcome.box, outcome.stop_reason, outcome.seconds)
         if on_subregion:
             on_subregion(outcome)
     t2 = time.perf_counter()
