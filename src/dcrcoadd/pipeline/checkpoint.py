@@ -162,7 +162,8 @@ def _lines(text: str):
             section = line.strip("[]")
         elif "=" in line:
             key, _, value = line.lstrip("# ").partition("=")
-            yield f"{section}.{key.strip()}", value.strip()
+            # an unset field is written as a comment, "# key = (default: None)"
+            yield f"{section}.{key.strip()}", "(default)" if line.startswith("#") else value.strip()
 
 
 def stored_run(outdir: str | os.PathLike) -> StoredRun | None:
