@@ -160,6 +160,14 @@ def test_problems_found_before_the_first_pixel(warps, tmp_path):
         run_patch(warps, config(), tmp_path / "b", band="r", progress=events.append)
     with pytest.raises(InputError, match="underdetermined"):
         run_patch(warps[:1], config(), tmp_path / "c", dcr_only=True, progress=events.append)
+    with pytest.raises(InputError, match="bright-object mask file does not exist"):
+        run_patch(warps, config("coadd.do_mask_bright_objects=true",
+                                f"coadd.bright_object_mask_file={json.dumps(str(tmp_path / 'none.ecsv'))}"),
+                  tmp_path / "d", progress=events.append)
+    no_psf = [read_exposure(p) for p in warps]
+    no_psf[2].psf = None
+    with pytest.raises(InputError, match=r"exposure\[2\] \(visit 102\): has no PSF"):
+        run_patch(no_psf, config(), tmp_path / "e", progress=events.append)
     assert events == []  # no stage started
     assert files(tmp_path) == {"g", "file"}
 

@@ -12,9 +12,11 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from dcrcoadd.coadd.baseline import read_bright_object_masks
+from dcrcoadd.config.schema import Config
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.instrument import instrument_defaults
@@ -38,6 +40,7 @@ class InputHeader:
     band: str | None
     bandpass: Bandpass | None
     visit: VisitInfo | None
+    has_psf: bool = True
 
     @property
     def band_letter(self) -> str:
@@ -92,14 +95,15 @@ def read_headers(sources: Sequence[Source], instrument: str | None = None) -> li
     for i, source in enumerate(sources):
         if isinstance(source, Exposure):
             header = InputHeader(exposure_label(source, i), source, source.band, source.bandpass,
-                                 source.visit)
+                                 source.visit, source.psf is not None)
         else:
             info = read_info(source)
-            header = InputHeader(str(source), source, info.band, info.bandpass, info.visit)
+            header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
+                                 info.psf is not None)
         if instrument:
             bandpass, visit = instrument_defaults(instrument, header.band, header.bandpass, header.visit,
                                                   header.name)
-            header = InputHeader(header.name, source, header.band or bandpass.name, bandpass, visit)
+            header = replace(header, band=header.band or bandpass.name, bandpass=bandpass, visit=visit)
         headers.append(header)
     return headers
 
@@ -138,12 +142,20 @@ def check_outdir(path: str | os.PathLike) -> None:
         raise InputError(what, path)
 
 
-def preflight(headers: Sequence[InputHeader], *, dcr_only: bool = False) -> None:
-    """Refuse, naming the file, a set of inputs that cannot give a DCR model, before any pixel is read.
+def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool = False) -> None:
+    """Refuse, naming the file, what would fail later: inputs that cannot give a DCR model, a
+    missing PSF that compare-warp needs, an unreadable bright-object table.
 
     With a single input the run makes the baseline coadd only (unless ``dcr_only``), so the
     DCR requirements are checked only for two or more.
     """
+    if config.artifacts.enabled:
+        for h in headers:
+            if not h.has_psf:
+                raise InputError("has no PSF; compare-warp artifact rejection needs one per warp "
+                                 "(or set artifacts.enabled = false)", h.name)
+    if config.coadd.do_mask_bright_objects:
+        read_bright_object_masks(config.coadd.bright_object_mask_file)
     if len(headers) < 2:
         if dcr_only:
             raise InputError(f"only {len(headers)} warp: the DCR model is underdetermined (need at least "

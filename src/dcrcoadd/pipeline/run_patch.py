@@ -203,7 +203,7 @@ def _plan(inputs, config: Config, out: Path, *, band: str | None, bbox: Box | No
     sources = expand_inputs(inputs)
     check_outdir(out)
     headers = select_band(read_headers(sources, config.inputs.instrument), band)
-    preflight(headers, dcr_only=dcr_only)
+    preflight(headers, config, dcr_only=dcr_only)
     config_text = to_toml(config)
     box = None if bbox is None else [bbox.x0, bbox.y0, bbox.width, bbox.height]
     manifest = checkpoint.manifest(config_text, [input_identity(h.source, h.name) for h in headers],
