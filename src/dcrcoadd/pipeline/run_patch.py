@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +33,7 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.dcr.assemble import DcrCoaddResult, SubregionOutcome, assemble_dcr_coadd
 from dcrcoadd.errors import InputError
-from dcrcoadd.parallel.mappers import serial_map
+from dcrcoadd.parallel.mappers import Mapper, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
     Source,
@@ -61,8 +61,6 @@ from dcrcoadd.pipeline.outputs import (
 )
 
 log = logging.getLogger("dcrcoadd.pipeline.run_patch")
-
-Mapper = Callable[[Callable, Iterable], Iterable]
 
 
 @dataclass
@@ -187,9 +185,9 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
             if len(baseline.inputs) < 2:
                 return _baseline_only(plan, baseline, timings, run_warnings, dcr_only=dcr_only,
                                       command=command)
-            result, warnings_by_index = _dcr_stage(plan, baseline, done, mapper, notify)
-            return _write_outputs(plan, result, timings, run_warnings, warnings_by_index, sorted(done),
-                                  notify, report_science=report_science, title=title, command=command)
+            result, warnings_by_index, resumed = _dcr_stage(plan, baseline, done, mapper, notify)
+            return _write_outputs(plan, result, timings, run_warnings, warnings_by_index, resumed, notify,
+                                  report_science=report_science, title=title, command=command)
         except BaseException:
             _leave_nothing_if_nothing_computed(out, created)
             raise
@@ -254,8 +252,9 @@ def _baseline_stage(plan: _Plan, timings: dict[str, float], notify) -> CoaddResu
 
 
 def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Checkpoint],
-               mapper: Mapper | None, notify) -> tuple[DcrCoaddResult, dict[int, list[str]]]:
-    """Solve the DCR model subregion by subregion, saving each as a checkpoint."""
+               mapper: Mapper | None, notify) -> tuple[DcrCoaddResult, dict[int, list[str]], list[int]]:
+    """Solve the DCR model subregion by subregion, saving each as a checkpoint; returns the result,
+    the warnings of each subregion and the subregions resumed from checkpoints."""
     boxes = list(baseline.coadd.bbox.subregions(tuple(plan.config.coadd.subregion_size)))
     done = _on_this_grid(done, boxes)
     checkpoint.write_manifest(plan.out, plan.manifest)
@@ -272,7 +271,7 @@ def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Ch
                                 mapper=keeping_warnings(mapper or serial_map, warnings_by_index),
                                 on_subregion=on_subregion,
                                 done={index: c.outcome for index, c in done.items()})
-    return result, warnings_by_index
+    return result, warnings_by_index, sorted(done)
 
 
 def _on_this_grid(done: dict[int, checkpoint.Checkpoint],
