@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from dcrcoadd.config.schema import Config
-from dcrcoadd.dcr.assemble import assemble_dcr_coadd, write_dcr_outputs
+from dcrcoadd.dcr.assemble import assemble_dcr_coadd
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
+from dcrcoadd.pipeline.outputs import write_dcr_outputs
 
 pytest.importorskip("galsim")
 from dcrcoadd.sim import SimulationConfig, simulate  # noqa: E402

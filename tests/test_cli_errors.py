@@ -126,3 +126,35 @@ def test_instrument_preset_never_overrides_the_file(tmp_path, capsys):
 
     model = DcrModel.read(tmp_path / "o" / "model.fits")
     assert model.bandpass.name == "g" and model.bandpass.transmission is None
+
+
+def test_quiet_prints_no_wrote_lines(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3)
+    status, out, _ = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "q"), "-q")
+    assert status == 0 and "wrote" not in out
+    status, out, _ = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "v"))
+    assert status == 0 and f"wrote {tmp_path / 'v' / 'model.fits'}" in out
+
+
+def test_a_band_without_wavelengths_is_refused_before_the_coadd_saying_what_fixes_it(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3, band_name="g")  # FILTER only
+    status, out, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"))
+    assert status == 2 and out == ""  # no inputs table: the baseline coadd never started
+    assert_one_error_line(err, str(paths[0]), "BANDLAM", "--instrument")
+    assert not (tmp_path / "out").exists()
+
+
+def test_template_error_is_printed_once_and_leaves_no_directory(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 3)
+    assert run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "a"), "-q")[0] == 0
+    missing = tmp_path / "missing.fits"
+    status, _, err = run(capsys, "template", str(tmp_path / "a" / "model.fits"), str(missing),
+                         "--out", str(tmp_path / "t"))
+    assert status == 2
+    assert_one_error_line(err, str(missing))
+    assert not (tmp_path / "t").exists()
+    status, out, err = run(capsys, "template", str(tmp_path / "a" / "model.fits"), str(paths[0]),
+                           str(missing), "--out", str(tmp_path / "t"), "-q")
+    assert status == 2 and out == "" and (tmp_path / "t" / "warp_0_template.fits").exists()
+    assert_one_error_line(err, str(missing))
+    assert "1 of 2 science exposures failed" in err

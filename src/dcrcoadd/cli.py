@@ -143,32 +143,6 @@ def _simulation_progress(total: int):
 
 # -- dcrcoadd assemble -----------------------------------------------------------------------------
 
-def _expand_inputs(items: Sequence[str]) -> list[str]:
-    import glob
-    from pathlib import Path
-
-    from dcrcoadd.errors import InputError
-
-    paths: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(str(f) for f in p.glob("*.fits"))
-            if not found:
-                raise InputError("directory holds no .fits files", item)
-            paths.extend(found)
-        elif any(c in item for c in "*?["):
-            found = sorted(glob.glob(item))
-            if not found:
-                raise InputError("pattern matches no files", item)
-            paths.extend(found)
-        else:
-            paths.append(item)
-    if not paths:
-        raise InputError("no input warps given", "assemble")
-    return paths
-
-
 def _load_config(args: argparse.Namespace):
     from dcrcoadd.config import Config, apply_override, load_toml
 
@@ -179,42 +153,6 @@ def _load_config(args: argparse.Namespace):
         config.inputs.instrument = args.instrument
     config.validate()
     return config
-
-
-def _check_outdir(path: str) -> None:
-    import os
-    from pathlib import Path
-
-    from dcrcoadd.errors import InputError
-
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a directory", path)
-    parent = out if out.exists() else out.parent
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise InputError("output directory is not writable", path)
-
-
-class _WarningCollector(logging.Handler):
-    """Keeps the warnings of a run for its metadata."""
-
-    def __init__(self):
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(f"{record.name}: {record.getMessage()}")
-
-
-def _select_band(paths: list[str], band: str | None) -> list[str]:
-    from dcrcoadd.io import read_info
-
-    if band is None:
-        return paths
-    want = band.lower().split("-")[-1]
-    keep = [p for p in paths if (read_info(p).band or "").lower().split("-")[-1] == want]
-    log.info("--band %s selects %d of %d warps", band, len(keep), len(paths))
-    return keep
 
 
 def _summary_table(baseline) -> str:
@@ -239,37 +177,57 @@ class _IterationPostfix(logging.Handler):
         self.bar.set_postfix_str(record.getMessage(), refresh=True)
 
 
-def _progress(total: int, quiet: bool):
-    """A per-subregion progress callback and a closer: a bar on a terminal (with the current
-    iteration of the subregion being solved), plain lines otherwise."""
-    if quiet:
-        return lambda outcome: None, lambda: None
-    if sys.stderr.isatty():
+class _ConsoleProgress:
+    """Shows what `run_patch` reports: the inputs table after the baseline coadd (unless quiet),
+    a line when resuming, and per-subregion progress: a bar on a terminal (with the current
+    iteration of the subregion being solved), plain lines otherwise (none when quiet)."""
+
+    def __init__(self, out: str, quiet: bool, table: bool = True):
+        self.out, self.quiet, self.table = out, quiet, table
+        self.bar = None
+        self.handler = None
+        self.count = 0
+        self.total = 0
+
+    def __call__(self, event) -> None:
+        if event.stage == "baseline" and event.baseline is not None and self.table and not self.quiet:
+            print(_summary_table(event.baseline), flush=True)
+        elif event.stage == "dcr" and event.outcome is None:
+            if event.done:
+                print(f"resuming: {event.done} subregion(s) already done in {self.out}", flush=True)
+            self._start(event.total - event.done)
+        elif event.stage == "dcr":
+            self._step(event.outcome)
+        elif event.stage == "outputs":
+            self.close()
+
+    def _start(self, total: int) -> None:
+        self.total = total
+        if self.quiet or not sys.stderr.isatty():
+            return
         try:
             from tqdm import tqdm
         except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
-            solver_log = logging.getLogger("dcrcoadd.dcr.solvers.iterative")
-            handler = _IterationPostfix(bar)
-            solver_log.addHandler(handler)
+            return
+        self.bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
+        self.handler = _IterationPostfix(self.bar)
+        logging.getLogger("dcrcoadd.dcr.solvers.iterative").addHandler(self.handler)
 
-            def close() -> None:
-                solver_log.removeHandler(handler)
-                bar.close()
+    def _step(self, outcome) -> None:
+        self.count += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        elif not self.quiet and self.total > 1:
+            print(f"subregion {self.count}/{self.total} done ({len(outcome.history) - 1} iterations, "
+                  f"{outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
 
-            return (lambda outcome: bar.update(1)), close
-    if total <= 1:
-        return lambda outcome: None, lambda: None
-    count = [0]
-
-    def step(outcome) -> None:
-        count[0] += 1
-        print(f"subregion {count[0]}/{total} done ({len(outcome.history) - 1} iterations, "
-              f"{outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
-
-    return step, lambda: None
+    def close(self) -> None:
+        if self.handler is not None:
+            logging.getLogger("dcrcoadd.dcr.solvers.iterative").removeHandler(self.handler)
+            self.handler = None
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def _mapper(args: argparse.Namespace):
@@ -282,161 +240,81 @@ def _mapper(args: argparse.Namespace):
     return serial_map
 
 
+def _print_written(outputs: dict, quiet: bool) -> None:
+    if not quiet:
+        for name, path in outputs.items():
+            print(f"wrote {path}  ({name})")
+
+
 def _cmd_assemble(args: argparse.Namespace) -> int:
-    import json
-    import math
-    import time
-    from pathlib import Path
-    from types import SimpleNamespace
-
-    from dcrcoadd.coadd.baseline import assemble_coadd, write_coadd
-    from dcrcoadd.config import to_toml
     from dcrcoadd.core.geom import Box
-    from dcrcoadd.core.instrument import instrument_defaults
-    from dcrcoadd.dcr.assemble import assemble_dcr_coadd, dcr_visits, write_dcr_outputs, write_report
-    from dcrcoadd.errors import InputError
-    from dcrcoadd.io import read_info
-    from dcrcoadd.io.atomic import atomic_output
-    from dcrcoadd.pipeline import checkpoint
+    from dcrcoadd.pipeline import run_patch
 
-    collector = _WarningCollector()
-    logging.getLogger("dcrcoadd").addHandler(collector)
     config = _load_config(args)
-    _check_outdir(args.out)
-    out = Path(args.out)
-    paths = _select_band(_expand_inputs(args.warps), args.band)
-    if not paths:
-        raise InputError(f"no warps in band {args.band!r}", "assemble")
     box = Box.parse(args.box) if args.box else None
-    config_text = to_toml(config)
-    versions = _versions()
-    manifest = checkpoint.manifest(config_text, [str(Path(p).resolve()) for p in paths], versions)
-    previous = checkpoint.read_manifest(out)
-    done = {}
-    if previous is not None:
-        diff = checkpoint.differences(previous, manifest)
-        if diff and not args.clobber_config:
-            raise InputError("holds a run with other settings; use --clobber-config to start over:\n  "
-                             + "\n  ".join(diff), out)
-        if diff:
-            checkpoint.clear(out)
-        else:
-            done = checkpoint.load_all(out)
-            if done:
-                print(f"resuming: {len(done)} subregion(s) already done in {out}")
-    infos = [read_info(p) for p in paths]
-    if len(infos) > 1:  # fail before any output, naming the file, if a warp cannot give DCR
-        checked = []
-        for info in infos:
-            visit = info.visit
-            if config.inputs.instrument and visit is not None:
-                _, visit = instrument_defaults(config.inputs.instrument, info.band, info.bandpass, visit,
-                                               str(info.path))
-            checked.append(SimpleNamespace(name=str(info.path), visit=visit))
-        dcr_visits(checked)
-    timings = {}
-    t0 = time.perf_counter()
-    baseline = assemble_coadd(paths, config, bbox=box)
-    timings["baseline_coadd"] = time.perf_counter() - t0
-    out.mkdir(parents=True, exist_ok=True)
-    if not args.quiet:
-        print(_summary_table(baseline))
-    n_usable = len(baseline.inputs)
-    if n_usable < 2:
-        if args.dcr_only:
-            raise InputError(f"only {n_usable} usable warp: the DCR model is underdetermined", "assemble")
-        log.warning("only %d usable warp: the DCR model is underdetermined; writing the baseline "
-                    "coadd only", n_usable)
-        print(f"wrote {write_coadd(baseline, out / 'coadd.fits')}  (baseline coadd only)")
-        checkpoint.clear(out)
-        return 0
-    dcr_visits(baseline.inputs)  # fail early, naming the file, if a warp cannot give DCR
-    checkpoint.write_manifest(out, manifest)
-    size = config.coadd.subregion_size
-    patch = baseline.coadd.bbox
-    total = math.ceil(patch.width / size[0]) * math.ceil(patch.height / size[1])
-    step, close = _progress(total - len(done), args.quiet)
-
-    def on_subregion(outcome) -> None:
-        checkpoint.save(out, outcome)
-        step(outcome)
-
+    progress = _ConsoleProgress(args.out, args.quiet)
     try:
-        result = assemble_dcr_coadd(paths, config, bbox=box, baseline=baseline, mapper=_mapper(args),
-                                    on_subregion=on_subregion, done=done)
+        run = run_patch(args.warps, config, args.out, mapper=_mapper(args), band=args.band, bbox=box,
+                        clobber_config=args.clobber_config, dcr_only=args.dcr_only, progress=progress,
+                        command=" ".join(sys.argv))
     finally:
-        close()
-    t1 = time.perf_counter()
-    written = write_dcr_outputs(result, out)
-    report = write_report(result, out / "report.png", title=f"dcrcoadd: {out}")
-    if report is not None:
-        written["report"] = report
-    timings.update({k: v for k, v in result.metadata["timings_s"].items() if k != "baseline_coadd"})
-    timings["write_outputs"] = time.perf_counter() - t1
-    with atomic_output(out / "config.toml") as tmp:
-        tmp.write_text(config_text)
-    meta = dict(result.metadata)
-    meta.update(inputs=[dict(zip(row.colnames, [v.item() if hasattr(v, "item") else v for v in row],
-                                 strict=True)) for row in baseline.inputs_table()],
-                skipped=[{"name": n, "reason": r} for n, r in baseline.skipped],
-                input_paths=manifest["inputs"], versions=versions, timings_s=timings,
-                warnings=collector.messages,
-                command=" ".join(sys.argv), resumed_subregions=sorted(done))
-    with atomic_output(out / "metadata.json") as tmp:
-        tmp.write_text(json.dumps(meta, indent=1, default=str))
-    written["config"], written["metadata"] = out / "config.toml", out / "metadata.json"
-    checkpoint.clear(out)
-    print(f"DCR model: {len(result.subfilter_coadds)} subfilters, convergence "
-          f"{meta['initial_convergence']:.4g} -> {meta['final_convergence']:.4g}")
-    for name, path in written.items():
-        print(f"wrote {path}  ({name})")
+        progress.close()
+    if run.dcr is not None and not args.quiet:
+        meta = run.metadata
+        print(f"DCR model: {meta['n_subfilters']} subfilters, convergence "
+              f"{meta['initial_convergence']:.4g} -> {meta['final_convergence']:.4g}")
+    _print_written(run.outputs, args.quiet)
     return 0
-
-
-def _versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("dcrcoadd", "numpy", "scipy", "astropy", "galsim", "speclite", "reproject", "matplotlib"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 # -- dcrcoadd template -----------------------------------------------------------------------------
 
 def _cmd_template(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from dcrcoadd.dcr.model import DcrModel
-    from dcrcoadd.errors import InputError
+    from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
     from dcrcoadd.template.build import build_templates
 
-    _check_outdir(args.out)
+    check_outdir(args.out)
     DcrModel.read(args.model)  # a bad model file fails once, up front
-    science = _expand_inputs(args.science)
+    science = expand_inputs(args.science)
+    out = Path(args.out)
+    created = not out.exists()
     outcomes = build_templates(args.model, science, args.out, diff=args.diff, order=args.order)
     failed = [o for o in outcomes if o.error is not None]
     for o in outcomes:
         if o.error is None:
-            print(f"wrote {o.template_path}" + (f" and {o.diff_path}" if o.diff_path else ""))
+            if not args.quiet:
+                print(f"wrote {o.template_path}" + (f" and {o.diff_path}" if o.diff_path else ""))
         else:
             print(f"error: {o.error}", file=sys.stderr)
-    if failed:
-        raise InputError(f"{len(failed)} of {len(outcomes)} science exposures failed", "template")
-    return 0
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # nothing was written: leave no empty directory behind
+    if not failed:
+        return 0
+    if len(outcomes) > 1:  # each failure is named above; say how many once
+        print(f"{len(failed)} of {len(outcomes)} science exposures failed", file=sys.stderr)
+    return 2
 
 
 # -- dcrcoadd demo ---------------------------------------------------------------------------------
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dcrcoadd.demo import format_scores, run_demo
+    from dcrcoadd.pipeline.inputs import check_outdir
 
-    _check_outdir(args.out)
-    scores = run_demo(args.out, size=args.size, n_visits=args.n_visits, seed=args.seed)
+    check_outdir(args.out)
+    progress = _ConsoleProgress(args.out, args.quiet, table=False)
+    try:
+        scores = run_demo(args.out, size=args.size, n_visits=args.n_visits, seed=args.seed, progress=progress,
+                          command=" ".join(sys.argv))
+    finally:
+        progress.close()
     print(format_scores(scores))
-    print(f"outputs in {args.out}/ (coadd.fits, dcr_coadd.fits, subfilter_*.fits, model.fits, "
-          "templates, report.png; simulated inputs and truth in sim/)")
+    print(f"outputs in {args.out}/ (what assemble writes: coadd.fits, dcr_coadd.fits, subfilter_*.fits, "
+          "model.fits, report.png, config.toml, metadata.json; held-out visit templates "
+          "visit_*_template.fits; simulated inputs and truth in sim/)")
     return 0
 
 
@@ -513,7 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="start over when OUTDIR holds a run with other settings")
     p.add_argument("--dcr-only", action="store_true",
                    help="fail instead of writing only the baseline coadd when DCR is underdetermined")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary table or progress")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no summary table, progress or 'wrote ...' lines")
     # also accepted after the command; SUPPRESS keeps the global values when absent here
     p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more log output")
     p.add_argument("--log-file", metavar="FILE", default=argparse.SUPPRESS,
@@ -527,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diff", action="store_true", help="also write science - template")
     p.add_argument("--order", type=int, choices=[1, 3], default=None,
                    help="shift interpolation order (default: the one the model was solved with)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
     p.set_defaults(func=_cmd_template)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
@@ -534,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--n-visits", type=int, default=10, help="visits used for the model (2 more are held out)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("config", help="show or write the effective configuration")

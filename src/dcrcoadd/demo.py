@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,16 +50,18 @@ def score_difference(science: Exposure, template: np.ndarray, template_var: np.n
     return rms, n
 
 
-def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: int = 7) -> list[HeldOutScore]:
-    """Simulate, assemble baseline and DCR coadds, and score templates of two held-out visits.
+def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: int = 7,
+             progress: Callable | None = None, command: str | None = None) -> list[HeldOutScore]:
+    """Simulate, run the patch (`dcrcoadd.pipeline.run_patch`: what ``assemble`` writes, into
+    ``outdir``) and score templates of two held-out visits (``visit_<id>_template.fits``).
 
     The held-out visits are the lowest- and highest-airmass ones of the simulated track; the
-    model is built from the others.
+    model is built from the others, and the report shows the highest-airmass held-out visit.
+    The simulated warps and truth go to ``outdir/sim``.
     """
-    from dcrcoadd.config import Config, to_toml
-    from dcrcoadd.dcr.assemble import assemble_dcr_coadd, write_dcr_outputs, write_report
+    from dcrcoadd.config import Config
     from dcrcoadd.io import write_exposure
-    from dcrcoadd.io.atomic import atomic_output
+    from dcrcoadd.pipeline import run_patch
     from dcrcoadd.sim import SimulationConfig, simulate, write_simulation
 
     outdir = Path(outdir)
@@ -70,23 +73,23 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     airmass = np.array([w.visit.airmass for w in sim.warps])
     held = [int(np.argmin(airmass)), int(np.argmax(airmass))]
     inputs = [w for i, w in enumerate(sim.warps) if i not in held]
-    config = Config()
-    result = assemble_dcr_coadd(inputs, config)
-    write_dcr_outputs(result, outdir)
-    with atomic_output(outdir / "config.toml") as tmp:
-        tmp.write_text(to_toml(config))
-    baseline = result.baseline.coadd
+    # The demo always starts over: its inputs are simulated anew on every run.
+    run = run_patch(inputs, Config(), outdir, clobber_config=True, progress=progress,
+                    report_science=sim.warps[held[-1]], title="dcrcoadd demo", command=command)
+    model, baseline = run.dcr.model, run.baseline.coadd
     sources = baseline.mask_of("DETECTED")
-    scores = []
+    scores, templates = [], set()
     for i in held:
         science = sim.warps[i]
-        template = result.model.build_matched_exposure(science.visit)
-        write_exposure(template, outdir / f"visit_{science.visit.id}_template.fits")
+        template = model.build_matched_exposure(science.visit)
+        templates.add(write_exposure(template, outdir / f"visit_{science.visit.id}_template.fits"))
         rms_d, n_d = score_difference(science, template.image, template.variance, sources)
         base_img = np.where(np.isfinite(baseline.image), baseline.image, 0.0)
         rms_b, n_b = score_difference(science, base_img, baseline.variance, sources)
         scores.append(HeldOutScore(science.visit.id, float(science.visit.airmass), rms_d, rms_b, n_d, n_b))
-    write_report(result, outdir / "report.png", science=sim.warps[held[-1]], title="dcrcoadd demo")
+    for path in outdir.glob("visit_*_template.fits"):  # held-out templates of an earlier demo
+        if path not in templates:
+            path.unlink()
     return scores
 
 

@@ -8,7 +8,6 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -283,83 +282,3 @@ def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> Exposure:
     exp.image = exp.image.copy()
     exp.variance = (coadd.variance / len(model)).astype(np.float32)
     return exp
-
-
-def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict[str, Path]:
-    """Write the coadd products of DESIGN.md into ``outdir``, each atomically.
-
-    ``dcr_coadd.fits`` and every ``subfilter_<k>.fits`` carry an ``NIMAGE`` extension: the
-    number of inputs contributing to each pixel (summed over subfilters for the stacked coadd,
-    so it is up to M times the baseline coadd's, as in LSST).
-    """
-    from astropy.io import fits
-
-    from dcrcoadd.coadd.baseline import write_coadd
-    from dcrcoadd.io.fits import exposure_hdus, write_hdus
-
-    def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:
-        hdus = exposure_hdus(exposure)
-        hdus.append(fits.ImageHDU(data=n_image.astype(np.int32), name="NIMAGE"))
-        return write_hdus(hdus, path)
-
-    outdir = Path(outdir)
-    outdir.mkdir(parents=True, exist_ok=True)
-    paths = {"coadd": write_coadd(result.baseline, outdir / "coadd.fits"),
-             "dcr_coadd": with_nimage(result.coadd, result.n_image, outdir / "dcr_coadd.fits"),
-             "model": result.model.write(outdir / "model.fits")}
-    for k, exp in enumerate(result.subfilter_coadds):
-        paths[f"subfilter_{k}"] = with_nimage(exp, result.subfilter_n_images[k],
-                                              outdir / f"subfilter_{k}.fits")
-    return paths
-
-
-def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Exposure | None = None,
-                 title: str = "") -> Path | None:
-    """The report figure of a DCR run (see `dcrcoadd.report.figure.make_report`).
-
-    The showcase compares ``science`` (default: the highest-airmass input warp) with the
-    baseline coadd and with its DCR-matched template; masked pixels are left blank. Returns
-    None, with a warning, when matplotlib (the ``plot`` extra) is missing.
-    """
-    from dcrcoadd.errors import ConfigError
-
-    try:
-        from dcrcoadd.report.figure import make_report
-    except ImportError:
-        log.warning("no report: install dcrcoadd[plot] for matplotlib")
-        return None
-    baseline = result.baseline
-    table = baseline.inputs_table()
-    if science is None:
-        science = baseline.inputs[int(np.nanargmax(table["airmass"]))].read(baseline.coadd.bbox)
-    showcase = None
-    if science is not None and science.visit is not None:
-        box = science.bbox.clip(baseline.coadd.bbox)
-        science = science.subexposure(box)
-        image = science.image * np.float32(science.flux_calibration / baseline.coadd.flux_calibration)
-        image = np.where(science.mask_of("BAD", "SAT", "NO_DATA", "CR"), np.nan, image)
-        template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
-        reference = baseline.coadd.image[box.slices(baseline.coadd.bbox)]
-        noise = float(np.sqrt(np.nanmedian(science.variance))) * science.flux_calibration
-        cut = _central_cut(image.shape, 300)  # dipoles stay visible in a few hundred pixels
-        showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
-                    "science": image[cut], "diff_baseline": (image - reference)[cut],
-                    "diff_dcr": (image - template.image)[cut], "noise": noise}
-    histories = {f"subregion {k}": v["history"]
-                 for k, v in result.metadata["subregions"].items()}
-    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
-               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
-               "weight": float(r["weight"])} for r in table]
-    threshold = baseline.config.dcr.iterative.convergence_threshold if baseline.config is not None else None
-    try:
-        return make_report(path, subfilter_images=result.model.images, histories=histories, inputs=inputs,
-                           showcase=showcase, title=title, convergence_threshold=threshold)
-    except ConfigError as exc:
-        log.warning("no report: %s", exc)
-        return None
-
-
-def _central_cut(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
-    ny, nx = shape
-    hy, hx = min(size, ny) // 2, min(size, nx) // 2
-    return (slice(ny // 2 - hy, ny // 2 + hy), slice(nx // 2 - hx, nx // 2 + hx))

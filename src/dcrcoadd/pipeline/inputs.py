@@ -1,0 +1,184 @@
+"""What a run checks before its first pixel: input expansion, band selection, preflight.
+
+Everything here reads headers only (or the metadata of in-memory exposures), so a run
+with a bad input, an unwritable output directory or a band without wavelengths stops
+before the baseline coadd reads any pixel and before anything is written.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dcrcoadd.coadd.baseline import read_bright_object_masks
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.instrument import instrument_defaults
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.assemble import dcr_visits
+from dcrcoadd.errors import InputError
+from dcrcoadd.io import read_info
+
+log = logging.getLogger("dcrcoadd.pipeline.inputs")
+
+#: A warp given to a run: a file or an in-memory exposure.
+Source = str | os.PathLike | Exposure
+
+
+@dataclass(frozen=True)
+class InputHeader:
+    """One input as its header describes it (after the instrument preset, when one is set)."""
+
+    name: str
+    source: Source
+    band: str | None
+    bandpass: Bandpass | None
+    visit: VisitInfo | None
+    has_psf: bool = True
+
+    @property
+    def band_letter(self) -> str:
+        """``g`` for ``g``, ``lsst-g`` or ``HSC-G``; empty when the input names no band."""
+        name = self.band or (self.bandpass.name if self.bandpass is not None else "")
+        return name.strip().lower().split("-")[-1]
+
+
+def expand_inputs(items: Iterable[Source]) -> list[Source]:
+    """Files, directories (their ``*.fits``, sorted) and glob patterns as a list of inputs;
+    exposures pass through unchanged.
+
+    Raises
+    ------
+    InputError
+        A directory without FITS files, a pattern that matches nothing, or no input at all.
+    """
+    sources: list[Source] = []
+    for item in items:
+        if isinstance(item, Exposure):
+            sources.append(item)
+            continue
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(str(f) for f in path.glob("*.fits"))
+            if not found:
+                raise InputError("directory holds no .fits files", text)
+            sources.extend(found)
+        elif any(c in text for c in "*?["):
+            found = sorted(glob.glob(text))
+            if not found:
+                raise InputError("pattern matches no files", text)
+            sources.extend(found)
+        else:
+            sources.append(text)
+    if not sources:
+        raise InputError("no input warps given", "assemble")
+    return sources
+
+
+def exposure_label(exposure: Exposure, index: int) -> str:
+    """The name an in-memory input goes by in tables and messages (as the baseline coadd names it)."""
+    label = f"exposure[{index}]"
+    return label if exposure.visit is None else f"{label} (visit {exposure.visit.id})"
+
+
+def read_headers(sources: Sequence[Source], instrument: str | None = None) -> list[InputHeader]:
+    """The header-level description of every input, completed from ``instrument``'s presets
+    where a file lacks its band curve or site (a preset never overrides the file)."""
+    headers = []
+    for i, source in enumerate(sources):
+        if isinstance(source, Exposure):
+            header = InputHeader(exposure_label(source, i), source, source.band, source.bandpass,
+                                 source.visit, source.psf is not None)
+        else:
+            info = read_info(source)
+            header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
+                                 info.psf is not None)
+        if instrument:
+            bandpass, visit = instrument_defaults(instrument, header.band, header.bandpass, header.visit,
+                                                  header.name)
+            header = replace(header, band=header.band or bandpass.name, bandpass=bandpass, visit=visit)
+        headers.append(header)
+    return headers
+
+
+def select_band(headers: Sequence[InputHeader], band: str | None) -> list[InputHeader]:
+    """The inputs in ``band`` (``g`` matches ``g``, ``lsst-g``, ``HSC-G``); all when ``band`` is None."""
+    if band is None:
+        return list(headers)
+    want = band.strip().lower().split("-")[-1]
+    keep = [h for h in headers if h.band_letter == want]
+    log.info("band %s selects %d of %d warps", band, len(keep), len(headers))
+    if not keep:
+        present = sorted({h.band_letter or "(none)" for h in headers})
+        raise InputError(f"no warps in band {band!r} (the inputs are in: {', '.join(present)})", "inputs")
+    return keep
+
+
+def check_outdir(path: str | os.PathLike) -> None:
+    """Raise `InputError` unless ``path`` is, or can be created as, a writable directory.
+
+    Nothing is created: the nearest existing ancestor must be a writable directory.
+    """
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a directory", path)
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot create the output directory: {existing} is not a directory", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "output directory is not writable" if existing == out else \
+            f"cannot create the output directory: {existing} is not writable"
+        raise InputError(what, path)
+
+
+def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool = False) -> None:
+    """Refuse, naming the file, what would fail later: inputs that cannot give a DCR model, a
+    missing PSF that compare-warp needs, an unreadable bright-object table.
+
+    With a single input the run makes the baseline coadd only (unless ``dcr_only``), so the
+    DCR requirements are checked only for two or more.
+    """
+    if config.artifacts.enabled:
+        for h in headers:
+            if not h.has_psf:
+                raise InputError("has no PSF; compare-warp artifact rejection needs one per warp "
+                                 "(or set artifacts.enabled = false)", h.name)
+    if config.coadd.do_mask_bright_objects:
+        read_bright_object_masks(config.coadd.bright_object_mask_file)
+    if len(headers) < 2:
+        if dcr_only:
+            raise InputError(f"only {len(headers)} warp: the DCR model is underdetermined (need at least "
+                             "2 at different airmass or parallactic angle)",
+                             headers[0].name if headers else "inputs")
+        return
+    for h in headers:
+        if h.bandpass is None:
+            fix = (f"or name the instrument with --instrument (config inputs.instrument) to look FILTER "
+                   f"{h.band!r} up in its presets" if h.band else
+                   "or a FILTER card and name the instrument with --instrument (config inputs.instrument)")
+            raise InputError("no band wavelengths for the DCR model: add BANDLAM and BANDWID (nm) to the "
+                             f"header, {fix}", h.name)
+    dcr_visits(headers)  # every input needs the airmass and parallactic angle
+
+
+def input_identity(source: Source, name: str) -> str:
+    """How the checkpoint manifest identifies an input: a file by its absolute path, an in-memory
+    exposure by its name and a digest of its pixels (so a rerun on other data never resumes)."""
+    if not isinstance(source, Exposure):
+        return str(Path(source).resolve())
+    digest = hashlib.sha256()
+    for array in (source.image, source.mask, source.variance):
+        digest.update(array.tobytes())
+    digest.update(repr((source.origin, None if source.visit is None else source.visit.id)).encode())
+    return f"{name} sha256:{digest.hexdigest()[:16]}"

@@ -1,0 +1,299 @@
+"""`dcrcoadd.pipeline.run_patch`, called directly: outputs, resume, refusal, clean failures, and
+damaged checkpoints (reported, discarded and recomputed; never a crash)."""
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import write_warps
+from dcrcoadd.config import Config, apply_override
+from dcrcoadd.core.geom import Box
+from dcrcoadd.errors import InputError
+from dcrcoadd.io import read_exposure
+from dcrcoadd.parallel.mappers import process_map
+from dcrcoadd.pipeline import checkpoint, run_patch
+from dcrcoadd.pipeline.metadata import keeping_warnings
+
+FITS = ("coadd.fits", "dcr_coadd.fits", "model.fits", "subfilter_0.fits", "subfilter_1.fits",
+        "subfilter_2.fits")
+RUN_FILES = {*FITS, "report.png", "config.toml", "metadata.json"}
+
+
+def config(*overrides):
+    c = Config()
+    for text in ("coadd.subregion_size=[16,16]", *overrides):
+        apply_override(c, text)
+    return c
+
+
+def files(directory):
+    return {p.name for p in directory.iterdir()}
+
+
+def same_fits(a, b, names=FITS):
+    for name in names:
+        if name == "coadd.fits":  # astropy's checksum comment carries the time of writing
+            continue
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_after(n):
+    """A progress callback that interrupts the run after ``n`` solved subregions."""
+    solved = []
+
+    def progress(event):
+        if event.outcome is not None:
+            solved.append(event.outcome.index)
+            if len(solved) >= n:
+                raise Interrupt
+
+    return progress
+
+
+@pytest.fixture(scope="module")
+def warps(tmp_path_factory):
+    return write_warps(tmp_path_factory.mktemp("warps"), 4, shape=(40, 40))
+
+
+@pytest.fixture(scope="module")
+def reference(warps, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    return run_patch(warps, config(), out)
+
+
+def test_a_run_writes_exactly_its_outputs_and_metadata(reference):
+    out = reference.out_dir
+    assert files(out) == RUN_FILES  # no checkpoints left
+    assert set(reference.outputs) == {"coadd", "dcr_coadd", "model", "subfilter_0", "subfilter_1",
+                                      "subfilter_2", "report", "config", "metadata"}
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["dcr"] is True and meta["n_subfilters"] == 3 and meta["resumed_subregions"] == []
+    assert len(meta["inputs"]) == 4 and len(meta["input_paths"]) == 4
+    assert set(meta["timings_s"]) >= {"baseline_coadd", "dcr_model", "write_outputs"}
+    assert len(meta["subregions"]) == 9 and "numpy" in meta["versions"]
+    assert meta["warnings"] == reference.warnings
+
+
+def test_in_memory_exposures_give_the_same_outputs(warps, reference, tmp_path):
+    run = run_patch([read_exposure(p) for p in warps], config(), tmp_path)
+    same_fits(reference.out_dir, tmp_path)
+    assert run.metadata["input_paths"][0].startswith("exposure[0] (visit 100) sha256:")
+
+
+def test_interrupted_run_resumes_to_identical_outputs(warps, reference, tmp_path):
+    with pytest.raises(Interrupt):
+        run_patch(warps, config(), tmp_path, progress=stop_after(3))
+    assert checkpoint.count(tmp_path) == 3 and not (tmp_path / "model.fits").exists()
+    events = []
+    run = run_patch(warps, config(), tmp_path, progress=events.append)
+    first = next(e for e in events if e.stage == "dcr")
+    assert (first.done, first.total) == (3, 9)
+    assert run.resumed == [0, 1, 2] and run.metadata["resumed_subregions"] == [0, 1, 2]
+    same_fits(reference.out_dir, tmp_path)
+    assert files(tmp_path) == RUN_FILES
+
+
+def test_other_settings_are_refused_unless_clobbered(warps, tmp_path):
+    with pytest.raises(Interrupt):
+        run_patch(warps, config(), tmp_path, progress=stop_after(2))
+    with pytest.raises(InputError, match=r"--clobber-config.*dcr\.iterative\.max_num_iter: \(default\) -> 4"):
+        run_patch(warps, config("dcr.iterative.max_num_iter=4"), tmp_path)
+    assert checkpoint.count(tmp_path) == 2  # refused: checkpoints left alone
+    run = run_patch(warps, config("dcr.iterative.max_num_iter=4"), tmp_path, clobber_config=True)
+    assert run.resumed == []
+    with pytest.raises(InputError, match="box"):  # a finished run is a stored run too
+        run_patch(warps, config("dcr.iterative.max_num_iter=4"), tmp_path, bbox=Box(0, 0, 32, 32))
+
+
+def test_clobbering_to_fewer_subfilters_leaves_no_stale_subfilter(warps, tmp_path):
+    run_patch(warps, config("dcr.dcr_num_subfilters=4"), tmp_path)
+    assert "subfilter_3.fits" in files(tmp_path)
+    run = run_patch(warps, config(), tmp_path, clobber_config=True)
+    assert files(tmp_path) == RUN_FILES
+    assert set(run.outputs) >= {"subfilter_2"} and "subfilter_3" not in run.outputs
+
+
+def test_a_baseline_only_rerun_removes_the_dcr_outputs(warps, tmp_path):
+    run_patch(warps, config(), tmp_path)
+    run = run_patch(warps[:1], config(), tmp_path, clobber_config=True)
+    assert run.dcr is None
+    assert files(tmp_path) == {"coadd.fits", "config.toml", "metadata.json"}
+    assert json.loads((tmp_path / "metadata.json").read_text())["dcr"] is False
+
+
+def test_a_failure_before_the_first_subregion_leaves_nothing(warps, tmp_path):
+    out = tmp_path / "out"
+
+    def fail_at_dcr_start(event):
+        if event.stage == "dcr":
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_patch(warps, config(), out, progress=fail_at_dcr_start)
+    assert not out.exists()
+    # the corrected rerun, with other settings, is not blocked
+    run_patch(warps, config("dcr.iterative.max_num_iter=4"), out)
+    assert files(out) == RUN_FILES
+
+
+def test_a_manifest_without_checkpoints_does_not_block_other_settings(warps, tmp_path):
+    # what a run killed between writing its manifest and its first checkpoint leaves behind
+    checkpoint.write_manifest(tmp_path, checkpoint.manifest("[dcr.iterative]\nmax_num_iter = 4\n", [], {}))
+    run_patch(warps, config(), tmp_path)
+    assert files(tmp_path) == RUN_FILES
+
+
+def test_problems_found_before_the_first_pixel(warps, tmp_path):
+    events = []
+    no_band = write_warps(tmp_path / "g", 3, band_name="g")  # FILTER only: no wavelengths
+    with pytest.raises(InputError, match="--instrument") as err:
+        run_patch(no_band, config(), tmp_path / "a", progress=events.append)
+    assert str(no_band[0]) in str(err.value)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="not a directory"):
+        run_patch(warps, config(), tmp_path / "file" / "out", progress=events.append)
+    with pytest.raises(InputError, match="no warps in band 'r'.*g"):
+        run_patch(warps, config(), tmp_path / "b", band="r", progress=events.append)
+    with pytest.raises(InputError, match="underdetermined"):
+        run_patch(warps[:1], config(), tmp_path / "c", dcr_only=True, progress=events.append)
+    with pytest.raises(InputError, match="bright-object mask file does not exist"):
+        run_patch(warps, config("coadd.do_mask_bright_objects=true",
+                                f"coadd.bright_object_mask_file={json.dumps(str(tmp_path / 'none.ecsv'))}"),
+                  tmp_path / "d", progress=events.append)
+    no_psf = [read_exposure(p) for p in warps]
+    no_psf[2].psf = None
+    with pytest.raises(InputError, match=r"exposure\[2\] \(visit 102\): has no PSF"):
+        run_patch(no_psf, config(), tmp_path / "e", progress=events.append)
+    assert events == []  # no stage started
+    assert files(tmp_path) == {"g", "file"}
+
+
+def subregion_warnings(run):
+    return [w for w in run.warnings if w.startswith("subregion ")]
+
+
+def test_warnings_of_worker_processes_and_resumed_subregions_are_kept(warps, reference, tmp_path):
+    expected = subregion_warnings(reference)
+    assert expected  # the three-star field leaves some subregions without sources
+    parallel = run_patch(warps, config(), tmp_path / "p", mapper=process_map(2))
+    assert subregion_warnings(parallel) == expected
+    with pytest.raises(Interrupt):
+        run_patch(warps, config(), tmp_path / "r", progress=stop_after(8))
+    resumed = run_patch(warps, config(), tmp_path / "r")
+    assert subregion_warnings(resumed) == expected
+    meta = json.loads((tmp_path / "r" / "metadata.json").read_text())
+    assert [w for w in meta["warnings"] if w.startswith("subregion ")] == expected
+
+
+class Task:
+    def __init__(self, index):
+        self.index = index
+
+
+def warn_and_return(task):
+    logging.getLogger("dcrcoadd.test").warning("warned in task %d", task.index)
+    return task
+
+
+def test_keeping_warnings_brings_back_worker_warnings(caplog):
+    sink = {}
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        results = list(keeping_warnings(process_map(2), sink)(warn_and_return, [Task(0), Task(1)]))
+    assert sorted(r.index for r in results) == [0, 1]
+    assert sink == {0: ["dcrcoadd.test: warned in task 0"], 1: ["dcrcoadd.test: warned in task 1"]}
+    # and shown here, as a serial run would show them
+    assert sorted(r.getMessage() for r in caplog.records) == ["warned in task 0", "warned in task 1"]
+
+
+# -- damaged checkpoints ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interrupted(warps, tmp_path_factory):
+    """An output directory holding the checkpoints of subregions 0-2 of an interrupted run."""
+    out = tmp_path_factory.mktemp("interrupted")
+    with pytest.raises(Interrupt):
+        run_patch(warps, config(), out, progress=stop_after(3))
+    assert checkpoint.count(out) == 3
+    return out
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def flip_a_bit(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10  # inside the model pixels
+    path.write_bytes(bytes(data))
+
+
+def empty(path):
+    path.write_bytes(b"")
+
+
+def alter(path):
+    """A well-formed checkpoint whose pixels are not those its digest was computed from."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["models"] = arrays["models"] + np.float32(1.0)
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def no_digest(path):
+    """A checkpoint as written before checkpoints carried a digest."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files if k != "sha256"}
+    with open(path, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_bit, empty, alter, no_digest])
+@pytest.mark.parametrize("clobber", [False, True])
+def test_a_damaged_checkpoint_is_reported_and_recomputed(warps, reference, interrupted, tmp_path, caplog,
+                                                         damage, clobber):
+    out = tmp_path / "out"
+    shutil.copytree(interrupted, out)
+    damaged = out / checkpoint.CHECKPOINT_DIR / "subregion_00001.npz"
+    damage(damaged)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run = run_patch(warps, config(), out, clobber_config=clobber)
+    reports = [r.getMessage() for r in caplog.records if "damaged checkpoint" in r.getMessage()]
+    assert len(reports) == 1 and str(damaged) in reports[0]
+    assert run.resumed == [0, 2]  # subregion 1 recomputed
+    for name in FITS[1:]:
+        assert (out / name).read_bytes() == (reference.out_dir / name).read_bytes(), name
+    meta = json.loads((out / "metadata.json").read_text())
+    assert any("damaged checkpoint" in w for w in meta["warnings"])
+    assert not (out / checkpoint.CHECKPOINT_DIR).exists()
+
+
+def test_a_damaged_manifest_discards_the_checkpoints(warps, reference, interrupted, tmp_path, caplog):
+    out = tmp_path / "out"
+    shutil.copytree(interrupted, out)
+    (out / checkpoint.CHECKPOINT_DIR / checkpoint.MANIFEST).write_text('{"config": ')
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run = run_patch(warps, config(), out)
+    assert any("manifest is damaged" in r.getMessage() for r in caplog.records)
+    assert run.resumed == []
+    assert (out / "model.fits").read_bytes() == (reference.out_dir / "model.fits").read_bytes()
+
+
+def test_save_and_load_round_trip(interrupted, tmp_path):
+    path = interrupted / checkpoint.CHECKPOINT_DIR / "subregion_00000.npz"
+    restored = checkpoint.load(path)
+    assert restored.outcome.index == 0 and restored.outcome.history
+    copy = checkpoint.save(tmp_path, restored.outcome, ["x: y"])
+    again = checkpoint.load(copy)
+    np.testing.assert_array_equal(again.outcome.models, restored.outcome.models)
+    assert again.warnings == ["x: y"]
+    with pytest.raises(checkpoint.DamagedCheckpoint, match="holds subregion 0"):
+        checkpoint.load(copy.rename(copy.with_name("subregion_00004.npz")))
