@@ -82,6 +82,9 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
+from dcrcoadd.ops.resample import corner_grid as _corner_grid
+from dcrcoadd.ops.resample import quad_areas as _quad_areas
+from dcrcoadd.ops.resample import resample_flux
 
 __all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
            "make_template", "output_stem", "resample_flux"]
@@ -130,52 +133,6 @@ def grid_offset(wcs_from: WCS, wcs_to: WCS, shape: tuple[int, int], *,
     if np.max(np.abs(dx - ox)) > tolerance or np.max(np.abs(dy - oy)) > tolerance:
         return None
     return ox, oy
-
-
-def _corner_grid(wcs_from: WCS, wcs_to: WCS, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel corners of a ``shape`` array of ``wcs_from`` mapped into ``wcs_to``'s pixels, (ny+1, nx+1)."""
-    ny, nx = shape
-    y, x = np.meshgrid(np.arange(ny + 1.0) - 0.5, np.arange(nx + 1.0) - 0.5, indexing="ij")
-    xt, yt = pixel_to_pixel(wcs_from, wcs_to, x, y)
-    return np.asarray(xt, dtype=float), np.asarray(yt, dtype=float)
-
-
-def _quad_areas(xc: np.ndarray, yc: np.ndarray) -> np.ndarray:
-    """Area of each pixel quadrilateral of a corner grid (half the cross product of its diagonals)."""
-    d1x, d1y = xc[1:, 1:] - xc[:-1, :-1], yc[1:, 1:] - yc[:-1, :-1]
-    d2x, d2y = xc[1:, :-1] - xc[:-1, 1:], yc[1:, :-1] - yc[:-1, 1:]
-    return 0.5 * np.abs(d1x * d2y - d1y * d2x)
-
-
-def resample_flux(planes: np.ndarray, wcs_in: WCS, wcs_out: WCS, shape_out: tuple[int, int],
-                  area_ratio: np.ndarray | float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flux-conserving resampling of an image and its variance with ``reproject_exact``.
-
-    Parameters
-    ----------
-    planes : ndarray, shape (2, ny, nx)
-        Image (flux per input pixel) and its variance, on ``wcs_in``'s grid.
-    wcs_in, wcs_out : astropy.wcs.WCS
-    shape_out : (ny, nx)
-    area_ratio : ndarray or float
-        Area of each output pixel in input pixels, ``r`` (broadcast to ``shape_out``).
-
-    Returns
-    -------
-    image, variance, coverage : ndarray
-        ``r ×`` the overlap-weighted mean of the input image, ``r ×`` that of
-        the variance (noise per unit area kept; see the module notes), and the
-        fraction of each output pixel that input pixels cover (0 where none).
-    """
-    try:
-        from reproject import reproject_exact
-    except ImportError as exc:  # pragma: no cover - the extra is part of the test environment
-        raise InputError("the science exposure is on a different pixel grid from the model and "
-                         "resampling needs reproject: install dcrcoadd[resample]", "template") from exc
-    planes = np.asarray(planes, dtype=np.float64)
-    out, coverage = reproject_exact((planes, wcs_in), wcs_out, shape_out=(planes.shape[0], *shape_out))
-    coverage = np.nan_to_num(coverage[0], nan=0.0)
-    return out[0] * area_ratio, out[1] * area_ratio, coverage
 
 
 # ---------------------------------------------------------------------------------------------

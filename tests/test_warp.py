@@ -1,0 +1,370 @@
+"""``dcrcoadd warp``: single-epoch exposures on different WCSs resampled onto one grid."""
+
+from __future__ import annotations
+
+import argparse
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.wcs.utils import proj_plane_pixel_scales
+from scipy.special import erf
+
+from conftest import g_bandpass, tan_wcs
+from dcrcoadd.config import Config
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo, altitude_from_airmass
+from dcrcoadd.errors import InputError
+from dcrcoadd.io import read_exposure, write_exposure
+from dcrcoadd.resample import Grid, grid_from_file, warp_exposure, warp_exposures, warp_psf
+from dcrcoadd.resample.command import add_warp_parser, cmd_warp
+
+pytest.importorskip("reproject")
+
+SHAPE = (80, 84)
+SIGMA = 1.5  # PSF sigma, input pixels
+FLUX = 1000.0
+CAL = 57.5
+
+
+def wcs_a():
+    return tan_wcs(crval=(150.1, 2.2), crpix=(42.5, 40.5))
+
+
+def wcs_b():
+    """Offset by (2, -1.5) arcsec and rotated by 23 degrees with respect to `wcs_a`."""
+    return tan_wcs(crval=(150.1 + 2 / 3600, 2.2 - 1.5 / 3600), crpix=(42.2, 40.9), rotation_deg=23.0)
+
+
+#: (RA, Dec) deg of the stars, inside both footprints, away from their edges.
+STARS = [(150.1 + dx / 3600 / np.cos(np.radians(2.2)), 2.2 + dy / 3600)
+         for dx, dy in ((-2.5, 2.0), (2.5, -2.5), (1.0, 3.5))]
+
+
+def render(shape, wcs, sigma=SIGMA):
+    """Stars of `FLUX` each as pixel-integrated circular Gaussians (exact fluxes)."""
+    ny, nx = shape
+    x, y = np.arange(nx), np.arange(ny)
+    image = np.zeros(shape)
+    s = np.sqrt(2) * sigma
+    for ra, dec in STARS:
+        px, py = wcs.world_to_pixel_values(ra, dec)
+        gx = 0.5 * (erf((x + 0.5 - px) / s) - erf((x - 0.5 - px) / s))
+        gy = 0.5 * (erf((y + 0.5 - py) / s) - erf((y - 0.5 - py) / s))
+        image += FLUX * np.outer(gy, gx)
+    return image
+
+
+def visit(i, airmass=1.2, az=120.0):
+    return VisitInfo(id=500 + i, airmass=airmass, boresight_alt=altitude_from_airmass(airmass),
+                     boresight_az=az * u.deg, observatory=Observatory.from_site("rubin"))
+
+
+def exposure(wcs, i=0, *, noise=0.0, airmass=1.2, az=120.0, seed=0, shape=SHAPE, psf=None):
+    rng = np.random.default_rng(seed)
+    image = render(shape, wcs) + (rng.normal(0.0, noise, shape) if noise else 0.0)
+    return Exposure(image=image, variance=np.full(shape, 4.0), wcs=wcs, psf=psf or Psf.gaussian(SIGMA),
+                    visit=visit(i, airmass, az), bandpass=g_bandpass(with_curve=False),
+                    flux_calibration=CAL, origin=(7, -3))
+
+
+def write_pair(directory):
+    directory.mkdir(parents=True, exist_ok=True)
+    return [write_exposure(exposure(w, i), directory / f"v{i}.fits")
+            for i, w in enumerate((wcs_a(), wcs_b()))]
+
+
+def centroid_and_flux(warp, ra, dec, radius=8.0):
+    px, py = warp.wcs.world_to_pixel_values(ra, dec)
+    yy, xx = np.mgrid[: warp.shape[0], : warp.shape[1]]
+    ap = (xx - px) ** 2 + (yy - py) ** 2 < radius**2
+    img = np.where(ap, warp.image.astype(np.float64), 0.0)
+    assert np.all(np.isfinite(img)), "aperture reaches NO_DATA"
+    flux = img.sum()
+    return (img * xx).sum() / flux, (img * yy).sum() / flux, flux, (px, py)
+
+
+def run_cli(argv):
+    parser = argparse.ArgumentParser(prog="dcrcoadd")
+    add_warp_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    assert args.func is cmd_warp
+    return args.func(args)
+
+
+# -- flux, positions, variance, masks ---------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["exact", "adaptive"])
+def test_flux_conserved_and_stars_where_the_sky_says(tmp_path, method):
+    paths = write_pair(tmp_path / "in")
+    outcomes = warp_exposures(paths, tmp_path / "out", method=method)
+    assert [o.ok for o in outcomes] == [True, True]
+    warps = [read_exposure(o.warp_path) for o in outcomes]
+    assert [o.warp_path.name for o in outcomes] == ["v0_warp.fits", "v1_warp.fits"]
+    # one grid: the same parent pixel is the same sky position in both warps
+    pa, pb = (w.parent_wcs() for w in warps)
+    probe = np.array([0.0, 40.0, 80.0])
+    np.testing.assert_allclose(pa.pixel_to_world_values(probe, probe), pb.pixel_to_world_values(probe, probe),
+                               atol=1e-10)
+    for warp in warps:
+        for ra, dec in STARS:
+            cx, cy, flux, (px, py) = centroid_and_flux(warp, ra, dec)
+            assert flux == pytest.approx(FLUX, rel=0.005)
+            assert abs(cx - px) < 0.05 and abs(cy - py) < 0.05
+
+
+def test_variance_of_integer_binning_is_exact(make_wcs):
+    """2x2 binning: each warp pixel is the sum of four input pixels, variance 4x (r = 4), and the
+    noise of the warp has that variance."""
+    rng = np.random.default_rng(3)
+    shape = (80, 80)
+    wcs = make_wcs(crpix=(40.5, 40.5))
+    exp = Exposure(image=rng.normal(0.0, 2.0, shape), variance=np.full(shape, 4.0), wcs=wcs)
+    coarse = wcs.deepcopy()
+    coarse.wcs.cd = 2 * wcs.wcs.cd
+    coarse.wcs.crpix = [20.5, 20.5]  # the reference point is a pixel corner of both grids
+    coarse.wcs.set()
+    warp = warp_exposure(exp, Grid(coarse))
+    assert warp.shape == (40, 40)
+    np.testing.assert_allclose(warp.variance, 16.0, rtol=1e-6)
+    binned = exp.image.reshape(40, 2, 40, 2).sum(axis=(1, 3))
+    np.testing.assert_allclose(warp.image, binned, rtol=1e-5, atol=1e-4)
+    assert np.var(warp.image) == pytest.approx(16.0, rel=0.1)
+
+
+def test_variance_keeps_noise_per_area_on_a_rotated_grid():
+    """On another grid the variance plane is r x the input's, and sums over regions much larger
+    than a pixel have the variance the plane says; per pixel it is an upper bound."""
+    shape = (160, 160)
+    ref = tan_wcs(crpix=(80.5, 80.5), scale_arcsec=0.3)  # output pixels 1.5x the input's
+    grid = Grid(ref)
+    block_sums, plane_sums, pixel_values = [], [], []
+    for seed in (1, 2):
+        rng = np.random.default_rng(seed)
+        wcs = tan_wcs(crpix=(80.3, 80.8), rotation_deg=31.0)
+        exp = Exposure(image=rng.normal(0.0, 2.0, shape), variance=np.full(shape, 4.0), wcs=wcs)
+        warp = warp_exposure(exp, grid)
+        good = ~warp.mask_of("NO_DATA")
+        interior = good & np.isfinite(warp.variance)
+        np.testing.assert_allclose(warp.variance[interior], 4.0 * 1.5**2, rtol=2e-3)
+        ny, nx = (n // 6 * 6 for n in warp.shape)
+        ok = good[:ny, :nx].reshape(ny // 6, 6, nx // 6, 6).all(axis=(1, 3))
+        img = np.nan_to_num(warp.image[:ny, :nx]).reshape(ny // 6, 6, nx // 6, 6).sum(axis=(1, 3))
+        var = np.nan_to_num(warp.variance[:ny, :nx]).reshape(ny // 6, 6, nx // 6, 6).sum(axis=(1, 3))
+        block_sums.append(img[ok])
+        plane_sums.append(var[ok])
+        pixel_values.append(warp.image[interior])
+    sums, planes = np.concatenate(block_sums), np.concatenate(plane_sums)
+    assert sums.size > 300
+    assert np.var(sums) == pytest.approx(np.mean(planes), rel=0.2)
+    assert np.var(np.concatenate(pixel_values)) < 9.0
+
+
+def test_no_data_outside_the_footprint_and_masks_by_nearest_pixel(tmp_path):
+    exp = exposure(wcs_b())
+    planes = exp.mask_planes
+    exp.mask[20:23, 30:33] |= np.uint32(planes.value("SAT"))
+    exp.image[40, 12] = np.nan  # an unmasked NaN
+    exp.mask[10, 45] |= np.uint32(planes.value("NO_DATA"))
+    exp.image[10, 45] = 0.0
+    warp = warp_exposure(exp, Grid(wcs_a()), source="b.fits")
+    no_data = warp.mask_of("NO_DATA")
+    # independently: which warp pixel centres fall inside the input array
+    yy, xx = np.mgrid[: warp.shape[0], : warp.shape[1]]
+    x_in, y_in = exp.wcs.world_to_pixel_values(*warp.wcs.pixel_to_world_values(xx, yy))
+    ny, nx = exp.shape
+    inside = (x_in >= -0.5) & (x_in < nx - 0.5) & (y_in >= -0.5) & (y_in < ny - 0.5)
+    edge = (np.abs(x_in + 0.5) < 1e-6) | (np.abs(x_in - nx + 0.5) < 1e-6) \
+        | (np.abs(y_in + 0.5) < 1e-6) | (np.abs(y_in - ny + 0.5) < 1e-6)
+    assert (~inside).sum() > 100  # the rotated footprint leaves corners of its box empty
+    assert np.all(no_data[~inside & ~edge])
+    assert np.all(np.isnan(warp.image[no_data])) and np.all(np.isnan(warp.variance[no_data]))
+    nearest = (np.floor(x_in + 0.5).astype(int), np.floor(y_in + 0.5).astype(int))
+    lacking = inside & (((nearest[0] == 12) & (nearest[1] == 40)) | ((nearest[0] == 45) & (nearest[1] == 10)))
+    assert lacking.sum() >= 1 and np.all(no_data[lacking])
+    # missing input pixels do not blank their neighbours
+    assert no_data[inside & ~edge].sum() == lacking.sum()
+    assert np.all(np.isfinite(warp.image[inside & ~edge & ~lacking]))
+    sat = warp.mask_of("SAT")
+    want = inside & (nearest[0] >= 30) & (nearest[0] < 33) & (nearest[1] >= 20) & (nearest[1] < 23)
+    np.testing.assert_array_equal(sat, want)
+
+
+def test_a_warp_onto_its_own_grid_is_the_exposure(tmp_path):
+    exp = exposure(wcs_b())
+    path = write_exposure(exp, tmp_path / "b.fits")
+    (outcome,) = warp_exposures([path], tmp_path / "out", grid=path)
+    warp = read_exposure(outcome.warp_path)
+    assert warp.bbox == exp.bbox
+    np.testing.assert_allclose(warp.image, exp.image, rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(warp.variance, exp.variance, rtol=1e-5)
+    assert not warp.mask_of("NO_DATA").any()
+    assert warp.psf == exp.psf
+
+
+# -- metadata and PSF -------------------------------------------------------------------------------
+
+def test_visit_band_calibration_and_psf_carried(tmp_path):
+    paths = write_pair(tmp_path / "in")
+    inputs = [read_exposure(p) for p in paths]
+    outcomes = warp_exposures(paths, tmp_path / "out", grid=Grid(shift_wcs(wcs_a(), 0.37, -0.21)))
+    for exp, outcome in zip(inputs, outcomes, strict=True):
+        warp = read_exposure(outcome.warp_path)
+        assert outcome.visit_id == exp.visit.id == warp.visit.id
+        v, w = exp.visit, warp.visit
+        assert (w.airmass, w.boresight_alt, w.boresight_az) == (v.airmass, v.boresight_alt, v.boresight_az)
+        assert w.observatory.latitude == v.observatory.latitude
+        assert warp.band == exp.band
+        assert warp.bandpass.effective_wavelength == exp.bandpass.effective_wavelength
+        assert warp.flux_calibration == exp.flux_calibration == CAL
+        assert set(exp.mask_planes.items()) <= set(warp.mask_planes.items())
+        assert outcome.bbox == warp.bbox
+    # same scale and orientation: the PSF as is; rotated by 23 degrees: a round PSF stays round
+    warp_a, warp_b = (read_exposure(o.warp_path) for o in outcomes)
+    assert warp_a.psf == inputs[0].psf
+    assert warp_b.psf.shape[0] % 2 == 1
+    assert np.allclose(warp_b.psf.centroid, 0.0, atol=1e-3)
+    ixx, iyy, ixy = warp_b.psf.second_moments()
+    assert ixx == pytest.approx(iyy, rel=0.02) and abs(ixy) < 0.02
+
+
+def test_psf_follows_the_grid_rotation_and_scale():
+    y, x = np.mgrid[-12:13, -12:13]
+    elongated = Psf(np.exp(-0.5 * ((x / 3.0) ** 2 + (y / 1.5) ** 2)))
+    ixx, iyy, _ = elongated.second_moments()
+    quarter_turn = np.array([[0.0, -1.0], [1.0, 0.0]])  # output x steps are input y steps
+    rot = warp_psf(elongated, quarter_turn)
+    rxx, ryy, rxy = rot.second_moments()
+    assert rxx == pytest.approx(iyy, rel=0.01) and ryy == pytest.approx(ixx, rel=0.01) and abs(rxy) < 1e-3
+    # output pixels twice as large: the PSF is half as wide in them
+    half = warp_psf(Psf.gaussian(3.0), 2.0 * np.eye(2))
+    sxx, syy, _ = half.second_moments()
+    # each output pixel covers half, all and half of three input pixels: the weights (1/4, 1/2, 1/4)
+    # add 1/2 input px^2 to the second moment, which then shrinks by 2^2
+    assert sxx == pytest.approx((Psf.gaussian(3.0).second_moments()[0] + 0.5) / 4, rel=0.01)
+    assert sxx == pytest.approx(syy)
+    assert warp_psf(elongated, np.eye(2) + 1e-5) is elongated
+
+
+# -- the warps go through assemble -------------------------------------------------------------------
+
+def test_warps_of_rotated_offset_exposures_assemble(tmp_path):
+    from dcrcoadd.coadd.baseline import assemble_coadd
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+
+    shape = (72, 72)
+    specs = [((0.0, 0.0), 0.0, 1.05, 70.0), ((0.8, -0.6), 23.0, 1.3, 140.0),
+             ((-0.7, 0.5), -40.0, 1.6, 220.0), ((0.5, 0.9), 90.0, 1.9, 290.0)]
+    paths = []
+    for i, ((dx, dy), rot, airmass, az) in enumerate(specs):
+        wcs = tan_wcs(crval=(150.1 + dx / 3600, 2.2 + dy / 3600), crpix=(36.5, 36.5), rotation_deg=rot)
+        paths.append(write_exposure(exposure(wcs, i, noise=1.0, airmass=airmass, az=az, seed=i, shape=shape),
+                                    tmp_path / "in" / f"visit{i}.fits"))
+    outcomes = warp_exposures(paths, tmp_path / "warps")
+    assert all(o.ok for o in outcomes)
+    warps = [o.warp_path for o in outcomes]
+    config = Config()
+    baseline = assemble_coadd(warps, config)
+    assert len(baseline.inputs) == 4 and not baseline.skipped
+    result = assemble_dcr_coadd(warps, config, baseline=baseline)
+    assert len(result.subfilter_coadds) == config.dcr.dcr_num_subfilters
+    assert np.isfinite(result.coadd.image).mean() > 0.9
+    for ra, dec in STARS:
+        _, _, flux, _ = centroid_and_flux(baseline.coadd, ra, dec, radius=7.0)
+        assert flux == pytest.approx(FLUX * CAL, rel=0.01)  # the coadd is in nJy
+
+
+# -- refusals, failures and the command line --------------------------------------------------------
+
+def test_file_without_wcs_is_refused_and_the_others_are_warped(tmp_path, capsys):
+    paths = write_pair(tmp_path / "in")
+    bare = exposure(wcs_a(), 9)
+    bare.wcs = None
+    nowcs = write_exposure(bare, tmp_path / "in" / "nowcs.fits")
+    outcomes = warp_exposures([paths[0], nowcs, paths[1]], tmp_path / "out")
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].error.startswith(f"{nowcs}: no WCS") and "\n" not in outcomes[1].error
+    assert outcomes[1].warp_path is None and not (tmp_path / "out" / "nowcs_warp.fits").exists()
+
+    status = run_cli(["warp", str(paths[0]), str(nowcs), str(paths[1]), "--out", str(tmp_path / "cli")])
+    captured = capsys.readouterr()
+    assert status == 2
+    # (log handlers other tests left on the dcrcoadd logger may write to stderr too)
+    errors = [line for line in captured.err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {nowcs}: no WCS: cannot place it on the grid",
+                      "error: warp: 1 of 3 exposures failed"]
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == ["v0_warp.fits", "v1_warp.fits"]
+
+
+def test_grid_file_without_wcs_is_refused(tmp_path):
+    paths = write_pair(tmp_path / "in")
+    bare = exposure(wcs_a())
+    bare.wcs = None
+    ref = write_exposure(bare, tmp_path / "ref.fits")
+    with pytest.raises(InputError, match=f"^{ref}: no HDU has a celestial WCS"):
+        warp_exposures(paths, tmp_path / "out", grid=ref)
+    with pytest.raises(InputError, match="grid file does not exist"):
+        warp_exposures(paths, tmp_path / "out", grid=tmp_path / "missing.fits")
+
+
+def test_cli_pixel_scale_then_grid_from_a_warp(tmp_path, capsys):
+    paths = write_pair(tmp_path / "in")
+    status = run_cli(["warp", str(tmp_path / "in"), "--out", str(tmp_path / "coarse"),
+                      "--pixel-scale", "0.4"])
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "0.4000 arcsec/px" in out and out.count("wrote ") == 2
+    first = read_exposure(tmp_path / "coarse" / "v0_warp.fits")
+    assert np.mean(proj_plane_pixel_scales(first.wcs)) * 3600 == pytest.approx(0.4)
+    # new exposures onto the lattice of an earlier warp (its origin read from LTV1/LTV2)
+    assert run_cli(["warp", str(paths[1]), "--out", str(tmp_path / "again"),
+                    "--grid", str(tmp_path / "coarse" / "v0_warp.fits")]) == 0
+    again = read_exposure(tmp_path / "again" / "v1_warp.fits")
+    before = read_exposure(tmp_path / "coarse" / "v1_warp.fits")
+    assert again.bbox == before.bbox
+    np.testing.assert_allclose(again.image, before.image, rtol=1e-6, atol=1e-6)
+    assert grid_from_file(tmp_path / "coarse" / "v0_warp.fits").bbox == first.bbox
+
+
+def test_cli_grid_and_pixel_scale_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(["warp", "a.fits", "--out", str(tmp_path), "--grid", "g.fits", "--pixel-scale", "0.3"])
+    assert exc.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+    with pytest.raises(InputError, match="either a grid or a pixel scale"):
+        warp_exposures(["a.fits"], tmp_path, grid="g.fits", pixel_scale=0.3)
+
+
+def test_results_in_input_order_whatever_the_mapper(tmp_path):
+    paths = write_pair(tmp_path / "in")
+
+    def reversed_map(fn, tasks):
+        return reversed([fn(t) for t in tasks])
+
+    outcomes = warp_exposures(paths, tmp_path / "out", mapper=reversed_map)
+    assert [o.path for o in outcomes] == paths
+    assert [o.visit_id for o in outcomes] == [500, 501]
+
+
+def test_local_processes_give_the_serial_warps(tmp_path):
+    from dcrcoadd.parallel.mappers import process_map
+
+    paths = write_pair(tmp_path / "in")
+    serial = warp_exposures(paths, tmp_path / "serial")
+    parallel = warp_exposures(paths, tmp_path / "parallel", mapper=process_map(2))
+    for a, b in zip(serial, parallel, strict=True):
+        np.testing.assert_array_equal(read_exposure(a.warp_path).image, read_exposure(b.warp_path).image)
+
+
+def test_mask_planes_read_from_the_file_are_kept(tmp_path):
+    planes = MaskPlanes({"BAD": 0, "SAT": 1, "MYPLANE": 7})
+    exp = exposure(wcs_b())
+    exp = Exposure(image=exp.image, variance=exp.variance, mask=np.full(exp.shape, 1 << 7, np.uint32),
+                   mask_planes=planes, wcs=exp.wcs, visit=exp.visit)
+    warp = warp_exposure(exp, Grid(wcs_a()))
+    assert warp.mask_planes.bit("MYPLANE") == 7 and "NO_DATA" in warp.mask_planes
+    assert np.all(warp.mask_of("MYPLANE") | warp.mask_of("NO_DATA"))
+    assert warp.mask_of("MYPLANE").sum() > 0.5 * warp.mask.size
