@@ -314,6 +314,14 @@ def _subfilter_truth(sim, model) -> np.ndarray:
     return subfilter_fluxes(sim.catalog, sim.bandpass, model.subfilter_edges)
 
 
+def _second_moment_fwhm(psf) -> float:
+    """FWHM of the Gaussian with the PSF's second moments: wider than `Psf.fwhm` for atmospheric
+    PSFs (their wings), it sizes the Gaussian weights and apertures of the scores below."""
+    from dcrcoadd.core.psf import SIGMA_TO_FWHM
+
+    return psf.second_moment_sigma * SIGMA_TO_FWHM
+
+
 def spectra(sim, result, setup: ValidationSetup) -> dict:
     """Blue-red subfilter colour of isolated stars measured on the model against the truth."""
     model = result.model
@@ -322,7 +330,9 @@ def spectra(sim, result, setup: ValidationSetup) -> dict:
     ys = np.asarray(cat["y"], float) - model.origin[1]
     truth = _subfilter_truth(sim, model)
     psf = result.coadd.psf
-    sigma = psf.fwhm / 2.3548
+    # Weights and apertures keep the second-moment size these scores were defined with.
+    fwhm = _second_moment_fwhm(psf)
+    sigma = fwhm / 2.3548
     response = psf_response(psf.kernel, sigma)
     keep = isolated(xs, ys, np.asarray(cat["flux"], float), sigma, model.images.shape[1:], setup.edge)
     idx = np.nonzero(keep)[0]
@@ -337,7 +347,7 @@ def spectra(sim, result, setup: ValidationSetup) -> dict:
     fit = common.line_fit(c_true, c_meas)
     # the same stars in a 2-FWHM aperture: blind to the subfilters' PSF widths (chromatic seeing
     # makes the blue PSF broader, which biases Gaussian-weighted blue fluxes low)
-    radius = 2.0 * psf.fwhm
+    radius = 2.0 * fwhm
     sel = idx[good]
     c_ap = color(
         aperture_flux(model.images[0], xs[sel], ys[sel], radius),
@@ -374,7 +384,8 @@ def flux_and_astrometry(sim, result, setup: ValidationSetup) -> dict:
     truth = _subfilter_truth(sim, model)
     c_true = color(truth[:, 0], truth[:, -1])
     psf = result.coadd.psf
-    sigma = psf.fwhm / 2.3548
+    fwhm = _second_moment_fwhm(psf)  # as in `spectra`
+    sigma = fwhm / 2.3548
     response = psf_response(psf.kernel, sigma)
     keep = isolated(xs, ys, flux_true, sigma, model.images.shape[1:], setup.edge)
     images = {
@@ -393,7 +404,7 @@ def flux_and_astrometry(sim, result, setup: ValidationSetup) -> dict:
     out["n_bright"] = int(bright.size)
     # Aperture fluxes against the same aperture on the noise-free truth image: neighbours and the
     # aperture's loss cancel, so this isolates the coadd's own photometry (and is blind to PSF shape).
-    radius = 3.0 * psf.fwhm
+    radius = 3.0 * fwhm
     truth_ap = aperture_flux(images["truth_noise_free"][0], xs[bright], ys[bright], radius)
     out["aperture_radius_px"] = radius
     for name, (img, resp) in images.items():

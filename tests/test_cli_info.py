@@ -58,7 +58,7 @@ def test_info_summarizes_an_exposure(tmp_path, capsys, exposure, compress):
     assert "band:        g (effective 477.0 nm, width 150.0 nm, with throughput curve)" in out
     assert "RA---TAN" in out and "0.2000 arcsec/px" in out
     assert "SAT=1" in out and "BIT31=31" in out
-    assert "9x9 kernel, FWHM 3.09 px" in out
+    assert "9x9 kernel, FWHM 0.62 arcsec (3.10 px)" in out
     assert "57.544 nJy" in out
 
 

@@ -13,7 +13,7 @@ from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
-from dcrcoadd.core.psf import Psf, coadd_psf, psf_fwhm
+from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf, coadd_psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io import write_exposure
@@ -296,7 +296,7 @@ def test_coadd_psf_is_the_weighted_mean_and_best_seeing_selects_sharp_inputs():
     np.testing.assert_allclose(res.coadd.psf.kernel, expected.kernel, atol=1e-7)
     # median FWHM (sigma 1.45) < full coadd PSF: the two sharpest inputs
     assert res.best_seeing.tolist() == [True, False, False, True]
-    assert psf_fwhm(res.psf_best_seeing) < psf_fwhm(res.coadd.psf)
+    assert res.psf_best_seeing.fwhm < res.coadd.psf.fwhm
     np.testing.assert_allclose(res.psf_best_seeing.kernel,
                                coadd_psf([Psf.gaussian(1.2), Psf.gaussian(1.3)], [1.0, 0.25]).resized(
                                    res.psf_best_seeing.shape[0]).kernel, atol=1e-7)
@@ -316,6 +316,10 @@ def test_write_and_read_coadd(tmp_path):
     np.testing.assert_allclose(inputs["airmass"], [1.0, 1.2, 1.4])
     np.testing.assert_allclose(inputs["weight"], [i.weight for i in res.inputs])
     assert str(inputs["parallactic_angle"].unit) == "deg" and "psf_fwhm" in inputs.colnames
+    # the PSF FWHM in pixels and arcsec (Gaussian sigma 1.5 px at 0.2 arcsec/px)
+    np.testing.assert_allclose(inputs["psf_fwhm"], 1.5 * SIGMA_TO_FWHM, rtol=1e-3)
+    np.testing.assert_allclose(inputs["psf_fwhm_arcsec"], 0.2 * 1.5 * SIGMA_TO_FWHM, rtol=1e-3)
+    assert str(inputs["psf_fwhm_arcsec"].unit) == "arcsec"
     assert best == res.psf_best_seeing
     with fits.open(path) as hdul:
         assert hdul[0].header["NINPUTS"] == 3

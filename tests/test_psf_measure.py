@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.core.psf import measure_psf
+from dcrcoadd.core.psf import SIGMA_TO_FWHM, measure_psf
 
 
 def field(n_stars, sigma=1.8, shape=(160, 160), seed=0):
@@ -21,7 +21,8 @@ def test_recovers_the_width_of_gaussian_stars():
     image, variance = field(12, sigma=1.8)
     psf = measure_psf(image, variance, size=21)
     assert psf.shape == (21, 21)
-    assert psf.sigma == pytest.approx(1.8, rel=0.03)
+    assert psf.second_moment_sigma == pytest.approx(1.8, rel=0.03)
+    assert psf.fwhm == pytest.approx(1.8 * SIGMA_TO_FWHM, rel=0.03)
     cy, cx = psf.centroid
     assert abs(cy) < 0.05 and abs(cx) < 0.05
 
@@ -39,3 +40,22 @@ def test_stars_touching_bad_pixels_are_not_used():
     bad[26, :] = True  # one bad row through every star's stamp
     with pytest.raises(ValueError, match="only 0"):
         measure_psf(image, variance, bad, size=21)
+
+
+def test_measured_kolmogorov_psf_has_the_stars_fwhm():
+    galsim = pytest.importorskip("galsim")
+    scale, seeing = 0.2, 0.62  # arcsec: 3.1 px
+    star = galsim.Convolve(galsim.Kolmogorov(fwhm=seeing), galsim.Pixel(scale))
+    rng = np.random.default_rng(3)
+    image = rng.normal(0.0, 1.0, (200, 200))
+    for i in range(4):
+        for j in range(4):
+            y0, x0 = 25 + 50 * i + rng.uniform(-0.5, 0.5), 25 + 50 * j + rng.uniform(-0.5, 0.5)
+            stamp = star.withFlux(3e5).drawImage(nx=41, ny=41, scale=scale, method="no_pixel",
+                                                 offset=(x0 - round(x0), y0 - round(y0))).array
+            image[round(y0) - 20:round(y0) + 21, round(x0) - 20:round(x0) + 21] += stamp
+    psf = measure_psf(image, np.ones(image.shape), size=25)
+    # the FWHM of the star images (the Kolmogorov profile with the pixel): 3.19 px
+    fine = star.drawImage(nx=801, ny=801, scale=scale / 50, method="no_pixel").array
+    truth = 2 * np.sqrt(np.count_nonzero(fine > fine.max() / 2) / np.pi) / 50
+    assert psf.fwhm == pytest.approx(truth, rel=0.03)

@@ -53,7 +53,7 @@ def _format_info(path: str) -> str:
     lines.append("mask planes: " + ", ".join(f"{n}={bit}" for n, bit in info.mask_planes.items()))
     if info.psf is not None:
         lines.append(f"psf:         {info.psf.shape[1]}x{info.psf.shape[0]} kernel, "
-                     f"FWHM {info.psf.fwhm:.2f} px")
+                     f"{info.psf.describe_fwhm(info.wcs)}")
     else:
         lines.append("psf:         none")
     return "\n".join(lines)
@@ -157,11 +157,12 @@ def _load_config(args: argparse.Namespace):
 
 def _summary_table(baseline) -> str:
     t = baseline.inputs_table()
-    lines = ["   visit   airmass  par.angle  FWHM(px)      weight  clipped  file",
-             "--------  --------  ---------  --------  ----------  -------  ----"]
+    lines = ["   visit   airmass  par.angle  FWHM(\")  FWHM(px)      weight  clipped  file",
+             "--------  --------  ---------  -------  --------  ----------  -------  ----"]
     for row in t:
         lines.append(f"{row['visit']:>8d}  {row['airmass']:8.4f}  {row['parallactic_angle']:9.2f}  "
-                     f"{row['psf_fwhm']:8.2f}  {row['weight']:10.4g}  {row['n_clipped']:7d}  {row['name']}")
+                     f"{row['psf_fwhm_arcsec']:7.3f}  {row['psf_fwhm']:8.2f}  {row['weight']:10.4g}  "
+                     f"{row['n_clipped']:7d}  {row['name']}")
     return "\n".join(lines)
 
 

@@ -26,9 +26,10 @@ Steps, as LSST does them:
 PSF matching, an approximation: LSST PSF-matches the calexps with a fitted kernel
 before warping. Here each warp is convolved with a Gaussian of sigma
 ``sqrt(s_model^2 - s_i^2)``, with ``s_i`` the Gaussian-equivalent sigma of the warp's PSF
-kernel from its noise-equivalent area (`psf_sigma`) and ``s_model`` that of the widest
-input broadened by a 1-pixel-sigma Gaussian (or ``model_psf_fwhm``). Matched PSFs agree
-exactly only for Gaussian inputs; otherwise their cores agree and their wings differ
+kernel from its noise-equivalent area (`Psf.noise_equivalent_sigma`, not the FWHM: see
+`dcrcoadd.core.psf`) and ``s_model`` that of the widest input broadened by a 1-pixel-sigma
+Gaussian (or ``model_psf_fwhm``). Matched PSFs agree exactly only for Gaussian inputs;
+otherwise their cores agree and their wings differ
 (the static sky's scatter-based variance absorbs that near bright stars). Missing or
 bad pixels are handled by normalized convolution (``conv(x v) / conv(v)`` with ``v`` the valid
 pixels, variance ``conv(var v, k^2) / conv(v)^2``, exact for independent noise).
@@ -183,16 +184,8 @@ def gaussian_kernel1d(sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def psf_sigma(psf: Psf) -> float:
-    """Gaussian-equivalent sigma (pixels) used for matching: from the noise-equivalent area,
-    ``1 / sqrt(4 pi sum(k^2))``. Exact for a Gaussian; unlike second moments it is set by the
-    core, not by the wings (which for atmospheric PSFs barely converge within a stamp)."""
-    k = psf.kernel.astype(np.float64)
-    return float(1.0 / math.sqrt(4.0 * math.pi * np.sum(k * k)))
-
-
 def model_sigma(psfs: Sequence[Psf], model_psf_fwhm: float | None = None) -> float:
-    """Second-moment sigma (pixels) of the common model PSF.
+    """Gaussian-equivalent sigma (pixels, `Psf.noise_equivalent_sigma` terms) of the common model PSF.
 
     By default the widest input broadened by a Gaussian of `MIN_MATCHING_SIGMA`, so that
     every warp, the worst-seeing one included, is smoothed a little (as LSST's model PSF is
@@ -200,21 +193,22 @@ def model_sigma(psfs: Sequence[Psf], model_psf_fwhm: float | None = None) -> flo
     artifacts such as faint trails. A requested ``model_psf_fwhm`` is used if it is wider
     than the widest input, else the widest input.
     """
-    worst = max(psf_sigma(p) for p in psfs)
+    worst = max(p.noise_equivalent_sigma for p in psfs)
     if model_psf_fwhm is None:
         return math.hypot(worst, MIN_MATCHING_SIGMA)
     requested = model_psf_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     if requested < worst:
-        log.warning("model_psf_fwhm %.3f px is narrower than the widest input PSF (%.3f px); "
-                    "using the latter", model_psf_fwhm, worst * 2.0 * math.sqrt(2.0 * math.log(2.0)))
+        log.warning("model_psf_fwhm %.3f px is narrower than the widest input PSF (Gaussian-equivalent "
+                    "FWHM %.3f px from its noise-equivalent area); using the latter",
+                    model_psf_fwhm, worst * 2.0 * math.sqrt(2.0 * math.log(2.0)))
         return worst
     return requested
 
 
 def matching_sigma(psf: Psf, target_sigma: float) -> float:
     """Sigma of the Gaussian that convolves ``psf`` to Gaussian-equivalent sigma ``target_sigma``
-    (sizes from `psf_sigma`; exact when ``psf`` is Gaussian)."""
-    return math.sqrt(max(target_sigma**2 - psf_sigma(psf) ** 2, 0.0))
+    (sizes from `Psf.noise_equivalent_sigma`; exact when ``psf`` is Gaussian)."""
+    return math.sqrt(max(target_sigma**2 - psf.noise_equivalent_sigma ** 2, 0.0))
 
 
 def kernel_radius(sigma: float) -> int:

@@ -43,7 +43,7 @@ from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
-from dcrcoadd.core.psf import Psf, best_seeing_selection, coadd_psf, psf_fwhm
+from dcrcoadd.core.psf import Psf, best_seeing_selection, coadd_psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.atomic import atomic_output
@@ -108,8 +108,13 @@ class CoaddInput:
 
     @property
     def psf_fwhm(self) -> float:
-        """PSF FWHM in pixels (LSST's determinant-radius size; NaN without a PSF)."""
-        return float("nan") if self.psf is None else psf_fwhm(self.psf)
+        """PSF FWHM in pixels (`Psf.fwhm`, the kernel's own; NaN without a PSF)."""
+        return float("nan") if self.psf is None else self.psf.fwhm
+
+    @property
+    def psf_fwhm_arcsec(self) -> float:
+        """PSF FWHM in arcsec at the warp's pixel scale (NaN without a PSF or a WCS)."""
+        return float("nan") if self.psf is None else self.psf.fwhm_arcsec(self.wcs)
 
     # -- pixels ------------------------------------------------------------------------------
     def read(self, box: Box) -> Exposure | None:
@@ -561,7 +566,8 @@ class CoaddResult:
     config: Config | None = None
 
     def inputs_table(self) -> Table:
-        """The inputs as a table: name, visit, weight, scale, airmass, parallactic angle, PSF FWHM."""
+        """The inputs as a table: name, visit, weight, scale, airmass, parallactic angle, PSF FWHM
+        (`Psf.fwhm`, in pixels and arcsec)."""
         sel = self.best_seeing if self.best_seeing is not None else np.zeros(len(self.inputs), bool)
         t = Table()
         t["name"] = [i.name for i in self.inputs]
@@ -574,6 +580,8 @@ class CoaddResult:
         t["parallactic_angle"].unit = "deg"
         t["psf_fwhm"] = [i.psf_fwhm for i in self.inputs]
         t["psf_fwhm"].unit = "pix"
+        t["psf_fwhm_arcsec"] = [i.psf_fwhm_arcsec for i in self.inputs]
+        t["psf_fwhm_arcsec"].unit = "arcsec"
         t["best_seeing"] = np.asarray(sel, bool)
         t["n_clipped"] = [0 if m is None else m.n_clipped for m in self.artifact_masks]
         t.meta["comments"] = ["visit = -1: unknown; scale: nJy per input image unit"]
@@ -640,7 +648,7 @@ def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = No
     selection = None
     if all(p is not None for p in psfs):
         psf = coadd_psf(psfs, weights)
-        selection = best_seeing_selection(psfs, psf)
+        selection = best_seeing_selection(psfs, weights)
         best_psf = psf if not selection.any() else coadd_psf(
             [p for p, s in zip(psfs, selection, strict=True) if s],
             [w for w, s in zip(weights, selection, strict=True) if s])
