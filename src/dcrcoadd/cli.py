@@ -11,6 +11,7 @@ import numpy as np
 
 from dcrcoadd._version import __version__
 from dcrcoadd.errors import DcrCoaddError
+from dcrcoadd.resample.command import add_warp_parser
 
 log = logging.getLogger("dcrcoadd.cli")
 
@@ -409,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift interpolation order (default: the one the model was solved with)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
     p.set_defaults(func=_cmd_template)
+
+    add_warp_parser(sub)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
     p.add_argument("--out", default="demo_out", metavar="DIR")
