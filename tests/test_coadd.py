@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from dcrcoadd.coadd.baseline import assemble_coadd, read_coadd, write_coadd
+from dcrcoadd.coadd import assemble_coadd, read_coadd, write_coadd
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
@@ -17,6 +17,7 @@ from dcrcoadd.core.psf import Psf, coadd_psf, psf_fwhm
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io import write_exposure
+from dcrcoadd.parallel import ProcessMapper
 
 PLANES = MaskPlanes()
 SHAPE = (40, 48)
@@ -232,6 +233,53 @@ def test_streaming_subregions_equal_one_region_exactly(tmp_path, statistic, on_d
     np.testing.assert_array_equal(tiled.n_image, big.n_image)
 
 
+def reversed_map(fn, tasks):
+    """A mapper that finishes tasks in reverse order, as a cluster may."""
+    return (fn(t) for t in reversed(list(tasks)))
+
+
+def mapper_field(tmp_path):
+    """Warps with stars, a trail, BAD pixels, NO_DATA and partial overlaps, in memory and on disk."""
+    rng = np.random.default_rng(7)
+    truth = star_field(rng, n_stars=8)
+    exposures = []
+    for i in range(5):
+        img = truth + rng.normal(0, 2.0, SHAPE)
+        if i == 1:
+            img[30, 5:40] += 80.0
+        m = np.zeros(SHAPE, np.uint32)
+        m[i * 5:i * 5 + 3, 10:14] = PLANES.value("BAD")
+        origin = (3 * i, 2 * (i % 2))
+        exposures.append(warp(img, variance=4.0, i=i, mask=m, sigma=1.3 + 0.1 * i, origin=origin))
+    paths = [write_exposure(e, tmp_path / f"w{i}.fits") for i, e in enumerate(exposures)]
+    return exposures, paths
+
+
+def assert_same_coadd(a, b):
+    for name in ("image", "variance", "mask"):
+        assert getattr(a.coadd, name).tobytes() == getattr(b.coadd, name).tobytes(), name
+    assert a.n_image.tobytes() == b.n_image.tobytes()
+    assert [i.weight for i in a.inputs] == [i.weight for i in b.inputs]
+    box, planes = a.coadd.bbox, a.coadd.mask_planes
+    for ma, mb in zip(a.artifact_masks, b.artifact_masks, strict=True):
+        assert ma.to_mask(box, planes).tobytes() == mb.to_mask(box, planes).tobytes()
+        assert (ma.n_candidates, ma.n_clipped) == (mb.n_candidates, mb.n_clipped)
+
+
+def test_any_mapper_gives_the_same_coadd_bit_for_bit(tmp_path):
+    exposures, paths = mapper_field(tmp_path)
+    cfg = Config()
+    cfg.coadd.subregion_size = (17, 13)
+    serial = assemble_coadd(paths, cfg)
+    assert serial.artifact_masks[1].n_clipped >= 1
+    assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=reversed_map))
+    with ProcessMapper(2) as mapper:  # one pool for every stage and both runs
+        assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=mapper))
+        assert_same_coadd(serial, assemble_coadd(exposures, cfg, mapper=mapper))
+    cfg.coadd.statistic = "MEANCLIP"
+    assert_same_coadd(assemble_coadd(paths, cfg), assemble_coadd(paths, cfg, mapper=reversed_map))
+
+
 # -- validation ------------------------------------------------------------------------------------
 
 def test_inputs_on_another_grid_or_band_are_named(tmp_path):
@@ -253,7 +301,7 @@ def test_inputs_on_another_grid_or_band_are_named(tmp_path):
 def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
     nan = write_exposure(warp(np.nan, i=1), tmp_path / "nan.fits")
     ok = write_exposure(warp(2.0, i=0), tmp_path / "ok.fits")
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.baseline"):
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
         res = assemble_coadd([ok, nan], plain())
     assert "nan.fits" in caplog.text and res.skipped[0][0].endswith("nan.fits")
     assert len(res.inputs) == 1 and np.all(res.coadd.image == 2.0)

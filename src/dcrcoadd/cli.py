@@ -289,7 +289,7 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from pathlib import Path
     from types import SimpleNamespace
 
-    from dcrcoadd.coadd.baseline import assemble_coadd, write_coadd
+    from dcrcoadd.coadd import assemble_coadd, write_coadd
     from dcrcoadd.config.schema import to_toml
     from dcrcoadd.core.geom import Box
     from dcrcoadd.core.instrument import instrument_defaults

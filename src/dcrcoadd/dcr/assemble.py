@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from dcrcoadd.coadd.artifacts import ArtifactMask
-from dcrcoadd.coadd.baseline import CoaddInput, CoaddResult, assemble_coadd
+from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
+from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import Config, DcrConfig
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
@@ -364,7 +365,7 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
     """
     from astropy.io import fits
 
-    from dcrcoadd.coadd.baseline import write_coadd
+    from dcrcoadd.io.coadd import write_coadd
     from dcrcoadd.io.fits import exposure_hdus, write_hdus
 
     def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:
