@@ -17,7 +17,7 @@ from dcrcoadd.core.psf import Psf, coadd_psf, psf_fwhm
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io import write_exposure
-from dcrcoadd.parallel import ProcessMapper
+from dcrcoadd.parallel import DaskMapper, ProcessMapper
 
 PLANES = MaskPlanes()
 SHAPE = (40, 48)
@@ -278,6 +278,18 @@ def test_any_mapper_gives_the_same_coadd_bit_for_bit(tmp_path):
         assert_same_coadd(serial, assemble_coadd(exposures, cfg, mapper=mapper))
     cfg.coadd.statistic = "MEANCLIP"
     assert_same_coadd(assemble_coadd(paths, cfg), assemble_coadd(paths, cfg, mapper=reversed_map))
+
+
+def test_a_dask_cluster_gives_the_same_coadd_bit_for_bit(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    _, paths = mapper_field(tmp_path)
+    cfg = Config()
+    cfg.coadd.subregion_size = (17, 13)
+    serial = assemble_coadd(paths, cfg)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        with DaskMapper(cluster.scheduler_address) as mapper:
+            assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=mapper))
 
 
 # -- validation ------------------------------------------------------------------------------------
