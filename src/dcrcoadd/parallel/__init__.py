@@ -3,7 +3,6 @@ serially, in local processes or on a Dask cluster with identical results."""
 
 from dcrcoadd.parallel.dispatch import map_tasks, run_tasks
 from dcrcoadd.parallel.mappers import (
-    DaskMapper,
     Mapper,
     ProcessMapper,
     dask_map,
@@ -13,5 +12,5 @@ from dcrcoadd.parallel.mappers import (
 )
 from dcrcoadd.parallel.tiles import Tile, tiles
 
-__all__ = ["DaskMapper", "Mapper", "ProcessMapper", "Tile", "dask_map", "make_mapper", "map_tasks",
+__all__ = ["Mapper", "ProcessMapper", "Tile", "dask_map", "make_mapper", "map_tasks",
            "process_map", "run_tasks", "serial_map", "tiles"]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import as_completed as futures_completed
 
 from dcrcoadd.errors import ConfigError
 
@@ -46,7 +47,7 @@ class ProcessMapper:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         futures = [self._pool.submit(fn, t) for t in tasks]
         try:
-            for future in as_completed(futures):
+            for future in futures_completed(futures):
                 yield future.result()
         finally:  # a failed task, or a caller that stops early, leaves no queued work behind
             for future in futures:
@@ -74,55 +75,33 @@ def process_map(workers: int) -> Mapper:
     return ProcessMapper(workers)
 
 
-class DaskMapper:
+def dask_map(address: str) -> Mapper:
     """Run tasks on an existing Dask distributed scheduler at ``address`` (the ``dask`` extra).
 
-    The client connects on first use and is kept for later calls; `close` (or leaving a ``with``
-    block) disconnects. Workers must be able to import dcrcoadd and read the warps' paths.
+    Each call connects, and disconnects when its tasks are done, so no client outlives a stage
+    (the cluster may go away before the run's mapper is dropped). Workers must be able to import
+    dcrcoadd and read the warps' paths.
     """
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise ConfigError("--scheduler needs Dask distributed: pip install 'dcrcoadd[dask]'") from None
 
-    def __init__(self, address: str):
+    def mapper(fn: Callable, tasks: Iterable) -> Iterator:
         try:
-            from dask.distributed import Client, as_completed
-        except ImportError:
-            raise ConfigError("--scheduler needs Dask distributed: pip install 'dcrcoadd[dask]'") from None
-        self.address = address
-        self._client_class, self._as_completed = Client, as_completed
-        self._client = None
-
-    def __call__(self, fn: Callable, tasks: Iterable) -> Iterator:
-        if self._client is None:
-            try:
-                self._client = self._client_class(self.address, timeout="10s")
-            except OSError as exc:
-                raise ConfigError(f"cannot reach the Dask scheduler at {self.address} ({exc})") from None
-        tasks = list(tasks)
-        log.info("sending %d tasks to the Dask cluster at %s", len(tasks), self.address)
-        futures = self._client.map(fn, tasks, pure=False)
+            client = Client(address, timeout="10s")
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
         try:
-            for future in self._as_completed(futures):
+            tasks = list(tasks)
+            log.info("sending %d tasks to the Dask cluster at %s", len(tasks), address)
+            futures = client.map(fn, tasks, pure=False)
+            for future in as_completed(futures):
                 yield future.result()
-        finally:  # a failed task, or a caller that stops early, leaves no work on the cluster
-            pending = [f for f in futures if not f.done()]
-            if pending:
-                self._client.cancel(pending)
+        finally:  # closing the client releases every task it still holds
+            client.close()
 
-    def close(self) -> None:
-        """Disconnect from the scheduler (a later call connects again)."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def __enter__(self) -> DaskMapper:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def dask_map(address: str) -> Mapper:
-    """Run tasks on the Dask scheduler at ``address`` (`DaskMapper`)."""
-    return DaskMapper(address)
+    return mapper
 
 
 def make_mapper(workers: int | None = None, scheduler: str | None = None) -> Mapper:
