@@ -302,13 +302,15 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         raise InputError(f"coadd region {box} is empty")
     planes = common_planes(described, config)
     bad = planes.value_if_present(config.effective_bad_mask_planes())
-    for inp in described:
+    c = config.coadd
+    tasks: dict[int, VarianceTask] = {}
+    for i, inp in enumerate(described):
         inp.planes = planes
         inp.scale = inp.flux_calibration  # image units -> nJy
-    c = config.coadd
-    tasks = {i: VarianceTask(inp.restricted(overlap), overlap, bad, tuple(c.subregion_size), c.sigma_clip,
-                             c.clip_iter)
-             for i, inp in enumerate(described) if not (overlap := box.intersection(inp.bbox)).is_empty}
+        overlap = box.intersection(inp.bbox)
+        if not overlap.is_empty:
+            tasks[i] = VarianceTask(inp.restricted(overlap), overlap, bad, tuple(c.subregion_size),
+                                    c.sigma_clip, c.clip_iter)
     variances = run_tasks(mean_variance, tasks, mapper)
     kept: list[CoaddInput] = []
     skipped: list[tuple[str, str]] = []
