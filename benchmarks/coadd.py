@@ -98,7 +98,7 @@ def write_warps(directory: Path, size: int, n: int, seed: int = 1) -> list[Path]
 # -- child: one measured coadd ----------------------------------------------------------------------
 
 def child(paths: list[str], compare_warp: bool, subregion: int | None) -> dict:
-    from dcrcoadd.coadd.baseline import assemble_coadd
+    from dcrcoadd.coadd import assemble_coadd
     from dcrcoadd.config.schema import Config
 
     cfg = Config()

@@ -244,7 +244,7 @@ def measure_step(step: str, directory: Path, subfilters: int = 3, template_repea
     """
     import tracemalloc
 
-    from dcrcoadd.coadd.baseline import assemble_coadd
+    from dcrcoadd.coadd import assemble_coadd
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
     from dcrcoadd.io import read_exposure
     from dcrcoadd.template.build import make_template

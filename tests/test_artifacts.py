@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from astropy.wcs import WCS
 
+from dcrcoadd.coadd import assemble_coadd
 from dcrcoadd.coadd.artifacts import (
     ArtifactMask,
     PixelSet,
@@ -17,8 +18,7 @@ from dcrcoadd.coadd.artifacts import (
     psf_match,
     scale_variance_factor,
 )
-from dcrcoadd.coadd.baseline import assemble_coadd
-from dcrcoadd.config.schema import Config
+from dcrcoadd.config.schema import ArtifactConfig, Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
@@ -191,7 +191,7 @@ def test_effective_max_num_epochs(n, expected):
 
 
 def test_filter_keeps_persistent_and_clips_transient_candidates():
-    cfg = Config()
+    cfg = ArtifactConfig()
     n_image = np.full(100, 10)
     epochs = np.zeros(100, np.int32)
     transient = np.arange(0, 10)
@@ -232,6 +232,24 @@ def test_pixel_set_round_trip_and_sub_boxes():
     np.testing.assert_array_equal(ps.to_mask(bbox), dense)
     sub = Box(15, 24, 5, 5)  # contains parent pixel (17, 25) only
     assert ps.to_mask(sub).sum() == 1 and ps.to_mask(sub)[1, 2]
+
+
+def test_restricted_masks_apply_inside_their_box_as_the_whole_mask():
+    bbox = Box(10, 20, 30, 25)
+    rng = np.random.default_rng(3)
+    alt = ArtifactMask("w", {p: PixelSet.from_mask(rng.random(bbox.shape) < 0.2, bbox, bbox)
+                             for p in ("CLIPPED", "NO_DATA", "EDGE")}, n_candidates=4, n_clipped=2)
+    bad = PLANES.value("NO_DATA", "BAD")
+    tile = Box(17, 30, 9, 11)
+    cut = alt.restricted(tile)
+    assert cut.planes["CLIPPED"].bbox == tile and (cut.n_candidates, cut.n_clipped) == (4, 2)
+    for box in (tile, Box(19, 31, 4, 3)):
+        whole = np.full(box.shape, PLANES.value("BAD"), np.uint32)
+        part = whole.copy()
+        alt.apply(whole, box, PLANES, bad)
+        cut.apply(part, box, PLANES, bad)
+        np.testing.assert_array_equal(part, whole)
+    assert len(alt.restricted(Box(0, 0, 5, 5)).planes["EDGE"]) == 0  # outside the mask's box
 
 
 def test_alt_mask_clears_bad_bits_inside_no_data():

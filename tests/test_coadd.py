@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from dcrcoadd.coadd.baseline import assemble_coadd, read_coadd, write_coadd
+from dcrcoadd.coadd import assemble_coadd, read_coadd, write_coadd
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
@@ -17,6 +17,7 @@ from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf, coadd_psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io import write_exposure
+from dcrcoadd.parallel import ProcessMapper, dask_map
 
 PLANES = MaskPlanes()
 SHAPE = (40, 48)
@@ -207,29 +208,79 @@ def test_partially_overlapping_warps_and_explicit_box():
 
 # -- streaming -------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("statistic, on_disk", [("MEAN", True), ("MEANCLIP", False)])
-def test_streaming_subregions_equal_one_region_exactly(tmp_path, statistic, on_disk):
-    rng = np.random.default_rng(5)
+def trail_field(n, *, seed, trail_in, shifted=False):
+    """Warps of a star field with a trail in one, BAD pixels, NO_DATA columns in every other one,
+    and (``shifted``) origins that make them overlap only partly."""
+    rng = np.random.default_rng(seed)
     truth = star_field(rng, n_stars=8)
     warps = []
-    for i in range(6):
+    for i in range(n):
         img = truth + rng.normal(0, 2.0, SHAPE)
-        if i == 2:
+        if i == trail_in:
             img[30, 5:40] += 80.0  # a trail for compare-warp to clip
         m = np.zeros(SHAPE, np.uint32)
         m[i * 5:i * 5 + 3, 10:14] = PLANES.value("BAD")
         m[:, 44:] |= PLANES.value("NO_DATA") if i % 2 else 0
-        exp = warp(img, variance=4.0, i=i, mask=m, sigma=1.3 + 0.1 * i)
-        warps.append(write_exposure(exp, tmp_path / f"w{i}.fits") if on_disk else exp)
+        origin = (3 * i, 2 * (i % 2)) if shifted else (0, 0)
+        warps.append(warp(img, variance=4.0, i=i, mask=m, sigma=1.3 + 0.1 * i, origin=origin))
+    return warps
+
+
+def assert_same_coadd(a, b):
+    for name in ("image", "variance", "mask"):
+        assert getattr(a.coadd, name).tobytes() == getattr(b.coadd, name).tobytes(), name
+    assert a.n_image.tobytes() == b.n_image.tobytes()
+    assert [i.weight for i in a.inputs] == [i.weight for i in b.inputs]
+    box, planes = a.coadd.bbox, a.coadd.mask_planes
+    for ma, mb in zip(a.artifact_masks, b.artifact_masks, strict=True):
+        assert ma.to_mask(box, planes).tobytes() == mb.to_mask(box, planes).tobytes()
+        assert (ma.n_candidates, ma.n_clipped) == (mb.n_candidates, mb.n_clipped)
+
+
+@pytest.mark.parametrize("statistic, on_disk", [("MEAN", True), ("MEANCLIP", False)])
+def test_streaming_subregions_equal_one_region_exactly(tmp_path, statistic, on_disk):
+    warps = trail_field(6, seed=5, trail_in=2)
+    if on_disk:
+        warps = [write_exposure(e, tmp_path / f"w{i}.fits") for i, e in enumerate(warps)]
     cfg = Config()
     cfg.coadd.statistic = statistic
     big = assemble_coadd(warps, cfg)
     cfg.coadd.subregion_size = (29, 21)  # tiles that cut through stars, the trail and the kernels
     tiled = assemble_coadd(warps, cfg)
     assert big.artifact_masks[2].n_clipped >= 1
-    for name in ("image", "variance", "mask"):
-        np.testing.assert_array_equal(getattr(tiled.coadd, name), getattr(big.coadd, name))
-    np.testing.assert_array_equal(tiled.n_image, big.n_image)
+    assert_same_coadd(tiled, big)
+
+
+def reversed_map(fn, tasks):
+    """A mapper that finishes tasks in reverse order, as a cluster may."""
+    return (fn(t) for t in reversed(list(tasks)))
+
+
+def test_any_mapper_gives_the_same_coadd_bit_for_bit(tmp_path):
+    exposures = trail_field(5, seed=7, trail_in=1, shifted=True)
+    paths = [write_exposure(e, tmp_path / f"w{i}.fits") for i, e in enumerate(exposures)]
+    cfg = Config()
+    cfg.coadd.subregion_size = (17, 13)
+    serial = assemble_coadd(paths, cfg)
+    assert serial.artifact_masks[1].n_clipped >= 1
+    assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=reversed_map))
+    with ProcessMapper(2) as mapper:  # one pool for every stage and both runs
+        assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=mapper))
+        assert_same_coadd(serial, assemble_coadd(exposures, cfg, mapper=mapper))
+    cfg.coadd.statistic = "MEANCLIP"
+    assert_same_coadd(assemble_coadd(paths, cfg), assemble_coadd(paths, cfg, mapper=reversed_map))
+
+
+def test_a_dask_cluster_gives_the_same_coadd_bit_for_bit(tmp_path):
+    distributed = pytest.importorskip("dask.distributed")
+    paths = [write_exposure(e, tmp_path / f"w{i}.fits")
+             for i, e in enumerate(trail_field(5, seed=7, trail_in=1, shifted=True))]
+    cfg = Config()
+    cfg.coadd.subregion_size = (17, 13)
+    serial = assemble_coadd(paths, cfg)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        assert_same_coadd(serial, assemble_coadd(paths, cfg, mapper=dask_map(cluster.scheduler_address)))
 
 
 # -- validation ------------------------------------------------------------------------------------
@@ -253,7 +304,7 @@ def test_inputs_on_another_grid_or_band_are_named(tmp_path):
 def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
     nan = write_exposure(warp(np.nan, i=1), tmp_path / "nan.fits")
     ok = write_exposure(warp(2.0, i=0), tmp_path / "ok.fits")
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.baseline"):
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
         res = assemble_coadd([ok, nan], plain())
     assert "nan.fits" in caplog.text and res.skipped[0][0].endswith("nan.fits")
     assert len(res.inputs) == 1 and np.all(res.coadd.image == 2.0)

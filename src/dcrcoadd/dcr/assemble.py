@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from dcrcoadd.coadd.baseline import CoaddInput, CoaddResult, assemble_coadd
+from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
+from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from dcrcoadd.coadd.artifacts import ArtifactMask
-from dcrcoadd.coadd.baseline import CoaddInput
+from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import DcrConfig
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from dcrcoadd.coadd.baseline import read_bright_object_masks
+from dcrcoadd.coadd.bright_objects import read_bright_object_masks
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure

@@ -38,7 +38,7 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
     """
     from astropy.io import fits
 
-    from dcrcoadd.coadd.baseline import write_coadd
+    from dcrcoadd.io.coadd import write_coadd
     from dcrcoadd.io.fits import exposure_hdus, write_hdus
 
     def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:

@@ -27,13 +27,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd, write_coadd
+from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
 from dcrcoadd.config import Config, to_toml
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd
 from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.coadd import write_coadd
 from dcrcoadd.parallel.mappers import Mapper, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (

@@ -1,0 +1,362 @@
+"""The warps going into a coadd: description, validation, flux scaling and weights
+(LSST ``prepareInputs``).
+
+Every warp is checked against the first (one pixel grid, one band, no repeated visit), scaled to
+nJy by its flux calibration and weighted by ``1 / (clipped mean variance of its good pixels)``.
+Warps without usable pixels are skipped with a warning; warps that contradict the others raise
+`InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+from astropy.coordinates import Angle
+from astropy.wcs import WCS
+
+from dcrcoadd.config.schema import Config
+from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.instrument import instrument_defaults
+from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.errors import InputError
+from dcrcoadd.io.fits import read_exposure, read_info
+from dcrcoadd.ops.stack import clipped_mean, good_pixels
+from dcrcoadd.parallel import Mapper, run_tasks
+
+log = logging.getLogger("dcrcoadd.coadd.inputs")
+
+#: Planes the coadd always has (targets of the mask propagation rules).
+COADD_PLANES = ("NO_DATA", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF", "INTRP", "EDGE")
+
+
+@dataclass
+class CoaddInput:
+    """One warp going into the coadd: where it is, what it is, and how it is scaled and weighted.
+
+    Attributes
+    ----------
+    name : str
+        The file path, or a label for an in-memory exposure.
+    source : Path or Exposure
+    bbox : Box
+        The warp's region of the parent grid.
+    scale : float
+        Multiplies the image into nJy (the warp's flux calibration); variance by ``scale**2``.
+    weight : float
+        ``1 / (clipped mean of the scaled variance over good pixels)``, times the airmass
+        with ``do_airmass_weight``.
+    planes : MaskPlanes
+        The common plane layout `read` translates masks into.
+    """
+
+    name: str
+    source: Path | Exposure
+    bbox: Box
+    wcs: WCS | None
+    visit: VisitInfo | None
+    band: str | None
+    bandpass: Bandpass | None
+    psf: Psf | None
+    mask_planes: MaskPlanes
+    flux_calibration: float
+    scale: float = 1.0
+    weight: float = float("nan")
+    planes: MaskPlanes | None = None
+
+    # -- metadata ----------------------------------------------------------------------------
+    @property
+    def visit_id(self) -> int | None:
+        return None if self.visit is None else self.visit.id
+
+    @property
+    def airmass(self) -> float:
+        return _visit_value(self.visit, "airmass")
+
+    @property
+    def parallactic_angle(self) -> float:
+        """Boresight parallactic angle in degrees (NaN if unknown)."""
+        return _visit_value(self.visit, "parallactic_angle", angle=True)
+
+    @property
+    def psf_fwhm(self) -> float:
+        """PSF FWHM in pixels (`Psf.fwhm`, the kernel's own; NaN without a PSF)."""
+        return float("nan") if self.psf is None else self.psf.fwhm
+
+    @property
+    def psf_fwhm_arcsec(self) -> float:
+        """PSF FWHM in arcsec at the warp's pixel scale (NaN without a PSF or a WCS)."""
+        return float("nan") if self.psf is None else self.psf.fwhm_arcsec(self.wcs)
+
+    # -- pixels ------------------------------------------------------------------------------
+    def read(self, box: Box) -> Exposure | None:
+        """Pixels inside ``box`` (clipped to the warp): image in nJy, variance scaled to match,
+        mask in the common planes. None when ``box`` misses the warp."""
+        crop = box.intersection(self.bbox)
+        if crop.is_empty:
+            return None
+        if isinstance(self.source, Exposure):
+            exp = self.source.subexposure(crop)
+        else:
+            exp = read_exposure(self.source, crop)
+        planes = self.planes if self.planes is not None else exp.mask_planes
+        s = np.float32(self.scale)
+        return Exposure(
+            image=exp.image * s, mask=planes.translate(exp.mask, exp.mask_planes),
+            variance=exp.variance * (s * s), mask_planes=planes, origin=crop.origin, wcs=exp.wcs,
+            psf=self.psf, visit=self.visit, band=self.band, bandpass=self.bandpass, flux_calibration=1.0,
+        )
+
+    def restricted(self, box: Box) -> CoaddInput:
+        """This input for reads inside ``box`` only: `read` of any box inside ``box`` is unchanged.
+
+        A file input is returned as is (a task carries its path). An in-memory exposure keeps only
+        the pixels inside ``box`` (a view, no copy), so a task pickled for another process carries
+        no more pixels than it reads; ``bbox`` shrinks to match.
+        """
+        if not isinstance(self.source, Exposure):
+            return self
+        crop = box.intersection(self.bbox)
+        return replace(self, source=self.source.subexposure(crop), bbox=crop)
+
+
+def _visit_value(visit: VisitInfo | None, attr: str, angle: bool = False) -> float:
+    if visit is None:
+        return float("nan")
+    try:  # derived geometry may be unavailable (missing site, time...)
+        value = getattr(visit, attr)
+    except Exception:  # noqa: BLE001 - any failure just means "unknown"
+        return float("nan")
+    if value is None:
+        return float("nan")
+    return float(Angle(value).deg) if angle else float(value)
+
+
+@dataclass
+class PreparedInputs:
+    """The validated, weighted warp set and the coadd geometry."""
+
+    inputs: list[CoaddInput]
+    bbox: Box
+    wcs: WCS | None
+    planes: MaskPlanes
+    band: str | None
+    bandpass: Bandpass | None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+# -- description and checks ------------------------------------------------------------------------
+
+def describe(warp, i: int) -> CoaddInput:
+    """A `CoaddInput` for warp ``i``: a file (only its header is read) or an in-memory `Exposure`."""
+    if isinstance(warp, Exposure):
+        label = f"exposure[{i}]" if warp.visit is None else f"exposure[{i}] (visit {warp.visit.id})"
+        return CoaddInput(
+            name=label, source=warp, bbox=warp.bbox, wcs=warp.parent_wcs(), visit=warp.visit,
+            band=warp.band, bandpass=warp.bandpass, psf=warp.psf, mask_planes=warp.mask_planes,
+            flux_calibration=warp.flux_calibration)
+    if isinstance(warp, (str, os.PathLike)):
+        path = Path(warp)
+        info = read_info(path)
+        wcs = None if info.wcs is None else shift_wcs(info.wcs, info.bbox.x0, info.bbox.y0)
+        return CoaddInput(
+            name=str(path), source=path, bbox=info.bbox, wcs=wcs, visit=info.visit, band=info.band,
+            bandpass=info.bandpass, psf=info.psf, mask_planes=info.mask_planes,
+            flux_calibration=info.flux_calibration)
+    raise InputError(f"warp {i} is a {type(warp).__name__}, expected a file path or an Exposure")
+
+
+def _with_instrument(inp: CoaddInput, instrument: str) -> CoaddInput:
+    bandpass, visit = instrument_defaults(instrument, inp.band, inp.bandpass, inp.visit, inp.name)
+    return replace(inp, bandpass=bandpass, visit=visit, band=inp.band or bandpass.name)
+
+
+def _check_grid(ref: CoaddInput, other: CoaddInput, box: Box) -> None:
+    """Raise InputError unless ``other`` maps parent pixels to the sky like ``ref`` (to 0.01 px)."""
+    if (ref.wcs is None) != (other.wcs is None):
+        has, lacks = (ref, other) if other.wcs is None else (other, ref)
+        raise InputError(f"has no WCS but {has.name} has one; all warps must share one pixel grid",
+                         lacks.name)
+    if ref.wcs is None:
+        return
+    xs = np.array([box.x0, box.x1 - 1, box.x0, box.x1 - 1, 0.5 * (box.x0 + box.x1)], float)
+    ys = np.array([box.y0, box.y0, box.y1 - 1, box.y1 - 1, 0.5 * (box.y0 + box.y1)], float)
+    try:
+        world = ref.wcs.pixel_to_world_values(xs, ys)
+        back = other.wcs.world_to_pixel_values(*world)
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds on odd WCSs
+        raise InputError(f"cannot compare its WCS with {ref.name}'s ({exc})", other.name) from None
+    offset = float(np.nanmax(np.hypot(back[0] - xs, back[1] - ys)))
+    if not offset <= 0.01:
+        raise InputError(f"is not on the pixel grid of {ref.name}: the same sky position lands "
+                         f"{offset:.3g} pixels apart (warps must be resampled onto one grid)", other.name)
+
+
+def _check_band(ref: CoaddInput, other: CoaddInput) -> None:
+    if ref.band is not None and other.band is not None and ref.band != other.band:
+        raise InputError(f"band {other.band!r} differs from band {ref.band!r} of {ref.name}", other.name)
+    if ref.bandpass is not None and other.bandpass is not None and ref.bandpass != other.bandpass:
+        o, r = other.bandpass, ref.bandpass
+        raise InputError(f"bandpass ({o.effective_wavelength:.1f}, {o.bandwidth:.1f}) differs from that of "
+                         f"{ref.name} ({r.effective_wavelength:.1f}, {r.bandwidth:.1f})", other.name)
+
+
+def common_planes(inputs: Sequence[CoaddInput], config: Config) -> MaskPlanes:
+    """LSST planes plus every plane of the inputs and every plane the configuration names."""
+    planes = MaskPlanes()
+    for inp in inputs:
+        planes = planes.merged(inp.mask_planes)
+    c = config.coadd
+    for name in (*COADD_PLANES, *c.bad_mask_planes, *c.mask_propagation_thresholds,
+                 c.bright_object_mask_name):
+        planes = planes.with_plane(name)
+    return planes
+
+
+# -- weights ---------------------------------------------------------------------------------------
+
+@dataclass
+class VarianceTask:
+    """What measuring one warp's mean variance needs (picklable: a file input carries its path)."""
+
+    input: CoaddInput
+    box: Box  # the warp's overlap with the coadd region
+    bad_mask: int
+    tile_size: tuple[int, int]
+    sigma_clip: float
+    clip_iter: int
+
+
+def mean_variance(task: VarianceTask) -> float | None:
+    """Clipped mean of the scaled variance over the warp's good pixels in ``task.box`` (finite
+    image and variance, no bad bit), read piece by piece; None when there is no good pixel."""
+    parts = []
+    for sub in task.box.subregions(task.tile_size):
+        exp = task.input.read(sub)
+        if exp is None:
+            continue
+        good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
+        parts.append(exp.variance[good])
+    if not parts or sum(p.size for p in parts) == 0:
+        return None
+    mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
+    return mean_var
+
+
+# -- preparation -----------------------------------------------------------------------------------
+
+def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = None,
+                   mapper: Mapper | None = None) -> PreparedInputs:
+    """Validate the warps, measure their weights and flux scales (LSST ``prepareInputs``).
+
+    Parameters
+    ----------
+    warps : sequence of path-like or Exposure
+    config : Config, optional
+    bbox : Box, optional
+        Coadd region in the parent grid; default the union of the warps' boxes. Warps that
+        overlap it only partly are fine; warps outside it are skipped.
+    mapper : Mapper, optional
+        Measures the warps' variances (`dcrcoadd.parallel`); default serial.
+
+    Returns
+    -------
+    PreparedInputs
+
+    Raises
+    ------
+    InputError
+        Naming the warp: unreadable, on another pixel grid, in another band, a repeated
+        visit, no PSF when compare-warp needs one; or when no warp has usable pixels.
+        A single warp without usable pixels (all NaN, all masked, no finite positive
+        variance) is skipped with a warning instead.
+    """
+    config = config or Config()
+    if isinstance(warps, (str, os.PathLike, Exposure)):
+        warps = [warps]
+    warps = list(warps)
+    if not warps:
+        raise InputError("no warps given")
+    described = [describe(w, i) for i, w in enumerate(warps)]
+    if config.inputs.instrument:
+        described = [_with_instrument(d, config.inputs.instrument) for d in described]
+    ref = described[0]
+    union = described[0].bbox
+    for inp in described[1:]:
+        union = union.union(inp.bbox)
+    seen: dict[int, str] = {}
+    for inp in described:
+        if inp is not ref:
+            _check_band(ref, inp)
+            _check_grid(ref, inp, union)
+        if inp.visit is not None:
+            if inp.visit.id in seen:
+                raise InputError(f"repeats visit {inp.visit.id} of {seen[inp.visit.id]}", inp.name)
+            seen[inp.visit.id] = inp.name
+    box = bbox if bbox is not None else union
+    if box.is_empty:
+        raise InputError(f"coadd region {box} is empty")
+    planes = common_planes(described, config)
+    bad = planes.value_if_present(config.effective_bad_mask_planes())
+    c = config.coadd
+    tasks: dict[int, VarianceTask] = {}
+    for i, inp in enumerate(described):
+        inp.planes = planes
+        inp.scale = inp.flux_calibration  # image units -> nJy
+        overlap = box.intersection(inp.bbox)
+        if not overlap.is_empty:
+            tasks[i] = VarianceTask(inp.restricted(overlap), overlap, bad, tuple(c.subregion_size),
+                                    c.sigma_clip, c.clip_iter)
+    variances = run_tasks(mean_variance, tasks, mapper)
+    kept: list[CoaddInput] = []
+    skipped: list[tuple[str, str]] = []
+    for i, inp in enumerate(described):
+        weight, reason = _weight(inp, i in tasks, variances.get(i), box, c.do_airmass_weight)
+        if reason:
+            log.warning("skipping %s: %s", inp.name, reason)
+            skipped.append((inp.name, reason))
+            continue
+        inp.weight = weight
+        log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)
+        kept.append(inp)
+    if not kept:
+        details = "; ".join(f"{n}: {r}" for n, r in skipped)
+        raise InputError(f"no warp has usable pixels in {box} ({details})")
+    if config.artifacts.enabled:
+        for inp in kept:
+            if inp.psf is None:
+                raise InputError("has no PSF; compare-warp artifact rejection needs one per warp "
+                                 "(or set artifacts.enabled = false)", inp.name)
+    wcs = None if ref.wcs is None else shift_wcs(ref.wcs, -box.x0, -box.y0)
+    return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped)
+
+
+def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
+            airmass_weight: bool) -> tuple[float, str]:
+    """``(weight, "")``, or ``(nan, why the warp is skipped)``."""
+    if not overlaps:
+        return math.nan, f"does not overlap the coadd region {box}"
+    if mean_var is None:
+        return math.nan, "no usable pixels (all NaN or masked)"
+    weight = 1.0 / mean_var if mean_var > 0 else float("inf")
+    if not (math.isfinite(weight) and weight > 0):
+        return math.nan, f"non-finite weight (mean variance {mean_var:.3g})"
+    if airmass_weight:
+        airmass = inp.airmass
+        if not math.isfinite(airmass):
+            raise InputError("has no airmass, needed by do_airmass_weight", inp.name)
+        weight *= airmass
+    return weight, ""
+
+
+__all__ = ["COADD_PLANES", "CoaddInput", "PreparedInputs", "VarianceTask", "common_planes", "describe",
+           "mean_variance", "prepare_inputs"]
