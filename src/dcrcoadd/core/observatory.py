@@ -72,7 +72,8 @@ def pressure_problem(pascal: float) -> str | None:
     lo, hi = PRESSURE_RANGE_PA
     if np.isfinite(pascal) and lo <= pascal <= hi:
         return None
-    text = f"{_fmt(pascal)} Pa is not a plausible air pressure at an observatory ({lo / 1e3:g}-{hi / 1e3:g} kPa)"
+    text = (f"{_fmt(pascal)} Pa is not a plausible air pressure at an observatory "
+            f"({lo / 1e3:g}-{hi / 1e3:g} kPa)")
     for scale, unit in ((100.0, "mbar/hPa"), (1e3, "kPa"), (1e5, "bar or atm")):
         if lo <= pascal * scale <= hi:
             return text + f"; it looks like {unit} ({pascal * scale:.6g} Pa)"
