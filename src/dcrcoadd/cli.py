@@ -20,7 +20,7 @@ log = logging.getLogger("dcrcoadd.cli")
 def _format_info(path: str) -> str:
     import astropy.units as u
 
-    from dcrcoadd.io import read_info
+    from dcrcoadd.io import provenance_lines, read_info
 
     info = read_info(path)
     lines = [f"file:        {info.path}"]
@@ -41,7 +41,7 @@ def _format_info(path: str) -> str:
                      + (", with throughput curve)" if bp.transmission is not None else ")"))
     else:
         lines.append(f"band:        {info.band or 'unknown'}")
-    lines.append(f"calibration: {info.flux_calibration:g} nJy per image unit")
+    lines.extend(provenance_lines(info))
     v = info.visit
     if v is None:
         lines.append("visit:       none (not a single-visit exposure)")

@@ -47,6 +47,7 @@ from dcrcoadd.core.psf import Psf, best_seeing_selection, coadd_psf, psf_fwhm
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.calibration import reconcile_calibration
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, read_info
 from dcrcoadd.ops.stack import MeanAccumulator, StackControl, clipped_mean, good_pixels, make_control, stack
 
@@ -266,7 +267,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     warps = list(warps)
     if not warps:
         raise InputError("no warps given")
-    described = [_describe(w, i)[1] for i, w in enumerate(warps)]
+    described = reconcile_calibration([_describe(w, i)[1] for i, w in enumerate(warps)])
     if config.inputs.instrument:
         described = [_with_instrument(d, config.inputs.instrument) for d in described]
     ref = described[0]
