@@ -203,6 +203,7 @@ PRESETS: dict[str, InstrumentPreset] = {
         cards={"id": ("EXPNUM",), "ra": ("TELRA",), "dec": ("TELDEC",), "zenith_distance": ("ZD",),
                "azimuth": ("AZ",), "temperature": ("OUTTEMP",), "pressure": ("PRESSURE",),
                "gain": ("GAINA", "GAINB"), "saturation": ("SATURATA", "SATURATB"), "seeing": ("FWHM",)},
+        preferred=("ra", "dec"),
         units={"PRESSURE": "hPa", "FWHM": "pixel"},
         west_longitude=True, band_pattern=r"^\s*([ugrizY])\b", field_radius_deg=1.1),
     "hsc": InstrumentPreset(

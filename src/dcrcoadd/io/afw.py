@@ -9,7 +9,9 @@ need only their columns:
 
 * a Gaussian PSF (``GaussianPsf``, ``SingleGaussianPsf``: ``dimensions_x``,
   ``dimensions_y``, ``sigma`` in pixels) becomes a `~dcrcoadd.core.psf.Psf`;
-* the ``FilterLabel`` gives the band (column ``band``).
+* the ``FilterLabel`` gives the band (column ``band``);
+* the ``PhotoCalib`` gives the flux calibration: ``calibrationMean``, nJy per image unit
+  (its mean over the image: a spatially varying calibration is taken as constant).
 
 Any other PSF class is named in the notes, so that ``info`` says why there is no PSF
 (measure it, or configure one).
@@ -39,6 +41,7 @@ def is_archive(hdu) -> bool:
 class ArchiveContents:
     psf: Psf | None = None
     band: str | None = None
+    calibration: float | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -61,8 +64,8 @@ def _gaussian_psf(hdu) -> Psf | None:
 
 
 def read_archive(hdul: fits.HDUList) -> ArchiveContents:
-    """The Gaussian PSF and the band an afw archive holds, with notes on what it could not read."""
-    psf = band = None
+    """The Gaussian PSF, band and calibration an afw archive holds, with notes on what it could not read."""
+    psf = band = calibration = None
     notes = []
     other_psfs = []
     for hdu in hdul:
@@ -77,9 +80,13 @@ def read_archive(hdul: fits.HDUList) -> ArchiveContents:
             if "band" in hdu.data.columns.names:
                 text = str(hdu.data["band"][0]).strip()
                 band = text or None
+        elif "PhotoCalib" in classes and calibration is None and hdu.data is not None and len(hdu.data):
+            if "calibrationMean" in hdu.data.columns.names:
+                value = float(hdu.data["calibrationMean"][0])
+                calibration = value if np.isfinite(value) and value > 0 else None
         else:
             other_psfs += [c for c in classes if c.endswith("Psf") and c not in _GAUSSIAN_PSFS]
     if psf is None and other_psfs:
         notes.append(f"psf: the archive holds a {other_psfs[0]}, which needs the LSST stack to evaluate; "
                      f"none read")
-    return ArchiveContents(psf, band, tuple(notes))
+    return ArchiveContents(psf, band, calibration, tuple(notes))

@@ -3,6 +3,7 @@
 A file's calibration (nJy per image unit) comes from, in order:
 
 * ``FLUXCAL``: nJy per image unit (the dcrcoadd format);
+* in an LSST afw file, the archive's ``PhotoCalib`` (`dcrcoadd.io.afw`);
 * an AB zero point, ``MAGZERO`` or ``MAGZPT`` (or an instrument's own card, ZTF's ``MAGZP``):
   the AB magnitude of a source giving **one image unit** in total, so
   ``nJy per unit = 10 ** (0.4 (m_nJy − ZP))`` with ``m_nJy = 2.5 log10(3631e9) = 31.4``

@@ -446,6 +446,8 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         psf = seeing_psf(pixels)
         notes.append(f"psf: Gaussian of FWHM {pixels.seeing_fwhm:.2f} px from {pixels.card('seeing')}")
     calibration = calibration_from_cards(cards)
+    if archive.calibration is not None and (calibration is None or calibration[1] != "FLUXCAL"):
+        calibration = (archive.calibration, "PhotoCalib")  # the stack's own calibration wins over zero points
     visit, visit_notes = visit_from_cards(cards, wcs_centre=_wcs_centre(wcs, shape))
     notes.extend(visit_notes)
     band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)

@@ -245,7 +245,8 @@ def _weather(cards: Cards, site: Observatory | None, notes: list[str]) -> Weathe
     t, p, h = _temperature(cards), _pressure(cards), _humidity(cards)
     if t is None and p is None and h is None:
         return None
-    used = ", ".join(f[1] for f in (t, p, h) if f is not None)
+    used = ", ".join(f[1] + (f" ({cards.preset.units[f[1]]})" if f[1] in cards.preset.units else "")
+                     for f in (t, p, h) if f is not None)
     if t is None or p is None:
         if site is None:
             notes.append(f"weather: {used} only, and no site for the rest: standard atmosphere")
