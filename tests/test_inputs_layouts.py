@@ -511,3 +511,40 @@ def test_assemble_decam_cutouts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert status == 0, err
     assert (out / "coadd.fits").exists() and (out / "model.fits").exists()
+
+
+def _strip(path, *keys, hdu=0):
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    for key in keys:
+        hdus[hdu].header.remove(key, ignore_missing=True)
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+def test_instrument_detected_without_instrume_or_given(tmp_path):
+    """A DECam file that lost INSTRUME is still recognised by its FILTER; one that lost both is
+    read right when the instrument is named (its west-positive OBS-LONG above all)."""
+    path = _strip(write_decam_cutout(tmp_path / "c.fits"), "INSTRUME")
+    assert read_info(path).instrument == "decam"
+    plain = write_decam_cutout(tmp_path / "p.fits", filter_text="g")
+    _strip(plain, "INSTRUME")
+    info = read_info(plain, instrument="decam")
+    assert info.instrument == "decam" and info.band == "decam-g"
+    assert info.visit.observatory.longitude.deg == pytest.approx(-70.81489)
+    from dcrcoadd.errors import InputError
+
+    # nothing says DECam: OBS-LONG is taken as written (east), which puts this field below the horizon
+    with pytest.raises(InputError, match="below the horizon.*east lon [+]70.8149.*west-positive"):
+        read_info(plain)
+
+
+def test_header_map_overrides_a_card(tmp_path):
+    path = write_ztf(tmp_path / "z.fits")
+    with fits.open(path) as hdul:
+        hdul[0].header["AIRMASS2"] = hdul[0].header["AIRMASS"]
+        hdul[0].header["AIRMASS"] = 9.9  # a wrong card, and the right one under another name
+        hdul.writeto(path, overwrite=True)
+    info = read_info(path, header_map={"airmass": "AIRMASS2"})
+    assert info.visit.airmass == pytest.approx(1 / math.sin(math.radians(48.0)), abs=0.01)
+    assert any("airmass: AIRMASS2" in n for n in info.notes)

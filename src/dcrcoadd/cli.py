@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.max_num_iter=12")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
-    p.add_argument("--instrument", choices=["lsst", "decam", "hsc"],
+    p.add_argument("--instrument", choices=["lsst", "decam", "hsc", "ztf"],
                    help="filter curves and site for warps whose headers lack them")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")

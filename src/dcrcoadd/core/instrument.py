@@ -241,7 +241,12 @@ def preset(name: str | None) -> InstrumentPreset:
 
 
 def detect_instrument(header) -> str | None:
-    """The preset whose instrument a header names in ``INSTRUME`` or ``INSTRUMENT``, or None."""
+    """The preset whose instrument a header names, or None.
+
+    From ``INSTRUME`` (or ``INSTRUMENT``, as the LSST stack writes it); failing that, from
+    cards only one instrument writes that way: a ``FILTER`` naming DECam or starting
+    ``ZTF``, an ``EXP-ID``/``FRAMEID`` starting ``HSC``.
+    """
     for key in ("INSTRUME", "INSTRUMENT"):
         value = str(header.get(key, "")).strip().lower()
         if not value:
@@ -249,6 +254,13 @@ def detect_instrument(header) -> str | None:
         for name, p in PRESETS.items():
             if any(value.startswith(prefix) for prefix in p.instrume):
                 return name
+    text = str(header.get("FILTER", "")).strip()
+    if "DECam" in text:
+        return "decam"
+    if text.upper().startswith("ZTF"):
+        return "ztf"
+    if any(str(header.get(k, "")).strip().upper().startswith("HSC") for k in ("EXP-ID", "FRAMEID")):
+        return "hsc"
     return None
 
 

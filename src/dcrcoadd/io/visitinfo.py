@@ -366,8 +366,10 @@ def visit_from_cards(cards: Cards, *, wcs_centre: tuple[float, float] | None = N
         c_az, c_alt = _altaz(time, site, ra[0], dec[0])
         source = f"{ra[1]}/{dec[1]} at {timed[1]} from the site"
         if not c_alt > 0:
-            raise cards.error(f"the pointing ({ra[1]}/{dec[1]}) is below the horizon at {timed[1]} from the "
-                              f"site ({c_alt:.1f} deg): wrong time, time scale or site?")
+            raise cards.error(f"the pointing ({ra[1]}/{dec[1]}) is {-c_alt:.1f} deg below the horizon at "
+                              f"{timed[1]} from the site (lat {site.latitude.deg:+.4f}, east lon "
+                              f"{site.longitude.deg:+.4f} deg): wrong time, time scale or site "
+                              f"(a west-positive OBS-LONG? name the instrument)")
         sep = None if alt is None or az is None else \
             position_angle_and_separation(c_az, c_alt, az[0], alt[0])[1].deg
         if sep is not None and sep <= ALTAZ_TOLERANCE_DEG:
