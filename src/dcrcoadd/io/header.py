@@ -22,7 +22,7 @@ from astropy.io import fits
 from dcrcoadd.core.instrument import LSST_CARDS, InstrumentPreset
 from dcrcoadd.errors import InputError
 
-__all__ = ["Cards", "merged_header", "warn_once"]
+__all__ = ["Cards", "HeaderView", "merged_header", "warn_once"]
 
 #: Cards that describe an HDU's structure, never its content.
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|EXTNAME|EXTVER|EXTTYPE|"
@@ -40,22 +40,42 @@ def warn_once(log: logging.Logger, source, message: str) -> None:
         log.warning("%s: %s", source, message)
 
 
-def merged_header(primary: fits.Header, image: fits.Header | None) -> fits.Header:
-    """The primary header overlaid with the content cards of the image extension.
+class HeaderView:
+    """Read-only look-ups in an image extension's header, falling back to the primary header.
 
     Survey files keep exposure cards in the primary header and detector cards (gain,
     saturation, zero point, seeing) in the image extension, or everything in one of
-    them; the extension's value wins where both have a card.
+    them; the extension's value wins where both have a card. Structural cards of the
+    extension (``NAXIS``, ``EXTNAME``, ``BZERO``...) are never seen. No header is copied:
+    files are re-read for every subregion.
     """
-    merged = primary.copy()
-    if image is None or image is primary:
-        return merged
-    for card in image.cards:
-        key = card.keyword
-        if not key or _STRUCTURAL.match(key):
-            continue
-        merged[key] = (card.value, card.comment)
-    return merged
+
+    def __init__(self, primary: fits.Header, image: fits.Header | None = None):
+        self._headers = (primary,) if image is None or image is primary else (image, primary)
+
+    def _owner(self, key: str) -> fits.Header | None:
+        for i, h in enumerate(self._headers):
+            if key in h and (i == len(self._headers) - 1 or not _STRUCTURAL.match(key.upper())):
+                return h
+        return None
+
+    def __contains__(self, key: str) -> bool:
+        return self._owner(key) is not None
+
+    def __getitem__(self, key: str):
+        h = self._owner(key)
+        if h is None:
+            raise KeyError(key)
+        return h[key]
+
+    def get(self, key: str, default=None):
+        h = self._owner(key)
+        return default if h is None else h[key]
+
+
+def merged_header(primary: fits.Header, image: fits.Header | None) -> HeaderView:
+    """The primary header overlaid with the content cards of the image extension (`HeaderView`)."""
+    return HeaderView(primary, image)
 
 
 def _present(value) -> bool:
@@ -83,7 +103,7 @@ class Cards:
         Field -> card that replaces the preset's first choice (``inputs.header_map``).
     """
 
-    def __init__(self, header: fits.Header, path: Path, preset: InstrumentPreset,
+    def __init__(self, header: HeaderView | fits.Header, path: Path, preset: InstrumentPreset,
                  overrides: dict[str, str] | None = None):
         self.header = header
         self.path = path
