@@ -42,9 +42,10 @@ def tan_wcs(crval: tuple[float, float] = (150.1, 2.2), crpix: tuple[float, float
     return w
 
 
-def complete_visit(visit_id: int = 2024031500123, *, airmass: float = 1.2345678,
+def complete_visit(visit_id: int = 2024031500123, *, airmass: float = 1.1848653,
                    with_weather: bool = True) -> VisitInfo:
-    """A VisitInfo with every field set (values chosen so none is a round number)."""
+    """A VisitInfo with every field set (values chosen so none is a round number; the airmass is
+    that of the altitude, as readers check)."""
     return VisitInfo(
         id=visit_id,
         time=Time("2024-03-15T03:21:45.123456789", scale="tai"),

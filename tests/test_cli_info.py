@@ -54,7 +54,7 @@ def test_info_summarizes_an_exposure(tmp_path, capsys, exposure, compress):
     assert "50x40 at origin (x0=1000, y0=2000)" in out
     assert ("tile-compressed" in out) is compress
     assert "2024031500123" in out and "30.5 s" in out  # visit id and exposure time
-    assert "airmass:     1.2346" in out
+    assert "airmass:     1.1849" in out
     assert "band:        g (effective 477.0 nm, width 150.0 nm, with throughput curve)" in out
     assert "RA---TAN" in out and "0.2000 arcsec/px" in out
     assert "SAT=1" in out and "BIT31=31" in out

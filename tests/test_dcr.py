@@ -265,3 +265,45 @@ def test_vectorized_grid_equals_single_calls():
     for k, (x, y) in enumerate(zip(xs.ravel(), ys.ravel(), strict=True)):
         np.testing.assert_allclose(grid[k], dcr_shifts(visit, wcs, BAND, 3, position=(x, y), split=True),
                                    atol=1e-12)
+
+
+# -- the last line of defence: a bound on the DCR itself -------------------------------------------
+
+def _unchecked_weather(celsius, pascal, humidity):
+    """A Weather that bypasses its own checks, as a unit mistake slipping past them would."""
+    w = object.__new__(Weather)
+    object.__setattr__(w, "temperature", celsius * u.deg_C)
+    object.__setattr__(w, "pressure", pascal * u.Pa)
+    object.__setattr__(w, "humidity", float(humidity))
+    return w
+
+
+@pytest.mark.parametrize(("celsius", "pascal"), [(500.0, 74000.0), (271.0, 74000.0), (10.0, 731.66e2 * 10)])
+def test_dcr_beyond_any_plausible_atmosphere_is_refused(celsius, pascal):
+    """AIRTEMP = 500 once gave shifts of -2.7e8 px; now the shift computation itself refuses."""
+    obs = Observatory.from_site("rubin")
+    visit = VisitInfo(21, boresight_az=120 * u.deg, boresight_alt=50 * u.deg, observatory=obs,
+                      weather=_unchecked_weather(celsius, pascal, 40.0))
+    with pytest.raises(InputError, match="visit 21.*densest plausible atmosphere"):
+        dcr_shifts(visit, make_wcs((10.0, -30.0)), BAND, 3)
+
+
+@pytest.mark.parametrize("alt", [85.0, 60.0, 40.0, 25.0])
+def test_every_admissible_weather_stays_within_the_bound(alt):
+    from dcrcoadd.physics.dcr import dcr_bound
+
+    obs = Observatory.from_site("subaru")
+    edges = BAND.subfilter_edges(5)
+    tan_z = np.tan(np.radians(90.0 - alt))
+    for split in (False, True):
+        bound = dcr_bound(BAND, edges, obs, tan_z, split=split)
+        for t in (-40.0, 0.0, 40.0):
+            for p in (40e3, 75e3, 110e3):
+                for h in (0.0, 50.0, 100.0):
+                    amp = subfilter_dcr(BAND, 5, alt, obs, Weather(t * u.deg_C, p * u.Pa, h), edges=edges,
+                                        split=split).rad
+                    assert np.all(np.abs(amp) <= bound), (t, p, h)
+    # and the bound is a few arcseconds, not a formality: at airmass 2 the bluest fifth of g
+    # can move at most ~1.2 arcsec
+    bound = dcr_bound(BAND, edges, obs, np.sqrt(3.0)) * 206264.8
+    assert 0.8 < bound[0] < 1.5 and bound.max() == bound[0]

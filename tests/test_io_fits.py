@@ -384,20 +384,30 @@ def _edit_primary(path, **changes):
     return _write(path, hdus)
 
 
-def test_missing_airmass_without_altitude_names_file_and_keyword(tmp_path, exposure):
+def test_missing_airmass_and_altitude_are_derived_from_time_pointing_and_site(tmp_path, exposure):
     path = write_exposure(exposure, tmp_path / "e.fits")
-    _edit_primary(path, BORE_AIRMASS=None, BORE_ALT=None)
+    _edit_primary(path, BORE_AIRMASS=None, BORE_ALT=None, BORE_AZ=None)
+    v = read_exposure(path).visit
+    assert v.boresight_alt.deg == pytest.approx(exposure.visit.boresight_alt.deg, abs=1e-3)
+    assert v.boresight_az.deg == pytest.approx(exposure.visit.boresight_az.deg, abs=1e-3)
+    assert v.airmass == pytest.approx(1 / np.sin(np.radians(v.boresight_alt.deg)), rel=1e-12)
+    assert any("airmass" in n and "computed" in n for n in read_info(path).notes)
+
+
+def test_missing_airmass_with_nothing_to_derive_it_from_names_file_and_keyword(tmp_path, exposure):
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    _edit_primary(path, BORE_AIRMASS=None, BORE_ALT=None, DATE_AVG=None)
     with pytest.raises(InputError) as err:
         read_exposure(path)
     assert "BORE-AIRMASS" in _reason(err, path)
 
 
-def test_missing_airmass_with_altitude_is_accepted(tmp_path, exposure):
+def test_missing_airmass_with_altitude_is_derived_from_it(tmp_path, exposure):
     path = write_exposure(exposure, tmp_path / "e.fits")
-    _edit_primary(path, BORE_AIRMASS=None)
+    _edit_primary(path, BORE_AIRMASS=None, DATE_AVG=None)
     exp = read_exposure(path)
-    assert exp.visit.airmass is None  # to be derived from the altitude, never a silent zero
     assert exp.visit.boresight_alt.deg == exposure.visit.boresight_alt.deg
+    assert exp.visit.airmass == pytest.approx(1 / np.sin(exp.visit.boresight_alt.rad))  # never a silent zero
 
 
 @pytest.mark.parametrize("missing", ["OBS-LAT", "OBS-LONG", "OBS-ELEV"])
@@ -415,7 +425,7 @@ def test_incomplete_site(tmp_path, exposure, missing):
     ("BORE_AIRMASS", "high", "BORE-AIRMASS"),
     ("BORE_AIRMASS", 0.5, "airmass"),
     ("DATE_AVG", "yesterday", "DATE-AVG"),
-    ("HUMIDITY", 250.0, "weather"),
+    ("HUMIDITY", 250.0, "HUMIDITY"),
     ("FLUXCAL", -1.0, "FLUXCAL"),
 ])
 def test_invalid_keyword_values(tmp_path, exposure, key, value, words):

@@ -131,13 +131,20 @@ def test_vectorized_broadcasting_matches_scalar_calls():
     assert refraction(4800 * u.AA, 50 * u.deg, obs).rad == refraction(480 * u.nm, 50 * u.deg, obs).rad
 
 
-@pytest.mark.parametrize("bad", [229.0, 2060.0, np.nan])
+@pytest.mark.parametrize("bad", [229.0, 230.0, 230.19, 2058.61, 2059.0, 2060.0, np.nan])
 def test_wavelength_out_of_range(bad):
+    """Stone's formula is valid for 230.2-2058.6 nm (the range LSST enforces); nothing outside."""
     obs = Observatory.from_site("rubin")
-    with pytest.raises(ValueError, match="230 and 2059 nm"):
+    with pytest.raises(ValueError, match="230.2 and 2058.6 nm"):
         refraction([500.0, bad] * u.nm, 45 * u.deg, obs)
-    with pytest.raises(ValueError, match="230 and 2059 nm"):
+    with pytest.raises(ValueError, match="230.2 and 2058.6 nm"):
         differential_refraction(500.0, bad, 45 * u.deg, obs)
+
+
+def test_wavelength_range_limits_are_accepted():
+    obs = Observatory.from_site("rubin")
+    r = refraction([230.2, 2058.6] * u.nm, 45 * u.deg, obs)
+    assert np.all(np.isfinite(r.rad)) and r[0] > r[1] > 0
 
 
 @pytest.mark.parametrize("bad", [0.0, -5.0, 91.0])

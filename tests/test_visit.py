@@ -171,3 +171,13 @@ def test_future_dates_work_offline():
                       boresight_dec=-20 * u.deg, observatory=SOUTH)
     assert visit.completed().boresight_alt is not None
     assert np.isfinite(visit.parallactic_angle.deg)
+
+
+def test_altaz_disagreement_warning_names_the_order_it_prints(caplog):
+    ra, dec = radec_of(100.0, 50.0, TIME, SOUTH)
+    v = VisitInfo(5, time=TIME, boresight_ra=ra, boresight_dec=dec, boresight_az=100.0 * u.deg,
+                  boresight_alt=45.0 * u.deg, observatory=SOUTH)
+    assert v.parallactic_angle is not None
+    [record] = caplog.records
+    text = record.getMessage()
+    assert "(az, alt) = (100.000, 45.000)" in text and "(az, alt) = (100.000, 50.000)" in text

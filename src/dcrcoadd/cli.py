@@ -21,7 +21,7 @@ log = logging.getLogger("dcrcoadd.cli")
 def _format_info(path: str) -> str:
     import astropy.units as u
 
-    from dcrcoadd.io import read_info
+    from dcrcoadd.io import provenance_lines, read_info
 
     info = read_info(path)
     lines = [f"file:        {info.path}"]
@@ -42,7 +42,7 @@ def _format_info(path: str) -> str:
                      + (", with throughput curve)" if bp.transmission is not None else ")"))
     else:
         lines.append(f"band:        {info.band or 'unknown'}")
-    lines.append(f"calibration: {info.flux_calibration:g} nJy per image unit")
+    lines.extend(provenance_lines(info))
     v = info.visit
     if v is None:
         lines.append("visit:       none (not a single-visit exposure)")
@@ -385,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
-    p.add_argument("--instrument", choices=["lsst", "decam", "hsc"],
+    p.add_argument("--instrument", choices=["lsst", "decam", "hsc", "ztf"],
                    help="filter curves and site for warps whose headers lack them")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")

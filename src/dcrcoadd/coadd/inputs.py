@@ -29,6 +29,7 @@ from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.calibration import reconcile_calibration
 from dcrcoadd.io.fits import read_exposure, read_info
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
@@ -286,7 +287,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     warps = list(warps)
     if not warps:
         raise InputError("no warps given")
-    described = [describe(w, i) for i, w in enumerate(warps)]
+    described = reconcile_calibration([describe(w, i) for i, w in enumerate(warps)])
     if config.inputs.instrument:
         described = [_with_instrument(d, config.inputs.instrument) for d in described]
     ref = described[0]

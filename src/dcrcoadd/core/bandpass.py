@@ -29,6 +29,7 @@ from dcrcoadd.errors import ConfigError
 
 __all__ = [
     "CAMERA_SITES",
+    "FIXED_BANDS",
     "PRESET_CAMERAS",
     "Bandpass",
     "fwhm_range",
@@ -39,16 +40,24 @@ __all__ = [
 log = logging.getLogger("dcrcoadd.core.bandpass")
 
 #: Camera prefix -> (speclite filter group, bands offered). Bands are spelled as speclite spells them.
-PRESET_CAMERAS: dict[str, tuple[str, tuple[str, ...]]] = {
+#: A camera without a speclite group has `FIXED_BANDS` instead (no throughput curve).
+PRESET_CAMERAS: dict[str, tuple[str | None, tuple[str, ...]]] = {
     "lsst": ("lsst2023", ("u", "g", "r", "i", "z", "y")),
     "decam": ("decam2014", ("u", "g", "r", "i", "z", "Y")),
     "hsc": ("hsc2017", ("g", "r", "r2", "i", "i2", "z", "y")),
     "sdss": ("sdss2010", ("u", "g", "r", "i", "z")),
     "ps1": ("panstarrs", ("g", "r", "i", "z", "y", "w")),
+    "ztf": (None, ("g", "r", "i")),
+}
+#: Camera prefix -> band -> (pivot wavelength, FWHM) in nm, for cameras speclite has no curves of.
+#: ZTF: computed with `pivot_wavelength` and `fwhm_range` from the P48 total-throughput curves
+#: distributed with sncosmo (``ztf/P48_{g,R,I}.dat``).
+FIXED_BANDS: dict[str, dict[str, tuple[float, float]]] = {
+    "ztf": {"g": (479.9, 132.3), "r": (640.6, 155.4), "i": (787.1, 146.0)},
 }
 #: Camera prefix -> site name for `dcrcoadd.core.observatory.Observatory.from_site`.
 CAMERA_SITES: dict[str, str] = {
-    "lsst": "rubin", "decam": "ctio", "hsc": "subaru", "sdss": "apo", "ps1": "haleakala",
+    "lsst": "rubin", "decam": "ctio", "hsc": "subaru", "sdss": "apo", "ps1": "haleakala", "ztf": "palomar",
 }
 _CAMERA_ALIASES = {
     "lsst": "lsst", "rubin": "lsst", "lsstcam": "lsst", "lsst2023": "lsst",
@@ -56,6 +65,7 @@ _CAMERA_ALIASES = {
     "hsc": "hsc", "hsc2017": "hsc",
     "sdss": "sdss", "sdss2010": "sdss",
     "ps1": "ps1", "panstarrs": "ps1", "pan-starrs": "ps1", "panstarrs1": "ps1",
+    "ztf": "ztf",
 }
 
 
@@ -182,7 +192,8 @@ class Bandpass:
 
         Names are ``<camera>-<band>``: ``lsst`` (ugrizy, ``lsst2023``), ``decam``
         (ugrizY, ``decam2014``), ``hsc`` (grizy, r2, i2, ``hsc2017``), ``sdss``
-        (ugriz, ``sdss2010``), ``ps1`` (grizyw, ``panstarrs``); case-insensitive,
+        (ugriz, ``sdss2010``), ``ps1`` (grizyw, ``panstarrs``), and ``ztf`` (gri:
+        effective wavelength and width only, see `FIXED_BANDS`); case-insensitive,
         ``_`` also separates, aliases such as ``rubin-g``, ``HSC-G``,
         ``panstarrs-z`` work, and a bare band (``"g"``) means LSST. The result
         is named ``<camera>-<band>`` (e.g. ``"lsst-g"``); its camera's site is
@@ -194,11 +205,14 @@ class Bandpass:
             Unknown name, or speclite is not installed.
         """
         camera, band = _parse_preset(name)
+        group = PRESET_CAMERAS[camera][0]
+        if group is None:
+            lam, width = FIXED_BANDS[camera][band]
+            return cls(f"{camera}-{band}", lam * u.nm, width * u.nm)
         try:
             import speclite.filters
         except ImportError as exc:
             raise ConfigError("bandpass presets need speclite: install dcrcoadd[filters]") from exc
-        group = PRESET_CAMERAS[camera][0]
         curve = speclite.filters.load_filter(f"{group}-{band}")
         wl = np.asarray(curve.wavelength, dtype=float) / 10.0  # speclite tabulates in Angstrom
         return cls.from_curve(f"{camera}-{band}", wl, np.asarray(curve.response, dtype=float))

@@ -23,6 +23,20 @@ positions relative to ICRS north, which is what projecting DCR through a WCS
 needs; the two differ by the precession of the equator since J2000 (a few
 tenths of a degree).
 
+Rotator angle. The DCR direction in pixels comes from the WCS (the local
+Jacobian of each image's own sky mapping, `dcrcoadd.physics.dcr`), never from
+``rotation_angle``. For an image whose pixels follow the rotator (a calexp) this
+agrees with what the LSST stack computes since November 2025, the parallactic
+angle minus the rotator angle (``boresightParAngle − boresightRotAngle``): with
+``ROTTYPE = SKY``, ``BORE-ROTANG`` is the position angle of the focal plane's +y
+axis, and the zenith lies at ``q − rotation_angle`` from +y, counted from +y
+towards −x (checked to 0.001 deg against our shifts for rotator angles 0, 37 and
+−121.5 deg, tests/test_inputs_layouts.py). For a warp (pixels resampled onto a
+coadd grid, usually north up) the visit's rotator angle says nothing about the
+pixels: the zenith lies at ``q`` from the grid's north, and subtracting the
+rotator angle there would turn the DCR by it. Reading the direction from the
+WCS gives the right answer for both.
+
 Transformations with astropy are tolerant of missing Earth-orientation
 (IERS) data: DCR needs the pointing to arcseconds, far coarser than what
 UT1−UTC or polar motion change, so future or offline dates work.
@@ -372,9 +386,10 @@ class VisitInfo:
             if self._has_altaz:
                 off = position_angle_and_separation(az, alt, self.boresight_az, self.boresight_alt)[1]
                 if off.deg > 0.5:
-                    log.warning("visit %s: boresight alt/az (%.3f, %.3f) deg disagree by %.2f deg with "
-                                "RA/Dec at the visit time (%.3f, %.3f); using the latter", self.id,
-                                self.boresight_az.deg, self.boresight_alt.deg, off.deg, az.deg, alt.deg)
+                    log.warning("visit %s: boresight (az, alt) = (%.3f, %.3f) deg disagree by %.2f deg with "
+                                "the (az, alt) = (%.3f, %.3f) of RA/Dec at the visit time; using the latter",
+                                self.id, self.boresight_az.deg, self.boresight_alt.deg, off.deg, az.deg,
+                                alt.deg)
             return az, alt
         if self._has_altaz:
             return self.boresight_az, self.boresight_alt

@@ -1,6 +1,20 @@
-"""Exposure FITS format (see DESIGN.md): primary header with visit and band
-keywords in LSST names, then IMAGE, MASK, VARIANCE and optional PSF and
-TRANSMISSION extensions.
+"""Exposure files: the dcrcoadd format (written and read), the LSST afw layout and survey images (read).
+
+* dcrcoadd format (see DESIGN.md): primary header with visit and band keywords in
+  LSST names, then IMAGE, MASK, VARIANCE and optional PSF and TRANSMISSION extensions.
+* LSST afw layout (``ExposureF.writeFits``): the same planes found by ``EXTTYPE``
+  (their ``EXTNAME`` is empty), the VisitInfo cards in the primary header, and
+  archive tables after them (`dcrcoadd.io.afw`: a Gaussian PSF and the band are read,
+  the rest ignored).
+* Survey images (DECam, HSC, ZTF, ...): one 2-D image HDU, primary or an extension
+  named anything; the header read through the instrument's preset
+  (`dcrcoadd.core.instrument`, detected from ``INSTRUME`` or given), missing
+  variance, mask and PSF made from gain, saturation and seeing (`dcrcoadd.io.pixels`).
+
+Whatever the layout, the visit is read and completed by `dcrcoadd.io.visitinfo` (time,
+site, pointing, alt/az, airmass derived where absent; impossible values refused naming
+the card) and the flux calibration by `dcrcoadd.io.calibration`. `ExposureInfo.notes`
+says where every derived value came from.
 """
 
 from __future__ import annotations
@@ -21,12 +35,24 @@ from astropy.wcs import WCS, FITSFixedWarning
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
+from dcrcoadd.core.instrument import GENERIC, detect_instrument, preset
 from dcrcoadd.core.masks import MaskPlanes
-from dcrcoadd.core.observatory import Observatory, Weather
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.errors import InputError
+from dcrcoadd.errors import ConfigError, InputError
+from dcrcoadd.io.afw import is_archive, read_archive
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.calibration import calibration_from_cards
+from dcrcoadd.io.header import Cards, merged_header
+from dcrcoadd.io.pixels import (
+    PixelModel,
+    pixel_model_from_cards,
+    seeing_psf,
+    sky_statistics,
+    synthesize_mask,
+    synthesize_variance,
+)
+from dcrcoadd.io.visitinfo import visit_from_cards
 
 log = logging.getLogger("dcrcoadd.io.fits")
 
@@ -37,7 +63,6 @@ _ANGLE_KEYS = {
 }
 #: Side of the square tiles of compressed images (pixels).
 COMPRESSION_TILE = 128
-_VISIT_KEYS = ("EXPID", "DATE-AVG", "BORE-RA", "BORE-AIRMASS", "BORE-ALT", "EXPTIME")
 
 
 def _card(key: str) -> str:
@@ -46,7 +71,27 @@ def _card(key: str) -> str:
 
 @dataclass(frozen=True)
 class ExposureInfo:
-    """What an exposure file says about itself, without its pixels."""
+    """What an exposure file says about itself, without its pixels.
+
+    Attributes
+    ----------
+    flux_calibration : float or None
+        nJy per image unit; None when the file carries no calibration (no ``FLUXCAL``
+        nor zero point): `dcrcoadd.io.calibration.reconcile_calibration` decides what
+        that means for a set of inputs. `read_exposure` gives such files 1.
+    layout : str
+        ``"dcrcoadd"``, ``"lsst-afw"`` or ``"image"`` (a survey image: one image HDU).
+    instrument : str or None
+        The instrument preset the header was read with (given or detected).
+    calibration_card : str or None
+        The card the calibration came from (``FLUXCAL``, ``MAGZERO``...).
+    notes : tuple of str
+        What was looked up or derived, and from which card (``dcrcoadd info`` prints them).
+    extensions : tuple
+        HDU indices of the image, mask and variance (None where absent).
+    pixels : PixelModel
+        Gain, saturation and seeing, for the planes the file lacks.
+    """
 
     path: Path
     bbox: Box
@@ -56,8 +101,14 @@ class ExposureInfo:
     bandpass: Bandpass | None
     psf: Psf | None
     mask_planes: MaskPlanes
-    flux_calibration: float
+    flux_calibration: float | None
     compressed: bool
+    layout: str = "dcrcoadd"
+    instrument: str | None = None
+    calibration_card: str | None = None
+    notes: tuple[str, ...] = ()
+    extensions: tuple[int, int | None, int | None] = (1, 2, 3)
+    pixels: PixelModel = PixelModel()
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -203,21 +254,68 @@ def _open(path: Path) -> fits.HDUList:
 
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
+_PLANES = ("IMAGE", "MASK", "VARIANCE")
 
 
-def _get_hdu(hdul: fits.HDUList, name: str, path: Path, required: bool = True, table: bool = False):
-    """Extension ``name``, checked to be an image (or a binary table with ``table``)."""
-    try:
-        hdu = hdul[name]
-    except KeyError:
-        if required:
-            raise InputError(f"no {name} extension (found: "
-                             f"{', '.join(h.name for h in hdul) or 'none'})", path) from None
-        return None
+@dataclass(frozen=True)
+class _Layout:
+    kind: str
+    image: int
+    mask: int | None
+    variance: int | None
+    psf: int | None
+    transmission: int | None
+
+
+def _hdu_label(i: int, hdu) -> str:
+    name = hdu.name.strip()
+    exttype = str(hdu.header.get("EXTTYPE", "")).strip()
+    return name or (f"EXTTYPE={exttype}" if exttype else f"HDU {i}")
+
+
+def _check_kind(hdul: fits.HDUList, i: int | None, role: str, path: Path, table: bool = False) -> None:
+    if i is None:
+        return
+    hdu = hdul[i]
     if not isinstance(hdu, fits.BinTableHDU if table else _IMAGE_HDUS):
         kind = "binary table" if table else "image"
-        raise InputError(f"{name} extension is not a readable {kind} ({type(hdu).__name__})", path)
-    return hdu
+        raise InputError(f"{role} extension is not a readable {kind} ({type(hdu).__name__})", path)
+
+
+def _find_layout(hdul: fits.HDUList, path: Path) -> _Layout:
+    """Where the planes are: by EXTNAME (dcrcoadd), by EXTTYPE (LSST afw), or the one image HDU."""
+    by_name: dict[str, int] = {}
+    by_type: dict[str, int] = {}
+    for i, hdu in enumerate(hdul):
+        if is_archive(hdu):
+            continue
+        name = hdu.name.strip().upper()
+        exttype = str(hdu.header.get("EXTTYPE", "")).strip().upper()
+        if name in (*_PLANES, "PSF", "TRANSMISSION"):
+            by_name.setdefault(name, i)
+        if exttype in _PLANES:
+            by_type.setdefault(exttype, i)
+    roles = {**by_type, **by_name}  # an EXTNAME wins over an EXTTYPE
+    for role in _PLANES + ("PSF",):
+        _check_kind(hdul, roles.get(role), role, path)
+    _check_kind(hdul, roles.get("TRANSMISSION"), "TRANSMISSION", path, table=True)
+    if "IMAGE" in roles:
+        kind = "dcrcoadd" if "IMAGE" in by_name else "lsst-afw"
+        return _Layout(kind, roles["IMAGE"], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
+                       roles.get("TRANSMISSION"))
+    taken = set(roles.values())
+    images = [i for i, hdu in enumerate(hdul)
+              if i not in taken and isinstance(hdu, _IMAGE_HDUS) and not is_archive(hdu)
+              and hdu.header.get("NAXIS") == 2 and all(int(n) > 0 for n in hdu.shape)]
+    found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
+    if not images:
+        raise InputError(f"no IMAGE extension, and no other 2-D image in the file (found: {found})", path)
+    if len(images) > 1:
+        names = ", ".join(_hdu_label(i, hdul[i]) for i in images)
+        raise InputError(f"no IMAGE extension says which of its {len(images)} images is the exposure "
+                         f"({names}); cut out the one to use (one image per file)", path)
+    return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
+                   roles.get("TRANSMISSION"))
 
 
 @contextlib.contextmanager
@@ -244,136 +342,162 @@ def _reading(path: Path):
                 log.debug("%s: %s: %s", path, type(w.message).__name__, w.message)
 
 
-def _float(header: fits.Header, key: str, path: Path) -> float | None:
-    if key not in header:
+def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
+    if "CTYPE1" not in ih:
         return None
-    value = header[key]
     try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"keyword {key} is not a number ({value!r})", path) from None
-    if not np.isfinite(value):
-        return None  # LSST writes NaN for unknown values
-    return value
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FITSFixedWarning)
+            wcs = WCS(ih, naxis=2)
+    except Exception as exc:
+        raise InputError(f"invalid WCS in IMAGE header ({exc})", path) from None
+    if not wcs.has_celestial:
+        raise InputError("IMAGE WCS is not celestial", path)
+    return wcs
 
 
-def _visit_from_header(h: fits.Header, path: Path) -> VisitInfo | None:
-    if not any(k in h for k in _VISIT_KEYS):
+def _wcs_centre(wcs: WCS | None, shape: tuple[int, int]) -> tuple[float, float] | None:
+    if wcs is None or wcs.wcs.lngtyp != "RA":
         return None
-    if "EXPID" not in h:
-        raise InputError("missing keyword EXPID (exposure identifier)", path)
     try:
-        visit_id = int(h["EXPID"])
-    except (TypeError, ValueError):
-        raise InputError(f"keyword EXPID is not an integer ({h['EXPID']!r})", path) from None
-    time = None
-    if "DATE-AVG" in h:
-        scale = str(h.get("TIMESYS", "TAI")).strip().lower()
-        try:
-            time = Time(str(h["DATE-AVG"]), scale=scale)
-        except ValueError as exc:
-            raise InputError(f"keyword DATE-AVG is not a valid time ({exc})", path) from None
-    angles = {attr: _float(h, key, path) for attr, key in _ANGLE_KEYS.items()}
-    airmass = _float(h, "BORE-AIRMASS", path)
-    if airmass is None and angles["boresight_alt"] is None:
-        raise InputError("missing keyword BORE-AIRMASS (and no BORE-ALT to derive it from)", path)
-    observatory = None
-    site = [_float(h, k, path) for k in ("OBS-LAT", "OBS-LONG", "OBS-ELEV")]
-    if all(v is not None for v in site):
-        observatory = Observatory(site[0] * u.deg, site[1] * u.deg, site[2] * u.m)
-    elif any(v is not None for v in site):
-        missing = [k for k, v in zip(("OBS-LAT", "OBS-LONG", "OBS-ELEV"), site, strict=True) if v is None]
-        raise InputError(f"incomplete site: missing keyword {', '.join(missing)}", path)
-    weather = None
-    wx = [_float(h, k, path) for k in ("AIRTEMP", "AIRPRESS", "HUMIDITY")]
-    if all(v is not None for v in wx):
-        try:
-            weather = Weather(wx[0] * u.deg_C, wx[1] * u.Pa, wx[2])
-        except ValueError as exc:
-            raise InputError(f"invalid weather keywords ({exc})", path) from None
-    exptime = _float(h, "EXPTIME", path)
-    try:
-        return VisitInfo(
-            id=visit_id, time=time, exposure_time=None if exptime is None else exptime * u.s,
-            **{k: (None if v is None else v * u.deg) for k, v in angles.items()},
-            airmass=airmass, rotation_type=str(h["ROTTYPE"]) if "ROTTYPE" in h else None,
-            observatory=observatory, weather=weather,
-        )
-    except ValueError as exc:
-        raise InputError(f"invalid visit metadata ({exc})", path) from None
-
-
-def _bandpass_from(h: fits.Header, hdul: fits.HDUList, path: Path) -> Bandpass | None:
-    lam, bw = _float(h, "BANDLAM", path), _float(h, "BANDWID", path)
-    if lam is None or bw is None:
+        ra, dec = wcs.all_pix2world((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0, 0)
+    except Exception:  # noqa: BLE001 - a WCS that cannot place the centre just gives no pointing
         return None
-    transmission = None
-    table = _get_hdu(hdul, "TRANSMISSION", path, required=False, table=True)
-    if table is not None:
-        transmission = (np.asarray(table.data["wavelength"], float) * u.nm,
-                        np.asarray(table.data["throughput"], float))
+    return (float(ra), float(dec)) if np.isfinite(ra) and np.isfinite(dec) else None
+
+
+def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archive_band: str | None,
+                       notes: list[str]) -> tuple[str | None, Bandpass | None]:
+    """The file's band name and bandpass: its own ``BANDLAM``/``BANDWID`` (and curve) first, else
+    the instrument preset's curve of the band its filter card names."""
+    h, path = cards.header, cards.path
+    band_text = cards.text("filter")
+    band = archive_band or (None if band_text is None else band_text[0])
+    lam = h.get("BANDLAM") if "BANDLAM" in h else None
+    bw = h.get("BANDWID") if "BANDWID" in h else None
+    if lam is not None and bw is not None:
+        lam, bw = cards.to_float(lam, "BANDLAM"), cards.to_float(bw, "BANDWID")
+        if np.isfinite(lam) and np.isfinite(bw):
+            transmission = None
+            if layout.transmission is not None:
+                table = hdul[layout.transmission]
+                transmission = (np.asarray(table.data["wavelength"], float) * u.nm,
+                                np.asarray(table.data["throughput"], float))
+            try:
+                name = str(h.get("FILTER", "unknown")).strip()
+                bandpass = Bandpass(name, lam * u.nm, bw * u.nm, transmission)
+            except ValueError as exc:
+                raise InputError(f"invalid band keywords ({exc})", path) from None
+            return (band if band is not None else bandpass.name), bandpass
+    if cards.preset is GENERIC or band is None:
+        return band, None
+    letter = cards.preset.band_of(band_text[0] if archive_band is None else archive_band)
+    if letter is None:
+        notes.append(f"band: {band_text[1] if archive_band is None else 'FilterLabel'} = {band!r} is not a "
+                     f"{cards.preset.name} band with a preset")
+        return band, None
     try:
-        return Bandpass(str(h.get("FILTER", "unknown")), lam * u.nm, bw * u.nm, transmission)
-    except ValueError as exc:
-        raise InputError(f"invalid band keywords ({exc})", path) from None
+        bandpass = cards.preset.bandpass(letter)
+    except ConfigError as exc:
+        notes.append(f"band: {letter} ({exc})")
+        return band, None
+    source = "the archive's FilterLabel" if archive_band is not None else band_text[1]
+    notes.append(f"band: {bandpass.name} preset curve, from {source} = {band!r}")
+    return bandpass.name, bandpass
 
 
-def _read_info(hdul: fits.HDUList, path: Path) -> ExposureInfo:
-    primary = hdul[0].header
-    image_hdu = _get_hdu(hdul, "IMAGE", path)
+def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
+               header_map: dict[str, str] | None = None) -> ExposureInfo:
+    layout = _find_layout(hdul, path)
+    image_hdu = hdul[layout.image]
     ih = image_hdu.header
     if ih.get("NAXIS") != 2:
         raise InputError(f"IMAGE extension is not a 2-D image (NAXIS={ih.get('NAXIS')})", path)
     shape = (int(ih["NAXIS2"]), int(ih["NAXIS1"]))
     origin = (-int(round(ih.get("LTV1", 0))), -int(round(ih.get("LTV2", 0))))
-    wcs = None
-    if "CTYPE1" in ih:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FITSFixedWarning)
-                wcs = WCS(ih, naxis=2)
-        except Exception as exc:
-            raise InputError(f"invalid WCS in IMAGE header ({exc})", path) from None
-        if not wcs.has_celestial:
-            raise InputError("IMAGE WCS is not celestial", path)
-    mask_hdu = _get_hdu(hdul, "MASK", path, required=False)
+    wcs = _wcs_of(ih, path)
+    primary = hdul[0].header
+    header = merged_header(primary, ih if layout.image != 0 else None)
+    name = instrument or detect_instrument(header)
+    try:
+        cards = Cards(header, path, preset(name), header_map)
+    except ConfigError as exc:
+        raise InputError(str(exc), path) from None
+    notes: list[str] = [f"layout: {_LAYOUT_TEXT[layout.kind]}"
+                        + ("" if name is None else f", read with the {name} preset")]
+    mask_hdu = None if layout.mask is None else hdul[layout.mask]
     try:
         planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
     except (TypeError, ValueError) as exc:
         raise InputError(f"invalid mask plane keywords in MASK header ({exc})", path) from None
     psf = None
-    psf_hdu = _get_hdu(hdul, "PSF", path, required=False)
+    psf_hdu = None if layout.psf is None else hdul[layout.psf]
     if psf_hdu is not None and psf_hdu.data is not None:
         try:
             psf = Psf(psf_hdu.data)
         except ValueError as exc:
             raise InputError(f"invalid PSF extension ({exc})", path) from None
-    cal = _float(primary, "FLUXCAL", path)
-    if cal is not None and not cal > 0:
-        raise InputError(f"FLUXCAL must be positive, got {cal}", path)
-    bandpass = _bandpass_from(primary, hdul, path)
-    band = str(primary["FILTER"]).strip() if "FILTER" in primary else None
+    archive = read_archive(hdul)
+    if psf is None and archive.psf is not None:
+        psf = archive.psf
+    notes.extend(archive.notes)
+    pixels = pixel_model_from_cards(cards, wcs)
+    if psf is None and pixels.seeing_fwhm is not None:
+        psf = seeing_psf(pixels)
+        notes.append(f"psf: Gaussian of FWHM {pixels.seeing_fwhm:.2f} px from {pixels.card('seeing')}")
+    calibration = calibration_from_cards(cards)
+    if archive.calibration is not None and (calibration is None or calibration[1] != "FLUXCAL"):
+        calibration = (archive.calibration, "PhotoCalib")  # the stack's own calibration wins over zero points
+    visit, visit_notes = visit_from_cards(cards, wcs_centre=_wcs_centre(wcs, shape))
+    notes.extend(visit_notes)
+    band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)
+    if layout.variance is None:
+        gain = pixels.card("gain")
+        notes.append("variance: none in the file; from the robust sky noise"
+                     + (f" and {gain} (source shot noise)" if gain else " only (no GAIN: without the "
+                        "sources' shot noise)"))
+    if layout.mask is None:
+        sat = pixels.card("saturation")
+        notes.append("mask: none in the file; NO_DATA where not finite"
+                     + (f", SAT at or above {sat} = {pixels.saturation:g}" if sat else " (no SATURATE card)"))
     return ExposureInfo(
-        path=path, bbox=Box.from_shape(shape, origin), wcs=wcs,
-        visit=_visit_from_header(primary, path), band=band, bandpass=bandpass, psf=psf,
-        mask_planes=planes if planes is not None else MaskPlanes(),
-        flux_calibration=1.0 if cal is None else cal,
-        compressed=isinstance(image_hdu, fits.CompImageHDU),
+        path=path, bbox=Box.from_shape(shape, origin), wcs=wcs, visit=visit, band=band, bandpass=bandpass,
+        psf=psf, mask_planes=planes if planes is not None else MaskPlanes(),
+        flux_calibration=None if calibration is None else calibration[0],
+        compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
+        calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
+        extensions=(layout.image, layout.mask, layout.variance), pixels=pixels,
     )
 
 
-def read_info(path: str | os.PathLike) -> ExposureInfo:
+_LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
+                "lsst-afw": "LSST afw (IMAGE/MASK/VARIANCE by EXTTYPE)",
+                "image": "a single image HDU"}
+
+
+def read_info(path: str | os.PathLike, *, instrument: str | None = None,
+              header_map: dict[str, str] | None = None) -> ExposureInfo:
     """Read an exposure file's metadata (visit, band, grid, PSF, mask planes) without its pixels.
+
+    Parameters
+    ----------
+    path : path-like
+    instrument : str, optional
+        Instrument preset to read the header with (`dcrcoadd.core.instrument.INSTRUMENTS`);
+        default the one the header names in ``INSTRUME``, if any.
+    header_map : dict, optional
+        Field -> card overrides (`dcrcoadd.core.instrument.HEADER_FIELDS`), searched first.
 
     Raises
     ------
     InputError
-        If the file is missing, not FITS, lacks the IMAGE extension or has
-        inconsistent or incomplete metadata; the message names the file.
+        If the file is missing, not FITS, has no image, holds impossible values
+        (naming the card) or inconsistent or incomplete metadata; the message names
+        the file.
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        return _read_info(hdul, path)
+        return _read_info(hdul, path, instrument, header_map)
 
 
 def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path,
@@ -397,8 +521,8 @@ def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, pa
         raise InputError(f"cannot read {name} pixels, file truncated or corrupt ({exc})", path) from None
 
 
-def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *,
-                  require_visit: bool = False) -> Exposure:
+def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_visit: bool = False,
+                  instrument: str | None = None, header_map: dict[str, str] | None = None) -> Exposure:
     """Read an exposure, or only the part of it inside ``bbox``.
 
     Parameters
@@ -410,33 +534,42 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *,
         ones). It is clipped to the exposure; an empty overlap is an error.
     require_visit : bool
         Raise `InputError` when the file carries no visit metadata.
+    instrument, header_map
+        As for `read_info`.
 
     Returns
     -------
     Exposure
-        With ``origin`` at the region's first pixel and a WCS for its pixels.
+        With ``origin`` at the region's first pixel and a WCS for its pixels. A file
+        without a mask or variance gets them made from its header and pixels
+        (`dcrcoadd.io.pixels`), the same for any region; one without a flux
+        calibration gets 1 (image units).
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        info = _read_info(hdul, path)
+        info = _read_info(hdul, path, instrument, header_map)
         if require_visit and info.visit is None:
-            raise InputError("no visit metadata (EXPID, BORE-AIRMASS, ... missing)", path)
+            raise InputError("no visit metadata (EXPID, BORE-AIRMASS, DATE-OBS, ... missing)", path)
         region = info.bbox if bbox is None else bbox.clip(info.bbox)
         if region.is_empty:
             raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
         sl = region.slices(info.bbox)
         shape = info.bbox.shape
-        image = _section(hdul["IMAGE"], sl, shape, "IMAGE", path, np.float32)
-        mask_hdu = _get_hdu(hdul, "MASK", path, required=False)
-        mask = None if mask_hdu is None else _section(mask_hdu, sl, shape, "MASK", path, np.uint32)
-        var_hdu = _get_hdu(hdul, "VARIANCE", path, required=False)
-        variance = None if var_hdu is None else \
-            _section(var_hdu, sl, shape, "VARIANCE", path, np.float32)
+        i_image, i_mask, i_var = info.extensions
+        image = _section(hdul[i_image], sl, shape, "IMAGE", path, np.float32)
+        mask = None if i_mask is None else _section(hdul[i_mask], sl, shape, "MASK", path, np.uint32)
+        variance = None if i_var is None else _section(hdul[i_var], sl, shape, "VARIANCE", path, np.float32)
+    if mask is None:
+        mask = synthesize_mask(image, info.mask_planes, info.pixels.saturation)
+    if variance is None:
+        sky, sigma = sky_statistics(path, i_image)
+        variance = synthesize_variance(image, sky, sigma, info.pixels.gain)
     wcs = info.wcs
     if wcs is not None and region != info.bbox:
         wcs = shift_wcs(wcs, -(region.x0 - info.bbox.x0), -(region.y0 - info.bbox.y0))
     return Exposure(
         image=image, mask=mask, variance=variance, mask_planes=info.mask_planes,
         origin=region.origin, wcs=wcs, psf=info.psf, visit=info.visit, band=info.band,
-        bandpass=info.bandpass, flux_calibration=info.flux_calibration,
+        bandpass=info.bandpass,
+        flux_calibration=1.0 if info.flux_calibration is None else info.flux_calibration,
     )

@@ -25,6 +25,15 @@ orientation, flip, rotation or distortion of the WCS is handled alike.
 Shifts are ``(dy, dx)`` in pixels of the WCS's 0-based array grid: where a
 source's light in that subfilter lands relative to where light at ``λ_eff``
 lands.
+
+Last line of defence: every amplitude is compared with what the densest
+atmosphere an observatory can have (`DENSEST_WEATHER`: the coldest plausible air
+at the highest plausible pressure, dry) gives for the same subfilter at the same
+zenith distance. Refraction grows with the air's density (``∝ P/T``), so no
+admissible weather refracts more; a larger amplitude can only come from weather
+that slipped past the input checks (a unit mistake) or from a bug, and is refused
+instead of being turned into absurd shifts. The bound is at most a few arcseconds
+at ordinary airmasses (about 1" for the bluest third of g at airmass 2).
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ from astropy.coordinates import ICRS, Angle, SkyCoord
 from astropy.wcs import WCS
 
 from dcrcoadd.core.bandpass import Bandpass
-from dcrcoadd.core.observatory import Observatory
+from dcrcoadd.core.observatory import PRESSURE_RANGE_PA, TEMPERATURE_RANGE_C, Observatory, Weather
 from dcrcoadd.core.visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 from dcrcoadd.errors import InputError
 from dcrcoadd.physics.refraction import refraction_coefficients
@@ -46,6 +55,12 @@ __all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
 log = logging.getLogger("dcrcoadd.physics.dcr")
 _WARNED_NO_TIME: set[int] = set()
+
+#: The densest air the input checks admit (coldest, highest pressure, dry): an upper bound on
+#: refraction, hence on DCR, for any admissible weather (see module notes).
+DENSEST_WEATHER = Weather(TEMPERATURE_RANGE_C[0] * u.deg_C, PRESSURE_RANGE_PA[1] * u.Pa, 0.0)
+#: Slack on that bound for what the density argument leaves out (gravity, humidity, rounding).
+_BOUND_MARGIN = 1.05
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,6 +224,42 @@ def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray, explicit: bool)
     return np.full(ra.shape, alt.rad), np.full(ra.shape, q)
 
 
+def dcr_bound(bandpass: Bandpass, edges: np.ndarray, observatory: Observatory, tan_z, *,
+              split: bool = False) -> np.ndarray:
+    """Largest DCR amplitude (radians) any admissible weather gives each subfilter at ``tan z``.
+
+    The amplitude under `DENSEST_WEATHER`, with both terms of the refraction taken at
+    full size, times a 5 % margin, plus 2 % of the band's largest bound: near ``λ_eff``
+    the amplitudes are small differences, and water vapour changes the shape of the
+    dispersion (not only its scale) by about that much. Shapes as for the amplitudes
+    of `subfilter_dcr`: ``tan_z`` broadcasts against ``(M,)`` (``(M, 2)`` when split).
+    """
+    da, db = _coefficients(bandpass, edges, observatory, DENSEST_WEATHER, split)
+    tan_z = np.asarray(tan_z, dtype=float)
+    bound = _BOUND_MARGIN * (np.abs(da) * tan_z + np.abs(db) * tan_z**3)
+    axes = tuple(range(-da.ndim, 0))
+    return bound + 0.02 * np.max(bound, axis=axes, keepdims=True)
+
+
+def _check_amplitude(amplitude: np.ndarray, tan_z: np.ndarray, bandpass: Bandpass, edges: np.ndarray,
+                     visit: VisitInfo, split: bool) -> None:
+    """Raise InputError when a DCR amplitude is not finite or exceeds `dcr_bound`."""
+    bound = dcr_bound(bandpass, edges, visit.observatory, tan_z, split=split)
+    bad = ~(np.abs(amplitude) <= bound)
+    if not np.any(bad):
+        return
+    i = np.unravel_index(int(np.argmax(bad)), bad.shape)
+    arcsec = 206264.80624709636
+    airmass = float(np.sqrt(1.0 + np.asarray(tan_z, float)[i[:1] + (0,) * (tan_z.ndim - 1)] ** 2))
+    w = visit.weather
+    weather = "the standard atmosphere" if w is None else (
+        f"weather {w.temperature.value:g} C, {w.pressure.value:g} Pa, {w.humidity:g} %")
+    raise InputError(f"DCR of subfilter {i[1]} would be {amplitude[i] * arcsec:.4g} arcsec at airmass "
+                     f"{airmass:.3f}, beyond the {bound[i] * arcsec:.3g} arcsec the densest plausible "
+                     f"atmosphere gives there; check the visit's {weather} (a unit mistake?)",
+                     f"visit {visit.id}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 # ---------------------------------------------------------------------------------------------
@@ -258,6 +309,7 @@ def dcr_shifts_at(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: 
     tan_z = np.tan(np.pi / 2 - elevation)
     extra = (None,) * da.ndim
     amplitude = da * tan_z[(...,) + extra] + db * tan_z[(...,) + extra] ** 3  # (N, M[, 2]) radians
+    _check_amplitude(amplitude, tan_z[(...,) + extra], bandpass, edges, visit, split)
     # zenith direction on the tangent plane, then into pixels through the inverse Jacobian
     to_pixels = np.linalg.inv(jac) @ np.stack([np.sin(q), np.cos(q)], axis=-1)[..., None]  # (N, 2, 1)
     dx_dy = to_pixels[..., 0][(slice(None),) + extra + (slice(None),)]  # (N, 1[, 1], 2) as (dx, dy)

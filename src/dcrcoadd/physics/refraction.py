@@ -58,8 +58,9 @@ __all__ = [
     "water_vapor_pressure",
 ]
 
-#: Wavelengths (nm) for which the Owens (1967) dispersion formulae are valid.
-WAVELENGTH_RANGE_NM = (230.0, 2059.0)
+#: Wavelengths (nm) for which Stone's refraction (Owens 1967 dispersion) is valid; the same
+#: limits as LSST's implementation, which refuses anything outside them.
+WAVELENGTH_RANGE_NM = (230.2, 2058.6)
 
 
 def _check_wavelength(wavelength_nm: np.ndarray) -> None:
@@ -176,7 +177,7 @@ def refraction(wavelength, elevation, observatory: Observatory, weather: Weather
     Parameters
     ----------
     wavelength : Quantity or array_like
-        Vacuum wavelength(s); plain numbers are taken as nm. Valid 230-2059 nm.
+        Vacuum wavelength(s); plain numbers are taken as nm. Valid 230.2-2058.6 nm.
     elevation : Angle, Quantity or array_like
         Elevation(s) above the horizon; plain numbers are degrees. Broadcasts
         against ``wavelength``.
@@ -194,7 +195,7 @@ def refraction(wavelength, elevation, observatory: Observatory, weather: Weather
     Raises
     ------
     ValueError
-        A wavelength outside 230-2059 nm or an elevation outside (0, 90] deg.
+        A wavelength outside 230.2-2058.6 nm or an elevation outside (0, 90] deg.
     """
     lam = np.asarray(u.Quantity(wavelength, u.nm).to_value(u.nm), dtype=float)
     tan_z = _tan_zenith(elevation)

@@ -1,0 +1,225 @@
+"""Impossible inputs are refused where they are read, naming the card and the likely unit mistake;
+header airmass against altitude; flux calibration across the inputs of a coadd (issue 16)."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import write_warps
+from dcrcoadd.cli import main
+from dcrcoadd.coadd.baseline import prepare_inputs
+from dcrcoadd.core.observatory import Observatory, Weather
+from dcrcoadd.errors import InputError
+from dcrcoadd.io import read_exposure, read_info
+from dcrcoadd.io.calibration import AB_MAGNITUDE_OF_1_NJY
+
+
+def edit(path, **cards):
+    """Set (or, with None, remove) primary-header cards; ``_`` in a name stands for ``-``."""
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    for key, value in cards.items():
+        key = key.replace("_", "-")
+        if value is None:
+            hdus[0].header.remove(key, ignore_missing=True)
+        else:
+            hdus[0].header[f"HIERARCH {key}" if len(key) > 8 else key] = value
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+GOOD_WEATHER = dict(AIRTEMP=8.5, AIRPRESS=74250.0, HUMIDITY=35.0)
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+# -- impossible values, each refused naming its card ----------------------------------------------
+
+BAD_CARDS = [
+    ({"AIRTEMP": 271.0}, "AIRTEMP", "kelvin"),
+    ({"AIRTEMP": 500.0}, "AIRTEMP", "air temperature"),
+    ({"AIRTEMP": -60.0}, "AIRTEMP", "air temperature"),
+    ({"AIRPRESS": 731.66}, "AIRPRESS", "mbar/hPa"),
+    ({"AIRPRESS": 73.2}, "AIRPRESS", "kPa"),
+    ({"AIRPRESS": -5.0}, "AIRPRESS", "air pressure"),
+    ({"HUMIDITY": 250.0}, "HUMIDITY", "0-100"),
+    ({"HUMIDITY": -1.0}, "HUMIDITY", "0-100"),
+    ({"OBS_LAT": 95.0, "OBS_LONG": -70.7, "OBS_ELEV": 2663.0}, "OBS-LAT", "latitude"),
+    ({"OBS_ELEV": 8737.0}, "OBS-ELEV", "feet"),
+    ({"BORE_AIRMASS": 0.8}, "BORE-AIRMASS", "below 1"),
+    ({"BORE_ALT": -3.0}, "BORE-ALT", "horizon"),
+]
+
+
+@pytest.mark.parametrize(("cards", "card", "words"), BAD_CARDS)
+def test_impossible_value_is_refused_naming_the_card(tmp_path, cards, card, words):
+    path = write_warps(tmp_path, 1)[0]
+    edit(path, **{**GOOD_WEATHER, **cards})
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert err.value.source == str(path)
+    assert err.value.reason.startswith(f"{card} = ")
+    assert words in err.value.reason
+
+
+@pytest.mark.parametrize(("cards", "card", "words"), BAD_CARDS[:8:3] + BAD_CARDS[8:11])
+def test_impossible_value_through_the_cli(tmp_path, capsys, cards, card, words):
+    """One ``error: FILE: CARD = ...`` line, exit status 2, nothing written."""
+    paths = write_warps(tmp_path / "w", 4)
+    edit(paths[2], **{**GOOD_WEATHER, **cards})
+    out = tmp_path / "out"
+    assert main(["assemble", *map(str, paths), "--out", str(out), "-q"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: {paths[2]}: {card} = ") and words in lines[0]
+    assert not out.exists()
+    assert main(["info", str(paths[2])]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and f"{card} = " in lines[0]
+
+
+def test_plausible_weather_reads_and_is_used(tmp_path):
+    path = edit(write_warps(tmp_path, 1)[0], **GOOD_WEATHER)
+    w = read_info(path).visit.weather
+    assert w.temperature.to_value(u.deg_C) == 8.5 and w.pressure.to_value(u.Pa) == 74250.0
+    assert w.humidity == 35
+
+
+def test_partial_weather_is_completed_from_the_standard_atmosphere(tmp_path):
+    """LSST writes each weather card only when known: the others come from the site's standard air."""
+    path = edit(write_warps(tmp_path, 1)[0], AIRTEMP=5.0)
+    info = read_info(path)
+    std = Weather.standard(2663 * u.m)
+    w = info.visit.weather
+    assert w.temperature.to_value(u.deg_C) == 5.0
+    assert w.pressure.to_value(u.Pa) == pytest.approx(std.pressure.to_value(u.Pa)) and w.humidity == 40.0
+    assert any("AIRTEMP" in n and "standard atmosphere" in n for n in info.notes)
+
+
+def test_value_types_refuse_the_same_mistakes():
+    """The Python API refuses what the reader refuses (without a card to name)."""
+    with pytest.raises(ValueError, match="kelvin"):
+        Weather(271 * u.deg_C, 74000 * u.Pa, 40)
+    with pytest.raises(ValueError, match="mbar/hPa"):
+        Weather(10 * u.deg_C, 731.66 * u.Pa, 40)
+    with pytest.raises(ValueError, match="0-100"):
+        Weather(10 * u.deg_C, 74000 * u.Pa, 101)
+    with pytest.raises(ValueError, match="latitude"):
+        Observatory(95 * u.deg, 0 * u.deg, 100 * u.m)
+    # kelvin given as kelvin is fine
+    assert Weather(281.65 * u.K, 74000 * u.Pa, 40).temperature.to_value(u.deg_C) == pytest.approx(8.5)
+
+
+# -- header airmass against the altitude ----------------------------------------------------------
+
+def test_airmass_contradicting_the_altitude_is_reported_and_the_altitude_used(tmp_path, caplog):
+    path = write_warps(tmp_path, 1, airmasses=[1.6])[0]
+    edit(path, BORE_AIRMASS=3.0, BORE_ALT=38.7)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        visit = read_info(path).visit
+    assert visit.airmass == pytest.approx(1 / math.sin(math.radians(38.7)))
+    [record] = [r for r in caplog.records if "contradicts" in r.getMessage()]
+    text = record.getMessage()
+    assert str(path) in text and "BORE-AIRMASS = 3" in text and "38.7" in text and "1.599" in text
+    assert "using 1.599" in text and "altitude" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read_exposure(path)  # re-reading (every subregion does) does not repeat the warning
+    assert not [r for r in caplog.records if "contradicts" in r.getMessage()]
+
+
+def test_airmass_contradiction_through_the_cli(tmp_path, capsys):
+    paths = write_warps(tmp_path / "w", 4)
+    edit(paths[1], BORE_AIRMASS=3.0)
+    assert main(["assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert str(paths[1]) in err and "BORE-AIRMASS = 3" in err and "using" in err
+
+
+@pytest.mark.parametrize("airmass", [1.3, 1.31, 1.286])
+def test_airmass_within_the_tolerance_is_kept_as_the_file_says(tmp_path, caplog, airmass):
+    path = write_warps(tmp_path, 1, airmasses=[1.3])[0]  # BORE-ALT of airmass 1.3
+    edit(path, BORE_AIRMASS=airmass)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        assert read_info(path).visit.airmass == airmass
+    assert not caplog.records
+
+
+def test_airmass_allowance_covers_the_formulas_exposure_and_field():
+    from dcrcoadd.io.visitinfo import airmass_allowance
+
+    lo, hi = airmass_allowance(30.0)
+    assert lo == pytest.approx(1.9942 - 0.02, abs=1e-3) and hi == pytest.approx(2.0 + 0.02)
+    wide = airmass_allowance(30.0, exposure_time_s=900.0, field_radius_deg=1.1)
+    assert wide[0] < lo and wide[1] > hi + 0.1
+
+
+# -- flux calibration across the inputs -----------------------------------------------------------
+
+def _calibrated_set(directory, n=4, value=0.48):
+    paths = write_warps(directory, n)
+    for p in paths:
+        edit(p, FLUXCAL=value)
+    return paths
+
+
+def test_mixed_calibrated_and_uncalibrated_inputs_are_refused(tmp_path):
+    paths = _calibrated_set(tmp_path)
+    edit(paths[2], FLUXCAL=None)
+    assert read_info(paths[2]).flux_calibration is None  # never silently 1
+    assert read_exposure(paths[2]).flux_calibration == 1.0  # an Exposure is in its image units
+    with pytest.raises(InputError) as err:
+        prepare_inputs(paths)
+    assert err.value.source == str(paths[2])
+    assert "FLUXCAL" in err.value.reason and "0.48" in err.value.reason
+
+
+def test_mixed_calibration_through_the_cli(tmp_path, capsys):
+    paths = _calibrated_set(tmp_path / "w")
+    edit(paths[3], FLUXCAL=None)
+    out = tmp_path / "out"
+    assert main(["assemble", *map(str, paths), "--out", str(out), "-q"]) == 2
+    lines = error_lines(capsys.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {paths[3]}: ") and "FLUXCAL" in lines[0]
+    assert not out.exists()
+
+
+def test_all_uncalibrated_inputs_are_accepted_with_one_warning(tmp_path, caplog):
+    paths = write_warps(tmp_path, 4)
+    for p in paths:
+        edit(p, FLUXCAL=None)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    assert [i.scale for i in prep.inputs] == [1.0] * 4
+    warnings = [r.getMessage() for r in caplog.records if "flux calibration" in r.getMessage()]
+    assert len(warnings) == 1 and "none of the 4 inputs" in warnings[0]
+
+
+def test_zero_point_cards_calibrate(tmp_path):
+    paths = _calibrated_set(tmp_path, 3, value=2.0)
+    zp = AB_MAGNITUDE_OF_1_NJY - 2.5 * math.log10(2.0)  # the zero point of 2 nJy per unit
+    edit(paths[1], FLUXCAL=None, MAGZERO=zp)
+    edit(paths[2], FLUXCAL=None, FLUXMAG0=3631e9 / 2.0)
+    for p, card in zip(paths, ("FLUXCAL", "MAGZERO", "FLUXMAG0"), strict=True):
+        info = read_info(p)
+        assert info.flux_calibration == pytest.approx(2.0, rel=1e-12) and info.calibration_card == card
+    prep = prepare_inputs(paths)  # calibrated by different cards: one scale
+    np.testing.assert_allclose([i.scale for i in prep.inputs], 2.0, rtol=1e-12)
+    assert AB_MAGNITUDE_OF_1_NJY == pytest.approx(31.4, abs=1e-3)
+
+
+@pytest.mark.parametrize(("cards", "card"), [({"MAGZERO": 3.1}, "MAGZERO"), ({"MAGZPT": 99.0}, "MAGZPT"),
+                                             ({"FLUXMAG0": -5.0}, "FLUXMAG0"), ({"FLUXCAL": 0.0}, "FLUXCAL")])
+def test_impossible_calibration_cards_are_refused(tmp_path, cards, card):
+    path = write_warps(tmp_path, 1)[0]
+    edit(path, **({"FLUXCAL": None} if card != "FLUXCAL" else {}), **cards)
+    with pytest.raises(InputError, match=card):
+        read_info(path)
