@@ -13,6 +13,7 @@ from dcrcoadd.config import Config, apply_override
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_exposure
+from dcrcoadd.parallel import map_tasks
 from dcrcoadd.parallel.mappers import process_map
 from dcrcoadd.pipeline import checkpoint, run_patch
 from dcrcoadd.pipeline.metadata import keeping_warnings
@@ -205,8 +206,9 @@ def warn_and_return(task):
 def test_keeping_warnings_brings_back_worker_warnings(caplog):
     sink = {}
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
-        results = list(keeping_warnings(process_map(2), sink)(warn_and_return, [Task(0), Task(1)]))
-    assert sorted(r.index for r in results) == [0, 1]
+        mapper = keeping_warnings(process_map(2), sink)
+        results = dict(map_tasks(warn_and_return, {0: Task(0), 1: Task(1)}, mapper))
+    assert sorted(r.index for r in results.values()) == [0, 1]
     assert sink == {0: ["dcrcoadd.test: warned in task 0"], 1: ["dcrcoadd.test: warned in task 1"]}
     # and shown here, as a serial run would show them
     assert sorted(r.getMessage() for r in caplog.records) == ["warned in task 0", "warned in task 1"]

@@ -233,13 +233,10 @@ class _ConsoleProgress:
 
 
 def _mapper(args: argparse.Namespace):
-    from dcrcoadd.parallel.mappers import dask_map, process_map, serial_map
+    """One mapper for every stage of the run (`--workers` / `--scheduler`); close it when done."""
+    from dcrcoadd.parallel import make_mapper
 
-    if args.scheduler:
-        return dask_map(args.scheduler)
-    if args.workers and args.workers > 1:
-        return process_map(args.workers)
-    return serial_map
+    return make_mapper(args.workers, args.scheduler)
 
 
 def _print_written(outputs: dict, quiet: bool) -> None:
@@ -255,12 +252,14 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     config = _load_config(args)
     box = Box.parse(args.box) if args.box else None
     progress = _ConsoleProgress(args.out, args.quiet)
+    mapper = _mapper(args)
     try:
-        run = run_patch(args.warps, config, args.out, mapper=_mapper(args), band=args.band, bbox=box,
+        run = run_patch(args.warps, config, args.out, mapper=mapper, band=args.band, bbox=box,
                         clobber_config=args.clobber_config, dcr_only=args.dcr_only, progress=progress,
                         command=" ".join(sys.argv))
     finally:
         progress.close()
+        getattr(mapper, "close", lambda: None)()  # a process pool lives for the whole run
     if run.dcr is not None and not args.quiet:
         meta = run.metadata
         print(f"DCR model: {meta['n_subfilters']} subfilters, convergence "

@@ -23,6 +23,7 @@ from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
+from dcrcoadd.parallel import Mapper, map_tasks, tiles
 
 log = logging.getLogger("dcrcoadd.dcr.assemble")
 
@@ -150,28 +151,30 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         buffer=int(math.ceil(dcr.buffer_factor * (math.ceil(max_shift) + 1))))
 
 
-def subregion_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
-                    skip: Iterable[int] = ()) -> list[TileTask]:
-    """One task per subregion of the patch (grown by the buffer), except those in ``skip``."""
+def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
+               skip: Iterable[int] = ()) -> list[tuple[int, TileTask]]:
+    """``(index, task)`` for every tile of the patch (`dcrcoadd.parallel.tiles`, grown by the
+    buffer), except those in ``skip``. Each task carries only the pixels it reads."""
     dcr, model, patch = config.dcr, setup.model, setup.model.bbox
     skip = set(skip)
+    masks = baseline.artifact_masks or [None] * len(baseline.inputs)
     tasks = []
-    for index, box in enumerate(patch.subregions(tuple(config.coadd.subregion_size))):
-        if index in skip:
+    for tile in tiles(patch, tuple(config.coadd.subregion_size), buffer=setup.buffer):
+        if tile.index in skip:
             continue
-        dcr_box = box.grow(setup.buffer).clip(patch)
-        sl = dcr_box.slices(patch)
+        sl = tile.buffered.slices(patch)
+        split = _shifts_for(setup.visits, model, tile.box, split=True) if dcr.split_subfilters else None
         forward = ForwardModel(
-            shifts=_shifts_for(setup.visits, model, box, split=False),
-            split_shifts=_shifts_for(setup.visits, model, box, split=True) if dcr.split_subfilters else None,
+            shifts=_shifts_for(setup.visits, model, tile.box, split=False), split_shifts=split,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,
             exact_adjoint=dcr.iterative.use_exact_adjoint)
-        tasks.append(TileTask(
-            index=index, box=box, dcr_box=dcr_box, warps=baseline.inputs, planes=baseline.coadd.mask_planes,
+        tasks.append((tile.index, TileTask(
+            index=tile.index, box=tile.box, dcr_box=tile.buffered,
+            warps=[w.restricted(tile.buffered) for w in baseline.inputs], planes=baseline.coadd.mask_planes,
             forward=forward, models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
             detected=setup.detected[sl], background=setup.background[sl],
-            artifact_masks=baseline.artifact_masks or [None] * len(baseline.inputs),
-            bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer))
+            artifact_masks=[m and m.restricted(tile.buffered) for m in masks],
+            bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer)))
     return tasks
 
 
@@ -207,12 +210,12 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
 
 def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None, *,
                        bbox: Box | None = None, baseline: CoaddResult | None = None,
-                       mapper: Callable[[Callable, Iterable], Iterable] | None = None,
+                       mapper: Mapper | None = None,
                        on_subregion: Callable[[TileOutcome], None] | None = None,
                        done: dict[int, TileOutcome] | None = None) -> DcrCoaddResult:
     """Build a DCR model and DCR coadds from warps on a common pixel grid.
 
-    baseline coadd → `prepare_dcr_model` → `solve_tile` over `subregion_tasks` →
+    baseline coadd → `prepare_dcr_model` → `solve_tile` over `tile_tasks` →
     `fill_coadds`.
 
     Parameters
@@ -225,8 +228,8 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     baseline : CoaddResult, optional
         A baseline coadd already made from the same warps and config.
     mapper : callable, optional
-        ``map``-like function used to run `solve_tile` over tasks (default
-        the builtin ``map``); see `dcrcoadd.parallel.mappers`. Results may come in any order.
+        Runs `solve_tile` over the tasks (`dcrcoadd.parallel`; default serial). Results may
+        come in any order.
     on_subregion : callable, optional
         Called with each finished subregion (progress, checkpoints).
     done : dict, optional
@@ -244,13 +247,13 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     t1 = time.perf_counter()
     setup = prepare_dcr_model(baseline, config)
     done = dict(done or {})
-    tasks = subregion_tasks(setup, baseline, config, skip=done)
+    tasks = tile_tasks(setup, baseline, config, skip=done)
     log.info("solving the DCR model (M = %d) over %d subregion(s) of %s (%d done before), buffer %d px, "
              "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
              len(baseline.inputs))
     outcomes = done
-    for outcome in (mapper or map)(solve_tile, tasks):
-        outcomes[outcome.index] = outcome
+    for index, outcome in map_tasks(solve_tile, tasks, mapper):
+        outcomes[index] = outcome
         log.info("tile %d %s: %s (%.1f s)", outcome.index, outcome.box, outcome.stop_reason, outcome.seconds)
         if on_subregion:
             on_subregion(outcome)

@@ -91,15 +91,16 @@ def _solve_keeping_warnings(fn: Callable, task) -> tuple[object, list[str], int]
 
 def keeping_warnings(mapper: Callable[[Callable, Iterable], Iterable],
                      sink: dict[int, list[str]]) -> Callable[[Callable, Iterable], Iterator]:
-    """Wrap a mapper so each result's warnings land in ``sink[result.index]``.
+    """Wrap a mapper of keyed tasks so each result's warnings land in ``sink[index]``.
 
     Warnings logged in another process are logged again here (marked, so that the run-level
     collector does not count them twice), so the console shows them as in a serial run.
     """
 
     def mapped(fn: Callable, tasks: Iterable) -> Iterator:
+        # fn returns (index, result) pairs (`dcrcoadd.parallel.map_tasks`)
         for result, messages, pid in mapper(partial(_solve_keeping_warnings, fn), tasks):
-            sink[result.index] = messages
+            sink[result[0]] = messages
             if pid != os.getpid():
                 for message in messages:
                     name, _, text = message.partition(": ")

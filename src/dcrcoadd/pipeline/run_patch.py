@@ -35,7 +35,7 @@ from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd
 from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
-from dcrcoadd.parallel.mappers import Mapper, serial_map
+from dcrcoadd.parallel import Mapper, serial_map, tiles
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
     Source,
@@ -183,7 +183,7 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
             plan = _plan(inputs, config, out, band=band, bbox=bbox, dcr_only=dcr_only)
             done = _resume_or_refuse(out, plan.manifest, clobber_config)
             timings: dict[str, float] = {}
-            baseline = _baseline_stage(plan, timings, notify)
+            baseline = _baseline_stage(plan, timings, mapper, notify)
             if len(baseline.inputs) < 2:
                 return _baseline_only(plan, baseline, timings, run_warnings, dcr_only=dcr_only,
                                       command=command)
@@ -244,10 +244,10 @@ def _leave_nothing_if_nothing_computed(out: Path, created: bool) -> None:
 
 # -- stages ----------------------------------------------------------------------------------------
 
-def _baseline_stage(plan: _Plan, timings: dict[str, float], notify) -> CoaddResult:
+def _baseline_stage(plan: _Plan, timings: dict[str, float], mapper: Mapper | None, notify) -> CoaddResult:
     notify(ProgressEvent("baseline", 0, 1))
     t0 = time.perf_counter()
-    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox)
+    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox, mapper=mapper)
     timings["baseline_coadd"] = time.perf_counter() - t0
     notify(ProgressEvent("baseline", 1, 1, baseline=baseline))
     return baseline
@@ -257,7 +257,7 @@ def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Ch
                mapper: Mapper | None, notify) -> tuple[DcrCoaddResult, dict[int, list[str]], list[int]]:
     """Solve the DCR model subregion by subregion, saving each as a checkpoint; returns the result,
     the warnings of each subregion and the subregions resumed from checkpoints."""
-    boxes = list(baseline.coadd.bbox.subregions(tuple(plan.config.coadd.subregion_size)))
+    boxes = [tile.box for tile in tiles(baseline.coadd.bbox, tuple(plan.config.coadd.subregion_size))]
     done = _on_this_grid(done, boxes)
     checkpoint.write_manifest(plan.out, plan.manifest)
     warnings_by_index = {index: c.warnings for index, c in done.items()}
