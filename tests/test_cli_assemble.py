@@ -15,7 +15,7 @@ def test_empty_directory_is_an_input_error(tmp_path, capsys):
     (tmp_path / "warps").mkdir()
     status, _, err = run(capsys, "assemble", str(tmp_path / "warps"), "--out", str(tmp_path / "out"))
     assert status == 2
-    assert err.strip().count("\n") == 0 and "no .fits files" in err and err.startswith("error: ")
+    assert err.strip().count("\n") == 0 and "no FITS files" in err and err.startswith("error: ")
     assert not (tmp_path / "out").exists()
 
 

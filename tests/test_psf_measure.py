@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dcrcoadd.core.psf import SIGMA_TO_FWHM, measure_psf
+from dcrcoadd.core.psf import SIGMA_TO_FWHM
+from dcrcoadd.ops.psf_measure import measure_psf
 
 
 def field(n_stars, sigma=1.8, shape=(160, 160), seed=0):

@@ -17,12 +17,12 @@ from dcrcoadd.dcr.forward import matched_template, subfilter_shifts
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_exposure, write_exposure
+from dcrcoadd.io.paths import output_stem
 from dcrcoadd.template.build import (
     build_templates,
     difference,
     grid_offset,
     make_template,
-    output_stem,
     resample_flux,
 )
 

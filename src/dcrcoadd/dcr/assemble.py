@@ -23,6 +23,7 @@ from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
+from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.parallel import Mapper, map_tasks, tiles
 
 log = logging.getLogger("dcrcoadd.dcr.assemble")
@@ -265,8 +266,6 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
 
 
 def _measured_psf(model: DcrModel, coadd: Exposure, fallback):
-    from dcrcoadd.core.psf import measure_psf
-
     size = fallback.shape[0] if fallback is not None else 25
     try:
         psf = measure_psf(model.images.sum(axis=0), coadd.variance,

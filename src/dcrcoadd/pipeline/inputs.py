@@ -7,7 +7,6 @@ before the baseline coadd reads any pixel and before anything is written.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import logging
 import os
@@ -24,6 +23,7 @@ from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.assemble import dcr_visits
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_info
+from dcrcoadd.io.paths import expand_paths
 
 log = logging.getLogger("dcrcoadd.pipeline.inputs")
 
@@ -50,8 +50,8 @@ class InputHeader:
 
 
 def expand_inputs(items: Iterable[Source]) -> list[Source]:
-    """Files, directories (their ``*.fits``, sorted) and glob patterns as a list of inputs;
-    exposures pass through unchanged.
+    """Files, directories (their FITS files, sorted) and glob patterns as a list of inputs
+    (`dcrcoadd.io.paths.expand_paths`); exposures pass through unchanged, in their place.
 
     Raises
     ------
@@ -60,23 +60,7 @@ def expand_inputs(items: Iterable[Source]) -> list[Source]:
     """
     sources: list[Source] = []
     for item in items:
-        if isinstance(item, Exposure):
-            sources.append(item)
-            continue
-        text = os.fspath(item)
-        path = Path(text)
-        if path.is_dir():
-            found = sorted(str(f) for f in path.glob("*.fits"))
-            if not found:
-                raise InputError("directory holds no .fits files", text)
-            sources.extend(found)
-        elif any(c in text for c in "*?["):
-            found = sorted(glob.glob(text))
-            if not found:
-                raise InputError("pattern matches no files", text)
-            sources.extend(found)
-        else:
-            sources.append(text)
+        sources.extend([item] if isinstance(item, Exposure) else expand_paths([item], "input warps"))
     if not sources:
         raise InputError("no input warps given", "assemble")
     return sources

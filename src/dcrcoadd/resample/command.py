@@ -5,16 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 
-from dcrcoadd.errors import InputError
+from dcrcoadd.io.paths import expand_paths
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
-from dcrcoadd.resample.warp import DEFAULT_METHOD
+from dcrcoadd.parallel import make_mapper
+from dcrcoadd.resample.warp import DEFAULT_METHOD, choose_grid, warp_exposures
 
 __all__ = ["add_warp_parser", "cmd_warp"]
 
-_FITS_GLOBS = ("*.fits", "*.fits.gz", "*.fits.fz", "*.fit", "*.fz")
 
 
 def _positive_arcsec(text: str) -> float:
@@ -51,38 +49,11 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _expand(items: Sequence[str]) -> list[str]:
-    """Files as given; a directory stands for the FITS files in it."""
-    paths: list[str] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted({str(f) for pattern in _FITS_GLOBS for f in p.glob(pattern)})
-            if not found:
-                raise InputError("directory holds no FITS files", item)
-            paths.extend(found)
-        else:
-            paths.append(item)
-    return paths
-
-
-def _mapper(args: argparse.Namespace):
-    from dcrcoadd.parallel.mappers import dask_map, process_map, serial_map
-
-    if getattr(args, "scheduler", None):
-        return dask_map(args.scheduler)
-    if getattr(args, "workers", 1) != 1:
-        return process_map(args.workers)
-    return serial_map
-
-
 def cmd_warp(args: argparse.Namespace) -> int:
     """Run ``dcrcoadd warp``: 0 when every exposure was warped, 2 when any failed (each reported
     on stderr as one ``error:`` line naming its file)."""
-    from dcrcoadd.resample.warp import choose_grid, warp_exposures
-
-    paths = _expand(args.exposures)
-    mapper = _mapper(args)
+    paths = expand_paths(args.exposures, "exposures")
+    mapper = make_mapper(getattr(args, "workers", None), getattr(args, "scheduler", None))
     grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale)
     print(f"grid: {grid.describe()}")
     outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method)

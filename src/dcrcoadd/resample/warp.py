@@ -74,7 +74,10 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.fits import read_exposure, write_exposure
+from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import RESAMPLE_METHODS, corner_grid, quad_areas, resample_flux
+from dcrcoadd.parallel import serial_map
 from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
 
 __all__ = ["DEFAULT_METHOD", "PSF_TOLERANCE", "WarpOutcome", "choose_grid", "local_jacobian",
@@ -281,8 +284,6 @@ def _error_message(exc: InputError, path: Path) -> str:
 
 def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
     """Read, warp and write one file (a module-level function, so that process pools can run it)."""
-    from dcrcoadd.io.fits import read_exposure, write_exposure
-
     try:
         exposure = read_exposure(task.path)
         warp = warp_exposure(exposure, task.grid, method=task.method, source=task.path)
@@ -387,8 +388,6 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     InputError
         No files, an unusable grid or output directory, no file to choose a grid from.
     """
-    from dcrcoadd.parallel.mappers import serial_map
-    from dcrcoadd.template.build import output_stem
 
     paths = [Path(p) for p in paths]
     if not paths:

@@ -82,12 +82,14 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.fits import read_exposure, write_exposure
+from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.ops.resample import resample_flux
 
 __all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
-           "make_template", "output_stem", "resample_flux"]
+           "make_template", "resample_flux"]
 
 log = logging.getLogger("dcrcoadd.template.build")
 
@@ -366,18 +368,6 @@ class TemplateOutcome:
         return self.error is None
 
 
-_FITS_SUFFIXES = (".fits.gz", ".fits.fz", ".fit.gz", ".fits", ".fit", ".fts", ".fz")
-
-
-def output_stem(path: str | os.PathLike) -> str:
-    """File name without its FITS suffix(es): ``"v1"`` for ``"dir/v1.fits.gz"``."""
-    name = Path(path).name
-    for suffix in _FITS_SUFFIXES:
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return Path(name).stem or name
-
-
 def _prepare_outdir(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
         raise InputError("output directory exists and is not a directory", outdir)
@@ -419,8 +409,6 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     InputError
         No science files, an unreadable model, or an unusable output directory.
     """
-    from dcrcoadd.io.fits import read_exposure, write_exposure
-
     paths = [Path(p) for p in science_paths]
     if not paths:
         raise InputError("no science exposures given", "template")

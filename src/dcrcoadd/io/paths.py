@@ -1,0 +1,53 @@
+"""Input paths as users give them (files, directories, glob patterns) and output names derived from them."""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from dcrcoadd.errors import InputError
+
+#: What a directory given as input stands for.
+FITS_GLOBS = ("*.fits", "*.fits.gz", "*.fits.fz", "*.fit", "*.fz")
+_FITS_SUFFIXES = (".fits.gz", ".fits.fz", ".fit.gz", ".fits", ".fit", ".fts", ".fz")
+
+
+def expand_paths(items: Iterable[str | os.PathLike], what: str = "inputs") -> list[str]:
+    """Files as given, directories as their FITS files (sorted), glob patterns as their matches.
+
+    Raises
+    ------
+    InputError
+        A directory without FITS files, a pattern that matches nothing, or nothing at all
+        (``what`` names the missing inputs in that message).
+    """
+    paths: list[str] = []
+    for item in items:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted({str(f) for pattern in FITS_GLOBS for f in path.glob(pattern)})
+            if not found:
+                raise InputError("directory holds no FITS files", text)
+            paths.extend(found)
+        elif any(c in text for c in "*?["):
+            found = sorted(glob.glob(text))
+            if not found:
+                raise InputError("pattern matches no files", text)
+            paths.extend(found)
+        else:
+            paths.append(text)
+    if not paths:
+        raise InputError(f"no {what} given", what)
+    return paths
+
+
+def output_stem(path: str | os.PathLike) -> str:
+    """File name without its FITS suffix(es): ``"v1"`` for ``"dir/v1.fits.gz"``."""
+    name = Path(path).name
+    for suffix in _FITS_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem or name
