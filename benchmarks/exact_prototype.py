@@ -208,17 +208,17 @@ def flux_ratio(image: np.ndarray, baseline: np.ndarray, edge: int = 16) -> float
 
 # -- one scenario ----------------------------------------------------------------------------------------
 
-def prepare(name: str, cache: Path | None):
+def prepare(name: str, cache: Path | None, seed: int = 12):
     """Simulation and the baseline/iterative assembly (cached: they do not depend on the exact solver)."""
     from dcrcoadd.config.schema import Config
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
 
-    path = None if cache is None else cache / f"exact_prototype_{name}.pkl"
+    path = None if cache is None else cache / f"exact_prototype_{name}_{seed}.pkl"
     if path is not None and path.exists():
         with open(path, "rb") as f:
             return pickle.load(f)
     t0 = time.perf_counter()
-    sim, model_idx, science_idx = simulate_scenario(name)
+    sim, model_idx, science_idx = simulate_scenario(name, seed=seed)
     t_sim = time.perf_counter() - t0
     warps = [sim.warps[i] for i in model_idx]
     t0 = time.perf_counter()
@@ -237,10 +237,10 @@ def prepare(name: str, cache: Path | None):
     return prep
 
 
-def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = False, log=print) -> dict:
+def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = False, seed: int = 12) -> dict:
     from dcrcoadd.demo import score_difference
 
-    prep = prepare(name, cache)
+    prep = prepare(name, cache, seed)
     sim = prep["sim"]
     baseline = prep["baseline"]
     sources = baseline.mask_of("DETECTED")
@@ -278,13 +278,13 @@ def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = F
                           "refits": len(sol.history) - 1, "stop": sol.stop_reason,
                           "cg": [h["cg_iterations"] for h in sol.history]}
     score("noise floor", [in_njy(t)[0] for t in twins])
-    return {"scenario": name, "low_noise": low, "rows": rows, "summary": summary}
+    return {"scenario": name, "seed": seed, "low_noise": low, "rows": rows, "summary": summary}
 
 
 def print_table(res: dict, log=print) -> None:
     rows = res["rows"]
     kinds = [k for k in rows[0] if k not in ("airmass", "q")]
-    title = f"scenario {res['scenario']}"
+    title = f"scenario {res['scenario']} (seed {res['seed']})"
     if res["low_noise"]:
         title += " (model warps with 100x less noise)"
     log(f"{title}: 5-sigma false detections in science - template")
@@ -365,6 +365,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scenario", choices=("A", "B"), action="append")
     ap.add_argument("--low-noise", action="store_true")
+    ap.add_argument("--seed", type=int, default=12, help="simulation seed (field and noise)")
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--size", dest="sizes", action="append",
                     type=lambda v: tuple(int(x) for x in v.split("x")),
@@ -379,9 +380,9 @@ def main(argv=None) -> int:
         timing(sizes=tuple(args.sizes or ((256, 7), (2048, 12))))
         return 0
     for name in args.scenario or ["A", "B"]:
-        print_table(run_scenario(name, default_variants(), cache=args.cache))
+        print_table(run_scenario(name, default_variants(), cache=args.cache, seed=args.seed))
         if args.low_noise:
-            print_table(run_scenario(name, default_variants(), cache=args.cache, low=True))
+            print_table(run_scenario(name, default_variants(), cache=args.cache, low=True, seed=args.seed))
     return 0
 
 
