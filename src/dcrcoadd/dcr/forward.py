@@ -24,6 +24,7 @@ from astropy.wcs import WCS
 
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr import fourier
 from dcrcoadd.ops.shift import shift_image, shift_image_adjoint, spline_prefilter
 from dcrcoadd.physics.dcr import dcr_shifts
 
@@ -39,6 +40,21 @@ def subfilter_shifts(visits: Sequence[VisitInfo], wcs: WCS, origin: tuple[int, i
     position = (at[0] - origin[0], at[1] - origin[1])
     return np.stack([dcr_shifts(v, wcs, bandpass, len(edges), position=position, split=split, edges=edges)
                      for v in visits])
+
+
+def wavelength_sample_shifts(visits: Sequence[VisitInfo], wcs: WCS, origin: tuple[int, int],
+                             bandpass: Bandpass, edges: np.ndarray, n_samples: int,
+                             at: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+    """DCR of ``n_samples`` wavelength bins inside each subfilter, for the Fourier forward model.
+
+    Returns ``shifts`` ``(N, M, L, 2)`` of ``(dy, dx)`` at parent-grid pixel ``at`` and the
+    bins' throughput shares ``(M, L)`` (`dcrcoadd.dcr.fourier.wavelength_samples`): the exact
+    finite-bandwidth form of which LSST's split mode is the two-point approximation.
+    """
+    sample_edges, weights = fourier.wavelength_samples(bandpass, edges, n_samples)
+    position = (at[0] - origin[0], at[1] - origin[1])
+    shifts = np.stack([fourier.sample_shifts(v, wcs, bandpass, sample_edges, position) for v in visits])
+    return shifts, weights
 
 
 def matched_template(models: np.ndarray, shifts: np.ndarray, *, order: int = 1,
@@ -107,6 +123,11 @@ class ForwardModel:
         Split only where the two shifts differ by at least this (pixels).
     exact_adjoint : bool
         `adjoint` is the exact transpose of the shift (else LSST's reverse shift).
+    sample_shifts : ndarray, shape (N, M, L, 2), optional
+        DCR of L wavelength bins inside each subfilter (`wavelength_sample_shifts`), for
+        the Fourier forward model of the exact solver (`dcrcoadd.dcr.fourier`).
+    sample_weights : ndarray, shape (M, L), optional
+        Their throughput shares (rows sum to 1).
     """
 
     shifts: np.ndarray
@@ -114,6 +135,8 @@ class ForwardModel:
     order: int = 1
     split_threshold: float = 0.1
     exact_adjoint: bool = True
+    sample_shifts: np.ndarray | None = None
+    sample_weights: np.ndarray | None = None
 
     @property
     def n_warps(self) -> int:
@@ -126,8 +149,8 @@ class ForwardModel:
     @property
     def max_shift(self) -> float:
         """Largest DCR shift component in pixels (sets tile buffers and template margins)."""
-        both = self.shifts if self.split_shifts is None else self.split_shifts
-        return float(np.max(np.abs(both), initial=0.0))
+        parts = [s for s in (self.shifts, self.split_shifts, self.sample_shifts) if s is not None]
+        return max(float(np.max(np.abs(s), initial=0.0)) for s in parts)
 
     def apply_one(self, models: np.ndarray, i: int) -> np.ndarray:
         """Warp ``i``'s template from subfilter images ``models`` (M, ny, nx)."""

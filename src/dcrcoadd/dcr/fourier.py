@@ -55,6 +55,7 @@ import numpy as np
 from scipy import fft
 
 from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.physics.dcr import dcr_shifts
 
 __all__ = [
     "INTERPOLATIONS",
@@ -63,6 +64,7 @@ __all__ = [
     "forward",
     "frequencies",
     "padded_shape",
+    "render",
     "rfft_shape",
     "sample_shifts",
     "sample_throughput",
@@ -207,8 +209,6 @@ def sample_shifts(visit, wcs, bandpass: Bandpass, sample_edges: np.ndarray, posi
     with the bins as subfilters), relative to the band's effective wavelength, at
     ``position`` (a SkyCoord or 0-based pixel ``(x, y)`` of ``wcs``).
     """
-    from dcrcoadd.physics.dcr import dcr_shifts
-
     sample_edges = np.asarray(sample_edges, dtype=float)
     m, n = sample_edges.shape[:2]
     flat = dcr_shifts(visit, wcs, bandpass, m * n, position=position, edges=sample_edges.reshape(-1, 2))
@@ -408,3 +408,28 @@ def forward(images: np.ndarray, b: np.ndarray, *, workers: int = 1) -> np.ndarra
     images = np.asarray(images)
     y_hat = fft.rfft2(images.astype(_real_dtype(b), copy=False), workers=workers)
     return apply(y_hat, b, images.shape[-2:], workers=workers)
+
+
+def render(model: np.ndarray, shifts: np.ndarray, weights: np.ndarray | None, *,
+           interpolation: str = "exact", psf_ratio=None, workers: int = 1) -> np.ndarray:
+    """Templates ``(K, ny, nx)`` (float32) of ``K`` visits from subfilter images ``(M, ny, nx)``.
+
+    The model is zero-padded by twice the largest shift plus a margin (rounded up to a fast
+    FFT size), so no light wraps round the periodic grid, and taken through `transfer`
+    (``shifts`` ``(K, M, L, 2)`` with ``weights`` ``(M, L)``, or ``(K, M, 2)`` with None) and
+    `apply`. Pixels within the largest shift of the model's edge see the zero padding, so
+    callers render over a region grown by that much. ``psf_ratio``: per-visit factor on the
+    padded grid, or a function of the grid shape returning it.
+    """
+    shifts, weights = spectral_weights(shifts, weights)
+    shifts, _ = _as_4d(shifts)
+    model = np.asarray(model, dtype=np.float64)
+    m, ny, nx = model.shape
+    grid = padded_shape((ny, nx), 2 * int(np.ceil(np.max(np.abs(shifts), initial=0.0))) + 4)
+    if callable(psf_ratio):
+        psf_ratio = psf_ratio(grid)
+    y = np.zeros((m, *grid))
+    y[:, :ny, :nx] = model
+    b = transfer(shifts, weights, grid, psf_ratio=psf_ratio, interpolation=interpolation, dtype=np.complex128)
+    out = apply(fft.rfft2(y, workers=workers), b, grid, workers=workers)
+    return np.ascontiguousarray(out[:, :ny, :nx], dtype=np.float32)

@@ -18,9 +18,18 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.dcr.forward import matched_template, subfilter_shifts, template_margin
+from dcrcoadd.dcr import fourier
+from dcrcoadd.dcr.forward import (
+    matched_template,
+    subfilter_shifts,
+    template_margin,
+    wavelength_sample_shifts,
+)
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
+
+#: Forward models a model can be rendered with (see `DcrModel.forward_model`).
+FORWARD_MODELS = ("shift", "fourier")
 
 
 @dataclass(eq=False)
@@ -45,6 +54,17 @@ class DcrModel:
         Shift interpolation the model was solved with (1 bilinear, 3 cubic spline); templates
         use it by default, since a model solved through one interpolation's smoothing and
         rendered through another's leaves residuals.
+    forward_model : {"shift", "fourier"}
+        The forward model the solver fitted, which templates reproduce exactly: "shift" —
+        real-space interpolated shifts (``interp_order``, split subfilters; the iterative,
+        LSST-parity solver); "fourier" — wavelength-averaged DCR phases
+        (`dcrcoadd.dcr.fourier`, the exact solver).
+    wavelength_samples : int
+        Wavelength bins per subfilter of the "fourier" forward model.
+    fourier_interpolation : {"exact", "bilinear"}
+        Phase convention of the "fourier" forward model.
+    solver : str or None
+        The solver that produced the model; ``solver_settings`` its settings (name → value).
     """
 
     images: np.ndarray
@@ -58,10 +78,17 @@ class DcrModel:
     psf: Psf | None = None
     flux_calibration: float = 1.0
     interp_order: int = 1
+    forward_model: str = "shift"
+    wavelength_samples: int = 1
+    fourier_interpolation: str = "exact"
+    solver: str | None = None
+    solver_settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.interp_order not in (1, 3):
             raise ValueError(f"interp_order must be 1 or 3, got {self.interp_order}")
+        if self.forward_model not in FORWARD_MODELS:
+            raise ValueError(f"forward_model must be one of {FORWARD_MODELS}, got {self.forward_model!r}")
         self.images = np.asarray(self.images, dtype=np.float32)
         if self.images.ndim != 3 or self.images.shape[0] < 1:
             raise ValueError(f"images must have shape (M, ny, nx), got {self.images.shape}")
@@ -152,12 +179,26 @@ class DcrModel:
         if self.wcs is None:
             raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
         box = box or self.bbox
+        at = box.center if position is None else position
+        if self.forward_model == "fourier":
+            return self._render_fourier(visit, box, at)
         shifts = subfilter_shifts([visit], self.wcs, self.origin, self.bandpass, self.subfilter_edges,
-                                  box.center if position is None else position, split=split)[0]
+                                  at, split=split)[0]
         order = self.interp_order if order is None else order
         region = box.grow(template_margin(float(np.max(np.abs(shifts))), order)).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
         template = matched_template(images, shifts, order=order, split_threshold=split_threshold)
+        return template[box.slices(region)]
+
+    def _render_fourier(self, visit: VisitInfo, box: Box, at: tuple[float, float]) -> np.ndarray:
+        """`render` through the Fourier forward model the exact solver fitted (module
+        `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid."""
+        shifts, weights = wavelength_sample_shifts([visit], self.wcs, self.origin, self.bandpass,
+                                                   self.subfilter_edges, self.wavelength_samples, at)
+        margin = int(np.ceil(np.max(np.abs(shifts)))) + 2
+        region = box.grow(margin).clip(self.bbox)
+        images = self.images[(slice(None), *region.slices(self.bbox))]
+        template = fourier.render(images, shifts, weights, interpolation=self.fourier_interpolation)[0]
         return template[box.slices(region)]
 
     def build_matched_template(self, visit: VisitInfo, bbox: Box | None = None, order: int | None = None,
@@ -210,6 +251,12 @@ class DcrModel:
         hdus[0].header["DCRMODEL"] = (True, "dcrcoadd DCR model file")
         hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
         hdus[0].header["INTORDER"] = (self.interp_order, "shift interpolation order of the solution")
+        hdus[0].header["FWDMODEL"] = (self.forward_model, "forward model the solution fits: shift or fourier")
+        if self.forward_model == "fourier":
+            hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
+            hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
+        if self.solver is not None:
+            hdus[0].header["SOLVER"] = (self.solver, "dcrcoadd solver that made the model")
         image_header = hdus["IMAGE"].header
         for k, image in enumerate(self.images):
             hdu = fits.ImageHDU(data=np.ascontiguousarray(image), name=f"SUBFILTER_{k}")
@@ -224,6 +271,12 @@ class DcrModel:
              fits.Column("lambda_min", "D", unit="nm", array=self.subfilter_edges[:, 0]),
              fits.Column("lambda_max", "D", unit="nm", array=self.subfilter_edges[:, 1])],
             name="SUBFILTERS"))
+        if self.solver_settings:
+            keys = sorted(self.solver_settings)
+            hdus.append(fits.BinTableHDU.from_columns(
+                [fits.Column("name", "A32", array=keys),
+                 fits.Column("value", "A64", array=[repr(self.solver_settings[k]) for k in keys])],
+                name="SOLVER"))
         return write_hdus(hdus, path)
 
     @classmethod
@@ -237,7 +290,18 @@ class DcrModel:
             if base.bandpass is None:
                 raise InputError("model file has no band (BANDLAM/BANDWID)", path)
             n = int(hdul[0].header["NSUBFILT"])
-            order = int(hdul[0].header.get("INTORDER", 1))
+            header = hdul[0].header
+            order = int(header.get("INTORDER", 1))
+            convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
+                              wavelength_samples=int(header.get("NSAMPLE", 1)),
+                              fourier_interpolation=str(header.get("FWDINTRP", "exact")),
+                              solver=header.get("SOLVER"))
+            if convention["forward_model"] not in FORWARD_MODELS:
+                raise InputError(f"unknown forward model FWDMODEL = {convention['forward_model']!r} "
+                                 "(written by a newer dcrcoadd?)", path)
+            settings = {} if "SOLVER" not in hdul else {
+                str(k).strip(): str(v).strip() for k, v in zip(hdul["SOLVER"].data["name"],
+                                                                hdul["SOLVER"].data["value"], strict=True)}
             try:
                 images = np.stack([np.asarray(hdul[f"SUBFILTER_{k}"].data, dtype=np.float32)
                                    for k in range(n)])
@@ -248,5 +312,5 @@ class DcrModel:
         return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
                    subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
                    wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
-                   interp_order=order)
+                   interp_order=order, solver_settings=settings, **convention)
 
