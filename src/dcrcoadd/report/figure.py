@@ -533,13 +533,17 @@ def _draw_showcase(axes, caxes, text_ax, showcase: Mapping[str, Any]) -> None:
         science = np.where(masked, np.nan, science)
         chis = [np.where(masked, np.nan, c) for c in chis]
 
+    # Axes in parent-grid pixels when the region is known, so a user can find it in the coadd.
+    box = showcase.get("box")
+    extent = None if box is None else (box.x0 - 0.5, box.x0 + box.width - 0.5,
+                                       box.y0 - 0.5, box.y0 + box.height - 0.5)
     finite = science[np.isfinite(science)]
     sky = float(np.median(finite)) if finite.size else 0.0
     sci_sigma = _robust_sigma(science) or 1.0
     top = (float(np.percentile(finite, 99.8)) if finite.size else sky) - sky
     ax = axes[0]
     im = ax.imshow(science - sky, origin="lower", cmap=_masked_cmap("gray"), interpolation="nearest",
-                   norm=AsinhNorm(linear_width=2.0 * sci_sigma, vmin=-3.0 * sci_sigma,
+                   extent=extent, norm=AsinhNorm(linear_width=2.0 * sci_sigma, vmin=-3.0 * sci_sigma,
                                   vmax=max(top, 10.0 * sci_sigma)))
     ax.set_title("Science image")
     cb = ax.figure.colorbar(im, cax=caxes[0])
@@ -550,7 +554,7 @@ def _draw_showcase(axes, caxes, text_ax, showcase: Mapping[str, Any]) -> None:
              ("Science − DCR template", showcase.get("score_dcr"))]
     for ax, chi, (name, score) in zip(axes[1:], chis, names, strict=True):
         im = ax.imshow(chi, origin="lower", cmap=_masked_cmap("RdBu_r"), vmin=-DIFF_RANGE_SIGMA,
-                       vmax=DIFF_RANGE_SIGMA, interpolation="nearest")
+                       vmax=DIFF_RANGE_SIGMA, interpolation="nearest", extent=extent)
         ax.set_title(name if score is None else f"{name}\n{_describe_score(score)}")
     cb = ax.figure.colorbar(im, cax=caxes[1], extend="both")
     cb.set_label("(science − template) / √(var_s + var_t)", fontsize=10)
@@ -781,7 +785,8 @@ def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
         and the DCR template), and optionally ``'masked'`` (bool, drawn in `MASKED_COLOUR`),
         ``'title'`` (what the visit is: held out, left out), ``'score_baseline'`` and
         ``'score_dcr'`` (`dcrcoadd.report.scores.DifferenceScore`), ``'dcr_vector'``
-        (``(dy, dx)``, drawn dashed in the DCR panel) with ``'vector_label'``. The
+        (``(dy, dx)``, drawn dashed in the DCR panel) with ``'vector_label'``, and ``'box'``
+        (a `dcrcoadd.core.geom.Box`: the axes then read parent-grid pixels). The
         differences are drawn on ±`DIFF_RANGE_SIGMA`. Images are shown whole in panels
         about 370 pixels wide: pass a cutout of a few hundred pixels so that dipoles of a
         pixel or two stay visible.
