@@ -18,8 +18,8 @@ Measurements
 ------------
 Dipoles / false detections
     For each held-out visit, 5-sigma detections (connected groups of at least 3
-    pixels, both signs; `dcrcoadd.demo.score_difference`, which also gives the
-    residual RMS over source pixels in noise units) in science − template for
+    pixels, both signs) and the chi-square per source pixel (the one statistic of
+    `dcrcoadd.report.scores`, which the report and the demo quote) in science − template for
     the DCR-matched template (`dcrcoadd.template.build.make_template`), the baseline
     coadd of the same warps, the single visits 5 and 10 degrees closer to the
     zenith, and the noise twin (the noise floor).
@@ -262,8 +262,8 @@ def _in_njy(exp) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _score(science, refs: dict, sources: np.ndarray) -> dict:
-    """Detections and source-pixel RMS of ``science`` − each reference (nJy image, variance)."""
-    from dcrcoadd.demo import score_difference
+    """Detections and chi-square per source pixel of ``science`` − each reference (nJy image, variance)."""
+    from dcrcoadd.report.scores import score_exposure
 
     row = {
         "airmass": float(science.visit.airmass),
@@ -271,14 +271,14 @@ def _score(science, refs: dict, sources: np.ndarray) -> dict:
         "visit": int(science.visit.id),
     }
     for kind, (img, var) in refs.items():
-        rms, n = score_difference(science, img, var, sources)
-        row[f"n_{kind}"] = int(n)
-        row[f"rms_{kind}"] = float(rms)
+        score = score_exposure(science, img, var, sources)
+        row[f"n_{kind}"] = int(score.n_detections)
+        row[f"chi2_{kind}"] = float(score.chi2)
     return row
 
 
 def dipole_counts(sim, result, index: dict, setup: ValidationSetup) -> tuple[list[dict], dict | None]:
-    """False detections and source-pixel residual RMS of every held-out visit for each template kind,
+    """False detections and chi-square per source pixel of every held-out visit for each template kind,
     and the same (DCR, baseline, noise twin) for the zenith visit when there is one."""
     from dcrcoadd.template.build import make_template
 
@@ -503,7 +503,7 @@ def run(setup: ValidationSetup, *, figures: Path | None = None, log=print) -> di
             "spectral_mix": SPECTRAL_MIX,
             "defects": False,
             "detection": "5 sigma per pixel, >= 3 connected pixels, both signs "
-            "(dcrcoadd.demo.score_difference)",
+            "(dcrcoadd.report.scores)",
         },
         "dipoles": dipoles,
         "zenith": zenith,
@@ -622,7 +622,7 @@ def print_summary(res: dict) -> None:
     z = res.get("zenith")
     if z:
         print(
-            f"zenith visit (airmass 1): DCR {z['n_dcr']} (RMS {z['rms_dcr']:.3f}), "
+            f"zenith visit (airmass 1): DCR {z['n_dcr']} (chi2/source pixel {z['chi2_dcr']:.3f}), "
             f"baseline {z['n_baseline']}, noise twin {z['n_noise_twin']}"
         )
     print("subfilter colour (blue - red) measured vs true:")

@@ -77,6 +77,12 @@ def test_write_results_is_strict_json_with_machine_and_command(bench, tmp_path):
     assert data["machine"]["versions"]["numpy"] == np.__version__
 
 
+def test_readme_header_records_the_command_as_typed(bench):
+    typed = bench.run.typed_command
+    assert typed("/home/me/my venv/bin/python3.11 -m benchmarks --full") == "python -m benchmarks --full"
+    assert typed("python -m benchmarks") == "python -m benchmarks"
+
+
 def test_scaling_exponent_recovers_a_power_law(bench):
     c = bench.common
     assert c.scaling_exponent([1, 2, 4, 8], [3 * n**1.5 for n in (1, 2, 4, 8)]) == pytest.approx(1.5)
@@ -101,7 +107,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
 
     files = {
         name: _strict_json(out / f"{name}.json")
-        for name in ("validation", "speed", "dcr_assemble", "summary")
+        for name in ("validation", "speed", "dcr_assemble", "startup", "summary")
     }
     for name, data in files.items():
         assert data["benchmark"] == name
@@ -115,7 +121,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     for row in v["dipoles"]:
         for kind in ("dcr", "baseline", "single_5deg", "single_10deg", "noise_twin"):
             assert isinstance(row[f"n_{kind}"], int) and row[f"n_{kind}"] >= 0
-            assert f"rms_{kind}" in row
+            assert f"chi2_{kind}" in row
     labels = [s["label"] for s in v["spectra"]]
     assert labels[0] == "default" and len(labels) == 1 + len(v["setup"]["thresholds"])
     for s in v["spectra"]:
@@ -140,7 +146,9 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
 
     d = files["dcr_assemble"]
     assert d["rows"] and "ratio_dcr_to_baseline" in d["rows"][0] and "dmtn037_comparison" in d
-    assert set(files["summary"]["files"]) == {"validation", "speed", "dcr_assemble"}
+    assert set(files["summary"]["files"]) == {"validation", "speed", "dcr_assemble", "startup"}
+    for case in files["startup"]["cases"].values():
+        assert case["wall_s_min"] > 0 and case["heavy_imported"] == []
 
     # the README section is regenerated from these results, and nothing else in the file changes
     readme = tmp_path / "README.md"
@@ -170,3 +178,6 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     )
     assert "placeholder" not in text
     assert "False detections" in text and "Speed and memory" in text
+    # the command as a user types it, never this interpreter's path
+    assert "from the results of `python -m benchmarks --quick" in text and sys.executable not in text
+    assert "Start-up" in text

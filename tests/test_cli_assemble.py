@@ -56,3 +56,14 @@ def test_bad_toml_file(tmp_path, capsys, text):
     path.write_text(text)
     status, _, err = run(capsys, "config", "show", "--config", str(path))
     assert status == 2 and str(path) in err
+
+
+def test_config_dump_refuses_to_overwrite_unless_forced(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text("# my edited configuration\n")
+    status, _, err = run(capsys, "config", "dump", str(path))
+    assert status == 2 and str(path) in err and "--force" in err
+    assert path.read_text() == "# my edited configuration\n"  # untouched
+    status, out, _ = run(capsys, "config", "dump", str(path), "--force")
+    assert status == 0 and f"wrote {path}" in out
+    assert "max_num_iter" in path.read_text()

@@ -150,3 +150,75 @@ def test_console_script_error(tmp_path, exposure):
     assert run.stdout == ""
     assert run.stderr.splitlines() == [run.stderr.strip()]
     assert run.stderr.startswith(f"error: {path}: ") and "truncated" in run.stderr
+
+
+# -- help texts, presets, start-up -----------------------------------------------------------------
+
+def _subcommands():
+    import argparse
+
+    from dcrcoadd.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return parser, sub.choices
+
+
+def test_every_option_of_every_command_has_help_text():
+    import argparse
+
+    parser, commands = _subcommands()
+    assert {"info", "simulate", "assemble", "template", "warp", "demo", "config"} <= set(commands)
+    for name, p in [("dcrcoadd", parser), *commands.items()]:
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            label = "/".join(action.option_strings) or action.dest
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} {label} has no help"
+
+
+def test_info_presets_lists_bands_sites_and_instruments(capsys):
+    from dcrcoadd.core.bandpass import preset_names
+    from dcrcoadd.core.instrument import INSTRUMENTS
+    from dcrcoadd.core.observatory import SITES
+
+    assert main(["info", "--presets"]) == 0
+    out = capsys.readouterr().out
+    for name in (*preset_names(), *SITES, *INSTRUMENTS):
+        assert name in out, name
+    assert "OUT-TMP in K" in out and "TELRA" in out  # which cards the instrument presets map
+
+
+def test_info_without_files_or_presets_is_an_error(capsys):
+    assert main(["info"]) == 2
+    assert "--presets" in capsys.readouterr().err
+
+
+HEAVY = ("matplotlib", "dask", "distributed", "galsim", "reproject")
+
+
+def _imported_heavy(argv: list[str], tmp_path: Path) -> list[str]:
+    """The heavy optional packages a fresh process imports to run ``dcrcoadd ARGV``."""
+    code = ("import sys\nfrom dcrcoadd.cli import main\n"
+            "try:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(Path(dcrcoadd.__file__).parents[1]), os.environ.get("PYTHONPATH")])))
+    proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env,
+                          cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def test_version_info_and_template_import_no_heavy_optional_package(tmp_path, exposure):
+    from conftest import write_warps
+    from dcrcoadd.pipeline import run_patch
+
+    path = write_exposure(exposure, tmp_path / "exp.fits")
+    warps = write_warps(tmp_path / "w", 4)
+    run = run_patch(warps, None, tmp_path / "run")
+    assert _imported_heavy(["--version"], tmp_path) == []
+    assert _imported_heavy(["info", str(path)], tmp_path) == []
+    assert _imported_heavy(["template", str(run.outputs["model"]), str(warps[0]), "--out",
+                            str(tmp_path / "t"), "--diff"], tmp_path) == []
+    assert (tmp_path / "t" / "warp_0_template.fits").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -93,9 +94,47 @@ def _visit_geometry_lines(info) -> list[str]:
     return lines
 
 
+def _format_presets() -> str:
+    """The band presets, observatory sites and instrument presets, as `info --presets` lists them."""
+    from dcrcoadd.core.bandpass import CAMERA_SITES, FIXED_BANDS, PRESET_CAMERAS, preset_names
+    from dcrcoadd.core.instrument import PRESETS
+    from dcrcoadd.core.observatory import SITE_ALIASES, SITES
+
+    names = preset_names()
+    lines = ["Band presets (simulate --band, Bandpass.preset; camera_band and HSC-G spellings work too, "
+             "a bare band is LSST's):"]
+    for camera, (group, _bands) in PRESET_CAMERAS.items():
+        curve = f"speclite {group} curves" if group else "pivot wavelength and width only"
+        if camera in FIXED_BANDS:
+            fixed = FIXED_BANDS[camera].items()
+            curve += " (" + ", ".join(f"{b} {lam:g}/{w:g} nm" for b, (lam, w) in fixed) + ")"
+        lines.append(f"  {camera:<6} " + " ".join(n for n in names if n.startswith(camera + "-"))
+                     + f"   [{curve}; site {CAMERA_SITES[camera]}]")
+    lines += ["", "Observatory sites (simulate --site; latitude, longitude east, elevation):"]
+    for name, (lat, lon, elev, text) in SITES.items():
+        aliases = sorted(a for a, target in SITE_ALIASES.items() if target == name)
+        lines.append(f"  {name:<10} {lat:+9.4f} {lon:+10.4f} {elev:6.0f} m  {text}"
+                     + (f"  (also: {', '.join(aliases)})" if aliases else ""))
+    lines += ["", "Instrument presets (assemble --instrument; cards read after the dcrcoadd/LSST ones):"]
+    for name, p in PRESETS.items():
+        cards = ", ".join(f"{field}={'/'.join(c)}" for field, c in p.cards.items())
+        units = ", ".join(f"{card} in {unit}" for card, unit in p.units.items())
+        lines.append(f"  {name:<6} bands {' '.join(PRESET_CAMERAS[p.camera][1])}, site {p.site}; "
+                     f"INSTRUME {'/'.join(p.instrume)}")
+        lines.append(f"         cards: {cards}" + (f"; units: {units}" if units else ""))
+    lines.append("  (docs/format.md describes every card)")
+    return "\n".join(lines)
+
+
 def _cmd_info(args: argparse.Namespace) -> int:
+    if not args.files and not args.presets:
+        from dcrcoadd.errors import InputError
+
+        raise InputError("give exposure FILEs to summarize, or --presets", "info")
+    if args.presets:
+        print(_format_presets())
     for i, path in enumerate(args.files):
-        if i:
+        if i or args.presets:
             print()
         print(_format_info(path))
     return 0
@@ -180,47 +219,86 @@ class _IterationPostfix(logging.Handler):
 
 
 class _ConsoleProgress:
-    """Shows what `run_patch` reports: the inputs table after the baseline coadd (unless quiet),
-    a line when resuming, and per-subregion progress: a bar on a terminal (with the current
-    iteration of the subregion being solved), plain lines otherwise (none when quiet)."""
+    """Shows what `run_patch` (and the demo around it) reports, on stderr unless quiet: a line as
+    each stage starts (with the time since the command began), the inputs table after the
+    baseline coadd (stdout, when ``table``), and progress within the long stages: a bar on a
+    terminal (the subregion bar shows the current iteration), plain lines otherwise. A resumed
+    run is announced even when quiet."""
+
+    #: What each stage does, as its start line says it.
+    STAGES = {"simulate": "simulating {total} visits (GalSim)",
+              "baseline": "baseline coadd (inputs, compare-warp artifacts, stacking)",
+              "dcr": "DCR model: solving {total} subregion(s)",
+              "outputs": "writing the outputs and the report",
+              "templates": "templates and scores of the held-out visits"}
 
     def __init__(self, out: str, quiet: bool, table: bool = True):
+        import time
+
         self.out, self.quiet, self.table = out, quiet, table
         self.bar = None
         self.handler = None
         self.count = 0
         self.total = 0
+        self.clock = time.perf_counter
+        self.t0 = self.clock()
+
+    def stage(self, name: str, total: int) -> None:
+        if not self.quiet:
+            print(f"[{self.clock() - self.t0:6.1f} s] {self.STAGES[name].format(total=total)}",
+                  file=sys.stderr, flush=True)
 
     def __call__(self, event) -> None:
-        if event.stage == "baseline" and event.baseline is not None and self.table and not self.quiet:
+        if event.stage == "simulate":
+            self._simulated(event)
+        elif event.stage == "baseline" and event.baseline is None:
+            self.stage("baseline", 1)
+        elif event.stage == "baseline" and self.table and not self.quiet:
             print(_summary_table(event.baseline), flush=True)
         elif event.stage == "dcr" and event.outcome is None:
             if event.done:
                 print(f"resuming: {event.done} subregion(s) already done in {self.out}", flush=True)
+            self.stage("dcr", event.total - event.done)
             self._start(event.total - event.done)
         elif event.stage == "dcr":
             self._step(event.outcome)
-        elif event.stage == "outputs":
+        elif event.stage in ("outputs", "templates"):
+            self.close()
+            if event.done == 0:
+                self.stage(event.stage, event.total)
+
+    def _bar(self, total: int, desc: str, unit: str):
+        if self.quiet or not sys.stderr.isatty():
+            return None
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            return None
+        return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, leave=False)
+
+    def _simulated(self, event) -> None:
+        if event.done == 0:
+            self.stage("simulate", event.total)
+            self.bar = self._bar(event.total, "visits", "visit")
+        elif self.bar is not None:
+            self.bar.n = event.done
+            self.bar.refresh()
+        if event.done >= event.total:
             self.close()
 
     def _start(self, total: int) -> None:
         self.total = total
-        if self.quiet or not sys.stderr.isatty():
-            return
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            return
-        self.bar = tqdm(total=total, desc="subregions", unit="region", file=sys.stderr)
-        self.handler = _IterationPostfix(self.bar)
-        logging.getLogger("dcrcoadd.dcr.solvers.iterative").addHandler(self.handler)
+        self.bar = self._bar(total, "subregions", "region")
+        if self.bar is not None:
+            self.handler = _IterationPostfix(self.bar)
+            logging.getLogger("dcrcoadd.dcr.solvers.iterative").addHandler(self.handler)
 
     def _step(self, outcome) -> None:
         self.count += 1
         if self.bar is not None:
             self.bar.update(1)
-        elif not self.quiet and self.total > 1:
-            print(f"subregion {self.count}/{self.total} done ({len(outcome.history) - 1} iterations, "
+        elif not self.quiet:
+            print(f"  subregion {self.count}/{self.total} done ({len(outcome.history) - 1} iterations, "
                   f"{outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
@@ -339,6 +417,10 @@ def _cmd_config(args: argparse.Namespace) -> int:
             from dcrcoadd.errors import ConfigError
 
             raise ConfigError("config dump needs a FILE to write")
+        if not args.force and os.path.lexists(args.file):
+            from dcrcoadd.errors import InputError
+
+            raise InputError("exists; use --force to overwrite it", args.file)
         with atomic_output(args.file) as tmp:
             tmp.write_text("# dcrcoadd configuration (LSST DcrAssembleCoadd field names in snake_case)\n"
                            + text)
@@ -359,27 +441,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-file", metavar="FILE", help="also write the log (INFO and above) to FILE")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    p = sub.add_parser("info", help="summarize exposure files (visit, band, grid, masks, PSF)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p = sub.add_parser("info", help="summarize exposure files (visit, band, grid, masks, PSF); "
+                                    "--presets lists the band, site and instrument presets")
+    p.add_argument("files", nargs="*", metavar="FILE", help="exposure FITS files to summarize")
+    p.add_argument("--presets", action="store_true",
+                   help="list the band presets (BANDPASS names), observatory sites and --instrument presets")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("simulate", help="simulate warps with real DCR (GalSim) and their truth")
-    p.add_argument("outdir", metavar="OUTDIR")
+    p.add_argument("outdir", metavar="OUTDIR", help="where to write warps/, twins/ and truth/")
     p.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
-    p.add_argument("--n-visits", type=int, default=8)
-    p.add_argument("--band", default="lsst-g", help="band preset (default lsst-g)")
-    p.add_argument("--site", default=None, help="observatory (default: the band's camera site)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--seeing", type=_pair, default=(0.6, 1.0), metavar="MIN,MAX", help="arcsec FWHM")
-    p.add_argument("--airmass", type=_pair, default=(1.05, 1.6), metavar="MIN,MAX")
-    p.add_argument("--defects", action=argparse.BooleanOptionalAction, default=True)
-    p.add_argument("--n-stars", type=int, default=100)
-    p.add_argument("--galaxies", type=int, default=0)
+    p.add_argument("--n-visits", type=int, default=8, help="number of visits (warps) to simulate (default 8)")
+    p.add_argument("--band", default="lsst-g",
+                   help="band preset (default lsst-g; `dcrcoadd info --presets` lists them)")
+    p.add_argument("--site", default=None,
+                   help="observatory site (default: the band's camera site; `dcrcoadd info --presets` "
+                        "lists them)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same files "
+                                                        "(default 1)")
+    p.add_argument("--seeing", type=_pair, default=(0.6, 1.0), metavar="MIN,MAX",
+                   help="range of the visits' seeing, FWHM in arcsec (default 0.6,1.0)")
+    p.add_argument("--airmass", type=_pair, default=(1.05, 1.6), metavar="MIN,MAX",
+                   help="range of the visits' airmass along the simulated track (default 1.05,1.6)")
+    p.add_argument("--defects", action=argparse.BooleanOptionalAction, default=True,
+                   help="add cosmic rays, bad columns, saturation and satellite streaks (default on)")
+    p.add_argument("--n-stars", type=int, default=100, help="number of stars (default 100)")
+    p.add_argument("--galaxies", type=int, default=0, help="number of galaxies (default 0)")
     p.set_defaults(func=_cmd_simulate)
 
     p = sub.add_parser("assemble", help="baseline coadd, DCR model and DCR coadds from warps")
     p.add_argument("warps", nargs="+", metavar="WARP", help="files, directories or glob patterns")
-    p.add_argument("--out", required=True, metavar="OUTDIR")
+    p.add_argument("--out", required=True, metavar="OUTDIR",
+                   help="output directory (created; an interrupted run there is resumed)")
     p.add_argument("--config", metavar="FILE", help="TOML configuration")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
@@ -402,9 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("template", help="DCR-matched templates for science exposures")
     p.add_argument("model", metavar="MODEL", help="model.fits written by assemble")
-    p.add_argument("science", nargs="+", metavar="SCIENCE")
-    p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--diff", action="store_true", help="also write science - template")
+    p.add_argument("science", nargs="+", metavar="SCIENCE",
+                   help="science exposures (files, directories or glob patterns)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory for <stem>_template.fits (and <stem>_diff.fits)")
+    p.add_argument("--diff", action="store_true",
+                   help="also write science - template, a plain pixel subtraction (no PSF matching)")
     p.add_argument("--order", type=int, choices=[1, 3], default=None,
                    help="shift interpolation order (default: the one the model was solved with)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
@@ -413,20 +509,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_warp_parser(sub)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
-    p.add_argument("--out", default="demo_out", metavar="DIR")
-    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--out", default="demo_out", metavar="DIR",
+                   help="output directory (default demo_out; its earlier demo outputs are replaced)")
+    p.add_argument("--size", type=int, default=128,
+                   help="side of the simulated field in pixels (default 128)")
     p.add_argument("--n-visits", type=int, default=10, help="visits used for the model (2 more are held out)")
-    p.add_argument("--seed", type=int, default=7)
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no stage or progress lines")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("config", help="show or write the effective configuration")
     p.add_argument("action", choices=["show", "dump", "markdown"],
                    help="show: print the effective TOML; dump FILE: write a commented template; "
                         "markdown: print the field reference table")
-    p.add_argument("file", nargs="?", metavar="FILE")
-    p.add_argument("--config", metavar="FILE")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("file", nargs="?", metavar="FILE", help="the file `dump` writes")
+    p.add_argument("--config", metavar="FILE", help="start from this TOML configuration")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
+    p.add_argument("--force", action="store_true", help="let `dump` overwrite an existing FILE")
     p.set_defaults(func=_cmd_config)
     return parser
 

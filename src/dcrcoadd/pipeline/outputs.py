@@ -59,54 +59,65 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
 
 def write_report(result: DcrCoaddResult, path: str | os.PathLike, *, science: Exposure | None = None,
                  title: str = "") -> Path | None:
-    """The report figure of a DCR run (see `dcrcoadd.report.figure.make_report`).
+    """The report figure of a DCR run (`dcrcoadd.report.figure.make_report` of `report_data`).
 
-    The showcase compares ``science`` (default: the highest-airmass input warp) with the
-    baseline coadd and with its DCR-matched template; masked pixels are left blank. Returns
-    None, with a warning, when matplotlib (the ``plot`` extra) is missing.
+    Returns None, with a warning, when matplotlib (the ``plot`` extra) is missing.
     """
     from dcrcoadd.errors import ConfigError
+    from dcrcoadd.report.figure import _matplotlib, make_report
 
     try:
-        from dcrcoadd.report.figure import make_report
-    except ImportError:
-        log.warning("no report: install dcrcoadd[plot] for matplotlib")
-        return None
-    baseline = result.baseline
-    table = baseline.inputs_table()
-    if science is None:
-        science = baseline.inputs[int(np.nanargmax(table["airmass"]))].read(baseline.coadd.bbox)
-    showcase = None
-    if science is not None and science.visit is not None:
-        box = science.bbox.clip(baseline.coadd.bbox)
-        science = science.subexposure(box)
-        image = science.image * np.float32(science.flux_calibration / baseline.coadd.flux_calibration)
-        image = np.where(science.mask_of("BAD", "SAT", "NO_DATA", "CR"), np.nan, image)
-        template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
-        reference = baseline.coadd.image[box.slices(baseline.coadd.bbox)]
-        noise = float(np.sqrt(np.nanmedian(science.variance))) * science.flux_calibration
-        cut = _central_cut(image.shape, 300)  # dipoles stay visible in a few hundred pixels
-        showcase = {"visit": science.visit.id, "airmass": float(science.visit.airmass or np.nan),
-                    "science": image[cut], "diff_baseline": (image - reference)[cut],
-                    "diff_dcr": (image - template.image)[cut], "noise": noise}
-    histories = {f"subregion {k}": v["history"]
-                 for k, v in result.metadata["subregions"].items()}
-    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
-               "parallactic_angle": float(r["parallactic_angle"]), "fwhm_px": float(r["psf_fwhm"]),
-               "weight": float(r["weight"])} for r in table]
-    threshold = baseline.config.dcr.iterative.convergence_threshold if baseline.config is not None else None
-    try:
-        return make_report(path, subfilter_images=result.model.images, histories=histories, inputs=inputs,
-                           showcase=showcase, title=title, convergence_threshold=threshold)
+        _matplotlib()  # before the leave-one-out re-solve, which only the figure needs
     except ConfigError as exc:
         log.warning("no report: %s", exc)
         return None
+    return make_report(path, title=title, **report_data(result, science=science))
 
 
-def _central_cut(shape: tuple[int, int], size: int) -> tuple[slice, slice]:
-    ny, nx = shape
-    hy, hx = min(size, ny) // 2, min(size, nx) // 2
-    return (slice(ny // 2 - hy, ny // 2 + hy), slice(nx // 2 - hx, nx // 2 + hx))
+def convergence_threshold(config) -> float | None:
+    """The threshold the run's solver stops on (relative improvement per iteration), or None for a
+    solver without one."""
+    if config is None:
+        return None
+    if config.dcr.solver != "iterative":
+        return None
+    return float(config.dcr.iterative.convergence_threshold)
+
+
+def report_data(result: DcrCoaddResult, *, science: Exposure | None = None) -> dict:
+    """What the report draws, as the keyword arguments of `dcrcoadd.report.figure.make_report`.
+
+    The difference panels show ``science`` when given (a visit held out of the model, on the
+    patch grid); otherwise the highest-airmass input, left out of a quick re-solve of the
+    central cut of the patch (`dcrcoadd.report.showcase`). The DCR vectors and the coverage
+    line come from `dcrcoadd.report.coverage`.
+    """
+    from dcrcoadd.report.coverage import coverage, dcr_vector, dcr_vectors
+    from dcrcoadd.report.showcase import held_out_showcase, leave_one_out_showcase
+
+    baseline, model = result.baseline, result.model
+    table = baseline.inputs_table()
+    inputs = [{"visit": int(r["visit"]), "airmass": float(r["airmass"]),
+               "parallactic_angle": float(r["parallactic_angle"]),
+               "seeing_arcsec": float(r["psf_fwhm_arcsec"]), "seeing_px": float(r["psf_fwhm"]),
+               "weight": float(r["weight"])} for r in table]
+    histories = {f"subregion {k}": v["history"] for k, v in result.metadata["subregions"].items()}
+    vectors = dcr_vectors(baseline.inputs, model)
+    if science is not None:
+        showcase, note = held_out_showcase(result, science)
+        if showcase is not None:
+            v = dcr_vector(science.visit, model)
+            showcase.update(dcr_vector=(v.dy, v.dx), vector_label=f"held out {science.visit.id}")
+    else:
+        showcase, note = leave_one_out_showcase(result)
+        if showcase is not None:
+            v = vectors[showcase["input_index"]]
+            showcase.update(dcr_vector=(v.dy, v.dx), vector_label=f"left out {showcase['visit']}")
+    log.info("report: %s", note)
+    return {"subfilter_images": model.images, "histories": histories, "inputs": inputs,
+            "showcase": showcase, "convergence_threshold": convergence_threshold(baseline.config),
+            "dcr_vectors": vectors, "coverage_line": coverage(vectors, len(model)).line(),
+            "notes": [] if showcase is not None else [note + "."]}
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -1,16 +1,26 @@
-"""One-page PNG report of a DCR coadd: convergence, subfilter colours, a showcase visit, inputs.
+"""One-page PNG report of a DCR coadd: convergence, subfilter colours, coverage, a held-out visit.
 
 The report is drawn from plain data (arrays, lists, dicts), so it knows nothing
-about how the coadd was made. Panels:
+about how the coadd was made (`dcrcoadd.pipeline.outputs.write_report` gathers the
+data). Panels, top row:
 
-1. convergence history per subregion (convergence metric against iteration);
+1. convergence: the relative improvement of the convergence metric at each iteration,
+   ``(c[i-1] − c[i]) / c[i]`` (what the iterative solver compares with its
+   ``convergence_threshold``), per subregion, with that threshold on the same axis;
 2. the subfilter images as a false-colour composite: bluest subfilters in the
    blue channel, middle in green, reddest in red, with one asinh stretch shared
    by the three channels so that a colour on the page is a flux ratio on the sky;
-3. optionally, one visit (ideally at high airmass): the science image, science
-   minus the baseline coadd and science minus the DCR-matched template, the two
-   differences on the same symmetric colour scale in units of the noise;
-4. a table of the inputs (visit, airmass, parallactic angle, seeing, weight).
+3. the DCR vector of every input (bluest minus reddest subfilter shift, in pixels):
+   length from the airmass, direction from the parallactic angle, so the coverage
+   the subfilter split rests on is visible at a glance;
+4. a table of the inputs (visit, airmass, parallactic angle, seeing in arcsec and
+   pixels, weight) and one line saying whether the coverage constrains the subfilters.
+
+Bottom row (optional): a visit the model has not seen (held out, or left out of a
+re-solve): the science image, and ``(science − template) / sqrt(var_s + var_t)`` for
+the baseline coadd and the DCR-matched template on one symmetric scale, each titled
+with its score (`dcrcoadd.report.scores`: χ² per source pixel and 5σ detections).
+Masked pixels are drawn in `MASKED_COLOUR` in all three, never in the colour of zero.
 
 Figures are made with `matplotlib.figure.Figure` and the Agg canvas directly, never
 with ``pyplot``, so drawing touches no global state and is safe in tests, threads
@@ -25,6 +35,7 @@ import logging
 import math
 import os
 import tempfile
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,16 +47,18 @@ from dcrcoadd.errors import ConfigError, InputError
 log = logging.getLogger("dcrcoadd.report.figure")
 
 __all__ = [
-    "false_colour_rgb",
-    "inputs_table_rows",
+    "MASKED_COLOUR",
     "build_figure",
+    "false_colour_rgb",
     "inputs_summary",
+    "inputs_table_rows",
     "make_report",
+    "relative_improvements",
     "subfilter_groups",
 ]
 
 #: Figure size (inches, with a title and a square showcase) and resolution of the report.
-FIGSIZE = (16.0, 10.0)
+FIGSIZE = (20.0, 10.3)
 DPI = 100
 
 #: Input rows shown in the table before it is truncated (head and tail kept).
@@ -54,14 +67,23 @@ MAX_TABLE_ROWS = 16
 #: Above this many subregions the convergence panel draws thin grey lines and a median.
 MAX_LABELLED_HISTORIES = 8
 
+#: Above this many inputs the DCR vectors are not labelled with their visit.
+MAX_LABELLED_VECTORS = 12
+
 #: Half-range of the difference colour scale, in noise sigma.
 DIFF_RANGE_SIGMA = 5.0
+
+#: Colour of masked pixels in the image panels: in none of the colour maps used (grey, red-blue).
+MASKED_COLOUR = "#e6b800"
 
 #: MAD to Gaussian sigma.
 _MAD_TO_SIGMA = 1.4826
 
-_SEEING_COLUMNS = ("seeing", "fwhm", "seeing_arcsec", "fwhm_arcsec", "seeing_px", "fwhm_px",
-                   "psf_fwhm", "psf_fwhm_arcsec", "psf_fwhm_px")
+#: Seeing columns recognised in the inputs, by unit; a bare ``seeing``/``fwhm`` is in arcsec
+#: unless its unit says pixels.
+_SEEING_ARCSEC = ("seeing_arcsec", "psf_fwhm_arcsec", "fwhm_arcsec")
+_SEEING_PX = ("seeing_px", "psf_fwhm_px", "fwhm_px", "psf_fwhm")
+_SEEING_BARE = ("seeing", "fwhm")
 _PA_COLUMNS = ("parallactic_angle", "parallactic_angle_deg", "pa")
 
 
@@ -233,33 +255,31 @@ def _records(inputs: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
     return rows, units
 
 
-def _seeing_column(rows: Sequence[Mapping[str, Any]], units: Mapping[str, str],
-                   seeing_unit: str | None) -> tuple[str | None, str]:
-    """The column holding the seeing and the unit to label it with."""
-    present = set().union(*rows) if rows else set()
-    for name in _SEEING_COLUMNS:
-        if name not in present:
+def _is_pixel_unit(unit: str) -> bool:
+    return unit.strip().lower() in {"pix", "pixel", "pixels", "px"}
+
+
+def _seeing(row: Mapping[str, Any], units: Mapping[str, str]) -> tuple[float, float]:
+    """``(arcsec, pixels)`` seeing of one input row, NaN where the row does not say."""
+    arcsec = next((_as_float(row[c], "arcsec") for c in _SEEING_ARCSEC if row.get(c) is not None), math.nan)
+    px = next((_as_float(row[c]) for c in _SEEING_PX if row.get(c) is not None), math.nan)
+    for c in _SEEING_BARE:
+        value = row.get(c)
+        if value is None:
             continue
-        if seeing_unit:
-            return name, seeing_unit
-        if name in units:
-            return name, units[name]
-        if name.endswith("_px"):
-            return name, "px"
-        if name.endswith("_arcsec"):
-            return name, "arcsec"
-        sample = next((r[name] for r in rows if r.get(name) is not None), None)
-        if sample is not None and hasattr(sample, "unit"):
-            return name, str(sample.unit)
-        return name, "arcsec"
-    return None, seeing_unit or "arcsec"
+        unit = units.get(c) or str(getattr(value, "unit", "") or "")
+        if _is_pixel_unit(unit):
+            px = px if math.isfinite(px) else _as_float(value)
+        else:
+            arcsec = arcsec if math.isfinite(arcsec) else _as_float(value, "arcsec")
+    return arcsec, px
 
 
 def _fmt(value: float, spec: str) -> str:
     return "—" if not math.isfinite(value) else format(value, spec)
 
 
-def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_unit: str | None = None,
+def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS,
                       ) -> tuple[list[str], list[list[str]], int]:
     """Header and formatted rows of the inputs table, truncated in the middle when long.
 
@@ -267,14 +287,13 @@ def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_uni
     ----------
     inputs : astropy Table or iterable of mapping
         One row per input with columns ``visit``, ``airmass``, ``parallactic_angle``
-        (deg or an angle Quantity), a seeing column (``seeing`` or ``fwhm``, optionally
-        suffixed ``_arcsec`` / ``_px``) and ``weight``. Missing values show as a dash.
+        (deg or an angle Quantity), the seeing in arcsec (``seeing_arcsec`` or
+        ``psf_fwhm_arcsec``) and in pixels (``seeing_px`` or ``psf_fwhm_px``); a bare
+        ``seeing`` is in arcsec unless its unit is pixels) and ``weight``. Missing values
+        show as a dash.
     max_rows : int
         Most data rows shown; longer inputs keep their first and last rows around
         a row saying how many were left out.
-    seeing_unit : str, optional
-        Unit label of the seeing column, overriding what the column name or the
-        table's unit says.
 
     Returns
     -------
@@ -284,8 +303,7 @@ def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_uni
         Number of inputs before truncation.
     """
     rows, units = _records(inputs)
-    seeing_col, unit = _seeing_column(rows, units, seeing_unit)
-    header = ["visit", "airmass", "par. angle (deg)", f"seeing ({unit})", "weight"]
+    header = ["visit", "airmass", "par. angle (deg)", "seeing (arcsec)", "seeing (px)", "weight"]
     pa_col = next((c for c in _PA_COLUMNS if any(c in r for r in rows)), None)
     weights = np.array([_as_float(r.get("weight")) for r in rows])
     finite_w = weights[np.isfinite(weights)]
@@ -296,21 +314,23 @@ def inputs_table_rows(inputs: Any, *, max_rows: int = MAX_TABLE_ROWS, seeing_uni
     formatted = []
     for r, w in zip(rows, weights, strict=True):
         visit = r.get("visit", r.get("id", ""))
+        arcsec, px = _seeing(r, units)
         formatted.append([
             str(visit),
             _fmt(_as_float(r.get("airmass")), ".3f"),
             _fmt(_as_float(r.get(pa_col) if pa_col else None, "deg"), ".1f"),
-            _fmt(_as_float(r.get(seeing_col) if seeing_col else None), ".2f"),
+            _fmt(arcsec, ".2f"),
+            _fmt(px, ".2f"),
             _fmt(w / w_scale, ".3g"),
         ])
     n = len(formatted)
     if n > max_rows:
-        head = (max_rows - 1 + 1) // 2
+        head = max_rows // 2
         tail = max_rows - 1 - head
         airmass = np.array([_as_float(r.get("airmass")) for r in rows[head:n - tail]])
         note = f"… {n - head - tail} more"
         am = airmass[np.isfinite(airmass)]
-        filler = [note, f"{am.min():.2f}–{am.max():.2f}" if am.size else "", "", "", ""]
+        filler = [note, f"{am.min():.2f}–{am.max():.2f}" if am.size else ""] + [""] * (len(header) - 2)
         formatted = formatted[:head] + [filler] + (formatted[n - tail:] if tail else [])
     return header, formatted, n
 
@@ -328,11 +348,28 @@ def _history_arrays(records: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(its, dtype=float), np.asarray(conv, dtype=float)
 
 
-def _median_history(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Median convergence at each iteration over the subregions that reached it."""
+def relative_improvements(records: Iterable[Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``(iterations, improvement)`` of one convergence history.
+
+    The improvement at iteration ``i`` is ``(c[i-1] − c[i]) / c[i]`` with ``c`` the
+    convergence metric: the quantity the iterative solver stops on when it falls below
+    ``convergence_threshold``. Positive when the fit improved; the first record (the
+    starting model) has none.
+    """
+    its, conv = _history_arrays(records)
+    if its.size < 2:
+        return np.empty(0), np.empty(0)
+    prev, cur = conv[:-1], conv[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        improvement = np.where(cur > 0, (prev - cur) / cur, np.inf)
+    return its[1:], improvement
+
+
+def _median_curve(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Median value at each iteration over the curves that reached it."""
     by_iter: dict[float, list[float]] = {}
-    for its, conv in curves:
-        for i, c in zip(its, conv, strict=True):
+    for its, values in curves:
+        for i, c in zip(its, values, strict=True):
             if np.isfinite(c):
                 by_iter.setdefault(i, []).append(c)
     keys = np.array(sorted(by_iter))
@@ -345,33 +382,38 @@ def _median_history(curves: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np
 
 def _draw_convergence(ax, histories: Mapping[str, Iterable[Any]],
                       convergence_threshold: float | None) -> None:
-    curves = {name: _history_arrays(recs) for name, recs in histories.items()}
+    curves = {name: relative_improvements(recs) for name, recs in histories.items()}
     curves = {k: v for k, v in curves.items() if v[0].size}
-    ax.set_title("Convergence per subregion")
+    ax.set_title("Convergence: relative improvement per iteration")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("convergence metric")
+    ax.set_ylabel("(c[i−1] − c[i]) / c[i]   (c: convergence metric)")
     if not curves:
-        ax.text(0.5, 0.5, "no convergence history", ha="center", va="center", transform=ax.transAxes,
+        ax.text(0.5, 0.5, "no iterations recorded", ha="center", va="center", transform=ax.transAxes,
                 color="0.4")
         return
-    values = np.concatenate([c for _, c in curves.values()])
-    values = values[np.isfinite(values)]
+    ax.set_yscale("log")
     many = len(curves) > MAX_LABELLED_HISTORIES
-    for name, (its, conv) in curves.items():
+    worse_i, worse_v = [], []
+    for name, (its, imp) in curves.items():
+        # A log axis shows magnitudes: a step that worsened the fit is drawn at its size, marked.
+        shown = np.abs(imp)
+        worse = imp <= 0
+        worse_i.extend(its[worse])
+        worse_v.extend(shown[worse])
         if many:
-            ax.plot(its, conv, color="0.6", lw=0.7, alpha=0.6)
+            ax.plot(its, shown, color="0.6", lw=0.7, alpha=0.6)
         else:
-            ax.plot(its, conv, marker="o", ms=3.5, lw=1.5, label=f"{name} ({int(its.max())} it.)")
+            ax.plot(its, shown, marker="o", ms=3.5, lw=1.5, label=f"{name} ({int(its.max())} it.)")
     if many:
-        mi, mc = _median_history(list(curves.values()))
+        mi, mc = _median_curve([(i, np.abs(v)) for i, v in curves.values()])
         ax.plot(mi, mc, color="C3", lw=2.5, label=f"median of {len(curves)} subregions")
         ax.plot([], [], color="0.6", lw=0.7, label="single subregion")
+    if worse_i:
+        ax.plot(worse_i, np.maximum(worse_v, 1e-12), ls="none", marker="x", color="C3", ms=7,
+                label="fit worsened (size shown)")
     if convergence_threshold is not None:
-        ax.axhline(convergence_threshold, color="k", ls=":", lw=1.2,
-                   label=f"threshold {convergence_threshold:g}")
-    positive = values[values > 0]
-    if positive.size == values.size and positive.size and positive.max() / positive.min() > 20:
-        ax.set_yscale("log")
+        ax.axhline(convergence_threshold, color="k", ls=":", lw=1.4,
+                   label=f"convergence_threshold {convergence_threshold:g}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9, loc="best", ncols=1 if len(curves) <= 5 or many else 2)
@@ -401,51 +443,148 @@ def _draw_composite(ax, subfilter_images: np.ndarray) -> None:
     ax.set_ylabel("y (pixel)")
 
 
-def _draw_showcase(axes, caxes, showcase: Mapping[str, Any]) -> None:
-    """Science image and its two differences; ``caxes`` are the science and difference colourbars."""
+def _vector_field(v: Any, name: str) -> Any:
+    return v.get(name) if isinstance(v, Mapping) else getattr(v, name, None)
+
+
+def vectors_arrays(vectors: Iterable[Any]) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """``(visits, airmass, (dy, dx) per input)`` of the DCR vectors (mappings or `DcrVector`)."""
+    visits, airmass, dydx = [], [], []
+    for v in vectors:
+        visits.append(_vector_field(v, "visit"))
+        airmass.append(_as_float(_vector_field(v, "airmass")))
+        dydx.append([_as_float(_vector_field(v, "dy")), _as_float(_vector_field(v, "dx"))])
+    return visits, np.asarray(airmass, float), np.asarray(dydx, float).reshape(-1, 2)
+
+
+def _draw_vectors(ax, cax, vectors: Sequence[Any], extra: tuple[str, Any] | None) -> None:
+    """DCR vector of each input from the origin, coloured by airmass; ``extra`` = (label, (dy, dx))
+    of the shown visit when it is not an input."""
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
+    ax.set_title("DCR per input: bluest − reddest subfilter")
+    ax.set_xlabel("dx (pixel)")
+    ax.set_ylabel("dy (pixel)")
+    ax.set_aspect("equal", adjustable="datalim")
+    visits, airmass, dydx = vectors_arrays(vectors)
+    ok = np.all(np.isfinite(dydx), axis=1)
+    if not ok.any():
+        ax.text(0.5, 0.5, "no DCR vectors (visit geometry missing)", ha="center", va="center",
+                transform=ax.transAxes, color="0.4")
+        cax.set_visible(False)
+        return
+    am = airmass[ok & np.isfinite(airmass)]
+    lo, hi = (float(am.min()), float(am.max())) if am.size else (1.0, 2.0)
+    norm = Normalize(vmin=lo, vmax=max(hi, lo + 0.01))
+    cmap = colormaps["viridis"]
+    for visit, a, (dy, dx), good in zip(visits, airmass, dydx, ok, strict=True):
+        if not good:
+            continue
+        colour = cmap(norm(a)) if math.isfinite(a) else "0.5"
+        ax.annotate("", xy=(dx, dy), xytext=(0.0, 0.0),
+                    arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 1.4, "shrinkA": 0, "shrinkB": 0})
+        if len(visits) <= MAX_LABELLED_VECTORS:
+            ax.text(dx, dy, f" {visit}", fontsize=8, color="0.25", ha="left", va="center")
+    reach = float(np.max(np.abs(dydx[ok])))
+    if extra is not None:
+        label, (dy, dx) = extra
+        if math.isfinite(dy) and math.isfinite(dx):
+            ax.annotate("", xy=(dx, dy), xytext=(0.0, 0.0),
+                        arrowprops={"arrowstyle": "-|>", "color": "k", "lw": 1.6, "ls": "--",
+                                    "shrinkA": 0, "shrinkB": 0})
+            ax.text(dx, dy, f" {label}", fontsize=8, color="k", ha="left", va="bottom", weight="bold")
+            reach = max(reach, abs(dy), abs(dx))
+    lim = 1.25 * reach if reach > 0 else 1.0
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.axhline(0.0, color="0.8", lw=0.8)
+    ax.axvline(0.0, color="0.8", lw=0.8)
+    ax.plot([0.0], [0.0], marker="o", color="k", ms=3)
+    ax.grid(alpha=0.3)
+    from matplotlib.cm import ScalarMappable
+
+    cb = ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=cax)
+    cb.set_label("airmass", fontsize=10)
+
+
+def _masked_cmap(name: str):
+    from matplotlib import colormaps
+
+    return colormaps[name].with_extremes(bad=MASKED_COLOUR)
+
+
+def _draw_showcase(axes, caxes, text_ax, showcase: Mapping[str, Any]) -> None:
+    """Science image and its two differences in noise units; ``caxes`` are the science and
+    difference colourbars, ``text_ax`` holds the definitions of the scores."""
     from matplotlib.colors import AsinhNorm
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
 
     science = np.asarray(showcase["science"], dtype=np.float64)
-    diffs = [np.asarray(showcase["diff_baseline"], dtype=np.float64),
-             np.asarray(showcase["diff_dcr"], dtype=np.float64)]
-    for name, arr in (("science", science), ("diff_baseline", diffs[0]), ("diff_dcr", diffs[1])):
+    chis = [np.asarray(showcase["chi_baseline"], dtype=np.float64),
+            np.asarray(showcase["chi_dcr"], dtype=np.float64)]
+    for name, arr in (("science", science), ("chi_baseline", chis[0]), ("chi_dcr", chis[1])):
         if arr.ndim != 2:
             raise ValueError(f"showcase['{name}'] must be a 2-D image, got shape {arr.shape}")
-    noise = _as_float(showcase.get("noise"))
-    noise_note = ""
-    if not (math.isfinite(noise) and noise > 0):
-        # The smaller robust scatter of the two differences is the closer to pure noise.
-        sigmas = [s for s in (_robust_sigma(d) for d in diffs) if s > 0]
-        noise = min(sigmas) if sigmas else 1.0
-        noise_note = ", estimated"
-    visit = showcase.get("visit", "?")
-    airmass = showcase.get("airmass")
-    am_text = f", airmass {_as_float(airmass):.2f}" if airmass is not None else ""
+    masked = showcase.get("masked")
+    if masked is not None:
+        masked = np.asarray(masked, bool)
+        science = np.where(masked, np.nan, science)
+        chis = [np.where(masked, np.nan, c) for c in chis]
 
-    sky = float(np.nanmedian(science))
-    sci_sigma = _robust_sigma(science) or noise
-    top = float(np.nanpercentile(science, 99.8)) - sky
+    # Axes in parent-grid pixels when the region is known, so a user can find it in the coadd.
+    box = showcase.get("box")
+    extent = None if box is None else (box.x0 - 0.5, box.x0 + box.width - 0.5,
+                                       box.y0 - 0.5, box.y0 + box.height - 0.5)
+    finite = science[np.isfinite(science)]
+    sky = float(np.median(finite)) if finite.size else 0.0
+    sci_sigma = _robust_sigma(science) or 1.0
+    top = (float(np.percentile(finite, 99.8)) if finite.size else sky) - sky
     ax = axes[0]
-    im = ax.imshow(science - sky, origin="lower", cmap="gray", interpolation="antialiased",
-                   norm=AsinhNorm(linear_width=2.0 * sci_sigma, vmin=-3.0 * sci_sigma,
+    im = ax.imshow(science - sky, origin="lower", cmap=_masked_cmap("gray"), interpolation="nearest",
+                   extent=extent, norm=AsinhNorm(linear_width=2.0 * sci_sigma, vmin=-3.0 * sci_sigma,
                                   vmax=max(top, 10.0 * sci_sigma)))
-    ax.set_title(f"Science: visit {visit}{am_text}")
+    ax.set_title("Science image")
     cb = ax.figure.colorbar(im, cax=caxes[0])
     cb.ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-    cb.set_label("above sky (asinh scale)", fontsize=10)
+    cb.set_label("nJy above sky (asinh scale)", fontsize=10)
 
-    titles = ["Science − baseline coadd", "Science − DCR template"]
-    for ax, diff, title in zip(axes[1:], diffs, titles, strict=True):
-        im = ax.imshow(diff / noise, origin="lower", cmap="RdBu_r", vmin=-DIFF_RANGE_SIGMA,
-                       vmax=DIFF_RANGE_SIGMA, interpolation="antialiased")
-        rms = float(np.sqrt(np.nanmean(diff**2))) / noise
-        ax.set_title(f"{title}   (RMS {rms:.2f} σ)")
+    names = [("Science − baseline coadd", showcase.get("score_baseline")),
+             ("Science − DCR template", showcase.get("score_dcr"))]
+    for ax, chi, (name, score) in zip(axes[1:], chis, names, strict=True):
+        im = ax.imshow(chi, origin="lower", cmap=_masked_cmap("RdBu_r"), vmin=-DIFF_RANGE_SIGMA,
+                       vmax=DIFF_RANGE_SIGMA, interpolation="nearest", extent=extent)
+        ax.set_title(name if score is None else f"{name}\n{_describe_score(score)}")
     cb = ax.figure.colorbar(im, cax=caxes[1], extend="both")
-    cb.set_label(f"difference / σ   (σ = {noise:.3g}{noise_note})", fontsize=10)
+    cb.set_label("(science − template) / √(var_s + var_t)", fontsize=10)
     for ax in axes:
         ax.set_xlabel("x (pixel)")
     axes[0].set_ylabel("y (pixel)")
+
+    text_ax.axis("off")
+    lines = [
+        "χ²/src px: mean of (science − template)² / (var_s + var_t)",
+        "over the baseline coadd's DETECTED pixels good in both",
+        "images (≥ 8 px from the edge); 1 = residuals are noise.",
+        "det. (5σ): groups of ≥ 3 connected pixels beyond 5σ,",
+        "either sign, in the difference: false detections.",
+        "",
+        "Direct pixel subtraction: the templates are at the",
+        "model's PSF, the science image at its own seeing.",
+    ]
+    text_ax.text(0.0, 1.0, "\n".join(lines), ha="left", va="top", fontsize=10, transform=text_ax.transAxes,
+                 linespacing=1.5)
+    text_ax.legend(handles=[Patch(facecolor=MASKED_COLOUR, edgecolor="0.3",
+                                  label="masked in either image (not scored)")],
+                   loc="lower left", fontsize=10, frameon=False)
+
+
+def _describe_score(score: Any) -> str:
+    if hasattr(score, "describe"):
+        return score.describe()
+    chi2, n = _as_float(score.get("chi2")), score.get("n_detections")
+    return f"χ²/src px {_fmt(chi2, '.2f')}, {n} det. (5σ)"
 
 
 def inputs_summary(inputs: Any) -> str:
@@ -464,17 +603,17 @@ def inputs_summary(inputs: Any) -> str:
     return ";  ".join(parts)
 
 
-def _draw_inputs_table(ax, inputs: Any, seeing_unit: str | None, max_rows: int) -> None:
+def _draw_inputs_table(ax, inputs: Any, max_rows: int, footer: str) -> None:
     ax.axis("off")
-    header, rows, n = inputs_table_rows(inputs, max_rows=max_rows, seeing_unit=seeing_unit)
+    header, rows, n = inputs_table_rows(inputs, max_rows=max_rows)
     ax.set_title(f"Inputs ({n} visit{'s' if n != 1 else ''})")
     if not rows:
         ax.text(0.5, 0.5, "no inputs listed", ha="center", va="center", transform=ax.transAxes,
                 color="0.4")
         return
     # Row height capped so that a short table does not stretch into tall cells; the header
-    # takes two lines (name, unit).
-    row_h = min(0.88 / (len(rows) + 2), 0.08)
+    # takes two lines (name, unit); the footer below takes up to four lines.
+    row_h = min(0.76 / (len(rows) + 2), 0.075)
     height = row_h * (len(rows) + 2)
     table = ax.table(cellText=rows, colLabels=[h.replace(" (", "\n(") for h in header],
                      cellLoc="center", loc="upper center", bbox=[0.0, 1.0 - height, 1.0, height])
@@ -490,8 +629,8 @@ def _draw_inputs_table(ax, inputs: Any, seeing_unit: str | None, max_rows: int) 
             cell.set_text_props(style="italic", color="0.35")
         elif r % 2 == 0:
             cell.set_facecolor("0.965")
-    ax.text(0.5, 1.0 - height - 0.03, inputs_summary(inputs), ha="center", va="top",
-            transform=ax.transAxes, fontsize=10, color="0.25")
+    ax.text(0.5, 1.0 - height - 0.03, textwrap.fill(footer, 64), ha="center", va="top",
+            transform=ax.transAxes, fontsize=10, color="0.2")
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,12 +641,13 @@ def _draw_inputs_table(ax, inputs: Any, seeing_unit: str | None, max_rows: int) 
 #: row they sit in. Fixed positions instead of a layout engine: predictable, and the
 #: constrained layout would double the drawing time.
 _TOP_ROW_HEIGHT = 5.0     # inches of figure for the top row (panels + titles + labels)
-_BOTTOM_ROW_HEIGHT = 4.7  # inches for the showcase row
+_BOTTOM_ROW_HEIGHT = 5.0  # inches for the showcase row, its own title line included
 _TITLE_HEIGHT = 0.3
-_TOP_PANELS = {"convergence": (0.75, 0.6, 4.4, 3.7), "composite": (6.1, 0.6, 3.7, 3.7),
-               "table": (10.5, 0.2, 5.3, 4.1)}
-_BOTTOM_PANELS = {"science": (0.75, 0.55, 3.7, 3.7), "baseline": (6.1, 0.55, 3.7, 3.7),
-                  "dcr": (10.5, 0.55, 3.7, 3.7)}
+_TOP_PANELS = {"convergence": (0.8, 0.6, 4.3, 3.7), "composite": (6.0, 0.6, 3.7, 3.7),
+               "vectors": (10.4, 0.6, 3.7, 3.7), "table": (15.1, 0.2, 4.75, 4.1)}
+_BOTTOM_PANELS = {"science": (0.8, 0.55, 3.7, 3.7), "baseline": (6.0, 0.55, 3.7, 3.7),
+                  "dcr": (10.4, 0.55, 3.7, 3.7)}
+_SCORES_TEXT = (15.1, 0.55, 4.75, 3.7)
 _COLOURBAR_GAP, _COLOURBAR_WIDTH = 0.12, 0.15
 
 #: The composite is block-averaged to at most this many pixels a side before stretching
@@ -545,7 +685,8 @@ def _block_mean(images: np.ndarray, factor: int) -> np.ndarray:
 
 def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterable[Any]],
                  inputs: Any, showcase: Mapping[str, Any] | None = None, title: str = "",
-                 convergence_threshold: float | None = None, seeing_unit: str | None = None,
+                 convergence_threshold: float | None = None, dcr_vectors: Sequence[Any] = (),
+                 coverage_line: str | None = None, notes: Sequence[str] = (),
                  max_table_rows: int = MAX_TABLE_ROWS):
     """Draw the report into a new `matplotlib.figure.Figure` (Agg canvas) and return it.
 
@@ -560,7 +701,7 @@ def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterab
     if images.ndim != 3 or images.shape[0] < 1:
         raise ValueError(f"subfilter_images must have shape (M, ny, nx), got {images.shape}")
     if showcase is not None:
-        missing = {"science", "diff_baseline", "diff_dcr"} - set(showcase)
+        missing = {"science", "chi_baseline", "chi_dcr"} - set(showcase)
         if missing:
             raise ValueError(f"showcase is missing {sorted(missing)}")
 
@@ -575,6 +716,7 @@ def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterab
         rects = {name: (r[0], _BOTTOM_PANELS[name][1], r[2], r[3]) for name, r in rects.items()}
         bottom_height = _BOTTOM_ROW_HEIGHT - unused
     height = _TOP_ROW_HEIGHT + title_height + bottom_height
+    footer = " ".join([coverage_line or inputs_summary(inputs), *notes]).strip()
     with _font_context():
         fig = Figure(figsize=(width, height), dpi=DPI)
         FigureCanvasAgg(fig)
@@ -589,11 +731,21 @@ def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterab
                for name, rect in _TOP_PANELS.items()}
         _draw_convergence(top["convergence"], histories, convergence_threshold)
         _draw_composite(top["composite"], images)
-        _draw_inputs_table(top["table"], inputs, seeing_unit, max_table_rows)
+        extra = None
+        if showcase is not None and showcase.get("dcr_vector") is not None:
+            extra = (str(showcase.get("vector_label") or showcase.get("visit") or "shown"),
+                     tuple(float(v) for v in showcase["dcr_vector"]))
+        _draw_vectors(top["vectors"], add(_colourbar_rect(_TOP_PANELS["vectors"]), top_bottom),
+                      list(dcr_vectors), extra)
+        _draw_inputs_table(top["table"], inputs, max_table_rows, footer)
         if showcase is not None:
             axes = [add(rects[name], 0.0) for name in ("science", "baseline", "dcr")]
             caxes = [add(_colourbar_rect(rects[name]), 0.0) for name in ("science", "dcr")]
-            _draw_showcase(axes, caxes, showcase)
+            _draw_showcase(axes, caxes, add(_SCORES_TEXT, 0.0), showcase)
+            row_title = showcase.get("title")
+            if row_title:
+                fig.text(0.5, (bottom_height - 0.12) / height, row_title, ha="center", va="top",
+                         fontsize=13, weight="bold")
         if title:
             fig.suptitle(title, fontsize=16, weight="bold", y=1.0 - 0.08 / height, va="top")
     return fig
@@ -608,7 +760,8 @@ def _font_context():
 def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
                 histories: Mapping[str, Iterable[Any]], inputs: Any,
                 showcase: Mapping[str, Any] | None = None, title: str = "",
-                convergence_threshold: float | None = None, seeing_unit: str | None = None,
+                convergence_threshold: float | None = None, dcr_vectors: Sequence[Any] = (),
+                coverage_line: str | None = None, notes: Sequence[str] = (),
                 max_table_rows: int = MAX_TABLE_ROWS) -> Path:
     """Write the one-page PNG report, atomically.
 
@@ -623,22 +776,33 @@ def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
     histories : mapping of str to sequence
         Per subregion name, its convergence history: the solver's records (dicts with
         ``iteration`` and ``convergence``) or ``(iteration, convergence, ...)`` tuples.
+        Drawn as `relative_improvements`.
     inputs : astropy Table or iterable of mapping
         One row per input visit; see `inputs_table_rows` for the columns.
     showcase : mapping, optional
-        One visit to show: ``'visit'`` (id), ``'airmass'``, ``'science'`` (2-D),
-        ``'diff_baseline'`` (science − baseline coadd), ``'diff_dcr'`` (science −
-        DCR template) and optionally ``'noise'`` (sigma of the differences; estimated
-        robustly from the differences when absent). Differences are drawn on
-        ±`DIFF_RANGE_SIGMA` noise sigma. The images are shown whole in panels
-        about 370 pixels wide: pass a cutout of a few hundred pixels so that
-        dipoles of a pixel or two stay visible.
+        One visit the model has not seen: ``'science'`` (2-D, nJy), ``'chi_baseline'`` and
+        ``'chi_dcr'`` (``(science − template) / sqrt(var_s + var_t)`` for the baseline coadd
+        and the DCR template), and optionally ``'masked'`` (bool, drawn in `MASKED_COLOUR`),
+        ``'title'`` (what the visit is: held out, left out), ``'score_baseline'`` and
+        ``'score_dcr'`` (`dcrcoadd.report.scores.DifferenceScore`), ``'dcr_vector'``
+        (``(dy, dx)``, drawn dashed in the DCR panel) with ``'vector_label'``, and ``'box'``
+        (a `dcrcoadd.core.geom.Box`: the axes then read parent-grid pixels). The
+        differences are drawn on ±`DIFF_RANGE_SIGMA`. Images are shown whole in panels
+        about 370 pixels wide: pass a cutout of a few hundred pixels so that dipoles of a
+        pixel or two stay visible.
     title : str
         Figure title.
     convergence_threshold : float, optional
-        Drawn as a horizontal line on the convergence panel.
-    seeing_unit : str, optional
-        Unit label of the seeing column (default from the column name or unit, else arcsec).
+        The solver's threshold on the relative improvement, drawn as a horizontal line on
+        the convergence panel (None: a solver without one; no line).
+    dcr_vectors : sequence
+        Per input, ``visit``, ``airmass``, ``dy``, ``dx`` (a mapping or
+        `dcrcoadd.report.coverage.DcrVector`): the bluest minus reddest subfilter shift.
+    coverage_line : str, optional
+        What the coverage says about the subfilters (`dcrcoadd.report.coverage.Coverage.line`);
+        default: the airmass and parallactic angle ranges.
+    notes : sequence of str
+        More sentences under the inputs table (e.g. why there are no difference panels).
     max_table_rows : int
         Most input rows listed before the table is truncated in the middle.
 
@@ -660,7 +824,8 @@ def make_report(path: str | os.PathLike, *, subfilter_images: np.ndarray,
         raise InputError("output directory does not exist", directory)
     fig = build_figure(subfilter_images=subfilter_images, histories=histories, inputs=inputs,
                        showcase=showcase, title=title, convergence_threshold=convergence_threshold,
-                       seeing_unit=seeing_unit, max_table_rows=max_table_rows)
+                       dcr_vectors=dcr_vectors, coverage_line=coverage_line, notes=notes,
+                       max_table_rows=max_table_rows)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     tmp = Path(tmp_name)
     try:

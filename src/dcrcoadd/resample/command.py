@@ -33,7 +33,7 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                     "conserving flux, with variance, masks and visit metadata carried over: "
                     "OUT/<stem>_warp.fits each, ready for 'dcrcoadd assemble OUT'.")
     p.add_argument("exposures", nargs="+", metavar="EXPOSURE", help="files, or directories of FITS files")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR", help="output directory for <stem>_warp.fits")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--grid", metavar="FILE",
                    help="take the grid from this FITS file's celestial WCS (a warp, a coadd, ...); "
