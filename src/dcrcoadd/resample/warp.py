@@ -74,6 +74,7 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.resample import RESAMPLE_METHODS, corner_grid, quad_areas, resample_flux
 from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
 
@@ -273,6 +274,7 @@ class _Task:
     out_path: Path
     grid: Grid
     method: str
+    read_options: ReadOptions | None = None
 
 
 def _error_message(exc: InputError, path: Path) -> str:
@@ -281,10 +283,10 @@ def _error_message(exc: InputError, path: Path) -> str:
 
 def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
     """Read, warp and write one file (a module-level function, so that process pools can run it)."""
-    from dcrcoadd.io.fits import read_exposure, write_exposure
+    from dcrcoadd.io.fits import write_exposure
 
     try:
-        exposure = read_exposure(task.path)
+        exposure = (task.read_options or ReadOptions()).read_exposure(task.path)
         warp = warp_exposure(exposure, task.grid, method=task.method, source=task.path)
         written = write_exposure(warp, task.out_path)
     except InputError as exc:
@@ -299,7 +301,8 @@ def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
 
 
 def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.PathLike | None = None,
-                pixel_scale: u.Quantity | float | None = None) -> Grid:
+                pixel_scale: u.Quantity | float | None = None,
+                read_options: ReadOptions | None = None) -> Grid:
     """The grid `warp_exposures` uses for these files.
 
     Parameters
@@ -313,6 +316,8 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     pixel_scale : Quantity or float, optional
         Pixel side (an angle, or arcseconds) of the grid chosen from the
         footprints; not with ``grid``.
+    read_options : ReadOptions, optional
+        How the files' headers are read (instrument, header map).
 
     Raises
     ------
@@ -325,12 +330,11 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         return grid
     if grid is not None:
         return grid_from_file(grid)
-    from dcrcoadd.io.fits import read_info
-
+    read_options = read_options or ReadOptions()
     footprints = []
     for path in paths:
         try:
-            info = read_info(path)
+            info = read_options.read_info(path)
         except InputError as exc:
             log.debug("%s: left out of the grid choice (%s)", path, exc)
             continue
@@ -355,7 +359,8 @@ def _prepare_outdir(out_dir: Path) -> None:
 def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
                    grid: Grid | str | os.PathLike | None = None,
                    pixel_scale: u.Quantity | float | None = None, mapper: Mapper | None = None,
-                   method: str = DEFAULT_METHOD) -> list[WarpOutcome]:
+                   method: str = DEFAULT_METHOD,
+                   read_options: ReadOptions | None = None) -> list[WarpOutcome]:
     """Warp exposure files onto one grid: ``OUT_DIR/<stem>_warp.fits`` each.
 
     Parameters
@@ -374,6 +379,8 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
         (`dcrcoadd.parallel.mappers`); default serial.
     method : {"exact", "adaptive"}
         Resampling (see the module notes); ``"exact"`` by default.
+    read_options : ReadOptions, optional
+        How the files are read (instrument, header map, weight maps).
 
     Returns
     -------
@@ -396,7 +403,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     if method not in RESAMPLE_METHODS:
         raise InputError(f"unknown resampling method {method!r}; choose from {', '.join(RESAMPLE_METHODS)}",
                          "warp")
-    chosen = choose_grid(paths, grid=grid, pixel_scale=pixel_scale)
+    chosen = choose_grid(paths, grid=grid, pixel_scale=pixel_scale, read_options=read_options)
     log.info("%s", chosen.describe())
     out_dir = Path(out_dir)
     _prepare_outdir(out_dir)
@@ -411,7 +418,8 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             outcomes[i] = WarpOutcome(path=path, error=message)
             continue
         used[name] = path
-        tasks.append(_Task(index=i, path=path, out_path=out_dir / name, grid=chosen, method=method))
+        tasks.append(_Task(index=i, path=path, out_path=out_dir / name, grid=chosen, method=method,
+                           read_options=read_options))
     for index, outcome in (mapper or serial_map)(_warp_file, tasks):
         outcomes[index] = outcome
     return [outcomes[i] for i in range(len(paths))]
