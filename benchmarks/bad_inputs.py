@@ -232,6 +232,18 @@ def _no_wavelengths(ws):
     return ws.assemble()
 
 
+def _angstrom_band(ws):
+    for i in range(N_WARPS):
+        edit_cards(ws.warp(i), BANDLAM=4787.0, BANDWID=1486.0)
+    return ws.assemble()
+
+
+def _ultraviolet_band(ws):
+    for i in range(N_WARPS):
+        edit_cards(ws.warp(i), BANDLAM=250.0, BANDWID=60.0)
+    return ws.assemble()
+
+
 def _no_warp_in_band(ws):
     return ws.assemble("--band", "r")
 
@@ -297,6 +309,8 @@ CASES = [
     Case("a warp on another pixel grid (1″ off)", "refused", "pixel grid", _other_grid),
     Case("the same visit twice", "refused", "repeats visit", _repeated_visit),
     Case("no band wavelengths (FILTER = g only)", "refused", "BANDLAM", _no_wavelengths),
+    Case("BANDLAM = 4787, BANDWID = 1486 (Ångström written as nm)", "refused", "Angstrom", _angstrom_band),
+    Case("BANDLAM = 250, BANDWID = 60 (below 230.2 nm)", "refused", "Stone", _ultraviolet_band),
     Case("--band r: no warp in that band", "refused", "no warps in band", _no_warp_in_band),
     Case("--out is an existing file", "refused", "not a directory", _out_is_a_file),
     Case("--out inside a regular file", "refused", "not a directory", _out_inside_a_file),

@@ -223,3 +223,17 @@ def test_impossible_calibration_cards_are_refused(tmp_path, cards, card):
     edit(path, **({"FLUXCAL": None} if card != "FLUXCAL" else {}), **cards)
     with pytest.raises(InputError, match=card):
         read_info(path)
+
+
+@pytest.mark.parametrize("lam, bw, hint", [(250.0, 60.0, "BANDWID are in nm)"), (4787.0, 1486.0, "Angstrom")])
+def test_a_band_outside_the_refraction_formula_is_refused(tmp_path, capsys, lam, bw, hint):
+    """Stone's formula holds for 230.2-2058.6 nm: a band reaching beyond is refused where it is read
+    (it used to end in a traceback from the refraction code)."""
+    paths = write_warps(tmp_path / "w", 3)
+    for p in paths:
+        edit(p, BANDLAM=lam, BANDWID=bw)
+    with pytest.raises(InputError, match="refraction formula"):
+        read_info(paths[0])
+    assert main(["assemble", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {paths[0]}: BANDLAM = {lam:g}, BANDWID = {bw:g}") and hint in line

@@ -55,6 +55,7 @@ from dcrcoadd.io.pixels import (
 )
 from dcrcoadd.io.visitinfo import visit_from_cards
 from dcrcoadd.io.weights import variance_from_weight, weight_hdu, weight_path
+from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
 
@@ -393,6 +394,13 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
                 bandpass = Bandpass(name, lam * u.nm, bw * u.nm, transmission)
             except ValueError as exc:
                 raise InputError(f"invalid band keywords ({exc})", path) from None
+            lo, hi = bandpass.wavelength_range
+            valid = WAVELENGTH_RANGE_NM
+            if not (valid[0] <= lo and hi <= valid[1]):
+                hint = "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
+                raise InputError(f"BANDLAM = {lam:g}, BANDWID = {bw:g}: the band spans {lo:.1f}-{hi:.1f} nm, "
+                                 f"outside {valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone "
+                                 f"1996) holds (BANDLAM and BANDWID are in nm{hint})", path)
             return (band if band is not None else bandpass.name), bandpass
     if cards.preset is GENERIC or band is None:
         return band, None
