@@ -237,3 +237,32 @@ def test_a_band_outside_the_refraction_formula_is_refused(tmp_path, capsys, lam,
     assert main(["assemble", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: {paths[0]}: BANDLAM = {lam:g}, BANDWID = {bw:g}") and hint in line
+
+
+def test_a_pointing_far_from_the_image_is_refused(tmp_path):
+    """BORE-RA/BORE-DEC 40 deg away from where the WCS puts the pixels: the DCR direction and the
+    airmass across the image would follow the wrong sky position."""
+    from conftest import complete_visit, random_exposure
+    from dcrcoadd.io import write_exposure
+
+    path = write_exposure(random_exposure(visit=complete_visit()), tmp_path / "e.fits")
+    read_info(path)  # consistent as written
+    edit(path, BORE_RA=190.1)
+    with pytest.raises(InputError, match=r"BORE-RA/BORE-DEC = \(190.1000, 2.2346\) deg lies 40.\d deg "
+                                         r"from the image centre .* wrong pointing cards or a wrong WCS"):
+        read_info(path)
+
+
+def test_unreadable_time_and_wcs_say_so_in_one_short_line(tmp_path):
+    [path] = write_warps(tmp_path, 1)
+    edit(path, DATE_AVG="yesterday")
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert err.value.reason == ("keyword DATE-AVG is not a valid time ('yesterday'); expected ISO "
+                                "'YYYY-MM-DDThh:mm:ss' or an MJD")
+    [path] = write_warps(tmp_path / "b", 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header["CRVAL2"] = 95.0  # a declination beyond the pole
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert err.value.reason.startswith("invalid WCS in IMAGE header (") and "wcslib" not in err.value.reason

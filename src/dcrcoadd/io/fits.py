@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -348,6 +349,13 @@ def _reading(path: Path):
                 log.debug("%s: %s: %s", path, type(w.message).__name__, w.message)
 
 
+def _wcslib_reason(exc: Exception) -> str:
+    """wcslib's own words without its source-file locations (``ERROR 3 in wcsset() at line 2868 of
+    file cextern/wcslib/C/wcs.c: Linear transformation matrix is singular.``)."""
+    reasons = re.findall(r"ERROR \d+ in \w+\(\) at line \d+ of file [^:]+:\s*([^.\n]+)", str(exc))
+    return "; ".join(dict.fromkeys(reasons)) if reasons else str(exc)
+
+
 def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
     if "CTYPE1" not in ih:
         return None
@@ -356,7 +364,7 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(ih, naxis=2)
     except Exception as exc:
-        raise InputError(f"invalid WCS in IMAGE header ({exc})", path) from None
+        raise InputError(f"invalid WCS in IMAGE header ({_wcslib_reason(exc)})", path) from None
     if not wcs.has_celestial:
         raise InputError("IMAGE WCS is not celestial", path)
     return wcs
