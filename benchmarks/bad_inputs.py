@@ -189,6 +189,15 @@ def _no_visit(ws):
     return ws.assemble()
 
 
+def _no_psf(ws):
+    from astropy.io import fits
+
+    with fits.open(ws.warp(2)) as hdul:
+        kept = [h.copy() for h in hdul if h.name != "PSF"]
+    fits.HDUList(kept).writeto(ws.warp(2), overwrite=True)
+    return ws.assemble()
+
+
 def _missing_fluxcal(ws):
     edit_cards(ws.warp(4), FLUXCAL=None)
     return ws.assemble()
@@ -299,7 +308,10 @@ CASES = [
     _card_case("OBS-LAT = 95", "OBS-LAT = 95", OBS_LAT=95.0),
     _card_case("BORE-AIRMASS = 0.8", "below 1", BORE_AIRMASS=0.8),
     _card_case("BORE-ALT = -3 (below the horizon)", "horizon", BORE_ALT=-3.0),
+    _card_case("BORE-RA 40° away from the image's WCS", "farther than a camera sees", BORE_RA=220.0),
+    _card_case("DATE-AVG = 'yesterday'", "not a valid time", DATE_AVG="yesterday"),
     Case("FLUXCAL missing on one of six calibrated warps", "refused", "FLUXCAL", _missing_fluxcal),
+    Case("a warp without a PSF (compare-warp needs one)", "refused", "has no PSF", _no_psf),
     Case("BORE-AIRMASS = 3.0 contradicting BORE-ALT", "warned", "contradicts", _contradicting_airmass),
     Case("dcr_num_subfilters = 50 with 6 warps", "refused", "subfilters", _too_many_subfilters),
     Case("truncated warp", "refused", "truncated", _truncated),
