@@ -233,3 +233,23 @@ def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
     assert status == 2 and "Traceback" not in err
     assert line.startswith(f"error: {out / 'coadd.fits'}: cannot write: the disk is full")
     assert not list(out.glob("*.fits")) and not list(out.glob(".*.tmp"))  # no partial file
+
+
+def test_warp_reads_with_the_instrument_and_the_weight_maps(tmp_path, capsys):
+    """`dcrcoadd warp` on DECam cut-outs that do not say DECam, with their weight maps: the visit is
+    read with the preset (site, band) and the warped variance comes from the weight map."""
+    pytest.importorskip("reproject")
+    from test_inputs_end_to_end import decam_unrecognisable_visits
+
+    write, options = decam_unrecognisable_visits(tmp_path)
+    image = write(0, 0.0, "c4d_0_ooi_g.fits")
+    _, weight = write_weight_map(image)
+    args = ["warp", str(image), "--out", str(tmp_path / "warps"), *options, "--weights", "{name/_ooi_/_oow_}"]
+    assert main(args) == 0, capsys.readouterr().err
+    warp = read_exposure(tmp_path / "warps" / "c4d_0_ooi_g_warp.fits")
+    assert warp.band == "decam-g" and warp.visit.observatory.longitude.deg == pytest.approx(-70.81489)
+    inside = warp.mask == 0
+    median_var = float(np.median(warp.variance[inside]))
+    assert median_var == pytest.approx(float(np.median(1 / weight[weight > 0])), rel=0.2)
+    assert main(["warp", str(image), "--out", str(tmp_path / "warps2")]) == 2  # read as generic FITS
+    assert "below the horizon" in capsys.readouterr().err

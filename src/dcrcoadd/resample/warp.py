@@ -332,16 +332,19 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         return grid_from_file(grid)
     read_options = read_options or ReadOptions()
     footprints = []
+    unreadable: list[str] = []
     for path in paths:
         try:
             info = read_options.read_info(path)
         except InputError as exc:
             log.debug("%s: left out of the grid choice (%s)", path, exc)
+            unreadable.append(str(exc))
             continue
         if info.wcs is not None:
             footprints.append((info.bbox.shape, info.wcs))
     if not footprints:
-        raise InputError("no exposure with a readable WCS to choose the grid from", "warp")
+        why = f" (of {len(unreadable)} unreadable, the first: {unreadable[0]})" if unreadable else ""
+        raise InputError(f"no exposure with a readable WCS to choose the grid from{why}", "warp")
     return optimal_grid(footprints, pixel_scale=pixel_scale)
 
 
