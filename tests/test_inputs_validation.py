@@ -266,3 +266,20 @@ def test_unreadable_time_and_wcs_say_so_in_one_short_line(tmp_path):
     with pytest.raises(InputError) as err:
         read_info(path)
     assert err.value.reason.startswith("invalid WCS in IMAGE header (") and "wcslib" not in err.value.reason
+
+
+def test_header_altaz_warning_prints_az_then_alt(tmp_path, caplog):
+    """Issue 16: the alt/az disagreement names its order, (az, alt), and prints the values in it."""
+    from test_inputs_layouts import write_decam_cutout
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    with fits.open(path, mode="update") as hdul:
+        az, zd = hdul[0].header["AZ"], hdul[0].header["ZD"]
+        hdul[0].header["AZ"] = 200.0  # the telescope's azimuth card is wrong by 135 deg
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        info = read_info(path)
+    [text] = [r.getMessage() for r in caplog.records if "(az, alt)" in r.getMessage()]
+    assert f"AZ/90 - ZD = (200.000, {90 - zd:.3f}) deg (az, alt)" in text
+    c_az, c_alt = info.visit.boresight_az.deg, info.visit.boresight_alt.deg
+    assert f"from the ({c_az:.3f}, {c_alt:.3f}) of TELRA/TELDEC" in text
+    assert abs(c_az - az) < 1.0 and "using the latter" in text
