@@ -155,7 +155,9 @@ def _load_config(args: argparse.Namespace):
         apply_override(config, text)
     if getattr(args, "instrument", None):
         config.inputs.instrument = args.instrument
-    config.inputs.header_map.update(dict(getattr(args, "header_map", None) or []))
+    if getattr(args, "header_map", None):
+        current = config.inputs.header_map if isinstance(config.inputs.header_map, dict) else {}
+        config.inputs.header_map = {**current, **dict(args.header_map)}
     if getattr(args, "weights", None):
         config.inputs.weights = args.weights
     config.validate()
