@@ -146,9 +146,11 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
 
     d = files["dcr_assemble"]
     assert d["rows"] and "ratio_dcr_to_baseline" in d["rows"][0] and "dmtn037_comparison" in d
-    assert set(files["summary"]["files"]) == {"validation", "speed", "dcr_assemble", "startup"}
+    assert set(files["summary"]["files"]) == {"validation", "speed", "dcr_assemble", "startup", "bad_inputs"}
     for case in files["startup"]["cases"].values():
         assert case["wall_s_min"] > 0 and case["heavy_imported"] == []
+    b = _strict_json(out / "bad_inputs.json")
+    assert b["rows"] and b["n_ok"] == b["n_cases"] == len(b["rows"])
 
     # the README section is regenerated from these results, and nothing else in the file changes
     readme = tmp_path / "README.md"
@@ -177,7 +179,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
         "<!-- validation:end -->" + after
     )
     assert "placeholder" not in text
-    assert "False detections" in text and "Speed and memory" in text
+    assert "False detections" in text and "Speed and memory" in text and "Bad inputs" in text
     # the command as a user types it, never this interpreter's path
     assert "from the results of `python -m benchmarks --quick" in text and sys.executable not in text
     assert "Start-up" in text

@@ -124,9 +124,10 @@ ZTF_TIME = Time("2021-06-01T07:30:00", scale="utc")
 
 def write_afw(path, *, visit_id=2025112000123, time=AFW_TIME, az=140.0,
               alt=55.0, rotation=0.0, wcs_rotation=None, origin=(1200, 3400), band="g", seed=0,
-              compress=False, psf_class="GaussianPsf"):
-    """A calexp or warp as ``ExposureF.writeFits`` lays it out (see module notes)."""
-    ra, dec = pointing("rubin", time, az, alt)
+              compress=False, psf_class="GaussianPsf", radec=None):
+    """A calexp or warp as ``ExposureF.writeFits`` lays it out (see module notes). The field is at
+    ``radec``, or where (az, alt) points at ``time``."""
+    ra, dec = pointing("rubin", time, az, alt) if radec is None else radec
     primary = fits.PrimaryHDU(header=afw_visit_cards(visit_id, time, "rubin", ra, dec, rotation))
     wcs = tan_wcs(crval=(ra, dec), crpix=(SHAPE[1] / 2 + 0.5, SHAPE[0] / 2 + 0.5),
                   rotation_deg=rotation if wcs_rotation is None else wcs_rotation)
@@ -273,7 +274,7 @@ def write_decam_cutout(path, *, expnum=812345, time=DECAM_TIME, az=65.0, alt=52.
     start = time - TimeDelta(exptime / 2, format="sec")
     ra, dec = pointing("ctio", time, az, alt) if radec is None else radec
     obs = Observatory.from_site("ctio")
-    alt_start = altaz_of(ra, dec, start, obs)[1].deg
+    az_start, alt_start = (a.deg for a in altaz_of(ra, dec, start, obs))
     p = fits.Header()
     p["OBSERVAT"] = "CTIO"
     p["TELESCOP"] = "CTIO 4.0-m telescope"
@@ -289,7 +290,7 @@ def write_decam_cutout(path, *, expnum=812345, time=DECAM_TIME, az=65.0, alt=52.
     p["TELRA"], p["TELDEC"] = sexagesimal(ra, True), sexagesimal(dec, False)
     p["RA"], p["DEC"] = p["TELRA"], p["TELDEC"]
     p["ZD"] = round(90.0 - alt_start, 2)
-    p["AZ"] = az
+    p["AZ"] = round(float(az_start), 2)
     p["OUTTEMP"], p["PRESSURE"], p["HUMIDITY"] = 14.2, 779.0, 21.0
     p["FILTER"] = filter_text
     image = fits.ImageHDU(data=image_with_stars(seed, sky=820.0, scale=40.0), name="N6")
@@ -391,9 +392,11 @@ HSC_START = Time("2016-03-10T13:05:27.396", scale="utc")
 
 
 def write_hsc(path, *, exp_id=12346, start=HSC_START, exptime=150.0, az=210.0, alt=63.0, seed=2,
-              fluxmag0=6.3e10, out_tmp=275.35):
+              fluxmag0=6.3e10, out_tmp=275.35, radec=None):
+    """An HSC calexp (see module notes); the field is at ``radec``, or where (az, alt) points at
+    mid-exposure."""
     mid = start + TimeDelta(exptime / 2, format="sec")
-    ra, dec = pointing("subaru", mid, az, alt)
+    ra, dec = pointing("subaru", mid, az, alt) if radec is None else radec
     obs = Observatory.from_site("subaru")
     az_s, alt_s = altaz_of(ra, dec, start, obs)
     p = fits.Header()

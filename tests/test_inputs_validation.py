@@ -223,3 +223,63 @@ def test_impossible_calibration_cards_are_refused(tmp_path, cards, card):
     edit(path, **({"FLUXCAL": None} if card != "FLUXCAL" else {}), **cards)
     with pytest.raises(InputError, match=card):
         read_info(path)
+
+
+@pytest.mark.parametrize("lam, bw, hint", [(250.0, 60.0, "BANDWID are in nm)"), (4787.0, 1486.0, "Angstrom")])
+def test_a_band_outside_the_refraction_formula_is_refused(tmp_path, capsys, lam, bw, hint):
+    """Stone's formula holds for 230.2-2058.6 nm: a band reaching beyond is refused where it is read
+    (it used to end in a traceback from the refraction code)."""
+    paths = write_warps(tmp_path / "w", 3)
+    for p in paths:
+        edit(p, BANDLAM=lam, BANDWID=bw)
+    with pytest.raises(InputError, match="refraction formula"):
+        read_info(paths[0])
+    assert main(["assemble", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {paths[0]}: BANDLAM = {lam:g}, BANDWID = {bw:g}") and hint in line
+
+
+def test_a_pointing_far_from_the_image_is_refused(tmp_path):
+    """BORE-RA/BORE-DEC 40 deg away from where the WCS puts the pixels: the DCR direction and the
+    airmass across the image would follow the wrong sky position."""
+    from conftest import complete_visit, random_exposure
+    from dcrcoadd.io import write_exposure
+
+    path = write_exposure(random_exposure(visit=complete_visit()), tmp_path / "e.fits")
+    read_info(path)  # consistent as written
+    edit(path, BORE_RA=190.1)
+    with pytest.raises(InputError, match=r"BORE-RA/BORE-DEC = \(190.1000, 2.2346\) deg lies 40.\d deg "
+                                         r"from the image centre .* wrong pointing cards or a wrong WCS"):
+        read_info(path)
+
+
+def test_unreadable_time_and_wcs_say_so_in_one_short_line(tmp_path):
+    [path] = write_warps(tmp_path, 1)
+    edit(path, DATE_AVG="yesterday")
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert err.value.reason == ("keyword DATE-AVG is not a valid time ('yesterday'); expected ISO "
+                                "'YYYY-MM-DDThh:mm:ss' or an MJD")
+    [path] = write_warps(tmp_path / "b", 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header["CRVAL2"] = 95.0  # a declination beyond the pole
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert err.value.reason.startswith("invalid WCS in IMAGE header (") and "wcslib" not in err.value.reason
+
+
+def test_header_altaz_warning_prints_az_then_alt(tmp_path, caplog):
+    """Issue 16: the alt/az disagreement names its order, (az, alt), and prints the values in it."""
+    from test_inputs_layouts import write_decam_cutout
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    with fits.open(path, mode="update") as hdul:
+        az, zd = hdul[0].header["AZ"], hdul[0].header["ZD"]
+        hdul[0].header["AZ"] = 200.0  # the telescope's azimuth card is wrong by 135 deg
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        info = read_info(path)
+    [text] = [r.getMessage() for r in caplog.records if "(az, alt)" in r.getMessage()]
+    assert f"AZ/90 - ZD = (200.000, {90 - zd:.3f}) deg (az, alt)" in text
+    c_az, c_alt = info.visit.boresight_az.deg, info.visit.boresight_alt.deg
+    assert f"from the ({c_az:.3f}, {c_alt:.3f}) of TELRA/TELDEC" in text
+    assert abs(c_az - az) < 1.0 and "using the latter" in text

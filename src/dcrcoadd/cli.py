@@ -12,6 +12,7 @@ import numpy as np
 
 from dcrcoadd._version import __version__
 from dcrcoadd.errors import DcrCoaddError
+from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.resample.command import add_warp_parser
 
 log = logging.getLogger("dcrcoadd.cli")
@@ -19,12 +20,13 @@ log = logging.getLogger("dcrcoadd.cli")
 
 # -- dcrcoadd info ---------------------------------------------------------------------------------
 
-def _format_info(path: str) -> str:
+def _format_info(path: str, options=None) -> str:
     import astropy.units as u
 
-    from dcrcoadd.io import provenance_lines, read_info
+    from dcrcoadd.io import provenance_lines
+    from dcrcoadd.io.options import ReadOptions
 
-    info = read_info(path)
+    info = (options or ReadOptions()).read_info(path)
     lines = [f"file:        {info.path}"]
     b = info.bbox
     lines.append(f"grid:        {b.width}x{b.height} at origin (x0={b.x0}, y0={b.y0})"
@@ -133,10 +135,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         raise InputError("give exposure FILEs to summarize, or --presets", "info")
     if args.presets:
         print(_format_presets())
+    options = read_options_from_args(args)
     for i, path in enumerate(args.files):
         if i or args.presets:
             print()
-        print(_format_info(path))
+        print(_format_info(path, options))
     return 0
 
 
@@ -191,6 +194,11 @@ def _load_config(args: argparse.Namespace):
         apply_override(config, text)
     if getattr(args, "instrument", None):
         config.inputs.instrument = args.instrument
+    if getattr(args, "header_map", None):
+        current = config.inputs.header_map if isinstance(config.inputs.header_map, dict) else {}
+        config.inputs.header_map = {**current, **dict(args.header_map)}
+    if getattr(args, "weights", None):
+        config.inputs.weights = args.weights
     config.validate()
     return config
 
@@ -360,7 +368,8 @@ def _cmd_template(args: argparse.Namespace) -> int:
     science = expand_inputs(args.science)
     out = Path(args.out)
     created = not out.exists()
-    outcomes = build_templates(args.model, science, args.out, diff=args.diff, order=args.order)
+    outcomes = build_templates(args.model, science, args.out, diff=args.diff, order=args.order,
+                               read_options=read_options_from_args(args))
     failed = [o for o in outcomes if o.error is not None]
     for o in outcomes:
         if o.error is None:
@@ -446,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="*", metavar="FILE", help="exposure FITS files to summarize")
     p.add_argument("--presets", action="store_true",
                    help="list the band presets (BANDPASS names), observatory sites and --instrument presets")
+    add_read_arguments(p, what="files")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("simulate", help="simulate warps with real DCR (GalSim) and their truth")
@@ -477,8 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
-    p.add_argument("--instrument", choices=["lsst", "decam", "hsc", "ztf"],
-                   help="filter curves and site for warps whose headers lack them")
+    add_read_arguments(p, what="warps")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
     p.add_argument("--clobber-config", action="store_true",
@@ -504,6 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--order", type=int, choices=[1, 3], default=None,
                    help="shift interpolation order (default: the one the model was solved with)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
+    add_read_arguments(p, what="science exposures")
     p.set_defaults(func=_cmd_template)
 
     add_warp_parser(sub)

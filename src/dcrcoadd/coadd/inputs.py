@@ -30,7 +30,7 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.calibration import reconcile_calibration
-from dcrcoadd.io.fits import read_exposure, read_info
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
 
@@ -58,6 +58,9 @@ class CoaddInput:
         with ``do_airmass_weight``.
     planes : MaskPlanes
         The common plane layout `read` translates masks into.
+    options : ReadOptions
+        How a file input is read (instrument, header map, weight maps): the same for its
+        header and for every region of its pixels.
     """
 
     name: str
@@ -73,6 +76,7 @@ class CoaddInput:
     scale: float = 1.0
     weight: float = float("nan")
     planes: MaskPlanes | None = None
+    options: ReadOptions = field(default_factory=ReadOptions)
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -108,7 +112,7 @@ class CoaddInput:
         if isinstance(self.source, Exposure):
             exp = self.source.subexposure(crop)
         else:
-            exp = read_exposure(self.source, crop)
+            exp = self.options.read_exposure(self.source, crop)
         planes = self.planes if self.planes is not None else exp.mask_planes
         s = np.float32(self.scale)
         return Exposure(
@@ -157,8 +161,9 @@ class PreparedInputs:
 
 # -- description and checks ------------------------------------------------------------------------
 
-def describe(warp, i: int) -> CoaddInput:
-    """A `CoaddInput` for warp ``i``: a file (only its header is read) or an in-memory `Exposure`."""
+def describe(warp, i: int, options: ReadOptions | None = None) -> CoaddInput:
+    """A `CoaddInput` for warp ``i``: a file (only its header is read, with ``options``) or an
+    in-memory `Exposure`."""
     if isinstance(warp, Exposure):
         label = f"exposure[{i}]" if warp.visit is None else f"exposure[{i}] (visit {warp.visit.id})"
         return CoaddInput(
@@ -167,12 +172,13 @@ def describe(warp, i: int) -> CoaddInput:
             flux_calibration=warp.flux_calibration)
     if isinstance(warp, (str, os.PathLike)):
         path = Path(warp)
-        info = read_info(path)
+        options = options or ReadOptions()
+        info = options.read_info(path)
         wcs = None if info.wcs is None else shift_wcs(info.wcs, info.bbox.x0, info.bbox.y0)
         return CoaddInput(
             name=str(path), source=path, bbox=info.bbox, wcs=wcs, visit=info.visit, band=info.band,
             bandpass=info.bandpass, psf=info.psf, mask_planes=info.mask_planes,
-            flux_calibration=info.flux_calibration)
+            flux_calibration=info.flux_calibration, options=options)
     raise InputError(f"warp {i} is a {type(warp).__name__}, expected a file path or an Exposure")
 
 
@@ -287,7 +293,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     warps = list(warps)
     if not warps:
         raise InputError("no warps given")
-    described = reconcile_calibration([describe(w, i) for i, w in enumerate(warps)])
+    options = ReadOptions.from_config(config.inputs)
+    described = reconcile_calibration([describe(w, i, options) for i, w in enumerate(warps)])
     if config.inputs.instrument:
         described = [_with_instrument(d, config.inputs.instrument) for d in described]
     ref = described[0]

@@ -66,6 +66,13 @@ def _assign(obj, path: list[str], value, full: str) -> None:
                           f"{', '.join(sorted(names))}){hint}")
     current = getattr(obj, name)
     if len(path) > 1:
+        if isinstance(current, dict) and len(path) == 2:
+            # one entry of a table field (inputs.header_map.airmass=AIRMASS2); none removes it
+            if value is None:
+                current.pop(path[1], None)
+            else:
+                current[path[1]] = value
+            return
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"{full!r}: {name!r} is a value, not a section")
         _assign(current, path[1:], value, full)

@@ -16,11 +16,11 @@ import sys
 from dataclasses import dataclass, field
 
 from dcrcoadd.config.validation import (
-    _fail,
     _unique_upper,
     validate_artifacts,
     validate_coadd,
     validate_dcr,
+    validate_inputs,
 )
 
 
@@ -311,9 +311,26 @@ class InputsConfig:
     """How input warps are interpreted."""
 
     instrument: str | None = None
-    """Instrument preset (``lsst``, ``decam``, ``hsc``): gives warps whose headers lack them the
-    camera's filter curve for their ``FILTER`` band and the camera's site. Never overrides what
-    a file says. Not an LSST field (the LSST butler knows the instrument)."""
+    """Instrument preset (``lsst``, ``decam``, ``hsc``, ``ztf``) for files whose headers do not name
+    one (``INSTRUME``): the instrument's header cards and units, its site, and its filter curve for
+    the ``FILTER`` band. Never overrides what a file says in the dcrcoadd/LSST cards. Not an LSST
+    field (the LSST butler knows the instrument)."""
+
+    header_map: dict[str, str] = field(default_factory=dict)
+    """Header field -> card to read it from first, e.g. ``{airmass = "AIRMASS2"}``
+    (``--set inputs.header_map.airmass=AIRMASS2``). Fields: ``id``, ``exposure_time``,
+    ``time_mid``, ``time_start``, ``time_ut1``, ``ra``, ``dec``, ``azimuth``, ``altitude``,
+    ``zenith_distance``, ``airmass``, ``rotation_angle``, ``rotation_type``, ``latitude``,
+    ``longitude``, ``elevation``, ``site``, ``temperature``, ``pressure``, ``humidity``, ``filter``,
+    ``calibration``, ``zeropoint``, ``fluxmag0``, ``gain``, ``saturation``, ``seeing``; values in the
+    units the field's own cards use (see README, "Your own data"). Not an LSST field."""
+
+    weights: str | None = None
+    """Weight-map companion file of each input without a variance plane (inverse variance in
+    image units): a pattern of the image path with ``{dir}``, ``{name}``, ``{stem}``, ``{ext}``
+    and ``{FIELD/OLD/NEW}`` (``"{stem}_wtmap.fits"``, ``"{name/_ooi_/_oow_}"`` for DECam CP
+    ``oow`` files), relative to the image's directory, glob characters allowed when they match
+    one file (``--weights``). Pixels of weight 0 are masked BAD. Not an LSST field."""
 
 
 @dataclass
@@ -327,11 +344,7 @@ class Config:
 
     def validate(self) -> None:
         """Check every field; raise `ConfigError` naming the first bad one."""
-        if self.inputs.instrument is not None:
-            from dcrcoadd.core.instrument import INSTRUMENTS
-
-            if str(self.inputs.instrument).lower() not in INSTRUMENTS:
-                _fail("inputs.instrument", f"must be one of {', '.join(INSTRUMENTS)}", self.inputs.instrument)
+        validate_inputs(self.inputs, "inputs")
         validate_coadd(self.coadd, "coadd")
         validate_artifacts(self.artifacts, "artifacts")
         validate_dcr(self.dcr, "dcr")

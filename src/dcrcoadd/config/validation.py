@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from dcrcoadd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dcrcoadd.config.schema import ArtifactConfig, CoaddConfig, DcrConfig, IterativeSettings
+    from dcrcoadd.config.schema import ArtifactConfig, CoaddConfig, DcrConfig, InputsConfig, IterativeSettings
 
 #: Statistics `dcrcoadd.ops.stack` can stack with.
 STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
@@ -65,6 +65,26 @@ def _check_planes(name: str, value) -> None:
 def _check_statistic(name: str, value) -> None:
     if not isinstance(value, str) or value.upper() not in STACK_STATISTICS:
         _fail(name, f"must be one of {', '.join(STACK_STATISTICS)}", value)
+
+
+def validate_inputs(i: InputsConfig, prefix: str = "inputs") -> None:
+    """Validate an `InputsConfig`: a known instrument, header-map fields that exist and cards that
+    are FITS keywords, a weights pattern that names each image; `ConfigError` names the field."""
+    from dcrcoadd.core.instrument import INSTRUMENTS, check_header_map
+    from dcrcoadd.io.weights import check_weights_pattern
+
+    p = prefix + "."
+    if i.instrument is not None and str(i.instrument).lower() not in INSTRUMENTS:
+        _fail(p + "instrument", f"must be one of {', '.join(INSTRUMENTS)}", i.instrument)
+    try:
+        check_header_map(i.header_map)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("inputs.", p, 1)) from None
+    if i.weights is not None:
+        try:
+            check_weights_pattern(i.weights)
+        except ConfigError as exc:
+            raise ConfigError(f"{p}weights: {exc}") from None
 
 
 def validate_coadd(c: CoaddConfig, prefix: str = "coadd") -> None:

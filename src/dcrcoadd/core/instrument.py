@@ -46,6 +46,7 @@ __all__ = [
     "HEADER_FIELDS",
     "INSTRUMENTS",
     "InstrumentPreset",
+    "check_header_map",
     "check_instrument",
     "detect_instrument",
     "instrument_defaults",
@@ -225,6 +226,37 @@ PRESETS: dict[str, InstrumentPreset] = {
         field_radius_deg=3.8),
 }
 INSTRUMENTS = tuple(PRESETS)
+
+
+_CARD_NAME = re.compile(r"^[A-Z0-9_-]+( [A-Z0-9_-]+)*$")
+
+
+def check_header_map(mapping) -> dict[str, str]:
+    """``mapping`` (field -> header card, ``inputs.header_map``) checked and with the cards upper-cased.
+
+    Raises
+    ------
+    ConfigError
+        A field that is not one of `HEADER_FIELDS`, or a card that is not a FITS keyword
+        (letters, digits, ``-`` and ``_``; words separated by single spaces for HIERARCH cards).
+    """
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"inputs.header_map must be a table of field = card, got {mapping!r}")
+    out = {}
+    for name, card in mapping.items():
+        if name not in HEADER_FIELDS:
+            raise ConfigError(f"inputs.header_map.{name}: not a header field; known: "
+                              f"{', '.join(HEADER_FIELDS)}")
+        text = card.strip().upper() if isinstance(card, str) else None
+        if text and text.startswith("HIERARCH "):
+            text = text[len("HIERARCH "):].strip()
+        if not text or not _CARD_NAME.match(text):
+            raise ConfigError(f"inputs.header_map.{name} must be a FITS keyword (letters, digits, - and _), "
+                              f"got {card!r}")
+        out[name] = text
+    return out
 
 
 def check_instrument(name: str) -> str:

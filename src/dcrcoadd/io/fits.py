@@ -9,7 +9,8 @@
 * Survey images (DECam, HSC, ZTF, ...): one 2-D image HDU, primary or an extension
   named anything; the header read through the instrument's preset
   (`dcrcoadd.core.instrument`, detected from ``INSTRUME`` or given), missing
-  variance, mask and PSF made from gain, saturation and seeing (`dcrcoadd.io.pixels`).
+  variance, mask and PSF made from gain, saturation and seeing (`dcrcoadd.io.pixels`),
+  or the variance from a weight-map companion file (``weights=``, `dcrcoadd.io.weights`).
 
 Whatever the layout, the visit is read and completed by `dcrcoadd.io.visitinfo` (time,
 site, pointing, alt/az, airmass derived where absent; impossible values refused naming
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
-from dcrcoadd.core.instrument import GENERIC, detect_instrument, preset
+from dcrcoadd.core.instrument import GENERIC, check_header_map, detect_instrument, preset
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
@@ -53,6 +55,8 @@ from dcrcoadd.io.pixels import (
     synthesize_variance,
 )
 from dcrcoadd.io.visitinfo import visit_from_cards
+from dcrcoadd.io.weights import variance_from_weight, weight_hdu, weight_path
+from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
 
@@ -91,6 +95,8 @@ class ExposureInfo:
         HDU indices of the image, mask and variance (None where absent).
     pixels : PixelModel
         Gain, saturation and seeing, for the planes the file lacks.
+    weight_map : (Path, int) or None
+        The weight-map file and HDU that give the variance (``weights=``), when the file has none.
     """
 
     path: Path
@@ -109,6 +115,7 @@ class ExposureInfo:
     notes: tuple[str, ...] = ()
     extensions: tuple[int, int | None, int | None] = (1, 2, 3)
     pixels: PixelModel = PixelModel()
+    weight_map: tuple[Path, int] | None = None
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -342,6 +349,13 @@ def _reading(path: Path):
                 log.debug("%s: %s: %s", path, type(w.message).__name__, w.message)
 
 
+def _wcslib_reason(exc: Exception) -> str:
+    """wcslib's own words without its source-file locations (``ERROR 3 in wcsset() at line 2868 of
+    file cextern/wcslib/C/wcs.c: Linear transformation matrix is singular.``)."""
+    reasons = re.findall(r"ERROR \d+ in \w+\(\) at line \d+ of file [^:]+:\s*([^.\n]+)", str(exc))
+    return "; ".join(dict.fromkeys(reasons)) if reasons else str(exc)
+
+
 def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
     if "CTYPE1" not in ih:
         return None
@@ -350,7 +364,7 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
             warnings.simplefilter("ignore", FITSFixedWarning)
             wcs = WCS(ih, naxis=2)
     except Exception as exc:
-        raise InputError(f"invalid WCS in IMAGE header ({exc})", path) from None
+        raise InputError(f"invalid WCS in IMAGE header ({_wcslib_reason(exc)})", path) from None
     if not wcs.has_celestial:
         raise InputError("IMAGE WCS is not celestial", path)
     return wcs
@@ -388,6 +402,13 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
                 bandpass = Bandpass(name, lam * u.nm, bw * u.nm, transmission)
             except ValueError as exc:
                 raise InputError(f"invalid band keywords ({exc})", path) from None
+            lo, hi = bandpass.wavelength_range
+            valid = WAVELENGTH_RANGE_NM
+            if not (valid[0] <= lo and hi <= valid[1]):
+                hint = "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
+                raise InputError(f"BANDLAM = {lam:g}, BANDWID = {bw:g}: the band spans {lo:.1f}-{hi:.1f} nm, "
+                                 f"outside {valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone "
+                                 f"1996) holds (BANDLAM and BANDWID are in nm{hint})", path)
             return (band if band is not None else bandpass.name), bandpass
     if cards.preset is GENERIC or band is None:
         return band, None
@@ -407,7 +428,7 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
 
 
 def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
-               header_map: dict[str, str] | None = None) -> ExposureInfo:
+               header_map: dict[str, str] | None = None, weights: str | None = None) -> ExposureInfo:
     layout = _find_layout(hdul, path)
     image_hdu = hdul[layout.image]
     ih = image_hdu.header
@@ -420,7 +441,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     header = merged_header(primary, ih if layout.image != 0 else None)
     name = instrument or detect_instrument(header)
     try:
-        cards = Cards(header, path, preset(name), header_map)
+        cards = Cards(header, path, preset(name), check_header_map(header_map))
     except ConfigError as exc:
         raise InputError(str(exc), path) from None
     notes: list[str] = [f"layout: {_LAYOUT_TEXT[layout.kind]}"
@@ -451,22 +472,35 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     visit, visit_notes = visit_from_cards(cards, wcs_centre=_wcs_centre(wcs, shape))
     notes.extend(visit_notes)
     band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)
-    if layout.variance is None:
+    weight_map = None
+    if layout.variance is None and weights:
+        wpath = weight_path(path, weights)
+        weight_map = (wpath, weight_hdu(wpath, image_hdu.name.strip().upper(), shape, path))
+        notes.append(f"variance: none in the file; 1/weight from the weight map {wpath} "
+                     f"[HDU {weight_map[1]}] (--weights {weights})")
+        if planes is not None and "BAD" not in planes:
+            planes = planes.with_plane("BAD")
+    elif layout.variance is None:
         gain = pixels.card("gain")
         notes.append("variance: none in the file; from the robust sky noise"
                      + (f" and {gain} (source shot noise)" if gain else " only (no GAIN: without the "
                         "sources' shot noise)"))
+    elif weights:
+        notes.append("variance: in the file (its weight map is not used)")
     if layout.mask is None:
         sat = pixels.card("saturation")
         notes.append("mask: none in the file; NO_DATA where not finite"
-                     + (f", SAT at or above {sat} = {pixels.saturation:g}" if sat else " (no SATURATE card)"))
+                     + (f", SAT at or above {sat} = {pixels.saturation:g}" if sat else " (no SATURATE card)")
+                     + (", BAD where the weight is 0" if weight_map else ""))
+    elif weight_map:
+        notes.append("mask: the file's, and BAD where the weight is 0")
     return ExposureInfo(
         path=path, bbox=Box.from_shape(shape, origin), wcs=wcs, visit=visit, band=band, bandpass=bandpass,
         psf=psf, mask_planes=planes if planes is not None else MaskPlanes(),
         flux_calibration=None if calibration is None else calibration[0],
         compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
-        extensions=(layout.image, layout.mask, layout.variance), pixels=pixels,
+        extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
     )
 
 
@@ -476,7 +510,7 @@ _LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
 
 
 def read_info(path: str | os.PathLike, *, instrument: str | None = None,
-              header_map: dict[str, str] | None = None) -> ExposureInfo:
+              header_map: dict[str, str] | None = None, weights: str | None = None) -> ExposureInfo:
     """Read an exposure file's metadata (visit, band, grid, PSF, mask planes) without its pixels.
 
     Parameters
@@ -487,6 +521,9 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
         default the one the header names in ``INSTRUME``, if any.
     header_map : dict, optional
         Field -> card overrides (`dcrcoadd.core.instrument.HEADER_FIELDS`), searched first.
+    weights : str, optional
+        Pattern naming each image's weight-map file (inverse variance; `dcrcoadd.io.weights`),
+        used for the variance of a file that has none.
 
     Raises
     ------
@@ -497,7 +534,7 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        return _read_info(hdul, path, instrument, header_map)
+        return _read_info(hdul, path, instrument, header_map, weights)
 
 
 def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path,
@@ -522,7 +559,8 @@ def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, pa
 
 
 def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_visit: bool = False,
-                  instrument: str | None = None, header_map: dict[str, str] | None = None) -> Exposure:
+                  instrument: str | None = None, header_map: dict[str, str] | None = None,
+                  weights: str | None = None) -> Exposure:
     """Read an exposure, or only the part of it inside ``bbox``.
 
     Parameters
@@ -534,7 +572,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         ones). It is clipped to the exposure; an empty overlap is an error.
     require_visit : bool
         Raise `InputError` when the file carries no visit metadata.
-    instrument, header_map
+    instrument, header_map, weights
         As for `read_info`.
 
     Returns
@@ -542,12 +580,12 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
     Exposure
         With ``origin`` at the region's first pixel and a WCS for its pixels. A file
         without a mask or variance gets them made from its header and pixels
-        (`dcrcoadd.io.pixels`), the same for any region; one without a flux
-        calibration gets 1 (image units).
+        (`dcrcoadd.io.pixels`), or the variance from its weight map, the same for
+        any region; one without a flux calibration gets 1 (image units).
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        info = _read_info(hdul, path, instrument, header_map)
+        info = _read_info(hdul, path, instrument, header_map, weights)
         if require_visit and info.visit is None:
             raise InputError("no visit metadata (EXPID, BORE-AIRMASS, DATE-OBS, ... missing)", path)
         region = info.bbox if bbox is None else bbox.clip(info.bbox)
@@ -561,7 +599,13 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         variance = None if i_var is None else _section(hdul[i_var], sl, shape, "VARIANCE", path, np.float32)
     if mask is None:
         mask = synthesize_mask(image, info.mask_planes, info.pixels.saturation)
-    if variance is None:
+    if variance is None and info.weight_map is not None:
+        wpath, i_weight = info.weight_map
+        with _reading(wpath), _open(wpath) as whdul:
+            weight = _section(whdul[i_weight], sl, shape, f"weight map {wpath}", path, np.float32)
+        variance, unusable = variance_from_weight(weight)
+        mask[unusable] |= np.uint32(info.mask_planes.value("BAD"))
+    elif variance is None:
         sky, sigma = sky_statistics(path, i_image)
         variance = synthesize_variance(image, sky, sigma, info.pixels.gain)
     wcs = info.wcs

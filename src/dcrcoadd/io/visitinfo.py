@@ -159,7 +159,11 @@ def _parse_time(cards: Cards, card: str, scale: str) -> Time:
             value = cards.to_float(raw, card)
             time = Time(value, format="jd" if value > 2.4e6 else "mjd", scale=scale)
     except ValueError as exc:
-        raise cards.error(f"keyword {card} is not a valid time ({raw!r}: {exc})") from None
+        # astropy lists every format it tried; a short reason is kept, the list is not
+        reason = str(exc).splitlines()[0] if str(exc) else ""
+        detail = f": {reason}" if reason and len(reason) <= 80 else ""
+        raise cards.error(f"keyword {card} is not a valid time ({raw!r}{detail}); expected ISO "
+                          "'YYYY-MM-DDThh:mm:ss' or an MJD") from None
     if not 1950.0 <= time.utc.decimalyear <= 2150.0:
         raise cards.error(f"keyword {card} = {raw!r} is not the time of an observation "
                           f"({time.utc.iso[:10]})")
@@ -297,6 +301,19 @@ def airmass_allowance(altitude_deg: float, *, exposure_time_s: float = 0.0, fiel
     return ky - slack, secz + slack
 
 
+def _check_pointing_near_image(cards: Cards, ra: tuple[float, str], dec: tuple[float, str],
+                               wcs_centre: tuple[float, float]) -> None:
+    """Refuse a pointing farther from the image than any camera sees: the DCR direction and the
+    airmass across the image would follow a sky position the image is not at."""
+    limit = 2.0 * cards.preset.field_radius_deg + 1.0
+    sep = float(position_angle_and_separation(ra[0] * u.deg, dec[0] * u.deg, wcs_centre[0] * u.deg,
+                                              wcs_centre[1] * u.deg)[1].deg)
+    if sep > limit:
+        raise cards.error(f"{ra[1]}/{dec[1]} = ({ra[0]:.4f}, {dec[0]:.4f}) deg lies {sep:.1f} deg from the "
+                          f"image centre (RA {wcs_centre[0]:.4f}, Dec {wcs_centre[1]:.4f} deg from its WCS), "
+                          f"farther than a camera sees ({limit:g} deg): wrong pointing cards or a wrong WCS")
+
+
 def _pointing_from_wcs(wcs_centre, notes: list[str]) -> tuple[tuple[float, str], tuple[float, str]]:
     notes.append("pointing: the WCS centre of the image (no boresight or RA/DEC cards)")
     return (float(wcs_centre[0]), "WCS centre"), (float(wcs_centre[1]), "WCS centre")
@@ -359,6 +376,10 @@ def visit_from_cards(cards: Cards, *, wcs_centre: tuple[float, float] | None = N
                           f"(1 at the zenith, more towards the horizon)")
     if ra is None and alt is None and wcs_centre is not None and time is not None:
         ra, dec = _pointing_from_wcs(wcs_centre, notes)
+    elif ra is not None and wcs_centre is not None and site is not None:
+        # with a site the pointing places the zenith for every pixel of the image (DCR direction,
+        # airmass across the field): it must be where the image is
+        _check_pointing_near_image(cards, ra, dec, wcs_centre)
 
     # altitude from geometry, checked against the header's alt/az
     geo_alt = alt_source = None

@@ -22,7 +22,7 @@ from dcrcoadd.core.instrument import instrument_defaults
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.assemble import dcr_visits
 from dcrcoadd.errors import InputError
-from dcrcoadd.io import read_info
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import expand_paths
 
 log = logging.getLogger("dcrcoadd.pipeline.inputs")
@@ -72,16 +72,20 @@ def exposure_label(exposure: Exposure, index: int) -> str:
     return label if exposure.visit is None else f"{label} (visit {exposure.visit.id})"
 
 
-def read_headers(sources: Sequence[Source], instrument: str | None = None) -> list[InputHeader]:
-    """The header-level description of every input, completed from ``instrument``'s presets
-    where a file lacks its band curve or site (a preset never overrides the file)."""
+def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = None) -> list[InputHeader]:
+    """The header-level description of every input, read with ``options`` (`ReadOptions`, or an
+    instrument name) and completed from the instrument's presets where a file lacks its band curve
+    or site (a preset never overrides the file)."""
+    if not isinstance(options, ReadOptions):
+        options = ReadOptions(instrument=options)
+    instrument = options.instrument
     headers = []
     for i, source in enumerate(sources):
         if isinstance(source, Exposure):
             header = InputHeader(exposure_label(source, i), source, source.band, source.bandpass,
                                  source.visit, source.psf is not None)
         else:
-            info = read_info(source)
+            info = options.read_info(source)
             header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
                                  info.psf is not None)
         if instrument:

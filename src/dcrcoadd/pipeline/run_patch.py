@@ -35,6 +35,7 @@ from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd
 from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.parallel import Mapper, serial_map, tiles
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
@@ -202,7 +203,7 @@ def _plan(inputs, config: Config, out: Path, *, band: str | None, bbox: Box | No
         inputs = [inputs]
     sources = expand_inputs(inputs)
     check_outdir(out)
-    headers = select_band(read_headers(sources, config.inputs.instrument), band)
+    headers = select_band(read_headers(sources, ReadOptions.from_config(config.inputs)), band)
     preflight(headers, config, dcr_only=dcr_only)
     config_text = to_toml(config)
     box = None if bbox is None else [bbox.x0, bbox.y0, bbox.width, bbox.height]

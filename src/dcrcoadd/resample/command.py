@@ -6,6 +6,7 @@ import argparse
 import math
 import sys
 
+from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.io.paths import expand_paths
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
 from dcrcoadd.parallel import make_mapper
@@ -45,6 +46,7 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                         "reproject_adaptive with conserve_flux=True")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    add_read_arguments(p, what="exposures")
     p.set_defaults(func=cmd_warp)
     return p
 
@@ -54,9 +56,11 @@ def cmd_warp(args: argparse.Namespace) -> int:
     on stderr as one ``error:`` line naming its file)."""
     paths = expand_paths(args.exposures, "exposures")
     mapper = make_mapper(getattr(args, "workers", None), getattr(args, "scheduler", None))
-    grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale)
+    options = read_options_from_args(args)
+    grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options)
     print(f"grid: {grid.describe()}")
-    outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method)
+    outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method,
+                              read_options=options)
     failed = [o for o in outcomes if not o.ok]
     for o in outcomes:
         if o.ok:

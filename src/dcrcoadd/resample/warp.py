@@ -74,7 +74,8 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import read_exposure, write_exposure
+from dcrcoadd.io.fits import write_exposure
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import RESAMPLE_METHODS, corner_grid, quad_areas, resample_flux
 from dcrcoadd.parallel import serial_map
@@ -276,6 +277,7 @@ class _Task:
     out_path: Path
     grid: Grid
     method: str
+    read_options: ReadOptions | None = None
 
 
 def _error_message(exc: InputError, path: Path) -> str:
@@ -285,7 +287,7 @@ def _error_message(exc: InputError, path: Path) -> str:
 def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
     """Read, warp and write one file (a module-level function, so that process pools can run it)."""
     try:
-        exposure = read_exposure(task.path)
+        exposure = (task.read_options or ReadOptions()).read_exposure(task.path)
         warp = warp_exposure(exposure, task.grid, method=task.method, source=task.path)
         written = write_exposure(warp, task.out_path)
     except InputError as exc:
@@ -300,7 +302,8 @@ def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
 
 
 def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.PathLike | None = None,
-                pixel_scale: u.Quantity | float | None = None) -> Grid:
+                pixel_scale: u.Quantity | float | None = None,
+                read_options: ReadOptions | None = None) -> Grid:
     """The grid `warp_exposures` uses for these files.
 
     Parameters
@@ -314,6 +317,8 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     pixel_scale : Quantity or float, optional
         Pixel side (an angle, or arcseconds) of the grid chosen from the
         footprints; not with ``grid``.
+    read_options : ReadOptions, optional
+        How the files' headers are read (instrument, header map).
 
     Raises
     ------
@@ -326,19 +331,21 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         return grid
     if grid is not None:
         return grid_from_file(grid)
-    from dcrcoadd.io.fits import read_info
-
+    read_options = read_options or ReadOptions()
     footprints = []
+    unreadable: list[str] = []
     for path in paths:
         try:
-            info = read_info(path)
+            info = read_options.read_info(path)
         except InputError as exc:
             log.debug("%s: left out of the grid choice (%s)", path, exc)
+            unreadable.append(str(exc))
             continue
         if info.wcs is not None:
             footprints.append((info.bbox.shape, info.wcs))
     if not footprints:
-        raise InputError("no exposure with a readable WCS to choose the grid from", "warp")
+        why = f" (of {len(unreadable)} unreadable, the first: {unreadable[0]})" if unreadable else ""
+        raise InputError(f"no exposure with a readable WCS to choose the grid from{why}", "warp")
     return optimal_grid(footprints, pixel_scale=pixel_scale)
 
 
@@ -356,7 +363,8 @@ def _prepare_outdir(out_dir: Path) -> None:
 def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
                    grid: Grid | str | os.PathLike | None = None,
                    pixel_scale: u.Quantity | float | None = None, mapper: Mapper | None = None,
-                   method: str = DEFAULT_METHOD) -> list[WarpOutcome]:
+                   method: str = DEFAULT_METHOD,
+                   read_options: ReadOptions | None = None) -> list[WarpOutcome]:
     """Warp exposure files onto one grid: ``OUT_DIR/<stem>_warp.fits`` each.
 
     Parameters
@@ -375,6 +383,8 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
         (`dcrcoadd.parallel.mappers`); default serial.
     method : {"exact", "adaptive"}
         Resampling (see the module notes); ``"exact"`` by default.
+    read_options : ReadOptions, optional
+        How the files are read (instrument, header map, weight maps).
 
     Returns
     -------
@@ -395,7 +405,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     if method not in RESAMPLE_METHODS:
         raise InputError(f"unknown resampling method {method!r}; choose from {', '.join(RESAMPLE_METHODS)}",
                          "warp")
-    chosen = choose_grid(paths, grid=grid, pixel_scale=pixel_scale)
+    chosen = choose_grid(paths, grid=grid, pixel_scale=pixel_scale, read_options=read_options)
     log.info("%s", chosen.describe())
     out_dir = Path(out_dir)
     _prepare_outdir(out_dir)
@@ -410,7 +420,8 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             outcomes[i] = WarpOutcome(path=path, error=message)
             continue
         used[name] = path
-        tasks.append(_Task(index=i, path=path, out_path=out_dir / name, grid=chosen, method=method))
+        tasks.append(_Task(index=i, path=path, out_path=out_dir / name, grid=chosen, method=method,
+                           read_options=read_options))
     for index, outcome in (mapper or serial_map)(_warp_file, tasks):
         outcomes[index] = outcome
     return [outcomes[i] for i in range(len(paths))]

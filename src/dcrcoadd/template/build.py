@@ -82,7 +82,8 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import read_exposure, write_exposure
+from dcrcoadd.io.fits import write_exposure
+from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
@@ -381,7 +382,8 @@ def _prepare_outdir(outdir: Path) -> None:
 
 def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
                     outdir: str | os.PathLike, *, diff: bool = False, order: int | None = None,
-                    split: bool = True, split_threshold: float = 0.1) -> list[TemplateOutcome]:
+                    split: bool = True, split_threshold: float = 0.1,
+                    read_options: ReadOptions | None = None) -> list[TemplateOutcome]:
     """Write ``OUTDIR/<stem>_template.fits`` (and ``<stem>_diff.fits``) for each science file.
 
     Parameters
@@ -396,6 +398,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         Also write ``science − template`` (`difference`).
     order, split, split_threshold
         As for `make_template`.
+    read_options : ReadOptions, optional
+        How the science files are read (instrument, header map, weight maps), as the
+        model's warps were (``[inputs]`` of their configuration).
 
     Returns
     -------
@@ -412,6 +417,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     paths = [Path(p) for p in science_paths]
     if not paths:
         raise InputError("no science exposures given", "template")
+    read_options = read_options or ReadOptions()
     outdir = Path(outdir)
     model = DcrModel.read(model_path)
     _prepare_outdir(outdir)
@@ -423,7 +429,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             if stem in used:
                 raise InputError(f"its output name {stem}_template.fits is already taken by {used[stem]}",
                                  path)
-            science = read_exposure(path, require_visit=True)
+            science = read_options.read_exposure(path, require_visit=True)
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=path)
             template_path = write_exposure(template, outdir / f"{stem}_template.fits")

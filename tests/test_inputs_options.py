@@ -1,0 +1,255 @@
+"""Reader options reach every reader (issue 15): ``--instrument``, ``inputs.header_map`` /
+``--header-map`` and ``--weights`` weight-map companion files, in headers and in pixel reads alike."""
+
+from __future__ import annotations
+
+import errno
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from conftest import write_warps
+from dcrcoadd.cli import main
+from dcrcoadd.coadd.baseline import prepare_inputs
+from dcrcoadd.config import Config, apply_override
+from dcrcoadd.core.geom import Box
+from dcrcoadd.errors import ConfigError, InputError
+from dcrcoadd.io import read_exposure, read_info
+from dcrcoadd.io.options import ReadOptions
+from dcrcoadd.io.weights import check_weights_pattern, weight_path
+from test_inputs_layouts import write_decam_cutout
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error: ")]
+
+
+def rename_card(path, old, new, hdu=0):
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus[hdu].header[new] = hdus[hdu].header[old]
+    del hdus[hdu].header[old]
+    fits.HDUList(hdus).writeto(path, overwrite=True)
+    return path
+
+
+# -- header map -------------------------------------------------------------------------------------
+
+def test_header_map_in_the_configuration():
+    c = Config()
+    apply_override(c, "inputs.header_map.airmass=airmass2")
+    apply_override(c, "inputs.header_map.temperature=HIERARCH ESO TEL AMBI TEMP")
+    c.validate()
+    assert ReadOptions.from_config(c).header_map == {"airmass": "AIRMASS2",
+                                                     "temperature": "ESO TEL AMBI TEMP"}
+    apply_override(c, "inputs.header_map.airmass=none")  # removes the entry
+    assert c.inputs.header_map == {"temperature": "HIERARCH ESO TEL AMBI TEMP"}
+
+
+@pytest.mark.parametrize("override, words", [
+    ("inputs.header_map.airmas=AIRMASS2", "inputs.header_map.airmas: not a header field"),
+    ("inputs.header_map.airmass=AIR MASS=2", "must be a FITS keyword"),
+    ("inputs.header_map.airmass=1.5", "must be a FITS keyword"),
+])
+def test_bad_header_map_is_refused_naming_the_field(tmp_path, capsys, override, words):
+    paths = write_warps(tmp_path / "w")
+    status = main(["assemble", *map(str, paths), "--out", str(tmp_path / "out"), "--set", override])
+    [line] = error_lines(capsys.readouterr().err)
+    assert status == 2 and words in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_header_map_reaches_the_header_and_the_pixel_reads(tmp_path):
+    """A saturation level under another card: the preflight headers and every region read by the coadd
+    use the map (the pixels of the mask come from it)."""
+    path = rename_card(write_decam_cutout(tmp_path / "c.fits"), "SATURATB", "SATLEVB", hdu=1)
+    rename_card(path, "SATURATA", "SATLEVA", hdu=1)
+    assert read_info(path).pixels.saturation is None
+    config = Config()
+    apply_override(config, "inputs.header_map.saturation=SATLEVB")
+    prepared = prepare_inputs([path], config)
+    [inp] = prepared.inputs
+    box = Box(5, 5, 30, 30)
+    exp = inp.read(box)
+    data = fits.getdata(path, "N6")[5:35, 5:35]
+    np.testing.assert_array_equal(exp.mask & exp.mask_planes.value("SAT") != 0, data >= 1500.0)
+    assert (data >= 1500.0).any()
+
+
+def test_header_map_on_the_command_line(tmp_path, capsys):
+    path = rename_card(write_decam_cutout(tmp_path / "c.fits"), "FWHM", "SEEINGPX", hdu=1)
+    assert main(["info", str(path)]) == 0
+    assert "psf:         none" in capsys.readouterr().out
+    assert main(["info", str(path), "--header-map", "seeing=SEEINGPX"]) == 0
+    out = capsys.readouterr().out
+    assert "psf: Gaussian of FWHM 4.12 px from SEEINGPX" in out
+    with pytest.raises(SystemExit):  # argparse: FIELD=CARD expected
+        main(["info", str(path), "--header-map", "seeing"])
+    assert "FIELD=CARD" in capsys.readouterr().err
+    assert main(["info", str(path), "--header-map", "seing=SEEINGPX"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "inputs.header_map.seing: not a header field" in line
+
+
+# -- weight maps ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image, pattern, expected", [
+    ("d/c4d_190310_031200_ooi_g_v1.fits.fz", "{name/_ooi_/_oow_}", "d/c4d_190310_031200_oow_g_v1.fits.fz"),
+    ("d/img.fits", "{stem}_wtmap.fits", "d/img_wtmap.fits"),
+    ("d/img.fits.gz", "{stem}.weight{ext}", "d/img.weight.fits.gz"),
+    ("d/img.fits", "../weights/{stem}.fits", "d/../weights/img.fits"),
+    ("d/img.fits", "{dir}/w/{name}", "d/w/img.fits"),
+])
+def test_weight_pattern_substitutions(tmp_path, image, pattern, expected):
+    image, expected = tmp_path / image, tmp_path / expected
+    for p in (image, expected):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"")
+    assert weight_path(image, pattern) == expected
+
+
+def test_weight_pattern_globs_must_match_one_file(tmp_path):
+    image = tmp_path / "img.fits"
+    image.write_bytes(b"")
+    with pytest.raises(InputError, match="matches no file") as err:
+        weight_path(image, "{stem}*wt*.fits")
+    assert err.value.source == str(image)
+    (tmp_path / "img_wt_v1.fits").write_bytes(b"")
+    assert weight_path(image, "{stem}*wt*.fits") == tmp_path / "img_wt_v1.fits"
+    (tmp_path / "img_wt_v2.fits").write_bytes(b"")
+    with pytest.raises(InputError, match="matches 2 files"):
+        weight_path(image, "{stem}*wt*.fits")
+    with pytest.raises(InputError, match="does not exist"):
+        weight_path(image, "{stem}_nothing.fits")
+    with pytest.raises(InputError, match="the image itself"):
+        weight_path(image, "{name}")
+
+
+@pytest.mark.parametrize("pattern, words", [
+    ("weights.fits", "must contain {name} or {stem}"),
+    ("{base}_w.fits", "{base} is not a field"),
+    ("{stem}_w.fits}", "unmatched brace"),
+    ("{name/ooi}", "not a field"),
+])
+def test_bad_weight_patterns(pattern, words):
+    with pytest.raises(ConfigError, match=words.replace("{", r"\{").replace("}", r"\}")):
+        check_weights_pattern(pattern)
+
+
+def write_weight_map(image_path, *, name="N6", extra_hdus=True, shape=None, seed=0):
+    """A CP-style weight file (``oow``): the same extension names as the image, inverse variance."""
+    data = fits.getdata(image_path, "N6")
+    rng = np.random.default_rng(seed)
+    weight = rng.uniform(0.002, 0.006, data.shape if shape is None else shape).astype(np.float32)
+    weight[4, 5] = 0.0  # a bad pixel
+    hdus = [fits.PrimaryHDU()]
+    if extra_hdus:
+        hdus.append(fits.ImageHDU(np.ones_like(weight), name="N5"))
+    hdus.append(fits.ImageHDU(weight, name=name))
+    out = image_path.with_name(image_path.name.replace("_ooi_", "_oow_"))
+    fits.HDUList(hdus).writeto(out, overwrite=True)
+    return out, weight
+
+
+def test_weight_map_gives_the_variance_and_masks_zero_weight(tmp_path):
+    image = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1.fits")
+    wpath, weight = write_weight_map(image)
+    exp = read_exposure(image, weights="{name/_ooi_/_oow_}")
+    good = weight > 0
+    np.testing.assert_allclose(exp.variance[good], 1.0 / weight[good], rtol=1e-6)
+    bad = exp.mask_of("BAD")
+    assert bad[4, 5] and bad.sum() == 1 and np.isnan(exp.variance[4, 5])
+    sub = read_exposure(image, Box(3, 2, 20, 15), weights="{name/_ooi_/_oow_}")
+    np.testing.assert_array_equal(sub.variance, exp.variance[2:17, 3:23])
+    np.testing.assert_array_equal(sub.mask, exp.mask[2:17, 3:23])
+    notes = "\n".join(read_info(image, weights="{name/_ooi_/_oow_}").notes)
+    assert f"1/weight from the weight map {wpath} [HDU 2]" in notes and "BAD where the weight is 0" in notes
+
+
+def test_weight_map_problems_name_the_image_and_the_weight_file(tmp_path):
+    image = write_decam_cutout(tmp_path / "c_ooi_g.fits")
+    with pytest.raises(InputError, match="does not exist") as err:
+        read_info(image, weights="{name/_ooi_/_oow_}")
+    assert err.value.source == str(image) and "c_oow_g.fits" in str(err.value)
+    wpath, _ = write_weight_map(image, shape=(10, 10))
+    with pytest.raises(InputError, match=r"has shape \(10, 10\), the image \(40, 44\)"):
+        read_info(image, weights="{name/_ooi_/_oow_}")
+    write_weight_map(image, name="S1", extra_hdus=True)
+    with pytest.raises(InputError, match="no 2-D image named N6"):
+        read_info(image, weights="{name/_ooi_/_oow_}")
+
+
+def test_a_file_with_its_own_variance_ignores_the_weight_map(tmp_path):
+    [path] = write_warps(tmp_path, 1)
+    wpath = tmp_path / "warp_0_wtmap.fits"
+    fits.PrimaryHDU(np.full((40, 40), 0.25, np.float32)).writeto(wpath)
+    exp = read_exposure(path, weights="{stem}_wtmap.fits")
+    np.testing.assert_array_equal(exp.variance, 1.0)
+    assert any("its weight map is not used" in n for n in read_info(path, weights="{stem}_wtmap.fits").notes)
+
+
+def test_assemble_with_weight_maps(tmp_path, capsys):
+    """--weights reaches the preflight, the weights of the coadd and the DCR solve; config.toml keeps it."""
+    from astropy.time import TimeDelta
+
+    from test_inputs_end_to_end import HOURS
+    from test_inputs_layouts import DECAM_TIME, pointing
+
+    field = pointing("ctio", DECAM_TIME, 65.0, 40.0)
+    for i, hours in enumerate(HOURS):
+        image = write_decam_cutout(tmp_path / f"c4d_{i}_ooi_g.fits", expnum=900 + i, radec=field, seed=50 + i,
+                                   time=DECAM_TIME + TimeDelta(hours * 3600, format="sec"))
+        write_weight_map(image, seed=i)
+    out = tmp_path / "out"
+    status = main(["assemble", *sorted(map(str, tmp_path.glob("*_ooi_*.fits"))), "--out", str(out), "-q",
+                   "--weights", "{name/_ooi_/_oow_}"])
+    assert status == 0, capsys.readouterr().err
+    assert 'weights = "{name/_ooi_/_oow_}"' in (out / "config.toml").read_text()
+    # a missing weight file stops the run before any pixel, naming the image
+    (tmp_path / "c4d_3_oow_g.fits").unlink()
+    status = main(["assemble", str(tmp_path / "c4d_*_ooi_g.fits"), "--out", str(tmp_path / "out2"),
+                   "--weights", "{name/_ooi_/_oow_}"])
+    [line] = error_lines(capsys.readouterr().err)
+    assert status == 2 and "c4d_3_ooi_g.fits: weight map" in line and "does not exist" in line
+    assert not (tmp_path / "out2").exists()
+
+
+# -- output errors ----------------------------------------------------------------------------------
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, capsys, monkeypatch):
+    paths = write_warps(tmp_path / "w")
+
+    def full_disk(self, name, *args, **kwargs):
+        with open(name, "wb") as f:
+            f.write(b"SIMPLE  =                    T")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fits.HDUList, "writeto", full_disk)
+    out = tmp_path / "out"
+    status = main(["assemble", *map(str, paths), "--out", str(out), "-q"])
+    err = capsys.readouterr().err
+    [line] = error_lines(err)
+    assert status == 2 and "Traceback" not in err
+    assert line.startswith(f"error: {out / 'coadd.fits'}: cannot write: the disk is full")
+    assert not list(out.glob("*.fits")) and not list(out.glob(".*.tmp"))  # no partial file
+
+
+def test_warp_reads_with_the_instrument_and_the_weight_maps(tmp_path, capsys):
+    """`dcrcoadd warp` on DECam cut-outs that do not say DECam, with their weight maps: the visit is
+    read with the preset (site, band) and the warped variance comes from the weight map."""
+    pytest.importorskip("reproject")
+    from test_inputs_end_to_end import decam_unrecognisable_visits
+
+    write, options = decam_unrecognisable_visits(tmp_path)
+    image = write(0, 0.0, "c4d_0_ooi_g.fits")
+    _, weight = write_weight_map(image)
+    args = ["warp", str(image), "--out", str(tmp_path / "warps"), *options, "--weights", "{name/_ooi_/_oow_}"]
+    assert main(args) == 0, capsys.readouterr().err
+    warp = read_exposure(tmp_path / "warps" / "c4d_0_ooi_g_warp.fits")
+    assert warp.band == "decam-g" and warp.visit.observatory.longitude.deg == pytest.approx(-70.81489)
+    inside = warp.mask == 0
+    median_var = float(np.median(warp.variance[inside]))
+    assert median_var == pytest.approx(float(np.median(1 / weight[weight > 0])), rel=0.2)
+    assert main(["warp", str(image), "--out", str(tmp_path / "warps2")]) == 2  # read as generic FITS
+    assert "below the horizon" in capsys.readouterr().err
