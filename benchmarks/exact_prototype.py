@@ -110,7 +110,7 @@ def scenario_conditions(name: str):
 
 def simulate_scenario(name: str, *, size: int = 256, n_stars: int = 300, seed: int = 12):
     from benchmarks.validation import star_catalog
-    from dcrcoadd.sim.simulate import SimulationConfig, simulate
+    from dcrcoadd.sim import SimulationConfig, simulate
 
     model, science = scenario_conditions(name)
     conditions = tuple(model + science)
@@ -185,11 +185,11 @@ def exact_solve(warps, bandpass, edges, settings, *, extend: bool = True) -> Exa
 
 def exact_template(run: ExactRun, exp, bandpass) -> np.ndarray:
     """The science visit's template from the exact model, by the forward model it was fitted with."""
-    from dcrcoadd.dcr.solvers.exact import render_templates
+    from dcrcoadd.dcr.fourier import render
 
     sample_edges, weights = run.spectral
     shifts = visit_shifts(exp, bandpass, sample_edges, run.position)
-    template = render_templates(run.solution.model, shifts[None], weights, settings=run.settings)[0]
+    template = render(run.solution.model, shifts[None], weights, interpolation=run.settings.interpolation)[0]
     return template.astype(np.float64)
 
 
@@ -201,7 +201,7 @@ def colour_fit(images: np.ndarray, sim, edges, variance: np.ndarray, edge: int =
 
     from benchmarks import common
     from benchmarks.validation import aperture_flux, color, isolated
-    from dcrcoadd.sim.simulate import subfilter_fluxes
+    from dcrcoadd.sim import subfilter_fluxes
 
     cat = sim.catalog
     xs, ys = np.asarray(cat["x"], float), np.asarray(cat["y"], float)
@@ -259,7 +259,7 @@ def prepare(name: str, cache: Path | None, seed: int = 12):
 
 
 def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = False, seed: int = 12) -> dict:
-    from dcrcoadd.demo import score_difference
+    from dcrcoadd.report.scores import score_exposure
 
     prep = prepare(name, cache, seed)
     sim = prep["sim"]
@@ -278,8 +278,7 @@ def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = F
 
     def score(kind, templates):
         for row, s, t in zip(rows, science, templates, strict=True):
-            _, n = score_difference(s, t, base_var, sources)
-            row[kind] = int(n)
+            row[kind] = int(score_exposure(s, t, base_var, sources).n_detections)
 
     score("baseline", [base_img] * len(science))
     cal = baseline.flux_calibration
@@ -356,7 +355,8 @@ def synthetic_tile(size: int, n: int, m: int = 3, seed: int = 0):
 
 def timing(sizes=((256, 7), (2048, 12)), log=print) -> list[dict]:
     """Wall time of `solve_exact` on synthetic tiles, one core (run with OMP_NUM_THREADS=1 etc.)."""
-    from dcrcoadd.dcr.solvers.exact import ExactSettings, solve_exact
+    from dcrcoadd.config.schema import ExactSettings
+    from dcrcoadd.dcr.solvers.exact import solve_exact
 
     out = []
     for size, n in sizes:
@@ -376,7 +376,7 @@ def timing(sizes=((256, 7), (2048, 12)), log=print) -> list[dict]:
 
 
 def default_variants():
-    from dcrcoadd.dcr.solvers.exact import ExactSettings
+    from dcrcoadd.config.schema import ExactSettings
 
     return {"exact flat": (ExactSettings(prior="flat", flat_strength=0.1), True),
             "exact colour": (ExactSettings(), True)}

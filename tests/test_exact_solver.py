@@ -8,18 +8,19 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from dcrcoadd.config.schema import ExactSettings
+from dcrcoadd.config.validation import validate_exact
 from dcrcoadd.dcr import fourier
 from dcrcoadd.dcr.solvers.exact import (
-    ExactSettings,
     auto_pad,
     hermitian_inverse,
     local_colours,
     prior_strengths,
     psf_power,
-    render_templates,
     solve_exact,
     solve_shape,
 )
+from dcrcoadd.errors import ConfigError
 
 SIGMA = 1.7  # PSF sigma of the synthetic fields, pixels
 
@@ -126,14 +127,14 @@ def test_prior_strengths_grow_beyond_the_psf_cutoff():
 
 
 def test_settings_are_checked():
-    with pytest.raises(ValueError, match="prior"):
-        ExactSettings(prior="smooth")
-    with pytest.raises(ValueError, match="colour_strength"):
-        ExactSettings(colour_strength=-1.0)
-    with pytest.raises(ValueError, match="precision"):
-        ExactSettings(precision="half")
-    with pytest.raises(ValueError, match="pad"):
-        ExactSettings(pad=-2)
+    with pytest.raises(ConfigError, match="dcr.exact.prior"):
+        validate_exact(ExactSettings(prior="smooth"))
+    with pytest.raises(ConfigError, match="colour_strength"):
+        validate_exact(ExactSettings(colour_strength=-1.0))
+    with pytest.raises(ConfigError, match="precision"):
+        validate_exact(ExactSettings(precision="half"))
+    with pytest.raises(ConfigError, match="pad"):
+        validate_exact(ExactSettings(pad=-2))
 
 
 def test_inputs_are_checked(periodic_problem):
@@ -244,7 +245,7 @@ def test_a_tile_of_a_bigger_field_matches_the_whole_field_inside(prior):
     whole = solve_exact(noisy, None, np.ones(7), shifts, weights, settings=replace(settings, pad=0))
     t0, t1 = 16, 112
     tile = solve_exact(noisy[:, t0:t1, t0:t1], None, np.ones(7), shifts, weights, settings=settings)
-    assert tile.grid[0] >= (t1 - t0) + auto_pad(shifts, settings.colour_scale)
+    assert tile.grid[0] >= (t1 - t0) + auto_pad(shifts, 1.7)  # the default colour window
     peak = np.max(truth.sum(axis=0))
     a, b = whole.model[:, t0:t1, t0:t1], tile.model
     inner = (slice(None), slice(32, -32), slice(32, -32))
@@ -301,12 +302,12 @@ def test_history_and_output(periodic_problem):
     assert sol.history[-1]["convergence"] < sol.history[1]["convergence"]
 
 
-def test_render_templates_is_the_forward_model_of_the_padded_model(periodic_problem):
+def test_render_is_the_forward_model_of_the_padded_model(periodic_problem):
     p = periodic_problem
     model = p["truth"].astype(np.float32)
     shifts = p["shifts"][7:]
-    got = render_templates(model, shifts, p["weights"], settings=ExactSettings(precision="double"))
-    grid = fourier.padded_shape(model.shape[1:], auto_pad(shifts, ExactSettings().colour_scale))
+    got = fourier.render(model, shifts, p["weights"])
+    grid = fourier.padded_shape(model.shape[1:], 2 * int(np.ceil(np.max(np.abs(shifts)))) + 4)
     padded = np.zeros((3, *grid))
     padded[:, :64, :64] = model
     b = fourier.transfer(shifts, p["weights"], grid, dtype=np.complex128)

@@ -261,6 +261,88 @@ class IterativeSettings:
 
 
 @dataclass
+class ExactSettings:
+    """The exact solver (``dcr.solver = exact``): regularized least squares of the Fourier forward
+    model per tile (`dcrcoadd.dcr.solvers.exact`). Prior strengths are in units of one warp's
+    information. Defaults were chosen on simulated two-sided and one-sided fields
+    (``benchmarks/exact_prototype.py``). Not LSST fields."""
+
+    prior: str = "colour"
+    """``colour``: the source-colour prior (subfilter images of a source share its shape), plus the
+    flat ridge if ``flat_strength`` > 0; ``flat``: the flat-spectrum ridge alone; ``none``: plain
+    least squares."""
+
+    flat_strength: float = 0.0
+    """Strength of the flat-spectrum ridge (pulls every subfilter towards F/M; never touches the
+    full-band image F)."""
+
+    colour_strength: float = 0.15
+    """Strength of the colour prior at low spatial frequencies."""
+
+    cutoff_strength: float = 0.01
+    """Growth of the prior beyond the PSF's cut-off, ``cutoff_strength (1/|P(k)|² − 1)``, where the
+    data are mostly noise."""
+
+    psf_sigma: float | None = None
+    """Sigma (pixels) of the Gaussian PSF used for that cut-off when the model has no PSF kernel;
+    None: from the model PSF's FWHM (1.7 px without one)."""
+
+    colour_scale: float | None = None
+    """Sigma (pixels) of the Gaussian window of the local colour fit; None: the model PSF's sigma
+    (FWHM / 2.355; 1.7 px without a PSF)."""
+
+    colour_floor: float = 16.0
+    """Where the smoothed full-band signal is not well above this many times its noise variance,
+    the colour falls back to flat."""
+
+    colour_iterations: int = 30
+    """Maximum number of refits of the colour prior."""
+
+    colour_tolerance: float = 0.1
+    """Stop refitting when the model changes by less than this (rms, in units of the full-band
+    noise)."""
+
+    pad: int | None = None
+    """Margin (pixels) added round each tile for the periodic FFT grid; None: twice the largest
+    shift plus the colour window plus 4; 0: the tile is treated as periodic."""
+
+    pad_weight: float = 0.001
+    """Weight (of a real pixel) of the zero pseudo-data in the pad (speeds up conjugate gradients)."""
+
+    cg_tolerance: float = 0.001
+    """Conjugate gradients stop when the model is about this far from the solution (rms per pixel,
+    in units of the full-band noise)."""
+
+    cg_max_iter: int = 100
+    """Conjugate-gradient iterations of a solve without the colour prior, at most."""
+
+    refit_cg_max_iter: int = 10
+    """With the colour prior: conjugate-gradient iterations of each refit (three times as many for
+    the first solve), at most."""
+
+    interpolation: str = "exact"
+    """DCR phases of the forward model: ``exact`` sub-pixel translation, or ``bilinear`` (the transfer
+    function of bilinear interpolation)."""
+
+    wavelength_samples: int = 16
+    """Wavelength bins per subfilter over which the DCR phase is averaged (finite bandwidth)."""
+
+    precision: str = "single"
+    """``single`` (complex64) or ``double`` transforms and iterates."""
+
+    workers: int = 1
+    """Threads for scipy.fft within one tile."""
+
+    cache_bytes: int = 1073741824
+    """Keep all transfer functions of a tile in memory when they fit in this many bytes; otherwise
+    recompute one warp's whenever needed."""
+
+    min_buffer: int = 48
+    """Smallest buffer (pixels) round each tile: near a tile edge the exact solution is less
+    constrained (templates differ by a few sigma up to ~20 px in on one-sided coverage)."""
+
+
+@dataclass
 class DcrConfig:
     """The DCR model, its forward model and the choice of solver (LSST ``DcrAssembleCoaddConfig``)."""
 
@@ -304,6 +386,9 @@ class DcrConfig:
 
     iterative: IterativeSettings = field(default_factory=IterativeSettings)
     """Settings of the iterative solver."""
+
+    exact: ExactSettings = field(default_factory=ExactSettings)
+    """Settings of the exact solver."""
 
 
 @dataclass

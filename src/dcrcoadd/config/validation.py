@@ -8,14 +8,21 @@ from typing import TYPE_CHECKING
 from dcrcoadd.errors import ConfigError
 
 if TYPE_CHECKING:
-    from dcrcoadd.config.schema import ArtifactConfig, CoaddConfig, DcrConfig, InputsConfig, IterativeSettings
+    from dcrcoadd.config.schema import (
+        ArtifactConfig,
+        CoaddConfig,
+        DcrConfig,
+        ExactSettings,
+        InputsConfig,
+        IterativeSettings,
+    )
 
 #: Statistics `dcrcoadd.ops.stack` can stack with.
 STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
 
 #: The DCR solvers (`dcrcoadd.dcr.solvers` implements one per name; its settings are the
 #: `DcrConfig` field of the same name).
-SOLVER_NAMES = ("iterative",)
+SOLVER_NAMES = ("iterative", "exact")
 
 
 def _unique_upper(names) -> list[str]:
@@ -175,6 +182,27 @@ def validate_iterative(s: IterativeSettings, n_subfilters: int, prefix: str = "d
     _check_bool(f"{prefix}.use_exact_adjoint", s.use_exact_adjoint)
 
 
+def validate_exact(s: ExactSettings, prefix: str = "dcr.exact") -> None:
+    """Check the exact solver's settings; `ConfigError` names the first bad field."""
+    for name, allowed in (("prior", ("colour", "flat", "none")), ("interpolation", ("exact", "bilinear")),
+                          ("precision", ("single", "double"))):
+        if getattr(s, name) not in allowed:
+            _fail(f"{prefix}.{name}", f"must be one of {', '.join(allowed)}", getattr(s, name))
+    for name in ("flat_strength", "colour_strength", "cutoff_strength", "colour_floor", "colour_tolerance",
+                 "pad_weight", "cg_tolerance"):
+        _check_number(f"{prefix}.{name}", getattr(s, name), non_negative=True)
+    for name in ("psf_sigma", "colour_scale"):
+        if getattr(s, name) is not None:
+            _check_number(f"{prefix}.{name}", getattr(s, name), positive=True)
+    for name, lo in (("colour_iterations", 0), ("cg_max_iter", 1), ("refit_cg_max_iter", 1),
+                     ("wavelength_samples", 1), ("workers", 1), ("cache_bytes", 0), ("min_buffer", 0)):
+        value = getattr(s, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+            _fail(f"{prefix}.{name}", f"must be an integer >= {lo}", value)
+    if s.pad is not None and (not isinstance(s.pad, int) or s.pad < 0):
+        _fail(f"{prefix}.pad", "must be a non-negative integer or None", s.pad)
+
+
 def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
     """Check the DCR section and its solvers' settings; `ConfigError` names the first bad field."""
     if not isinstance(d.dcr_num_subfilters, int) or d.dcr_num_subfilters < 2:
@@ -193,3 +221,4 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
     _check_bool(f"{prefix}.do_calculate_psf", d.do_calculate_psf)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
     validate_iterative(d.iterative, d.dcr_num_subfilters, f"{prefix}.iterative")
+    validate_exact(d.exact, f"{prefix}.exact")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -18,9 +19,9 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts
+from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel
-from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile
+from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
 from dcrcoadd.ops.psf_measure import measure_psf
@@ -139,6 +140,13 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)
+    # the model records the forward model its solver fits, so templates reproduce it exactly
+    model.solver = dcr.solver
+    model.solver_settings = dataclasses.asdict(solver_settings(dcr))
+    if dcr.solver == "exact":
+        model.forward_model = "fourier"
+        model.wavelength_samples = dcr.exact.wavelength_samples
+        model.fourier_interpolation = dcr.exact.interpolation
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")
@@ -149,7 +157,8 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         model=model, visits=visits, psf=psf, detected=detected, detected_on_coadd=detected_here,
         reference=np.where(np.isfinite(coadd.image), coadd.image, 0.0).astype(np.float32),
         background=~detected & ~no_data,
-        buffer=int(math.ceil(dcr.buffer_factor * (math.ceil(max_shift) + 1))))
+        buffer=max(int(math.ceil(dcr.buffer_factor * (math.ceil(max_shift) + 1))),
+                   dcr.exact.min_buffer if dcr.solver == "exact" else 0))
 
 
 def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
@@ -159,23 +168,31 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
     dcr, model, patch = config.dcr, setup.model, setup.model.bbox
     skip = set(skip)
     masks = baseline.artifact_masks or [None] * len(baseline.inputs)
+    variances = np.array([1.0 / inp.weight for inp in baseline.inputs])
     tasks = []
     for tile in tiles(patch, tuple(config.coadd.subregion_size), buffer=setup.buffer):
         if tile.index in skip:
             continue
         sl = tile.buffered.slices(patch)
         split = _shifts_for(setup.visits, model, tile.box, split=True) if dcr.split_subfilters else None
+        samples = sample_weights = None
+        if model.forward_model == "fourier":
+            samples, sample_weights = wavelength_sample_shifts(
+                setup.visits, model.wcs, model.origin, model.bandpass, model.subfilter_edges,
+                model.wavelength_samples, tile.box.center)
         forward = ForwardModel(
             shifts=_shifts_for(setup.visits, model, tile.box, split=False), split_shifts=split,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,
-            exact_adjoint=dcr.iterative.use_exact_adjoint)
+            exact_adjoint=dcr.iterative.use_exact_adjoint, sample_shifts=samples,
+            sample_weights=sample_weights)
         tasks.append((tile.index, TileTask(
             index=tile.index, box=tile.box, dcr_box=tile.buffered,
             warps=[w.restricted(tile.buffered) for w in baseline.inputs], planes=baseline.coadd.mask_planes,
             forward=forward, models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
             detected=setup.detected[sl], background=setup.background[sl],
             artifact_masks=[m and m.restricted(tile.buffered) for m in masks],
-            bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer)))
+            bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer,
+            variances=variances, psf=setup.psf)))
     return tasks
 
 

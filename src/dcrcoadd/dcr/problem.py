@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from dcrcoadd.core.psf import Psf
 from dcrcoadd.dcr.forward import ForwardModel
 
 
@@ -40,6 +41,8 @@ class TileProblem:
         Buffer width in pixels.
     variances : ndarray, shape (N,), optional
         A typical variance of each warp (for inverse-variance weighting); None: equal weights.
+    psf : Psf, optional
+        The model's PSF (sets the exact solver's colour window and cut-off).
     """
 
     images: np.ndarray
@@ -51,6 +54,7 @@ class TileProblem:
     inner: tuple[slice, slice]
     buffer: int = 0
     variances: np.ndarray | None = None
+    psf: Psf | None = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import DcrConfig
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.psf import Psf
 from dcrcoadd.dcr.forward import ForwardModel
 from dcrcoadd.dcr.problem import Progress, TileProblem
 from dcrcoadd.dcr.solvers import SOLVERS
@@ -40,6 +41,8 @@ class TileTask:
     bad_mask_planes: list[str]
     dcr: DcrConfig
     buffer: int
+    variances: np.ndarray | None = None  # (N,) typical variance of each warp
+    psf: Psf | None = None  # the model's PSF
 
 
 @dataclass
@@ -94,7 +97,7 @@ def solve_tile(task: TileTask, progress: Progress | None = None) -> TileOutcome:
     inner = task.box.slices(task.dcr_box)
     problem = TileProblem(images=images, weights=weights, forward=task.forward, detected=task.detected,
                           reference=task.reference, background=task.background, inner=inner,
-                          buffer=task.buffer)
+                          buffer=task.buffer, variances=task.variances, psf=task.psf)
     result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), progress)
     return TileOutcome(
         index=task.index, box=task.box, models=result.models[(slice(None), *inner)].copy(),

@@ -7,8 +7,9 @@ returns the model images and their history. ``SOLVERS`` maps each name of
 section of the same name.
 """
 
+from dcrcoadd.dcr.solvers.exact import solve_exact_tile
 from dcrcoadd.dcr.solvers.iterative import solve_iterative
 
-SOLVERS = {"iterative": solve_iterative}
+SOLVERS = {"iterative": solve_iterative, "exact": solve_exact_tile}
 
-__all__ = ["SOLVERS", "solve_iterative"]
+__all__ = ["SOLVERS", "solve_exact_tile", "solve_iterative"]

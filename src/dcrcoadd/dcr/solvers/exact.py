@@ -81,141 +81,44 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import fft
 
+from dcrcoadd.config.schema import ExactSettings
 from dcrcoadd.dcr import fourier
+from dcrcoadd.dcr.problem import Progress, SolveResult, TileProblem
 
 __all__ = [
-    "PRIORS",
-    "ExactSettings",
     "ExactSolution",
     "auto_pad",
     "prior_strengths",
     "psf_power",
     "hermitian_inverse",
     "local_colours",
-    "render_templates",
     "solve_exact",
     "solve_shape",
 ]
 
 log = logging.getLogger("dcrcoadd.dcr.solvers.exact")
 
-PRIORS = ("none", "flat", "colour")
 _FLOOR = 1e-6  # numerical ridge on the colour directions, in units of mean τ
 
 _ANDERSON = 5  # memory of the Anderson mixing of the colour alternation
 
 
-@dataclass(frozen=True)
-class ExactSettings:
-    """Numerical settings of `solve_exact` (strengths in units of one warp's information).
+def _dtypes(settings: ExactSettings) -> tuple[type, type]:
+    """(complex, real) dtypes of the transforms and iterates for ``settings.precision``."""
+    return (np.complex64, np.float32) if settings.precision == "single" else (np.complex128, np.float64)
 
-    Defaults were chosen on two simulated fields (two-sided and one-sided coverage,
-    ``benchmarks/exact_prototype.py``); see that script's notes for the numbers.
 
-    Attributes
-    ----------
-    prior : {"colour", "flat", "none"}
-        "colour": the source-colour prior (plus the flat ridge if ``flat_strength`` > 0);
-        "flat": the flat-spectrum ridge alone; "none": plain least squares.
-    flat_strength : float
-        ``λ_f``, the flat-spectrum ridge.
-    colour_strength : float
-        ``λ_c`` at low frequencies.
-    cutoff_strength : float
-        Growth of the colour prior's ridge beyond the PSF's cut-off (of the flat ridge
-        with ``prior="flat"``): ``cutoff_strength (1/|P(k)|² − 1)``.
-    psf_sigma : float
-        Sigma (pixels) of the Gaussian PSF used for that cut-off when no PSF kernel is given.
-    colour_scale : float
-        Sigma (pixels) of the Gaussian window of the local colour fit (the PSF's sigma).
-    colour_floor : float
-        ``μ`` in units of the full-band noise variance: where ``G*(F²)`` is not well above
-        it, the colour falls back to flat.
-    colour_iterations : int
-        Maximum number of refits of the colour prior.
-    colour_tolerance : float
-        Stop refitting when the model changes by less than this (rms over the tile of
-        ``sqrt(Σ_a Δy_a²)``, in units of the full-band noise ``1/sqrt(Σ τ_i)``).
-    pad : int or None
-        Margin added round the tile (pixels per axis, before rounding up to a fast FFT
-        size); None: `auto_pad` of the shifts; 0: the tile is periodic.
-    pad_weight : float
-        Weight (of a real pixel) of the pseudo-data 0 in the pad (module notes).
-    cg_tolerance : float
-        Conjugate gradients stop when the model is about this far from the solution (rms
-        per pixel, in units of the full-band noise; see `_pcg`).
-    cg_max_iter : int
-        Conjugate-gradient iterations of a solve without the colour prior, at most.
-    refit_cg_max_iter : int
-        With the colour prior: conjugate-gradient iterations of each refit, at most (three
-        times as many for the first solve); each starts from the previous solution and
-        the alternation's own convergence decides when to stop (measured: capping at 10
-        instead of 100 halves the work and changes no false-detection count).
-    interpolation : {"exact", "bilinear"}
-        Transfer function of the shifts (`dcrcoadd.dcr.fourier.transfer`).
-    precision : {"single", "double"}
-        complex64/float32 or complex128/float64 transforms and iterates (inner
-        products and the per-frequency factorization are always double).
-    workers : int
-        Threads for scipy.fft.
-    cache_bytes : int
-        Keep all transfer functions in memory when they fit in this many bytes;
-        otherwise recompute one warp's at a time whenever it is needed (2048² × 12 warps × 3
-        subfilters take 0.67 GB; cached, one conjugate-gradient iteration costs 1.0 s instead of 1.4 s).
-    """
-
-    prior: str = "colour"
-    flat_strength: float = 0.0
-    colour_strength: float = 0.15
-    cutoff_strength: float = 0.01
-    psf_sigma: float = 1.7
-    colour_scale: float = 1.7
-    colour_floor: float = 16.0
-    colour_iterations: int = 30
-    colour_tolerance: float = 0.1
-    pad: int | None = None
-    pad_weight: float = 1e-3
-    cg_tolerance: float = 1e-3
-    cg_max_iter: int = 100
-    refit_cg_max_iter: int = 10
-    interpolation: str = "exact"
-    precision: str = "single"
-    workers: int = 1
-    cache_bytes: int = 1024 * 1024 * 1024
-
-    def __post_init__(self):
-        if self.prior not in PRIORS:
-            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
-        if self.interpolation not in fourier.INTERPOLATIONS:
-            raise ValueError(f"interpolation must be one of {fourier.INTERPOLATIONS}, "
-                             f"got {self.interpolation!r}")
-        if self.precision not in ("single", "double"):
-            raise ValueError(f"precision must be 'single' or 'double', got {self.precision!r}")
-        for name in ("flat_strength", "cutoff_strength", "colour_strength", "colour_floor",
-                     "colour_tolerance", "pad_weight", "cg_tolerance"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not (self.colour_scale > 0 and self.psf_sigma > 0):
-            raise ValueError(f"colour_scale and psf_sigma must be positive, got {self.colour_scale!r}, "
-                             f"{self.psf_sigma!r}")
-        if self.colour_iterations < 0 or min(self.cg_max_iter, self.refit_cg_max_iter, self.workers) < 1:
-            raise ValueError("colour_iterations must be >= 0; cg_max_iter, refit_cg_max_iter, workers >= 1")
-        if self.pad is not None and self.pad < 0:
-            raise ValueError(f"pad must be >= 0 or None, got {self.pad!r}")
-
-    @property
-    def complex_dtype(self):
-        return np.complex64 if self.precision == "single" else np.complex128
-
-    @property
-    def real_dtype(self):
-        return np.float32 if self.precision == "single" else np.float64
+def _resolved(settings: ExactSettings) -> ExactSettings:
+    """``settings`` with the PSF-derived sizes filled in (1.7 px, a 0.8 arcsec seeing at 0.2 arcsec
+    pixels, when neither is given)."""
+    scale = settings.colour_scale if settings.colour_scale is not None else (settings.psf_sigma or 1.7)
+    sigma = settings.psf_sigma if settings.psf_sigma is not None else scale
+    return replace(settings, colour_scale=scale, psf_sigma=sigma)
 
 
 @dataclass
@@ -294,6 +197,7 @@ def prior_strengths(grid: Sequence[int], settings: ExactSettings,
     With ``prior="flat"`` the cut-off term is added to the flat ridge (its target is 0);
     with ``"none"`` both are 0.
     """
+    settings = _resolved(settings)
     shape = fourier.rfft_shape(grid)
     flat = np.full(shape, float(settings.flat_strength))
     colour = np.zeros(shape)
@@ -313,7 +217,7 @@ def prior_strengths(grid: Sequence[int], settings: ExactSettings,
 def solve_shape(tile_shape: Sequence[int], shifts: np.ndarray,
                 settings: ExactSettings | None = None) -> tuple[int, int]:
     """The periodic grid `solve_exact` uses for a tile: build ``psf_ratio`` arrays on it."""
-    settings = settings or ExactSettings()
+    settings = _resolved(settings or ExactSettings())
     pad = auto_pad(shifts, settings.colour_scale) if settings.pad is None else settings.pad
     return fourier.padded_shape(tile_shape, pad)
 
@@ -384,8 +288,7 @@ class _Problem:
         self.psf = psf
         self.tile = tuple(tile_shape)
         self.grid = tuple(grid)
-        self.cdtype = settings.complex_dtype
-        self.rdtype = settings.real_dtype
+        self.cdtype, self.rdtype = _dtypes(settings)
         self.workers = settings.workers
         self.shifts, self.weights = fourier.spectral_weights(shifts, weights)
         self.n = self.shifts.shape[0]
@@ -629,7 +532,7 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
     -------
     ExactSolution
     """
-    settings = settings or ExactSettings()
+    settings = _resolved(settings or ExactSettings())
     images, tau, shifts, weights = _check_inputs(images, masks, tau, shifts, weights)
     tile = images.shape[-2:]
     grid = solve_shape(tile, shifts, settings)
@@ -687,44 +590,6 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
                          mu=settings.colour_floor / float(np.sum(tau)))
 
 
-def render_templates(model: np.ndarray, shifts: np.ndarray, weights: np.ndarray | None = None, *,
-                     settings: ExactSettings | None = None,
-                     psf_ratio: np.ndarray | Callable[[tuple[int, int]], np.ndarray] | None = None,
-                     ) -> np.ndarray:
-    """Templates ``(K, ny, nx)`` (float32) of ``K`` visits from a solved model, by the fitted forward model.
-
-    The model is zero-padded by `auto_pad` of the shifts (so nothing wraps round) and
-    taken through `dcrcoadd.dcr.fourier.transfer` with ``settings.interpolation`` (and the
-    per-visit ``psf_ratio`` on that grid, if any). Pixels within the largest shift of the
-    model's edge see the zero padding.
-
-    Parameters
-    ----------
-    model : ndarray, shape (M, ny, nx)
-    shifts : ndarray, shape (K, M, L, 2)
-        The visits' shifts (``(K, M, 2)`` with ``weights=None``).
-    weights : ndarray, shape (M, L), optional
-    settings : ExactSettings, optional
-        For ``interpolation``, ``precision``, ``workers`` and ``colour_scale`` (padding).
-    psf_ratio : ndarray or callable, optional
-        ``(K, gy, gx//2+1)`` on the padded grid, or a function of the grid shape.
-    """
-    settings = settings or ExactSettings()
-    shifts, weights = fourier.spectral_weights(shifts, weights)
-    shifts, _ = fourier._as_4d(shifts)
-    model = np.asarray(model)
-    m, ny, nx = model.shape
-    grid = fourier.padded_shape((ny, nx), auto_pad(shifts, settings.colour_scale))
-    if callable(psf_ratio):
-        psf_ratio = psf_ratio(grid)
-    y = np.zeros((m, *grid), dtype=settings.real_dtype)
-    y[:, :ny, :nx] = model
-    b = fourier.transfer(shifts, weights, grid, psf_ratio=psf_ratio, interpolation=settings.interpolation,
-                         dtype=settings.complex_dtype)
-    out = fourier.apply(fft.rfft2(y, workers=settings.workers), b, grid, workers=settings.workers)
-    return np.ascontiguousarray(out[:, :ny, :nx], dtype=np.float32)
-
-
 def _refits(problem: _Problem, x, rhs_data, linear_solve, record, settings: ExactSettings, tau):
     """Fixed point of (local spectrum of the model) -> (solve with the colour target ``s F``).
 
@@ -778,3 +643,34 @@ def _change(new: np.ndarray, old: np.ndarray, tile: Sequence[int], noise: float)
     ny, nx = tile
     d = new[:, :ny, :nx].astype(np.float64) - old[:, :ny, :nx]
     return float(np.sqrt(np.mean(np.sum(d * d, axis=0)))) / noise
+
+
+def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSettings,
+                     progress: Progress | None = None) -> SolveResult:
+    """The exact solver behind the solver contract (`dcrcoadd.dcr.problem`).
+
+    Uses the tile's wavelength-sample shifts (``problem.forward.sample_shifts``), its good-pixel
+    weights as masks, and the warps' typical variances (``problem.variances``) as ``1/τ``. The
+    starting ``models`` are not needed: the solution is direct. nImages counts the warps with
+    good data at each pixel (the same for every subfilter).
+    """
+    forward = problem.forward
+    if forward.sample_shifts is None:
+        raise ValueError("the exact solver needs the tile's wavelength-sample shifts")
+    n = problem.images.shape[0]
+    tau = np.ones(n) if problem.variances is None else 1.0 / np.asarray(problem.variances, dtype=float)
+    masks = problem.weights > 0
+    sigma = None if problem.psf is None else problem.psf.fwhm / 2.3548
+    settings = replace(settings, colour_scale=settings.colour_scale or sigma,
+                       psf_sigma=settings.psf_sigma or sigma)
+    solution = solve_exact(problem.images, masks, tau, forward.sample_shifts, forward.sample_weights,
+                           settings=settings, psf=None if problem.psf is None else problem.psf.kernel,
+                           progress=progress)
+    # Pixels no warp sees (saturated cores, NO_DATA in every warp) are a null space of the least
+    # squares: the solution there is what suits the neighbouring data. Replacing it afterwards by
+    # the coadd's interpolation, or constraining it to that, made templates worse on simulated
+    # fields with saturated stars (chi2 per source pixel 1.2 -> 11 at airmass 2), so it is kept.
+    model = solution.model
+    n_images = np.repeat(masks.sum(axis=0, dtype=np.uint16)[None], models.shape[0], axis=0)
+    return SolveResult(models=model, history=solution.history, converged=solution.converged,
+                       stop_reason=solution.stop_reason, n_images=n_images)
