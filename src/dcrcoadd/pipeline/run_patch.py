@@ -142,8 +142,8 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
     out_dir : path-like
         Created if needed. An interrupted run with the same settings there is resumed.
     mapper : callable, optional
-        ``map``-like function for the subregion solves (`dcrcoadd.parallel.mappers`);
-        default serial. Outputs do not depend on it.
+        ``map``-like function for the baseline coadd's tasks and the subregion solves
+        (`dcrcoadd.parallel.mappers`); default serial. Outputs do not depend on it.
     band : str, optional
         Use only the inputs in this band (``g`` matches ``g``, ``lsst-g``, ``HSC-G``).
     bbox : Box, optional
@@ -178,12 +178,14 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
     out = Path(out_dir)
     notify = progress or (lambda event: None)
     created = not out.exists()
-    with collecting_warnings(keep_replayed=False) as run_warnings:
+    # this_thread: runs of other patches in this process's other threads (survey tasks on a Dask
+    # worker) log their own warnings, not this run's
+    with collecting_warnings(keep_replayed=False, this_thread=True) as run_warnings:
         try:
             plan = _plan(inputs, config, out, band=band, bbox=bbox, dcr_only=dcr_only)
             done = _resume_or_refuse(out, plan.manifest, clobber_config)
             timings: dict[str, float] = {}
-            baseline = _baseline_stage(plan, timings, notify)
+            baseline = _baseline_stage(plan, timings, notify, mapper)
             if len(baseline.inputs) < 2:
                 return _baseline_only(plan, baseline, timings, run_warnings, dcr_only=dcr_only,
                                       command=command)
@@ -244,10 +246,10 @@ def _leave_nothing_if_nothing_computed(out: Path, created: bool) -> None:
 
 # -- stages ----------------------------------------------------------------------------------------
 
-def _baseline_stage(plan: _Plan, timings: dict[str, float], notify) -> CoaddResult:
+def _baseline_stage(plan: _Plan, timings: dict[str, float], notify, mapper: Mapper | None) -> CoaddResult:
     notify(ProgressEvent("baseline", 0, 1))
     t0 = time.perf_counter()
-    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox)
+    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox, mapper=mapper)
     timings["baseline_coadd"] = time.perf_counter() - t0
     notify(ProgressEvent("baseline", 1, 1, baseline=baseline))
     return baseline
