@@ -36,6 +36,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -208,7 +209,7 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
         return earlier
     _remove_temporaries(task.out_dir)
     if mapper is None:
-        mapper = cluster_map if on_dask_worker() else serial_map
+        mapper = partial(cluster_map, label=name) if on_dask_worker() else serial_map
     try:
         result = run_patch(sources, task.config, task.out_dir, mapper=mapper, band=task.band,
                            bbox=task.spec.box, clobber_config=task.clobber_config,
@@ -299,22 +300,38 @@ def on_dask_worker() -> bool:
     return True
 
 
-def cluster_map(fn: Callable, tasks: Iterable) -> Iterator:
+def _task_name(fn: Callable) -> str:
+    """The name of the function a task runs, under the dispatcher's wrappers (for Dask keys)."""
+    for _ in range(8):
+        if isinstance(fn, partial):
+            fn = fn.args[0] if fn.args and callable(fn.args[0]) else fn.func
+        elif callable(getattr(fn, "fn", None)):
+            fn = fn.fn
+        else:
+            break
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+def cluster_map(fn: Callable, tasks: Iterable, *, label: str = "tile") -> Iterator:
     """The mapper of a patch task on a Dask worker: its tiles as tasks on the whole cluster.
 
     The tile tasks are scattered into this worker's memory first, so the scheduler holds only
     their keys and states (a tile's data goes straight to the worker that runs it); they get a
     higher priority than patch tasks. While it waits, the patch task leaves the worker's thread
     pool (`worker_client`), so its own tiles, and other patches', can run on this worker too.
+    Keys read ``<function>-<label>-<n>-<random>`` (``label``: the patch).
     """
     from distributed import as_completed, worker_client
 
     items = list(tasks)
     if not items:
         return
+    prefix = f"{_task_name(fn)}-{label}"
+    token = uuid.uuid4().hex[:12]
     with worker_client() as client:
         data = client.scatter(items, hash=False)
-        futures = client.map(fn, data, pure=False, priority=TILE_PRIORITY)
+        futures = client.map(fn, data, pure=False, priority=TILE_PRIORITY,
+                             key=[f"{prefix}-{i}-{token}" for i in range(len(items))])
         try:
             for future in as_completed(futures):
                 yield future.result()
