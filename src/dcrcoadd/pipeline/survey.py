@@ -300,7 +300,7 @@ def on_dask_worker() -> bool:
     return True
 
 
-def _task_name(fn: Callable) -> str:
+def task_name(fn: Callable) -> str:
     """The name of the function a task runs, under the dispatcher's wrappers (for Dask keys)."""
     for _ in range(8):
         if isinstance(fn, partial):
@@ -326,7 +326,7 @@ def cluster_map(fn: Callable, tasks: Iterable, *, label: str = "tile") -> Iterat
     items = list(tasks)
     if not items:
         return
-    prefix = f"{_task_name(fn)}-{label}"
+    prefix = f"{task_name(fn)}-{label}"
     token = uuid.uuid4().hex[:12]
     with worker_client() as client:
         data = client.scatter(items, hash=False)
