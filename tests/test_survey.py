@@ -169,6 +169,13 @@ def test_a_rerun_skips_finished_patches_and_retries_failed_ones(data, serial, ca
     assert {p: (serial / p / "model.fits").stat().st_mtime_ns for p in GOOD} == before
     assert list(Table.read(serial / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]
 
+    # a finished patch that lost an output runs again, to the same bytes
+    lost = (serial / "p3" / "subfilter_1.fits").read_bytes()
+    (serial / "p3" / "subfilter_1.fits").unlink()
+    assert main(["survey", str(data), "--out", str(serial), "-q"]) == 11
+    assert list(Table.read(serial / "survey.ecsv")["status"]) == ["resumed"] * 3 + ["done", "failed"]
+    assert (serial / "p3" / "subfilter_1.fits").read_bytes() == lost
+
 
 def test_an_interrupted_patch_resumes_its_tiles_from_checkpoints(data, serial, tmp_path):
     plan = read_plan(data)

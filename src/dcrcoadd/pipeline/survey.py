@@ -70,7 +70,8 @@ class PatchOutcome:
     (both signs, 3 pixels or more) in the highest-airmass warp minus its DCR-matched template
     (``false_dcr``) and minus the baseline coadd (``false_baseline``), -1 where not measured
     (`dcrcoadd.pipeline.survey_summary.false_detection_proxy`). ``ra``/``dec`` are the sky
-    corners of the patch box (deg; empty when unknown).
+    corners of the patch box (deg; empty when unknown). ``outputs`` names the files the patch's
+    run wrote into its directory.
     """
 
     name: str
@@ -92,6 +93,7 @@ class PatchOutcome:
     dec: list[float] = field(default_factory=list)
     seconds: float = 0.0
     fingerprint: str = ""
+    outputs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,7 +180,10 @@ def _finished_earlier(task: PatchTask, fingerprint: str) -> PatchOutcome | None:
     if record is None or record.status == "failed" or record.fingerprint != fingerprint:
         return None
     stored = checkpoint.stored_run(task.out_dir)
-    if stored is None or stored.interrupted:
+    if stored is None or stored.interrupted or not record.outputs:
+        return None
+    if not all((task.out_dir / name).exists() for name in record.outputs):
+        log.warning("patch %s: some of its outputs are missing; it runs again", task.spec.name)
         return None
     return replace(record, status="resumed")
 
@@ -274,11 +279,16 @@ def summarize(name: str, result: RunResult) -> PatchOutcome:
         n_skipped=len(baseline.skipped),
         airmass_min=float(np.nanmin(airmass)) if np.isfinite(airmass).any() else float("nan"),
         airmass_max=float(np.nanmax(airmass)) if np.isfinite(airmass).any() else float("nan"),
-        box=[box.x0, box.y0, box.width, box.height], ra=ra, dec=dec)
+        box=[box.x0, box.y0, box.width, box.height], ra=ra, dec=dec,
+        outputs=sorted(str(Path(p).relative_to(result.out_dir)) for p in result.outputs.values()))
     if result.dcr is not None:
         outcome.n_tiles = len(result.metadata.get("subregions", {}))
         outcome.final_convergence = float(result.metadata.get("final_convergence", float("nan")))
-        proxy = false_detection_proxy(result.dcr)
+        try:
+            proxy = false_detection_proxy(result.dcr)
+        except (DcrCoaddError, ValueError) as exc:  # a missing metric does not fail a finished patch
+            log.warning("patch %s: no false-detection proxy (%s)", name, exc)
+            proxy = None
         if proxy is not None:
             outcome.false_dcr, outcome.false_baseline = proxy.n_dcr, proxy.n_baseline
             outcome.proxy_visit, outcome.proxy_airmass = proxy.visit, proxy.airmass
@@ -453,23 +463,32 @@ def _submit_bounded(client, tasks: list[PatchTask], in_flight: int | None,
     """Keep at most ``in_flight`` patch tasks on the cluster; record each as it finishes."""
     from distributed import as_completed
 
-    if in_flight is None:
-        in_flight = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
-    log.info("sending %d patch tasks to %s, %d at a time", len(tasks), client.scheduler.address, in_flight)
+    if not client.scheduler_info()["workers"]:
+        log.warning("the Dask cluster has no workers yet: waiting for one")
+        client.wait_for_workers(1)
+
+    def bound() -> int:
+        """``in_flight``, or the cluster's threads now (workers may come and go)."""
+        if in_flight is not None:
+            return in_flight
+        return max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values()))
+
+    log.info("sending %d patch tasks to %s, %d at a time", len(tasks), client.scheduler.address, bound())
     queue = iter(tasks)
     submitted: dict[str, PatchTask] = {}
     finished = as_completed()
 
-    def submit_next() -> None:
-        task = next(queue, None)
-        if task is not None:
+    def fill() -> None:
+        while len(submitted) < bound():
+            task = next(queue, None)
+            if task is None:
+                return
             future = client.submit(run_patch_task, task, key=f"patch-{task.spec.name}-{uuid.uuid4().hex[:8]}",
                                    pure=False)
             submitted[future.key] = task
             finished.add(future)
 
-    for _ in range(in_flight):
-        submit_next()
+    fill()
     for future in finished:
         task = submitted.pop(future.key)
         try:
@@ -478,7 +497,7 @@ def _submit_bounded(client, tasks: list[PatchTask], in_flight: int | None,
             outcome = _record_failure(task, exc, time.perf_counter())
         future.release()
         done(outcome)
-        submit_next()
+        fill()
 
 
 def exit_status(n_failed: int) -> int:
