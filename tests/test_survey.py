@@ -201,8 +201,15 @@ def test_an_interrupted_patch_resumes_its_tiles_from_checkpoints(data, serial, t
 
 
 def test_a_cluster_gives_the_serial_outputs(data, serial, cluster, tmp_path):
-    result = run_survey(read_plan(data), tmp_path, scheduler=cluster.scheduler_address)
+    from distributed import Client, get_task_stream
+
+    with Client(cluster.scheduler_address) as client, get_task_stream(client) as stream:
+        result = run_survey(read_plan(data), tmp_path, scheduler=cluster.scheduler_address)
     assert [o.status for o in result.outcomes] == ["done"] * 4 + ["failed"]
+    # patches are tasks, and so are their baseline and DCR tiles
+    ran = {record["key"].split("-")[0] for record in stream.data}
+    assert {"patch", "mean_variance", "static_sky_tile", "detect_warp_candidates", "stack_tile",
+            "solve_tile"} <= ran
     for name in GOOD:
         same_patch_outputs(serial / name, tmp_path / name)
     assert "warp_9.fits" in result.outcomes[-1].error
@@ -246,3 +253,26 @@ def test_survey_settings_reach_every_patch(tmp_path):
     assert "dcr_num_subfilters = 2" in (tmp_path / "out" / "only" / "config.toml").read_text()
     assert sorted(p.name for p in (tmp_path / "out" / "only").glob("subfilter_*.fits")) == \
         ["subfilter_0.fits", "subfilter_1.fits"]
+
+
+def test_runs_in_threads_of_one_process_keep_their_own_warnings():
+    import logging
+    import threading
+
+    from dcrcoadd.pipeline.metadata import collecting_warnings
+
+    got, ready = {}, threading.Barrier(2)
+
+    def run(name):
+        with collecting_warnings(this_thread=True) as messages:
+            ready.wait()  # both collectors are installed before either warns
+            logging.getLogger("dcrcoadd.test").warning("from %s", name)
+            ready.wait()
+        got[name] = list(messages)
+
+    threads = [threading.Thread(target=run, args=(name,)) for name in ("a", "b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == {"a": ["dcrcoadd.test: from a"], "b": ["dcrcoadd.test: from b"]}
