@@ -437,6 +437,46 @@ def _cmd_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- dcrcoadd survey -------------------------------------------------------------------------------
+
+def _add_survey_parser(sub) -> None:
+    """``dcrcoadd survey``; the command itself is `dcrcoadd.pipeline.survey_command`."""
+
+    def positive(text: str) -> int:
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+        return int(text)
+
+    def run(args: argparse.Namespace) -> int:
+        from dcrcoadd.pipeline.survey_command import cmd_survey
+
+        return cmd_survey(args)
+
+    p = sub.add_parser(
+        "survey", help="many patches from a plan, on this machine or a Dask cluster",
+        description="Run every patch of a survey plan (TOML or CSV: patches with their warps and box, or a "
+                    "tiling of warps on one grid) into DIR/<patch>/, then write DIR/survey.ecsv, "
+                    "DIR/survey.csv and DIR/footprint.png. A rerun skips finished patches and resumes "
+                    "interrupted ones. Exit status: 0 when every patch finished, 10 + the number of "
+                    "failed patches (at most 110) otherwise, 2 for a bad plan or usage.")
+    p.add_argument("plan", metavar="PLAN", help="survey plan (.toml, or CSV with columns name,inputs[,box])")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML configuration for every patch (instead of the plan's)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, after the plan's own")
+    p.add_argument("--band", help="use only warps in this band (instead of the plan's band)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    where.add_argument("--workers", type=positive, metavar="N",
+                       help="a local Dask cluster of N single-threaded worker processes")
+    p.add_argument("--in-flight", type=positive, metavar="K",
+                   help="patch tasks on the cluster at a time (default: its number of threads)")
+    p.add_argument("--clobber-config", action="store_true",
+                   help="start a patch over when its directory holds a run with other settings")
+    p.add_argument("-q", "--quiet", action="store_true", help="no line per finished patch")
+    p.set_defaults(func=run)
+
+
 # -- parser and entry point ------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -517,6 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_template)
 
     add_warp_parser(sub)
+    _add_survey_parser(sub)
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
     p.add_argument("--out", default="demo_out", metavar="DIR",

@@ -43,14 +43,17 @@ class WarningCollector(logging.Handler):
     thread's messages: they belong to the subregion.
     """
 
-    def __init__(self, keep_replayed: bool = True):
+    def __init__(self, keep_replayed: bool = True, thread: int | None = None):
         super().__init__(logging.WARNING)
         self.messages: list[str] = []
         self.keep_replayed = keep_replayed
+        self.thread = thread
 
     def emit(self, record: logging.LogRecord) -> None:
         owner = getattr(_active, "collector", None)
         if owner is not None and owner is not self:
+            return
+        if self.thread is not None and record.thread != self.thread:
             return
         if getattr(record, _REPLAYED, False) and not self.keep_replayed:
             return
@@ -58,14 +61,17 @@ class WarningCollector(logging.Handler):
 
 
 @contextlib.contextmanager
-def collecting_warnings(*, exclusive: bool = False, keep_replayed: bool = True) -> Iterator[list[str]]:
+def collecting_warnings(*, exclusive: bool = False, keep_replayed: bool = True,
+                        this_thread: bool = False) -> Iterator[list[str]]:
     """Collect the warnings logged under ``dcrcoadd`` while the block runs.
 
     ``exclusive``: other collectors do not see this thread's warnings meanwhile (a subregion's
     warnings are its own, not the run's). ``keep_replayed``: also keep warnings replayed from
     worker processes (the run-level collector does not: they are counted with their subregion).
+    ``this_thread``: keep only the warnings logged in this thread (runs of several patches in
+    one process's threads, as survey tasks on a Dask worker, each keep their own).
     """
-    collector = WarningCollector(keep_replayed)
+    collector = WarningCollector(keep_replayed, threading.get_ident() if this_thread else None)
     logger = logging.getLogger("dcrcoadd")
     logger.addHandler(collector)
     previous = getattr(_active, "collector", None)

@@ -143,8 +143,8 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
     out_dir : path-like
         Created if needed. An interrupted run with the same settings there is resumed.
     mapper : callable, optional
-        ``map``-like function for the subregion solves (`dcrcoadd.parallel.mappers`);
-        default serial. Outputs do not depend on it.
+        ``map``-like function for the baseline coadd's tasks and the subregion solves
+        (`dcrcoadd.parallel.mappers`); default serial. Outputs do not depend on it.
     band : str, optional
         Use only the inputs in this band (``g`` matches ``g``, ``lsst-g``, ``HSC-G``).
     bbox : Box, optional
@@ -179,7 +179,9 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
     out = Path(out_dir)
     notify = progress or (lambda event: None)
     created = not out.exists()
-    with collecting_warnings(keep_replayed=False) as run_warnings:
+    # this_thread: runs of other patches in this process's other threads (survey tasks on a Dask
+    # worker) log their own warnings, not this run's
+    with collecting_warnings(keep_replayed=False, this_thread=True) as run_warnings:
         try:
             plan = _plan(inputs, config, out, band=band, bbox=bbox, dcr_only=dcr_only)
             done = _resume_or_refuse(out, plan.manifest, clobber_config)
