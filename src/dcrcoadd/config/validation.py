@@ -94,14 +94,19 @@ def validate_inputs(i: InputsConfig, prefix: str = "inputs") -> None:
             raise ConfigError(f"{p}weights: {exc}") from None
 
 
+def _check_stacking(p: str, s) -> None:
+    """The fields every stacking section has (statistic, clipping, bad planes, error model)."""
+    _check_statistic(p + "statistic", s.statistic)
+    _check_number(p + "sigma_clip", s.sigma_clip, positive=True)
+    _check_number(p + "clip_iter", s.clip_iter, integer=True, lo=1)
+    _check_planes(p + "bad_mask_planes", s.bad_mask_planes)
+    _check_bool(p + "calc_error_from_input_variance", s.calc_error_from_input_variance)
+
+
 def validate_coadd(c: CoaddConfig, prefix: str = "coadd") -> None:
     """Validate a `CoaddConfig`; `ConfigError` names the field as ``<prefix>.<field>``."""
     p = prefix + "."
-    _check_statistic(p + "statistic", c.statistic)
-    _check_number(p + "sigma_clip", c.sigma_clip, positive=True)
-    _check_number(p + "clip_iter", c.clip_iter, integer=True, lo=1)
-    _check_bool(p + "calc_error_from_input_variance", c.calc_error_from_input_variance)
-    _check_planes(p + "bad_mask_planes", c.bad_mask_planes)
+    _check_stacking(p, c)
     _check_planes(p + "remove_mask_planes", c.remove_mask_planes)
     if not isinstance(c.mask_propagation_thresholds, dict):
         _fail(p + "mask_propagation_thresholds", "must be a table of plane = fraction",
@@ -134,11 +139,7 @@ def validate_artifacts(a: ArtifactConfig, prefix: str = "artifacts") -> None:
         _check_number(p + "model_psf_fwhm", a.model_psf_fwhm, positive=True)
     s = a.assemble_static_sky_model
     sp = p + "assemble_static_sky_model."
-    _check_statistic(sp + "statistic", s.statistic)
-    _check_number(sp + "sigma_clip", s.sigma_clip, positive=True)
-    _check_number(sp + "clip_iter", s.clip_iter, integer=True, lo=1)
-    _check_planes(sp + "bad_mask_planes", s.bad_mask_planes)
-    _check_bool(sp + "calc_error_from_input_variance", s.calc_error_from_input_variance)
+    _check_stacking(sp, s)
     d = a.detect
     _check_number(p + "detect.threshold_value", d.threshold_value, positive=True)
     if d.threshold_polarity not in ("positive", "negative", "both"):

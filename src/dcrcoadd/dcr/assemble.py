@@ -58,6 +58,9 @@ def dcr_visits(inputs: Sequence[CoaddInput]) -> list[VisitInfo]:
         if visit.parallactic_angle is None:
             raise InputError("cannot derive the parallactic angle (need boresight alt/az, or time and "
                              "RA/Dec, and the site)", inp.name)
+        if visit.zenith is None:  # once per visit and run (the shifts are computed per tile)
+            log.warning("visit %s has no time or boresight RA/Dec; using the boresight elevation and "
+                        "parallactic angle at every position", visit.id)
         visits.append(visit)
     return visits
 

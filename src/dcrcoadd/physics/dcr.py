@@ -54,7 +54,6 @@ from dcrcoadd.physics.refraction import refraction_coefficients
 __all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
 log = logging.getLogger("dcrcoadd.physics.dcr")
-_WARNED_NO_TIME: set[int] = set()
 
 #: The densest air the input checks admit (coldest, highest pressure, dry): an upper bound on
 #: refraction, hence on DCR, for any admissible weather (see module notes).
@@ -208,18 +207,15 @@ def _with_site(visit: VisitInfo, bandpass: Bandpass) -> VisitInfo:
     return visit.replace(observatory=Observatory.from_site(bandpass.site))
 
 
-def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray, explicit: bool) -> tuple[np.ndarray, ...]:
-    """Elevation and parallactic angle (radians) at each position."""
+def _geometry(visit: VisitInfo, ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Elevation and parallactic angle (radians) at each position; without a zenith position (no
+    time and RA/Dec) the boresight's everywhere (the DCR stage warns once per visit and run)."""
     if visit.zenith is not None:
         return _sky_geometry_rad(visit, ra, dec)
     alt = visit.completed().boresight_alt
     if visit.boresight_az is None or alt is None:
         raise InputError("cannot find the zenith direction: needs time and RA/Dec (or alt/az), or "
                          "boresight alt/az", f"visit {visit.id}")
-    if explicit and visit.id not in _WARNED_NO_TIME:
-        _WARNED_NO_TIME.add(visit.id)  # once per visit, not once per subregion
-        log.warning("visit %s has no time or boresight RA/Dec; using the boresight elevation and "
-                    "parallactic angle at every position", visit.id)
     q = parallactic_angle(visit.boresight_az, alt, visit.observatory.latitude).rad
     return np.full(ra.shape, alt.rad), np.full(ra.shape, q)
 
@@ -302,7 +298,7 @@ def dcr_shifts_at(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: 
     edges = _edges(bandpass, n_subfilters, edges, partition)
     x, y = _pixels(wcs, positions)
     ra, dec, jac = _sky_and_jacobian(wcs, x, y)
-    elevation, q = _geometry(visit, ra, dec, explicit=True)
+    elevation, q = _geometry(visit, ra, dec)
     if np.any(elevation <= 0):
         raise InputError("a requested position is below the horizon", f"visit {visit.id}")
     da, db = _coefficients(bandpass, edges, visit.observatory, visit.weather, split)
