@@ -251,12 +251,12 @@ class DcrModel:
         hdus[0].header["DCRMODEL"] = (True, "dcrcoadd DCR model file")
         hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
         hdus[0].header["INTORDER"] = (self.interp_order, "shift interpolation order of the solution")
-        hdus[0].header["FWDMODEL"] = (self.forward_model, "forward model the solution fits: shift or fourier")
+        hdus[0].header["FWDMODEL"] = (self.forward_model, "forward model fitted: shift or fourier")
         if self.forward_model == "fourier":
             hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
             hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
         if self.solver is not None:
-            hdus[0].header["SOLVER"] = (self.solver, "dcrcoadd solver that made the model")
+            hdus[0].header["SOLVER"] = (self.solver, "solver that made the model")
         image_header = hdus["IMAGE"].header
         for k, image in enumerate(self.images):
             hdu = fits.ImageHDU(data=np.ascontiguousarray(image), name=f"SUBFILTER_{k}")
