@@ -158,3 +158,11 @@ def test_template_error_is_printed_once_and_leaves_no_directory(tmp_path, capsys
     assert status == 2 and out == "" and (tmp_path / "t" / "warp_0_template.fits").exists()
     assert_one_error_line(err, str(missing))
     assert "1 of 2 science exposures failed" in err
+
+
+def test_a_bad_box_is_one_line(tmp_path, capsys):
+    from dcrcoadd.cli import main
+
+    assert main(["assemble", str(tmp_path), "--out", str(tmp_path / "out"), "--box", "0,0,-5,10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--box" in err and "\n" not in err

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dcrcoadd._version import __version__
-from dcrcoadd.errors import DcrCoaddError
+from dcrcoadd.errors import DcrCoaddError, InputError
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.resample.command import add_warp_parser
 
@@ -336,7 +336,10 @@ def _cmd_assemble(args: argparse.Namespace) -> int:
     from dcrcoadd.pipeline import run_patch
 
     config = _load_config(args)
-    box = Box.parse(args.box) if args.box else None
+    try:
+        box = Box.parse(args.box) if args.box else None
+    except ValueError as exc:
+        raise InputError(f"--box {args.box}: {exc} (give x0,y0,width,height in pixels)", "assemble") from None
     progress = _ConsoleProgress(args.out, args.quiet)
     mapper = _mapper(args)
     try:

@@ -292,7 +292,7 @@ def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
         written = write_exposure(warp, task.out_path)
     except InputError as exc:
         message = _error_message(exc, task.path)
-        log.warning("%s", message)
+        log.info("%s", message)  # the outcome carries it; the command prints it once
         return task.index, WarpOutcome(path=task.path, error=message)
     visit_id = None if warp.visit is None else warp.visit.id
     n_bad = int(np.count_nonzero(warp.mask_of("NO_DATA")))
@@ -416,7 +416,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
         name = f"{output_stem(path)}_warp.fits"
         if name in used:
             message = f"{path}: its output name {name} is already taken by {used[name]}"
-            log.warning("%s", message)
+            log.info("%s", message)  # the outcome carries it; the command prints it once
             outcomes[i] = WarpOutcome(path=path, error=message)
             continue
         used[name] = path

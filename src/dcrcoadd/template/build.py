@@ -438,7 +438,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                 diff_path = write_exposure(difference(science, template), outdir / f"{stem}_diff.fits")
         except InputError as exc:
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            log.warning("%s", message)
+            log.info("%s", message)  # the outcome carries it; the command prints it once
             outcomes.append(TemplateOutcome(path=path, error=message))
             continue
         used[stem] = path
