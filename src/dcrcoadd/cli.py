@@ -463,7 +463,8 @@ def _add_survey_parser(sub) -> None:
                     "interrupted ones. Exit status: 0 when every patch finished, 10 + the number of "
                     "failed patches (at most 110) otherwise, 2 for a bad plan or usage.")
     p.add_argument("plan", metavar="PLAN", help="survey plan (.toml, or CSV with columns name,inputs[,box])")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="output directory: one sub-directory per patch plus the survey summary")
     p.add_argument("--config", metavar="FILE",
                    help="TOML configuration for every patch (instead of the plan's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, after the plan's own")
