@@ -299,3 +299,15 @@ def test_save_and_load_round_trip(interrupted, tmp_path):
     assert again.warnings == ["x: y"]
     with pytest.raises(checkpoint.DamagedCheckpoint, match="holds subregion 0"):
         checkpoint.load(copy.rename(copy.with_name("subregion_00004.npz")))
+
+
+def test_serial_runs_report_each_solver_iteration(warps, tmp_path):
+    events = []
+    run_patch(warps, config(), tmp_path, progress=events.append)
+    iterations = [e for e in events if e.stage == "iteration"]
+    assert iterations and all("convergence" in e.record and e.tile is not None for e in iterations)
+    # the records are the ones the metadata keeps
+    per_tile = {}
+    for e in iterations:
+        per_tile.setdefault(e.tile, []).append(e.record["iteration"])
+    assert all(its == sorted(its) for its in per_tile.values())

@@ -214,18 +214,6 @@ def _summary_table(baseline) -> str:
     return "\n".join(lines)
 
 
-class _IterationPostfix(logging.Handler):
-    """Shows the solver's per-iteration log line on the progress bar (subregions solved in
-    this process; worker processes keep their logs)."""
-
-    def __init__(self, bar):
-        super().__init__(logging.INFO)
-        self.bar = bar
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.bar.set_postfix_str(record.getMessage(), refresh=True)
-
-
 class _ConsoleProgress:
     """Shows what `run_patch` (and the demo around it) reports, on stderr unless quiet: a line as
     each stage starts (with the time since the command began), the inputs table after the
@@ -245,7 +233,6 @@ class _ConsoleProgress:
 
         self.out, self.quiet, self.table = out, quiet, table
         self.bar = None
-        self.handler = None
         self.count = 0
         self.total = 0
         self.clock = time.perf_counter
@@ -268,6 +255,11 @@ class _ConsoleProgress:
                 print(f"resuming: {event.done} subregion(s) already done in {self.out}", flush=True)
             self.stage("dcr", event.total - event.done)
             self._start(event.total - event.done)
+        elif event.stage == "iteration":
+            if self.bar is not None:  # the solver's own record: its iteration and misfit
+                rec = event.record
+                self.bar.set_postfix_str(f"subregion {event.tile}: iteration {rec['iteration']}, "
+                                         f"convergence {rec['convergence']:.4g}", refresh=True)
         elif event.stage == "dcr":
             self._step(event.outcome)
         elif event.stage in ("outputs", "templates"):
@@ -297,9 +289,6 @@ class _ConsoleProgress:
     def _start(self, total: int) -> None:
         self.total = total
         self.bar = self._bar(total, "subregions", "region")
-        if self.bar is not None:
-            self.handler = _IterationPostfix(self.bar)
-            logging.getLogger("dcrcoadd.dcr.solvers.iterative").addHandler(self.handler)
 
     def _step(self, outcome) -> None:
         self.count += 1
@@ -310,9 +299,6 @@ class _ConsoleProgress:
                   f"{outcome.seconds:.1f} s)", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.handler is not None:
-            logging.getLogger("dcrcoadd.dcr.solvers.iterative").removeHandler(self.handler)
-            self.handler = None
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -137,8 +138,9 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     _check_diversity(inputs, visits)
     check_subfilter_count(dcr.dcr_num_subfilters, len(visits))
     if coadd.bandpass is None:
-        raise InputError("the warps carry no band wavelengths (BANDLAM/BANDWID); give the band "
-                         "with --band or an instrument preset", inputs[0].name)
+        raise InputError("the warps carry no band wavelengths: add BANDLAM/BANDWID (nm) to their headers, "
+                         "or name their instrument (--instrument) so the FILTER card gives the band",
+                         inputs[0].name)
     psf = baseline.psf_best_seeing or coadd.psf
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
@@ -233,6 +235,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
                        bbox: Box | None = None, baseline: CoaddResult | None = None,
                        mapper: Mapper | None = None,
                        on_subregion: Callable[[TileOutcome], None] | None = None,
+                       on_iteration: Callable[[int, dict], None] | None = None,
                        done: dict[int, TileOutcome] | None = None) -> DcrCoaddResult:
     """Build a DCR model and DCR coadds from warps on a common pixel grid.
 
@@ -253,6 +256,9 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
         come in any order.
     on_subregion : callable, optional
         Called with each finished subregion (progress, checkpoints).
+    on_iteration : callable, optional
+        ``on_iteration(tile index, history record)`` after each solver iteration; only for
+        tiles solved in this process (give it with a serial mapper).
     done : dict, optional
         Subregion outcomes already computed (by index), which are not recomputed.
 
@@ -273,7 +279,8 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
              "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
              len(baseline.inputs))
     outcomes = done
-    for index, outcome in map_tasks(solve_tile, tasks, mapper):
+    solve = solve_tile if on_iteration is None else partial(solve_tile, progress=on_iteration)
+    for index, outcome in map_tasks(solve, tasks, mapper):
         outcomes[index] = outcome
         log.info("tile %d %s: %s (%.1f s)", outcome.index, outcome.box, outcome.stop_reason, outcome.seconds)
         if on_subregion:

@@ -8,7 +8,9 @@ cluster with identical results.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from functools import partial
 
 import numpy as np
 
@@ -90,15 +92,17 @@ def solver_settings(dcr: DcrConfig):
     return getattr(dcr, dcr.solver)
 
 
-def solve_tile(task: TileTask, progress: Progress | None = None) -> TileOutcome:
-    """Solve the DCR model of one tile (a pure function of ``task``)."""
+def solve_tile(task: TileTask, progress: Callable[[int, dict], None] | None = None) -> TileOutcome:
+    """Solve the DCR model of one tile (a pure function of ``task``); ``progress(index, record)``
+    hears each iteration's history record (in this process)."""
     start = time.perf_counter()
     images, weights = load_tile_arrays(task)
     inner = task.box.slices(task.dcr_box)
     problem = TileProblem(images=images, weights=weights, forward=task.forward, detected=task.detected,
                           reference=task.reference, background=task.background, inner=inner,
                           buffer=task.buffer, variances=task.variances, psf=task.psf)
-    result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), progress)
+    report: Progress | None = None if progress is None else partial(progress, task.index)
+    result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), report)
     return TileOutcome(
         index=task.index, box=task.box, models=result.models[(slice(None), *inner)].copy(),
         n_images=result.n_images[(slice(None), *inner)].copy(), history=result.history,

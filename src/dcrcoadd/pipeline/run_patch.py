@@ -72,7 +72,8 @@ class ProgressEvent:
 
     ``stage`` is ``"baseline"`` (``done`` 0 of 1, then 1 of 1 with ``baseline``), ``"dcr"``
     (first with ``done`` the subregions resumed from checkpoints, then once per solved
-    subregion with its ``outcome``) or ``"outputs"`` (0 of 1, then 1 of 1).
+    subregion with its ``outcome``), ``"iteration"`` (a solver iteration of subregion ``tile``
+    with its history ``record``; serial runs only) or ``"outputs"`` (0 of 1, then 1 of 1).
     """
 
     stage: str
@@ -80,6 +81,8 @@ class ProgressEvent:
     total: int
     outcome: TileOutcome | None = None
     baseline: CoaddResult | None = None
+    tile: int | None = None
+    record: dict | None = None
 
 
 @dataclass
@@ -272,9 +275,13 @@ def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Ch
         solved[0] += 1
         notify(ProgressEvent("dcr", solved[0], len(boxes), outcome=outcome))
 
+    def on_iteration(tile: int, record: dict) -> None:
+        notify(ProgressEvent("iteration", solved[0], len(boxes), tile=tile, record=record))
+
+    serial = mapper is None or mapper is serial_map  # iterations are heard only in this process
     result = assemble_dcr_coadd(plan.sources, plan.config, bbox=plan.bbox, baseline=baseline,
                                 mapper=keeping_warnings(mapper or serial_map, warnings_by_index),
-                                on_subregion=on_subregion,
+                                on_subregion=on_subregion, on_iteration=on_iteration if serial else None,
                                 done={index: c.outcome for index, c in done.items()})
     return result, warnings_by_index, sorted(done)
 
