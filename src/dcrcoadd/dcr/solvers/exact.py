@@ -93,7 +93,8 @@ History
 One record per (re)solve: ``iteration`` (0 for the first solve, then one per colour
 refit), ``convergence`` (rms change of the model over the tile since the previous
 record, ``sqrt(Σ_a Δy_a²)``, in units of ``σ_F``; 1 for the first), ``cg_iterations`` and
-``cg_residual`` (see `_pcg`; 0 for a direct solve), ``prior_change`` (the same measure for
+``cg_residual`` (see `_pcg`; 0 for a direct solve; with the taper and the colour prior, the
+number of fill-and-solve steps and 0), ``prior_change`` (the same measure for
 the colour target ``Y0``; None before there are two) and ``seconds`` (wall time of that step).
 """
 
