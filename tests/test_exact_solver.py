@@ -135,6 +135,10 @@ def test_settings_are_checked():
         validate_exact(ExactSettings(precision="half"))
     with pytest.raises(ConfigError, match="pad"):
         validate_exact(ExactSettings(pad=-2))
+    with pytest.raises(ConfigError, match="boundary"):
+        validate_exact(ExactSettings(boundary="mirror"))
+    with pytest.raises(ConfigError, match="taper_width"):
+        validate_exact(ExactSettings(taper_width=-1))
 
 
 def test_inputs_are_checked(periodic_problem):
@@ -156,7 +160,7 @@ def test_noise_free_least_squares_predicts_new_visits_exactly(periodic_problem):
     sum, so their totals are not observable; templates of any visit do not depend on it.)
     """
     p = periodic_problem
-    settings = ExactSettings(prior="none", pad=0, precision="double")
+    settings = ExactSettings(prior="none", boundary="pad", pad=0, precision="double")
     sol = solve_exact(p["clean"], None, np.ones(7), p["shifts"][:7], p["weights"], settings=settings)
     assert sol.stop_reason == "direct solve" and sol.history[0]["cg_iterations"] == 0
     held_out = p["shifts"][7:]
@@ -172,7 +176,8 @@ def test_noise_free_least_squares_predicts_new_visits_exactly(periodic_problem):
 def test_total_flux_is_the_weighted_mean_of_the_warps(periodic_problem, prior, precision):
     p = periodic_problem
     tau = np.array([1.0, 0.5, 2.0, 1.5, 0.8, 1.2, 0.3])
-    settings = ExactSettings(prior=prior, flat_strength=0.3, pad=0, precision=precision, colour_iterations=3)
+    settings = ExactSettings(prior=prior, flat_strength=0.3, boundary="pad", pad=0, precision=precision,
+                             colour_iterations=3)
     sol = solve_exact(p["noisy"], None, tau, p["shifts"][:7], p["weights"], settings=settings)
     totals = p["noisy"].sum(axis=(1, 2))
     expected = np.sum(tau * totals) / np.sum(tau)
@@ -193,13 +198,16 @@ def masked_pixels(shape):
     return masks, region
 
 
-def test_missing_pixels_do_not_change_the_noise_free_solution(periodic_problem):
-    """Masked pixels holding garbage are ignored: the templates of unseen visits stay exact."""
+@pytest.mark.parametrize("boundary", ["pad", "taper"])
+def test_missing_pixels_do_not_change_the_noise_free_solution(periodic_problem, boundary):
+    """Masked pixels holding garbage are ignored: the templates of unseen visits stay exact
+    (conjugate gradients, or the fill of the periodic tile's masked pixels by the model)."""
     p = periodic_problem
     masks, _ = masked_pixels(p["clean"].shape)
     images = np.where(masks, p["clean"], 1e6)
     images[2, 40:46, :] = np.nan
-    settings = ExactSettings(prior="none", pad=0, precision="double", cg_tolerance=1e-8, cg_max_iter=500)
+    settings = ExactSettings(prior="none", boundary=boundary, pad=0, taper_width=0, precision="double",
+                             cg_tolerance=1e-8, cg_max_iter=500)
     sol = solve_exact(images, masks, np.ones(7), p["shifts"][:7], p["weights"], settings=settings)
     assert sol.converged and sol.history[0]["cg_iterations"] > 0
     b = fourier.transfer(p["shifts"][7:], p["weights"], p["truth"].shape[1:], dtype=np.complex128)
@@ -208,12 +216,14 @@ def test_missing_pixels_do_not_change_the_noise_free_solution(periodic_problem):
     assert np.max(np.abs(got - expected)) < 1e-4 * np.max(expected)
 
 
+@pytest.mark.parametrize("boundary", ["pad", "taper"])
 @pytest.mark.parametrize("prior", ["flat", "colour"])
-def test_missing_pixels_leave_no_residual_structure(periodic_problem, prior):
+def test_missing_pixels_leave_no_residual_structure(periodic_problem, prior, boundary):
     """With noise, the model errs no more where pixels are missing than elsewhere; zeros would show."""
     p = periodic_problem
     masks, region = masked_pixels(p["noisy"].shape)
-    settings = ExactSettings(prior=prior, flat_strength=0.1 if prior == "flat" else 0.0, pad=0)
+    settings = ExactSettings(prior=prior, flat_strength=0.1 if prior == "flat" else 0.0, boundary=boundary,
+                             pad=0, taper_width=0)
     truth_f = p["truth"].sum(axis=0)
 
     def errors(images, m):
@@ -229,10 +239,12 @@ def test_missing_pixels_leave_no_residual_structure(periodic_problem, prior):
     assert zeros_inside > 2.5 * zeros_outside
 
 
+@pytest.mark.parametrize("boundary", ["pad", "taper"])
 @pytest.mark.parametrize("prior", ["flat", "colour"])
-def test_a_tile_of_a_bigger_field_matches_the_whole_field_inside(prior):
-    """A tile cut from a periodic field and solved on its own (padded) matches the whole field's
-    solution beyond a buffer of 32 px to 1e-3 of the peak (the full-band image already beyond 16 px)."""
+def test_a_tile_of_a_bigger_field_matches_the_whole_field_inside(prior, boundary):
+    """A tile cut from a periodic field and solved on its own (padded, or periodic with its edge
+    tapered) matches the whole field's solution beyond a buffer of 32 px to 1e-3 of the peak (the
+    full-band image already beyond 16 px, 24 px with the taper)."""
     rng = np.random.default_rng(21)
     m, n_samples, shape = 3, 4, (128, 128)
     truth = random_field(shape, 50, m, rng)
@@ -241,16 +253,22 @@ def test_a_tile_of_a_bigger_field_matches_the_whole_field_inside(prior):
     _, noisy = observe(truth, shifts, weights, 1.0, rng)
     # (the colour alternation converged well past its default tolerance, so both stop at one solution)
     settings = ExactSettings(prior=prior, flat_strength=0.1 if prior == "flat" else 0.0,
-                             colour_iterations=80, colour_tolerance=0.005)
-    whole = solve_exact(noisy, None, np.ones(7), shifts, weights, settings=replace(settings, pad=0))
+                             colour_iterations=80, colour_tolerance=0.005, boundary=boundary)
+    whole = solve_exact(noisy, None, np.ones(7), shifts, weights,
+                        settings=replace(settings, boundary="pad", pad=0))
     t0, t1 = 16, 112
     tile = solve_exact(noisy[:, t0:t1, t0:t1], None, np.ones(7), shifts, weights, settings=settings)
-    assert tile.grid[0] >= (t1 - t0) + auto_pad(shifts, 1.7)  # the default colour window
+    if boundary == "pad":
+        assert tile.grid[0] >= (t1 - t0) + auto_pad(shifts, 1.7)  # the default colour window
+    else:
+        assert tile.grid == (t1 - t0, t1 - t0)
     peak = np.max(truth.sum(axis=0))
     a, b = whole.model[:, t0:t1, t0:t1], tile.model
     inner = (slice(None), slice(32, -32), slice(32, -32))
     assert np.max(np.abs(a - b)[inner]) < 1e-3 * peak
-    f_inner = (slice(16, -16), slice(16, -16))
+    # the taper leaves the border (16 px here) less constrained: the full band matches 8 px further in
+    edge = 16 if boundary == "pad" else 24
+    f_inner = (slice(edge, -edge), slice(edge, -edge))
     assert np.max(np.abs(a.sum(axis=0) - b.sum(axis=0))[f_inner]) < 1e-3 * peak
 
 
@@ -275,8 +293,9 @@ def test_colour_prior_recovers_source_spectra_from_one_sided_coverage():
         return np.array(out)
 
     flat = solve_exact(noisy, None, np.ones(7), shifts, weights,
-                       settings=ExactSettings(prior="flat", flat_strength=0.1, pad=0))
-    colour = solve_exact(noisy, None, np.ones(7), shifts, weights, settings=ExactSettings(pad=0))
+                       settings=ExactSettings(prior="flat", flat_strength=0.1, boundary="pad", pad=0))
+    colour = solve_exact(noisy, None, np.ones(7), shifts, weights,
+                         settings=ExactSettings(boundary="pad", pad=0))
     err_flat = np.abs(spectra_of(flat.model) - spectra).max()
     err_colour = np.abs(spectra_of(colour.model) - spectra).max()
     assert err_colour < 0.05

@@ -303,11 +303,26 @@ class ExactSettings:
     noise)."""
 
     pad: int | None = None
-    """Margin (pixels) added round each tile for the periodic FFT grid; None: twice the largest
-    shift plus the colour window plus 4; 0: the tile is treated as periodic."""
+    """With ``boundary = "pad"``: margin (pixels) added round each tile for the periodic FFT grid;
+    None: twice the largest shift plus the colour window plus 4; 0: the tile is treated as periodic."""
 
     pad_weight: float = 0.001
-    """Weight (of a real pixel) of the zero pseudo-data in the pad (speeds up conjugate gradients)."""
+    """With ``boundary = "pad"``: weight (of a real pixel) of the zero pseudo-data in the pad (speeds
+    up conjugate gradients)."""
+
+    boundary: str = "taper"
+    """How the tile's edge and masked pixels are handled: ``taper``: the tile is periodic and, within
+    ``taper_width`` of its edge, the data are blended (cosine taper) towards the current model's own
+    prediction, masked pixels replaced by it (EM fill); every solve is direct, the fill updated at
+    each colour refit (the border is less constrained: the caller's buffer covers it); ``pad``: the
+    tile is padded by ``pad``, the model unknown there, every solve by conjugate gradients."""
+
+    taper_width: int | None = None
+    """Width (pixels) of the taper of ``boundary = "taper"``; None: twice the largest shift plus the
+    colour window plus 4 (the automatic pad)."""
+
+    fill_iterations: int = 5
+    """With ``boundary = "taper"``: fill-and-solve steps of the first solve."""
 
     cg_tolerance: float = 0.001
     """Conjugate gradients stop when the model is about this far from the solution (rms per pixel,

@@ -186,7 +186,7 @@ def validate_iterative(s: IterativeSettings, n_subfilters: int, prefix: str = "d
 def validate_exact(s: ExactSettings, prefix: str = "dcr.exact") -> None:
     """Check the exact solver's settings; `ConfigError` names the first bad field."""
     for name, allowed in (("prior", ("colour", "flat", "none")), ("interpolation", ("exact", "bilinear")),
-                          ("precision", ("single", "double"))):
+                          ("precision", ("single", "double")), ("boundary", ("pad", "taper"))):
         if getattr(s, name) not in allowed:
             _fail(f"{prefix}.{name}", f"must be one of {', '.join(allowed)}", getattr(s, name))
     for name in ("flat_strength", "colour_strength", "cutoff_strength", "colour_floor", "colour_tolerance",
@@ -196,12 +196,15 @@ def validate_exact(s: ExactSettings, prefix: str = "dcr.exact") -> None:
         if getattr(s, name) is not None:
             _check_number(f"{prefix}.{name}", getattr(s, name), positive=True)
     for name, lo in (("colour_iterations", 0), ("cg_max_iter", 1), ("refit_cg_max_iter", 1),
-                     ("wavelength_samples", 1), ("workers", 1), ("cache_bytes", 0), ("min_buffer", 0)):
+                     ("wavelength_samples", 1), ("workers", 1), ("cache_bytes", 0), ("min_buffer", 0),
+                     ("fill_iterations", 1)):
         value = getattr(s, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < lo:
             _fail(f"{prefix}.{name}", f"must be an integer >= {lo}", value)
     if s.pad is not None and (not isinstance(s.pad, int) or s.pad < 0):
         _fail(f"{prefix}.pad", "must be a non-negative integer or None", s.pad)
+    if s.taper_width is not None and (not isinstance(s.taper_width, int) or s.taper_width < 0):
+        _fail(f"{prefix}.taper_width", "must be a non-negative integer or None", s.taper_width)
 
 
 def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
