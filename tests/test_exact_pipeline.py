@@ -52,3 +52,21 @@ def test_exact_model_keeps_the_flux_and_records_its_forward_model(field, tmp_pat
     # a template from the file is the template the solver's forward model gives
     np.testing.assert_allclose(again.build_matched_template(science.visit),
                                res.model.build_matched_template(science.visit), rtol=1e-5, atol=1e-3)
+
+
+def test_exact_templates_hold_on_a_field_with_defects():
+    # saturated stars, cosmic rays, bad columns: masked pixels are missing data, not zeros
+    sim = simulate(SimulationConfig(size=96, n_visits=10, n_stars=40, airmass=(1.0, 2.0), seeing=(0.8, 0.8),
+                                    seed=5))
+    airmass = np.array([w.visit.airmass for w in sim.warps])
+    held = int(np.argmax(airmass))
+    science = sim.warps[held]
+    scores = {}
+    for solver in ("iterative", "exact"):
+        res = run([w for i, w in enumerate(sim.warps) if i != held], solver)
+        template = res.model.build_matched_exposure(science.visit)
+        scores[solver] = score_exposure(science, template.image, template.variance,
+                                        res.baseline.coadd.mask_of("DETECTED"))
+    # measured: chi2 per source pixel 7.8 (exact) against 64.5 (iterative), 2 against 5 detections
+    assert scores["exact"].chi2 < 0.25 * scores["iterative"].chi2
+    assert scores["exact"].n_detections <= scores["iterative"].n_detections

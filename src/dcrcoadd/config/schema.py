@@ -310,12 +310,14 @@ class ExactSettings:
     """With ``boundary = "pad"``: weight (of a real pixel) of the zero pseudo-data in the pad (speeds
     up conjugate gradients)."""
 
-    boundary: str = "taper"
-    """How the tile's edge and masked pixels are handled: ``taper``: the tile is periodic and, within
-    ``taper_width`` of its edge, the data are blended (cosine taper) towards the current model's own
-    prediction, masked pixels replaced by it (EM fill); every solve is direct, the fill updated at
-    each colour refit (the border is less constrained: the caller's buffer covers it); ``pad``: the
-    tile is padded by ``pad``, the model unknown there, every solve by conjugate gradients."""
+    boundary: str = "pad"
+    """How the tile's edge and masked pixels are handled: ``pad``: the tile is padded by ``pad``, the
+    model unknown there, every solve by conjugate gradients; ``taper``: the tile is periodic and,
+    within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
+    model's own prediction, masked pixels replaced by it (EM fill); every solve is direct (about 7x
+    faster on defect-free fields, same detections beyond the tile edge), but on a simulated field with
+    defects (saturated stars, cosmic rays, bad columns) it left 15 false detections at airmass 2
+    where ``pad`` left 2, so ``pad`` stays the default."""
 
     taper_width: int | None = None
     """Width (pixels) of the taper of ``boundary = "taper"``; None: twice the largest shift plus the
