@@ -82,7 +82,7 @@ def numpy_coadd(paths: list[Path]) -> np.ndarray:
 def _profile_rows(prof: cProfile.Profile, key: str, top: int) -> list[dict]:
     stats = pstats.Stats(prof, stream=io.StringIO())
     rows = []
-    for (filename, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():
+    for (filename, line, func), (_primitive, nc, tt, ct, _callers) in stats.stats.items():
         short = filename
         for marker in ("/src/dcrcoadd/", "/site-packages/", "/benchmarks/"):
             if marker in filename:
@@ -191,14 +191,16 @@ def main(argv=None) -> int:
     g.add_argument("--large", action="store_true", help=f"the DECam-CCD case {LARGE_CASE}")
     ap.add_argument("--top", type=int, default=8, help="profile entries per stage and order")
     ap.add_argument("--tmp", default=None, help="directory for the synthetic warps")
-    ap.add_argument("--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)")
+    ap.add_argument("--out-dir", type=Path, default=None,
+                    help="results directory (default benchmarks/results)")
     args = ap.parse_args(argv)
     common.setup_logging()
     case = Case.parse(LARGE_CASE if args.large else args.case or DEFAULT_CASE)
     res = run(case, top=args.top, tmp=args.tmp)
     print_report(res)
+    argv = list(argv if argv is not None else sys.argv[1:])
     path = common.write_results(f"profile_{case.name}", res, args.out_dir,
-                                argv=["-m", "benchmarks.profile", *(argv if argv is not None else sys.argv[1:])])
+                                argv=["-m", "benchmarks.profile", *argv])
     print(f"\nwrote {path}")
     return 0
 

@@ -103,6 +103,23 @@ def convolve_separable(arr: np.ndarray, g: np.ndarray) -> np.ndarray:
     return ndimage.correlate1d(out, g, axis=1, mode="constant", cval=0.0, output=np.float32)
 
 
+def convolve_ones(shape: tuple[int, int], g: np.ndarray) -> np.ndarray:
+    """``convolve_separable(np.ones(shape, bool), g)`` bit for bit, from one column and a few rows.
+
+    Each pass of `convolve_separable` computes every output line the same way whatever the other
+    lines hold, so the first pass over a constant image is one column repeated, and the second pass
+    over rows that are constant is one correlation per distinct row value, repeated.
+    """
+    if g.size == 1:
+        return np.ones(shape, np.float32)
+    column = ndimage.correlate1d(np.ones((shape[0], 1), np.float32), g, axis=0, mode="constant", cval=0.0,
+                                 output=np.float32)[:, 0]
+    values, index = np.unique(column, return_inverse=True)
+    rows = np.ascontiguousarray(np.broadcast_to(values[:, None], (values.size, shape[1])))
+    rows = ndimage.correlate1d(rows, g, axis=1, mode="constant", cval=0.0, output=np.float32)
+    return rows[index.ravel()]
+
+
 def _edge_sums(g: np.ndarray, n: int) -> np.ndarray:
     """``correlate1d(ones(n), g, mode="constant")``: the kernel weight falling inside ``[0, n)``."""
     if g.size == 1:
@@ -147,7 +164,12 @@ def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, val
     norm = np.outer(_edge_sums(g, image.shape[0]), _edge_sums(g, image.shape[1])).astype(np.float32)
     # The denominator is always convolved (never replaced by ``norm`` for an all-valid region), so
     # a pixel's value depends only on its kernel window, bit for bit, whatever region was read.
-    den = convolve_separable(valid.astype(np.float32), g)
+    # An all-valid region (the common case) gets the same bits from `convolve_ones` at a fraction
+    # of the cost.
+    if bool(valid.all()):
+        den = convolve_ones(image.shape, g)
+    else:
+        den = convolve_separable(valid.astype(np.float32), g)
     if bool(has_data.all()):
         coverage = np.ones(image.shape, np.float32)
     elif np.array_equal(has_data, valid):
@@ -186,5 +208,6 @@ def match_warp(warp: WarpSource, box: Box, sigma: float, planes: MaskPlanes,
     return crop, exp.subexposure(crop), m
 
 
-__all__ = ["MIN_DATA_COVERAGE", "MIN_MATCHING_SIGMA", "Matched", "WarpSource", "convolve_separable",
-           "gaussian_kernel1d", "kernel_radius", "match_warp", "matching_sigma", "model_sigma", "psf_match"]
+__all__ = ["MIN_DATA_COVERAGE", "MIN_MATCHING_SIGMA", "Matched", "WarpSource", "convolve_ones",
+           "convolve_separable", "gaussian_kernel1d", "kernel_radius", "match_warp", "matching_sigma",
+           "model_sigma", "psf_match"]
