@@ -129,17 +129,18 @@ def _edge_sums(g: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass
 class Matched:
-    """A PSF-matched region: image and variance (NaN where undefined), and the kernel-weight
-    fractions on pixels with data (``coverage``) and on valid pixels (``valid_coverage``)."""
+    """A PSF-matched region: image and variance (NaN where undefined; the variance None when it
+    was not asked for), and the kernel-weight fractions on pixels with data (``coverage``) and on
+    valid pixels (``valid_coverage``)."""
 
     image: np.ndarray
-    variance: np.ndarray
+    variance: np.ndarray | None
     coverage: np.ndarray
     valid_coverage: np.ndarray
 
 
 def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, valid: np.ndarray,
-              sigma: float) -> Matched:
+              sigma: float, *, with_variance: bool = True) -> Matched:
     """Convolve a region with a Gaussian of ``sigma`` by normalized convolution.
 
     Parameters
@@ -153,6 +154,9 @@ def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, val
         Pixels whose values may be used (``has_data`` without bad pixels).
     sigma : float
         Matching Gaussian sigma in pixels (0: no convolution).
+    with_variance : bool
+        Also convolve the variance (False: ``variance`` of the result is None, which saves a
+        third of the work for a caller that does not use it, e.g. a scatter-based static sky).
 
     Returns
     -------
@@ -177,20 +181,23 @@ def psf_match(image: np.ndarray, variance: np.ndarray, has_data: np.ndarray, val
     else:
         coverage = convolve_separable(has_data.astype(np.float32), g) / norm
     num = convolve_separable(np.where(valid, image, 0.0).astype(np.float32), g)
-    vnum = convolve_separable(np.where(valid, variance, 0.0).astype(np.float32), g * g)
     ok = (coverage >= MIN_DATA_COVERAGE) & (den > 1e-6 * norm)
+    var = None
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(ok, num / den, np.nan).astype(np.float32)
-        var = np.where(ok, vnum / (den * den), np.nan).astype(np.float32)
+        out = np.where(ok, num / den, np.nan).astype(np.float32, copy=False)
+        if with_variance:
+            vnum = convolve_separable(np.where(valid, variance, 0.0).astype(np.float32), g * g)
+            var = np.where(ok, vnum / (den * den), np.nan).astype(np.float32, copy=False)
     return Matched(out, var, coverage, den / norm)
 
 
 def match_warp(warp: WarpSource, box: Box, sigma: float, planes: MaskPlanes,
-               invalid_mask: int) -> tuple[Box, Exposure, Matched] | None:
+               invalid_mask: int, *, with_variance: bool = True) -> tuple[Box, Exposure, Matched] | None:
     """Read ``warp`` around ``box`` (grown by the kernel radius) and PSF-match it.
 
     Returns ``(crop, exposure_crop, matched_crop)`` with ``crop = box ∩ warp.bbox``, or None
-    when they do not overlap. ``invalid_mask`` bits make a pixel unusable for the convolution.
+    when they do not overlap. ``invalid_mask`` bits make a pixel unusable for the convolution;
+    ``with_variance`` as for `psf_match`.
     """
     crop = box.intersection(warp.bbox)
     if crop.is_empty:
@@ -202,9 +209,10 @@ def match_warp(warp: WarpSource, box: Box, sigma: float, planes: MaskPlanes,
     no_data = planes.value_if_present(["NO_DATA"])
     has_data = np.isfinite(exp.image) & ((exp.mask & np.uint32(no_data)) == 0)
     valid = has_data & ((exp.mask & np.uint32(invalid_mask)) == 0)
-    matched = psf_match(exp.image, exp.variance, has_data, valid, sigma)
+    matched = psf_match(exp.image, exp.variance, has_data, valid, sigma, with_variance=with_variance)
     sl = crop.slices(region)
-    m = Matched(matched.image[sl], matched.variance[sl], matched.coverage[sl], matched.valid_coverage[sl])
+    m = Matched(matched.image[sl], None if matched.variance is None else matched.variance[sl],
+                matched.coverage[sl], matched.valid_coverage[sl])
     return crop, exp.subexposure(crop), m
 
 
