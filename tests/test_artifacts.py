@@ -18,6 +18,7 @@ from dcrcoadd.coadd.artifacts import (
     psf_match,
     scale_variance_factor,
 )
+from dcrcoadd.coadd.artifacts.psf_matching import convolve_ones, convolve_separable
 from dcrcoadd.config.schema import ArtifactConfig, Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
@@ -156,6 +157,31 @@ def test_psf_match_fills_bad_pixels_and_flags_missing_data():
     assert np.all(m.coverage[:, :15] > 1 - 1e-6) and np.all(m.coverage[:, 20:25] < 1)
     # the array boundary is not missing data
     assert np.all(m.coverage[:, 0] > 1 - 1e-6)
+
+
+@pytest.mark.parametrize("sigma", [0.0, 0.4, 1.0, 2.7])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 60), (61, 17), (130, 90)])
+def test_convolve_ones_is_the_convolution_of_an_all_valid_region_bit_for_bit(sigma, shape):
+    # psf_match takes this shortcut for all-valid regions: a tile's matched pixels must not depend on
+    # whether a bad pixel elsewhere in the region it read sent it down the general path
+    g = gaussian_kernel1d(sigma)
+    direct = convolve_separable(np.ones(shape, np.float32), g)
+    fast = convolve_ones(shape, g)
+    assert fast.dtype == direct.dtype == np.float32
+    np.testing.assert_array_equal(fast.view(np.uint32), direct.view(np.uint32))
+
+
+def test_psf_match_of_an_all_valid_region_equals_the_general_path():
+    rng = np.random.default_rng(4)
+    img = rng.normal(0, 3.0, (70, 50)).astype(np.float32)
+    var = np.full(img.shape, 9.0, np.float32)
+    ones = np.ones(img.shape, bool)
+    fast = psf_match(img, var, ones, ones, 1.2)
+    one_bad = ones.copy()
+    one_bad[0, 0] = False  # forces the general path; far pixels see the same kernel windows
+    slow = psf_match(img, var, ones, one_bad, 1.2)
+    np.testing.assert_array_equal(fast.image[20:, 20:], slow.image[20:, 20:])
+    np.testing.assert_array_equal(fast.variance[20:, 20:], slow.variance[20:, 20:])
 
 
 def test_scale_variance_factor_recovers_underestimated_variance():

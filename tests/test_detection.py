@@ -103,6 +103,17 @@ def test_min_pixels_drops_small_footprints():
     assert detect(snr, 5.0, min_pixels=1)[1] == 2
 
 
+def test_dropped_footprints_are_not_grown_and_kept_ones_are():
+    snr = np.zeros((30, 30))
+    snr[3, 3] = 9.0  # one-pixel spike: dropped, so nothing grows around it
+    snr[15:17, 15:17] = 9.0
+    labels, n = detect(snr, 5.0, min_pixels=4, grow_radius=2)
+    assert n == 1 and labels[3, 3] == 0 and not labels[:8, :8].any()
+    assert labels[13, 15] > 0 and labels[15, 18] > 0 and labels[19, 19] == 0
+    labels, n = detect(snr, 5.0, min_pixels=20, grow_radius=2)
+    assert n == 0 and not labels.any()
+
+
 def test_masked_and_bad_variance_pixels_do_not_detect():
     psf = Psf.gaussian(sigma=1.5)
     image = np.zeros(SHAPE)

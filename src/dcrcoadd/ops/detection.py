@@ -98,8 +98,11 @@ def detect(snr: np.ndarray, threshold: float, *, polarity: str = "positive", min
         counts = np.bincount(labels.ravel(), minlength=n + 1)
         keep = counts >= min_pixels
         keep[0] = False
-        above = keep[labels]
-        labels, n = _label(above)
+        if not keep[1:].all():  # labelling is deterministic: unchanged pixels keep their labels
+            above = keep[labels]
+            if grow_radius >= 1 and above.any():  # the grown mask is labelled afresh below
+                return _label(grow(above, grow_radius))
+            labels, n = _label(above)
     if n and grow_radius >= 1:
         labels, n = _label(grow(labels > 0, grow_radius))
     return labels, n

@@ -316,7 +316,8 @@ def stack(images: np.ndarray, variances: np.ndarray, masks: np.ndarray, weights,
     for start in range(0, npix, step):
         sl = slice(start, min(start + step, npix))
         x = flat_img[:, sl].astype(np.float64)
-        v = flat_var[:, sl].astype(np.float64)
+        # the variances are read only for an input-variance error (a scatter-based one ignores them)
+        v = flat_var[:, sl].astype(np.float64) if control.calc_error_from_input_variance else None
         good = good_pixels(x, flat_mask[:, sl], control.bad_mask)
         if control.statistic == "MEDIAN":
             val, vv, sw = _median_columns(x, v, good, weights, control)

@@ -43,16 +43,23 @@ def static_sky_tile(task: StaticSkyTask) -> tuple[np.ndarray, np.ndarray]:
     sub, n = task.box, len(task.warps)
     nodata = np.uint32(task.planes.value_if_present(["NO_DATA"]))
     imgs = np.full((n,) + sub.shape, np.nan, np.float32)
-    vars_ = np.full((n,) + sub.shape, np.nan, np.float32)
+    # A scatter-based stack never reads the input variances: the matched variance (a third of the
+    # matching's convolutions) is then not computed, and the stack gets NaN in its place.
+    with_variance = task.control.calc_error_from_input_variance
+    if with_variance:
+        vars_ = np.full((n,) + sub.shape, np.nan, np.float32)
+    else:
+        vars_ = np.broadcast_to(np.float32(np.nan), (n,) + sub.shape)
     masks = np.full((n,) + sub.shape, nodata, np.uint32)
     for i, (warp, s) in enumerate(zip(task.warps, task.sigmas, strict=True)):
-        got = match_warp(warp, sub, s, task.planes, task.invalid_mask)
+        got = match_warp(warp, sub, s, task.planes, task.invalid_mask, with_variance=with_variance)
         if got is None:
             continue
         crop, exp, m = got
         sl = crop.slices(sub)
         imgs[i][sl] = m.image
-        vars_[i][sl] = m.variance
+        if with_variance:
+            vars_[i][sl] = m.variance
         masks[i][sl] = exp.mask | np.where(np.isfinite(m.image), np.uint32(0), nodata)
     res = stack(imgs, vars_, masks, task.weights, task.control)
     return res.image, res.variance
