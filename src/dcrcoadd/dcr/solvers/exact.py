@@ -766,6 +766,11 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     # the coadd's interpolation, or constraining it to that, made templates worse on simulated
     # fields with saturated stars (chi2 per source pixel 1.2 -> 11 at airmass 2), so it is kept.
     model = solution.model
+    unseen = int(np.count_nonzero(~masks.any(axis=0)[problem.inner]))
+    if unseen:
+        log.warning("%d pixels of this tile are masked in every warp (saturated cores, NO_DATA): the exact "
+                    "model is unconstrained there, so the DCR coadd's flux may differ from the baseline "
+                    "coadd's", unseen)
     n_images = np.repeat(masks.sum(axis=0, dtype=np.uint16)[None], models.shape[0], axis=0)
     return SolveResult(models=model, history=solution.history, converged=solution.converged,
                        stop_reason=solution.stop_reason, n_images=n_images)
