@@ -146,12 +146,6 @@ class ForwardModel:
     def n_subfilters(self) -> int:
         return self.shifts.shape[1]
 
-    @property
-    def max_shift(self) -> float:
-        """Largest DCR shift component in pixels (sets tile buffers and template margins)."""
-        parts = [s for s in (self.shifts, self.split_shifts, self.sample_shifts) if s is not None]
-        return max(float(np.max(np.abs(s), initial=0.0)) for s in parts)
-
     def apply_one(self, models: np.ndarray, i: int) -> np.ndarray:
         """Warp ``i``'s template from subfilter images ``models`` (M, ny, nx)."""
         shifts = self.split_shifts if self.split_shifts is not None else self.shifts
