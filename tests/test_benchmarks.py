@@ -89,6 +89,59 @@ def test_scaling_exponent_recovers_a_power_law(bench):
     assert c.scaling_exponent([5, 5], [1, 2]) is None  # one distinct x: no exponent
 
 
+@pytest.fixture
+def validation(bench):
+    import benchmarks.validation
+
+    return benchmarks.validation
+
+
+def test_one_sided_scenario_keeps_its_model_visits_east_of_the_meridian(validation):
+    setup = validation.QUICK
+    conditions, (two, one) = validation.scenario_conditions(setup)
+    model_q = [conditions[i][1] for i in one.model]
+    assert len(model_q) == setup.one_sided_n_model_visits and all(q < 0 for q in model_q)
+    lo, hi = setup.one_sided_model_airmass
+    assert all(lo - 1e-9 <= conditions[i][0] <= hi + 1e-9 for i in one.model)
+    for (label, i), (airmass, side) in zip(one.science, setup.one_sided_science, strict=True):
+        assert conditions[i][0] == pytest.approx(airmass) and label.endswith(side)
+        assert (conditions[i][1] > 0) == (side == "W")
+    # the two scenarios share no visit
+    assert not set(one.model + [i for _, i in one.science]) & set(two.model + [i for _, i in two.science])
+    # east and west of the meridian at the same airmass: mirrored parallactic angles
+    east, west = validation.track_condition(1.5, "E", -20.0), validation.track_condition(1.5, "W", -20.0)
+    assert east[1] == pytest.approx(-west[1])
+    with pytest.raises(ValueError, match="not reached"):
+        validation.track_condition(1.01, "E", 40.0)  # never that high in the sky from Rubin
+
+
+def _scenario(rows, slope, rank, flux):
+    fit = {"n": 50, "slope": slope, "intercept": 0.0, "scatter": 0.02, "rank": rank}
+    return {
+        "rows": [{"label": f"{a:.2f}", "airmass": a, "n_exact": n, "n_noise_twin": floor}
+                 for a, n, floor in rows],
+        "runs": {
+            "exact": {"spectra": {"fit": fit, "fit_aperture": fit}, "total_flux_ratio_to_baseline": flux}
+        },
+    }
+
+
+def test_targets_follow_issue_12(validation):
+    good = _scenario([(1.1, 0, 0), (1.92, 6, 1), (2.0, 40, 0)], 1.05, 0.97, 1.002)
+    bad = _scenario([(1.3, 7, 1)], 1.2, 0.97, 0.996)
+    targets = validation.evaluate_targets({"two_sided": good, "one_sided": bad})
+    verdicts = {(t["scenario"], t["target"].split()[1]): t["pass"] for t in targets}
+    # airmass 2.0 is beyond "up to airmass 1.9"; 1.92 (the one-sided scenario's last visit) is in,
+    # and 6 there is noise floor 1 + 5
+    assert verdicts[("two_sided", "≤")] and verdicts[("two_sided", "colour")]
+    assert verdicts[("two_sided", "DCR")]
+    assert not verdicts[("one_sided", "≤")]  # 7 against a floor of 1
+    assert not verdicts[("one_sided", "colour")]  # slope 1.2
+    assert not verdicts[("one_sided", "DCR")]  # 0.4 % of flux lost
+    low_rank = validation.evaluate_targets({"two_sided": _scenario([(1.1, 0, 0)], 1.0, 0.9, 1.0)})
+    assert [t["pass"] for t in low_rank] == [True, False, False, True]
+
+
 @pytest.mark.slow
 def test_quick_suite_writes_well_formed_results(tmp_path):
     out = tmp_path / "results"
@@ -117,20 +170,33 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
 
     v = files["validation"]
     assert v["mode"] == "quick"
-    assert [r["elevation"] for r in v["dipoles"]] == list(v["setup"]["science_elevations"])
-    for row in v["dipoles"]:
-        for kind in ("dcr", "baseline", "single_5deg", "single_10deg", "noise_twin"):
-            assert isinstance(row[f"n_{kind}"], int) and row[f"n_{kind}"] >= 0
-            assert f"chi2_{kind}" in row
-    labels = [s["label"] for s in v["spectra"]]
-    assert labels[0] == "default" and len(labels) == 1 + len(v["setup"]["thresholds"])
-    for s in v["spectra"]:
-        assert {"slope", "intercept", "scatter", "n"} <= set(s["spectra"]["fit"])
-        assert s["iterations"] and s["stop_reasons"]
-    for image in ("dcr_coadd", "baseline_coadd", "truth_noise_free"):
-        assert {"aperture_ratio_to_truth_median", "offset_robust_sigma_px", "dx_per_mag_color"} <= set(
-            v["flux_astrometry"][image]
-        )
+    two, one = v["scenarios"]["two_sided"], v["scenarios"]["one_sided"]
+    assert [r["elevation"] for r in two["rows"]] == list(v["setup"]["science_elevations"])
+    assert len(one["rows"]) == len(v["setup"]["one_sided_science"])
+    solvers = ("iterative", "exact")
+    runs = [f"{s}{suffix}" for s in solvers for suffix in ("", "_low_noise")]
+    for sc, extra in ((two, ("single_5deg", "single_10deg")), (one, ())):
+        for row in sc["rows"]:
+            for kind in ("baseline", *runs, "noise_twin", *extra):
+                assert isinstance(row[f"n_{kind}"], int) and row[f"n_{kind}"] >= 0
+                assert f"chi2_{kind}" in row
+        for name in runs:
+            assert sc["runs"][name]["solver"] == name.removesuffix("_low_noise")
+            assert sc["runs"][name]["iterations"] and sc["runs"][name]["stop_reasons"]
+            assert sc["runs"][name]["total_flux_ratio_to_baseline"] > 0
+        for solver in solvers:
+            spec = sc["runs"][solver]["spectra"]
+            for fit in ("fit", "fit_aperture"):
+                assert {"slope", "intercept", "scatter", "rank", "n"} <= set(spec[fit])
+        for image in ("iterative_coadd", "exact_coadd", "baseline_coadd", "truth_noise_free"):
+            assert {"aperture_ratio_to_truth_median", "offset_robust_sigma_px", "dx_per_mag_color"} <= set(
+                sc["flux_astrometry"][image]
+            )
+    assert {"n_iterative", "n_exact", "n_noise_twin"} <= set(two["zenith"])
+    assert len(v["thresholds"]) == len(v["setup"]["thresholds"])
+    # issue 12's targets: false detections, colours (two measures) and flux, per scenario
+    assert len(v["targets"]) == 2 * 4
+    assert all(isinstance(t["pass"], bool) and t["value"] for t in v["targets"])
 
     s = files["speed"]
     assert len(s["cases"]) == len(s["rows"]) >= 2
@@ -180,6 +246,8 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     )
     assert "placeholder" not in text
     assert "False detections" in text and "Speed and memory" in text and "Bad inputs" in text
+    assert "One-sided coverage" in text and "Issue 12's targets" in text
+    assert "residual RMS" not in text  # the zenith line quotes the one statistic, χ² per source pixel
     # the command as a user types it, never this interpreter's path
     assert "from the results of `python -m benchmarks --quick" in text and sys.executable not in text
     assert "Start-up" in text
