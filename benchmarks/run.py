@@ -32,6 +32,7 @@ latest results. Add ``--quick``, ``--full`` or ``--only`` to run first and then 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from pathlib import Path
@@ -156,12 +157,14 @@ def typed_command(command: str) -> str:
     """The recorded command as a user types it: ``python -m benchmarks ...``.
 
     Results record the interpreter's absolute path (``/home/me/.venv/bin/python -m
-    benchmarks --full``); that path says nothing to a reader and differs between machines.
+    benchmarks --full``) and any ``--out-dir``; those paths say nothing to a reader and differ
+    between machines, so both are left out.
     """
     marker = " -m "
     if marker in command:
-        return "python" + command[command.index(marker):]
-    return command
+        command = "python" + command[command.index(marker):]
+    # where this machine kept its files is no part of the command a reader would type
+    return re.sub(r" --(?:out-dir|readme)(?:=| +)\S+", "", command)
 
 
 def readme_section(out_dir: Path) -> str:

@@ -97,6 +97,7 @@ SCENARIO_TITLES = {"two_sided": "two-sided coverage", "one_sided": "one-sided co
 RUBIN_LATITUDE = -30.2446
 #: Suffix of the runs on the model warps with 100x less noise.
 LOW = "_low_noise"
+RUNS = (*SOLVERS, *(s + LOW for s in SOLVERS))
 
 #: Radius of the colour apertures in units of the coadd PSF's FWHM.
 APERTURE_FWHM = 1.25
@@ -438,9 +439,11 @@ def colour_fit(c_true: np.ndarray, c_meas: np.ndarray) -> dict:
     return {**fit, "rank": rank}
 
 
-def spectra(sim, result, setup: ValidationSetup) -> dict:
-    """Blue-red subfilter colour of isolated stars measured on the model against the truth."""
+def spectra(sim, result, setup: ValidationSetup, selection_variance: np.ndarray | None = None) -> dict:
+    """Blue-red subfilter colour of isolated stars measured on the model against the truth; the
+    stars are chosen by their S/N against ``selection_variance`` (default: the model's variance)."""
     model = result.model
+    variance = model.variance if selection_variance is None else selection_variance
     cat = sim.catalog
     xs = np.asarray(cat["x"], float) - model.origin[0]
     ys = np.asarray(cat["y"], float) - model.origin[1]
@@ -454,8 +457,8 @@ def spectra(sim, result, setup: ValidationSetup) -> dict:
     idx = np.nonzero(keep)[0]
     # the stars are chosen by their true S/N against the model's variance (the baseline coadd's
     # / M): the same stars for every solver on the same warps
-    blue, blue_err = gaussian_flux(model.images[0], model.variance, xs[idx], ys[idx], sigma)
-    red, red_err = gaussian_flux(model.images[-1], model.variance, xs[idx], ys[idx], sigma)
+    blue, blue_err = gaussian_flux(model.images[0], variance, xs[idx], ys[idx], sigma)
+    red, red_err = gaussian_flux(model.images[-1], variance, xs[idx], ys[idx], sigma)
     blue, red = blue * response, red * response
     blue_err, red_err = blue_err * response, red_err * response
     snr = np.minimum(truth[idx, 0] / blue_err, truth[idx, -1] / red_err)
@@ -618,8 +621,9 @@ def run_scenario(sim, scenario: Scenario, setup: ValidationSetup, log=print) -> 
     rows, zenith = false_detections(sim, scenario, results)
     for name, r in results.items():
         runs[name]["total_flux_ratio_to_baseline"] = total_flux_ratio(r, setup.edge)
-        if not name.endswith(LOW):
-            runs[name]["spectra"] = spectra(sim, r, setup)
+        # the low-noise models are measured on the stars chosen for the normal ones
+        selection = results[name.removesuffix(LOW)].model.variance
+        runs[name]["spectra"] = spectra(sim, r, setup, selection)
     astrometry = flux_and_astrometry(sim, {s: results[s] for s in SOLVERS}, setup)
     return {
         "name": scenario.name,
@@ -842,15 +846,14 @@ def print_summary(res: dict) -> None:
         if z:
             print("  zenith visit (airmass 1): " + ", ".join(
                 f"{k} {z['n_' + k]} (chi2/source pixel {z['chi2_' + k]:.3f})" for k in _kinds([z])))
-        for solver in SOLVERS:
-            run_info, spec = sc["runs"][solver], sc["runs"][solver]["spectra"]
+        for name in RUNS:
+            run_info, spec = sc["runs"][name], sc["runs"][name]["spectra"]
             fit, ap = spec["fit"], spec["fit_aperture"]
             print(
-                f"  {solver:9s} {run_info['seconds']:6.1f} s; colour PSF-weighted slope "
+                f"  {name:19s} {run_info['seconds']:6.1f} s; colour PSF-weighted slope "
                 f"{f(fit['slope'], '.3f')} rank {f(fit['rank'], '.3f')} scatter {f(fit['scatter'], '.3f')}, "
                 f"aperture slope {f(ap['slope'], '.3f')} rank {f(ap['rank'], '.3f')} (n = {fit['n']}); "
-                f"total flux / baseline {run_info['total_flux_ratio_to_baseline']:.5f} (low-noise warps "
-                f"{sc['runs'][solver + LOW]['total_flux_ratio_to_baseline']:.5f})"
+                f"total flux / baseline {run_info['total_flux_ratio_to_baseline']:.5f}"
             )
         fa = sc["flux_astrometry"]
         for image in (*(f"{s}_coadd" for s in SOLVERS), "baseline_coadd", "truth_noise_free"):
@@ -945,11 +948,12 @@ def markdown(v: dict) -> list[str]:
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, sc in v["scenarios"].items():
-        for solver in SOLVERS:
-            spec = sc["runs"][solver]["spectra"]
+        for run_name in RUNS:
+            spec = sc["runs"][run_name]["spectra"]
             fit, ap = spec["fit"], spec["fit_aperture"]
+            label = run_name.replace(LOW, f", {low}")
             lines.append(
-                f"| {SCENARIO_TITLES[name]} | {solver} | {fit['n']} | {_md(fit['slope'], '.3f')} | "
+                f"| {SCENARIO_TITLES[name]} | {label} | {fit['n']} | {_md(fit['slope'], '.3f')} | "
                 f"{_md(fit['rank'], '.3f')} | {_md(fit['scatter'], '.3f')} | {_md(ap['slope'], '.3f')} | "
                 f"{_md(ap['rank'], '.3f')} | {_md(ap['scatter'], '.3f')} |"
             )

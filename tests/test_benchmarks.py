@@ -81,6 +81,10 @@ def test_readme_header_records_the_command_as_typed(bench):
     typed = bench.run.typed_command
     assert typed("/home/me/my venv/bin/python3.11 -m benchmarks --full") == "python -m benchmarks --full"
     assert typed("python -m benchmarks") == "python -m benchmarks"
+    assert typed("/x/bin/python -m benchmarks --quick --out-dir /tmp/r --only validation") == (
+        "python -m benchmarks --quick --only validation"
+    )
+    assert typed("python -m benchmarks --out-dir=/tmp/r") == "python -m benchmarks"
 
 
 def test_scaling_exponent_recovers_a_power_law(bench):
@@ -184,8 +188,8 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
             assert sc["runs"][name]["solver"] == name.removesuffix("_low_noise")
             assert sc["runs"][name]["iterations"] and sc["runs"][name]["stop_reasons"]
             assert sc["runs"][name]["total_flux_ratio_to_baseline"] > 0
-        for solver in solvers:
-            spec = sc["runs"][solver]["spectra"]
+        for name in runs:
+            spec = sc["runs"][name]["spectra"]
             for fit in ("fit", "fit_aperture"):
                 assert {"slope", "intercept", "scatter", "rank", "n"} <= set(spec[fit])
         for image in ("iterative_coadd", "exact_coadd", "baseline_coadd", "truth_noise_free"):
@@ -249,5 +253,6 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     assert "One-sided coverage" in text and "Issue 12's targets" in text
     assert "residual RMS" not in text  # the zenith line quotes the one statistic, χ² per source pixel
     # the command as a user types it, never this interpreter's path
-    assert "from the results of `python -m benchmarks --quick" in text and sys.executable not in text
+    assert "from the results of `python -m benchmarks --quick`" in text and sys.executable not in text
+    assert str(out) not in text
     assert "Start-up" in text
