@@ -137,10 +137,11 @@ class ValidationSetup:
 
     @property
     def visit_elevations(self) -> list[float]:
-        """Elevations of the two-sided scenario's non-model visits: science and comparisons, capped
-        at the zenith."""
+        """Elevations of the two-sided scenario's non-model visits: science, comparisons (capped at
+        the zenith) and the zenith itself."""
         return sorted(
             {min(e + o, 90.0) for e in self.science_elevations for o in (0.0, *self.comparison_offsets)}
+            | {90.0}
         )
 
 
