@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
+from dcrcoadd.ops.morphology import binary_dilation
+
 
 def disk(radius: float) -> np.ndarray:
     """Boolean disk structuring element of the given radius (pixels)."""
@@ -18,7 +20,9 @@ def grow(mask: np.ndarray, radius: float) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if radius < 1:
         return mask.copy()
-    return ndimage.binary_dilation(mask, structure=disk(radius))
+    if mask.ndim != 2:
+        return ndimage.binary_dilation(mask, structure=disk(radius))
+    return binary_dilation(mask, disk(radius))  # scipy's result, from shifted slices
 
 
 def significance(image: np.ndarray, variance: np.ndarray, kernel: np.ndarray | None = None,
