@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcrcoadd.coadd.artifacts.masks import ArtifactMask
+from dcrcoadd.coadd.artifacts.static_sky import worker_tile_size
 from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
@@ -110,7 +111,7 @@ def stack_patch(inputs: Sequence[CoaddInput], alt_masks: Sequence[ArtifactMask |
     """
     out = StackedTile(np.empty(box.shape, np.float32), np.empty(box.shape, np.float32),
                       np.empty(box.shape, np.uint32), np.empty(box.shape, np.int32))
-    parts = tiles(box, tile_size)
+    parts = tiles(box, worker_tile_size(box, tile_size, mapper))
     tasks = ((tile.index, StackTask(
         tile.box, [inp.restricted(tile.box) for inp in inputs],
         [None if alt is None else alt.restricted(tile.box) for alt in alt_masks],
