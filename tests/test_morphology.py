@@ -6,7 +6,7 @@ from scipy import ndimage
 
 from dcrcoadd.ops import morphology
 from dcrcoadd.ops.detection import disk
-from dcrcoadd.ops.filters import aliased_rows, correlate_columns
+from dcrcoadd.ops.filters import aliased_rows, correlate_columns, gaussian_filter
 
 STRUCTURES = {
     "disk4": disk(4),
@@ -51,3 +51,15 @@ def test_aliased_rows():
     assert aliased_rows((10, 256), 4)
     assert not aliased_rows((2000, 2000), 4)
     assert not aliased_rows((1, 1024), 4)  # one row: nothing to alias
+
+
+@pytest.mark.parametrize("shape", [(64, 256), (33, 100)])
+@pytest.mark.parametrize("mode", ["constant", "reflect"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gaussian_filter_equals_scipy(shape, mode, dtype):
+    arr = np.random.default_rng(4).standard_normal(shape).astype(dtype)
+    for sigma in (0.7, 2.0, (1.0, 3.0)):
+        expected = ndimage.gaussian_filter(arr, sigma, mode=mode)
+        got = gaussian_filter(arr, sigma, mode=mode)
+        assert got.dtype == expected.dtype and got.flags.c_contiguous
+        np.testing.assert_array_equal(got, expected)
