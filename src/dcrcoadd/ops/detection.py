@@ -99,11 +99,16 @@ def detect(snr: np.ndarray, threshold: float, *, polarity: str = "positive", min
         raise ValueError(f"polarity must be 'positive', 'negative' or 'both', got {polarity!r}")
     labels, n = _label(above)
     if n and min_pixels > 1:
-        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        # Footprint sizes and the kept pixels from the (few) pixels above threshold only: the
+        # background's label 0 neither counts nor is kept, so this equals working on every pixel.
+        where = np.flatnonzero(above)
+        on = labels.ravel()[where]
+        counts = np.bincount(on, minlength=n + 1)
         keep = counts >= min_pixels
         keep[0] = False
         if not keep[1:].all():  # labelling is deterministic: unchanged pixels keep their labels
-            above = keep[labels]
+            above = np.zeros(above.shape, bool)
+            above.ravel()[where[keep[on]]] = True
             if grow_radius >= 1 and above.any():  # the grown mask is labelled afresh below
                 return _label(grow(above, grow_radius))
             labels, n = _label(above)
