@@ -234,6 +234,63 @@ def _config(subfilters: int):
     return config
 
 
+def measure_outputs(result) -> dict:
+    """CPU and wall time of a run's output stage (`write_dcr_outputs`, then `write_report`: the FITS
+    products, the leave-one-out re-solve and the figure), into a temporary directory."""
+    from dcrcoadd.pipeline.outputs import write_dcr_outputs, write_report
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0, c0 = time.perf_counter(), time.process_time()
+        write_dcr_outputs(result, tmp)
+        c1 = time.process_time()
+        write_report(result, Path(tmp) / "report.png")
+        return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
+                "fits_cpu_s": c1 - c0, "report_cpu_s": time.process_time() - c1}
+
+
+#: Mask planes the numpy coadd leaves out (the pipeline's default bad planes that the synthetic
+#: warps can carry).
+NUMPY_BAD_PLANES = ("BAD", "SAT", "NO_DATA", "CR", "INTRP", "SUSPECT", "EDGE")
+
+
+def numpy_coadd(paths: list[Path]) -> np.ndarray:
+    """The yardstick of issue 14: an inverse-variance weighted mean of the warps with numpy and
+    astropy alone, bad pixels left out; reads every file once."""
+    from astropy.io import fits
+
+    num = den = None
+    for p in paths:
+        with fits.open(p, memmap=False) as hdul:
+            image = hdul["IMAGE"].data.astype(np.float32)
+            variance = hdul["VARIANCE"].data.astype(np.float32)
+            mask = hdul["MASK"].data
+            bits = 0
+            for k, v in hdul["MASK"].header.items():
+                if k.startswith("MP_") and k[3:] in NUMPY_BAD_PLANES:
+                    bits |= 1 << int(v)
+        w = np.where(((mask & bits) == 0) & (variance > 0) & np.isfinite(image), 1.0 / variance, 0.0)
+        w = w.astype(np.float32)
+        if num is None:
+            num, den = np.zeros_like(image), np.zeros_like(image)
+        num += w * np.nan_to_num(image)
+        den += w
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / den, np.nan)
+
+
+def time_numpy_coadd(paths: list[Path], repeat: int = 3) -> dict:
+    """Best CPU and wall time of `numpy_coadd` of ``paths`` (after one untimed run that warms the
+    page cache, as the pipeline's steps find it)."""
+    numpy_coadd(paths)
+    wall, cpu = [], []
+    for _ in range(repeat):
+        t0, c0 = time.perf_counter(), time.process_time()
+        numpy_coadd(paths)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"seconds": min(wall), "cpu_seconds": min(cpu), "repeat": repeat}
+
+
 def measure_step(step: str, directory: Path, subfilters: int = 3, template_repeat: int = 3) -> dict:
     """Time one step on the warps in ``directory`` in this (fresh) process.
 
@@ -258,17 +315,25 @@ def measure_step(step: str, directory: Path, subfilters: int = 3, template_repea
     if step != "dcr":
         raise ValueError(f"unknown step {step!r}")
     with common.PeakMemory() as mem:
-        result = assemble_dcr_coadd(paths, config)
+        # as a run does (`run_patch`): the baseline coadd, then the DCR stage started from it
+        c0 = time.process_time()
+        baseline = assemble_coadd(paths, config)
+        c1 = time.process_time()
+        result = assemble_dcr_coadd(paths, config, baseline=baseline)
+        c2 = time.process_time()
     out = {"dcr": mem.as_dict()}
     meta = result.metadata
     out["dcr"].update(
+        baseline_cpu_s=c1 - c0,
+        stage_cpu_s=c2 - c1,
         timings_s=meta["timings_s"],
         initial_convergence=meta["initial_convergence"],
         final_convergence=meta["final_convergence"],
         **_iterations(meta),
     )
+    out["outputs"] = measure_outputs(result)
     model = result.model
-    del result
+    del result, baseline
     gc.collect()
     science = read_exposure(Path(directory) / "science.fits")
     times, cpu = [], []
@@ -322,6 +387,7 @@ def measure(case: Case, *, seed: int = 1, subfilters: int = 3, tmp: str | None =
         out["input_mib"] = sum(p.stat().st_size for p in paths) / common.MiB
         del warps, science
         gc.collect()
+        out["numpy_coadd"] = time_numpy_coadd(paths)
         out["baseline"] = common.run_child("dcr_assemble", ["baseline", tmpdir, subfilters], flag="--step")
         out.update(common.run_child("dcr_assemble", ["dcr", tmpdir, subfilters], flag="--step"))
     out["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -333,7 +399,25 @@ def measure(case: Case, *, seed: int = 1, subfilters: int = 3, tmp: str | None =
     out["dcr"]["model_cpu_s_per_iteration"] = out["dcr"]["model_cpu_s"] / max(
         out["dcr"]["iterations_mean"], 1.0
     )
+    out["vs_numpy"] = stage_ratios(out)
     return out
+
+
+def stage_ratios(r: dict) -> dict:
+    """CPU seconds of each stage of a run and their ratios to the numpy coadd of the same files
+    (issue 14's yardstick): the baseline coadd with compare-warp (its own step), the DCR stage
+    after it, the outputs, and the run end to end (the three in the DCR step's process)."""
+    numpy_s = r["numpy_coadd"]["cpu_seconds"]
+    d = r["dcr"]
+    seconds = {
+        "numpy_coadd": numpy_s,
+        "baseline": r["baseline"]["cpu_seconds"],
+        "dcr": d["stage_cpu_s"],
+        "outputs": r["outputs"]["cpu_seconds"],
+        "end_to_end": d["baseline_cpu_s"] + d["stage_cpu_s"] + r["outputs"]["cpu_seconds"],
+    }
+    return {"cpu_seconds": seconds,
+            "ratio": {k: v / numpy_s for k, v in seconds.items() if k != "numpy_coadd"}}
 
 
 def measure_in_child(case: Case, *, seed: int = 1, subfilters: int = 3, timeout: float | None = None) -> dict:
@@ -365,6 +449,15 @@ def summarize(results: list[dict]) -> dict:
                 "template_traced_peak_mib": r["template"]["traced_peak_mib"],
             }
         )
+        v = r.get("vs_numpy")  # results of earlier versions lack the per-stage numbers
+        if v:
+            rows[-1].update(
+                numpy_cpu_s=v["cpu_seconds"]["numpy_coadd"],
+                dcr_stage_cpu_s=v["cpu_seconds"]["dcr"],
+                outputs_cpu_s=v["cpu_seconds"]["outputs"],
+                end_to_end_cpu_s=v["cpu_seconds"]["end_to_end"],
+                **{f"{k}_vs_numpy": x for k, x in v["ratio"].items()},
+            )
     decam = next((r for r in results if (r["width"], r["height"]) == (2048, 4096)), None)
     comparison = None
     if decam is not None:
@@ -399,6 +492,17 @@ def print_table(results: list[dict]) -> None:
         "process per step above its size after imports (inputs are files), template: tracemalloc peak; "
         "DCR s includes its own baseline coadd."
     )
+    rows = [r for r in summarize(results)["rows"] if "numpy_cpu_s" in r]
+    if rows:
+        print(f"{'case':>14} {'numpy s':>8} {'baseline':>14} {'DCR stage':>14} {'outputs':>14} "
+              f"{'end to end':>15}")
+        for r in rows:
+            cells = [f"{f(r[s], '6.2f')} {f(r[k], '5.1f')}x" for s, k in (
+                ("baseline_cpu_s", "baseline_vs_numpy"), ("dcr_stage_cpu_s", "dcr_vs_numpy"),
+                ("outputs_cpu_s", "outputs_vs_numpy"), ("end_to_end_cpu_s", "end_to_end_vs_numpy"))]
+            print(f"{r['case']:>14} {f(r['numpy_cpu_s'], '8.3f')} " + " ".join(f"{c:>14}" for c in cells))
+        print("CPU seconds and ratio to a numpy inverse-variance coadd of the same files (issue 14); "
+              "DCR stage without its baseline; end to end = baseline + DCR stage + outputs.")
 
 
 def run(cases: list[Case], *, seed: int = 1, log=print) -> list[dict]:

@@ -21,62 +21,33 @@ Run::
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # Run as a script, this file's directory comes first on sys.path, where this module's own
+    # name hides the standard library's ``profile`` that ``cProfile`` imports.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
 import argparse
 import cProfile
 import gc
 import io
+import json
 import pstats
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-import numpy as np
-
-try:
-    from . import common
-    from .dcr_assemble import SYNTHETIC_DATA, Case, synthetic_field
-except ImportError:  # run as a script
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks import common
-    from benchmarks.dcr_assemble import SYNTHETIC_DATA, Case, synthetic_field
+from benchmarks import common
+from benchmarks.dcr_assemble import SYNTHETIC_DATA, Case, numpy_coadd, synthetic_field
 
 DEFAULT_CASE = "1024x1024x12"
 LARGE_CASE = "2048x4096x12"
-#: Mask planes the numpy coadd leaves out (the pipeline's default bad planes that the synthetic
-#: warps can carry).
-NUMPY_BAD_PLANES = ("BAD", "SAT", "NO_DATA", "CR", "INTRP", "SUSPECT", "EDGE")
-
-
 def write_warps(case: Case, directory: Path, seed: int = 1) -> list[Path]:
     from dcrcoadd.io import write_exposure
 
     warps, _ = synthetic_field(case.width, case.height, case.n_warps, seed=seed)
     return [write_exposure(w, directory / f"warp_{i:03d}.fits") for i, w in enumerate(warps)]
-
-
-def numpy_coadd(paths: list[Path]) -> np.ndarray:
-    """Inverse-variance weighted mean of the warps, bad pixels left out; reads every file once."""
-    from astropy.io import fits
-
-    num = den = None
-    for p in paths:
-        with fits.open(p, memmap=False) as hdul:
-            image = hdul["IMAGE"].data.astype(np.float32)
-            variance = hdul["VARIANCE"].data.astype(np.float32)
-            mask = hdul["MASK"].data
-            bits = 0
-            for k, v in hdul["MASK"].header.items():
-                if k.startswith("MP_") and k[3:] in NUMPY_BAD_PLANES:
-                    bits |= 1 << int(v)
-        w = np.where(((mask & bits) == 0) & (variance > 0) & np.isfinite(image), 1.0 / variance, 0.0)
-        w = w.astype(np.float32)
-        if num is None:
-            num, den = np.zeros_like(image), np.zeros_like(image)
-        num += w * np.nan_to_num(image)
-        den += w
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(den > 0, num / den, np.nan)
 
 
 def _profile_rows(prof: cProfile.Profile, key: str, top: int) -> list[dict]:
@@ -193,9 +164,16 @@ def main(argv=None) -> int:
     ap.add_argument("--tmp", default=None, help="directory for the synthetic warps")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="results directory (default benchmarks/results)")
+    ap.add_argument("--json", action="store_true",
+                    help="print the results as JSON on the last line instead of writing a file "
+                         "(how benchmarks.speed runs this in a child process)")
     args = ap.parse_args(argv)
     common.setup_logging()
     case = Case.parse(LARGE_CASE if args.large else args.case or DEFAULT_CASE)
+    if args.json:
+        res = run(case, top=args.top, tmp=args.tmp, log=lambda *a: None)
+        print(json.dumps(common._clean(res)))
+        return 0
     res = run(case, top=args.top, tmp=args.tmp)
     print_report(res)
     argv = list(argv if argv is not None else sys.argv[1:])

@@ -117,6 +117,14 @@ def key_numbers(out_dir: Path) -> dict:
             k: {q: s["scaling"][k][q] for q in speed.QUANTITIES} for k in ("with_pixels", "with_warps")
         }
         out["shift_order1_speedup_vs_scipy"] = s["shift"]["summary"].get("order1", {}).get("speedup")
+        out["stages_vs_numpy"] = {
+            r["case"]: {k: r.get(f"{k}_vs_numpy") for k in ("baseline", "dcr", "outputs", "end_to_end")}
+            for r in s["rows"] if r.get("numpy_cpu_s")
+        }
+        if s.get("workers"):
+            w = s["workers"]
+            out["workers_speedup"] = {"case": w["case"], "workers": w["workers"], **w["speedup"],
+                                      "machine_parallel_capacity": w["machine_parallel_capacity"]}
     d = common.read_results("dcr_assemble", out_dir)
     if d and d.get("dmtn037_comparison"):
         out["dmtn037_comparison"] = d["dmtn037_comparison"]
@@ -190,52 +198,7 @@ def readme_section(out_dir: Path) -> str:
     if v:
         lines += validation.markdown(v)
     if s:
-        lines += [
-            "### Speed and memory (one core, synthetic DCR warps read from FITS)",
-            "",
-            "| case (W×H×warps) | baseline coadd s | DCR assembly s | DCR / baseline | iterations "
-            "| template s | baseline peak MiB | DCR peak MiB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in s["rows"]:
-            lines.append(
-                f"| {r['case']} | {_f(r['baseline_cpu_s'], '.2f')} | {_f(r['dcr_cpu_s'], '.2f')} | "
-                f"{_f(r['ratio_dcr_to_baseline'], '.1f')} | {r['iterations_max']} | "
-                f"{_f(r['template_cpu_s'], '.3f')} | {_f(r['baseline_peak_mib'], '.0f')} | "
-                f"{_f(r['dcr_peak_mib'], '.0f')} |"
-            )
-        sc = s["scaling"]
-        lines += [
-            "",
-            "CPU seconds of a single-threaded process (the DCR time includes its own baseline coadd); peak "
-            "memory is the resident high-water mark of a fresh process per step above its size after "
-            "imports (inputs stay on disk and are read by subregion).",
-            "",
-            f"Scaling exponents (time ∝ N^k): with pixels at {sc['with_pixels']['at_n_warps']} warps, "
-            f"baseline {_f(sc['with_pixels']['baseline_cpu_s'], '.2f')}, DCR "
-            f"{_f(sc['with_pixels']['dcr_cpu_s'], '.2f')}, DCR per iteration "
-            f"{_f(sc['with_pixels']['dcr_model_cpu_s_per_iteration'], '.2f')}, template "
-            f"{_f(sc['with_pixels']['template_cpu_s'], '.2f')}; with warps at "
-            f"{sc['with_warps']['at_pixels']} px, baseline {_f(sc['with_warps']['baseline_cpu_s'], '.2f')}, "
-            f"DCR {_f(sc['with_warps']['dcr_cpu_s'], '.2f')}, "
-            f"DCR per iteration {_f(sc['with_warps']['dcr_model_cpu_s_per_iteration'], '.2f')}.",
-            "",
-            f"Shift kernel at {s['shift']['size']}² px (Mpix/s, dcrcoadd vs `scipy.ndimage.shift`): "
-            + "; ".join(
-                f"{name} {_f(x['dcrcoadd_mpix_s'], '.0f')} vs {_f(x['scipy_mpix_s'], '.0f')}"
-                for name, x in s["shift"]["summary"].items()
-            )
-            + ".",
-            "",
-        ]
-    if d and d.get("dmtn037_comparison"):
-        c = d["dmtn037_comparison"]
-        lines += [
-            f"DECam CCD size ({c['case']}): DCR model {c['dcr_model_cpu_s']:.0f} s "
-            f"({c['iterations_max']} iterations), template {c['template_cpu_s']:.2f} s, on one core; "
-            "DMTN-037 reported about 600 s and 1–2 s on one laptop core.",
-            "",
-        ]
+        lines += speed_markdown(s, d)
     st = common.read_results("startup", out_dir)
     if st:
         parts = [f"`{c['command']}` {c['wall_s_min']:.2f} s (importing dcrcoadd "
@@ -249,6 +212,123 @@ def readme_section(out_dir: Path) -> str:
     if b:
         lines += [*bad_inputs.markdown(b), ""]
     return "\n".join(lines)
+
+
+def speed_markdown(s: dict, d: dict | None = None) -> list[str]:
+    """README lines of the speed results ``s`` (`benchmarks.speed`) and the DMTN-037 comparison of
+    ``d`` (`benchmarks.dcr_assemble`)."""
+    lines = [
+        "### Speed and memory (one core, synthetic DCR warps read from FITS)",
+        "",
+        "| case (W×H×warps) | baseline coadd s | DCR assembly s | DCR / baseline | iterations "
+        "| template s | baseline peak MiB | DCR peak MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in s["rows"]:
+        lines.append(
+            f"| {r['case']} | {_f(r['baseline_cpu_s'], '.2f')} | {_f(r['dcr_cpu_s'], '.2f')} | "
+            f"{_f(r['ratio_dcr_to_baseline'], '.1f')} | {r['iterations_max']} | "
+            f"{_f(r['template_cpu_s'], '.3f')} | {_f(r['baseline_peak_mib'], '.0f')} | "
+            f"{_f(r['dcr_peak_mib'], '.0f')} |"
+        )
+    sc = s["scaling"]
+    lines += [
+        "",
+        "CPU seconds of a single-threaded process (the DCR time includes its own baseline coadd); peak "
+        "memory is the resident high-water mark of a fresh process per step above its size after "
+        "imports (inputs stay on disk and are read by subregion).",
+        "",
+    ]
+    lines += _numpy_ratio_lines(s["rows"])
+    lines += [
+        f"Scaling exponents (time ∝ N^k): with pixels at {sc['with_pixels']['at_n_warps']} warps, "
+        f"baseline {_f(sc['with_pixels']['baseline_cpu_s'], '.2f')}, DCR "
+        f"{_f(sc['with_pixels']['dcr_cpu_s'], '.2f')}, DCR per iteration "
+        f"{_f(sc['with_pixels']['dcr_model_cpu_s_per_iteration'], '.2f')}, template "
+        f"{_f(sc['with_pixels']['template_cpu_s'], '.2f')}; with warps at "
+        f"{sc['with_warps']['at_pixels']} px, baseline {_f(sc['with_warps']['baseline_cpu_s'], '.2f')}, "
+        f"DCR {_f(sc['with_warps']['dcr_cpu_s'], '.2f')}, "
+        f"DCR per iteration {_f(sc['with_warps']['dcr_model_cpu_s_per_iteration'], '.2f')}.",
+        "",
+        f"Shift kernel at {s['shift']['size']}² px (Mpix/s, dcrcoadd vs `scipy.ndimage.shift`): "
+        + "; ".join(
+            f"{name} {_f(x['dcrcoadd_mpix_s'], '.0f')} vs {_f(x['scipy_mpix_s'], '.0f')}"
+            for name, x in s["shift"]["summary"].items()
+        )
+        + ".",
+        "",
+    ]
+    lines += _profile_lines(s.get("profile"))
+    lines += _workers_lines(s.get("workers"))
+    if d and d.get("dmtn037_comparison"):
+        c = d["dmtn037_comparison"]
+        lines += [
+            f"DECam CCD size ({c['case']}): DCR model {c['dcr_model_cpu_s']:.0f} s "
+            f"({c['iterations_max']} iterations), template {c['template_cpu_s']:.2f} s, on one core; "
+            "DMTN-037 reported about 600 s and 1–2 s on one laptop core.",
+            "",
+        ]
+    return lines
+
+
+def _numpy_ratio_lines(rows: list[dict]) -> list[str]:
+    """The per-stage table against the numpy coadd (issue 14), for the rows that have it."""
+    rows = [r for r in rows if r.get("numpy_cpu_s")]
+    if not rows:
+        return []
+    lines = [
+        "Each stage against a plain numpy inverse-variance coadd of the same files (astropy reads of "
+        "IMAGE, MASK, VARIANCE; bad pixels left out), CPU seconds and ratio; issue 14's goals: baseline "
+        "≤ 3×, DCR ≤ 5×, end to end ≤ 10×.",
+        "",
+        "| case (W×H×warps) | numpy coadd s | baseline + compare-warp | DCR stage | outputs | end to end |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = [f"{_f(r[sec], '.2f')} s ({_f(r[ratio], '.0f')}×)" for sec, ratio in (
+            ("baseline_cpu_s", "baseline_vs_numpy"), ("dcr_stage_cpu_s", "dcr_vs_numpy"),
+            ("outputs_cpu_s", "outputs_vs_numpy"), ("end_to_end_cpu_s", "end_to_end_vs_numpy"))]
+        lines.append(f"| {r['case']} | {_f(r['numpy_cpu_s'], '.3f')} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "DCR stage: the model, coadds and their bookkeeping after the baseline; outputs: the FITS "
+        "products and `report.png` (its leave-one-out re-solve and the figure); end to end: the three "
+        "in one process.",
+        "",
+    ]
+    return lines
+
+
+def _profile_lines(p: dict | None, top: int = 4) -> list[str]:
+    """The profile summary: each stage's wall time and its ``top`` entries by own time."""
+    if not p:
+        return []
+    lines = [f"Profile of {p['case']} (`python -m benchmarks.profile --case {p['case']}`; wall seconds, "
+             f"numpy coadd {p['numpy_coadd_s']:.2f} s), top entries by own time:", ""]
+    for name, st in p["stages"].items():
+        entries = "; ".join(f"`{r['function']}` {r['own_s']:.2f} s" for r in st["top_own"][:top])
+        lines.append(f"- {name.replace('_', ' ')} {st['seconds']:.2f} s "
+                     f"({st['ratio_to_numpy']:.0f}× numpy): {entries}")
+    return [*lines, ""]
+
+
+def _workers_lines(w: dict | None) -> list[str]:
+    """``--workers 2`` against one process, stage by stage, next to the machine's capacity."""
+    if not w:
+        return []
+    n = str(w["workers"])
+    stages = "; ".join(
+        f"{label} {_f(w['seconds']['1'][k], '.1f')} → {_f(w['seconds'][n][k], '.1f')} s "
+        f"(×{_f(w['speedup'][k], '.2f')})"
+        for k, label in (("baseline_coadd", "baseline"), ("dcr_model", "DCR model"),
+                         ("write_outputs", "outputs"), ("total", "total")))
+    return [
+        f"`--workers {n}` on {w['case']} ({w['subregions']} subregion(s) of the default size), wall "
+        f"time with one process → {n}: {stages}; this machine ran two CPU-bound processes "
+        f"{w['machine_parallel_capacity']:.2f}× as fast as one (2.00 on two free cores), the ceiling "
+        f"of any speed-up; outputs identical: {'yes' if w['identical_outputs'] else 'NO'}.",
+        "",
+    ]
 
 
 def update_readme(out_dir: Path, readme: Path) -> None:

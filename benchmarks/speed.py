@@ -11,7 +11,13 @@ the same run this reports
   model time per iteration (the iteration count depends on the data) and the
   template, and the same for peak memory;
 * the shift kernel's throughput (Mpix/s) next to ``scipy.ndimage.shift`` on the
-  same array (`benchmarks.shift.run`, the solver's inner loop).
+  same array (`benchmarks.shift.run`, the solver's inner loop);
+* per case, each stage against a plain numpy inverse-variance coadd of the same files (issue 14's
+  yardstick): baseline coadd with compare-warp, DCR stage, outputs and the run end to end;
+* the profile's top entries per stage (`benchmarks.profile`, one case, own time);
+* ``--workers 2`` against one process, stage by stage (`workers_check`: `run_patch` with default
+  settings), next to the machine's measured two-process capacity
+  (`benchmarks.parallel.machine_parallel_capacity`), which bounds any speed-up.
 
 Case sets: ``--quick`` 256²x{6,12} and 384²x6; default 512²x{6,12,24}, 1024²x12 and 2048x4096x12;
 ``--full`` every combination of 512², 1024², 2048x4096 with 6, 12, 24 warps.
@@ -40,6 +46,11 @@ QUICK_CASES = ["256x256x6", "256x256x12", "384x384x6"]
 DEFAULT_CASES = ["512x512x6", "512x512x12", "512x512x24", "1024x1024x12", "2048x4096x12"]
 FULL_CASES = [f"{s}x{n}" for s in ("512x512", "1024x1024", "2048x4096") for n in (6, 12, 24)]
 SHIFT_SIZE = {"quick": 512, "default": 1024, "full": 2048}
+#: Case of the profile summary and of the ``--workers 2`` check, per mode.
+PROFILE_CASE = {"quick": "256x256x6", "default": "1024x1024x12", "full": "1024x1024x12"}
+WORKERS_CASE = {"quick": "256x256x6", "default": "1024x1024x12", "full": "2048x4096x12"}
+#: Stages of `run_patch`'s ``metadata.json`` timings compared by `workers_check`.
+RUN_STAGES = ("baseline_coadd", "dcr_model", "write_outputs")
 
 #: (name, getter) of the quantities whose scaling is fitted.
 QUANTITIES = {
@@ -104,6 +115,76 @@ def shift_throughput(size: int, repeat: int) -> dict:
     return {"size": size, "repeat": repeat, "summary": summary, "detail": res}
 
 
+def profile_summary(case: str, top: int = 6) -> dict:
+    """`benchmarks.profile` of ``case`` in a fresh single-threaded process: wall seconds of each stage,
+    its ratio to the numpy coadd and its ``top`` entries by own time."""
+    res = common.run_child("profile", ["--case", case, "--top", top], flag="--json")
+    return {
+        "case": res["case"], "numpy_coadd_s": res["numpy_coadd_s"], "run_patch_s": res["run_patch_s"],
+        "stages": {name: {"seconds": st["seconds"], "ratio_to_numpy": st["ratio_to_numpy"],
+                          "top_own": st["top_own"][:top]}
+                   for name, st in res["stages"].items()},
+    }
+
+
+def _same_fits(a: Path, b: Path) -> bool:
+    """Whether every FITS file of run directory ``a`` has bit-identical data in ``b``."""
+    import numpy as np
+    from astropy.io import fits
+
+    for pa in sorted(a.glob("*.fits")):
+        with fits.open(pa) as ha, fits.open(b / pa.name) as hb:
+            for x, y in zip(ha, hb, strict=True):
+                if x.data is None:
+                    continue
+                if isinstance(x, fits.BinTableHDU):
+                    if x.data.tobytes() != y.data.tobytes():
+                        return False
+                elif not np.array_equal(x.data, y.data, equal_nan=True):
+                    return False
+    return True
+
+
+def workers_check(case: Case, workers: int = 2, seed: int = 1) -> dict:
+    """`run_patch` (default settings) of ``case`` with one process and with ``workers`` local
+    processes: wall seconds per stage, the speed-ups, whether the outputs are identical, and the
+    machine's two-process capacity measured right after (the ceiling of any speed-up)."""
+    import tempfile
+
+    from benchmarks.parallel import machine_parallel_capacity
+    from benchmarks.profile import write_warps
+    from dcrcoadd.config.schema import Config
+    from dcrcoadd.parallel import make_mapper
+    from dcrcoadd.parallel.tiles import tiles
+    from dcrcoadd.pipeline.run_patch import run_patch
+
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "warps").mkdir()
+        paths = write_warps(case, tmp / "warps", seed)
+        for n in (1, workers):
+            mapper = None if n == 1 else make_mapper(n)
+            try:
+                t0 = time.perf_counter()
+                res = run_patch(paths, Config(), tmp / f"workers_{n}", mapper=mapper)
+                total = time.perf_counter() - t0
+            finally:
+                if mapper is not None:
+                    mapper.close()
+            runs[n] = {"total": total, **{k: res.metadata["timings_s"].get(k) for k in RUN_STAGES}}
+        identical = _same_fits(tmp / "workers_1", tmp / f"workers_{workers}")
+        n_tiles = len(tiles(res.baseline.coadd.bbox, tuple(Config().coadd.subregion_size)))
+    capacity = machine_parallel_capacity()
+    one, many = runs[1], runs[workers]
+    speedup = {k: (one[k] / many[k] if one[k] and many[k] else None) for k in ("total", *RUN_STAGES)}
+    return {"case": case.name, "workers": workers, "subregions": n_tiles,
+            "seconds": {"1": one, str(workers): many}, "speedup": speedup,
+            "machine_parallel_capacity": capacity,
+            "speedup_over_capacity": {k: (v / capacity if v else None) for k, v in speedup.items()},
+            "identical_outputs": identical}
+
+
 def run(cases: list[Case], mode: str, *, log=print) -> dict:
     results = []
     for case in cases:
@@ -119,6 +200,13 @@ def run(cases: list[Case], mode: str, *, log=print) -> dict:
     t0 = time.perf_counter()
     shift = shift_throughput(SHIFT_SIZE.get(mode, 1024), 3 if mode == "quick" else 5)
     log(f"  shift kernels at {shift['size']}²: {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    profile = profile_summary(PROFILE_CASE.get(mode, PROFILE_CASE["default"]))
+    log(f"  profile of {profile['case']}: {time.perf_counter() - t0:.0f} s")
+    t0 = time.perf_counter()
+    workers = common.run_child("speed", [WORKERS_CASE.get(mode, WORKERS_CASE["default"])],
+                               flag="--workers-check")
+    log(f"  --workers 2 on {workers['case']}: {time.perf_counter() - t0:.0f} s")
     return {
         "mode": mode,
         "synthetic_data": SYNTHETIC_DATA,
@@ -127,6 +215,8 @@ def run(cases: list[Case], mode: str, *, log=print) -> dict:
         **summarize(results),
         "scaling": scaling(results),
         "shift": shift,
+        "profile": profile,
+        "workers": workers,
     }
 
 
@@ -151,6 +241,22 @@ def print_summary(res: dict) -> None:
             f"  {name:24s} {f(s['dcrcoadd_mpix_s'], '8.0f')} {f(s['scipy_mpix_s'], '8.0f')}  "
             f"x{f(s['speedup'], '.1f')}"
         )
+    p = res.get("profile")
+    if p:
+        print(f"profile of {p['case']} (wall s; numpy coadd {p['numpy_coadd_s']:.2f} s), top by own time:")
+        for name, st in p["stages"].items():
+            print(f"  {name}: {st['seconds']:.2f} s ({st['ratio_to_numpy']:.0f}x numpy)")
+            for r in st["top_own"]:
+                print(f"    {r['own_s']:7.2f} s {r['calls']:8d}  {r['function']}")
+    w = res.get("workers")
+    if w:
+        n = str(w["workers"])
+        print(f"--workers {n} on {w['case']} ({w['subregions']} subregions), wall s 1 -> {n} processes "
+              f"(machine's two-process capacity {w['machine_parallel_capacity']:.2f}x; identical outputs: "
+              f"{w['identical_outputs']}):")
+        for k in ("total", *RUN_STAGES):
+            print(f"  {k:16s} {f(w['seconds']['1'][k], '7.2f')} -> {f(w['seconds'][n][k], '7.2f')}  "
+                  f"x{f(w['speedup'][k], '.2f')}")
 
 
 def main(argv=None) -> int:
@@ -162,7 +268,13 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)"
     )
+    ap.add_argument("--workers-check", metavar="CASE", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.workers_check:  # child process of `run`: print the JSON of `workers_check`
+        import json
+
+        print(json.dumps(common._clean(workers_check(Case.parse(args.workers_check)))))
+        return 0
     mode = "quick" if args.quick else "full" if args.full else "custom" if args.case else "default"
     names = args.case or {"quick": QUICK_CASES, "full": FULL_CASES}.get(mode, DEFAULT_CASES)
     res = run([Case.parse(c) for c in names], mode)

@@ -213,6 +213,16 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     assert {"with_pixels", "with_warps"} <= set(s["scaling"])
     assert "dcr_cpu_s" in s["scaling"]["with_warps"]
     assert {"dcrcoadd_mpix_s", "scipy_mpix_s", "speedup"} <= set(s["shift"]["summary"]["order1"])
+    # issue 14: every stage against the numpy coadd of the same files, the profile, --workers 2
+    for row in s["rows"]:
+        assert row["numpy_cpu_s"] > 0
+        assert row["end_to_end_vs_numpy"] > row["baseline_vs_numpy"] > 0
+        assert row["dcr_vs_numpy"] > 0 and row["outputs_vs_numpy"] > 0
+    assert set(s["profile"]["stages"]) == {"baseline_coadd", "dcr_model", "outputs"}
+    assert all(st["top_own"] for st in s["profile"]["stages"].values())
+    w = s["workers"]
+    assert w["identical_outputs"] and w["machine_parallel_capacity"] > 0
+    assert set(w["speedup"]) == {"total", "baseline_coadd", "dcr_model", "write_outputs"}
 
     d = files["dcr_assemble"]
     assert d["rows"] and "ratio_dcr_to_baseline" in d["rows"][0] and "dmtn037_comparison" in d
@@ -256,3 +266,4 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     assert "from the results of `python -m benchmarks --quick`" in text and sys.executable not in text
     assert str(out) not in text
     assert "Start-up" in text
+    assert "numpy coadd" in text and "--workers 2" in text and "Profile of" in text

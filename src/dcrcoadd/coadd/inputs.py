@@ -30,6 +30,7 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.calibration import reconcile_calibration
+from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
@@ -61,6 +62,9 @@ class CoaddInput:
     options : ReadOptions
         How a file input is read (instrument, header map, weight maps): the same for its
         header and for every region of its pixels.
+    info : ExposureInfo or None
+        A file input's header as read once by `describe` with ``options``: every region is read
+        with it (`dcrcoadd.io.fits.read_region`) instead of parsing the headers again.
     """
 
     name: str
@@ -77,6 +81,7 @@ class CoaddInput:
     weight: float = float("nan")
     planes: MaskPlanes | None = None
     options: ReadOptions = field(default_factory=ReadOptions)
+    info: ExposureInfo | None = field(default=None, repr=False)
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -111,13 +116,20 @@ class CoaddInput:
             return None
         if isinstance(self.source, Exposure):
             exp = self.source.subexposure(crop)
+            image, variance = exp.image, exp.variance
         else:
-            exp = self.options.read_exposure(self.source, crop)
+            exp = (read_region(self.info, crop) if self.info is not None
+                   else self.options.read_exposure(self.source, crop))
+            image, variance = exp.image, exp.variance
         planes = self.planes if self.planes is not None else exp.mask_planes
         s = np.float32(self.scale)
+        # Scaling by 1 changes no bit: a file's freshly read planes are then returned as they are
+        # (an in-memory source's are views of the caller's arrays and are always copied).
+        if s != 1 or isinstance(self.source, Exposure):
+            image, variance = image * s, variance * (s * s)
         return Exposure(
-            image=exp.image * s, mask=planes.translate(exp.mask, exp.mask_planes),
-            variance=exp.variance * (s * s), mask_planes=planes, origin=crop.origin, wcs=exp.wcs,
+            image=image, mask=planes.translate(exp.mask, exp.mask_planes),
+            variance=variance, mask_planes=planes, origin=crop.origin, wcs=exp.wcs,
             psf=self.psf, visit=self.visit, band=self.band, bandpass=self.bandpass, flux_calibration=1.0,
         )
 
@@ -178,7 +190,7 @@ def describe(warp, i: int, options: ReadOptions | None = None) -> CoaddInput:
         return CoaddInput(
             name=str(path), source=path, bbox=info.bbox, wcs=wcs, visit=info.visit, band=info.band,
             bandpass=info.bandpass, psf=info.psf, mask_planes=info.mask_planes,
-            flux_calibration=info.flux_calibration, options=options)
+            flux_calibration=info.flux_calibration, options=options, info=info)
     raise InputError(f"warp {i} is a {type(warp).__name__}, expected a file path or an Exposure")
 
 

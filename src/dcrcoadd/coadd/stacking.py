@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dcrcoadd.coadd.artifacts.masks import ArtifactMask
+from dcrcoadd.coadd.artifacts.static_sky import worker_tile_size
 from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
@@ -25,10 +26,19 @@ from dcrcoadd.parallel import Mapper, map_tasks, tiles
 
 def _load(inp: CoaddInput, sub: Box, alt: ArtifactMask | None, planes: MaskPlanes, alt_bad: int):
     """Image, variance, mask of ``inp`` over ``sub`` (NaN / NO_DATA outside the warp), alt mask applied."""
+    exp = inp.read(sub)
+    if exp is not None and exp.bbox == sub:
+        # The warp covers the tile: `CoaddInput.read` returned fresh arrays, used as they are
+        # (the casts are those of the assignments below).
+        image = exp.image.astype(np.float32, copy=False)
+        variance = exp.variance.astype(np.float32, copy=False)
+        mask = exp.mask.astype(np.uint32, copy=False)
+        if alt is not None:
+            alt.apply(mask, sub, planes, alt_bad)
+        return image, variance, mask
     image = np.full(sub.shape, np.nan, np.float32)
     variance = np.full(sub.shape, np.nan, np.float32)
     mask = np.full(sub.shape, np.uint32(planes.value("NO_DATA")), np.uint32)
-    exp = inp.read(sub)
     if exp is not None:
         sl = exp.bbox.slices(sub)
         image[sl], variance[sl], mask[sl] = exp.image, exp.variance, exp.mask
@@ -110,7 +120,7 @@ def stack_patch(inputs: Sequence[CoaddInput], alt_masks: Sequence[ArtifactMask |
     """
     out = StackedTile(np.empty(box.shape, np.float32), np.empty(box.shape, np.float32),
                       np.empty(box.shape, np.uint32), np.empty(box.shape, np.int32))
-    parts = tiles(box, tile_size)
+    parts = tiles(box, worker_tile_size(box, tile_size, mapper))
     tasks = ((tile.index, StackTask(
         tile.box, [inp.restricted(tile.box) for inp in inputs],
         [None if alt is None else alt.restricted(tile.box) for alt in alt_masks],

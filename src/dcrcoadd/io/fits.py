@@ -588,15 +588,44 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         info = _read_info(hdul, path, instrument, header_map, weights)
         if require_visit and info.visit is None:
             raise InputError("no visit metadata (EXPID, BORE-AIRMASS, DATE-OBS, ... missing)", path)
-        region = info.bbox if bbox is None else bbox.clip(info.bbox)
-        if region.is_empty:
-            raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
-        sl = region.slices(info.bbox)
-        shape = info.bbox.shape
-        i_image, i_mask, i_var = info.extensions
-        image = _section(hdul[i_image], sl, shape, "IMAGE", path, np.float32)
-        mask = None if i_mask is None else _section(hdul[i_mask], sl, shape, "MASK", path, np.uint32)
-        variance = None if i_var is None else _section(hdul[i_var], sl, shape, "VARIANCE", path, np.float32)
+        planes = _read_planes(hdul, info, bbox)
+    return _complete(info, *planes)
+
+
+def read_region(info: ExposureInfo, bbox: Box | None = None) -> Exposure:
+    """`read_exposure` of ``info.path`` over ``bbox`` with the header already read (`read_info`).
+
+    For a file read region by region (every subregion of every stage): the headers are parsed
+    once instead of at every read, where parsing them (WCS, visit, band, mask planes) costs
+    several times reading a subregion's pixels. ``info`` must come from `read_info` of the same,
+    unchanged file with the options the caller reads it with.
+    """
+    path = info.path
+    with _reading(path), _open(path) as hdul:
+        planes = _read_planes(hdul, info, bbox)
+    return _complete(info, *planes)
+
+
+def _read_planes(hdul: fits.HDUList, info: ExposureInfo, bbox: Box | None):
+    """``(region, slices, image, mask or None, variance or None)`` of ``bbox`` (default all) from the
+    open file ``info`` describes."""
+    path = info.path
+    region = info.bbox if bbox is None else bbox.clip(info.bbox)
+    if region.is_empty:
+        raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
+    sl = region.slices(info.bbox)
+    shape = info.bbox.shape
+    i_image, i_mask, i_var = info.extensions
+    image = _section(hdul[i_image], sl, shape, "IMAGE", path, np.float32)
+    mask = None if i_mask is None else _section(hdul[i_mask], sl, shape, "MASK", path, np.uint32)
+    variance = None if i_var is None else _section(hdul[i_var], sl, shape, "VARIANCE", path, np.float32)
+    return region, sl, image, mask, variance
+
+
+def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.ndarray | None,
+              variance: np.ndarray | None) -> Exposure:
+    """The exposure of the planes read, a missing mask or variance made as the file's header says."""
+    path, shape = info.path, info.bbox.shape
     if mask is None:
         mask = synthesize_mask(image, info.mask_planes, info.pixels.saturation)
     if variance is None and info.weight_map is not None:
@@ -606,7 +635,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         variance, unusable = variance_from_weight(weight)
         mask[unusable] |= np.uint32(info.mask_planes.value("BAD"))
     elif variance is None:
-        sky, sigma = sky_statistics(path, i_image)
+        sky, sigma = sky_statistics(path, info.extensions[0])
         variance = synthesize_variance(image, sky, sigma, info.pixels.gain)
     wcs = info.wcs
     if wcs is not None and region != info.bbox:

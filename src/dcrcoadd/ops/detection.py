@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage, signal
 
+from dcrcoadd.ops.morphology import binary_dilation
+
 
 def disk(radius: float) -> np.ndarray:
     """Boolean disk structuring element of the given radius (pixels)."""
@@ -18,7 +20,9 @@ def grow(mask: np.ndarray, radius: float) -> np.ndarray:
     mask = np.asarray(mask, dtype=bool)
     if radius < 1:
         return mask.copy()
-    return ndimage.binary_dilation(mask, structure=disk(radius))
+    if mask.ndim != 2:
+        return ndimage.binary_dilation(mask, structure=disk(radius))
+    return binary_dilation(mask, disk(radius))  # scipy's result, from shifted slices
 
 
 def significance(image: np.ndarray, variance: np.ndarray, kernel: np.ndarray | None = None,
@@ -95,11 +99,16 @@ def detect(snr: np.ndarray, threshold: float, *, polarity: str = "positive", min
         raise ValueError(f"polarity must be 'positive', 'negative' or 'both', got {polarity!r}")
     labels, n = _label(above)
     if n and min_pixels > 1:
-        counts = np.bincount(labels.ravel(), minlength=n + 1)
+        # Footprint sizes and the kept pixels from the (few) pixels above threshold only: the
+        # background's label 0 neither counts nor is kept, so this equals working on every pixel.
+        where = np.flatnonzero(above)
+        on = labels.ravel()[where]
+        counts = np.bincount(on, minlength=n + 1)
         keep = counts >= min_pixels
         keep[0] = False
         if not keep[1:].all():  # labelling is deterministic: unchanged pixels keep their labels
-            above = keep[labels]
+            above = np.zeros(above.shape, bool)
+            above.ravel()[where[keep[on]]] = True
             if grow_radius >= 1 and above.any():  # the grown mask is labelled afresh below
                 return _label(grow(above, grow_radius))
             labels, n = _label(above)

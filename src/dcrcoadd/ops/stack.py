@@ -175,14 +175,16 @@ class _MaskState:
 
     def add(self, mask: np.ndarray, good: np.ndarray, weight: float) -> None:
         c = self.control
-        self.or_mask |= np.where(good, mask, np.uint32(0))
+        # Masked in-place updates (``where=``): the same values as adding the weight times a
+        # boolean, or OR-ing a ``np.where`` with zeros, without the full-size temporaries.
+        np.bitwise_or(self.or_mask, mask, out=self.or_mask, where=good)
         self.n_good += good
         rejected = ~good
         for (value, _), acc in zip(c.propagation_thresholds, self.rejected_weight, strict=True):
-            acc += weight * (rejected & ((mask & np.uint32(value)) != 0))
+            np.add(acc, float(weight), out=acc, where=rejected & ((mask & np.uint32(value)) != 0))
         for source, target in c.mask_map:
             hit = (mask & np.uint32(source & c.bad_mask)) != 0
-            self.mapped |= np.where(hit, np.uint32(target), np.uint32(0))
+            np.bitwise_or(self.mapped, np.uint32(target), out=self.mapped, where=hit)
 
     def finish(self, sum_w: np.ndarray, n_clipped: np.ndarray | None = None) -> np.ndarray:
         c = self.control
@@ -231,6 +233,18 @@ class MeanAccumulator:
         weight = float(weight)
         good = good_pixels(image, mask, self.control.bad_mask)
         self._masks.add(mask, good, weight)
+        if not self._need_scatter:
+            # The sums only change where ``good``: masked in-place adds of the same products
+            # (``weight * x`` is ``w * x`` there) instead of full-size zero-filled temporaries.
+            np.add(self.sum_w, weight, out=self.sum_w, where=good)
+            np.add(self.sum_w2, weight * weight, out=self.sum_w2, where=good)
+            wx = image.astype(np.float64)
+            wx *= weight
+            np.add(self.sum_wx, wx, out=self.sum_wx, where=good)
+            vw2 = variance.astype(np.float64)
+            vw2 *= weight * weight
+            np.add(self.sum_vw2, vw2, out=self.sum_vw2, where=good)
+            return
         w = np.where(good, weight, 0.0)
         x = np.where(good, image, 0.0).astype(np.float64)
         self.sum_w += w
@@ -404,6 +418,16 @@ def _median_columns(x, v, good, weights, control: StackControl):
 
 # -- clipped statistics of a 1-d sample ---------------------------------------------------------
 
+def sorted_percentiles(values: np.ndarray, q) -> np.ndarray:
+    """``np.percentile(values, q)`` bit for bit, about three times faster on large samples.
+
+    numpy's percentile selects with ``partition``, far slower on a million values than its
+    vectorized sort; the selection it then makes on the sorted copy is nearly free and picks the
+    same values, so the interpolated percentiles are the same.
+    """
+    return np.percentile(np.sort(np.asarray(values).ravel()), q)
+
+
 def clipped_mean(values: np.ndarray, sigma_clip: float = 3.0, clip_iter: int = 2) -> tuple[float, float, int]:
     """afw ``MEANCLIP`` / ``VARIANCECLIP`` of a 1-d sample (unweighted, finite values only).
 
@@ -420,7 +444,7 @@ def clipped_mean(values: np.ndarray, sigma_clip: float = 3.0, clip_iter: int = 2
     n = x.size
     if n == 0:
         return float("nan"), float("nan"), 0
-    q1, median, q3 = (float(q) for q in np.percentile(x, (25.0, 50.0, 75.0)))
+    q1, median, q3 = (float(q) for q in sorted_percentiles(x, (25.0, 50.0, 75.0)))
     center, hwidth = median, sigma_clip * IQ_TO_STDEV * (q3 - q1)
     mean, var, kept = float("nan"), float("nan"), 0
     for _ in range(int(clip_iter)):

@@ -36,7 +36,7 @@ from dcrcoadd.config.schema import ArtifactConfig
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.ops.detection import detect
-from dcrcoadd.ops.stack import clipped_mean
+from dcrcoadd.ops.stack import clipped_mean, sorted_percentiles
 from dcrcoadd.parallel import Mapper, map_tasks
 
 log = logging.getLogger("dcrcoadd.coadd.artifacts.detection")
@@ -64,7 +64,7 @@ def _scale_factor(image: np.ndarray, variance: np.ndarray, usable: np.ndarray) -
     if np.count_nonzero(good) < 2:
         return 1.0
     snr = image[good] / np.sqrt(variance[good])
-    q1, q3 = np.percentile(snr, (25.0, 75.0))
+    q1, q3 = sorted_percentiles(snr, (25.0, 75.0))
     return float((0.74 * (q3 - q1)) ** 2)
 
 

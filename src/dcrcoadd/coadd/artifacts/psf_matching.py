@@ -29,6 +29,7 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
+from dcrcoadd.ops.filters import correlate_columns
 
 log = logging.getLogger("dcrcoadd.coadd.artifacts.psf_matching")
 
@@ -99,7 +100,9 @@ def convolve_separable(arr: np.ndarray, g: np.ndarray) -> np.ndarray:
     """``arr`` correlated with ``g`` along both axes, zero outside, in float32 (a copy for ``g = [1]``)."""
     if g.size == 1:
         return arr.astype(np.float32, copy=True)
-    out = ndimage.correlate1d(arr, g, axis=0, mode="constant", cval=0.0, output=np.float32)
+    # The column pass through padded rows (`correlate_columns`): same bits, several times faster
+    # on the power-of-two widths of CCDs.
+    out = correlate_columns(arr, g, mode="constant", cval=0.0, output=np.float32)
     return ndimage.correlate1d(out, g, axis=1, mode="constant", cval=0.0, output=np.float32)
 
 

@@ -65,6 +65,30 @@ def static_sky_tile(task: StaticSkyTask) -> tuple[np.ndarray, np.ndarray]:
     return res.image, res.variance
 
 
+def worker_tile_size(box: Box, tile_size: tuple[int, int], mapper: Mapper | None) -> tuple[int, int]:
+    """``tile_size``, or a smaller one that gives a mapper with N worker processes at least N tiles.
+
+    A patch smaller than one subregion would otherwise be a single task for one worker while
+    the others wait. Tiling changes no output bit (each pixel depends only on the same input
+    pixels whatever the tile), only how the work is shared; serial and Dask mappers, whose
+    worker count is not known here, keep ``tile_size``.
+    """
+    workers = int(getattr(mapper, "workers", 1) or 1)
+    w, h = min(tile_size[0], box.width), min(tile_size[1], box.height)
+    if workers <= 1 or w < 1 or h < 1:
+        return tuple(tile_size)
+
+    def count(w: int, h: int) -> int:
+        return -(-box.width // w) * -(-box.height // h)
+
+    while count(w, h) < workers and max(w, h) > 64:
+        if h >= w:
+            h = -(-h // 2)
+        else:
+            w = -(-w // 2)
+    return (w, h)
+
+
 def build_static_sky(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, settings: StaticSkyConfig,
                      target_sigma: float, *, invalid_mask: int, tile_size: tuple[int, int],
                      mapper: Mapper | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +122,8 @@ def build_static_sky(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes,
     weights = np.array([w.weight / (np.sum(gaussian_kernel1d(s) ** 2) ** 2)
                         for w, s in zip(warps, sigmas, strict=True)])
 
-    parts = tiles(bbox, tile_size)
+    # at least one tile per worker process: tiling changes no pixel (see the module notes)
+    parts = tiles(bbox, worker_tile_size(bbox, tile_size, mapper))
     tasks = ((tile.index, StaticSkyTask(
         tile.box, [w.restricted(tile.box.grow(kernel_radius(s))) for w, s in zip(warps, sigmas, strict=True)],
         sigmas, weights, planes, invalid_mask, control)) for tile in parts)
@@ -110,4 +135,4 @@ def build_static_sky(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes,
     return image, variance
 
 
-__all__ = ["StaticSkyTask", "build_static_sky", "static_sky_tile"]
+__all__ = ["StaticSkyTask", "build_static_sky", "static_sky_tile", "worker_tile_size"]
