@@ -152,6 +152,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         model.forward_model = "fourier"
         model.wavelength_samples = dcr.exact.wavelength_samples
         model.fourier_interpolation = dcr.exact.interpolation
+        model.linear_spectrum = dcr.exact.linear_spectrum
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")
@@ -184,7 +185,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
         if model.forward_model == "fourier":
             samples, sample_weights = wavelength_sample_shifts(
                 setup.visits, model.wcs, model.origin, model.bandpass, model.subfilter_edges,
-                model.wavelength_samples, tile.box.center)
+                model.wavelength_samples, tile.box.center, linear=model.linear_spectrum)
         forward = ForwardModel(
             shifts=_shifts_for(setup.visits, model, tile.box, split=False), split_shifts=split,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,

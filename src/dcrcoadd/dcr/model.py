@@ -63,6 +63,10 @@ class DcrModel:
         Wavelength bins per subfilter of the "fourier" forward model.
     fourier_interpolation : {"exact", "bilinear"}
         Phase convention of the "fourier" forward model.
+    linear_spectrum : bool
+        The "fourier" forward model spreads each subfilter's light with the source spectrum's
+        slope inside it (`dcrcoadd.dcr.fourier.linear_spectrum_weights`); False: throughput
+        only (models written before it, without the SPECLIN card).
     solver : str or None
         The solver that produced the model; ``solver_settings`` its settings (name → value).
     """
@@ -81,6 +85,7 @@ class DcrModel:
     forward_model: str = "shift"
     wavelength_samples: int = 1
     fourier_interpolation: str = "exact"
+    linear_spectrum: bool = True
     solver: str | None = None
     solver_settings: dict = field(default_factory=dict)
 
@@ -194,7 +199,8 @@ class DcrModel:
         """`render` through the Fourier forward model the exact solver fitted (module
         `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid."""
         shifts, weights = wavelength_sample_shifts([visit], self.wcs, self.origin, self.bandpass,
-                                                   self.subfilter_edges, self.wavelength_samples, at)
+                                                   self.subfilter_edges, self.wavelength_samples, at,
+                                                   linear=self.linear_spectrum)
         margin = int(np.ceil(np.max(np.abs(shifts)))) + 2
         region = box.grow(margin).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
@@ -255,6 +261,7 @@ class DcrModel:
         if self.forward_model == "fourier":
             hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
             hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
+            hdus[0].header["SPECLIN"] = (bool(self.linear_spectrum), "spectrum linear inside subfilters")
         if self.solver is not None:
             hdus[0].header["SOLVER"] = (self.solver, "solver that made the model")
         image_header = hdus["IMAGE"].header
@@ -295,6 +302,7 @@ class DcrModel:
             convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
                               wavelength_samples=int(header.get("NSAMPLE", 1)),
                               fourier_interpolation=str(header.get("FWDINTRP", "exact")),
+                              linear_spectrum=bool(header.get("SPECLIN", False)),
                               solver=header.get("SOLVER"))
             if convention["forward_model"] not in FORWARD_MODELS:
                 raise InputError(f"unknown forward model FWDMODEL = {convention['forward_model']!r} "
