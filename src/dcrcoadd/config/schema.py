@@ -349,7 +349,7 @@ class ExactSettings:
     spectrum's slope there (estimated from the neighbouring subfilters), not by the throughput
     alone: a source's centroid moves with its mean wavelength, to which that slope contributes,
     and without it the subfilter colours come out stretched by about M²/(M²−1) (measured on the
-    validation fields: slope 1.15-1.22 at M = 3, 1.31-1.35 at M = 2; with it 0.95-1.03)."""
+    validation fields: slope 1.15-1.22 at M = 3, 1.31-1.37 at M = 2; with it 0.94-1.03)."""
 
     precision: str = "single"
     """``single`` (complex64) or ``double`` transforms and iterates."""
