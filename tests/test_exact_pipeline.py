@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 pytest.importorskip("galsim")
 
@@ -49,10 +50,15 @@ def test_exact_model_keeps_the_flux_and_records_its_forward_model(field, tmp_pat
     path = res.model.write(tmp_path / "model.fits")
     again = DcrModel.read(path)
     assert (again.forward_model, again.wavelength_samples, again.solver) == ("fourier", 16, "exact")
+    assert again.linear_spectrum and res.model.linear_spectrum
     assert again.solver_settings["colour_strength"] == "0.15"
     # a template from the file is the template the solver's forward model gives
     np.testing.assert_allclose(again.build_matched_template(science.visit),
                                res.model.build_matched_template(science.visit), rtol=1e-5, atol=1e-3)
+    # a model file without the SPECLIN card (written before it) keeps the throughput-only convention
+    with fits.open(path, mode="update") as hdul:
+        del hdul[0].header["SPECLIN"]
+    assert not DcrModel.read(path).linear_spectrum
 
 
 def test_exact_templates_hold_on_a_field_with_defects():

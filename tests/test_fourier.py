@@ -176,6 +176,37 @@ def test_wavelength_samples_without_a_curve_are_uniform(make_bandpass):
     np.testing.assert_allclose(weights, 0.2)
 
 
+def _bin_integral(bandpass, lo, hi, density):
+    grid = np.linspace(lo, hi, 401)
+    return float(np.trapezoid(bandpass.throughput(grid) * density(grid), grid))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 5])
+def test_linear_spectrum_weights_put_a_sloped_spectrum_back_where_it_came_from(bandpass, m):
+    # a source whose photon density rises linearly across the band (a red star, to first order):
+    # its subfilter fluxes, spread over the bins by the weights, are its own light in each bin
+    sample_edges, _ = fourier.wavelength_samples(bandpass, bandpass.subfilter_edges(m), 6)
+    weights = fourier.linear_spectrum_weights(bandpass, sample_edges)
+    assert weights.shape == (m, m * 6)
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, atol=1e-12)  # a subfilter's flux stays its own
+
+    def density(lam):
+        return 1.0 + 0.004 * (lam - 480.0)
+
+    light = np.array([[_bin_integral(bandpass, lo, hi, density) for lo, hi in row] for row in sample_edges])
+    spread = weights.T @ light.sum(axis=1)
+    if m == 1:  # one subfilter has no slope to see: throughput shares
+        shares = fourier.sample_throughput(bandpass, sample_edges)
+        np.testing.assert_allclose(spread, light.sum() * shares.ravel() / shares.sum(), rtol=1e-9)
+    else:
+        np.testing.assert_allclose(spread, light.ravel(), rtol=2e-3, atol=2e-3 * light.max())
+        # the throughput shares alone would keep the slope out of each subfilter: the bins'
+        # mean wavelength (hence the centroid) would then move less with the source's colour
+        flat = np.concatenate([light.sum(axis=1)[a] * row / row.sum()
+                               for a, row in enumerate(fourier.sample_throughput(bandpass, sample_edges))])
+        assert np.max(np.abs(flat - light.ravel())) > 10 * np.max(np.abs(spread - light.ravel()))
+
+
 def test_sample_shifts_average_to_the_subfilter_shift(visit, tan, bandpass):
     edges = bandpass.subfilter_edges(3)
     sample_edges, weights = fourier.wavelength_samples(bandpass, edges, 16, extend_to_curve=False)

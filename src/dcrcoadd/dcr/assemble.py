@@ -210,6 +210,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         model.forward_model = "fourier"
         model.wavelength_samples = dcr.exact.wavelength_samples
         model.fourier_interpolation = dcr.exact.interpolation
+        model.linear_spectrum = dcr.exact.linear_spectrum
     if psfs is not None:
         model.psf_model = "warp"
         model.psf_ratio_floor = dcr.psf_ratio_floor
@@ -246,7 +247,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
         if model.forward_model == "fourier":
             samples, sample_weights = wavelength_sample_shifts(
                 setup.visits, model.wcs, model.origin, model.bandpass, model.subfilter_edges,
-                model.wavelength_samples, tile.box.center)
+                model.wavelength_samples, tile.box.center, linear=model.linear_spectrum)
         forward = ForwardModel(
             shifts=_shifts_for(setup.visits, model, tile.box, split=False), split_shifts=split,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,

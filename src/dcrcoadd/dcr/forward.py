@@ -44,17 +44,26 @@ def subfilter_shifts(visits: Sequence[VisitInfo], wcs: WCS, origin: tuple[int, i
 
 def wavelength_sample_shifts(visits: Sequence[VisitInfo], wcs: WCS, origin: tuple[int, int],
                              bandpass: Bandpass, edges: np.ndarray, n_samples: int,
-                             at: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+                             at: tuple[float, float], *,
+                             linear: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """DCR of ``n_samples`` wavelength bins inside each subfilter, for the Fourier forward model.
 
     Returns ``shifts`` ``(N, M, L, 2)`` of ``(dy, dx)`` at parent-grid pixel ``at`` and the
     bins' throughput shares ``(M, L)`` (`dcrcoadd.dcr.fourier.wavelength_samples`): the exact
-    finite-bandwidth form of which LSST's split mode is the two-point approximation.
+    finite-bandwidth form of which LSST's split mode is the two-point approximation. With
+    ``linear`` (the default) the source spectrum is piecewise linear instead of flat inside
+    the subfilters: every subfilter gets the bins of the whole band, ``(N, M, M·L, 2)``, with
+    the weights ``(M, M·L)`` of `dcrcoadd.dcr.fourier.linear_spectrum_weights` (without it the
+    exact solver's subfilter colours come out stretched by ``M²/(M²−1)``).
     """
     sample_edges, weights = fourier.wavelength_samples(bandpass, edges, n_samples)
     position = (at[0] - origin[0], at[1] - origin[1])
     shifts = np.stack([fourier.sample_shifts(v, wcs, bandpass, sample_edges, position) for v in visits])
-    return shifts, weights
+    if not linear:
+        return shifts, weights
+    m, n = weights.shape
+    every_bin = np.repeat(shifts.reshape(len(visits), 1, m * n, 2), m, axis=1)
+    return every_bin, fourier.linear_spectrum_weights(bandpass, sample_edges)
 
 
 def matched_template(models: np.ndarray, shifts: np.ndarray, *, order: int = 1,

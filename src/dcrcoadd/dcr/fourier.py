@@ -202,6 +202,58 @@ def wavelength_samples(bandpass: Bandpass, subfilter_edges: np.ndarray, n_per_su
     return out, weights
 
 
+def _bin_mean_wavelength(bandpass: Bandpass, lo: float, hi: float) -> float:
+    """Throughput-weighted mean wavelength (nm) of ``[lo, hi]`` (its middle where it has none)."""
+    grid = np.linspace(lo, hi, 33)
+    thr = bandpass.throughput(grid)
+    total = float(np.trapezoid(thr, grid))
+    return float(np.trapezoid(thr * grid, grid)) / total if total > 0 else 0.5 * (lo + hi)
+
+
+def linear_spectrum_weights(bandpass: Bandpass, sample_edges: np.ndarray) -> np.ndarray:
+    """Weights ``(M, M·L)`` spreading each subfilter's light over every bin of the band, for a source
+    spectrum that is piecewise linear rather than flat inside the subfilters.
+
+    With throughput-only weights (`wavelength_samples`) a subfilter's light sits inside it as if the
+    source's spectrum were flat there. A source's centroid moves with its mean wavelength, to which
+    the spectral slope inside the subfilters contributes too; a model without that term needs
+    ``M²/(M²−1)`` times the true blue-red contrast to move the centroid as far (subfilter colours
+    stretched by 1.33 at M = 2, 1.125 at M = 3; measured on the validation fields: 1.35, 1.15-1.22).
+    Here the photon density inside subfilter ``a`` is ``φ_a + g_a (λ − λ_a)``, ``φ_a = y_a / Θ_a``
+    (``Θ_a`` its integrated throughput, ``λ_a`` its throughput-weighted mean wavelength) and
+    ``g_a`` the slope of ``φ`` between its neighbours (one-sided at the band's ends); linear in the
+    subfilter fluxes ``y``, so still a linear forward model. Bin ``l`` of subfilter ``a`` then holds
+    ``w_al y_a + t_l (λ_l − λ_a) g_a``: row ``c`` of the result, over the bins of all subfilters in
+    order (``a·L + l``), is ``δ_ac w_al + t_l (λ_l − λ_a) D_ac / Θ_c`` with ``g_a = Σ_c D_ac φ_c``.
+    Rows sum to 1 (``Σ_l t_l (λ_l − λ_a) = 0``): a subfilter's flux stays its own; some weights
+    are negative. With ``M = 1`` they are the throughput shares.
+
+    Parameters
+    ----------
+    bandpass : Bandpass
+    sample_edges : ndarray, shape (M, L, 2)
+        The bins of `wavelength_samples`.
+    """
+    sample_edges = np.asarray(sample_edges, dtype=float)
+    m, n = sample_edges.shape[:2]
+    t = sample_throughput(bandpass, sample_edges)
+    theta = t.sum(axis=1)
+    if not np.all(theta > 0):
+        raise ValueError("every subfilter needs throughput for the linear-spectrum weights")
+    lam = np.array([[_bin_mean_wavelength(bandpass, lo, hi) for lo, hi in row] for row in sample_edges])
+    lam_a = np.sum(t * lam, axis=1) / theta
+    slope = np.zeros((m, m))  # g_a = Σ_c slope[a, c] φ_c
+    for a in range(m):
+        lo, hi = max(a - 1, 0), min(a + 1, m - 1)
+        if hi > lo:
+            slope[a, hi] += 1.0 / (lam_a[hi] - lam_a[lo])
+            slope[a, lo] -= 1.0 / (lam_a[hi] - lam_a[lo])
+    tilt = t * (lam - lam_a[:, None])  # (M, L)
+    out = tilt[None, :, :] * (slope.T / theta[:, None])[:, :, None]  # [c, a, l]
+    out[np.arange(m), np.arange(m)] += t / theta[:, None]
+    return out.reshape(m, m * n)
+
+
 def sample_shifts(visit, wcs, bandpass: Bandpass, sample_edges: np.ndarray, position) -> np.ndarray:
     """DCR shifts ``(M, L, 2)`` (``(dy, dx)`` pixels) of every wavelength bin of `wavelength_samples`.
 

@@ -66,6 +66,10 @@ class DcrModel:
         Wavelength bins per subfilter of the "fourier" forward model.
     fourier_interpolation : {"exact", "bilinear"}
         Phase convention of the "fourier" forward model.
+    linear_spectrum : bool
+        The "fourier" forward model spreads each subfilter's light with the source spectrum's
+        slope inside it (`dcrcoadd.dcr.fourier.linear_spectrum_weights`); False: throughput
+        only (models written before it, without the SPECLIN card).
     solver : str or None
         The solver that produced the model; ``solver_settings`` its settings (name → value).
     psf_model : {"none", "warp"}
@@ -90,6 +94,7 @@ class DcrModel:
     forward_model: str = "shift"
     wavelength_samples: int = 1
     fourier_interpolation: str = "exact"
+    linear_spectrum: bool = True
     solver: str | None = None
     solver_settings: dict = field(default_factory=dict)
     psf_model: str = "none"
@@ -220,7 +225,8 @@ class DcrModel:
         `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid, and the PSF
         ratio ``P / P_ref`` when ``psf`` is given."""
         shifts, weights = wavelength_sample_shifts([visit], self.wcs, self.origin, self.bandpass,
-                                                   self.subfilter_edges, self.wavelength_samples, at)
+                                                   self.subfilter_edges, self.wavelength_samples, at,
+                                                   linear=self.linear_spectrum)
         margin = int(np.ceil(np.max(np.abs(shifts)))) + 2
         ratio = None
         if psf is not None:
@@ -294,6 +300,7 @@ class DcrModel:
         if self.forward_model == "fourier":
             hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
             hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
+            hdus[0].header["SPECLIN"] = (bool(self.linear_spectrum), "spectrum linear inside subfilters")
         if self.psf_model == "warp":  # (absent: "none", so earlier models and files stay as they were)
             hdus[0].header["PSFMODEL"] = (self.psf_model, "sky seen through the PSF HDU (reference)")
             hdus[0].header["PSFFLOOR"] = (self.psf_ratio_floor, "P_i/P_ref regularization floor")
@@ -337,6 +344,7 @@ class DcrModel:
             convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
                               wavelength_samples=int(header.get("NSAMPLE", 1)),
                               fourier_interpolation=str(header.get("FWDINTRP", "exact")),
+                              linear_spectrum=bool(header.get("SPECLIN", False)),
                               solver=header.get("SOLVER"),
                               psf_model=str(header.get("PSFMODEL", "none")),
                               psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)))
