@@ -50,6 +50,7 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import inspect
 import json
 import logging
 import pickle
@@ -201,13 +202,24 @@ def cached_field(setup: SeeingSetup, spread: float, cache: Path | None):
 # -- PSFs measured from the images -------------------------------------------------------------------
 
 
-def measured_psf(exp, size: int | None = None):
-    """The PSF of ``exp`` measured from its bright isolated stars (`measure_psf`), same stamp size."""
+def measured_psf(exp, sizes: tuple[int, ...] = (0, 41, 31, 25)):
+    """The PSF of ``exp`` measured from its bright isolated stars (`measure_psf`): in stamps of the
+    true kernel's size (``0``) where enough stars are isolated at that size, else the next smaller."""
     from dcrcoadd.ops.psf_measure import measure_psf
 
-    size = size or (exp.psf.kernel.shape[0] if exp.psf is not None else 25)
     bad = exp.mask_of("NO_DATA", "SAT", "BAD", "CR", "INTRP") | ~np.isfinite(exp.image)
-    return measure_psf(exp.image, exp.variance, bad, size=size)
+    true_size = exp.psf.kernel.shape[0] if exp.psf is not None else 25
+    tried = []
+    for size in sizes:
+        size = size or true_size
+        if size > true_size or size in tried:
+            continue
+        tried.append(size)
+        try:
+            return measure_psf(exp.image, exp.variance, bad, size=size)
+        except ValueError as exc:
+            error = exc
+    raise RuntimeError(f"visit {exp.visit.id}: no PSF measured in stamps of {tried} px ({error})")
 
 
 def with_measured_psf(exp):
@@ -261,10 +273,17 @@ def variants(api: dict | None, measured: str | None) -> list[Variant]:
 
 
 def template_image(model, science, variant: Variant) -> np.ndarray:
-    """The variant's template for ``science``, in nJy on the science pixels."""
+    """The variant's template for ``science``, in nJy on the science pixels: `make_template`, at the
+    science exposure's PSF for the PSF-aware columns."""
     from dcrcoadd.template.build import make_template
 
-    t = make_template(model, science)
+    if variant.psf_aware:
+        if "psf" in inspect.signature(make_template).parameters:
+            t = make_template(model, science, psf=science.psf)
+        else:  # the model's own renderer (same pixel grid here)
+            t = model.build_matched_exposure(science.visit.completed(), psf=science.psf)
+    else:
+        t = make_template(model, science)
     return t.image.astype(np.float64) * t.flux_calibration
 
 
