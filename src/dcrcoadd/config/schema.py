@@ -401,6 +401,31 @@ class DcrConfig:
     best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
     off here as issue 6 asks: the input-based PSF is well defined on any field)."""
 
+    psf_model: str = "warp"
+    """PSF-aware forward model (issue 13): ``warp`` — the model is the sky in each subfilter seen
+    through a reference PSF and warp ``i`` sees it through ``P_i / P_ref`` (its own PSF: the warp's
+    PSF HDU, else measured from its bright isolated stars, else a Gaussian of its seeing card), so
+    warps of different seeing are fitted as they are; ``none`` — every warp is assumed to share
+    one PSF. Only the exact solver uses it; the iterative solver (LSST parity) ignores it. Not an
+    LSST field."""
+
+    psf_reference_fwhm: float | None = None
+    """FWHM (arcsec) of the model's reference PSF with ``psf_model = "warp"``; default
+    ``psf_reference_scale`` times the narrowest input's. The reference has the narrowest input's
+    shape (its transfer function raised to a power), so that every warp's ratio ``P_i / P_ref``
+    stays bounded. Not an LSST field."""
+
+    psf_reference_scale: float = 0.9
+    """Default reference FWHM as a fraction of the narrowest input PSF's (a little narrower, so
+    templates can be made for science exposures up to that much sharper than every input without
+    deconvolving). Not an LSST field."""
+
+    psf_ratio_floor: float = 1e-3
+    """Where the reference PSF's transfer ``|P_ref(k)|`` falls below this, the ratio
+    ``P_i / P_ref`` is tapered to 0 (``P_i conj(P_ref) / (|P_ref|² + floor²)``) and the model there
+    is set by a prior (the full-band image towards 0, the colours towards the colour prior), not
+    by division. Not an LSST field."""
+
     iterative: IterativeSettings = field(default_factory=IterativeSettings)
     """Settings of the iterative solver."""
 

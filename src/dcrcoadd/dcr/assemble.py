@@ -18,10 +18,11 @@ from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.psf import Psf, pixel_scale_arcsec
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel
+from dcrcoadd.dcr.psf_ratio import reference_psf
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
@@ -128,6 +129,60 @@ class DcrSetup:
     reference: np.ndarray
     background: np.ndarray
     buffer: int
+    warp_psfs: list[Psf] | None = None  # each warp's PSF, for a PSF-aware forward model
+
+
+def psf_aware(config: Config) -> bool:
+    """Whether the run fits the PSF-aware forward model (``dcr.psf_model = "warp"``, exact solver)."""
+    return config.dcr.solver == "exact" and config.dcr.psf_model == "warp"
+
+
+def warp_psfs(inputs: Sequence[CoaddInput]) -> list[Psf]:
+    """Every warp's PSF: its own (PSF HDU, or the reader's Gaussian of a seeing card), else measured
+    from its bright isolated stars (`measure_psf`) with a warning; the measured PSF becomes the
+    input's, so the input table shows its FWHM. `InputError` when a warp has none and too few stars."""
+    sizes = [inp.psf.shape[0] for inp in inputs if inp.psf is not None]
+    size = max(sizes) if sizes else 25
+    psfs = []
+    for inp in inputs:
+        if inp.psf is None:
+            exp = inp.read(inp.bbox)
+            bad = exp.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT") | ~np.isfinite(exp.image)
+            try:
+                inp.psf = measure_psf(exp.image, exp.variance, bad, size=size)
+            except ValueError as exc:
+                raise InputError(f"no PSF (no PSF extension or seeing card) and none could be measured "
+                                 f"({exc}); the PSF-aware forward model needs one per warp (or set "
+                                 "dcr.psf_model = none)", inp.name) from None
+            log.warning("%s has no PSF: measured one from its bright isolated stars, FWHM %.2f px (%.2f "
+                        "arcsec); the PSF-aware model uses it", inp.name, inp.psf.fwhm, inp.psf_fwhm_arcsec)
+        psfs.append(inp.psf)
+    return psfs
+
+
+def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs) -> Psf:
+    """The PSF-aware model's reference PSF (`dcrcoadd.dcr.psf_ratio.reference_psf`): FWHM
+    ``dcr.psf_reference_fwhm`` arcsec, or ``dcr.psf_reference_scale`` × the narrowest input's."""
+    dcr = config.dcr
+    fwhm = None
+    if dcr.psf_reference_fwhm is not None:
+        scale = pixel_scale_arcsec(wcs)
+        if not math.isfinite(scale):
+            raise InputError("dcr.psf_reference_fwhm is in arcsec, but the warps have no celestial WCS",
+                             "dcr.psf_reference_fwhm")
+        fwhm = dcr.psf_reference_fwhm / scale
+    try:
+        ref = reference_psf(psfs, fwhm=fwhm, scale=dcr.psf_reference_scale)
+    except ValueError as exc:
+        raise InputError(str(exc), "dcr.psf_reference_fwhm") from None
+    narrowest = min(p.fwhm for p in psfs)
+    log.info("PSF-aware forward model: input PSF FWHM %.2f-%.2f px, reference PSF FWHM %.2f px", narrowest,
+             max(p.fwhm for p in psfs), ref.fwhm)
+    if ref.fwhm > narrowest * 1.001:
+        log.warning("the reference PSF (FWHM %.2f px) is wider than the narrowest input's (%.2f px): "
+                    "those warps are modelled through a ratio above 1 at high frequencies (deconvolution)",
+                    ref.fwhm, narrowest)
+    return ref
 
 
 def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
@@ -142,6 +197,10 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
                          "or name their instrument (--instrument) so the FILTER card gives the band",
                          inputs[0].name)
     psf = baseline.psf_best_seeing or coadd.psf
+    psfs = None
+    if psf_aware(config):
+        psfs = warp_psfs(inputs)
+        psf = model_reference_psf(psfs, config, coadd.wcs)
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)
@@ -152,6 +211,9 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         model.forward_model = "fourier"
         model.wavelength_samples = dcr.exact.wavelength_samples
         model.fourier_interpolation = dcr.exact.interpolation
+    if psfs is not None:
+        model.psf_model = "warp"
+        model.psf_ratio_floor = dcr.psf_ratio_floor
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")
@@ -163,7 +225,8 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
         reference=np.where(np.isfinite(coadd.image), coadd.image, 0.0).astype(np.float32),
         background=~detected & ~no_data,
         buffer=max(int(math.ceil(dcr.buffer_factor * (math.ceil(max_shift) + 1))),
-                   dcr.exact.min_buffer if dcr.solver == "exact" else 0))
+                   dcr.exact.min_buffer if dcr.solver == "exact" else 0),
+        warp_psfs=psfs)
 
 
 def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
@@ -197,7 +260,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             detected=setup.detected[sl], background=setup.background[sl],
             artifact_masks=[m and m.restricted(tile.buffered) for m in masks],
             bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer,
-            variances=variances, psf=setup.psf)))
+            variances=variances, psf=setup.psf, warp_psfs=setup.warp_psfs)))
     return tasks
 
 
@@ -210,7 +273,9 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     for outcome in outcomes.values():
         model.assign(outcome.models, outcome.box)
         n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
-    psf = _measured_psf(model, coadd, setup.psf) if dcr.do_calculate_psf else setup.psf
+    # a PSF-aware model is the sky seen through its reference PSF: so are its coadds
+    psf = (_measured_psf(model, coadd, setup.psf) if dcr.do_calculate_psf and setup.warp_psfs is None
+           else setup.psf)
     model.psf = psf
     stacked = model.stacked()
     stacked.variance = coadd.variance.copy()
@@ -218,6 +283,8 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     metadata = {
         "n_subfilters": m, "subfilter_edges_nm": model.subfilter_edges.tolist(), "buffer": setup.buffer,
         "detected_on_coadd": setup.detected_on_coadd,
+        "psf_model": model.psf_model,
+        "reference_psf_fwhm_px": None if setup.warp_psfs is None or psf is None else float(psf.fwhm),
         "subregions": {o.index: {"box": [o.box.x0, o.box.y0, o.box.width, o.box.height],
                                  "history": o.history,
                                  "converged": o.converged, "stop_reason": o.stop_reason,

@@ -18,7 +18,7 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.dcr import fourier
+from dcrcoadd.dcr import fourier, psf_ratio
 from dcrcoadd.dcr.forward import (
     matched_template,
     subfilter_shifts,
@@ -30,6 +30,9 @@ from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
 
 #: Forward models a model can be rendered with (see `DcrModel.forward_model`).
 FORWARD_MODELS = ("shift", "fourier")
+
+#: PSF conventions of a model (see `DcrModel.psf_model`).
+PSF_MODELS = ("none", "warp")
 
 
 @dataclass(eq=False)
@@ -65,6 +68,12 @@ class DcrModel:
         Phase convention of the "fourier" forward model.
     solver : str or None
         The solver that produced the model; ``solver_settings`` its settings (name → value).
+    psf_model : {"none", "warp"}
+        "warp": the model is the sky seen through its reference PSF ``psf`` and warp ``i`` was
+        fitted through ``P_i / P_ref`` (`dcrcoadd.dcr.psf_ratio`); templates can be rendered at a
+        science exposure's own PSF (`render` with ``psf``). "none": one PSF shared by every warp.
+    psf_ratio_floor : float
+        The regularization ``ε`` of the ratio where the reference has no power ("warp" models).
     """
 
     images: np.ndarray
@@ -83,8 +92,12 @@ class DcrModel:
     fourier_interpolation: str = "exact"
     solver: str | None = None
     solver_settings: dict = field(default_factory=dict)
+    psf_model: str = "none"
+    psf_ratio_floor: float = 1e-3
 
     def __post_init__(self):
+        if self.psf_model not in PSF_MODELS:
+            raise ValueError(f"psf_model must be one of {PSF_MODELS}, got {self.psf_model!r}")
         if self.interp_order not in (1, 3):
             raise ValueError(f"interp_order must be 1 or 3, got {self.interp_order}")
         if self.forward_model not in FORWARD_MODELS:
@@ -166,22 +179,33 @@ class DcrModel:
                                                                       *bbox.slices(source_box))]
 
     # -- templates --------------------------------------------------------------------------------
+    @property
+    def psf_aware(self) -> bool:
+        """Whether templates can be rendered at another PSF (``psf_model == "warp"``)."""
+        return self.psf_model == "warp" and self.psf is not None and self.forward_model == "fourier"
+
     def render(self, visit: VisitInfo, box: Box | None = None, *, position: tuple[float, float] | None = None,
-               order: int | None = None, split: bool = True, split_threshold: float = 0.1) -> np.ndarray:
+               order: int | None = None, split: bool = True, split_threshold: float = 0.1,
+               psf: Psf | None = None) -> np.ndarray:
         """The DCR-matched template image of ``visit`` over ``box`` (default the whole model).
 
         This is the one template path: `build_matched_exposure` and `dcrcoadd.template` use it.
         Each subfilter image is shifted by the visit's DCR in that subfilter (evaluated at
         ``position``, parent-grid pixels, default the centre of ``box``) and the shifted images
         are summed, over ``box`` grown by `template_margin` so that light shifted in across its
-        edges is right.
+        edges is right. With ``psf`` (a PSF-aware model only, `psf_aware`) the template is seen
+        through that PSF: every subfilter's transfer is multiplied by ``P / P_ref`` (regularized
+        as in the fit, `dcrcoadd.dcr.psf_ratio`); without it, at the model's reference PSF.
         """
         if self.wcs is None:
             raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
+        if psf is not None and not self.psf_aware:
+            raise ValueError("this model is not PSF-aware (psf_model = 'none'): its templates carry the "
+                             "model's PSF")
         box = box or self.bbox
         at = box.center if position is None else position
         if self.forward_model == "fourier":
-            return self._render_fourier(visit, box, at)
+            return self._render_fourier(visit, box, at, psf)
         shifts = subfilter_shifts([visit], self.wcs, self.origin, self.bandpass, self.subfilter_edges,
                                   at, split=split)[0]
         order = self.interp_order if order is None else order
@@ -190,15 +214,26 @@ class DcrModel:
         template = matched_template(images, shifts, order=order, split_threshold=split_threshold)
         return template[box.slices(region)]
 
-    def _render_fourier(self, visit: VisitInfo, box: Box, at: tuple[float, float]) -> np.ndarray:
+    def _render_fourier(self, visit: VisitInfo, box: Box, at: tuple[float, float],
+                        psf: Psf | None = None) -> np.ndarray:
         """`render` through the Fourier forward model the exact solver fitted (module
-        `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid."""
+        `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid, and the PSF
+        ratio ``P / P_ref`` when ``psf`` is given."""
         shifts, weights = wavelength_sample_shifts([visit], self.wcs, self.origin, self.bandpass,
                                                    self.subfilter_edges, self.wavelength_samples, at)
         margin = int(np.ceil(np.max(np.abs(shifts)))) + 2
+        ratio = None
+        if psf is not None:
+            # light spread by the science PSF beyond the reference's comes in from outside the box
+            margin += max(psf.shape) // 2 + 1
+            kernel, ref, floor = psf.kernel, self.psf.kernel, self.psf_ratio_floor
+
+            def ratio(grid):
+                return psf_ratio.ratio_transfer(kernel, ref, grid, floor)[None]
         region = box.grow(margin).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
-        template = fourier.render(images, shifts, weights, interpolation=self.fourier_interpolation)[0]
+        template = fourier.render(images, shifts, weights, interpolation=self.fourier_interpolation,
+                                  psf_ratio=ratio)[0]
         return template[box.slices(region)]
 
     def build_matched_template(self, visit: VisitInfo, bbox: Box | None = None, order: int | None = None,
@@ -207,17 +242,20 @@ class DcrModel:
         return self.render(visit, bbox, order=order, split=split, split_threshold=split_threshold)
 
     def build_matched_exposure(self, visit: VisitInfo, bbox: Box | None = None, order: int | None = None,
-                               split: bool = True, split_threshold: float = 0.1) -> Exposure:
-        """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS)."""
+                               split: bool = True, split_threshold: float = 0.1,
+                               psf: Psf | None = None) -> Exposure:
+        """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS);
+        with ``psf`` (PSF-aware models) seen through that PSF, which it then carries."""
         box = bbox or self.bbox
         sl = box.slices(self.bbox)
-        image = self.render(visit, box, order=order, split=split, split_threshold=split_threshold)
+        image = self.render(visit, box, order=order, split=split, split_threshold=split_threshold, psf=psf)
         dx, dy = box.x0 - self.origin[0], box.y0 - self.origin[1]
         return Exposure(
             image=image, mask=self.mask[sl].copy(), variance=self.variance[sl] * len(self),
             mask_planes=self.mask_planes, origin=box.origin,
-            wcs=None if self.wcs is None else shift_wcs(self.wcs, -dx, -dy), psf=self.psf,
-            visit=visit, bandpass=self.bandpass, flux_calibration=self.flux_calibration,
+            wcs=None if self.wcs is None else shift_wcs(self.wcs, -dx, -dy),
+            psf=self.psf if psf is None else psf, visit=visit, bandpass=self.bandpass,
+            flux_calibration=self.flux_calibration,
         )
 
     def subfilter_exposure(self, subfilter: int) -> Exposure:
@@ -255,6 +293,9 @@ class DcrModel:
         if self.forward_model == "fourier":
             hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
             hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
+        if self.psf_model == "warp":  # (absent: "none", so earlier models and files stay as they were)
+            hdus[0].header["PSFMODEL"] = (self.psf_model, "sky seen through the PSF HDU (reference)")
+            hdus[0].header["PSFFLOOR"] = (self.psf_ratio_floor, "P_i/P_ref regularization floor")
         if self.solver is not None:
             hdus[0].header["SOLVER"] = (self.solver, "solver that made the model")
         image_header = hdus["IMAGE"].header
@@ -295,10 +336,17 @@ class DcrModel:
             convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
                               wavelength_samples=int(header.get("NSAMPLE", 1)),
                               fourier_interpolation=str(header.get("FWDINTRP", "exact")),
-                              solver=header.get("SOLVER"))
+                              solver=header.get("SOLVER"),
+                              psf_model=str(header.get("PSFMODEL", "none")),
+                              psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)))
             if convention["forward_model"] not in FORWARD_MODELS:
                 raise InputError(f"unknown forward model FWDMODEL = {convention['forward_model']!r} "
                                  "(written by a newer dcrcoadd?)", path)
+            if convention["psf_model"] not in PSF_MODELS:
+                raise InputError(f"unknown PSF model PSFMODEL = {convention['psf_model']!r} "
+                                 "(written by a newer dcrcoadd?)", path)
+            if convention["psf_model"] == "warp" and base.psf is None:
+                raise InputError("PSF-aware model (PSFMODEL = warp) without its reference PSF HDU", path)
             settings = {} if "SOLVER" not in hdul else {
                 str(k).strip(): str(v).strip() for k, v in zip(hdul["SOLVER"].data["name"],
                                                                 hdul["SOLVER"].data["value"], strict=True)}

@@ -42,7 +42,13 @@ class TileProblem:
     variances : ndarray, shape (N,), optional
         A typical variance of each warp (for inverse-variance weighting); None: equal weights.
     psf : Psf, optional
-        The model's PSF (sets the exact solver's colour window and cut-off).
+        The model's PSF (sets the exact solver's colour window and cut-off); with ``warp_psfs``,
+        the reference PSF the model is seen through.
+    warp_psfs : list of Psf, optional
+        Each warp's PSF for a PSF-aware forward model (warp ``i`` sees the model through
+        ``P_i / P_ref``, `dcrcoadd.dcr.psf_ratio`); None: every warp shares the model's PSF.
+    psf_ratio_floor : float
+        Where ``|P_ref|`` falls below it the ratio is tapered and a prior sets the model.
     """
 
     images: np.ndarray
@@ -55,6 +61,8 @@ class TileProblem:
     buffer: int = 0
     variances: np.ndarray | None = None
     psf: Psf | None = None
+    warp_psfs: list[Psf] | None = None
+    psf_ratio_floor: float = 1e-3
 
 
 @dataclass

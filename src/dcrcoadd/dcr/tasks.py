@@ -44,7 +44,8 @@ class TileTask:
     dcr: DcrConfig
     buffer: int
     variances: np.ndarray | None = None  # (N,) typical variance of each warp
-    psf: Psf | None = None  # the model's PSF
+    psf: Psf | None = None  # the model's PSF (the reference PSF of a PSF-aware model)
+    warp_psfs: list[Psf] | None = None  # each warp's PSF for a PSF-aware forward model
 
 
 @dataclass
@@ -100,7 +101,8 @@ def solve_tile(task: TileTask, progress: Callable[[int, dict], None] | None = No
     inner = task.box.slices(task.dcr_box)
     problem = TileProblem(images=images, weights=weights, forward=task.forward, detected=task.detected,
                           reference=task.reference, background=task.background, inner=inner,
-                          buffer=task.buffer, variances=task.variances, psf=task.psf)
+                          buffer=task.buffer, variances=task.variances, psf=task.psf,
+                          warp_psfs=task.warp_psfs, psf_ratio_floor=task.dcr.psf_ratio_floor)
     report: Progress | None = None if progress is None else partial(progress, task.index)
     result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), report)
     return TileOutcome(

@@ -111,6 +111,7 @@ from scipy import fft
 
 from dcrcoadd.config.schema import ExactSettings
 from dcrcoadd.dcr import fourier
+from dcrcoadd.dcr import psf_ratio as pr
 from dcrcoadd.dcr.problem import Progress, SolveResult, TileProblem
 
 __all__ = [
@@ -740,6 +741,41 @@ def _change(new: np.ndarray, old: np.ndarray, tile: Sequence[int], noise: float,
     return float(np.sqrt(np.mean(d2 if where is None else d2[where]))) / noise
 
 
+def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, settings: ExactSettings):
+    """The PSF-aware forward model (`dcrcoadd.dcr.psf_ratio`) as `solve_exact` inputs.
+
+    Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power).
+    The prior that sets the full-band image there, ``λ_F(k) ‖F(k)‖²`` towards 0, is one more
+    observation: a zero image, unshifted (so it sees ``F``), seen through ``sqrt(λ_F(k))`` with the
+    mean warp's weight (which keeps the mean weight, the priors' unit, unchanged). The colour fit's
+    floor and tolerance are in units of ``Σ τ_i``, so they are scaled to stay those of the warps.
+    """
+    if problem.psf is None or len(problem.warp_psfs) != problem.images.shape[0]:
+        raise ValueError("a PSF-aware solve needs the reference PSF and one PSF per warp")
+    floor = problem.psf_ratio_floor
+    ref = problem.psf.kernel
+    kernels = [p.kernel for p in problem.warp_psfs]
+
+    def ratio(grid):
+        rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
+        rows.append(np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR)))
+        return np.stack(rows)
+
+    n = problem.images.shape[0]
+    tau_prior = float(np.mean(tau))
+    total = float(np.sum(tau))
+    grow = (total + tau_prior) / total
+    images = np.concatenate([problem.images, np.zeros((1, *problem.images.shape[1:]), problem.images.dtype)])
+    all_masks = np.concatenate([masks, np.ones((1, *masks.shape[1:]), bool)])
+    shifts = np.asarray(problem.forward.sample_shifts)
+    shifts = np.concatenate([shifts, np.zeros((1, *shifts.shape[1:]))])
+    settings = replace(settings, colour_floor=settings.colour_floor * grow,
+                       colour_tolerance=settings.colour_tolerance * math.sqrt(grow))
+    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px", n,
+              ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm)
+    return images, all_masks, np.append(tau, tau_prior), shifts, ratio, settings
+
+
 def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSettings,
                      progress: Progress | None = None) -> SolveResult:
     """The exact solver behind the solver contract (`dcrcoadd.dcr.problem`).
@@ -758,9 +794,14 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     sigma = None if problem.psf is None else problem.psf.fwhm / 2.3548
     settings = replace(settings, colour_scale=settings.colour_scale or sigma,
                        psf_sigma=settings.psf_sigma or sigma)
-    solution = solve_exact(problem.images, masks, tau, forward.sample_shifts, forward.sample_weights,
-                           settings=settings, psf=None if problem.psf is None else problem.psf.kernel,
-                           progress=progress)
+    images, all_masks, shifts, psf_ratio = problem.images, masks, forward.sample_shifts, None
+    # the priors' cut-off is the model's PSF (the reference PSF of a PSF-aware model; a prior built on
+    # the warps' mean kernel instead left 24 false detections against 19 on a sharp science visit)
+    prior_psf = None if problem.psf is None else problem.psf.kernel
+    if problem.warp_psfs is not None:
+        images, all_masks, tau, shifts, psf_ratio, settings = _psf_aware(problem, masks, tau, settings)
+    solution = solve_exact(images, all_masks, tau, shifts, forward.sample_weights,
+                           settings=settings, psf=prior_psf, psf_ratio=psf_ratio, progress=progress)
     # Pixels no warp sees (saturated cores, NO_DATA in every warp) are a null space of the least
     # squares: the solution there is what suits the neighbouring data. Replacing it afterwards by
     # the coadd's interpolation, or constraining it to that, made templates worse on simulated
