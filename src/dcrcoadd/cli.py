@@ -358,7 +358,8 @@ def _cmd_template(args: argparse.Namespace) -> int:
     out = Path(args.out)
     created = not out.exists()
     outcomes = build_templates(args.model, science, args.out, diff=args.diff, order=args.order,
-                               read_options=read_options_from_args(args))
+                               read_options=read_options_from_args(args), psf=args.psf,
+                               given_psf_fwhm=args.psf_fwhm)
     failed = [o for o in outcomes if o.error is not None]
     for o in outcomes:
         if o.error is None:
@@ -542,6 +543,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write science - template, a plain pixel subtraction (no PSF matching)")
     p.add_argument("--order", type=int, choices=[1, 3], default=None,
                    help="shift interpolation order (default: the one the model was solved with)")
+    p.add_argument("--psf", choices=["science", "reference"], default="science",
+                   help="PSF of the templates of a PSF-aware model: each science exposure's own (default: "
+                        "its PSF extension or seeing card, else measured from its stars) or the model's "
+                        "reference PSF; recorded in the template's TMPLPSF card and PSF extension")
+    p.add_argument("--psf-fwhm", type=float, default=None, metavar="PIXELS",
+                   help="FWHM of a Gaussian science PSF for exposures that carry none and whose PSF "
+                        "cannot be measured")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
     add_read_arguments(p, what="science exposures")
     p.set_defaults(func=_cmd_template)

@@ -77,7 +77,7 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     scores, templates = [], set()
     for i in held:
         science = sim.warps[i]
-        template = model.build_matched_exposure(science.visit)
+        template = model.build_matched_exposure(science.visit, psf=science.psf)
         templates.add(write_exposure(template, outdir / f"visit_{science.visit.id}_template.fits"))
         box = science.bbox  # the simulated visits cover the whole patch
         src = sources[box.slices(baseline.bbox)]

@@ -141,8 +141,7 @@ def warp_psfs(inputs: Sequence[CoaddInput]) -> list[Psf]:
     """Every warp's PSF: its own (PSF HDU, or the reader's Gaussian of a seeing card), else measured
     from its bright isolated stars (`measure_psf`) with a warning; the measured PSF becomes the
     input's, so the input table shows its FWHM. `InputError` when a warp has none and too few stars."""
-    sizes = [inp.psf.shape[0] for inp in inputs if inp.psf is not None]
-    size = max(sizes) if sizes else 25
+    size = 25  # LSST's PSF-star stamp: larger ones find fewer isolated stars (kernels of any size mix)
     psfs = []
     for inp in inputs:
         if inp.psf is None:

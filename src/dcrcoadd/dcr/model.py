@@ -193,15 +193,15 @@ class DcrModel:
         Each subfilter image is shifted by the visit's DCR in that subfilter (evaluated at
         ``position``, parent-grid pixels, default the centre of ``box``) and the shifted images
         are summed, over ``box`` grown by `template_margin` so that light shifted in across its
-        edges is right. With ``psf`` (a PSF-aware model only, `psf_aware`) the template is seen
+        edges is right. With ``psf`` a PSF-aware model (`psf_aware`) renders the template seen
         through that PSF: every subfilter's transfer is multiplied by ``P / P_ref`` (regularized
         as in the fit, `dcrcoadd.dcr.psf_ratio`); without it, at the model's reference PSF.
+        Models that are not PSF-aware ignore ``psf``: their templates carry the model's PSF.
         """
         if self.wcs is None:
             raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
-        if psf is not None and not self.psf_aware:
-            raise ValueError("this model is not PSF-aware (psf_model = 'none'): its templates carry the "
-                             "model's PSF")
+        if not self.psf_aware:
+            psf = None  # its templates carry the model's PSF (LSST's convention)
         box = box or self.bbox
         at = box.center if position is None else position
         if self.forward_model == "fourier":
@@ -245,7 +245,8 @@ class DcrModel:
                                split: bool = True, split_threshold: float = 0.1,
                                psf: Psf | None = None) -> Exposure:
         """The DCR-matched template as an Exposure (mask, variance M × subfilter variance, PSF, WCS);
-        with ``psf`` (PSF-aware models) seen through that PSF, which it then carries."""
+        with ``psf`` a PSF-aware model's is seen through that PSF, which it then carries (pass the
+        science exposure's PSF; models that are not PSF-aware ignore it)."""
         box = bbox or self.bbox
         sl = box.slices(self.bbox)
         image = self.render(visit, box, order=order, split=split, split_threshold=split_threshold, psf=psf)
@@ -254,7 +255,7 @@ class DcrModel:
             image=image, mask=self.mask[sl].copy(), variance=self.variance[sl] * len(self),
             mask_planes=self.mask_planes, origin=box.origin,
             wcs=None if self.wcs is None else shift_wcs(self.wcs, -dx, -dy),
-            psf=self.psf if psf is None else psf, visit=visit, bandpass=self.bandpass,
+            psf=self.psf if psf is None or not self.psf_aware else psf, visit=visit, bandpass=self.bandpass,
             flux_calibration=self.flux_calibration,
         )
 

@@ -84,7 +84,7 @@ def false_detection_proxy(result: DcrCoaddResult) -> FalseDetectionProxy | None:
     if science is None or science.visit is None:
         return None
     box = science.bbox
-    template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
+    template = result.model.build_matched_exposure(science.visit.completed(), bbox=box, psf=science.psf)
     sl = box.slices(coadd.bbox)
     good = np.isfinite(science.image) & (science.variance > 0) & ~science.mask_of(*_BAD_PLANES)
     good &= ~template.mask_of("NO_DATA") & np.isfinite(template.image)

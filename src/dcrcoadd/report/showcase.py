@@ -112,7 +112,7 @@ def held_out_showcase(result, science: Exposure, *, size: int = SHOWCASE_SIZE) -
         return None, f"no difference panels: held-out visit {science.visit.id} does not overlap the patch"
     box = central_box(overlap, size)
     cut = science.subexposure(box)
-    template = result.model.build_matched_exposure(science.visit.completed(), bbox=box)
+    template = result.model.build_matched_exposure(science.visit.completed(), bbox=box, psf=science.psf)
     baseline = result.baseline.coadd.subexposure(box)
     sources = source_pixels(baseline, _model_detections(result.model, box))
     airmass = science.visit.airmass
@@ -179,7 +179,7 @@ def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE,
     if science is None or left_out.visit is None:
         return None, f"no difference panels: visit {left_out.visit_id} has no pixels in the central cut"
     box = science.bbox
-    template = loo.model.build_matched_exposure(left_out.visit.completed(), bbox=box)
+    template = loo.model.build_matched_exposure(left_out.visit.completed(), bbox=box, psf=science.psf)
     reference = loo_baseline.coadd.subexposure(box)
     sources = source_pixels(reference, _model_detections(loo.model, box))
     title = (f"Leave-one-out: visit {left_out.visit_id}, airmass {airmass[k]:.2f} (highest), "

@@ -79,18 +79,23 @@ from astropy.wcs.utils import pixel_to_pixel
 
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
+from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import write_exposure
+from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
+from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.ops.resample import resample_flux
 
-__all__ = ["GRID_TOLERANCE", "TemplateOutcome", "build_templates", "difference", "grid_offset",
-           "make_template", "resample_flux"]
+__all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference", "grid_offset",
+           "make_template", "resample_flux", "template_psf", "write_template"]
+
+#: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
+PSF_CHOICES = ("science", "reference")
 
 log = logging.getLogger("dcrcoadd.template.build")
 
@@ -196,7 +201,7 @@ def _warn_partial(source: str, no_data: np.ndarray) -> None:
 
 
 def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tuple[int, int], *,
-               order: int, split: bool, split_threshold: float, source: str):
+               order: int, split: bool, split_threshold: float, source: str, psf: Psf | None = None):
     """Template image, mask and variance cut from the model (science pixels are model pixels)."""
     ny, nx = science.shape
     # the science array's box in the model's parent grid
@@ -206,7 +211,8 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
         raise InputError(f"outside the model's footprint (its pixels {sbox} do not overlap the "
                          f"model's {model.bbox})", source)
     try:
-        forward = model.render(visit, overlap, order=order, split=split, split_threshold=split_threshold)
+        forward = model.render(visit, overlap, order=order, split=split, split_threshold=split_threshold,
+                               psf=psf)
     except InputError as exc:
         raise InputError(str(exc), source) from None
     inner = overlap.slices(model.bbox)
@@ -223,7 +229,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
 
 
 def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: int, split: bool,
-               split_threshold: float, source: str):
+               split_threshold: float, source: str, psf: Psf | None = None):
     """Template image, mask and variance forward-modelled on the model grid and resampled."""
     ny, nx = science.shape
     model_parent = shift_wcs(model.wcs, model.origin[0], model.origin[1])
@@ -243,7 +249,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     region = footprint.grow(_RESAMPLE_MARGIN).clip(mb)
     try:
         forward = model.render(visit, region, position=(0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y)),
-                               order=order, split=split, split_threshold=split_threshold)
+                               order=order, split=split, split_threshold=split_threshold, psf=psf)
     except InputError as exc:
         raise InputError(str(exc), source) from None
     var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
@@ -260,8 +266,62 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     return image, mask, variance, no_data
 
 
+def _science_psf(science: Exposure, given: Psf | None, source: str) -> tuple[Psf, str]:
+    """The science exposure's PSF and where it came from: its own (PSF extension, or the reader's
+    Gaussian of a seeing card), else measured from its bright isolated stars, else ``given``."""
+    if science.psf is not None:
+        return science.psf, "file"
+    try:
+        psf = measure_psf(science.image, science.variance,
+                          science.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT"),
+                          size=25)
+    except ValueError as exc:
+        if given is None:
+            raise InputError(f"no PSF (no PSF extension or seeing card) and none could be measured ({exc}): "
+                             "give one (--psf-fwhm) or keep the model's (--psf reference)", source) from None
+        log.warning("%s: no PSF and none measured (%s); using the given PSF of FWHM %.2f px", source, exc,
+                    given.fwhm)
+        return given, "given"
+    log.warning("%s: no PSF in the file; measured one from its bright isolated stars, FWHM %.2f px", source,
+                psf.fwhm)
+    return psf, "measured"
+
+
+def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science", *,
+                 given: Psf | None = None, source: str = "science exposure") -> tuple[Psf | None, str]:
+    """The PSF a template is rendered at, and its label for the template file's ``TMPLPSF`` card.
+
+    ``psf="science"`` on a PSF-aware model (`DcrModel.psf_aware`): the science exposure's PSF
+    (`_science_psf` order), label ``"science"`` (``"science-measured"``, ``"science-given"``);
+    a `Psf`: that PSF, ``"given"``; ``"reference"``, or any model that is not PSF-aware: None
+    (the model's own PSF), ``"reference"`` / ``"model"``. Warns, saying by how much, when the
+    science PSF is narrower than the model's reference (the template then deconvolves the model).
+    """
+    if not model.psf_aware:
+        if psf != "reference":
+            log.info("%s: the model is not PSF-aware; the template carries the model's PSF", source)
+        return None, "model"
+    if isinstance(psf, Psf):
+        chosen, label = psf, "given"
+    elif psf == "reference":
+        return None, "reference"
+    elif psf == "science":
+        chosen, origin = _science_psf(science, given, source)
+        label = "science" if origin == "file" else f"science-{origin}"
+    else:
+        raise ValueError(f"psf must be one of {PSF_CHOICES} or a Psf, got {psf!r}")
+    ref = model.psf.fwhm
+    if chosen.fwhm < ref * (1 - 1e-3):
+        log.warning("%s: its PSF (FWHM %.2f px) is %.1f%% narrower than the model's reference PSF (%.2f px): "
+                    "the template sharpens the model beyond what it was fitted at, which is not trustworthy "
+                    "(build the model with a narrower dcr.psf_reference_fwhm)", source, chosen.fwhm,
+                    100 * (1 - chosen.fwhm / ref), ref)
+    return chosen, label
+
+
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
-                  split_threshold: float = 0.1, source: str | os.PathLike | None = None) -> Exposure:
+                  split_threshold: float = 0.1, source: str | os.PathLike | None = None,
+                  psf: str | Psf = "science", given_psf: Psf | None = None) -> Exposure:
     """The DCR-matched template for a science exposure, on the science exposure's pixel grid.
 
     Parameters
@@ -276,14 +336,22 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         Split-subfilter forward model (see `dcrcoadd.dcr.forward.matched_template`).
     source : str or path-like, optional
         Name of the science exposure in error messages (its file); default its visit.
+    psf : {"science", "reference"} or Psf
+        The PSF of a PSF-aware model's template (`template_psf`): the science exposure's own
+        (default; science − template then needs no PSF matching), the model's reference PSF,
+        or the given one. Models that are not PSF-aware carry their own PSF whatever this says.
+        On another pixel grid the kernel is taken as sampled on the model's pixels.
+    given_psf : Psf, optional
+        The science PSF to use when the exposure has none and none can be measured.
 
     Returns
     -------
     Exposure
         Template image, mask (model planes by nearest pixel, NO_DATA where the
         model does not reach), variance (M x subfilter variance, resampled as
-        the module notes say), the model's PSF and band, the science
-        exposure's WCS, origin and visit, in the science exposure's flux units.
+        the module notes say), the PSF it was rendered at (``psf``) and the model's band, the
+        science exposure's WCS, origin and visit, in the science exposure's flux units. Its
+        ``psf_label`` attribute says which PSF it carries (`template_psf`).
 
     Raises
     ------
@@ -295,7 +363,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     visit = _check_inputs(model, science, source)
     offset = grid_offset(science.wcs, model.wcs, science.shape)
     order = model.interp_order if order is None else order
-    kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source)
+    rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
+    kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=rendered_psf)
     if offset is not None:
         log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
         image, mask, variance, no_data = _same_grid(model, science, visit, offset, **kwargs)
@@ -311,12 +380,26 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     image[no_data] = np.nan
     variance[no_data] = np.nan
     scale = model.flux_calibration / science.flux_calibration
-    return Exposure(
+    template = Exposure(
         image=(image * scale).astype(np.float32), mask=mask,
         variance=(variance * scale**2).astype(np.float32), mask_planes=planes,
-        origin=science.origin, wcs=science.wcs.deepcopy(), psf=model.psf, visit=visit,
+        origin=science.origin, wcs=science.wcs.deepcopy(),
+        psf=model.psf if rendered_psf is None else rendered_psf, visit=visit,
         bandpass=model.bandpass, flux_calibration=science.flux_calibration,
     )
+    template.psf_label = label
+    return template
+
+
+def write_template(template: Exposure, path: str | os.PathLike) -> Path:
+    """Write a template (`write_exposure` layout) with ``TMPLPSF``, the PSF it carries (its PSF
+    extension): ``science`` (-measured, -given), ``given``, ``reference`` or ``model``."""
+    hdus = exposure_hdus(template)
+    label = getattr(template, "psf_label", "model")
+    hdus[0].header["TMPLPSF"] = (label, "PSF of this template (its PSF HDU)")
+    if template.psf is not None:
+        hdus[0].header["TPSFFWHM"] = (round(float(template.psf.fwhm), 4), "[px] FWHM of that PSF")
+    return write_hdus(hdus, path)
 
 
 def difference(science: Exposure, template: Exposure) -> Exposure:
@@ -383,7 +466,8 @@ def _prepare_outdir(outdir: Path) -> None:
 def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
                     outdir: str | os.PathLike, *, diff: bool = False, order: int | None = None,
                     split: bool = True, split_threshold: float = 0.1,
-                    read_options: ReadOptions | None = None) -> list[TemplateOutcome]:
+                    read_options: ReadOptions | None = None, psf: str = "science",
+                    given_psf_fwhm: float | None = None) -> list[TemplateOutcome]:
     """Write ``OUTDIR/<stem>_template.fits`` (and ``<stem>_diff.fits``) for each science file.
 
     Parameters
@@ -401,6 +485,11 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     read_options : ReadOptions, optional
         How the science files are read (instrument, header map, weight maps), as the
         model's warps were (``[inputs]`` of their configuration).
+    psf : {"science", "reference"}
+        The PSF of the templates of a PSF-aware model (`make_template`).
+    given_psf_fwhm : float, optional
+        FWHM (pixels) of a Gaussian science PSF for files that carry none and whose PSF cannot
+        be measured.
 
     Returns
     -------
@@ -420,6 +509,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     read_options = read_options or ReadOptions()
     outdir = Path(outdir)
     model = DcrModel.read(model_path)
+    if psf not in PSF_CHOICES:
+        raise InputError(f"psf must be one of {', '.join(PSF_CHOICES)}, got {psf!r}", "--psf")
+    given = None if given_psf_fwhm is None else Psf.gaussian(fwhm=given_psf_fwhm)
     _prepare_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
     used: dict[str, Path] = {}
@@ -431,8 +523,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                                  path)
             science = read_options.read_exposure(path, require_visit=True)
             template = make_template(model, science, order=order, split=split,
-                                     split_threshold=split_threshold, source=path)
-            template_path = write_exposure(template, outdir / f"{stem}_template.fits")
+                                     split_threshold=split_threshold, source=path, psf=psf,
+                                     given_psf=given)
+            template_path = write_template(template, outdir / f"{stem}_template.fits")
             diff_path = None
             if diff:
                 diff_path = write_exposure(difference(science, template), outdir / f"{stem}_diff.fits")
