@@ -28,8 +28,12 @@ template for
     the exact solver with the PSF-aware forward model, template built at the science PSF
     (only when the installed dcrcoadd has it);
 ``psf-aware measured``
-    the same with every warp's and science exposure's PSF measured from its own image
-    (`dcrcoadd.ops.psf_measure.measure_psf`) instead of the true one;
+    the same with every warp's and science exposure's PSF measured from its own image instead
+    of the true one: ``--measured drop`` (default) drops the PSFs and the pipeline measures them
+    (`assemble_dcr_coadd` for the warps, `make_template` for the science exposures; compare-warp
+    artifact rejection is off in this run, as it needs PSFs); ``--measured kernels`` measures them
+    here (`dcrcoadd.ops.psf_measure.measure_psf`, stamps of the true kernel's size where enough
+    stars are isolated) and passes them;
 ``noise floor``
     science − its noise twin (twin variance).
 
@@ -272,23 +276,24 @@ def variants(api: dict | None, measured: str | None) -> list[Variant]:
     if api is not None:
         out.append(Variant("psf-aware", exact(True), psf_aware=True))
         if measured:
-            out.append(Variant("psf-aware measured", exact(True), measured=measured, psf_aware=True))
+            config = exact(True)
+            if measured == "drop":  # compare-warp artifact rejection needs every warp's PSF
+                config.artifacts.enabled = False
+            out.append(Variant("psf-aware measured", config, measured=measured, psf_aware=True))
     return out
 
 
-def template_image(model, science, variant: Variant) -> np.ndarray:
-    """The variant's template for ``science``, in nJy on the science pixels: `make_template`, at the
-    science exposure's PSF for the PSF-aware columns."""
+def template_exposure(model, science, variant: Variant):
+    """The variant's template for ``science`` on the science pixels (`make_template`): at the science
+    exposure's PSF for the PSF-aware columns (measured by `make_template` when the exposure has
+    none), at the model's own PSF for the others."""
     from dcrcoadd.template.build import make_template
 
-    if variant.psf_aware:
-        if "psf" in inspect.signature(make_template).parameters:
-            t = make_template(model, science, psf=science.psf)
-        else:  # the model's own renderer (same pixel grid here)
-            t = model.build_matched_exposure(science.visit.completed(), psf=science.psf)
-    else:
-        t = make_template(model, science)
-    return t.image.astype(np.float64) * t.flux_calibration
+    if "psf" in inspect.signature(make_template).parameters:
+        return make_template(model, science, psf="science" if variant.psf_aware else "reference")
+    if variant.psf_aware:  # before templates took a PSF: the model's own renderer (same pixel grid)
+        return model.build_matched_exposure(science.visit.completed(), psf=science.psf)
+    return make_template(model, science)
 
 
 def flux_window(shape: tuple[int, int], edge: int, taper: int) -> np.ndarray:
@@ -326,7 +331,7 @@ def _psf_inputs(exps, measured: str | None) -> list:
 
 
 def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: dict | None,
-               measured: str | None = "kernels", only: set[str] | None = None) -> dict:
+               measured: str | None = "drop", only: set[str] | None = None) -> dict:
     """Every column at one seeing spread: rows per science visit, flux and timings per solver."""
     from dcrcoadd.coadd.baseline import assemble_coadd
     from dcrcoadd.config.schema import Config
@@ -369,15 +374,17 @@ def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: di
         t0 = time.perf_counter()
         use_warps = _psf_inputs(warps, variant.measured)
         use_science = _psf_inputs(science, variant.measured)
-        if variant.measured == "kernels":
+        if variant.measured:
             seconds["measure_psfs"] = time.perf_counter() - t0
-            summary["measured_fwhm_px"] = {"model": [float(w.psf.fwhm) for w in use_warps],
-                                           "science": [float(s.psf.fwhm) for s in use_science]}
         t0 = time.perf_counter()
         result = assemble_dcr_coadd(use_warps, variant.config,
                                     baseline=None if variant.measured else baseline)
         seconds[variant.name] = time.perf_counter() - t0
-        templates = [template_image(result.model, s, variant) for s in use_science]
+        made = [template_exposure(result.model, s, variant) for s in use_science]
+        templates = [t.image.astype(np.float64) * t.flux_calibration for t in made]
+        if variant.measured:  # the PSFs the fit and the templates used (measured by the pipeline: drop)
+            summary["measured_fwhm_px"] = {"model": [float(inp.psf.fwhm) for inp in result.baseline.inputs],
+                                           "science": [float(t.psf.fwhm) for t in made]}
         record(variant.name, _score_all(science, templates, [base_var] * len(science), sources))
         dcr_flux = window_sum(result.coadd.image * result.coadd.flux_calibration, window)
         psf = result.model.psf
@@ -463,7 +470,7 @@ def print_tables(results: list[dict], targets: list[dict], out=print) -> None:
 
 
 def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=None,
-        measured: str | None = "kernels", log_=print) -> dict:
+        measured: str | None = "drop", log_=print) -> dict:
     """Every spread of ``setup`` (or ``spreads``); the results dictionary with the targets."""
     api = psf_api()
     if api is None:
@@ -478,6 +485,11 @@ def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=Non
             "targets": check_targets(results), "seconds": time.perf_counter() - t0}
 
 
+def _expected_psf_warnings(record: logging.LogRecord) -> bool:
+    text = record.getMessage()
+    return not ("has no PSF: measured one" in text or "no PSF in the file; measured one" in text)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="small field, two spreads (for tests)")
@@ -485,14 +497,17 @@ def main(argv=None) -> int:
     ap.add_argument("--spread", type=float, action="append",
                     help="only this spread (repeatable; 1.0 = 100 %%)")
     ap.add_argument("--only", action="append", help="only this solver column (repeatable)")
-    ap.add_argument("--measured", choices=("kernels", "drop", "none"), default="kernels",
-                    help="measured-PSF run: kernels measured here and passed (default), PSFs dropped "
-                         "for the pipeline to measure, or none")
+    ap.add_argument("--measured", choices=("drop", "kernels", "none"), default="drop",
+                    help="measured-PSF run: the PSFs dropped for the pipeline to measure (default; "
+                         "compare-warp off, it needs PSFs), kernels measured here and passed, or none")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="results directory (default benchmarks/results)")
     ap.add_argument("--no-write", action="store_true", help="do not write seeing.json")
     args = ap.parse_args(argv)
     common.setup_logging()
+    # the measured-PSF run drops every PSF on purpose: one warning per exposure says so
+    for name in ("dcrcoadd.dcr.assemble", "dcrcoadd.template.build"):
+        logging.getLogger(name).addFilter(_expected_psf_warnings)
     setup = QUICK if args.quick else DEFAULT
     res = run(setup, cache=args.cache, spreads=args.spread, only=set(args.only) if args.only else None,
               measured=None if args.measured == "none" else args.measured)
