@@ -530,14 +530,19 @@ def main(argv=None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not write seeing.json")
     args = ap.parse_args(argv)
     common.setup_logging()
-    # the measured-PSF run drops every PSF on purpose: one warning per exposure says so
-    for name in ("dcrcoadd.dcr.assemble", "dcrcoadd.template.build"):
-        logging.getLogger(name).addFilter(_expected_psf_warnings)
     setup = QUICK if args.quick else DEFAULT
     if args.seed is not None:
         setup = dataclasses.replace(setup, seed=args.seed)
-    res = run(setup, cache=args.cache, spreads=args.spread, only=set(args.only) if args.only else None,
-              measured=None if args.measured == "none" else args.measured)
+    # the measured-PSF run drops every PSF on purpose: one warning per exposure says so
+    loggers = [logging.getLogger(n) for n in ("dcrcoadd.dcr.assemble", "dcrcoadd.template.build")]
+    for logger in loggers:
+        logger.addFilter(_expected_psf_warnings)
+    try:
+        res = run(setup, cache=args.cache, spreads=args.spread, only=set(args.only) if args.only else None,
+                  measured=None if args.measured == "none" else args.measured)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(_expected_psf_warnings)
     res["mode"] = "quick" if args.quick else "default"
     print_tables(res["results"], res["targets"])
     print(f"total {res['seconds']:.0f} s")
