@@ -15,6 +15,8 @@
    and the heavy optional packages they import (none expected);
 5. `benchmarks.bad_inputs`: each kind of bad input through the command line (exit
    status, message, files left behind; about 10 seconds, the same in every mode);
+6. `benchmarks.seeing`: variable seeing (issue 13, DMTN-121's experiment): false detections
+   and DCR coadd flux against the seeing range, with the issue's targets (``seeing.json``);
 
 and writes ``validation.json``, ``speed.json``, ``dcr_assemble.json``, ``startup.json``,
 ``bad_inputs.json``, ``summary.json`` and the figures ``dipoles.png`` and ``spectra.png`` to
@@ -43,7 +45,7 @@ except ImportError:  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from benchmarks import bad_inputs, common, dcr_assemble, speed, startup, validation
 
-PARTS = ("validation", "speed", "startup", "bad_inputs")
+PARTS = ("validation", "speed", "startup", "bad_inputs", "seeing")
 START_MARKER = "<!-- validation:start -->"
 END_MARKER = "<!-- validation:end -->"
 
@@ -92,6 +94,11 @@ def run_suite(mode: str, parts: list[str], out_dir: Path, argv: list[str]) -> di
         res["mode"] = mode
         written["bad_inputs"] = common.write_results("bad_inputs", res, out_dir, argv)
         seconds["bad_inputs"] = time.perf_counter() - t0
+    if "seeing" in parts:
+        print(f"== seeing ({mode})", flush=True)
+        t0 = time.perf_counter()
+        written["seeing"] = _run_seeing(mode, out_dir, argv)
+        seconds["seeing"] = time.perf_counter() - t0
     summary = {
         "mode": mode,
         "parts": parts,
@@ -102,6 +109,18 @@ def run_suite(mode: str, parts: list[str], out_dir: Path, argv: list[str]) -> di
     summary["key_numbers"] = key_numbers(out_dir)
     common.write_results("summary", summary, out_dir, argv)
     return summary
+
+
+def _run_seeing(mode: str, out_dir: Path, argv: list[str]) -> Path:
+    """`benchmarks.seeing` (issue 13's variable-seeing experiment); its tables and ``seeing.json``."""
+    try:
+        from . import seeing
+    except ImportError:  # run as a script
+        from benchmarks import seeing
+    res = seeing.run(seeing.QUICK if mode == "quick" else seeing.DEFAULT)
+    res["mode"] = mode
+    seeing.print_tables(res["results"], res["targets"])
+    return common.write_results("seeing", res, out_dir, argv)
 
 
 def key_numbers(out_dir: Path) -> dict:

@@ -226,7 +226,8 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
 
     d = files["dcr_assemble"]
     assert d["rows"] and "ratio_dcr_to_baseline" in d["rows"][0] and "dmtn037_comparison" in d
-    assert set(files["summary"]["files"]) == {"validation", "speed", "dcr_assemble", "startup", "bad_inputs"}
+    assert set(files["summary"]["files"]) == {
+        "validation", "speed", "dcr_assemble", "startup", "bad_inputs", "seeing"}
     for case in files["startup"]["cases"].values():
         assert case["wall_s_min"] > 0 and case["heavy_imported"] == []
     b = _strict_json(out / "bad_inputs.json")
