@@ -342,45 +342,50 @@ def print_table(res: dict, log=print) -> None:
 
 # -- timing ----------------------------------------------------------------------------------------------
 
-def synthetic_tile(size: int, n: int, m: int = 3, seed: int = 0):
+def synthetic_tile(size, n: int, m: int = 3, seed: int = 0):
     """A star field as seen by ``n`` warps: stars at the density of the validation fields (300 per
     256², fluxes log-uniform 10²–10⁵ in noise units × PSF area), Gaussian PSF of sigma 1.7 px,
-    two-sided DCR-like shifts up to 3 px, unit noise, 1 % of the pixels and one column per warp missing."""
+    two-sided DCR-like shifts up to 3 px, unit noise, 1 % of the pixels and one column per warp missing.
+    ``size``: the side of a square tile, or ``(ny, nx)``."""
     from scipy import fft
 
     from dcrcoadd.dcr.fourier import forward, transfer
 
+    ny, nx = (size, size) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
     rng = np.random.default_rng(seed)
-    n_stars = int(300 * (size / 256) ** 2)
-    points = np.zeros((m, size, size))
-    ys, xs = rng.integers(0, size, n_stars), rng.integers(0, size, n_stars)
+    n_stars = int(300 * ny * nx / 256**2)
+    points = np.zeros((m, ny, nx))
+    ys, xs = rng.integers(0, ny, n_stars), rng.integers(0, nx, n_stars)
     flux = np.exp(rng.uniform(np.log(1e2), np.log(1e5), n_stars))
     spectra = rng.dirichlet(np.full(m, 2.0), n_stars)
     for a in range(m):
         np.add.at(points[a], (ys, xs), flux * spectra[:, a])
-    ky, kx = fft.fftfreq(size), fft.rfftfreq(size)
+    ky, kx = fft.fftfreq(ny), fft.rfftfreq(nx)
     psf = np.exp(-2 * np.pi**2 * 1.7**2 * (ky[:, None] ** 2 + kx[None, :] ** 2))
-    truth = fft.irfft2(fft.rfft2(points) * psf, s=(size, size))
+    truth = fft.irfft2(fft.rfft2(points) * psf, s=(ny, nx))
     amp = np.linspace(0.2, 3.0, n)
     ang = rng.uniform(-1.2, 1.2, n)
     base = np.linspace(1.0, -0.8, m * N_SAMPLES).reshape(m, N_SAMPLES)
     shifts = np.stack([np.stack([a * base * np.cos(t), a * base * np.sin(t)], axis=-1)
                        for a, t in zip(amp, ang, strict=True)])
     weights = np.full((m, N_SAMPLES), 1.0 / N_SAMPLES)
-    images = forward(truth.astype(np.float32), transfer(shifts, weights, (size, size)))
+    images = forward(truth.astype(np.float32), transfer(shifts, weights, (ny, nx)))
     images += rng.standard_normal(images.shape).astype(np.float32)
     masks = rng.random(images.shape) > 0.01
-    masks[np.arange(n), :, rng.integers(0, size, n)] = False
+    masks[np.arange(n), :, rng.integers(0, nx, n)] = False
     return images, masks, shifts, weights
 
 
 def timing(sizes=((256, 7), (2048, 12)), log=print, overrides=None, priors=("colour", "flat")) -> list[dict]:
-    """Wall time of `solve_exact` on synthetic tiles, one core (run with OMP_NUM_THREADS=1 etc.)."""
+    """Wall time of `solve_exact` on synthetic tiles, one core (run with OMP_NUM_THREADS=1 etc.).
+    ``sizes``: ``(side, warps)`` of square tiles or ``(ny, nx, warps)``."""
     from dcrcoadd.config.schema import ExactSettings
     from dcrcoadd.dcr.solvers.exact import solve_exact
 
     out = []
-    for size, n in sizes:
+    for case in sizes:
+        *dims, n = case
+        size = (dims[0], dims[0]) if len(dims) == 1 else tuple(dims)
         images, masks, shifts, weights = synthetic_tile(size, n)
         overrides = overrides or {}
         for label, settings in (("colour", ExactSettings(**overrides)),
@@ -390,11 +395,12 @@ def timing(sizes=((256, 7), (2048, 12)), log=print, overrides=None, priors=("col
             t0 = time.perf_counter()
             sol = solve_exact(images, masks, np.ones(n), shifts, weights, settings=settings)
             dt = time.perf_counter() - t0
-            rec = {"size": size, "warps": n, "prior": label, "seconds": dt, "grid": list(sol.grid),
+            rec = {"size": list(size), "warps": n, "prior": label, "seconds": dt, "grid": list(sol.grid),
                    "refits": len(sol.history) - 1, "cg": [h["cg_iterations"] for h in sol.history],
                    "stop": sol.stop_reason}
             out.append(rec)
-            log(f"  {size}x{size}, {n} warps, {label} prior: {dt:.2f} s (grid {sol.grid[1]}x{sol.grid[0]}, "
+            log(f"  {size[0]}x{size[1]}, {n} warps, {label} prior: {dt:.2f} s "
+                f"(grid {sol.grid[0]}x{sol.grid[1]}, "
                 f"{rec['refits']} refits, CG iterations {sum(rec['cg'])}: {rec['cg']}; {sol.stop_reason})")
     return out
 
@@ -429,7 +435,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timing", action="store_true")
     ap.add_argument("--size", dest="sizes", action="append",
                     type=lambda v: tuple(int(x) for x in v.split("x")),
-                    help="timing case SIZExWARPS (repeatable; default 256x7 and 2048x12)")
+                    help="timing case SIZExWARPS (a square tile) or NYxNXxWARPS (repeatable; default "
+                         "256x7 and 2048x12)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="directory to keep the simulations and iterative runs in between runs "
                          "(default $EXACT_PROTOTYPE_CACHE, else none)")

@@ -323,7 +323,7 @@ class ExactSettings:
     """Width (pixels) of the taper of ``boundary = "taper"``; None: twice the largest shift plus the
     colour window plus 4 (the automatic pad)."""
 
-    fill_iterations: int = 5
+    fill_iterations: int = 2
     """With ``boundary = "taper"``: fill-and-solve steps of the first solve."""
 
     cg_tolerance: float = 0.001
