@@ -314,17 +314,19 @@ class ExactSettings:
     """How the tile's edge and masked pixels are handled: ``pad``: the tile is padded by ``pad``, the
     model unknown there, every solve by conjugate gradients; ``taper``: the tile is periodic and,
     within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
-    model's own prediction, masked pixels replaced by it (EM fill); every solve is direct (about 7x
-    faster on defect-free fields, same detections beyond the tile edge), but on a simulated field with
-    defects (saturated stars, cosmic rays, bad columns) it left 15 false detections at airmass 2
-    where ``pad`` left 2, so ``pad`` stays the default."""
+    model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
+    kriging from around them; every solve is direct. The taper is about 10x faster (1024² × 12
+    warps: 4 s against 47 s of one core) and as good on simulated fields without saturated stars,
+    but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
+    (seven fields), so ``pad`` stays the default."""
 
     taper_width: int | None = None
     """Width (pixels) of the taper of ``boundary = "taper"``; None: twice the largest shift plus the
     colour window plus 4 (the automatic pad)."""
 
     fill_iterations: int = 2
-    """With ``boundary = "taper"``: fill-and-solve steps of the first solve."""
+    """With ``boundary = "taper"``: fill-and-solve steps before the first colour refit (fewer refits
+    in all: 27 with none, 21 with one, 17 with two or five on a 1024² × 12 synthetic tile)."""
 
     cg_tolerance: float = 0.001
     """Conjugate gradients stop when the model is about this far from the solution (rms per pixel,
