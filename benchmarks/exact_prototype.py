@@ -23,7 +23,8 @@ stars in 5-px apertures against the truth (slope, Spearman rank correlation).
 
 ``--low-noise`` adds the exact solves on the same warps with 100× less noise (the
 noise-free visit images plus 1 % of their noise): bias against noise.
-``--timing`` measures the solve time of synthetic 256² × 7 and 2048² × 12 tiles on one core.
+``--timing`` measures the solve time (wall and CPU) of synthetic tiles on one core: 256² × 7 and
+2048² × 12 by default, ``--size SIDExWARPS`` or ``--size NYxNXxWARPS`` for others.
 
 Results (defaults of `ExactSettings`, chosen on seed 12; seed 7 is an independent check)
 -----------------------------------------------------------------------------------------
@@ -33,7 +34,7 @@ exact solves with ``boundary = "taper"``, the default, except the last column):
 ============  ===================  ==================  ==================  ===============  ==============
 scenario      baseline             iterative           exact, flat prior   exact, colour    colour, pad
 ============  ===================  ==================  ==================  ===============  ==============
-A, seed 12    208/137/205/223/284  16/7/11/9/21        41/45/36/36/56      0/0/0/1/0        0/0/4/4/3
+A, seed 12    208/137/205/223/284  16/7/11/9/21        41/45/36/36/56      0/0/0/0/0        0/0/4/4/3
 B, seed 12    161/202/173/292/330  138/158/70/185/187  99/112/35/113/118   0/0/0/1/4        0/2/2/3/4
 A, seed 7     200/139/228/230/296  3/2/3/3/7           18/15/18/15/23      1/0/0/2/1        1/2/4/6/5
 B, seed 7     174/240/168/308/349  135/157/42/182/189  73/90/21/101/114    0/1/2/7/6        0/4/8/12/7
@@ -51,6 +52,11 @@ Colour prior: total flux / baseline 1.0014, 1.0002, 0.9992, 0.9993; blue − red
 model on the brightest stars (a source's own spectral slope inside a subfilter moves its
 light by up to 0.08 px at airmass 1.9 for a 3200 K star; the forward model weights the
 samples by the throughput alone).
+
+Timing (``--timing --prior colour``, ``OMP_NUM_THREADS=1``, CPU seconds of the solve on a shared,
+loaded machine; synthetic tiles, 17–22 refits): 1024² × 12 with ``boundary=taper`` 7.9 → 4.1 s
+after the taper path's rework (pad ~47 s); 2048 × 4096 × 12 with the taper 179 → 75 s (22 refits both), of
+which about half is system time faulting in fresh arrays (FFT outputs) on that machine.
 
 Run::
 
