@@ -53,10 +53,10 @@ model on the brightest stars (a source's own spectral slope inside a subfilter m
 light by up to 0.08 px at airmass 1.9 for a 3200 K star; the forward model weights the
 samples by the throughput alone).
 
-Timing (``--timing --prior colour``, ``OMP_NUM_THREADS=1``, CPU seconds of the solve on a shared,
-loaded machine; synthetic tiles, 17–22 refits): 1024² × 12 with ``boundary=taper`` 7.9 → 4.1 s
-after the taper path's rework (pad ~47 s); 2048 × 4096 × 12 with the taper 179 → 75 s (22 refits both), of
-which about half is system time faulting in fresh arrays (FFT outputs) on that machine.
+Timing (``--timing --prior colour``, ``OMP_NUM_THREADS=1``, CPU seconds of the solve on a shared
+machine, before → after the taper path's rework; synthetic tiles, 17–22 refits): 1024² × 12 with
+``boundary=taper`` 5.9–6.8 → 3.1–3.2 s (pad 52 → 49 s); 2048 × 4096 × 12 with the taper 141 → 58 s
+(22 refits both), of which about 40 % is system time faulting in fresh arrays (FFT outputs).
 
 Run::
 

@@ -315,8 +315,8 @@ class ExactSettings:
     model unknown there, every solve by conjugate gradients; ``taper``: the tile is periodic and,
     within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
     model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
-    kriging from around them; every solve is direct. The taper is about 10x faster (1024² × 12
-    warps: 4 s against 47 s of one core) and as good on simulated fields without saturated stars,
+    kriging from around them; every solve is direct. The taper is about 15x faster (1024² × 12
+    warps: 3.2 s against 49 s of one core) and as good on simulated fields without saturated stars,
     but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
     (seven fields), so ``pad`` stays the default."""
 
@@ -355,8 +355,8 @@ class ExactSettings:
     cache_bytes: int = 2147483648
     """Keep all transfer functions of a tile in memory when they fit in this many bytes (``8 N M ky
     (kx/2+1)`` in single precision: 0.7 GB for a 2160² grid and 12 warps); otherwise recompute one
-    warp's whenever needed, which costs about as much as its FFTs (2048 × 4096 × 12 with the taper:
-    94 → 75 s of CPU once they are kept)."""
+    warp's whenever needed, which costs about as much as its FFTs (2048 × 4096 × 12 with the taper,
+    measured on a loaded machine: 94 → 75 s of CPU once they are kept)."""
 
     min_buffer: int = 48
     """Smallest buffer (pixels) round each tile: near a tile edge the exact solution is less

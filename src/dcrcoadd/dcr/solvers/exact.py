@@ -109,8 +109,8 @@ detections against 2–35 for the pad (χ² per source pixel 2.9–38 against 1.
 with the flat prior it matches the pad (4/12/12 against 5/13/13): the EM fill and the colour
 alternation converge to a different, worse solution round saturated cores. So the pad stays
 the default. Speed on one core (CPU seconds, synthetic tiles, colour prior): 1024² × 12 with
-the taper 7.9 → 4.1 s, the pad ~47 s; 2048 × 4096 × 12 with the taper 179 → 75 s (22
-refits; about half of it system time faulting in fresh FFT outputs on that machine), short of
+the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s; 2048 × 4096 × 12 with the taper 141 → 58 s (22
+refits; about 40 % of it system time faulting in fresh FFT outputs on that machine), short of
 the 10 s aimed at. Per refit the taper costs ``2N + 5M`` FFTs of the grid (``N`` warps, ``M``
 subfilters); the fill's ``2N`` dominate.
 
