@@ -331,3 +331,52 @@ def test_render_is_the_forward_model_of_the_padded_model(periodic_problem):
     padded[:, :64, :64] = model
     b = fourier.transfer(shifts, p["weights"], grid, dtype=np.complex128)
     np.testing.assert_allclose(got, fourier.forward(padded, b)[:, :64, :64], atol=1e-4)
+
+
+def test_pixels_no_warp_sees_are_filled_from_their_surroundings():
+    """A hole masked in every warp, on a star's core: with the taper its fill is the kriging of the
+    model around it (the star's profile continued), so the hole holds about the star's light and the
+    templates of new visits around it are as good as without the hole (a fill of zeros, or the null
+    space left as it starts, rings through the sub-pixel shifts)."""
+    rng = np.random.default_rng(5)
+    m, n_samples, shape = 3, 4, (64, 64)
+    positions = np.array([[20.0, 20.0], [40.0, 44.0], [30.0, 12.0], [50.0, 25.0]])
+    truth = star_field(shape, positions, np.array([3000.0, 2000.0, 1500.0, 800.0]),
+                       rng.dirichlet(np.full(m, 2.0), len(positions)))
+    shifts = dcr_like_shifts(9, m, n_samples, rng)
+    weights = np.full((m, n_samples), 1.0 / n_samples)
+    _, noisy = observe(truth, shifts[:7], weights, 1.0, rng)
+    hole = np.zeros(shape, bool)
+    hole[38:43, 42:47] = True  # most of the second star's light
+    masks = np.broadcast_to(~hole, noisy.shape).copy()
+    settings = ExactSettings(boundary="taper")
+    full = solve_exact(noisy, None, np.ones(7), shifts[:7], weights, settings=settings)
+    holed = solve_exact(np.where(masks, noisy, np.nan), masks, np.ones(7), shifts[:7], weights,
+                        settings=settings)
+    f_true = truth.sum(axis=0)
+    assert holed.model.sum(axis=0)[hole].sum() == pytest.approx(f_true[hole].sum(), rel=0.15)
+    b = fourier.transfer(shifts[7:], weights, shape, dtype=np.complex128)
+    expected = fourier.forward(truth, b)[:, ~hole]
+    err_holed = fourier.forward(holed.model.astype(np.float64), b)[:, ~hole] - expected
+    err_full = fourier.forward(full.model.astype(np.float64), b)[:, ~hole] - expected
+    assert np.sqrt(np.mean(err_holed**2)) < 1.1 * np.sqrt(np.mean(err_full**2))
+    assert np.max(np.abs(err_holed)) < 1.5 * np.max(np.abs(err_full))
+
+
+def test_a_tapered_tile_of_awkward_size_is_solved_on_a_fast_grid():
+    """The taper's grid is the tile grown to sizes fast for FFTs; the extra pixels are fill only, so
+    the model over the tile matches the one of a tile whose size needs no growth."""
+    rng = np.random.default_rng(3)
+    m, n_samples = 3, 4
+    truth = random_field((128, 128), 30, m, rng)
+    shifts = dcr_like_shifts(7, m, n_samples, rng)
+    weights = np.full((m, n_samples), 1.0 / n_samples)
+    _, noisy = observe(truth, shifts, weights, 1.0, rng)
+    settings = ExactSettings(boundary="taper", taper_width=16)
+    odd = noisy[:, :97, :101]  # 97 and 101 are prime
+    sol = solve_exact(odd, None, np.ones(7), shifts, weights, settings=settings)
+    assert sol.grid == (100, 108) and sol.model.shape == (m, 97, 101)
+    ref = solve_exact(noisy[:, :96, :100], None, np.ones(7), shifts, weights, settings=settings)
+    inner = (slice(32, 64), slice(32, 68))
+    peak = np.max(truth.sum(axis=0))
+    assert np.max(np.abs(sol.model.sum(axis=0)[inner] - ref.model.sum(axis=0)[inner])) < 2e-3 * peak
