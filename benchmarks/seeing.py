@@ -355,7 +355,7 @@ def _psf_inputs(exps, measured: str | None) -> list:
 
 
 def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: dict | None,
-               measured: str | None = "drop", only: set[str] | None = None) -> dict:
+               measured: str | None = "kernels", only: set[str] | None = None) -> dict:
     """Every column at one seeing spread: rows per science visit, flux and timings per solver."""
     from dcrcoadd.coadd.baseline import assemble_coadd
     from dcrcoadd.config.schema import Config
@@ -407,8 +407,9 @@ def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: di
         made = [template_exposure(result.model, s, variant) for s in use_science]
         templates = [t.image.astype(np.float64) * t.flux_calibration for t in made]
         if variant.measured:  # the PSFs the fit and the templates used (measured by the pipeline: drop)
-            summary["measured_fwhm_px"] = {"model": [float(inp.psf.fwhm) for inp in result.baseline.inputs],
-                                           "science": [float(t.psf.fwhm) for t in made]}
+            summary["measured_fwhm_px"] = {
+                "model": [None if inp.psf is None else float(inp.psf.fwhm) for inp in result.baseline.inputs],
+                "science": [None if t.psf is None else float(t.psf.fwhm) for t in made]}
         record(variant.name, _score_all(science, templates, [base_var] * len(science), sources))
         dcr_flux = window_sum(result.coadd.image * result.coadd.flux_calibration, window)
         psf = result.model.psf
@@ -482,9 +483,12 @@ def print_tables(results: list[dict], targets: list[dict], out=print) -> None:
             f"{s['warps_over_baseline']:.4f}, baseline / noise-free truth {s['baseline_over_truth']:.4f})")
         if "measured_fwhm_px" in s:
             m = s["measured_fwhm_px"]
-            out("  PSF FWHM (px) of the model visits, measured: " + ", ".join(f"{v:.2f}" for v in m["model"])
+            def fmt(values):
+                return ", ".join("none" if v is None else f"{v:.2f}" for v in values)
+
+            out("  PSF FWHM (px) of the model visits, measured: " + fmt(m["model"])
                 + "; true: " + ", ".join(f"{v:.2f}" for v in s["model_fwhm_px"]))
-            out("  science, measured: " + ", ".join(f"{v:.2f}" for v in m["science"])
+            out("  science, measured: " + fmt(m["science"])
                 + "; true: " + ", ".join(f"{r['fwhm_px']:.2f}" for r in rows))
         out("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res["seconds"].items()))
     out("targets (issue 13):")
@@ -494,7 +498,7 @@ def print_tables(results: list[dict], targets: list[dict], out=print) -> None:
 
 
 def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=None,
-        measured: str | None = "drop", log_=print) -> dict:
+        measured: str | None = "kernels", log_=print) -> dict:
     """Every spread of ``setup`` (or ``spreads``); the results dictionary with the targets."""
     api = psf_api()
     if api is None:
@@ -522,9 +526,10 @@ def main(argv=None) -> int:
                     help="only this spread (repeatable; 1.0 = 100 %%)")
     ap.add_argument("--only", action="append", help="only this solver column (repeatable)")
     ap.add_argument("--seed", type=int, default=None, help="simulation seed (field and noise; default 12)")
-    ap.add_argument("--measured", choices=("drop", "kernels", "none"), default="drop",
-                    help="measured-PSF run: the PSFs dropped for the pipeline to measure (default; "
-                         "compare-warp off, it needs PSFs), kernels measured here and passed, or none")
+    ap.add_argument("--measured", choices=("drop", "kernels", "none"), default="kernels",
+                    help="measured-PSF run: kernels measured here from each warp's stars and passed "
+                         "(default), the PSFs dropped (the pipeline then fits without the PSF term; "
+                         "compare-warp off, it needs PSFs), or none")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="results directory (default benchmarks/results)")
     ap.add_argument("--no-write", action="store_true", help="do not write seeing.json")

@@ -442,7 +442,8 @@ def test_report_shows_a_held_out_visit_scored_with_the_one_statistic(solved):
     show = report_data(run.dcr, science=science)["showcase"]
     assert show["kind"] == "held-out" and show["visit"] == 104
     assert show["title"].startswith("Held-out visit 104") and "not in the model" in show["title"]
-    template = run.dcr.model.build_matched_exposure(science.visit.completed(), bbox=science.bbox)
+    template = run.dcr.model.build_matched_exposure(science.visit.completed(), bbox=science.bbox,
+                                                    psf=science.psf)
     coadd = run.baseline.coadd
     # these warps carry no DETECTED plane: the sources are the DCR stage's detections on the coadd
     assert not coadd.mask_of("DETECTED").any()
@@ -468,13 +469,13 @@ def test_report_data_inputs_vectors_coverage_and_threshold(solved):
     assert lengths[0] < 0.05 and lengths == sorted(lengths)  # zenith first, longest at airmass 1.8
     assert data["coverage_line"].startswith("Coverage: both sides of the meridian")
     assert "airmass 1.00–1.80" in data["coverage_line"]
-    assert data["convergence_threshold"] == run.baseline.config.dcr.iterative.convergence_threshold
+    assert data["convergence_threshold"] is None  # the default, exact solver has no such threshold
     assert set(data["histories"]) == {f"subregion {k}" for k in run.metadata["subregions"]}
     import copy
 
     other = copy.deepcopy(run.baseline.config)
-    other.dcr.solver = "exact"  # a solver without a threshold on the improvement
-    assert convergence_threshold(other) is None
+    other.dcr.solver = "iterative"  # it stops on the relative improvement
+    assert convergence_threshold(other) == other.dcr.iterative.convergence_threshold
 
 
 def test_report_without_enough_inputs_for_a_leave_one_out_says_why(tmp_path):

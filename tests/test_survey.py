@@ -30,6 +30,9 @@ def stable(meta: dict) -> dict:
     meta = {k: v for k, v in meta.items() if k not in VOLATILE}
     meta["subregions"] = {k: {f: v for f, v in entry.items() if f not in ("seconds", "warnings")}
                           for k, entry in meta.get("subregions", {}).items()}
+    for entry in meta["subregions"].values():  # the exact solver times each of its steps
+        entry["history"] = [{f: v for f, v in rec.items() if f != "seconds"}
+                            for rec in entry.get("history", [])]
     return meta
 
 

@@ -381,7 +381,7 @@ class DcrConfig:
     """How the band is split: ``equal-width`` (LSST) or ``equal-throughput`` (needs a curve).
     Not an LSST field."""
 
-    solver: str = "iterative"
+    solver: str = "exact"
     """Solver for each subregion: one of `SOLVER_NAMES` (see `dcrcoadd.dcr.solvers`); its settings
     are the section of the same name. Not an LSST field."""
 
@@ -410,15 +410,16 @@ class DcrConfig:
     do_calculate_psf: bool = False
     """Measure an empirical PSF from bright isolated stars of the final DCR coadd, keeping the
     best-seeing input PSF when that fails (with a warning). LSST ``doCalculatePsf`` (True there;
-    off here as issue 6 asks: the input-based PSF is well defined on any field)."""
+    off here as issue 6 asks: the input-based PSF is well defined on any field). A PSF-aware fit
+    (``psf_model = "warp"``) does not measure: its coadds are at the reference PSF by construction."""
 
     psf_model: str = "warp"
     """PSF-aware forward model (issue 13): ``warp`` — the model is the sky in each subfilter seen
     through a reference PSF and warp ``i`` sees it through ``P_i / P_ref`` (its own PSF: the warp's
-    PSF HDU, else measured from its bright isolated stars, else a Gaussian of its seeing card), so
-    warps of different seeing are fitted as they are; ``none`` — every warp is assumed to share
-    one PSF. Only the exact solver uses it; the iterative solver (LSST parity) ignores it. Not an
-    LSST field."""
+    PSF HDU, else a Gaussian of its seeing card; if some warp has neither, the run falls back to
+    ``none`` with a warning), so warps of different seeing are fitted as they are; ``none`` — every
+    warp is assumed to share one PSF. Only the exact solver uses it; the iterative solver (LSST
+    parity) ignores it. Not an LSST field."""
 
     psf_reference_fwhm: float | None = None
     """FWHM (arcsec) of the model's reference PSF with ``psf_model = "warp"``; default

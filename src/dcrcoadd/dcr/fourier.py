@@ -325,7 +325,11 @@ def _transfer(shifts: np.ndarray, sample_weights: np.ndarray, shape: Sequence[in
         for a in range(m):
             ey = _axis_factors(ky, shifts[i, a, :, 0], interpolation) * sample_weights[a][None, :]
             ex = _axis_factors(kx, shifts[i, a, :, 1], interpolation)
-            np.matmul(ey.astype(dtype), ex.T.astype(dtype), out=out[i, a])
+            # in double precision, then rounded: BLAS sums in an order that depends on its thread
+            # count, and a single-precision product would differ between a serial run and workers
+            # started with another count (Dask's have one); rounding the double product gives the
+            # same bits (a tie at a single-precision boundary aside)
+            out[i, a] = np.matmul(ey, ex.T)
     if psf_ratio is not None:
         ratio = np.asarray(psf_ratio)
         if ratio.shape[-2:] != (ny, kx.size):

@@ -705,7 +705,8 @@ class _Inpainter:
 
     def __call__(self, image: np.ndarray) -> np.ndarray:
         for pu, pn, weights in self.kriged:
-            image[pu] = weights @ image[pn].astype(np.float32)
+            # (einsum, not BLAS: the same bits whatever the BLAS thread count)
+            image[pu] = np.einsum("ij,j->i", weights, image[pn].astype(np.float32))
         for win, known, steps, nearest in self.parts:
             view = image[win]
             base = view * known
@@ -1009,7 +1010,8 @@ def _taper_refits(problem: _Problem, precond: np.ndarray, record, settings: Exac
     target_prev = None
 
     def dot(u, v):
-        return float(np.dot(u.reshape(-1), v.reshape(-1)))
+        # (not np.dot: BLAS's summation order depends on its thread count)
+        return float(np.einsum("i,i->", u.reshape(-1), v.reshape(-1), dtype=np.float64))
 
     d_r, d_g, gram = [], [], np.zeros((0, 0))
     r_prev = g_prev = None
@@ -1136,9 +1138,10 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     model = solution.model
     unseen = int(np.count_nonzero(~masks.any(axis=0)[problem.inner]))
     if unseen:
-        log.warning("%d pixels of this tile are masked in every warp (saturated cores, NO_DATA): the exact "
-                    "model is unconstrained there, so the DCR coadd's flux may differ from the baseline "
-                    "coadd's", unseen)
+        # (information, not a warning: every field with saturated stars has them, the baseline
+        # coadd's interpolated cores are no better an estimate, and nImages = 0 marks them)
+        log.info("%d pixels of this tile are masked in every warp (saturated cores, NO_DATA): the model "
+                 "there is extrapolated from around them (nImages = 0)", unseen)
     n_images = np.repeat(masks.sum(axis=0, dtype=np.uint16)[None], models.shape[0], axis=0)
     return SolveResult(models=model, history=solution.history, converged=solution.converged,
                        stop_reason=solution.stop_reason, n_images=n_images)
