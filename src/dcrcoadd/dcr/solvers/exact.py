@@ -32,9 +32,12 @@ Priors (`prior_strengths`)
   of fitting the noise, which templates extrapolated to other airmasses would amplify.
   The first solve has ``s = 1/M`` (the flat solution); each refit solves again with the
   new target, Anderson-accelerated; the alternation stops when the model changes by
-  less than ``colour_tolerance`` (rms, in units of ``σ_F``) or after ``colour_iterations``
-  refits. The priors act on ``P`` only, so the operator (and its per-frequency
-  factorization) is the same in every refit; only the right-hand side changes.
+  less than ``colour_tolerance`` (rms, in units of ``σ_F``, over the tile beyond the automatic
+  pad's width from its edge: the border is the caller's buffer) or after ``colour_iterations``
+  refits. The colour fit is computed in double precision whatever ``precision``: its window
+  sums of ``F²`` span the square of the field's dynamic range. The priors act on ``P`` only,
+  so the operator (and its per-frequency factorization) is the same in every refit; only the
+  right-hand side changes.
 
 Flux
 ----
@@ -109,7 +112,8 @@ detections against 2–35 for the pad (χ² per source pixel 2.9–38 against 1.
 with the flat prior it matches the pad (4/12/12 against 5/13/13): the EM fill and the colour
 alternation converge to a different, worse solution round saturated cores. So the pad stays
 the default. Speed on one core (CPU seconds, synthetic tiles, colour prior): 1024² × 12 with
-the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s; 2048 × 4096 × 12 with the taper 141 → 58 s (22
+the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s (before its alternation converged: 512² × 12 with
+the pad 10.2–10.5 → 6.3 s, 30 refits not converged → 17); 2048 × 4096 × 12 with the taper 141 → 58 s (22
 refits; about 40 % of it system time faulting in fresh FFT outputs on that machine), short of
 the 10 s aimed at. Per refit the taper costs ``2N + 5M`` FFTs of the grid (``N`` warps, ``M``
 subfilters); the fill's ``2N`` dominate.
@@ -117,8 +121,9 @@ subfilters); the fill's ``2N`` dominate.
 History
 -------
 One record per (re)solve: ``iteration`` (0 for the first solve, then one per colour
-refit), ``convergence`` (rms change of the model over the tile since the previous
-record, ``sqrt(Σ_a Δy_a²)``, in units of ``σ_F``; 1 for the first), ``cg_iterations`` and
+refit), ``convergence`` (rms change of the model since the previous record,
+``sqrt(Σ_a Δy_a²)``, in units of ``σ_F``, over the tile beyond the taper or the automatic pad's
+width from its edge; 1 for the first), ``cg_iterations`` and
 ``cg_residual`` (see `_pcg`; 0 for a direct solve; with the taper and the colour prior, the
 number of fill steps of that solve, ``1 + fill_iterations`` for the first, and 0),
 ``prior_change`` (the same measure for the colour target ``Y0``; None before there are two)
