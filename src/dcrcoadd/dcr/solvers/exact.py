@@ -32,9 +32,12 @@ Priors (`prior_strengths`)
   of fitting the noise, which templates extrapolated to other airmasses would amplify.
   The first solve has ``s = 1/M`` (the flat solution); each refit solves again with the
   new target, Anderson-accelerated; the alternation stops when the model changes by
-  less than ``colour_tolerance`` (rms, in units of ``σ_F``) or after ``colour_iterations``
-  refits. The priors act on ``P`` only, so the operator (and its per-frequency
-  factorization) is the same in every refit; only the right-hand side changes.
+  less than ``colour_tolerance`` (rms, in units of ``σ_F``, over the tile beyond the automatic
+  pad's width from its edge: the border is the caller's buffer) or after ``colour_iterations``
+  refits. The colour fit is computed in double precision whatever ``precision``: its window
+  sums of ``F²`` span the square of the field's dynamic range. The priors act on ``P`` only,
+  so the operator (and its per-frequency factorization) is the same in every refit; only the
+  right-hand side changes.
 
 Flux
 ----
@@ -109,7 +112,8 @@ detections against 2–35 for the pad (χ² per source pixel 2.9–38 against 1.
 with the flat prior it matches the pad (4/12/12 against 5/13/13): the EM fill and the colour
 alternation converge to a different, worse solution round saturated cores. So the pad stays
 the default. Speed on one core (CPU seconds, synthetic tiles, colour prior): 1024² × 12 with
-the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s; 2048 × 4096 × 12 with the taper 141 → 58 s (22
+the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s (before its alternation converged: 512² × 12 with
+the pad 10.2–10.5 → 6.3 s, 30 refits not converged → 17); 2048 × 4096 × 12 with the taper 141 → 58 s (22
 refits; about 40 % of it system time faulting in fresh FFT outputs on that machine), short of
 the 10 s aimed at. Per refit the taper costs ``2N + 5M`` FFTs of the grid (``N`` warps, ``M``
 subfilters); the fill's ``2N`` dominate.
@@ -117,8 +121,9 @@ subfilters); the fill's ``2N`` dominate.
 History
 -------
 One record per (re)solve: ``iteration`` (0 for the first solve, then one per colour
-refit), ``convergence`` (rms change of the model over the tile since the previous
-record, ``sqrt(Σ_a Δy_a²)``, in units of ``σ_F``; 1 for the first), ``cg_iterations`` and
+refit), ``convergence`` (rms change of the model since the previous record,
+``sqrt(Σ_a Δy_a²)``, in units of ``σ_F``, over the tile beyond the taper or the automatic pad's
+width from its edge; 1 for the first), ``cg_iterations`` and
 ``cg_residual`` (see `_pcg`; 0 for a direct solve; with the taper and the colour prior, the
 number of fill steps of that solve, ``1 + fill_iterations`` for the first, and 0),
 ``prior_change`` (the same measure for the colour target ``Y0``; None before there are two)
@@ -391,8 +396,20 @@ class _Problem:
         self.data = np.zeros((self.n, *self.grid), dtype=self.rdtype)
         self.data[:, :ny, :nx] = np.where(self.masks[:, :ny, :nx] > 0, images, 0.0)
         self.taper = settings.boundary == "taper"
-        self.interior = None  # taper mode: the pixels beyond the taper (None: all)
+        # the pixels where the colour alternation's convergence is measured (None: all of the tile)
+        self.interior = None
         self.unseen = self.inpaint = None
+        if not settings.boundary == "taper" and grid != self.tile:
+            # pad: beyond the automatic pad's width from the tile's edge, as inside the taper. Within
+            # it the model continues light shifted in from the unknown pad, which the data barely
+            # constrain: measured on synthetic 512² × 12 tiles, there a star cut by the edge kept
+            # changing by ~10σ per refit (Anderson oscillating with period 2) while the rest of the
+            # tile had settled below the tolerance, so no tile ever converged. That border is the
+            # caller's buffer (module notes).
+            width = auto_pad(self.shifts.reshape(self.n, -1, 2), settings.colour_scale)
+            inner = np.zeros(self.tile, dtype=bool)
+            inner[width:ny - width, width:nx - width] = True
+            self.interior = inner if inner.any() else None
         if self.taper:
             # periodic tile, every pixel "observed": the observation's share of the blended data is
             # mask × edge taper, the rest is the current model's prediction (EM fill); direct solves
@@ -905,24 +922,38 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
     noise = 1.0 / math.sqrt(float(np.sum(tau)))  # of the full-band image, per pixel
     lam = problem.colour_ridge().astype(problem.rdtype)
     d_f, d_g = [], []
+    # The colour fit in double precision whatever ``precision``: its window sums of ``F²`` span the
+    # square of the field's dynamic range (1e11 round a bright star), and in single precision the
+    # FFT's rounding of a star's core (~1e-7 of it) swamped the sums in its wings and the sky next
+    # to it, whose colours then changed at random from refit to refit: on a 96² field with bright
+    # stars the alternation never converged (rms change 5–10σ per refit, hundreds of σ at single
+    # pixels) and the false detections moved with rounding-only changes of the code.
+    gauss_hat64 = gauss_hat.astype(np.float64)
     f_prev = g_prev = None
     target_prev = None
     for j in range(1, settings.colour_iterations + 1):
         start = time.perf_counter()
         y = problem.irfft(x)
-        s, f = local_colours(y, gauss_hat, mu, workers=settings.workers)
+        s, f = local_colours(y.astype(np.float64), gauss_hat64, mu, workers=settings.workers)
         target = s * f[None]
         prior_change = None if target_prev is None else _change(target, target_prev, problem.tile, noise)
         target_prev = target
         rhs = lam * _colour_part(problem.rfft(target.astype(problem.rdtype, copy=False)))
         g, its, res = linear_solve(rhs, x.copy(), settings.refit_cg_max_iter)
-        f_res = g - x
+        yg = problem.irfft(g)
         # (with the taper, over the tile inside it: the fill of the tapered border, where the data's
-        # share tends to 0, converges slowly and is the caller's buffer)
-        conv = _change(problem.irfft(g), y, problem.tile, noise, problem.interior)
+        # share tends to 0, converges slowly and is the caller's buffer; with the pad, over the tile
+        # beyond the pad's width from its edge, see `_Problem`)
+        conv = _change(yg, y, problem.tile, noise, problem.interior)
         record(j, conv, its, res, prior_change, start)
         if conv < settings.colour_tolerance:
             return g, f"colour prior converged after {j} refits", True
+        # Anderson's residual is the change of the model in real space over the tile, not of its
+        # spectrum over the grid: the pad, barely constrained, changes most, and minimized with it the
+        # mixing neglected the tile (synthetic 512² × 12 tile: 27 refits against 17). Not only over
+        # the pixels where convergence is measured: the border left out then drifted (the 96² field
+        # of tests/test_seeing.py: rms changes of thousands of σ there, 24 false detections).
+        f_res = _on_tile(yg - y, problem)
         if f_prev is not None:
             d_f.append(f_res - f_prev)
             d_g.append(g - g_prev)
@@ -932,13 +963,24 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
         f_prev, g_prev = f_res, g
         x = g
         if d_f:
-            gram = np.array([[problem.dot(u, v) for v in d_f] for u in d_f])
-            proj = np.array([problem.dot(u, f_res) for u in d_f])
+            gram = np.array([[_dot(u, v) for v in d_f] for u in d_f])
+            proj = np.array([_dot(u, f_res) for u in d_f])
             gamma = np.linalg.lstsq(gram + 1e-12 * np.trace(gram) * np.eye(len(d_f)), proj, rcond=None)[0]
             x = g.copy()
             for c, dg in zip(gamma, d_g, strict=True):
                 x -= problem.cdtype(c) * dg
     return x, f"colour prior: {settings.colour_iterations} refits (not converged)", False
+
+
+def _on_tile(d: np.ndarray, problem: _Problem) -> np.ndarray:
+    """The change ``d`` (``(M, gy, gx)``, real space) on the tile (the pad left out)."""
+    ny, nx = problem.tile
+    return np.ascontiguousarray(d[:, :ny, :nx])
+
+
+def _dot(u: np.ndarray, v: np.ndarray) -> float:
+    # (not np.dot: BLAS's summation order depends on its thread count)
+    return float(np.einsum("i,i->", u.reshape(-1), v.reshape(-1), dtype=np.float64))
 
 
 def _colour_target_rhs(problem: _Problem, y: np.ndarray, gauss_hat: np.ndarray, mu: float,
