@@ -438,7 +438,7 @@ class _Problem:
     def _transfer(self, index) -> np.ndarray:
         ratio = None
         if self.psf_ratio is not None:
-            ratio = self.psf_ratio[index] if self.psf_ratio.ndim == 3 else self.psf_ratio
+            ratio = self.psf_ratio[index] if self.psf_ratio.ndim >= 3 else self.psf_ratio
         return fourier.transfer(self.shifts[index], self.weights, self.grid, psf_ratio=ratio,
                                 interpolation=self.settings.interpolation, dtype=self.cdtype)
 
@@ -1073,7 +1073,8 @@ def _change(new: np.ndarray, old: np.ndarray, tile: Sequence[int], noise: float,
 def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, settings: ExactSettings):
     """The PSF-aware forward model (`dcrcoadd.dcr.psf_ratio`) as `solve_exact` inputs.
 
-    Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power).
+    Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power), per
+    subfilter ``a`` with ``P_i`` widened by ``problem.forward.psf_scales[a]`` (chromatic seeing).
     The prior that sets the full-band image there, ``λ_F(k) ‖F(k)‖²`` towards 0, is one more
     observation: a zero image, unshifted (so it sees ``F``), seen through ``sqrt(λ_F(k))`` with the
     mean warp's weight (which keeps the mean weight, the priors' unit, unchanged). The colour fit's
@@ -1084,10 +1085,15 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     floor = problem.psf_ratio_floor
     ref = problem.psf.kernel
     kernels = [p.kernel for p in problem.warp_psfs]
+    scales = problem.forward.psf_scales
+    chromatic = scales is not None and not np.all(np.asarray(scales) == 1.0)
 
     def ratio(grid):
-        rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
-        rows.append(np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR)))
+        # (N+1, ky, kx), or (N+1, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
+        # widened by scales[a]; the prior row is the same for every subfilter (it sees F = Σ_a y_a)
+        rows = [pr.ratio_transfers(k, ref, grid, floor, scales if chromatic else None) for k in kernels]
+        prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR))
+        rows.append(np.broadcast_to(prior, rows[0].shape))
         return np.stack(rows)
 
     n = problem.images.shape[0]
@@ -1100,8 +1106,9 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     shifts = np.concatenate([shifts, np.zeros((1, *shifts.shape[1:]))])
     settings = replace(settings, colour_floor=settings.colour_floor * grow,
                        colour_tolerance=settings.colour_tolerance * math.sqrt(grow))
-    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px", n,
-              ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm)
+    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px%s", n,
+              ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm,
+              f", subfilter seeing x {', '.join(f'{s:.4f}' for s in scales)}" if chromatic else "")
     return images, all_masks, np.append(tau, tau_prior), shifts, ratio, settings
 
 
