@@ -1091,10 +1091,17 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     def ratio(grid):
         # (N+1, ky, kx), or (N+1, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
         # widened by scales[a]; the prior row is the same for every subfilter (it sees F = Σ_a y_a)
-        rows = [pr.ratio_transfers(k, ref, grid, floor, scales if chromatic else None) for k in kernels]
         prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR))
-        rows.append(np.broadcast_to(prior, rows[0].shape))
-        return np.stack(rows)
+        if not chromatic:
+            rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
+            return np.stack([*rows, prior])
+        # per subfilter the ratios take M times the memory (~1.4 GB in double at 2000-px tiles and 12
+        # warps): kept in the transforms' precision, which the transfers are rounded to anyway
+        out = np.empty((len(kernels) + 1, len(scales), *prior.shape), _dtypes(settings)[0])
+        for i, k in enumerate(kernels):
+            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales)
+        out[-1] = prior
+        return out
 
     n = problem.images.shape[0]
     tau_prior = float(np.mean(tau))
