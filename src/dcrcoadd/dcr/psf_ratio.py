@@ -87,15 +87,30 @@ def kernel_transfer(kernel: np.ndarray, grid: Sequence[int], scale: float = 1.0)
     k = k[hy - cy:hy + cy + 1, hx - cx:hx + cx + 1]
     k = k / k.sum()
     if scale != 1.0:
-        # P(s k) = Σ_yx p(y, x) exp(-2πi s (k_y y + k_x x)): a separable matrix product, exact at
-        # s = 1 (the periodic placement below) and smooth in s
-        ey = np.exp(-2j * np.pi * scale * np.outer(fft.fftfreq(gy), np.arange(-cy, cy + 1)))
-        ex = np.exp(-2j * np.pi * scale * np.outer(fft.rfftfreq(gx), np.arange(-cx, cx + 1)))
-        return ey @ k @ ex.T
+        return _scaled_transfer(k, (gy, gx), scale)
     canvas = np.zeros((gy, gx))
     canvas[:k.shape[0], :k.shape[1]] = k
     canvas = np.roll(canvas, (-cy, -cx), axis=(0, 1))
     return fft.rfft2(canvas)
+
+
+def _scaled_transfer(kernel: np.ndarray, grid: tuple[int, int], scale: float) -> np.ndarray:
+    """``P(s k) = Σ_yx p(y, x) exp(-2πi s (k_y y + k_x x))`` on the ``rfft2`` grid: separable, summed
+    one kernel row or column at a time in a fixed order rather than by BLAS, whose order depends on
+    its thread count (executors must give identical bits, and the solve amplifies a last-bit change)."""
+    gy, gx = grid
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    ey = np.exp(-2j * np.pi * scale * np.outer(fft.fftfreq(gy), np.arange(-cy, cy + 1)))
+    ex = np.exp(-2j * np.pi * scale * np.outer(np.arange(-cx, cx + 1), fft.rfftfreq(gx)))
+    rows = np.zeros((kernel.shape[0], ex.shape[1]), complex)  # x transformed: (ky_kernel_row, kx)
+    for x in range(kernel.shape[1]):
+        rows += kernel[:, x:x + 1] * ex[x]
+    out = np.zeros((gy, ex.shape[1]), complex)
+    term = np.empty_like(out)
+    for y in range(kernel.shape[0]):
+        np.multiply(ey[:, y:y + 1], rows[y], out=term)
+        out += term
+    return out
 
 
 def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
