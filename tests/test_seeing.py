@@ -8,8 +8,9 @@ import pytest
 from astropy.io import fits
 
 from dcrcoadd.config import Config, apply_override
+from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.psf import Psf
-from dcrcoadd.dcr import psf_ratio
+from dcrcoadd.dcr import fourier, psf_ratio
 from dcrcoadd.errors import ConfigError
 
 # -- the ratio and the reference PSF (no simulation needed) -----------------------------------------
@@ -57,9 +58,51 @@ def test_reference_psf_is_narrower_than_the_narrowest_input_with_its_shape():
         assert np.abs(psf_ratio.ratio_transfer(p.kernel, ref.kernel, GRID, 1e-3)).max() <= 1.0 + 1e-9
 
 
+def test_chromatic_seeing_widens_the_blue_subfilters_psf_and_narrows_the_red():
+    band = Bandpass.preset("lsst-g")
+    edges = band.subfilter_edges(3)
+    scales = psf_ratio.seeing_scales(band, edges, -0.2)
+    # FWHM ∝ λ^-0.2 about the band's effective wavelength: a few per cent across g
+    assert scales[0] > 1.0 > scales[-1] and np.all(np.diff(scales) < 0)
+    assert 0.01 < scales[0] - 1.0 < 0.05 and 0.01 < 1.0 - scales[-1] < 0.05
+    np.testing.assert_array_equal(psf_ratio.seeing_scales(band, edges, 0.0), 1.0)
+    # a kernel widened by s has the transfer of the wider kernel, P(s k)
+    psf = Psf.gaussian(fwhm=4.0, size=31)
+    wide = psf_ratio.kernel_transfer(psf.kernel, GRID, 1.1)
+    np.testing.assert_allclose(wide, psf_ratio.kernel_transfer(Psf.gaussian(fwhm=4.4, size=31).kernel, GRID),
+                               atol=1e-4)
+    assert wide[0, 0] == pytest.approx(1.0)  # flux is kept
+    np.testing.assert_allclose(psf_ratio.kernel_transfer(psf.kernel, GRID, 1.0 + 1e-12),
+                               psf_ratio.kernel_transfer(psf.kernel, GRID), atol=1e-9)
+    # one ratio per subfilter; the achromatic call keeps its shape
+    ratios = psf_ratio.ratio_transfers(psf.kernel, psf.kernel, GRID, 1e-3, scales)
+    assert ratios.shape == (3, *fourier.rfft_shape(GRID))
+    shared = psf_ratio.ratio_transfers(psf.kernel, psf.kernel, GRID, 1e-3, np.ones(3))
+    assert shared.shape == fourier.rfft_shape(GRID)
+
+
+def test_transfer_takes_a_psf_ratio_per_warp_and_subfilter():
+    rng = np.random.default_rng(3)
+    shifts = rng.normal(0, 2, (2, 3, 4, 2))
+    weights = np.full((3, 4), 0.25)
+    ratio = rng.normal(size=(2, 3, *fourier.rfft_shape(GRID))) + 0j
+    plain = fourier.transfer(shifts, weights, GRID, dtype=np.complex128)
+    both = fourier.transfer(shifts, weights, GRID, psf_ratio=ratio, dtype=np.complex128)
+    np.testing.assert_allclose(both[:, :, :, 1:-1], (plain * ratio)[:, :, :, 1:-1], atol=1e-12)
+    # one warp: a 3-d ratio is per subfilter
+    one = fourier.transfer(shifts[1], weights, GRID, psf_ratio=ratio[1], dtype=np.complex128)
+    np.testing.assert_array_equal(one, both[1])
+    # the per-warp ratio (N, ky, kx) is the same as a subfilter axis of 1
+    per_warp = fourier.transfer(shifts, weights, GRID, psf_ratio=ratio[:, 0], dtype=np.complex128)
+    np.testing.assert_array_equal(per_warp, fourier.transfer(shifts, weights, GRID, psf_ratio=ratio[:, :1],
+                                                             dtype=np.complex128))
+    with pytest.raises(ValueError, match="subfilters"):
+        fourier.transfer(shifts, weights, GRID, psf_ratio=ratio[:, :2])
+
+
 def test_psf_model_settings_are_checked():
     for override in ("dcr.psf_model=gauss", "dcr.psf_reference_fwhm=-1", "dcr.psf_reference_scale=0",
-                     "dcr.psf_ratio_floor=0"):
+                     "dcr.psf_ratio_floor=0", "dcr.psf_chromatic_index=2"):
         config = Config()
         apply_override(config, override)
         with pytest.raises(ConfigError, match=override.split("=")[0]):
@@ -125,7 +168,7 @@ def test_psf_aware_templates_leave_far_fewer_false_detections_under_variable_see
     _, science = variable
     aware = detections(variable_runs["warp"], science)
     blind = detections(variable_runs["none"], science)
-    # measured: [1, 1] against [63, 62] (the baseline coadd: [19, 14])
+    # measured: [0, 0] against [135, 113]; [2, 1] without chromatic seeing (dcr.psf_chromatic_index=0)
     assert max(aware) <= 5
     assert min(blind) >= 6 * max(max(aware), 1)
 
@@ -134,7 +177,7 @@ def test_constant_seeing_gives_the_same_result_with_or_without_the_psf_term(cons
     warps, science = constant
     aware, blind = solve(warps, "warp"), solve(warps, "none")
     a, b = detections(aware, science), detections(blind, science)
-    # measured [5, 5] against [2, 2] (the baseline coadd: [21, 18]); these small counts move by a few
+    # measured [2, 1] against [2, 2] ([5, 5] without chromatic seeing); these small counts move by a few
     # with rounding alone, since the colour alternation stops after its 30 refits unconverged
     assert max(a) <= 6 and sum(a) <= sum(b) + 6
     # the templates agree to a fraction of their noise
@@ -162,11 +205,19 @@ def test_psf_aware_model_records_its_reference_psf_and_renders_the_same_from_its
     assert res.coadd.image[inner].sum() == pytest.approx(res.baseline.coadd.image[inner].sum(), rel=3e-3)
     path = res.model.write(tmp_path / "model.fits")
     assert fits.getheader(path)["PSFMODEL"] == "warp"
+    assert fits.getheader(path)["PSFCHROM"] == pytest.approx(-0.2)  # chromatic seeing, as fitted
     again = DcrModel.read(path)
-    assert again.psf_aware and again.psf == ref
+    assert again.psf_aware and again.psf == ref and again.psf_chromatic_index == pytest.approx(-0.2)
     sci = science[0]
-    np.testing.assert_allclose(again.render(sci.visit, psf=sci.psf), res.model.render(sci.visit, psf=sci.psf),
-                               rtol=1e-5, atol=1e-3)
+    template = res.model.render(sci.visit, psf=sci.psf)
+    np.testing.assert_allclose(again.render(sci.visit, psf=sci.psf), template, rtol=1e-5, atol=1e-3)
+    # a file written before chromatic seeing (no PSFCHROM card) renders without it
+    with fits.open(path) as hdul:
+        del hdul[0].header["PSFCHROM"]
+        hdul.writeto(tmp_path / "old.fits")
+    old = DcrModel.read(tmp_path / "old.fits")
+    assert old.psf_chromatic_index == 0.0
+    assert np.abs(old.render(sci.visit, psf=sci.psf) - template).max() > 1e-3 * np.abs(template).max()
     # a model without the PSF term records nothing new and ignores a science PSF
     blind = variable_runs["none"].model
     assert not blind.psf_aware

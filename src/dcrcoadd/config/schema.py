@@ -438,6 +438,13 @@ class DcrConfig:
     is set by a prior (the full-band image towards 0, the colours towards the colour prior), not
     by division. Not an LSST field."""
 
+    psf_chromatic_index: float = -0.2
+    """Chromatic seeing of the PSF-aware forward model (``psf_model = "warp"``): seeing FWHM ∝
+    λ^index, −0.2 for Kolmogorov turbulence. A warp's PSF is taken as the band average at the
+    band's effective wavelength ``λ_eff``; subfilter ``a`` (mean wavelength ``λ_a``) sees it widened
+    by ``(λ_a/λ_eff)^index``, and templates get the science PSF the same way. 0 turns it off (every
+    subfilter sees the warp's PSF). Recorded in the model file. Not an LSST field."""
+
     iterative: IterativeSettings = field(default_factory=IterativeSettings)
     """Settings of the iterative solver."""
 

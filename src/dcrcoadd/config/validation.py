@@ -230,5 +230,6 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
         _check_number(f"{prefix}.psf_reference_fwhm", d.psf_reference_fwhm, positive=True)
     _check_number(f"{prefix}.psf_reference_scale", d.psf_reference_scale, positive=True, hi=2.0)
     _check_number(f"{prefix}.psf_ratio_floor", d.psf_ratio_floor, positive=True, hi=0.5)
+    _check_number(f"{prefix}.psf_chromatic_index", d.psf_chromatic_index, lo=-1.0, hi=1.0)
     validate_iterative(d.iterative, d.dcr_num_subfilters, f"{prefix}.iterative")
     validate_exact(d.exact, f"{prefix}.exact")

@@ -211,6 +211,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     if psfs is not None:
         model.psf_model = "warp"
         model.psf_ratio_floor = dcr.psf_ratio_floor
+        model.psf_chromatic_index = dcr.psf_chromatic_index
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")
@@ -249,7 +250,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             shifts=_shifts_for(setup.visits, model, tile.box, split=False), split_shifts=split,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,
             exact_adjoint=dcr.iterative.use_exact_adjoint, sample_shifts=samples,
-            sample_weights=sample_weights)
+            sample_weights=sample_weights, psf_scales=model.seeing_scales() if model.psf_aware else None)
         tasks.append((tile.index, TileTask(
             index=tile.index, box=tile.box, dcr_box=tile.buffered,
             warps=[w.restricted(tile.buffered) for w in baseline.inputs], planes=baseline.coadd.mask_planes,

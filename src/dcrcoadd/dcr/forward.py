@@ -137,6 +137,9 @@ class ForwardModel:
         the Fourier forward model of the exact solver (`dcrcoadd.dcr.fourier`).
     sample_weights : ndarray, shape (M, L), optional
         Their throughput shares (rows sum to 1).
+    psf_scales : ndarray, shape (M,), optional
+        Width of each subfilter's seeing relative to a warp's band-averaged PSF (chromatic
+        seeing of a PSF-aware model, `dcrcoadd.dcr.psf_ratio.seeing_scales`); None: all 1.
     """
 
     shifts: np.ndarray
@@ -146,6 +149,7 @@ class ForwardModel:
     exact_adjoint: bool = True
     sample_shifts: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
+    psf_scales: np.ndarray | None = None
 
     @property
     def n_warps(self) -> int:

@@ -11,7 +11,8 @@ a multiplication in Fourier space (numpy's ``rfft2`` half plane, ``(ny, nx//2 + 
 with ``(dy, dx)_ial`` the DCR shift of wavelength sample ``l`` of subfilter ``a`` in
 visit ``i`` (pixels), ``w_al`` the sample's share of the subfilter's throughput (each
 row of ``w`` sums to 1), ``r_i`` an optional per-warp factor (the PSF ratio
-``P_i / P_ref`` of a PSF-aware model; 1 otherwise) and, per axis,
+``P_i / P_ref`` of a PSF-aware model, per subfilter ``r_ia`` with chromatic seeing; 1
+otherwise) and, per axis,
 
 * ``interpolation="exact"``: ``e(k; d) = exp(-2πi k d)``, the exact sub-pixel
   translation of a band-limited image;
@@ -334,14 +335,20 @@ def _transfer(shifts: np.ndarray, sample_weights: np.ndarray, shape: Sequence[in
         ratio = np.asarray(psf_ratio)
         if ratio.shape[-2:] != (ny, kx.size):
             raise ValueError(f"psf_ratio has shape {ratio.shape}; expected (..., {ny}, {kx.size})")
-        if ratio.ndim == 3:
+        if ratio.ndim == 4:
+            # per warp and subfilter (chromatic seeing, `dcrcoadd.dcr.psf_ratio`); 1 broadcasts
+            if ratio.shape[0] not in (1, n_warps) or ratio.shape[1] not in (1, m):
+                raise ValueError(f"psf_ratio has shape {ratio.shape[:2]} (warps, subfilters) for "
+                                 f"{n_warps} warps and {m} subfilters")
+            out *= ratio.astype(np.result_type(ratio.dtype, dtype), copy=False)
+        elif ratio.ndim == 3:
             if ratio.shape[0] != n_warps:
                 raise ValueError(f"psf_ratio has {ratio.shape[0]} warps for {n_warps}")
             out *= ratio[:, None].astype(np.result_type(ratio.dtype, dtype), copy=False)
         elif ratio.ndim == 2:
             out *= ratio
         else:
-            raise ValueError(f"psf_ratio must be 2-d or 3-d, got shape {ratio.shape}")
+            raise ValueError(f"psf_ratio must be 2-d, 3-d or 4-d, got shape {ratio.shape}")
     _symmetrize_columns(out, nx)
     return out
 
@@ -371,7 +378,9 @@ def transfer(shifts: np.ndarray, weights: np.ndarray | None, shape: Sequence[int
         The real-space grid ``(ny, nx)`` (periodic).
     psf_ratio : ndarray, optional
         Per-warp factor ``(N, ny, nx//2+1)`` (``(ny, nx//2+1)`` for a single warp or
-        shared by all), real or complex, multiplying every subfilter of that warp.
+        shared by all), real or complex, multiplying every subfilter of that warp; or per
+        warp and subfilter, ``(N, M, ny, nx//2+1)`` (``(M, ny, nx//2+1)`` with 3-d ``shifts``;
+        a size-1 warp or subfilter axis is shared), for chromatic seeing.
     interpolation : {"exact", "bilinear"}
         Exact sub-pixel phases, or the transfer function of the periodic bilinear
         shift (`dcrcoadd.ops.shift.shift_image` with ``order=1``).
@@ -386,6 +395,9 @@ def transfer(shifts: np.ndarray, weights: np.ndarray | None, shape: Sequence[int
     """
     shifts, weights = spectral_weights(shifts, weights)
     shifts, single = _as_4d(shifts)
+    if single and psf_ratio is not None and np.ndim(psf_ratio) == 3:
+        # one warp: a 3-d ratio is per subfilter ((1, ...) is that warp's, the same thing)
+        psf_ratio = np.asarray(psf_ratio)[None]
     out = _transfer(shifts, weights, shape, psf_ratio, interpolation, dtype)
     return out[0] if single else out
 

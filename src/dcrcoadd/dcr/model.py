@@ -78,6 +78,10 @@ class DcrModel:
         science exposure's own PSF (`render` with ``psf``). "none": one PSF shared by every warp.
     psf_ratio_floor : float
         The regularization ``ε`` of the ratio where the reference has no power ("warp" models).
+    psf_chromatic_index : float
+        Chromatic seeing of a "warp" model: subfilter ``a`` sees a warp's (and a template's) PSF
+        widened by ``(λ_a/λ_eff)^index`` (`seeing_scales`, `dcrcoadd.dcr.psf_ratio`); 0: every
+        subfilter sees the same PSF (models written before it, without the PSFCHROM card).
     """
 
     images: np.ndarray
@@ -99,6 +103,7 @@ class DcrModel:
     solver_settings: dict = field(default_factory=dict)
     psf_model: str = "none"
     psf_ratio_floor: float = 1e-3
+    psf_chromatic_index: float = 0.0
 
     def __post_init__(self):
         if self.psf_model not in PSF_MODELS:
@@ -189,6 +194,11 @@ class DcrModel:
         """Whether templates can be rendered at another PSF (``psf_model == "warp"``)."""
         return self.psf_model == "warp" and self.psf is not None and self.forward_model == "fourier"
 
+    def seeing_scales(self) -> np.ndarray:
+        """Width of each subfilter's seeing relative to a band-averaged PSF, ``(λ_a/λ_eff)^index``
+        (`dcrcoadd.dcr.psf_ratio.seeing_scales`; all 1 without chromatic seeing)."""
+        return psf_ratio.seeing_scales(self.bandpass, self.subfilter_edges, self.psf_chromatic_index)
+
     def render(self, visit: VisitInfo, box: Box | None = None, *, position: tuple[float, float] | None = None,
                order: int | None = None, split: bool = True, split_threshold: float = 0.1,
                psf: Psf | None = None) -> np.ndarray:
@@ -223,7 +233,7 @@ class DcrModel:
                         psf: Psf | None = None) -> np.ndarray:
         """`render` through the Fourier forward model the exact solver fitted (module
         `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid, and the PSF
-        ratio ``P / P_ref`` when ``psf`` is given."""
+        ratio ``P / P_ref`` when ``psf`` is given (per subfilter with chromatic seeing)."""
         shifts, weights = wavelength_sample_shifts([visit], self.wcs, self.origin, self.bandpass,
                                                    self.subfilter_edges, self.wavelength_samples, at,
                                                    linear=self.linear_spectrum)
@@ -233,9 +243,12 @@ class DcrModel:
             # light spread by the science PSF beyond the reference's comes in from outside the box
             margin += max(psf.shape) // 2 + 1
             kernel, ref, floor = psf.kernel, self.psf.kernel, self.psf_ratio_floor
+            # with chromatic seeing (M, ky, kx): subfilter a sees the science PSF widened by scales[a]
+            scales = self.seeing_scales()
+            scales = None if np.all(scales == 1.0) else scales
 
             def ratio(grid):
-                return psf_ratio.ratio_transfer(kernel, ref, grid, floor)[None]
+                return psf_ratio.ratio_transfers(kernel, ref, grid, floor, scales)[None]
         region = box.grow(margin).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
         template = fourier.render(images, shifts, weights, interpolation=self.fourier_interpolation,
@@ -304,6 +317,7 @@ class DcrModel:
         if self.psf_model == "warp":  # (absent: "none", so earlier models and files stay as they were)
             hdus[0].header["PSFMODEL"] = (self.psf_model, "sky seen through the PSF HDU (reference)")
             hdus[0].header["PSFFLOOR"] = (self.psf_ratio_floor, "P_i/P_ref regularization floor")
+            hdus[0].header["PSFCHROM"] = (self.psf_chromatic_index, "subfilter seeing FWHM ~ lambda^PSFCHROM")
         if self.solver is not None:
             hdus[0].header["SOLVER"] = (self.solver, "solver that made the model")
         image_header = hdus["IMAGE"].header
@@ -347,7 +361,8 @@ class DcrModel:
                               linear_spectrum=bool(header.get("SPECLIN", False)),
                               solver=header.get("SOLVER"),
                               psf_model=str(header.get("PSFMODEL", "none")),
-                              psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)))
+                              psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)),
+                              psf_chromatic_index=float(header.get("PSFCHROM", 0.0)))
             if convention["forward_model"] not in FORWARD_MODELS:
                 raise InputError(f"unknown forward model FWDMODEL = {convention['forward_model']!r} "
                                  "(written by a newer dcrcoadd?)", path)

@@ -26,11 +26,21 @@ Regularization where the reference has no power (`ratio_transfer`, `full_band_pr
     through ``P_ref`` has no power where ``P_ref`` has none; the colours are set there by the
     exact solver's colour prior, whose cut-off term grows as ``1/|P_ref|²``.
 
-Chromatic seeing
-    The kernels come from images (a warp's PSF HDU or its measured stars) and are taken as
-    band-averaged: every subfilter of a warp sees the same ``P_i``. The seeing's wavelength
-    dependence (FWHM ∝ λ^−0.2, ~±3 % across g) is not modelled per subfilter; its effect on a
-    source's profile is part of the model's subfilter images at the reference PSF.
+Chromatic seeing (`seeing_scales`, ``psf_chromatic_index``)
+    Atmospheric seeing narrows with wavelength, FWHM ∝ λ^α with α = −0.2 for Kolmogorov
+    turbulence (±3 % across g). A warp's kernel (its PSF HDU, or a Gaussian of its seeing card)
+    is taken as the band-averaged PSF at the band's effective wavelength ``λ_eff``; subfilter ``a``
+    (throughput-weighted mean wavelength ``λ_a``) sees it widened by ``s_a = (λ_a/λ_eff)^α``,
+    ``P_ia(k) = P_i(s_a k)`` (`kernel_transfer` with ``scale``: the kernel's Fourier series
+    evaluated at the scaled frequencies, i.e. the kernel zoomed by band-limited interpolation and
+    renormalized). The ratio becomes per warp and subfilter, ``r_ia = P_ia conj(P_ref) / (|P_ref|²
+    + ε²)``, with the reference achromatic: the model is the sky in each subfilter seen through
+    one ``P_ref``, so its subfilter images carry no chromatic seeing and a template rendered at
+    ``P_sci`` gets ``P_sci,a`` the same way. The scaling is exact for a pure Kolmogorov (or
+    Gaussian) atmosphere and approximate for a kernel that includes optics or pixel response (those
+    do not scale with λ^α). Kernels measured from a warp's stars are the stars' band average and
+    also carry the stars' DCR smear; they are scaled the same way (no better model is known for
+    them). ``α = 0`` turns it off: every subfilter of a warp sees the same ``P_i``.
 
 Kernels are constant over a patch (one per warp); the ratio is built per tile on the tile's
 solve grid, so a spatially varying PSF model could give one kernel per tile.
@@ -46,7 +56,8 @@ from scipy import fft
 
 from dcrcoadd.core.psf import Psf
 
-__all__ = ["full_band_prior", "kernel_transfer", "ratio_transfer", "reference_psf", "sharpest"]
+__all__ = ["full_band_prior", "kernel_transfer", "ratio_transfer", "ratio_transfers", "reference_psf",
+           "seeing_scales", "sharpest"]
 
 log = logging.getLogger("dcrcoadd.dcr.psf_ratio")
 
@@ -57,25 +68,56 @@ log = logging.getLogger("dcrcoadd.dcr.psf_ratio")
 PRIOR_FLOOR_FACTOR = 10.0
 
 
-def kernel_transfer(kernel: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+def kernel_transfer(kernel: np.ndarray, grid: Sequence[int], scale: float = 1.0) -> np.ndarray:
     """``rfft2`` (complex128, ``(gy, gx//2+1)``) of a centred, odd-sized kernel placed at pixel (0, 0) of
-    the periodic ``grid`` (cropped symmetrically when larger than it); unit sum, so ``P(0) = 1``."""
+    the periodic ``grid`` (cropped symmetrically when larger than it); unit sum, so ``P(0) = 1``.
+
+    ``scale`` ≠ 1: the kernel widened by ``scale`` in real space, ``P(scale · k)``, from the kernel's
+    Fourier series at the scaled frequencies (band-limited interpolation of its samples; chromatic
+    seeing, module notes)."""
     k = np.asarray(kernel, dtype=np.float64)
     if k.ndim != 2 or k.shape[0] % 2 == 0 or k.shape[1] % 2 == 0:
         raise ValueError(f"PSF kernel must be 2-d with odd sides, got shape {k.shape}")
+    scale = float(scale)
+    if not scale > 0 or not np.isfinite(scale):
+        raise ValueError(f"PSF scale must be positive and finite, got {scale}")
     gy, gx = (int(v) for v in grid)
     hy, hx = k.shape[0] // 2, k.shape[1] // 2
     cy, cx = min(hy, (gy - 1) // 2), min(hx, (gx - 1) // 2)
     k = k[hy - cy:hy + cy + 1, hx - cx:hx + cx + 1]
+    k = k / k.sum()
+    if scale != 1.0:
+        return _scaled_transfer(k, (gy, gx), scale)
     canvas = np.zeros((gy, gx))
-    canvas[:k.shape[0], :k.shape[1]] = k / k.sum()
+    canvas[:k.shape[0], :k.shape[1]] = k
     canvas = np.roll(canvas, (-cy, -cx), axis=(0, 1))
     return fft.rfft2(canvas)
 
 
-def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float) -> np.ndarray:
-    """``P conj(P_ref) / (|P_ref|² + floor²)`` on the ``rfft2`` grid of ``grid`` (module notes)."""
-    p = kernel_transfer(psf, grid)
+def _scaled_transfer(kernel: np.ndarray, grid: tuple[int, int], scale: float) -> np.ndarray:
+    """``P(s k) = Σ_yx p(y, x) exp(-2πi s (k_y y + k_x x))`` on the ``rfft2`` grid: separable, summed
+    one kernel row or column at a time in a fixed order rather than by BLAS, whose order depends on
+    its thread count (executors must give identical bits, and the solve amplifies a last-bit change)."""
+    gy, gx = grid
+    cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    ey = np.exp(-2j * np.pi * scale * np.outer(fft.fftfreq(gy), np.arange(-cy, cy + 1)))
+    ex = np.exp(-2j * np.pi * scale * np.outer(np.arange(-cx, cx + 1), fft.rfftfreq(gx)))
+    rows = np.zeros((kernel.shape[0], ex.shape[1]), complex)  # x transformed: (ky_kernel_row, kx)
+    for x in range(kernel.shape[1]):
+        rows += kernel[:, x:x + 1] * ex[x]
+    out = np.zeros((gy, ex.shape[1]), complex)
+    term = np.empty_like(out)
+    for y in range(kernel.shape[0]):
+        np.multiply(ey[:, y:y + 1], rows[y], out=term)
+        out += term
+    return out
+
+
+def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
+                   scale: float = 1.0) -> np.ndarray:
+    """``P conj(P_ref) / (|P_ref|² + floor²)`` on the ``rfft2`` grid of ``grid`` (module notes); ``scale``:
+    ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`)."""
+    p = kernel_transfer(psf, grid, scale)
     ref = kernel_transfer(reference, grid)
     power = np.abs(ref) ** 2
     ratio = p * np.conj(ref) / (power + float(floor) ** 2)
@@ -85,6 +127,32 @@ def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], 
     magnitude = np.abs(ratio)
     bound = max(1.0, float(np.max(magnitude[power >= 0.25], initial=1.0)))
     return np.where(magnitude > bound, ratio * (bound / np.maximum(magnitude, 1e-300)), ratio)
+
+
+def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
+                    scales: np.ndarray | None = None) -> np.ndarray:
+    """`ratio_transfer` for every subfilter: ``(M, gy, gx//2+1)`` for ``scales`` (M,); ``(gy, gx//2+1)``
+    (one ratio shared by every subfilter) when ``scales`` is None or all 1."""
+    if scales is None or np.all(np.asarray(scales) == 1.0):
+        return ratio_transfer(psf, reference, grid, floor)
+    return np.stack([ratio_transfer(psf, reference, grid, floor, float(s)) for s in scales])
+
+
+def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.ndarray:
+    """Width of each subfilter's seeing relative to the band's, ``(λ_a / λ_eff)^index`` (module notes):
+    ``λ_a`` the throughput-weighted mean wavelength of subfilter ``a`` (nm ``[start, end]`` rows of
+    ``subfilter_edges``), ``λ_eff`` the band's effective wavelength. All 1 for ``index = 0``."""
+    edges = np.asarray(subfilter_edges, dtype=float).reshape(-1, 2)
+    if float(index) == 0.0:
+        return np.ones(len(edges))
+    lam_eff = float(bandpass.effective_wavelength.to_value("nm"))
+    centres = np.empty(len(edges))
+    for a, (lo, hi) in enumerate(edges):
+        grid = np.linspace(lo, hi, 65)
+        thr = np.asarray(bandpass.throughput(grid), dtype=float)
+        total = float(np.trapezoid(thr, grid))
+        centres[a] = float(np.trapezoid(thr * grid, grid)) / total if total > 0 else 0.5 * (lo + hi)
+    return (centres / lam_eff) ** float(index)
 
 
 def full_band_prior(reference: np.ndarray, grid: Sequence[int], floor: float) -> np.ndarray:

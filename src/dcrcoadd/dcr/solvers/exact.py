@@ -455,7 +455,7 @@ class _Problem:
     def _transfer(self, index) -> np.ndarray:
         ratio = None
         if self.psf_ratio is not None:
-            ratio = self.psf_ratio[index] if self.psf_ratio.ndim == 3 else self.psf_ratio
+            ratio = self.psf_ratio[index] if self.psf_ratio.ndim >= 3 else self.psf_ratio
         return fourier.transfer(self.shifts[index], self.weights, self.grid, psf_ratio=ratio,
                                 interpolation=self.settings.interpolation, dtype=self.cdtype)
 
@@ -1115,7 +1115,8 @@ def _change(new: np.ndarray, old: np.ndarray, tile: Sequence[int], noise: float,
 def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, settings: ExactSettings):
     """The PSF-aware forward model (`dcrcoadd.dcr.psf_ratio`) as `solve_exact` inputs.
 
-    Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power).
+    Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power), per
+    subfilter ``a`` with ``P_i`` widened by ``problem.forward.psf_scales[a]`` (chromatic seeing).
     The prior that sets the full-band image there, ``λ_F(k) ‖F(k)‖²`` towards 0, is one more
     observation: a zero image, unshifted (so it sees ``F``), seen through ``sqrt(λ_F(k))`` with the
     mean warp's weight (which keeps the mean weight, the priors' unit, unchanged). The colour fit's
@@ -1126,11 +1127,23 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     floor = problem.psf_ratio_floor
     ref = problem.psf.kernel
     kernels = [p.kernel for p in problem.warp_psfs]
+    scales = problem.forward.psf_scales
+    chromatic = scales is not None and not np.all(np.asarray(scales) == 1.0)
 
     def ratio(grid):
-        rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
-        rows.append(np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR)))
-        return np.stack(rows)
+        # (N+1, ky, kx), or (N+1, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
+        # widened by scales[a]; the prior row is the same for every subfilter (it sees F = Σ_a y_a)
+        prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR))
+        if not chromatic:
+            rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
+            return np.stack([*rows, prior])
+        # per subfilter the ratios take M times the memory (~1.4 GB in double at 2000-px tiles and 12
+        # warps): kept in the transforms' precision, which the transfers are rounded to anyway
+        out = np.empty((len(kernels) + 1, len(scales), *prior.shape), _dtypes(settings)[0])
+        for i, k in enumerate(kernels):
+            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales)
+        out[-1] = prior
+        return out
 
     n = problem.images.shape[0]
     tau_prior = float(np.mean(tau))
@@ -1142,8 +1155,9 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     shifts = np.concatenate([shifts, np.zeros((1, *shifts.shape[1:]))])
     settings = replace(settings, colour_floor=settings.colour_floor * grow,
                        colour_tolerance=settings.colour_tolerance * math.sqrt(grow))
-    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px", n,
-              ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm)
+    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px%s", n,
+              ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm,
+              f", subfilter seeing x {', '.join(f'{s:.4f}' for s in scales)}" if chromatic else "")
     return images, all_masks, np.append(tau, tau_prior), shifts, ratio, settings
 
 
