@@ -13,7 +13,7 @@ B  one-sided: model visits all east at airmass 1.03–1.47; science visits west 
 For every science visit: 5σ false detections (≥3 px, both signs,
 `dcrcoadd.demo.score_difference`, sources = the baseline coadd's DETECTED plane) in
 science − template for the baseline coadd, the iterative solver
-(`assemble_dcr_coadd(warps, Config())`, `model.build_matched_exposure(visit)`), the exact
+(`assemble_dcr_coadd` with ``dcr.solver = iterative``, `model.build_matched_exposure(visit)`), the exact
 solver (`dcrcoadd.dcr.solvers.exact.solve_exact`) with the flat prior and with the colour
 prior (templates by the same Fourier forward model, DCR at the field centre for the
 whole field as one tile), and the noise floor (science − its noise twin). Template
@@ -270,7 +270,9 @@ def prepare(name: str, cache: Path | None, seed: int = 12):
     t_sim = time.perf_counter() - t0
     warps = [sim.warps[i] for i in model_idx]
     t0 = time.perf_counter()
-    result = assemble_dcr_coadd(warps, Config())
+    config = Config()
+    config.dcr.solver = "iterative"  # the comparison column (the default is the exact solver)
+    result = assemble_dcr_coadd(warps, config)
     t_iter = time.perf_counter() - t0
     science = [sim.warps[i] for i in science_idx]
     iterative = [result.model.build_matched_exposure(s.visit.completed()) for s in science]

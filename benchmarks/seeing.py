@@ -21,7 +21,7 @@ template for
 ``baseline``
     the baseline coadd (no PSF matching);
 ``iterative``
-    the iterative solver (LSST parity, `Config()`), template `make_template`;
+    the iterative solver (LSST parity, ``dcr.solver = "iterative"``), template `make_template`;
 ``exact``
     the exact solver (``dcr.solver = "exact"``) with the forward model ignoring the PSF;
 ``psf-aware``
@@ -29,11 +29,11 @@ template for
     (only when the installed dcrcoadd has it);
 ``psf-aware measured``
     the same with every warp's and science exposure's PSF measured from its own image instead
-    of the true one: ``--measured drop`` (default) drops the PSFs and the pipeline measures them
-    (`assemble_dcr_coadd` for the warps, `make_template` for the science exposures; compare-warp
-    artifact rejection is off in this run, as it needs PSFs); ``--measured kernels`` measures them
-    here (`dcrcoadd.ops.psf_measure.measure_psf`, stamps of the true kernel's size where enough
-    stars are isolated) and passes them;
+    of the true one: ``--measured kernels`` (default) measures them here
+    (`dcrcoadd.ops.psf_measure.measure_psf`, stamps of the true kernel's size where enough stars
+    are isolated) and passes them; ``--measured drop`` drops the PSFs (the pipeline then fits
+    without the PSF term, as it does for warps without a PSF, and `make_template` measures the
+    science PSFs; compare-warp artifact rejection is off in this run, as it needs PSFs);
 ``noise floor``
     science − its noise twin (twin variance).
 
@@ -43,34 +43,33 @@ off the border, `flux_window`). Targets (issue 13): PSF-aware ≤ noise floor + 
 every science visit up to airmass 1.9 at the 0.6–1.3″ range with true PSFs, within 2× of that
 with measured PSFs; DCR coadd flux within 0.3 % at every spread.
 
-Results (seed 12; dcrcoadd with the PSF-aware model of branch ``seeing`` at 792f194)
-------------------------------------------------------------------------------------
+Results (seed 12; ``python -m benchmarks --only seeing``)
+---------------------------------------------------------
 False detections at science airmass 1.08 / 1.27 / 1.55 / 1.90 (noise floor 0 everywhere):
 
 ======  =======================  ===============  ===============  ===========  ====================
 spread  baseline                 iterative        exact (no PSF)   PSF-aware    PSF-aware, measured
 ======  =======================  ===============  ===============  ===========  ====================
-0 %     202/172/176/277          17/8/10/21       0/2/3/4          0/0/0/0      188/176/148/137
-25 %    203/210/178/264          111/130/50/164   176/152/117/265  0/0/0/0      197/183/88/108
-50 %    196/214/198/247          166/194/106/207  291/264/265/377  0/4/0/0      214/174/71/132
-100 %   175/253/224/245          186/246/200/249  461/449/539/515  0/7/0/0      139/140/106/122
+0 %     202/172/176/277          17/8/10/21       0/2/3/4          0/0/0/0      356/424/411/463
+25 %    203/210/178/264          111/130/50/164   202/178/168/305  0/0/0/0      1139/1158/942/840
+50 %    196/214/198/247          166/194/106/207  356/349/386/485  0/2/0/0      715/728/655/401
+100 %   175/253/224/245          186/246/200/249  635/675/722/683  0/0/0/0      848/641/564/322
 ======  =======================  ===============  ===============  ===========  ====================
 
-Seed 7, 100 %: PSF-aware 0/1/0/0, measured 1847/2150/743/1082. DCR coadd flux / baseline within
-0.9984-1.0004 for every solver, spread and seed. The 7 at airmass 1.27 (science seeing 0.67″, narrower
-than 7 of the 8 model visits) lie in the wings of the brightest stars; a simulation without
-chromatic seeing (GalSim ``alpha = 0``) leaves 2 there. Measured PSFs (`measure_psf`, 25-px stamps)
-fail at every spread, constant seeing included, and not because of noise (PSFs measured on the
-noise-free images do the same): a measured PSF includes the DCR smear of its stars' spectra within
-the band, which the forward model applies again (at constant 0.8″ seeing the major-axis sigma grows
-from 2.03 px at airmass 1 to 2.52 px at airmass 2, the minor axis stays at the true 1.99 px), and a
-25-px stamp cuts the Kolmogorov wings of wide PSFs (the true kernels cut to 25 px already give
-2/7/12/17 at 100 %).
+DCR coadd flux / baseline within 0.9988–1.0004 for every solver and spread. Without chromatic
+seeing in the forward model (``dcr.psf_chromatic_index = 0``) the PSF-aware column at 100 % was
+2/6/0/0: the science visit at airmass 1.27 (seeing 0.67″, narrower than 7 of the 8 model visits)
+left residuals in the wings of the brightest stars. Small counts move by ±2 with rounding-level
+changes of the solver. Measured PSFs (`measure_psf`) fail at every spread, constant seeing
+included, and not because of noise (PSFs measured on the noise-free images do the same): a
+measured PSF includes the DCR smear of its stars' spectra within the band, which the forward
+model applies again (at constant 0.8″ seeing the major-axis sigma grows from 2.03 px at airmass 1
+to 2.52 px at airmass 2, the minor axis stays at the true 1.99 px), and a 25-px stamp cuts the
+Kolmogorov wings of wide PSFs.
 
 Run::
 
-    PYTHONPATH=src .venv/bin/python -m benchmarks.seeing [--cache DIR] [--quick] [--spread 1.0]
-    PYTHONPATH=src .venv/bin/python benchmarks/seeing.py ...   # the same
+    python -m benchmarks.seeing [--cache DIR] [--quick] [--spread 1.0] [--measured kernels|drop|none]
 """
 
 from __future__ import annotations
@@ -296,7 +295,9 @@ def variants(api: dict | None, measured: str | None) -> list[Variant]:
             setattr(config.dcr, api["field"], api["on"] if psf else api["off"])
         return config
 
-    out = [Variant("iterative", Config()), Variant("exact", exact(False))]
+    iterative = Config()
+    iterative.dcr.solver = "iterative"  # (not the default: the exact solver is)
+    out = [Variant("iterative", iterative), Variant("exact", exact(False))]
     if api is not None:
         out.append(Variant("psf-aware", exact(True), psf_aware=True))
         if measured:
