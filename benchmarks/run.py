@@ -216,6 +216,9 @@ def readme_section(out_dir: Path) -> str:
     ]
     if v:
         lines += validation.markdown(v)
+    se = common.read_results("seeing", out_dir)
+    if se:
+        lines += seeing_markdown(se)
     if s:
         lines += speed_markdown(s, d)
     st = common.read_results("startup", out_dir)
@@ -231,6 +234,52 @@ def readme_section(out_dir: Path) -> str:
     if b:
         lines += [*bad_inputs.markdown(b), ""]
     return "\n".join(lines)
+
+
+SEEING_COLUMNS = (("baseline", "baseline coadd"), ("iterative", "iterative"), ("exact", "exact, no PSF term"),
+                  ("psf-aware", "PSF-aware"), ("psf-aware measured", "PSF-aware, measured PSFs"),
+                  ("noise floor", "noise twin"))
+
+
+def seeing_markdown(se: dict) -> list[str]:
+    """README lines of `benchmarks.seeing` (issue 13: DMTN-121's variable-seeing experiment)."""
+    setup = se["setup"]
+    lo, hi = setup["model_airmass"]
+    science = ", ".join(f"{a:.2f} {side}" for a, side, _ in setup["science"])
+    measured = {"kernels": "measured from each warp's and science exposure's own stars "
+                           "(`dcrcoadd.ops.psf_measure`) and passed in",
+                "drop": "dropped, so the fit leaves the PSF term out"}.get(se.get("measured"), "not run")
+    intro = (
+        f"GalSim g-band field, {setup['size']}×{setup['size']} px, {setup['n_stars']} stars, Kolmogorov "
+        f"seeing with chromatic width ∝ λ^−0.2, {setup['n_model']} model visits alternating east and west "
+        f"at airmass {lo:.2f}–{hi:.2f}, science visits at {science}; each visit's seeing spread over the "
+        "range of the row (stored in its PSF HDU). Columns: false detections (5σ, ≥ 3 px) in science − "
+        "template at each science airmass; the exact solver without and with the PSF-aware forward model "
+        f"(templates at the science PSF); in the last model column the PSFs are {measured} instead of the "
+        "true ones (`python -m benchmarks --only seeing`).")
+    lines = [
+        "### Variable seeing (DMTN-121's experiment, issue 13)",
+        "",
+        intro,
+        "",
+        "| seeing spread | range | " + " | ".join(label for _, label in SEEING_COLUMNS) + " |",
+        "|---:|---|" + "---:|" * len(SEEING_COLUMNS),
+    ]
+    for res in se["results"]:
+        lo_s, hi_s = res["seeing_range"]
+        cells = ["/".join(str(row.get(key, "–")) for row in res["rows"]) for key, _ in SEEING_COLUMNS]
+        lines.append(f"| {100 * res['spread']:.0f} % | {lo_s:.2f}–{hi_s:.2f}″ | " + " | ".join(cells) + " |")
+    flux = []
+    for res in se["results"]:
+        values = [v["flux_over_baseline"] for v in res["summary"].values()
+                  if isinstance(v, dict) and "flux_over_baseline" in v]
+        flux += values
+    flux_range = f"{min(flux):.4f}–{max(flux):.4f}"
+    lines += ["", f"DCR coadd flux / baseline coadd, every solver and spread: {flux_range}.", "",
+              "| issue 13 target | measured | |", "|---|---|---|"]
+    for t in se["targets"]:
+        lines.append(f"| {t['target']} | {t['detail']} | {'pass' if t['pass'] else '**fail**'} |")
+    return [*lines, ""]
 
 
 def speed_markdown(s: dict, d: dict | None = None) -> list[str]:

@@ -262,6 +262,7 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     assert "placeholder" not in text
     assert "False detections" in text and "Speed and memory" in text and "Bad inputs" in text
     assert "One-sided coverage" in text and "Issue 12's targets" in text
+    assert "Variable seeing" in text and "issue 13 target" in text
     assert "residual RMS" not in text  # the zenith line quotes the one statistic, χ² per source pixel
     # the command as a user types it, never this interpreter's path
     assert "from the results of `python -m benchmarks --quick`" in text and sys.executable not in text
