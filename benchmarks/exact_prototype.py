@@ -80,7 +80,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-RUBIN_LATITUDE = -30.2446
+from benchmarks.validation import low_noise  # noqa: E402
+from benchmarks.validation import track_condition as track_at  # noqa: E402
+
 FIELD_DEC = -20.0
 SCIENCE_A = ((1.10, "W"), (1.30, "E"), (1.50, "W"), (1.69, "E"), (1.92, "W"))
 SCIENCE_B = ((1.10, "W"), (1.30, "W"), (1.50, "E"), (1.69, "W"), (1.92, "W"))
@@ -92,17 +94,9 @@ USE_PSF = True  # give the solver the warps' PSF kernel (the flat prior's cut-of
 
 # -- conditions on the field's track ---------------------------------------------------------------
 
-def track_condition(airmass: float, side: str, dec: float = FIELD_DEC, lat: float = RUBIN_LATITUDE):
-    """``(airmass, parallactic angle in degrees)`` where the field's hour-angle track reaches
-    ``airmass`` (sec z) east (``"E"``, hour angle < 0) or west (``"W"``) of the meridian."""
-    phi, delta = math.radians(lat), math.radians(dec)
-    cos_z = 1.0 / airmass
-    cos_h = (cos_z - math.sin(phi) * math.sin(delta)) / (math.cos(phi) * math.cos(delta))
-    if not -1.0 <= cos_h <= 1.0:
-        raise ValueError(f"airmass {airmass} is not reached at declination {dec}")
-    h = math.acos(cos_h) * (1.0 if side == "W" else -1.0)
-    q = math.atan2(math.sin(h), math.tan(phi) * math.cos(delta) - math.sin(delta) * math.cos(h))
-    return float(airmass), math.degrees(q)
+def track_condition(airmass: float, side: str):
+    """`benchmarks.validation.track_condition` on this field's track (declination ``FIELD_DEC``)."""
+    return track_at(airmass, side, FIELD_DEC)
 
 
 def scenario_conditions(name: str):
@@ -140,13 +134,6 @@ def simulate_scenario(name: str, *, size: int = 256, n_stars: int = 300, seed: i
 def in_njy(exp):
     cal = exp.flux_calibration
     return exp.image.astype(np.float64) * cal, exp.variance.astype(np.float64) * cal**2
-
-
-def low_noise(exp, clean_counts, factor: float = 100.0):
-    """``exp`` with its noise divided by ``factor`` (noise-free image + (image − noise-free) / factor)."""
-    image = clean_counts + (exp.image - clean_counts) / factor
-    return dataclasses.replace(exp, image=image.astype(np.float32),
-                               variance=(exp.variance / factor**2).astype(np.float32))
 
 
 # -- the exact solver on a simulated field --------------------------------------------------------------
@@ -298,7 +285,7 @@ def run_scenario(name: str, variants: dict, *, cache: Path | None, low: bool = F
     base_var = baseline.variance * baseline.flux_calibration**2
     warps = [sim.warps[i] for i in prep["model_idx"]]
     if low:
-        warps = [low_noise(w, sim.models[i]) for w, i in zip(warps, prep["model_idx"], strict=True)]
+        warps = [low_noise(w, sim.models[i], 100.0) for w, i in zip(warps, prep["model_idx"], strict=True)]
     science = [sim.warps[i] for i in prep["science_idx"]]
     twins = [sim.twins[i] for i in prep["science_idx"]]
     edges = prep["edges"]

@@ -25,8 +25,7 @@ template for
 ``exact``
     the exact solver (``dcr.solver = "exact"``) with the forward model ignoring the PSF;
 ``psf-aware``
-    the exact solver with the PSF-aware forward model, template built at the science PSF
-    (only when the installed dcrcoadd has it);
+    the exact solver with the PSF-aware forward model, template built at the science PSF;
 ``psf-aware measured``
     the same with every warp's and science exposure's PSF measured from its own image instead
     of the true one: ``--measured kernels`` (default) measures them here
@@ -78,7 +77,6 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import json
 import logging
 import pickle
@@ -268,43 +266,30 @@ class Variant:
     config: object  # Config, or None for the baseline coadd
     #: PSFs from the images instead of the true ones: ``kernels`` (the harness measures each warp's
     #: and science exposure's with `measure_psf` and passes them) or ``drop`` (no PSF at all: the
-    #: pipeline measures them itself); None: the true PSFs
+    #: fit leaves the PSF term out, `make_template` measures the science PSFs); None: the true PSFs
     measured: str | None = None
     psf_aware: bool = False  # template built at the science exposure's PSF
 
 
-def psf_api() -> dict | None:
-    """How the installed dcrcoadd switches its PSF-aware forward model, or None when it has none:
-    ``{"field": name of the DcrConfig field, "on": value, "off": value}``."""
-    from dcrcoadd.config.schema import DcrConfig
-
-    names = {f.name for f in dataclasses.fields(DcrConfig)}
-    if "psf_model" in names:
-        return {"field": "psf_model", "on": "warp", "off": "none"}
-    return None
-
-
-def variants(api: dict | None, measured: str | None) -> list[Variant]:
+def variants(measured: str | None) -> list[Variant]:
     """The solver columns; ``measured`` (``kernels`` or ``drop``) adds the measured-PSF run."""
     from dcrcoadd.config.schema import Config
 
-    def exact(psf: bool | None) -> Config:
+    def exact(psf: bool) -> Config:
         config = Config()
         config.dcr.solver = "exact"
-        if api is not None and psf is not None:
-            setattr(config.dcr, api["field"], api["on"] if psf else api["off"])
+        config.dcr.psf_model = "warp" if psf else "none"
         return config
 
     iterative = Config()
     iterative.dcr.solver = "iterative"  # (not the default: the exact solver is)
-    out = [Variant("iterative", iterative), Variant("exact", exact(False))]
-    if api is not None:
-        out.append(Variant("psf-aware", exact(True), psf_aware=True))
-        if measured:
-            config = exact(True)
-            if measured == "drop":  # compare-warp artifact rejection needs every warp's PSF
-                config.artifacts.enabled = False
-            out.append(Variant("psf-aware measured", config, measured=measured, psf_aware=True))
+    out = [Variant("iterative", iterative), Variant("exact", exact(False)),
+           Variant("psf-aware", exact(True), psf_aware=True)]
+    if measured:
+        config = exact(True)
+        if measured == "drop":  # compare-warp artifact rejection needs every warp's PSF
+            config.artifacts.enabled = False
+        out.append(Variant("psf-aware measured", config, measured=measured, psf_aware=True))
     return out
 
 
@@ -314,11 +299,7 @@ def template_exposure(model, science, variant: Variant):
     none), at the model's own PSF for the others."""
     from dcrcoadd.template.build import make_template
 
-    if "psf" in inspect.signature(make_template).parameters:
-        return make_template(model, science, psf="science" if variant.psf_aware else "reference")
-    if variant.psf_aware:  # before templates took a PSF: the model's own renderer (same pixel grid)
-        return model.build_matched_exposure(science.visit.completed(), psf=science.psf)
-    return make_template(model, science)
+    return make_template(model, science, psf="science" if variant.psf_aware else "reference")
 
 
 def flux_window(shape: tuple[int, int], edge: int, taper: int) -> np.ndarray:
@@ -355,7 +336,7 @@ def _psf_inputs(exps, measured: str | None) -> list:
     return list(exps)
 
 
-def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: dict | None,
+def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None,
                measured: str | None = "kernels", only: set[str] | None = None) -> dict:
     """Every column at one seeing spread: rows per science visit, flux and timings per solver."""
     from dcrcoadd.coadd.baseline import assemble_coadd
@@ -393,7 +374,7 @@ def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None, api: di
     summary = {"model_seeing": [float(sim.visits[i].seeing) for i in model_idx],
                "model_fwhm_px": [float(w.psf.fwhm) for w in warps],
                "warps_over_baseline": warp_flux / base_flux, "baseline_over_truth": base_flux / truth_flux}
-    for variant in variants(api, measured if spread in setup.measured_spreads else None):
+    for variant in variants(measured if spread in setup.measured_spreads else None):
         if only and variant.name not in only:
             continue
         t0 = time.perf_counter()
@@ -501,16 +482,13 @@ def print_tables(results: list[dict], targets: list[dict], out=print) -> None:
 def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=None,
         measured: str | None = "kernels", log_=print) -> dict:
     """Every spread of ``setup`` (or ``spreads``); the results dictionary with the targets."""
-    api = psf_api()
-    if api is None:
-        log_("  (this dcrcoadd has no PSF-aware forward model: the psf-aware columns are left out)")
     t0 = time.perf_counter()
     results = []
     for spread in spreads or setup.spreads:
-        res = run_spread(setup, spread, cache=cache, api=api, measured=measured, only=only)
+        res = run_spread(setup, spread, cache=cache, measured=measured, only=only)
         results.append(res)
         log_(f"  spread {spread:.0%} done ({sum(res['seconds'].values()):.0f} s)", flush=True)
-    return {"setup": dataclasses.asdict(setup), "psf_api": api, "measured": measured, "results": results,
+    return {"setup": dataclasses.asdict(setup), "measured": measured, "results": results,
             "targets": check_targets(results), "seconds": time.perf_counter() - t0}
 
 

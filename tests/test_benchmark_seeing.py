@@ -60,7 +60,7 @@ def test_quick_run_scores_every_column_and_caches_the_simulations(seeing, tmp_pa
     assert any(n.startswith("psf-aware <=") for n in names)
     assert any(n.startswith("exact DCR coadd flux") for n in names)
     # a rerun reads the simulations back
-    again = seeing.run_spread(setup, 0.0, cache=cache, api=res["psf_api"], measured=None, only={"exact"})
+    again = seeing.run_spread(setup, 0.0, cache=cache, measured=None, only={"exact"})
     assert again["seconds"]["simulate"] == 0.0
     assert [r["exact"] for r in again["rows"]] == [r["exact"] for r in rows0]
 

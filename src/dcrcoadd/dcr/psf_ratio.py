@@ -117,8 +117,11 @@ def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], 
                    scale: float = 1.0) -> np.ndarray:
     """``P conj(P_ref) / (|P_ref|² + floor²)`` on the ``rfft2`` grid of ``grid`` (module notes); ``scale``:
     ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`)."""
-    p = kernel_transfer(psf, grid, scale)
-    ref = kernel_transfer(reference, grid)
+    return _ratio(kernel_transfer(psf, grid, scale), kernel_transfer(reference, grid), floor)
+
+
+def _ratio(p: np.ndarray, ref: np.ndarray, floor: float) -> np.ndarray:
+    """`ratio_transfer` from the two transfers."""
     power = np.abs(ref) ** 2
     ratio = p * np.conj(ref) / (power + float(floor) ** 2)
     # Where both transfers are small their ratio is set by the kernels' truncation and noise, not
@@ -135,7 +138,8 @@ def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int],
     (one ratio shared by every subfilter) when ``scales`` is None or all 1."""
     if scales is None or np.all(np.asarray(scales) == 1.0):
         return ratio_transfer(psf, reference, grid, floor)
-    return np.stack([ratio_transfer(psf, reference, grid, floor, float(s)) for s in scales])
+    ref = kernel_transfer(reference, grid)  # once for every subfilter
+    return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), ref, floor) for s in scales])
 
 
 def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.ndarray:

@@ -525,7 +525,8 @@ class _Problem:
         return inv if inv.dtype == self.cdtype else inv.astype(self.cdtype)
 
     def data_rhs(self) -> np.ndarray:
-        """``Σ_i conj(b_i) rfft2(τ_i m_i s_i)``."""
+        """``Σ_i conj(b_i) rfft2(τ_i m_i s_i)`` (with the taper ``m_i`` is the observations' share ``w_i``:
+        the observed part of the filled data)."""
         kshape = fourier.rfft_shape(self.grid)
         acc = np.zeros((self.m, *kshape), dtype=self.cdtype)
         tmp = np.empty(kshape, dtype=self.cdtype)
@@ -543,17 +544,6 @@ class _Problem:
         for a in range(self.m):
             np.multiply(bi[a], s_hat, out=tmp)
             acc[a] += tmp
-
-    def share_rhs(self) -> np.ndarray:
-        """``Σ_i conj(b_i) rfft2(τ_i w_i s_i)``: the observations' part of the filled data (taper mode)."""
-        kshape = fourier.rfft_shape(self.grid)
-        acc = np.zeros((self.m, *kshape), dtype=self.cdtype)
-        tmp = np.empty(kshape, dtype=self.cdtype)
-        for i in range(self.n):
-            d = self.data[i] * self.share[i]
-            d *= self.rdtype(self.tau[i])
-            self._conj_accumulate(acc, self.b(i), d, tmp)
-        return np.conjugate(acc, out=acc)
 
     def fill_rhs(self, y_hat: np.ndarray | None) -> np.ndarray:
         """``Σ_i conj(b_i) rfft2(τ_i (1 − w_i) T_i y)``: the model's part of the filled data (taper mode;
@@ -588,7 +578,7 @@ class _Problem:
         """``Σ_i conj(b_i) rfft2(τ_i d_i)`` with ``d_i = w_i s_i + (1 − w_i) T_i y`` (taper mode;
         ``w_i`` the observation's share; ``y = None``: the first fill instead of ``T_i y``)."""
         if self._share_rhs is None:
-            self._share_rhs = self.share_rhs()
+            self._share_rhs = self.data_rhs()
         out = self.fill_rhs(y_hat)
         out += self._share_rhs
         return out
@@ -1036,7 +1026,7 @@ def _taper_refits(problem: _Problem, precond: np.ndarray, record, settings: Exac
     mu = settings.colour_floor / float(np.sum(tau))
     noise = 1.0 / math.sqrt(float(np.sum(tau)))  # of the full-band image, per pixel
     lam = problem.colour_ridge().astype(problem.rdtype)
-    share = problem.share_rhs()
+    share = problem.data_rhs()
     base = problem.fill_rhs(None)
     base += share
     x = _hermitian_matvec(precond, base, cd)
