@@ -246,9 +246,12 @@ def seeing_markdown(se: dict) -> list[str]:
     setup = se["setup"]
     lo, hi = setup["model_airmass"]
     science = ", ".join(f"{a:.2f} {side}" for a, side, _ in setup["science"])
-    measured = {"kernels": "measured from each warp's and science exposure's own stars "
-                           "(`dcrcoadd.ops.psf_measure`) and passed in",
-                "drop": "dropped, so the fit leaves the PSF term out"}.get(se.get("measured"), "not run")
+    measured = {"kernels": "measured from each warp's and science exposure's own stars across the DCR "
+                           "direction (`dcrcoadd.ops.psf_measure`) and passed in",
+                "pipeline": "left out of the files, so the pipeline measures them from each exposure's stars "
+                            "across the DCR direction and fits them against the model (`inputs.measure_psf`, "
+                            "`dcr.psf_refits`, templates `science-fitted`)"}
+    measured = measured.get(se.get("measured"), "not run")
     intro = (
         f"GalSim g-band field, {setup['size']}×{setup['size']} px, {setup['n_stars']} stars, Kolmogorov "
         f"seeing with chromatic width ∝ λ^−0.2, {setup['n_model']} model visits alternating east and west "

@@ -27,12 +27,14 @@ template for
 ``psf-aware``
     the exact solver with the PSF-aware forward model, template built at the science PSF;
 ``psf-aware measured``
-    the same with every warp's and science exposure's PSF measured from its own image instead
-    of the true one: ``--measured kernels`` (default) measures them here
-    (`dcrcoadd.ops.psf_measure.measure_psf`, stamps of the true kernel's size where enough stars
-    are isolated) and passes them; ``--measured drop`` drops the PSFs (the pipeline then fits
-    without the PSF term, as it does for warps without a PSF, and `make_template` measures the
-    science PSFs; compare-warp artifact rejection is off in this run, as it needs PSFs);
+    the same with PSFs from the images instead of the true ones: ``--measured pipeline`` (default)
+    leaves every warp's and science exposure's PSF out, so the pipeline measures each from its
+    stars across the DCR direction (`dcrcoadd.coadd.inputs.measure_missing_psfs`), fits the warps'
+    against the model (``dcr.psf_refits``, `dcrcoadd.dcr.psf_refit`) and the science exposures'
+    against their templates at the reference PSF (`make_template`, ``science-fitted``);
+    ``--measured kernels`` measures them here (`dcrcoadd.ops.psf_measure.measure_psf` across the
+    DCR direction, stamps of the true kernel's size where enough stars are isolated) and passes
+    them as if they were the files' own (no fit);
 ``noise floor``
     science − its noise twin (twin variance).
 
@@ -68,7 +70,7 @@ Kolmogorov wings of wide PSFs.
 
 Run::
 
-    python -m benchmarks.seeing [--cache DIR] [--quick] [--spread 1.0] [--measured kernels|drop|none]
+    python -m benchmarks.seeing [--cache DIR] [--quick] [--spread 1.0] [--measured pipeline|kernels|none]
 """
 
 from __future__ import annotations
@@ -265,14 +267,14 @@ class Variant:
     name: str
     config: object  # Config, or None for the baseline coadd
     #: PSFs from the images instead of the true ones: ``kernels`` (the harness measures each warp's
-    #: and science exposure's with `measure_psf` and passes them) or ``drop`` (no PSF at all: the
-    #: fit leaves the PSF term out, `make_template` measures the science PSFs); None: the true PSFs
+    #: and science exposure's with `measure_psf` and passes them) or ``pipeline`` (no PSF in the inputs:
+    #: the pipeline measures and fits them, module notes); None: the true PSFs
     measured: str | None = None
     psf_aware: bool = False  # template built at the science exposure's PSF
 
 
 def variants(measured: str | None) -> list[Variant]:
-    """The solver columns; ``measured`` (``kernels`` or ``drop``) adds the measured-PSF run."""
+    """The solver columns; ``measured`` (``kernels`` or ``pipeline``) adds the measured-PSF run."""
     from dcrcoadd.config.schema import Config
 
     def exact(psf: bool) -> Config:
@@ -287,8 +289,6 @@ def variants(measured: str | None) -> list[Variant]:
            Variant("psf-aware", exact(True), psf_aware=True)]
     if measured:
         config = exact(True)
-        if measured == "drop":  # compare-warp artifact rejection needs every warp's PSF
-            config.artifacts.enabled = False
         out.append(Variant("psf-aware measured", config, measured=measured, psf_aware=True))
     return out
 
@@ -328,16 +328,16 @@ def _score_all(science, templates, variances, sources) -> list:
 
 
 def _psf_inputs(exps, measured: str | None) -> list:
-    """``exps`` with the PSFs a variant sees: true, measured here (``kernels``) or none (``drop``)."""
+    """``exps`` with the PSFs a variant sees: true, measured here (``kernels``) or none (``pipeline``)."""
     if measured == "kernels":
         return [with_measured_psf(e) for e in exps]
-    if measured == "drop":
+    if measured == "pipeline":
         return [dataclasses.replace(e, psf=None) for e in exps]
     return list(exps)
 
 
 def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None,
-               measured: str | None = "kernels", only: set[str] | None = None) -> dict:
+               measured: str | None = "pipeline", only: set[str] | None = None) -> dict:
     """Every column at one seeing spread: rows per science visit, flux and timings per solver."""
     from dcrcoadd.coadd.baseline import assemble_coadd
     from dcrcoadd.config.schema import Config
@@ -388,7 +388,7 @@ def run_spread(setup: SeeingSetup, spread: float, *, cache: Path | None,
         seconds[variant.name] = time.perf_counter() - t0
         made = [template_exposure(result.model, s, variant) for s in use_science]
         templates = [t.image.astype(np.float64) * t.flux_calibration for t in made]
-        if variant.measured:  # the PSFs the fit and the templates used (measured by the pipeline: drop)
+        if variant.measured:  # the PSFs the fit and the templates used (measured by the pipeline: pipeline)
             summary["measured_fwhm_px"] = {
                 "model": [None if inp.psf is None else float(inp.psf.fwhm) for inp in result.baseline.inputs],
                 "science": [None if t.psf is None else float(t.psf.fwhm) for t in made]}
@@ -480,7 +480,7 @@ def print_tables(results: list[dict], targets: list[dict], out=print) -> None:
 
 
 def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=None,
-        measured: str | None = "kernels", log_=print) -> dict:
+        measured: str | None = "pipeline", log_=print) -> dict:
     """Every spread of ``setup`` (or ``spreads``); the results dictionary with the targets."""
     t0 = time.perf_counter()
     results = []
@@ -494,7 +494,7 @@ def run(setup: SeeingSetup, *, cache: Path | None = None, spreads=None, only=Non
 
 def _expected_psf_warnings(record: logging.LogRecord) -> bool:
     text = record.getMessage()
-    return not ("has no PSF: measured one" in text or "no PSF in the file; measured one" in text)
+    return not ("no PSF extension; measured one" in text or "no PSF in the file; measured one" in text)
 
 
 def main(argv=None) -> int:
@@ -505,10 +505,10 @@ def main(argv=None) -> int:
                     help="only this spread (repeatable; 1.0 = 100 %%)")
     ap.add_argument("--only", action="append", help="only this solver column (repeatable)")
     ap.add_argument("--seed", type=int, default=None, help="simulation seed (field and noise; default 12)")
-    ap.add_argument("--measured", choices=("drop", "kernels", "none"), default="kernels",
-                    help="measured-PSF run: kernels measured here from each warp's stars and passed "
-                         "(default), the PSFs dropped (the pipeline then fits without the PSF term; "
-                         "compare-warp off, it needs PSFs), or none")
+    ap.add_argument("--measured", choices=("pipeline", "kernels", "none"), default="pipeline",
+                    help="measured-PSF run: the PSFs left out so that the pipeline measures and fits "
+                         "them (default), kernels measured here from each exposure's stars and passed, "
+                         "or none")
     ap.add_argument("--out-dir", type=Path, default=None,
                     help="results directory (default benchmarks/results)")
     ap.add_argument("--no-write", action="store_true", help="do not write seeing.json")
@@ -518,7 +518,7 @@ def main(argv=None) -> int:
     if args.seed is not None:
         setup = dataclasses.replace(setup, seed=args.seed)
     # the measured-PSF run drops every PSF on purpose: one warning per exposure says so
-    loggers = [logging.getLogger(n) for n in ("dcrcoadd.dcr.assemble", "dcrcoadd.template.build")]
+    loggers = [logging.getLogger(n) for n in ("dcrcoadd.coadd.inputs", "dcrcoadd.template.build")]
     for logger in loggers:
         logger.addFilter(_expected_psf_warnings)
     try:

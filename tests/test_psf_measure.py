@@ -60,3 +60,45 @@ def test_measured_kolmogorov_psf_has_the_stars_fwhm():
     fine = star.drawImage(nx=801, ny=801, scale=scale / 50, method="no_pixel").array
     truth = 2 * np.sqrt(np.count_nonzero(fine > fine.max() / 2) / np.pi) / 50
     assert psf.fwhm == pytest.approx(truth, rel=0.03)
+
+
+def dcr_smeared_field(sigma=1.8, direction=(0.6, 0.8), seed=4, shape=(200, 200)):
+    """Gaussian stars, each smeared along ``direction`` by its own 'spectrum' (a line of 9 points
+    of a length from 0 to 4 px, weighted towards one end), as DCR smears stars in one exposure."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[: shape[0], : shape[1]]
+    image = rng.normal(0.0, 1.0, shape)
+    uy, ux = direction
+    for i in range(4):
+        for j in range(4):
+            y0, x0 = 25 + 50 * i + rng.uniform(-0.5, 0.5), 25 + 50 * j + rng.uniform(-0.5, 0.5)
+            length = rng.uniform(0.0, 4.0)
+            t = np.linspace(-0.5, 0.5, 9) * length
+            w = np.exp(-t * rng.uniform(-0.5, 0.5))
+            for tk, wk in zip(t, w / w.sum(), strict=True):
+                r2 = (y - y0 - tk * uy) ** 2 + (x - x0 - tk * ux) ** 2
+                image += 3e4 * wk * np.exp(-0.5 * r2 / sigma**2) / (2 * np.pi * sigma**2)
+    return image, np.ones(shape)
+
+
+def test_psf_across_the_dcr_direction_is_free_of_the_smear():
+    image, variance = dcr_smeared_field(sigma=1.8)
+    smeared = measure_psf(image, variance, size=25)
+    across = measure_psf(image, variance, size=25, dcr_direction=(1.5, 2.0))
+    # stacking carries the smear: elongated along the DCR direction
+    ixx, iyy, ixy = smeared.second_moments()
+    along = 0.36 * iyy + 0.64 * ixx + 2 * 0.48 * ixy  # direction (dy, dx) = (0.6, 0.8)
+    assert np.sqrt(along) > 1.8 * 1.05
+    # across it, the PSF is the stars' own: round, centred, of their width
+    ixx, iyy, ixy = across.second_moments()
+    assert iyy == pytest.approx(ixx, rel=1e-6) and abs(ixy) < 1e-6
+    assert across.fwhm == pytest.approx(1.8 * SIGMA_TO_FWHM, rel=0.03)
+    assert across.shape == (25, 25)
+    cy, cx = across.centroid
+    assert abs(cy) < 1e-6 and abs(cx) < 1e-6
+
+
+def test_psf_across_a_zero_dcr_direction_is_the_stars_psf():
+    image, variance = field(12, sigma=1.8)
+    psf = measure_psf(image, variance, size=21, dcr_direction=(0.0, 0.0))
+    assert psf.fwhm == pytest.approx(1.8 * SIGMA_TO_FWHM, rel=0.03)

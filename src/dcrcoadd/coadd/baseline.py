@@ -95,6 +95,7 @@ class CoaddResult:
         t["psf_fwhm"].unit = "pix"
         t["psf_fwhm_arcsec"] = [i.psf_fwhm_arcsec for i in self.inputs]
         t["psf_fwhm_arcsec"].unit = "arcsec"
+        t["psf_origin"] = [i.psf_origin or "" for i in self.inputs]
         t["best_seeing"] = np.asarray(sel, bool)
         t["n_clipped"] = [0 if m is None else m.n_clipped for m in self.artifact_masks]
         t.meta["comments"] = ["visit = -1: unknown; scale: nJy per input image unit"]

@@ -32,8 +32,10 @@ from dcrcoadd.errors import InputError
 from dcrcoadd.io.calibration import reconcile_calibration
 from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
+from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
+from dcrcoadd.physics.dcr import dcr_direction
 
 log = logging.getLogger("dcrcoadd.coadd.inputs")
 
@@ -65,6 +67,9 @@ class CoaddInput:
     info : ExposureInfo or None
         A file input's header as read once by `describe` with ``options``: every region is read
         with it (`dcrcoadd.io.fits.read_region`) instead of parsing the headers again.
+    psf_origin : str or None
+        Where ``psf`` came from: ``"file"`` (a PSF extension), ``"input"`` (an in-memory
+        exposure's), ``"measured"`` (its stars, `measure_missing_psfs`), ``"seeing card"``.
     """
 
     name: str
@@ -82,6 +87,7 @@ class CoaddInput:
     planes: MaskPlanes | None = None
     options: ReadOptions = field(default_factory=ReadOptions)
     info: ExposureInfo | None = field(default=None, repr=False)
+    psf_origin: str | None = None
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -181,7 +187,7 @@ def describe(warp, i: int, options: ReadOptions | None = None) -> CoaddInput:
         return CoaddInput(
             name=label, source=warp, bbox=warp.bbox, wcs=warp.parent_wcs(), visit=warp.visit,
             band=warp.band, bandpass=warp.bandpass, psf=warp.psf, mask_planes=warp.mask_planes,
-            flux_calibration=warp.flux_calibration)
+            flux_calibration=warp.flux_calibration, psf_origin=None if warp.psf is None else "input")
     if isinstance(warp, (str, os.PathLike)):
         path = Path(warp)
         options = options or ReadOptions()
@@ -190,7 +196,7 @@ def describe(warp, i: int, options: ReadOptions | None = None) -> CoaddInput:
         return CoaddInput(
             name=str(path), source=path, bbox=info.bbox, wcs=wcs, visit=info.visit, band=info.band,
             bandpass=info.bandpass, psf=info.psf, mask_planes=info.mask_planes,
-            flux_calibration=info.flux_calibration, options=options, info=info)
+            flux_calibration=info.flux_calibration, options=options, info=info, psf_origin=info.psf_origin)
     raise InputError(f"warp {i} is a {type(warp).__name__}, expected a file path or an Exposure")
 
 
@@ -351,13 +357,45 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     if not kept:
         details = "; ".join(f"{n}: {r}" for n, r in skipped)
         raise InputError(f"no warp has usable pixels in {box} ({details})")
+    if config.inputs.measure_psf:
+        measure_missing_psfs(kept, box, bad)
     if config.artifacts.enabled:
         for inp in kept:
             if inp.psf is None:
-                raise InputError("has no PSF; compare-warp artifact rejection needs one per warp "
-                                 "(or set artifacts.enabled = false)", inp.name)
+                raise InputError("has no PSF (no PSF extension, and none measured from its stars); "
+                                 "compare-warp artifact rejection needs one per warp "
+                                 "(or set artifacts.enabled = false)",
+                                 inp.name)
     wcs = None if ref.wcs is None else shift_wcs(ref.wcs, -box.x0, -box.y0)
     return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped)
+
+
+def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> None:
+    """Give every input without a PSF of its own (none, or only a seeing card's Gaussian) the PSF of
+    its bright isolated stars inside ``box``, measured across its DCR direction
+    (`dcrcoadd.ops.psf_measure.measure_psf`), with a warning; keep what it has when too few stars
+    qualify. ``bad``: mask bits whose pixels no star stamp may touch."""
+    for inp in inputs:
+        if inp.psf_origin not in (None, "seeing card"):
+            continue
+        exp = inp.read(box)
+        direction = None
+        if inp.visit is not None and exp.wcs is not None and inp.bandpass is not None:
+            try:
+                direction = dcr_direction(inp.visit.completed(), exp.wcs, inp.bandpass)
+            except (InputError, ValueError) as exc:
+                log.info("%s: no DCR direction for its PSF measurement (%s)", inp.name, exc)
+        kept = "its seeing card's Gaussian" if inp.psf is not None else "no PSF"
+        try:
+            psf = measure_psf(exp.image, exp.variance, (exp.mask & bad) != 0, size=25,
+                              dcr_direction=direction)
+        except ValueError as exc:
+            log.warning("%s: no PSF extension, and no PSF could be measured from its stars (%s): %s",
+                        inp.name, exc, kept)
+            continue
+        log.warning("%s: no PSF extension; measured one from its bright isolated stars across the DCR "
+                    "direction: FWHM %.2f px", inp.name, psf.fwhm)
+        inp.psf, inp.psf_origin = psf, "measured"
 
 
 def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,

@@ -416,8 +416,9 @@ class DcrConfig:
     psf_model: str = "warp"
     """PSF-aware forward model (issue 13): ``warp`` — the model is the sky in each subfilter seen
     through a reference PSF and warp ``i`` sees it through ``P_i / P_ref`` (its own PSF: the warp's
-    PSF HDU, else a Gaussian of its seeing card; if some warp has neither, the run falls back to
-    ``none`` with a warning), so warps of different seeing are fitted as they are; ``none`` — every
+    PSF HDU, else measured from its stars (``inputs.measure_psf``), else a Gaussian of its seeing
+    card; if some warp has none, the run falls back to ``none`` with a warning), so warps of
+    different seeing are fitted as they are; ``none`` — every
     warp is assumed to share one PSF. Only the exact solver uses it; the iterative solver (LSST
     parity) ignores it. Not an LSST field."""
 
@@ -437,6 +438,14 @@ class DcrConfig:
     ``P_i / P_ref`` is tapered to 0 (``P_i conj(P_ref) / (|P_ref|² + floor²)``) and the model there
     is set by a prior (the full-band image towards 0, the colours towards the colour prior), not
     by division. Not an LSST field."""
+
+    psf_refits: int = 2
+    """With ``psf_model = "warp"``, how many times the PSFs of warps measured from their own stars
+    (``inputs.measure_psf``) are fitted against the model, each fit followed by a new solve: the
+    round transfer function that maps the model, rendered at the reference PSF with the warp's
+    DCR, onto the warp (`dcrcoadd.ops.psf_match`). Stars alone give PSFs to a few per cent, which
+    leaves residuals around bright stars; each refit roughly halves them (README Validation,
+    variable seeing). 0: use the measured PSFs as they are. Not an LSST field."""
 
     psf_chromatic_index: float = -0.2
     """Chromatic seeing of the PSF-aware forward model (``psf_model = "warp"``): seeing FWHM ∝
@@ -470,6 +479,14 @@ class InputsConfig:
     ``longitude``, ``elevation``, ``site``, ``temperature``, ``pressure``, ``humidity``, ``filter``,
     ``calibration``, ``zeropoint``, ``fluxmag0``, ``gain``, ``saturation``, ``seeing``; values in the
     units the field's own cards use (see README, "Your own data"). Not an LSST field."""
+
+    measure_psf: bool = True
+    """Measure the PSF of an input without a PSF extension from its bright isolated stars, across
+    its DCR direction (`dcrcoadd.ops.psf_measure.measure_psf`: stacked stars carry each visit's
+    DCR smear, which the DCR model adds itself), with a warning naming the input and the measured
+    FWHM; the coadd's input table says where each PSF came from (``psf_origin``). A Gaussian of the
+    header's seeing card is the fallback when too few stars are isolated. False: the seeing card's
+    Gaussian, or no PSF. Not an LSST field."""
 
     weights: str | None = None
     """Weight-map companion file of each input without a variance plane (inverse variance in

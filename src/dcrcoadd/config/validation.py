@@ -87,6 +87,7 @@ def validate_inputs(i: InputsConfig, prefix: str = "inputs") -> None:
         check_header_map(i.header_map)
     except ConfigError as exc:
         raise ConfigError(str(exc).replace("inputs.", p, 1)) from None
+    _check_bool(p + "measure_psf", i.measure_psf)
     if i.weights is not None:
         try:
             check_weights_pattern(i.weights)
@@ -231,5 +232,6 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
     _check_number(f"{prefix}.psf_reference_scale", d.psf_reference_scale, positive=True, hi=2.0)
     _check_number(f"{prefix}.psf_ratio_floor", d.psf_ratio_floor, positive=True, hi=0.5)
     _check_number(f"{prefix}.psf_chromatic_index", d.psf_chromatic_index, lo=-1.0, hi=1.0)
+    _check_number(f"{prefix}.psf_refits", d.psf_refits, non_negative=True, integer=True, hi=10)
     validate_iterative(d.iterative, d.dcr_num_subfilters, f"{prefix}.iterative")
     validate_exact(d.exact, f"{prefix}.exact")

@@ -23,6 +23,7 @@ from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.dcr.psf_ratio import reference_psf
+from dcrcoadd.dcr.psf_refit import needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
@@ -138,17 +139,19 @@ def psf_aware(config: Config) -> bool:
 
 
 def warp_psfs(inputs: Sequence[CoaddInput]) -> list[Psf] | None:
-    """Every warp's PSF (its PSF HDU, or the reader's Gaussian of a seeing card), or None with a
-    warning when some warp has neither: the fit then leaves the PSF term out.
+    """Every warp's PSF (its PSF HDU, measured from its stars across the DCR direction, or the
+    reader's Gaussian of a seeing card: `dcrcoadd.coadd.inputs.measure_missing_psfs`), or None with
+    a warning when some warp has none: the fit then leaves the PSF term out.
 
-    PSFs measured from a warp's own stars are not used here: each star is smeared along the DCR
-    direction by its spectrum, so a measured PSF carries that warp's DCR, which the forward model
-    would then apply a second time (measured on simulated fields: 137-188 false detections per
-    science visit at constant seeing, where the true PSFs gave 0 and no PSF term 0-4).
+    A PSF stacked from a warp's stars the usual way would carry that warp's DCR smear, which the
+    forward model applies itself (measured on simulated fields: 137-188 false detections per
+    science visit at constant seeing, where the true PSFs gave 0); hence the measurement across the
+    DCR direction, and the fits against the model (`dcrcoadd.dcr.psf_refit`).
     """
     missing = [inp.name for inp in inputs if inp.psf is None]
     if missing:
-        log.warning("%d of %d warps have no PSF (no PSF extension or seeing card; first: %s): the DCR model "
+        log.warning("%d of %d warps have no PSF (no PSF extension, no star to measure one on, no seeing "
+                    "card; first: %s): the DCR model "
                     "is fitted without the per-warp PSF term (as with dcr.psf_model = none)", len(missing),
                     len(inputs), missing[0])
         return None
@@ -337,6 +340,27 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     if baseline is None:
         baseline = assemble_coadd(list(warps), config, bbox=bbox)
     t1 = time.perf_counter()
+    setup, outcomes = _solve(baseline, config, mapper, on_subregion, on_iteration, done)
+    t2 = time.perf_counter()
+    result = fill_coadds(setup, baseline, outcomes, config)
+    t3 = time.perf_counter()
+    refits = config.dcr.psf_refits if setup.warp_psfs is not None and needs_refit(baseline.inputs) else 0
+    for k in range(refits):
+        # checkpoints hold the first solve only: a resumed run fits the PSFs again from there
+        log.info("fitting the measured warp PSFs against the DCR model (%d of %d)", k + 1, refits)
+        refit_warp_psfs(result.model, baseline.inputs)
+        setup, outcomes = _solve(baseline, config, mapper, None, on_iteration, None)
+        result = fill_coadds(setup, baseline, outcomes, config)
+    t4 = time.perf_counter()
+    result.metadata["psf_refits"] = refits
+    result.metadata["timings_s"] = {"baseline_coadd": t1 - t0, "dcr_model": t2 - t1 + (t4 - t3),
+                                    "fill_coadds": t3 - t2}
+    return result
+
+
+def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_iteration,
+           done) -> tuple[DcrSetup, dict[int, TileOutcome]]:
+    """The model's setup and every subregion's outcome (those in ``done`` kept)."""
     setup = prepare_dcr_model(baseline, config)
     done = dict(done or {})
     tasks = tile_tasks(setup, baseline, config, skip=done)
@@ -350,11 +374,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
         log.info("tile %d %s: %s (%.1f s)", outcome.index, outcome.box, outcome.stop_reason, outcome.seconds)
         if on_subregion:
             on_subregion(outcome)
-    t2 = time.perf_counter()
-    result = fill_coadds(setup, baseline, outcomes, config)
-    result.metadata["timings_s"] = {"baseline_coadd": t1 - t0, "dcr_model": t2 - t1,
-                                    "fill_coadds": time.perf_counter() - t2}
-    return result
+    return setup, outcomes
 
 
 def _measured_psf(model: DcrModel, coadd: Exposure, fallback):

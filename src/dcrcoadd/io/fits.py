@@ -97,6 +97,9 @@ class ExposureInfo:
         Gain, saturation and seeing, for the planes the file lacks.
     weight_map : (Path, int) or None
         The weight-map file and HDU that give the variance (``weights=``), when the file has none.
+    psf_origin : str or None
+        Where ``psf`` came from: ``"file"`` (PSF extension or archive), ``"seeing card"`` (a
+        Gaussian of the header's seeing), None without a PSF.
     """
 
     path: Path
@@ -116,6 +119,7 @@ class ExposureInfo:
     extensions: tuple[int, int | None, int | None] = (1, 2, 3)
     pixels: PixelModel = PixelModel()
     weight_map: tuple[Path, int] | None = None
+    psf_origin: str | None = None
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -463,7 +467,9 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         psf = archive.psf
     notes.extend(archive.notes)
     pixels = pixel_model_from_cards(cards, wcs)
+    psf_origin = None if psf is None else "file"
     if psf is None and pixels.seeing_fwhm is not None:
+        psf_origin = "seeing card"
         psf = seeing_psf(pixels)
         notes.append(f"psf: Gaussian of FWHM {pixels.seeing_fwhm:.2f} px from {pixels.card('seeing')}")
     calibration = calibration_from_cards(cards)
@@ -501,6 +507,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
+        psf_origin=psf_origin,
     )
 
 

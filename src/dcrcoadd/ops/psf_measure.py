@@ -1,9 +1,23 @@
-"""Empirical PSF from bright isolated stars of an image (LSST ``doCalculatePsf``)."""
+"""Empirical PSF from bright isolated stars of an image (LSST ``doCalculatePsf``), and a
+measurement that is free of differential chromatic refraction.
+
+Every star of a single exposure is smeared along the DCR direction by its own spectrum within
+the band (at airmass 2 in g, a PSF's second moment along that direction grows by about 25 %).
+A PSF measured by stacking stars carries that smear, and a forward model that adds each
+exposure's DCR would then apply it twice. The smear is a convolution with a line profile along
+the DCR direction ``d``, so in Fourier space it multiplies each star's transform by a function of
+``k·d`` alone: along the frequencies perpendicular to ``d`` a star's transform is the PSF's.
+`measure_psf` with ``dcr_direction`` reads the PSF's modulation transfer function there, from
+the stars' noise-debiased power spectra, and builds a circularly symmetric PSF from it (seeing
+PSFs are round; the pixel response, which is not, is divided out and put back).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.ops.detection import detect, significance
@@ -12,14 +26,19 @@ from dcrcoadd.ops.shift import shift_image
 
 def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None = None, *, size: int = 25,
                 threshold: float = 50.0, min_pixels: int = 25, min_stars: int = 3,
-                max_stars: int = 100) -> Psf:
+                max_stars: int = 100, dcr_direction: Sequence[float] | None = None) -> Psf:
     """Empirical PSF from bright isolated stars of an image (LSST ``doCalculatePsf``).
 
     Sources are detected at ``threshold`` sigma per pixel (at least ``min_pixels``, LSST's
     ``detectPsfSources`` settings); a star is used when its stamp of ``size`` pixels lies in
-    the image, holds no bad pixel and no other source, and its peak is not the edge of a
-    saturated plateau. Stamps are centred on their first moments with a cubic-spline shift,
-    normalized, and combined by a per-pixel median.
+    the image and holds no bad pixel and no other source.
+
+    Without ``dcr_direction``, stamps are centred on their first moments with a cubic-spline
+    shift, normalized, and combined by a per-pixel median (right for a coadd, whose stars carry
+    no single exposure's DCR). With ``dcr_direction`` ``(dy, dx)``, the direction in which DCR
+    smears this exposure's stars (any length; zero when there is no DCR), the PSF is the round
+    PSF whose transfer function is the stars' mean one across that direction (module notes):
+    free of the DCR smear, centred, and as large as the stamps.
 
     Raises
     ------
@@ -29,40 +48,97 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     if size % 2 == 0:
         raise ValueError(f"PSF size must be odd, got {size}")
     image = np.asarray(image, dtype=np.float64)
+    variance = np.asarray(variance, dtype=np.float64)
     bad = np.zeros(image.shape, bool) if bad is None else np.asarray(bad, bool)
-    bad = bad | ~np.isfinite(image)
+    bad = bad | ~np.isfinite(image) | ~np.isfinite(variance)
+    # the recentring shift of the median stack needs one spare pixel on each side
+    margin = 1 if dcr_direction is None else 0
+    stars = isolated_stamps(image, variance, bad, size + 2 * margin, threshold=threshold,
+                            min_pixels=min_pixels, max_stars=max_stars)
+    if len(stars) < min_stars:
+        raise ValueError(f"only {len(stars)} isolated bright stars (need {min_stars})")
+    if dcr_direction is not None:
+        return across_dcr_psf([s for s, _ in stars], [v for _, v in stars], dcr_direction)
+    half = size // 2 + 1
+    centred = []
+    for stamp, _ in stars:
+        total = stamp.sum()
+        y, x = np.mgrid[: stamp.shape[0], : stamp.shape[1]]
+        cy, cx = (stamp * y).sum() / total, (stamp * x).sum() / total
+        shifted = shift_image(stamp, (half - cy, half - cx), order=3)
+        centred.append(shifted[1:-1, 1:-1] / total)
+    kernel = np.median(np.stack(centred), axis=0)
+    return Psf(np.clip(kernel, 0.0, None))
+
+
+def isolated_stamps(image: np.ndarray, variance: np.ndarray, bad: np.ndarray, size: int, *,
+                    threshold: float = 50.0, min_pixels: int = 25,
+                    max_stars: int = 100) -> list[tuple[np.ndarray, float]]:
+    """``(stamp, summed variance)`` of the brightest isolated stars, brightest first.
+
+    Each stamp of ``size`` px is centred on its star's peak pixel, has its border's median
+    subtracted and a positive sum; it lies inside the image and holds no ``bad`` pixel and no
+    other source detected at ``threshold`` sigma.
+    """
     labels, n = detect(significance(np.where(bad, 0.0, image), variance, valid=~bad), threshold,
                        min_pixels=min_pixels)
     if n == 0:
-        raise ValueError("no source above the PSF-star threshold")
-    half = size // 2 + 1  # one spare pixel for the recentring shift
+        return []
+    half = size // 2
     ny, nx = image.shape
-    peaks = ndimage.maximum_position(np.where(labels > 0, image, -np.inf), labels, range(1, n + 1))
-    fluxes = ndimage.sum(np.where(labels > 0, image, 0.0), labels, range(1, n + 1))
-    stamps = []
+    index = range(1, n + 1)
+    peaks = ndimage.maximum_position(np.where(labels > 0, image, -np.inf), labels, index)
+    fluxes = ndimage.sum(np.where(labels > 0, image, 0.0), labels, index)
+    out = []
     for label in np.argsort(fluxes)[::-1]:
         py, px = peaks[label]
-        sl = (slice(py - half, py + half + 1), slice(px - half, px + half + 1))
         if py - half < 0 or px - half < 0 or py + half >= ny or px + half >= nx:
             continue
+        sl = (slice(py - half, py + half + 1), slice(px - half, px + half + 1))
         others = labels[sl]
         if np.any((others > 0) & (others != label + 1)) or bad[sl].any():
             continue
         stamp = image[sl].copy()
         stamp -= np.median(np.concatenate([stamp[0], stamp[-1], stamp[:, 0], stamp[:, -1]]))
-        total = stamp.sum()
-        if not total > 0:
+        if not stamp.sum() > 0:
             continue
-        y, x = np.mgrid[: stamp.shape[0], : stamp.shape[1]]
-        cy, cx = (stamp * y).sum() / total, (stamp * x).sum() / total
-        centred = shift_image(stamp, (half - cy, half - cx), order=3)
-        stamps.append(centred[1:-1, 1:-1] / total)
-        if len(stamps) >= max_stars:
+        out.append((stamp, float(variance[sl].sum())))
+        if len(out) >= max_stars:
             break
-    if len(stamps) < min_stars:
-        raise ValueError(f"only {len(stamps)} isolated bright stars (need {min_stars})")
-    kernel = np.median(np.stack(stamps), axis=0)
-    return Psf(np.clip(kernel, 0.0, None))
+    return out
 
 
-# -- sizes ---------------------------------------------------------------------------------------
+def across_dcr_psf(stamps: Sequence[np.ndarray], variances: Sequence[float],
+                   dcr_direction: Sequence[float], *, oversample: int = 2) -> Psf:
+    """The round PSF whose transfer function is the stamps' across ``dcr_direction`` (module notes).
+
+    Each stamp's power spectrum, normalized by its flux and less its noise power (its summed
+    ``variances``: white noise has that power at every frequency), is averaged with weights
+    ``flux² / variance`` (inverse noise power); zero padding by ``oversample`` samples it finely
+    enough to read along any direction. The square root along the direction perpendicular to
+    ``dcr_direction``, divided by the pixel response there, is made non-increasing (seeing PSFs'
+    transfer functions fall monotonically; this also stops noise where the power is gone) and
+    is the PSF's radial transfer function.
+    """
+    size = stamps[0].shape[0]
+    n = oversample * size
+    power = np.zeros((n, n))
+    total_weight = 0.0
+    for stamp, var in zip(stamps, variances, strict=True):
+        flux = float(stamp.sum())
+        weight = flux * flux / max(var, np.finfo(float).tiny)
+        power += weight * (np.abs(fft.fft2(stamp, s=(n, n))) ** 2 - var) / (flux * flux)
+        total_weight += weight
+    power = fft.fftshift(power / total_weight)
+    d = np.asarray(dcr_direction, dtype=np.float64)
+    length = float(np.hypot(d[0], d[1]))
+    uy, ux = (d / length) if length > 0 else (1.0, 0.0)
+    radius = np.arange(n // 2) / n  # cycles per pixel
+    ky, kx = radius * ux, -radius * uy  # perpendicular to (uy, ux)
+    samples = ndimage.map_coordinates(power, [n // 2 + ky * n, n // 2 + kx * n], order=1)
+    mtf = np.sqrt(np.clip(samples, 0.0, None) / samples[0]) / (np.sinc(ky) * np.sinc(kx))
+    mtf = np.minimum.accumulate(mtf)
+    fy, fx = fft.fftfreq(size)[:, None], fft.fftfreq(size)[None, :]
+    transfer = np.interp(np.hypot(fy, fx), radius, mtf, right=0.0) * np.sinc(fy) * np.sinc(fx)
+    kernel = np.clip(fft.fftshift(fft.ifft2(transfer).real), 0.0, None)
+    return Psf(kernel / kernel.sum())

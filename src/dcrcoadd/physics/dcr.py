@@ -51,7 +51,7 @@ from dcrcoadd.core.visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 from dcrcoadd.errors import InputError
 from dcrcoadd.physics.refraction import refraction_coefficients
 
-__all__ = ["dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
+__all__ = ["dcr_direction", "dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
 
 log = logging.getLogger("dcrcoadd.physics.dcr")
 
@@ -344,3 +344,10 @@ def dcr_shifts(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: int
         pos = (np.array([float(x)]), np.array([float(y)]))
     return dcr_shifts_at(visit, wcs, bandpass, n_subfilters, pos, split=split, edges=edges,
                          partition=partition)[0]
+
+
+def dcr_direction(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, *, position=None) -> np.ndarray:
+    """``(dy, dx)`` pixels from where the red half of the band lands to where the blue half does:
+    the direction (and roughly the length) of the smear DCR gives a star in this visit."""
+    shifts = dcr_shifts(visit, wcs, bandpass, 2, position=position)
+    return shifts[0] - shifts[-1]

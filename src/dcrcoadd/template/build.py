@@ -86,13 +86,16 @@ from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
+from dcrcoadd.ops.psf_match import convolve_round, fit_round_transfer, radial_transfer
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.ops.resample import resample_flux
+from dcrcoadd.physics.dcr import dcr_direction
 
-__all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference", "grid_offset",
-           "make_template", "resample_flux", "template_psf", "write_template"]
+__all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
+           "fit_psf_to_model", "grid_offset", "make_template", "resample_flux", "template_psf",
+           "write_template"]
 
 #: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
 PSF_CHOICES = ("science", "reference")
@@ -266,15 +269,20 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     return image, mask, variance, no_data
 
 
-def _science_psf(science: Exposure, given: Psf | None, source: str) -> tuple[Psf, str]:
+def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) -> tuple[Psf, str]:
     """The science exposure's PSF and where it came from: its own (PSF extension, or the reader's
-    Gaussian of a seeing card), else measured from its bright isolated stars, else ``given``."""
+    Gaussian of a seeing card), else measured from its bright isolated stars across its DCR
+    direction (`measure_psf`; `make_template` then refines it against the model), else ``given``."""
     if science.psf is not None:
         return science.psf, "file"
     try:
+        direction = dcr_direction(science.visit.completed(), science.wcs, bandpass)
+    except (InputError, ValueError, AttributeError, TypeError):
+        direction = None  # no DCR geometry: _check_inputs refuses the exposure anyway
+    try:
         psf = measure_psf(science.image, science.variance,
                           science.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT"),
-                          size=25)
+                          size=25, dcr_direction=direction)
     except ValueError as exc:
         if given is None:
             raise InputError(f"no PSF (no PSF extension or seeing card) and none could be measured ({exc}): "
@@ -282,8 +290,8 @@ def _science_psf(science: Exposure, given: Psf | None, source: str) -> tuple[Psf
         log.warning("%s: no PSF and none measured (%s); using the given PSF of FWHM %.2f px", source, exc,
                     given.fwhm)
         return given, "given"
-    log.warning("%s: no PSF in the file; measured one from its bright isolated stars, FWHM %.2f px", source,
-                psf.fwhm)
+    log.warning("%s: no PSF in the file; measured one from its bright isolated stars across the DCR "
+                "direction, FWHM %.2f px (then fitted against the model)", source, psf.fwhm)
     return psf, "measured"
 
 
@@ -292,7 +300,8 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     """The PSF a template is rendered at, and its label for the template file's ``TMPLPSF`` card.
 
     ``psf="science"`` on a PSF-aware model (`DcrModel.psf_aware`): the science exposure's PSF
-    (`_science_psf` order), label ``"science"`` (``"science-measured"``, ``"science-given"``);
+    (`_science_psf` order), label ``"science"`` (``"science-measured"``, which `make_template`
+    refines into ``"science-fitted"``, or ``"science-given"``);
     a `Psf`: that PSF, ``"given"``; ``"reference"``, or any model that is not PSF-aware: None
     (the model's own PSF), ``"reference"`` / ``"model"``. Warns, saying by how much, when the
     science PSF is narrower than the model's reference (the template then deconvolves the model).
@@ -306,7 +315,7 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     elif psf == "reference":
         return None, "reference"
     elif psf == "science":
-        chosen, origin = _science_psf(science, given, source)
+        chosen, origin = _science_psf(science, given, source, model.bandpass)
         label = "science" if origin == "file" else f"science-{origin}"
     else:
         raise ValueError(f"psf must be one of {PSF_CHOICES} or a Psf, got {psf!r}")
@@ -317,6 +326,24 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
                     "(build the model with a narrower dcr.psf_reference_fwhm)", source, chosen.fwhm,
                     100 * (1 - chosen.fwhm / ref), ref)
     return chosen, label
+
+
+def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, prior: Psf) -> Psf:
+    """The PSF of ``exposure`` fitted against a PSF-aware model: the model's reference PSF times the
+    round transfer function that best maps ``template`` (the model rendered for this exposure at
+    the reference PSF, on its pixels and in its units; NaN where it does not reach) onto the image
+    (`dcrcoadd.ops.psf_match.fit_round_transfer`). ``prior``'s ratio to the reference (a PSF
+    measured on stars) holds where the model has no power. The template carries the exposure's
+    DCR, so unlike stars stacked from the image the fit carries none of it."""
+    ref = model.psf.kernel
+    good = np.isfinite(template) & ~exposure.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
+    r_ref, t_ref = radial_transfer(ref)
+    _, t_prior = radial_transfer(prior.kernel)
+    expected = (r_ref, np.divide(t_prior, t_ref, out=np.zeros_like(t_ref), where=t_ref > 1e-3))
+    radius, transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
+                                          exposure.variance.astype(np.float64), good, prior=expected)
+    size = max(ref.shape[0], prior.kernel.shape[0]) + 8
+    return convolve_round(ref, radius, transfer, size + 1 - size % 2)
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
@@ -364,13 +391,25 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     offset = grid_offset(science.wcs, model.wcs, science.shape)
     order = model.interp_order if order is None else order
     rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
-    kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=rendered_psf)
-    if offset is not None:
-        log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
-        image, mask, variance, no_data = _same_grid(model, science, visit, offset, **kwargs)
-    else:
+
+    def render(at: Psf | None):
+        kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at)
+        if offset is not None:
+            log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
+            return _same_grid(model, science, visit, offset, **kwargs)
         log.debug("%s: on another grid; resampling the template with reproject_exact", source)
-        image, mask, variance, no_data = _resampled(model, science, visit, **kwargs)
+        return _resampled(model, science, visit, **kwargs)
+
+    scale = model.flux_calibration / science.flux_calibration
+    if label == "science-measured":
+        # stars give the PSF to a few per cent; the fit against the model gives what the difference needs
+        image, _, _, no_data = render(None)
+        at_reference = np.where(no_data, np.nan, image * scale)
+        rendered_psf = fit_psf_to_model(model, science, at_reference, rendered_psf)
+        label = "science-fitted"
+        log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
+                 rendered_psf.fwhm)
+    image, mask, variance, no_data = render(rendered_psf)
     if no_data.all():
         raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
@@ -379,7 +418,6 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     mask[no_data] |= np.uint32(1 << planes.bit("NO_DATA"))
     image[no_data] = np.nan
     variance[no_data] = np.nan
-    scale = model.flux_calibration / science.flux_calibration
     template = Exposure(
         image=(image * scale).astype(np.float32), mask=mask,
         variance=(variance * scale**2).astype(np.float32), mask_planes=planes,
@@ -393,7 +431,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
 
 def write_template(template: Exposure, path: str | os.PathLike) -> Path:
     """Write a template (`write_exposure` layout) with ``TMPLPSF``, the PSF it carries (its PSF
-    extension): ``science`` (-measured, -given), ``given``, ``reference`` or ``model``."""
+    extension): ``science`` (-fitted, -given), ``given``, ``reference`` or ``model``."""
     hdus = exposure_hdus(template)
     label = getattr(template, "psf_label", "model")
     hdus[0].header["TMPLPSF"] = (label, "PSF of this template (its PSF HDU)")

@@ -1,0 +1,43 @@
+"""PSFs of warps measured from their own stars, fitted again against the DCR model.
+
+A PSF measured on a warp's isolated stars (`dcrcoadd.ops.psf_measure.measure_psf`, across the DCR
+direction) is right to a few per cent; around bright stars that leaves residuals in every
+template. The model knows where every source's light lands in each warp, DCR included, so the
+ratio of a warp's PSF to the model's reference PSF can be fitted on all its sources at once
+(`dcrcoadd.template.build.fit_psf_to_model`); the model is then solved again with the fitted PSFs.
+Each pass removes part of the error: the model, fitted to the same warps, absorbs some of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from dcrcoadd.coadd.inputs import CoaddInput
+from dcrcoadd.dcr.model import DcrModel
+
+log = logging.getLogger("dcrcoadd.dcr.psf_refit")
+
+#: ``CoaddInput.psf_origin`` of the PSFs this module fits.
+REFITTED = ("measured", "fitted")
+
+
+def needs_refit(inputs: Sequence[CoaddInput]) -> bool:
+    """Whether some input's PSF was measured from its stars (or fitted before)."""
+    return any(inp.psf_origin in REFITTED for inp in inputs)
+
+
+def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput]) -> None:
+    """Replace the PSF of every input measured from its stars by its fit against ``model`` (a
+    PSF-aware model of the same warps), in place; ``psf_origin`` becomes ``"fitted"``."""
+    from dcrcoadd.template.build import fit_psf_to_model, make_template
+
+    for inp in inputs:
+        if inp.psf_origin not in REFITTED:
+            continue
+        exposure = inp.read(model.bbox)
+        template = make_template(model, exposure, psf="reference", source=inp.name)
+        fitted = fit_psf_to_model(model, exposure, template.image, inp.psf)
+        log.info("%s: PSF fitted against the DCR model: FWHM %.2f px (was %.2f)", inp.name, fitted.fwhm,
+                 inp.psf.fwhm)
+        inp.psf, inp.psf_origin = fitted, "fitted"

@@ -1,0 +1,97 @@
+"""Warps and science exposures without a PSF: PSFs measured across the DCR direction, then fitted
+against the DCR model (`dcrcoadd.ops.psf_match`, `dcrcoadd.dcr.psf_refit`)."""
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+from scipy import fft
+
+from dcrcoadd.config import Config
+from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf
+from dcrcoadd.ops.psf_match import convolve_round, fit_round_transfer, radial_transfer
+
+
+def gaussian_blur(image, sigma):
+    ky, kx = fft.fftfreq(image.shape[0])[:, None], fft.rfftfreq(image.shape[1])[None, :]
+    return fft.irfft2(fft.rfft2(image) * np.exp(-2 * np.pi**2 * sigma**2 * (ky**2 + kx**2)), s=image.shape)
+
+
+def test_fit_recovers_the_ratio_of_two_gaussian_psfs():
+    rng = np.random.default_rng(1)
+    sky = np.zeros((128, 128))
+    sky[rng.integers(16, 112, 40), rng.integers(16, 112, 40)] = rng.uniform(2e3, 2e4, 40)
+    model = gaussian_blur(sky, 1.5)
+    data = gaussian_blur(sky, np.hypot(1.5, 1.2)) + rng.normal(0.0, 1.0, sky.shape)
+    radius, transfer = fit_round_transfer(data, model, np.ones(sky.shape), np.ones(sky.shape, bool))
+    expected = np.exp(-2 * np.pi**2 * 1.2**2 * radius**2)
+    where = radius < 0.2  # where the model has power
+    np.testing.assert_allclose(transfer[where], expected[where], atol=0.02)
+    assert transfer[0] == 1.0
+    # beyond the model's power the ratio is shrunk towards the prior (zero by default)
+    assert np.all(np.abs(transfer[radius > 0.4]) < 0.05)
+    psf = convolve_round(Psf.gaussian(1.5, size=25).kernel, radius, transfer, 31)
+    assert psf.fwhm == pytest.approx(np.hypot(1.5, 1.2) * SIGMA_TO_FWHM, rel=0.02)
+    assert psf.shape == (31, 31)
+
+
+def test_radial_transfer_of_a_gaussian():
+    r, t = radial_transfer(Psf.gaussian(2.0, size=31).kernel)
+    np.testing.assert_allclose(t[r < 0.25], np.exp(-2 * np.pi**2 * 4.0 * r[r < 0.25] ** 2), atol=2e-3)
+
+
+@pytest.fixture(scope="module")
+def field():
+    from dcrcoadd.sim import SimulationConfig, simulate
+
+    return simulate(SimulationConfig(size=160, n_visits=7, n_stars=60, n_bright_stars=0, airmass=(1.05, 1.8),
+                                     seeing=(0.6, 1.1), star_mag_range=(15.5, 20.0), defects=False, seed=5))
+
+
+def test_warps_without_psf_get_measured_then_fitted_psfs(field, caplog):
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+
+    warps = [dataclasses.replace(w, psf=None) for w in field.warps[:6]]
+    with caplog.at_level(logging.WARNING):
+        result = assemble_dcr_coadd(warps, Config())
+    assert sum("measured one from its bright isolated stars" in r.getMessage() for r in caplog.records) == 6
+    assert not any("without the per-warp PSF term" in r.getMessage() for r in caplog.records)
+    assert result.model.psf_aware and result.metadata["psf_refits"] == 2
+    table = result.baseline.inputs_table()
+    assert list(table["psf_origin"]) == ["fitted"] * 6
+    # each warp keeps its own seeing: fitted FWHMs follow the true ones
+    true = np.array([w.psf.fwhm for w in field.warps[:6]])
+    fitted = np.array(table["psf_fwhm"])
+    assert np.corrcoef(true, fitted)[0, 1] > 0.95
+    np.testing.assert_allclose(fitted, true, rtol=0.12)
+
+
+def test_with_measure_psf_off_warps_without_psf_drop_the_psf_term(field, caplog):
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+
+    config = Config()
+    config.inputs.measure_psf = False
+    config.artifacts.enabled = False  # compare-warp needs PSFs
+    warps = [dataclasses.replace(w, psf=None) for w in field.warps[:6]]
+    with caplog.at_level(logging.WARNING):
+        result = assemble_dcr_coadd(warps, config)
+    assert any("without the per-warp PSF term" in r.getMessage() for r in caplog.records)
+    assert not result.model.psf_aware
+
+
+def test_template_for_a_science_exposure_without_psf_fits_its_psf(field):
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+    from dcrcoadd.template.build import make_template
+
+    result = assemble_dcr_coadd(field.warps[:6], Config())
+    science = field.warps[6]
+    template = make_template(result.model, dataclasses.replace(science, psf=None))
+    assert template.psf_label == "science-fitted"
+    assert template.psf.fwhm == pytest.approx(science.psf.fwhm, rel=0.08)
+    # the difference is as clean as with the true PSF, within a little
+    true = make_template(result.model, science)
+    sources = result.baseline.coadd.mask_of("DETECTED")
+    chi2 = [np.nanmean(((science.image - t.image) ** 2 / (science.variance + t.variance))[sources])
+            for t in (template, true)]
+    assert chi2[0] < 1.5 * chi2[1] + 0.5
