@@ -24,14 +24,15 @@ def test_fit_recovers_the_ratio_of_two_gaussian_psfs():
     sky[rng.integers(16, 112, 40), rng.integers(16, 112, 40)] = rng.uniform(2e3, 2e4, 40)
     model = gaussian_blur(sky, 1.5)
     data = gaussian_blur(sky, np.hypot(1.5, 1.2)) + rng.normal(0.0, 1.0, sky.shape)
-    radius, transfer = fit_round_transfer(data, model, np.ones(sky.shape), np.ones(sky.shape, bool))
+    fit = fit_round_transfer(data, model, np.ones(sky.shape), np.ones(sky.shape, bool))
+    radius, transfer = fit.radius, fit.values
     expected = np.exp(-2 * np.pi**2 * 1.2**2 * radius**2)
     where = radius < 0.2  # where the model has power
     np.testing.assert_allclose(transfer[where], expected[where], atol=0.02)
     assert transfer[0] == 1.0
     # beyond the model's power the ratio is shrunk towards the prior (zero by default)
     assert np.all(np.abs(transfer[radius > 0.4]) < 0.05)
-    psf = convolve_round(Psf.gaussian(1.5, size=25).kernel, radius, transfer, 31)
+    psf = convolve_round(Psf.gaussian(1.5, size=25).kernel, fit, 31)
     assert psf.fwhm == pytest.approx(np.hypot(1.5, 1.2) * SIGMA_TO_FWHM, rel=0.02)
     assert psf.shape == (31, 31)
 
@@ -57,7 +58,9 @@ def test_warps_without_psf_get_measured_then_fitted_psfs(field, caplog):
         result = assemble_dcr_coadd(warps, Config())
     assert sum("measured one from its bright isolated stars" in r.getMessage() for r in caplog.records) == 6
     assert not any("without the per-warp PSF term" in r.getMessage() for r in caplog.records)
-    assert result.model.psf_aware and result.metadata["psf_refits"] == 2
+    assert result.model.psf_aware and result.metadata["psf_refits"] == Config().dcr.psf_refits > 0
+    # PSFs of stars are already those of their colour mix: no chromatic widening on top
+    assert result.model.psf_chromatic_index == 0.0
     table = result.baseline.inputs_table()
     assert list(table["psf_origin"]) == ["fitted"] * 6
     # each warp keeps its own seeing: fitted FWHMs follow the true ones

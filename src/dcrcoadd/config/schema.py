@@ -439,7 +439,7 @@ class DcrConfig:
     is set by a prior (the full-band image towards 0, the colours towards the colour prior), not
     by division. Not an LSST field."""
 
-    psf_refits: int = 2
+    psf_refits: int = 3
     """With ``psf_model = "warp"``, how many times the PSFs of warps measured from their own stars
     (``inputs.measure_psf``) are fitted against the model, each fit followed by a new solve: the
     round transfer function that maps the model, rendered at the reference PSF with the warp's

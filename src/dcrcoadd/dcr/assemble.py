@@ -23,7 +23,7 @@ from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.dcr.psf_ratio import reference_psf
-from dcrcoadd.dcr.psf_refit import needs_refit, refit_warp_psfs
+from dcrcoadd.dcr.psf_refit import REFITTED, needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
@@ -183,8 +183,12 @@ def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs) -> Psf:
     return ref
 
 
-def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
-    """Check the inputs can constrain DCR and start the model at coadd / M (LSST ``prepareDcrInputs``)."""
+def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | None = None) -> DcrSetup:
+    """Check the inputs can constrain DCR and start the model at coadd / M (LSST ``prepareDcrInputs``).
+
+    ``reference``: the PSF-aware model's reference PSF, instead of choosing it from the warps' PSFs
+    (`model_reference_psf`); the PSF refits keep the first solve's.
+    """
     coadd, dcr = baseline.coadd, config.dcr
     inputs = baseline.inputs
     visits = dcr_visits(inputs)
@@ -199,7 +203,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     if psf_aware(config):
         psfs = warp_psfs(inputs)
         if psfs is not None:
-            psf = model_reference_psf(psfs, config, coadd.wcs)
+            psf = reference if reference is not None else model_reference_psf(psfs, config, coadd.wcs)
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)
@@ -214,7 +218,14 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config) -> DcrSetup:
     if psfs is not None:
         model.psf_model = "warp"
         model.psf_ratio_floor = dcr.psf_ratio_floor
-        model.psf_chromatic_index = dcr.psf_chromatic_index
+        # A PSF measured on stars (or fitted against the model) is already the PSF of their mix of
+        # colours; widening it per subfilter would count chromatic seeing twice (measured on the
+        # variable-seeing fields: 38/14/24/7 false detections with it, 23/11/1/1 without, at 100 %)
+        measured = sum(inp.psf_origin in REFITTED for inp in inputs)
+        model.psf_chromatic_index = 0.0 if measured else dcr.psf_chromatic_index
+        if measured and dcr.psf_chromatic_index != 0:
+            log.info("%d warp PSFs are measured from their stars: the model leaves chromatic seeing out "
+                     "(dcr.psf_chromatic_index applies to PSFs from the files)", measured)
     detected, detected_here = _detected(coadd, coadd.psf, dcr.convergence_mask_planes)
     if detected_here:
         model.mask_planes = model.mask_planes.with_plane("DETECTED")
@@ -349,7 +360,8 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
         # checkpoints hold the first solve only: a resumed run fits the PSFs again from there
         log.info("fitting the measured warp PSFs against the DCR model (%d of %d)", k + 1, refits)
         refit_warp_psfs(result.model, baseline.inputs)
-        setup, outcomes = _solve(baseline, config, mapper, None, on_iteration, None)
+        # the reference stays the first solve's: the fits are ratios to it
+        setup, outcomes = _solve(baseline, config, mapper, None, on_iteration, None, reference=setup.psf)
         result = fill_coadds(setup, baseline, outcomes, config)
     t4 = time.perf_counter()
     result.metadata["psf_refits"] = refits
@@ -358,10 +370,10 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     return result
 
 
-def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_iteration,
-           done) -> tuple[DcrSetup, dict[int, TileOutcome]]:
+def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_iteration, done,
+           reference: Psf | None = None) -> tuple[DcrSetup, dict[int, TileOutcome]]:
     """The model's setup and every subregion's outcome (those in ``done`` kept)."""
-    setup = prepare_dcr_model(baseline, config)
+    setup = prepare_dcr_model(baseline, config, reference)
     done = dict(done or {})
     tasks = tile_tasks(setup, baseline, config, skip=done)
     log.info("solving the DCR model (M = %d) over %d subregion(s) of %s (%d done before), buffer %d px, "

@@ -27,6 +27,7 @@ from dcrcoadd.dcr.forward import (
 )
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
+from dcrcoadd.ops.psf_match import RoundTransfer
 
 #: Forward models a model can be rendered with (see `DcrModel.forward_model`).
 FORWARD_MODELS = ("shift", "fourier")
@@ -201,7 +202,7 @@ class DcrModel:
 
     def render(self, visit: VisitInfo, box: Box | None = None, *, position: tuple[float, float] | None = None,
                order: int | None = None, split: bool = True, split_threshold: float = 0.1,
-               psf: Psf | None = None) -> np.ndarray:
+               psf: Psf | None = None, matching: RoundTransfer | None = None) -> np.ndarray:
         """The DCR-matched template image of ``visit`` over ``box`` (default the whole model).
 
         This is the one template path: `build_matched_exposure` and `dcrcoadd.template` use it.
@@ -212,7 +213,12 @@ class DcrModel:
         through that PSF: every subfilter's transfer is multiplied by ``P / P_ref`` (regularized
         as in the fit, `dcrcoadd.dcr.psf_ratio`); without it, at the model's reference PSF.
         Models that are not PSF-aware ignore ``psf``: their templates carry the model's PSF.
+        ``matching`` (PSF-aware models, instead of ``psf``): the template at the reference PSF
+        times this round transfer function, the same for every subfilter (a ratio fitted against
+        the reference template, `dcrcoadd.template.build.fit_psf_to_model`).
         """
+        if matching is not None and (psf is not None or not self.psf_aware):
+            raise ValueError("matching applies to PSF-aware models, instead of psf")
         if self.wcs is None:
             raise InputError("the DCR model has no WCS; cannot project DCR into pixels", "model")
         if not self.psf_aware:
@@ -220,7 +226,7 @@ class DcrModel:
         box = box or self.bbox
         at = box.center if position is None else position
         if self.forward_model == "fourier":
-            return self._render_fourier(visit, box, at, psf)
+            return self._render_fourier(visit, box, at, psf, matching)
         shifts = subfilter_shifts([visit], self.wcs, self.origin, self.bandpass, self.subfilter_edges,
                                   at, split=split)[0]
         order = self.interp_order if order is None else order
@@ -230,7 +236,7 @@ class DcrModel:
         return template[box.slices(region)]
 
     def _render_fourier(self, visit: VisitInfo, box: Box, at: tuple[float, float],
-                        psf: Psf | None = None) -> np.ndarray:
+                        psf: Psf | None = None, matching: RoundTransfer | None = None) -> np.ndarray:
         """`render` through the Fourier forward model the exact solver fitted (module
         `dcrcoadd.dcr.fourier`): wavelength-averaged DCR phases on a padded grid, and the PSF
         ratio ``P / P_ref`` when ``psf`` is given (per subfilter with chromatic seeing)."""
@@ -249,6 +255,11 @@ class DcrModel:
 
             def ratio(grid):
                 return psf_ratio.ratio_transfers(kernel, ref, grid, floor, scales)[None]
+        elif matching is not None:
+            margin += max(self.psf.shape) // 2 + 1
+
+            def ratio(grid):
+                return matching.on_grid(grid)[None]
         region = box.grow(margin).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
         template = fourier.render(images, shifts, weights, interpolation=self.fourier_interpolation,

@@ -37,7 +37,9 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput]) -> None:
             continue
         exposure = inp.read(model.bbox)
         template = make_template(model, exposure, psf="reference", source=inp.name)
-        fitted = fit_psf_to_model(model, exposure, template.image, inp.psf)
+        # room for the wings a 25-px star stamp cuts off, once
+        size = inp.psf.shape[0] + (8 if inp.psf_origin == "measured" else 0)
+        _, fitted = fit_psf_to_model(model, exposure, template.image, size)
         log.info("%s: PSF fitted against the DCR model: FWHM %.2f px (was %.2f)", inp.name, fitted.fwhm,
                  inp.psf.fwhm)
         inp.psf, inp.psf_origin = fitted, "fitted"

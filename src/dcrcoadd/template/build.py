@@ -86,7 +86,7 @@ from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
-from dcrcoadd.ops.psf_match import convolve_round, fit_round_transfer, radial_transfer
+from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
@@ -204,7 +204,8 @@ def _warn_partial(source: str, no_data: np.ndarray) -> None:
 
 
 def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tuple[int, int], *,
-               order: int, split: bool, split_threshold: float, source: str, psf: Psf | None = None):
+               order: int, split: bool, split_threshold: float, source: str, psf: Psf | None = None,
+               matching: RoundTransfer | None = None):
     """Template image, mask and variance cut from the model (science pixels are model pixels)."""
     ny, nx = science.shape
     # the science array's box in the model's parent grid
@@ -215,7 +216,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
                          f"model's {model.bbox})", source)
     try:
         forward = model.render(visit, overlap, order=order, split=split, split_threshold=split_threshold,
-                               psf=psf)
+                               psf=psf, matching=matching)
     except InputError as exc:
         raise InputError(str(exc), source) from None
     inner = overlap.slices(model.bbox)
@@ -232,7 +233,8 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
 
 
 def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: int, split: bool,
-               split_threshold: float, source: str, psf: Psf | None = None):
+               split_threshold: float, source: str, psf: Psf | None = None,
+               matching: RoundTransfer | None = None):
     """Template image, mask and variance forward-modelled on the model grid and resampled."""
     ny, nx = science.shape
     model_parent = shift_wcs(model.wcs, model.origin[0], model.origin[1])
@@ -252,7 +254,8 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     region = footprint.grow(_RESAMPLE_MARGIN).clip(mb)
     try:
         forward = model.render(visit, region, position=(0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y)),
-                               order=order, split=split, split_threshold=split_threshold, psf=psf)
+                               order=order, split=split, split_threshold=split_threshold, psf=psf,
+                               matching=matching)
     except InputError as exc:
         raise InputError(str(exc), source) from None
     var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
@@ -328,22 +331,20 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     return chosen, label
 
 
-def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, prior: Psf) -> Psf:
-    """The PSF of ``exposure`` fitted against a PSF-aware model: the model's reference PSF times the
-    round transfer function that best maps ``template`` (the model rendered for this exposure at
-    the reference PSF, on its pixels and in its units; NaN where it does not reach) onto the image
-    (`dcrcoadd.ops.psf_match.fit_round_transfer`). ``prior``'s ratio to the reference (a PSF
-    measured on stars) holds where the model has no power. The template carries the exposure's
-    DCR, so unlike stars stacked from the image the fit carries none of it."""
+def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray,
+                     size: int) -> tuple[RoundTransfer, Psf]:
+    """The PSF of ``exposure`` fitted against a PSF-aware model: the round transfer function that
+    best maps ``template`` (the model rendered for this exposure at the reference PSF, on its pixels
+    and in its units; NaN where it does not reach) onto the image
+    (`dcrcoadd.ops.psf_match.fit_round_transfer`), and the PSF it makes of the model's reference
+    PSF (a kernel of at least ``size`` px). The template carries the exposure's DCR, so unlike stars
+    stacked from the image the fit carries none of it."""
     ref = model.psf.kernel
     good = np.isfinite(template) & ~exposure.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
-    r_ref, t_ref = radial_transfer(ref)
-    _, t_prior = radial_transfer(prior.kernel)
-    expected = (r_ref, np.divide(t_prior, t_ref, out=np.zeros_like(t_ref), where=t_ref > 1e-3))
-    radius, transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
-                                          exposure.variance.astype(np.float64), good, prior=expected)
-    size = max(ref.shape[0], prior.kernel.shape[0]) + 8
-    return convolve_round(ref, radius, transfer, size + 1 - size % 2)
+    transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
+                                  exposure.variance.astype(np.float64), good)
+    size = max(ref.shape[0], size)
+    return transfer, convolve_round(ref, transfer, size + 1 - size % 2)
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
@@ -392,8 +393,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     order = model.interp_order if order is None else order
     rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
 
-    def render(at: Psf | None):
-        kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at)
+    def render(at: Psf | None, matching: RoundTransfer | None = None):
+        kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at,
+                      matching=matching)
         if offset is not None:
             log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
             return _same_grid(model, science, visit, offset, **kwargs)
@@ -402,14 +404,18 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
 
     scale = model.flux_calibration / science.flux_calibration
     if label == "science-measured":
-        # stars give the PSF to a few per cent; the fit against the model gives what the difference needs
+        # Stars give the PSF to a few per cent; the fit against the model gives what the difference
+        # needs. The template is the one fitted (the reference template times the fitted ratio): the
+        # ratio is an average over the subfilters, which chromatic seeing would scale a second time.
         image, _, _, no_data = render(None)
         at_reference = np.where(no_data, np.nan, image * scale)
-        rendered_psf = fit_psf_to_model(model, science, at_reference, rendered_psf)
+        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, rendered_psf.shape[0] + 8)
         label = "science-fitted"
         log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
                  rendered_psf.fwhm)
-    image, mask, variance, no_data = render(rendered_psf)
+        image, mask, variance, no_data = render(None, matching)
+    else:
+        image, mask, variance, no_data = render(rendered_psf)
     if no_data.all():
         raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
