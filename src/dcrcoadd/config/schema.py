@@ -445,9 +445,9 @@ class DcrConfig:
     DCR stage takes ``1 + psf_refits`` solves): the round transfer function that maps the model,
     rendered at the reference PSF with the warp's DCR, onto the warp (`dcrcoadd.ops.psf_match`;
     the reference PSF stays the first solve's). Stars alone give PSFs to a few per cent, which
-    leaves residuals around bright stars: on the variable-seeing validation field (0.6–1.3″) 0, 2, 3
-    and 4 refits left at most 146, 59, 2 and 2 false detections per science visit, where the true
-    PSFs left 0 (README Validation). 0: use the measured PSFs as they are. Not an LSST field."""
+    leaves residuals around bright stars: on the variable-seeing validation field (0.6–1.3″) 0, 1, 2,
+    3 and 4 refits left at most 75, 26, 7, 2 and 3 false detections per science visit, where the
+    true PSFs left 0 (README Validation). 0: use the measured PSFs as they are. Not an LSST field."""
 
     psf_chromatic_index: float = -0.2
     """Chromatic seeing of the PSF-aware forward model (``psf_model = "warp"``): seeing FWHM ∝
