@@ -236,7 +236,8 @@ def readme_section(out_dir: Path) -> str:
     return "\n".join(lines)
 
 
-SEEING_COLUMNS = (("baseline", "baseline coadd"), ("iterative", "iterative"), ("exact", "exact, no PSF term"),
+SEEING_COLUMNS = (("baseline", "baseline coadd"), ("iterative", "iterative"),
+                  ("iterative psf-aware", "iterative, PSF term"), ("exact", "exact, no PSF term"),
                   ("psf-aware", "PSF-aware"), ("psf-aware measured", "PSF-aware, measured PSFs"),
                   ("noise floor", "noise twin"))
 
@@ -257,7 +258,8 @@ def seeing_markdown(se: dict) -> list[str]:
         f"seeing with chromatic width ∝ λ^−0.2, {setup['n_model']} model visits alternating east and west "
         f"at airmass {lo:.2f}–{hi:.2f}, science visits at {science}; each visit's seeing spread over the "
         "range of the row (stored in its PSF HDU). Columns: false detections (5σ, ≥ 3 px) in science − "
-        "template at each science airmass; the exact solver without and with the PSF-aware forward model "
+        "template at each science airmass; the iterative solver (LSST parity) and the same with the PSF "
+        "term (`dcr.psf_model = warp`); the exact solver without and with the PSF-aware forward model "
         f"(templates at the science PSF); in the last model column the PSFs are {measured} instead of the "
         "true ones (`python -m benchmarks --only seeing`).")
     lines = [

@@ -413,18 +413,20 @@ class DcrConfig:
     off here as issue 6 asks: the input-based PSF is well defined on any field). A PSF-aware fit
     (``psf_model = "warp"``) does not measure: its coadds are at the reference PSF by construction."""
 
-    psf_model: str = "warp"
+    psf_model: str = "auto"
     """PSF-aware forward model (issue 13): ``warp`` — the model is the sky in each subfilter seen
     through a reference PSF and warp ``i`` sees it through ``P_i / P_ref`` (its own PSF: the warp's
     PSF HDU, else measured from its stars (``inputs.measure_psf``), else a Gaussian of its seeing
     card; if some warp has none, the run falls back to ``none`` with a warning), so warps of
-    different seeing are fitted as they are; ``none`` — every
-    warp is assumed to share one PSF. Only the exact solver uses it; the iterative solver (LSST
-    parity) ignores it. Not an LSST field."""
+    different seeing are fitted as they are; ``none`` — every warp is assumed to share one PSF;
+    ``auto`` (default) — ``warp`` for the exact solver, ``none`` for the iterative solver, whose
+    defaults keep LSST parity. The iterative solver with ``warp`` applies one ratio per warp to the
+    shifted subfilter images (no chromatic seeing). Not an LSST field."""
 
     psf_reference_fwhm: float | None = None
-    """FWHM (arcsec) of the model's reference PSF with ``psf_model = "warp"``; default
-    ``psf_reference_scale`` times the narrowest input's. The reference has the narrowest input's
+    """FWHM (arcsec) of the exact solver's reference PSF with ``psf_model = "warp"``; default
+    ``psf_reference_scale`` times the narrowest input's (the iterative solver's reference is the
+    coadd's PSF: its conditioning holds the model near the coadd). The reference has the narrowest input's
     shape (its transfer function raised to a power), so that every warp's ratio ``P_i / P_ref``
     stays bounded. Not an LSST field."""
 

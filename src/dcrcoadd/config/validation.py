@@ -225,8 +225,8 @@ def validate_dcr(d: DcrConfig, prefix: str = "dcr") -> None:
     _check_number(f"{prefix}.buffer_factor", d.buffer_factor, lo=1.0)
     _check_bool(f"{prefix}.do_calculate_psf", d.do_calculate_psf)
     _check_planes(f"{prefix}.convergence_mask_planes", d.convergence_mask_planes)
-    if d.psf_model not in ("warp", "none", None):  # (--set dcr.psf_model=none reads as None)
-        _fail(f"{prefix}.psf_model", "must be 'warp' or 'none'", d.psf_model)
+    if d.psf_model not in ("auto", "warp", "none", None):  # (--set dcr.psf_model=none reads as None)
+        _fail(f"{prefix}.psf_model", "must be 'auto', 'warp' or 'none'", d.psf_model)
     if d.psf_reference_fwhm is not None:
         _check_number(f"{prefix}.psf_reference_fwhm", d.psf_reference_fwhm, positive=True)
     _check_number(f"{prefix}.psf_reference_scale", d.psf_reference_scale, positive=True, hi=2.0)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from astropy.wcs import WCS
+from scipy import fft
 
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.visit import VisitInfo
@@ -140,6 +141,11 @@ class ForwardModel:
     psf_scales : ndarray, shape (M,), optional
         Width of each subfilter's seeing relative to a warp's band-averaged PSF (chromatic
         seeing of a PSF-aware model, `dcrcoadd.dcr.psf_ratio.seeing_scales`); None: all 1.
+    psf_transfers : ndarray, shape (N, ny, nx // 2 + 1), optional
+        Each warp's PSF ratio ``P_i / P_ref`` on the ``rfft2`` grid of the tile
+        (`dcrcoadd.dcr.psf_ratio.ratio_transfer`): the shifted-and-summed template of warp ``i``
+        is seen through it (periodic over the tile, whose buffer takes the wrap), and `adjoint`
+        applies its conjugate first. None: every warp shares the model's PSF.
     """
 
     shifts: np.ndarray
@@ -150,6 +156,7 @@ class ForwardModel:
     sample_shifts: np.ndarray | None = None
     sample_weights: np.ndarray | None = None
     psf_scales: np.ndarray | None = None
+    psf_transfers: np.ndarray | None = None
 
     @property
     def n_warps(self) -> int:
@@ -162,7 +169,11 @@ class ForwardModel:
     def apply_one(self, models: np.ndarray, i: int) -> np.ndarray:
         """Warp ``i``'s template from subfilter images ``models`` (M, ny, nx)."""
         shifts = self.split_shifts if self.split_shifts is not None else self.shifts
-        return matched_template(models, shifts[i], order=self.order, split_threshold=self.split_threshold)
+        template = matched_template(models, shifts[i], order=self.order, split_threshold=self.split_threshold)
+        if self.psf_transfers is None:
+            return template
+        seen = fft.irfft2(fft.rfft2(template) * self.psf_transfers[i], s=template.shape)
+        return seen.astype(template.dtype)
 
     def apply(self, models: np.ndarray) -> np.ndarray:
         """Every warp's template, ``(N, ny, nx)``."""
@@ -171,6 +182,8 @@ class ForwardModel:
     def adjoint(self, residual: np.ndarray, i: int) -> np.ndarray:
         """Back-project warp ``i``'s residual into each subfilter, ``(M, ny, nx)`` float64."""
         back = back_projector(self.order, self.exact_adjoint)
+        if self.psf_transfers is not None:
+            residual = fft.irfft2(fft.rfft2(residual) * np.conj(self.psf_transfers[i]), s=residual.shape)
         return np.stack([back(residual, s) for s in self.shifts[i]]).astype(np.float64)
 
     def counts(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,6 +11,7 @@ import astropy.units as u
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS
+from scipy import fft
 
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure, shift_wcs
@@ -193,7 +194,7 @@ class DcrModel:
     @property
     def psf_aware(self) -> bool:
         """Whether templates can be rendered at another PSF (``psf_model == "warp"``)."""
-        return self.psf_model == "warp" and self.psf is not None and self.forward_model == "fourier"
+        return self.psf_model == "warp" and self.psf is not None
 
     def seeing_scales(self) -> np.ndarray:
         """Width of each subfilter's seeing relative to a band-averaged PSF, ``(λ_a/λ_eff)^index``
@@ -227,12 +228,22 @@ class DcrModel:
         at = box.center if position is None else position
         if self.forward_model == "fourier":
             return self._render_fourier(visit, box, at, psf, matching)
+        if matching is not None:
+            raise ValueError("matching applies to models of the Fourier forward model (exact solver)")
         shifts = subfilter_shifts([visit], self.wcs, self.origin, self.bandpass, self.subfilter_edges,
                                   at, split=split)[0]
         order = self.interp_order if order is None else order
-        region = box.grow(template_margin(float(np.max(np.abs(shifts))), order)).clip(self.bbox)
+        margin = template_margin(float(np.max(np.abs(shifts))), order)
+        if psf is not None:  # light the science PSF spreads beyond the reference's comes in from outside
+            margin += max(psf.shape) // 2 + 1
+        region = box.grow(margin).clip(self.bbox)
         images = self.images[(slice(None), *region.slices(self.bbox))]
         template = matched_template(images, shifts, order=order, split_threshold=split_threshold)
+        if psf is not None:
+            # as the iterative solver fitted it: one ratio P / P_ref for every subfilter
+            ratio = psf_ratio.ratio_transfer(psf.kernel, self.psf.kernel, template.shape,
+                                             self.psf_ratio_floor)
+            template = fft.irfft2(fft.rfft2(template) * ratio, s=template.shape).astype(template.dtype)
         return template[box.slices(region)]
 
     def _render_fourier(self, visit: VisitInfo, box: Box, at: tuple[float, float],

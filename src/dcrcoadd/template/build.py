@@ -413,7 +413,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         label = "science-fitted"
         log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
                  rendered_psf.fwhm)
-        image, mask, variance, no_data = render(None, matching)
+        # (the shift forward model applies one ratio for every subfilter anyway)
+        fourier = model.forward_model == "fourier"
+        image, mask, variance, no_data = render(None, matching) if fourier else render(rendered_psf)
     else:
         image, mask, variance, no_data = render(rendered_psf)
     if no_data.all():

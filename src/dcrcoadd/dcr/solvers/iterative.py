@@ -9,11 +9,13 @@ averaging, taper to the reference away from sources).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
 
 from dcrcoadd.config.schema import IterativeSettings
+from dcrcoadd.dcr import psf_ratio
 from dcrcoadd.dcr.problem import Progress, SolveResult, TileProblem
 from dcrcoadd.dcr.solvers.conditioning import (
     amplify,
@@ -117,6 +119,7 @@ def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeS
         gain), and the per-subfilter nImages.
     """
     m = models.shape[0]
+    problem = with_psf_transfers(problem)
     min_iter = config.min_num_iter if config.min_num_iter is not None else m
     max_iter = config.max_num_iter if config.max_num_iter is not None else 3 * m
     base_gain = config.base_gain if config.base_gain is not None else 1.0 / max(m - 1, 1)
@@ -182,6 +185,21 @@ def solve_iterative(problem: TileProblem, models: np.ndarray, config: IterativeS
     result.models = _delivered(models, config)
     result.history = history
     return result
+
+
+def with_psf_transfers(problem: TileProblem) -> TileProblem:
+    """``problem`` with each warp's PSF ratio in its forward model (``dcr.psf_model = "warp"``):
+    warp ``i`` sees the shifted subfilter images through ``P_i / P_ref``, regularized as in the
+    exact solver (`dcrcoadd.dcr.psf_ratio.ratio_transfer`), one ratio for every subfilter (this
+    forward model has no chromatic seeing). Unchanged without warp PSFs (LSST parity)."""
+    if problem.warp_psfs is None:
+        return problem
+    if problem.psf is None or len(problem.warp_psfs) != problem.images.shape[0]:
+        raise ValueError("a PSF-aware solve needs the reference PSF and one PSF per warp")
+    grid = problem.images.shape[1:]
+    ref, floor = problem.psf.kernel, problem.psf_ratio_floor
+    transfers = np.stack([psf_ratio.ratio_transfer(p.kernel, ref, grid, floor) for p in problem.warp_psfs])
+    return dataclasses.replace(problem, forward=dataclasses.replace(problem.forward, psf_transfers=transfers))
 
 
 def _delivered(models: np.ndarray, config: IterativeSettings) -> np.ndarray:
