@@ -98,3 +98,48 @@ def test_template_for_a_science_exposure_without_psf_fits_its_psf(field):
     chi2 = [np.nanmean(((science.image - t.image) ** 2 / (science.variance + t.variance))[sources])
             for t in (template, true)]
     assert chi2[0] < 1.5 * chi2[1] + 0.5
+
+
+def test_fitted_psfs_follow_a_psf_that_varies_over_the_patch():
+    """The right half of three of six warps is seen through an extra Gaussian of 1.2 px: the PSFs
+    fitted per DCR tile differ there, by what that Gaussian adds, and each tile's solve uses its
+    own. (A variation every warp shares cannot be told from the sky: the model takes it, and
+    templates fitted against the model carry it.)"""
+    from scipy import ndimage
+
+    from dcrcoadd.config import apply_override
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd, tile_tasks
+    from dcrcoadd.sim import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(size=192, n_visits=6, n_stars=90, n_bright_stars=0, airmass=(1.05, 1.6),
+                                    seeing=(0.8, 0.8), star_mag_range=(15.5, 20.0), defects=False, seed=11))
+    warps = []
+    for k, w in enumerate(sim.warps):
+        image = w.image.copy()
+        if k % 2:
+            image[:, 96:] = ndimage.gaussian_filter(w.image.astype(np.float64), 1.2)[:, 96:]
+        warps.append(dataclasses.replace(w, image=image.astype(np.float32), psf=None))
+    config = Config()
+    apply_override(config, "coadd.subregion_size=[96, 192]")  # two tiles: left and right halves
+    result = assemble_dcr_coadd(warps, config)
+    inputs = result.baseline.inputs
+    left = np.array([inp.tile_psfs[0].fwhm for inp in inputs])
+    right = np.array([inp.tile_psfs[1].fwhm for inp in inputs])
+    true = sim.warps[0].psf
+    expected = Psf(ndimage.gaussian_filter(np.pad(true.kernel, 8), 1.2)).fwhm / true.fwhm  # 1.25
+    blurred, sharp = right[1::2] / left[1::2], right[::2] / left[::2]
+    np.testing.assert_allclose(blurred / sharp.mean(), expected, rtol=0.06)
+    # on the left every warp has the same PSF (the right halves' common blur is the model's to take)
+    np.testing.assert_allclose(left, left.mean(), rtol=0.03)
+    # the whole-warp PSF in the input table lies between the two tiles'
+    fwhm = np.array(result.baseline.inputs_table()["psf_fwhm"])[1::2]
+    assert np.all((fwhm > left[1::2]) & (fwhm < right[1::2]))
+    # each tile's solve sees its own
+    tasks = dict(tile_tasks(result_setup(result, config), result.baseline, config))
+    assert tasks[1].warp_psfs[1] is inputs[1].tile_psfs[1] and tasks[0].warp_psfs[1] is inputs[1].tile_psfs[0]
+
+
+def result_setup(result, config):
+    from dcrcoadd.dcr.assemble import prepare_dcr_model
+
+    return prepare_dcr_model(result.baseline, config, reference=result.model.psf)

@@ -69,7 +69,11 @@ class CoaddInput:
         with it (`dcrcoadd.io.fits.read_region`) instead of parsing the headers again.
     psf_origin : str or None
         Where ``psf`` came from: ``"file"`` (a PSF extension), ``"input"`` (an in-memory
-        exposure's), ``"measured"`` (its stars, `measure_missing_psfs`), ``"seeing card"``.
+        exposure's), ``"measured"`` (its stars, `measure_missing_psfs`), ``"fitted"`` (against a
+        DCR model, `dcrcoadd.dcr.psf_refit`), ``"seeing card"``.
+    tile_psfs : dict of int to Psf
+        Fitted PSFs per DCR tile (by tile index), where the PSF varies over the patch; ``psf`` is
+        then their area-weighted mean. Empty: ``psf`` holds everywhere.
     """
 
     name: str
@@ -88,6 +92,7 @@ class CoaddInput:
     options: ReadOptions = field(default_factory=ReadOptions)
     info: ExposureInfo | None = field(default=None, repr=False)
     psf_origin: str | None = None
+    tile_psfs: dict[int, Psf] = field(default_factory=dict, repr=False)
 
     # -- metadata ----------------------------------------------------------------------------
     @property

@@ -282,8 +282,16 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             detected=setup.detected[sl], background=setup.background[sl],
             artifact_masks=[m and m.restricted(tile.buffered) for m in masks],
             bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer,
-            variances=variances, psf=setup.psf, warp_psfs=setup.warp_psfs)))
+            variances=variances, psf=setup.psf, warp_psfs=_tile_psfs(setup.warp_psfs, baseline.inputs,
+                                                                     tile.index))))
     return tasks
+
+
+def _tile_psfs(psfs: list[Psf] | None, inputs: Sequence[CoaddInput], index: int) -> list[Psf] | None:
+    """Each warp's PSF in tile ``index``: its fit there (`dcrcoadd.dcr.psf_refit`), else its own."""
+    if psfs is None:
+        return None
+    return [inp.tile_psfs.get(index, psf) for inp, psf in zip(inputs, psfs, strict=True)]
 
 
 def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, TileOutcome],
@@ -369,7 +377,7 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     for k in range(refits):
         # checkpoints hold the first solve only: a resumed run fits the PSFs again from there
         log.info("fitting the measured warp PSFs against the DCR model (%d of %d)", k + 1, refits)
-        refit_warp_psfs(result.model, baseline.inputs)
+        refit_warp_psfs(result.model, baseline.inputs, {o.index: o.box for o in outcomes.values()})
         # the reference stays the first solve's: the fits are ratios to it
         setup, outcomes = _solve(baseline, config, mapper, None, on_iteration, None, reference=setup.psf)
         result = fill_coadds(setup, baseline, outcomes, config)

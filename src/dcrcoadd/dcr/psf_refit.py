@@ -5,21 +5,28 @@ direction) is right to a few per cent; around bright stars that leaves residuals
 template. The model knows where every source's light lands in each warp, DCR included, so the
 ratio of a warp's PSF to the model's reference PSF can be fitted on all its sources at once
 (`dcrcoadd.template.build.fit_psf_to_model`); the model is then solved again with the fitted PSFs.
-Each pass removes part of the error: the model, fitted to the same warps, absorbs some of it.
+Each pass removes part of the error: the model, fitted to the same warps, absorbs some of it. The
+fit is made per DCR tile, so a PSF that varies over the patch varies from tile to tile.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+
+import numpy as np
 
 from dcrcoadd.coadd.inputs import CoaddInput
+from dcrcoadd.core.geom import Box
+from dcrcoadd.core.psf import Psf
 from dcrcoadd.dcr.model import DcrModel
 
 log = logging.getLogger("dcrcoadd.dcr.psf_refit")
 
 #: ``CoaddInput.psf_origin`` of the PSFs this module fits.
 REFITTED = ("measured", "fitted")
+#: Pixels of sources around a tile that its PSF fit also uses.
+TILE_MARGIN = 8
 
 
 def needs_refit(inputs: Sequence[CoaddInput]) -> bool:
@@ -27,9 +34,11 @@ def needs_refit(inputs: Sequence[CoaddInput]) -> bool:
     return any(inp.psf_origin in REFITTED for inp in inputs)
 
 
-def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput]) -> None:
-    """Replace the PSF of every input measured from its stars by its fit against ``model`` (a
-    PSF-aware model of the same warps), in place; ``psf_origin`` becomes ``"fitted"``."""
+def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mapping[int, Box]) -> None:
+    """Replace the PSF of every input measured from its stars by its fits against ``model`` (a
+    PSF-aware model of the same warps), in place: one fit per DCR tile (``tiles``: index to box),
+    so the PSF may vary over the patch from tile to tile (`CoaddInput.tile_psfs`), and ``psf``
+    their area-weighted mean; ``psf_origin`` becomes ``"fitted"``."""
     from dcrcoadd.template.build import fit_psf_to_model, make_template
 
     for inp in inputs:
@@ -39,7 +48,16 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput]) -> None:
         template = make_template(model, exposure, psf="reference", source=inp.name)
         # room for the wings a 25-px star stamp cuts off, once
         size = inp.psf.shape[0] + (8 if inp.psf_origin == "measured" else 0)
-        _, fitted = fit_psf_to_model(model, exposure, template.image, size)
-        log.info("%s: PSF fitted against the DCR model: FWHM %.2f px (was %.2f)", inp.name, fitted.fwhm,
-                 inp.psf.fwhm)
+        fits, areas = {}, {}
+        for index, box in tiles.items():
+            # a margin of sources around the tile, so that its border is fitted like its middle
+            region = box.grow(TILE_MARGIN).clip(exposure.bbox)
+            sub = exposure.subexposure(region)
+            _, fits[index] = fit_psf_to_model(model, sub, template.image[region.slices(exposure.bbox)], size)
+            areas[index] = box.area
+        mean = sum(areas[i] * fits[i].kernel.astype(np.float64) for i in fits) / sum(areas.values())
+        fitted = Psf(mean / mean.sum())
+        log.info("%s: PSF fitted against the DCR model in %d tile(s): FWHM %s px (was %.2f)", inp.name,
+                 len(fits), ", ".join(f"{fits[i].fwhm:.2f}" for i in sorted(fits)), inp.psf.fwhm)
         inp.psf, inp.psf_origin = fitted, "fitted"
+        inp.tile_psfs = fits if len(fits) > 1 else {}
