@@ -101,3 +101,12 @@ def test_completed_run_refuses_other_settings_unless_clobbered(warps, tmp_path, 
 
     assert len(DcrModel.read(tmp_path / "model.fits")) == 4
     assemble(warps, tmp_path, "--set", "dcr.dcr_num_subfilters=4")  # same settings again: fine
+
+
+def test_tasks_fewer_than_local_workers_get_their_spare_cores_as_threads():
+    from dcrcoadd.parallel import ProcessMapper, serial_map, threads_per_task
+
+    mapper = ProcessMapper(4)  # (its pool starts on first use only)
+    assert threads_per_task(mapper, 1) == 4 and threads_per_task(mapper, 2) == 2
+    assert threads_per_task(mapper, 3) == 1 and threads_per_task(mapper, 9) == 1
+    assert threads_per_task(serial_map, 1) == 1 and threads_per_task(None, 1) == 1

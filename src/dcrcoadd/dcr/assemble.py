@@ -28,7 +28,7 @@ from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_setting
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
 from dcrcoadd.ops.psf_measure import measure_psf
-from dcrcoadd.parallel import Mapper, map_tasks, tiles
+from dcrcoadd.parallel import Mapper, map_tasks, threads_per_task, tiles
 
 log = logging.getLogger("dcrcoadd.dcr.assemble")
 
@@ -394,6 +394,11 @@ def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_itera
     setup = prepare_dcr_model(baseline, config, reference)
     done = dict(done or {})
     tasks = tile_tasks(setup, baseline, config, skip=done)
+    threads = threads_per_task(mapper, len(tasks))
+    if config.dcr.solver == "exact" and threads > config.dcr.exact.workers:
+        # fewer tiles than worker processes: each tile's FFTs take the idle cores (same bits)
+        dcr = dataclasses.replace(config.dcr, exact=dataclasses.replace(config.dcr.exact, workers=threads))
+        tasks = [(i, dataclasses.replace(task, dcr=dcr)) for i, task in tasks]
     log.info("solving the DCR model (M = %d) over %d subregion(s) of %s (%d done before), buffer %d px, "
              "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
              len(baseline.inputs))

@@ -59,3 +59,11 @@ def run_tasks(fn: Callable[[T], R], tasks: Mapping[int, T] | Iterable[tuple[int,
         if on_result is not None:
             on_result(index, result)
     return dict(sorted(results.items()))
+
+
+def threads_per_task(mapper: Mapper | None, n_tasks: int) -> int:
+    """Threads each of ``n_tasks`` tasks may use so that a local process pool's cores are all busy
+    when it has fewer tasks than workers (a small patch is one DCR tile): ``workers // n_tasks``,
+    at least 1; 1 for serial and Dask mappers (a cluster's workers have their own threads)."""
+    workers = getattr(mapper, "workers", 1) or 1
+    return max(1, workers // max(n_tasks, 1))

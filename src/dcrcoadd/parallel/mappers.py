@@ -42,6 +42,12 @@ class ProcessMapper:
         self._pool: ProcessPoolExecutor | None = None
 
     def __call__(self, fn: Callable, tasks: Iterable) -> Iterator:
+        tasks = list(tasks)
+        if len(tasks) == 1:
+            # one task gains nothing from another process: run it here, without starting the pool or
+            # pickling its pixels (it may use the idle cores as threads, `threads_per_task`)
+            yield fn(tasks[0])
+            return
         if self._pool is None:
             # "spawn" keeps workers independent of the parent's threads (astropy, BLAS).
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))

@@ -113,6 +113,7 @@ def keeping_warnings(mapper: Callable[[Callable, Iterable], Iterable],
                     logging.getLogger(name).warning("%s", text, extra={_REPLAYED: True})
             yield result
 
+    mapped.workers = getattr(mapper, "workers", 1)  # (`dcrcoadd.parallel.threads_per_task` reads it)
     return mapped
 
 
