@@ -143,3 +143,21 @@ def result_setup(result, config):
     from dcrcoadd.dcr.assemble import prepare_dcr_model
 
     return prepare_dcr_model(result.baseline, config, reference=result.model.psf)
+
+
+def test_science_psf_without_stars_to_measure_is_fitted_and_a_given_one_wins(field, caplog):
+    from dcrcoadd.core.geom import Box
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+    from dcrcoadd.template.build import make_template
+
+    result = assemble_dcr_coadd(field.warps[:6], Config())
+    science = field.warps[6]
+    small = dataclasses.replace(science.subexposure(Box(40, 40, 56, 56)), psf=None)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        template = make_template(result.model, small)
+    assert any("too few stars to measure one" in r.getMessage() for r in caplog.records)
+    assert template.psf_label == "science-fitted"
+    assert template.psf.fwhm == pytest.approx(science.psf.fwhm, rel=0.15)
+    given = Psf.gaussian(fwhm=4.0)
+    template = make_template(result.model, small, given_psf=given)
+    assert template.psf_label == "science-given" and template.psf == given

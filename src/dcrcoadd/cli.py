@@ -548,8 +548,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "its PSF extension or seeing card, else measured from its stars) or the model's "
                         "reference PSF; recorded in the template's TMPLPSF card and PSF extension")
     p.add_argument("--psf-fwhm", type=float, default=None, metavar="PIXELS",
-                   help="FWHM of a Gaussian science PSF for exposures that carry none and whose PSF "
-                        "cannot be measured")
+                   help="FWHM of a Gaussian science PSF for exposures that carry none (default: fit "
+                        "their PSF against the model)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")
     add_read_arguments(p, what="science exposures")
     p.set_defaults(func=_cmd_template)

@@ -272,12 +272,16 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     return image, mask, variance, no_data
 
 
-def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) -> tuple[Psf, str]:
+def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) -> tuple[Psf | None, str]:
     """The science exposure's PSF and where it came from: its own (PSF extension, or the reader's
-    Gaussian of a seeing card), else measured from its bright isolated stars across its DCR
-    direction (`measure_psf`; `make_template` then refines it against the model), else ``given``."""
+    Gaussian of a seeing card), else ``given``, else ``"measured"``: `make_template` fits it against
+    the model, starting from its bright isolated stars measured across its DCR direction
+    (`measure_psf`; None when too few are isolated, the fit needs none)."""
     if science.psf is not None:
         return science.psf, "file"
+    if given is not None:
+        log.info("%s: no PSF in the file; using the given PSF of FWHM %.2f px", source, given.fwhm)
+        return given, "given"
     try:
         direction = dcr_direction(science.visit.completed(), science.wcs, bandpass)
     except (InputError, ValueError, AttributeError, TypeError):
@@ -287,12 +291,9 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
                           science.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT"),
                           size=25, dcr_direction=direction)
     except ValueError as exc:
-        if given is None:
-            raise InputError(f"no PSF (no PSF extension or seeing card) and none could be measured ({exc}): "
-                             "give one (--psf-fwhm) or keep the model's (--psf reference)", source) from None
-        log.warning("%s: no PSF and none measured (%s); using the given PSF of FWHM %.2f px", source, exc,
-                    given.fwhm)
-        return given, "given"
+        log.warning("%s: no PSF in the file and too few stars to measure one (%s): fitting it against the "
+                    "model", source, exc)
+        return None, "measured"
     log.warning("%s: no PSF in the file; measured one from its bright isolated stars across the DCR "
                 "direction, FWHM %.2f px (then fitted against the model)", source, psf.fwhm)
     return psf, "measured"
@@ -322,13 +323,18 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
         label = "science" if origin == "file" else f"science-{origin}"
     else:
         raise ValueError(f"psf must be one of {PSF_CHOICES} or a Psf, got {psf!r}")
+    if label != "science-measured":  # (a measured PSF is checked once fitted, `make_template`)
+        _warn_if_narrower(chosen, model, source)
+    return chosen, label
+
+
+def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
     ref = model.psf.fwhm
-    if chosen.fwhm < ref * (1 - 1e-3):
+    if psf.fwhm < ref * (1 - 1e-3):
         log.warning("%s: its PSF (FWHM %.2f px) is %.1f%% narrower than the model's reference PSF (%.2f px): "
                     "the template sharpens the model beyond what it was fitted at, which is not trustworthy "
-                    "(build the model with a narrower dcr.psf_reference_fwhm)", source, chosen.fwhm,
-                    100 * (1 - chosen.fwhm / ref), ref)
-    return chosen, label
+                    "(build the model with a narrower dcr.psf_reference_fwhm)", source, psf.fwhm,
+                    100 * (1 - psf.fwhm / ref), ref)
 
 
 def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray,
@@ -370,7 +376,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         or the given one. Models that are not PSF-aware carry their own PSF whatever this says.
         On another pixel grid the kernel is taken as sampled on the model's pixels.
     given_psf : Psf, optional
-        The science PSF to use when the exposure has none and none can be measured.
+        The science PSF to use when the exposure has none (instead of fitting one against the model).
 
     Returns
     -------
@@ -409,10 +415,12 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         # ratio is an average over the subfilters, which chromatic seeing would scale a second time.
         image, _, _, no_data = render(None)
         at_reference = np.where(no_data, np.nan, image * scale)
-        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, rendered_psf.shape[0] + 8)
+        start = rendered_psf or model.psf
+        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, start.shape[0] + 8)
         label = "science-fitted"
         log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
                  rendered_psf.fwhm)
+        _warn_if_narrower(rendered_psf, model, source)
         # (the shift forward model applies one ratio for every subfilter anyway)
         fourier = model.forward_model == "fourier"
         image, mask, variance, no_data = render(None, matching) if fourier else render(rendered_psf)
@@ -534,8 +542,8 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     psf : {"science", "reference"}
         The PSF of the templates of a PSF-aware model (`make_template`).
     given_psf_fwhm : float, optional
-        FWHM (pixels) of a Gaussian science PSF for files that carry none and whose PSF cannot
-        be measured.
+        FWHM (pixels) of a Gaussian science PSF for files that carry none (instead of fitting
+        their PSF against the model).
 
     Returns
     -------
