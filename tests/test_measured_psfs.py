@@ -37,6 +37,26 @@ def test_fit_recovers_the_ratio_of_two_gaussian_psfs():
     assert psf.shape == (31, 31)
 
 
+def test_fit_leaves_out_sources_with_bad_pixels_whole():
+    """Saturated cores (garbage, masked) in the brightest stars: the fit keeps the true ratio."""
+    rng = np.random.default_rng(2)
+    sky = np.zeros((160, 160))
+    ys, xs = rng.integers(16, 144, 50), rng.integers(16, 144, 50)
+    sky[ys, xs] = rng.uniform(2e3, 2e4, 50)
+    bright = np.argsort(sky[ys, xs])[-5:]
+    sky[ys[bright], xs[bright]] = 5e6
+    model = gaussian_blur(sky, 1.5)
+    data = gaussian_blur(sky, np.hypot(1.5, 1.2)) + rng.normal(0.0, 1.0, sky.shape)
+    bad = np.zeros(sky.shape, bool)
+    for y, x in zip(ys[bright], xs[bright], strict=True):
+        bad[y - 3:y + 4, x - 3:x + 4] = True
+    data[bad] = 6e4  # a saturated plateau
+    fit = fit_round_transfer(data, model, np.ones(sky.shape), ~bad)
+    where = fit.radius < 0.2
+    np.testing.assert_allclose(fit.values[where], np.exp(-2 * np.pi**2 * 1.2**2 * fit.radius[where] ** 2),
+                               atol=0.03)
+
+
 def test_radial_transfer_of_a_gaussian():
     r, t = radial_transfer(Psf.gaussian(2.0, size=31).kernel)
     np.testing.assert_allclose(t[r < 0.25], np.exp(-2 * np.pi**2 * 4.0 * r[r < 0.25] ** 2), atol=2e-3)

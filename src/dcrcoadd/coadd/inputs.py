@@ -378,8 +378,14 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
 def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> None:
     """Give every input without a PSF of its own (none, or only a seeing card's Gaussian) the PSF of
     its bright isolated stars inside ``box``, measured across its DCR direction
-    (`dcrcoadd.ops.psf_measure.measure_psf`), with a warning; keep what it has when too few stars
-    qualify. ``bad``: mask bits whose pixels no star stamp may touch."""
+    (`dcrcoadd.ops.psf_measure.measure_psf`), with a warning. ``bad``: mask bits whose pixels no
+    star stamp may touch.
+
+    An input with too few isolated stars keeps its seeing card's Gaussian; without one it starts
+    from the measured PSF of median width among the others (the DCR model's fits then make it its
+    own, `dcrcoadd.dcr.psf_refit`), or, when no input could be measured, stays without a PSF.
+    """
+    failed = []
     for inp in inputs:
         if inp.psf_origin not in (None, "seeing card"):
             continue
@@ -390,17 +396,27 @@ def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> No
                 direction = dcr_direction(inp.visit.completed(), exp.wcs, inp.bandpass)
             except (InputError, ValueError) as exc:
                 log.info("%s: no DCR direction for its PSF measurement (%s)", inp.name, exc)
-        kept = "its seeing card's Gaussian" if inp.psf is not None else "no PSF"
         try:
             psf = measure_psf(exp.image, exp.variance, (exp.mask & bad) != 0, size=25,
                               dcr_direction=direction)
         except ValueError as exc:
-            log.warning("%s: no PSF extension, and no PSF could be measured from its stars (%s): %s",
-                        inp.name, exc, kept)
+            failed.append((inp, str(exc)))
             continue
         log.warning("%s: no PSF extension; measured one from its bright isolated stars across the DCR "
                     "direction: FWHM %.2f px", inp.name, psf.fwhm)
         inp.psf, inp.psf_origin = psf, "measured"
+    measured = sorted((inp.psf for inp in inputs if inp.psf_origin == "measured"), key=lambda p: p.fwhm)
+    for inp, why in failed:
+        if inp.psf is not None:
+            log.warning("%s: no PSF extension, and none could be measured from its stars (%s): its seeing "
+                        "card's Gaussian", inp.name, why)
+        elif measured:
+            inp.psf, inp.psf_origin = measured[len(measured) // 2], "measured"
+            log.warning("%s: no PSF extension, and none could be measured from its stars (%s): starting "
+                        "from the others' median (FWHM %.2f px), to be fitted against the DCR model",
+                        inp.name, why, inp.psf.fwhm)
+        else:
+            log.warning("%s: no PSF extension, and none could be measured from its stars (%s)", inp.name, why)
 
 
 def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,

@@ -53,7 +53,9 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mappin
             # a margin of sources around the tile, so that its border is fitted like its middle
             region = box.grow(TILE_MARGIN).clip(exposure.bbox)
             sub = exposure.subexposure(region)
-            _, fits[index] = fit_psf_to_model(model, sub, template.image[region.slices(exposure.bbox)], size)
+            inside = region.slices(exposure.bbox)
+            unreliable = template.mask_of("SAT", "INTRP", "NO_DATA", "BAD")[inside]
+            _, fits[index] = fit_psf_to_model(model, sub, template.image[inside], size, unreliable)
             areas[index] = box.area
         mean = sum(areas[i] * fits[i].kernel.astype(np.float64) for i in fits) / sum(areas.values())
         fitted = Psf(mean / mean.sum())

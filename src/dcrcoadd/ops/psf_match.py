@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import fft
+from scipy import fft, ndimage
 
 from dcrcoadd.core.psf import Psf
 
@@ -54,22 +54,30 @@ def radial_transfer(kernel: np.ndarray, n: int = 256) -> tuple[np.ndarray, np.nd
 
 
 def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray, good: np.ndarray, *,
-                       prior_weight: float = 3.0,
-                       window_px: int = 16, ring_width: float | None = None
-                       ) -> RoundTransfer:
+                       prior_weight: float = 3.0, window_px: int = 16, ring_width: float | None = None,
+                       footprint_sigma: float = 1.0) -> RoundTransfer:
     """The round transfer function ``K(|k|)`` that best maps ``model`` onto ``data``.
 
     Parameters
     ----------
     data, model, variance : 2-d arrays on one grid
-        The image, its model at a known PSF, and the image's variance.
+        The image, its model at a known PSF (NaN where it does not reach), and the image's variance.
     good : 2-d bool array
-        Pixels to use (others count as zero, after the `cosine_window` of ``window_px``).
+        Pixels of ``data`` to use. A source with a pixel that is not (a saturated core, a cosmic
+        ray, a bad column) is left out whole: its footprint in ``model`` above ``footprint_sigma``
+        times the image's median noise, grown by 2 px, is zero in both images. Zeroing only the
+        bad pixels would cut holes with sharp edges into bright stars, whose power at high
+        frequencies is the same in both images and pulls the ratio towards 1 (on defect-laden
+        fields every fitted PSF came out at the reference's width; filling the holes from the
+        fit and iterating converged too slowly); cut at the footprint's faint edge, the rest of
+        the image keeps the convolution relation.
     prior_weight : float
         A ring keeps ``snr / (snr + prior_weight)`` of its own estimate, where ``snr`` is its
         model power over the noise power it would carry: where the model has no power the ratio
         goes to zero (a prior from PSFs measured on stars did worse: their errors at high
         frequencies came back as residuals around bright stars).
+    window_px : int
+        Width of the `cosine_window` at the border (FFT periodicity).
     ring_width : float, optional
         Ring width in cycles per pixel; default two frequency samples of the shorter axis.
 
@@ -79,10 +87,19 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
         The fitted ratio at each ring's power-weighted radius (cycles per pixel), 1 at ``k = 0``
         (flux is the model's).
     """
-    good = np.asarray(good, bool) & np.isfinite(data) & np.isfinite(model) & np.isfinite(variance)
-    w = cosine_window(data.shape, window_px) * good
-    spec_d = fft.rfft2(np.where(good, data, 0.0) * w)
-    spec_m = fft.rfft2(np.where(good, model, 0.0) * w)
+    reach = np.isfinite(model)
+    m = np.where(reach, model, 0.0)
+    usable = np.asarray(good, bool) & reach & np.isfinite(data) & np.isfinite(variance)
+    missing = reach & ~usable
+    if missing.any():
+        noise = float(np.sqrt(np.median(variance[usable]))) if usable.any() else 0.0
+        labels, _ = ndimage.label(m > footprint_sigma * noise)
+        touched = np.unique(labels[missing & (labels > 0)])
+        missing |= np.isin(labels, touched[touched > 0])
+    excluded = ndimage.binary_dilation(missing | ~reach, iterations=2)
+    w = cosine_window(data.shape, window_px) * ~excluded
+    spec_d = fft.rfft2(np.where(excluded, 0.0, data) * w)
+    spec_m = fft.rfft2(m * w)
     ny, nx = data.shape
     r = np.hypot(fft.fftfreq(ny)[:, None], fft.rfftfreq(nx)[None, :])
     # the half plane holds every frequency but the k_x = 0 and Nyquist columns twice
@@ -96,7 +113,7 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
     cross = np.bincount(ring, (twice * (spec_d * spec_m.conj()).real).ravel(), n_rings)
     power = np.bincount(ring, (twice * np.abs(spec_m) ** 2).ravel(), n_rings)
     modes = np.bincount(ring, twice.ravel(), n_rings)
-    noise = float(np.sum(np.where(good, variance, 0.0) * w * w))  # white noise: E|N(k)|² per mode
+    noise_power = float(np.sum(np.where(excluded, 0.0, variance) * w * w))  # white noise, per mode
     # each ring's estimate belongs to its power-weighted radius, not its centre: the model's power
     # falls across a ring, and the ratio's slope would otherwise shift the fit outwards
     weighted = np.bincount(ring, (twice * np.abs(spec_m) ** 2 * r).ravel(), n_rings)
@@ -104,11 +121,10 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
     radius = np.divide(weighted, power, out=centres.copy(), where=power > 0)
     radius[0] = 0.0
     ratio = np.divide(cross, power, out=np.zeros(n_rings), where=power > 0)
-    snr = power / max(noise, np.finfo(float).tiny) / np.maximum(modes, 1.0)
-    keep = snr / (snr + prior_weight)
-    transfer = keep * ratio
-    transfer[0] = 1.0
-    return RoundTransfer(radius, transfer)
+    snr = power / max(noise_power, np.finfo(float).tiny) / np.maximum(modes, 1.0)
+    values = snr / (snr + prior_weight) * ratio
+    values[0] = 1.0
+    return RoundTransfer(radius, values)
 
 
 def convolve_round(kernel: np.ndarray, transfer: RoundTransfer, size: int) -> Psf:

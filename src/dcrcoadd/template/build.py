@@ -328,6 +328,12 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     return chosen, label
 
 
+def _unreliable(model: DcrModel, mask: np.ndarray) -> np.ndarray:
+    """Template pixels whose model is unreliable (``mask`` in the model's planes): saturated or
+    interpolated in its inputs, or seen by none."""
+    return (mask & np.uint32(model.mask_planes.value_if_present(("SAT", "INTRP", "NO_DATA", "BAD")))) != 0
+
+
 def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
     ref = model.psf.fwhm
     if psf.fwhm < ref * (1 - 1e-3):
@@ -337,16 +343,20 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
                     100 * (1 - psf.fwhm / ref), ref)
 
 
-def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray,
-                     size: int) -> tuple[RoundTransfer, Psf]:
+def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, size: int,
+                     template_bad: np.ndarray | None = None) -> tuple[RoundTransfer, Psf]:
     """The PSF of ``exposure`` fitted against a PSF-aware model: the round transfer function that
     best maps ``template`` (the model rendered for this exposure at the reference PSF, on its pixels
     and in its units; NaN where it does not reach) onto the image
     (`dcrcoadd.ops.psf_match.fit_round_transfer`), and the PSF it makes of the model's reference
     PSF (a kernel of at least ``size`` px). The template carries the exposure's DCR, so unlike stars
-    stacked from the image the fit carries none of it."""
+    stacked from the image the fit carries none of it. Sources with a bad pixel in the exposure, or
+    in ``template_bad`` (where the model is unreliable, e.g. saturated in its inputs), are left out.
+    """
     ref = model.psf.kernel
     good = np.isfinite(template) & ~exposure.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
+    if template_bad is not None:
+        good &= ~template_bad
     transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
                                   exposure.variance.astype(np.float64), good)
     size = max(ref.shape[0], size)
@@ -413,10 +423,11 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
         # needs. The template is the one fitted (the reference template times the fitted ratio): the
         # ratio is an average over the subfilters, which chromatic seeing would scale a second time.
-        image, _, _, no_data = render(None)
+        image, mask, _, no_data = render(None)
         at_reference = np.where(no_data, np.nan, image * scale)
         start = rendered_psf or model.psf
-        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, start.shape[0] + 8)
+        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, start.shape[0] + 8,
+                                                  _unreliable(model, mask))
         label = "science-fitted"
         log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
                  rendered_psf.fwhm)
