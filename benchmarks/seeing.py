@@ -66,7 +66,8 @@ regularization, taper to the coadd) holds the model near the coadd, which is why
 PSF is the coadd's (with the exact solver's sharper reference it left 232/236/132/36 at 100 % and
 1 % too much flux).
 
-Seed 7 (``--seed 7``), 100 %: PSF-aware 0/6/0/0, measured 1/0/0/0. DCR coadd flux / baseline
+Other fields at 100 % (``--seed N``), PSF-aware / measured: seed 3 0/0/0/0 / 2/1/0/0, seed 5
+0/0/0/0 / 1/0/0/0, seed 7 0/6/0/0 / 1/0/0/0, seed 9 0/1/0/0 / 0/0/0/0. DCR coadd flux / baseline
 within 0.9988–1.0004 for every solver and spread. Without chromatic seeing in the forward model
 (``dcr.psf_chromatic_index = 0``) the PSF-aware column at 100 % was 2/6/0/0: the science visit
 at airmass 1.27 (seeing 0.67″, narrower than 7 of the 8 model visits) left residuals in the wings
