@@ -181,3 +181,17 @@ def test_science_psf_without_stars_to_measure_is_fitted_and_a_given_one_wins(fie
     given = Psf.gaussian(fwhm=4.0)
     template = make_template(result.model, small, given_psf=given)
     assert template.psf_label == "science-given" and template.psf == given
+
+
+def test_assemble_on_files_without_psf_measures_and_fits_them(field, tmp_path):
+    from astropy.table import Table
+
+    from dcrcoadd.cli import main
+    from dcrcoadd.io import write_exposure
+
+    paths = [write_exposure(dataclasses.replace(w, psf=None), tmp_path / f"w{i}.fits")
+             for i, w in enumerate(field.warps[:6])]
+    assert main(["assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q"]) == 0
+    inputs = Table.read(tmp_path / "out" / "coadd.fits", hdu="INPUTS")
+    assert list(inputs["psf_origin"]) == ["fitted"] * 6
+    np.testing.assert_allclose(inputs["psf_fwhm"], [w.psf.fwhm for w in field.warps[:6]], rtol=0.12)

@@ -132,12 +132,14 @@ def check_outdir(path: str | os.PathLike) -> None:
 
 def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool = False) -> None:
     """Refuse, naming the file, what would fail later: inputs that cannot give a DCR model, a
-    missing PSF that compare-warp needs, an unreadable bright-object table.
+    missing PSF that compare-warp needs and nothing will measure (``inputs.measure_psf`` off; when
+    it is on, `dcrcoadd.coadd.inputs.prepare_inputs` refuses a warp none could be measured for),
+    an unreadable bright-object table.
 
     With a single input the run makes the baseline coadd only (unless ``dcr_only``), so the
     DCR requirements are checked only for two or more.
     """
-    if config.artifacts.enabled:
+    if config.artifacts.enabled and not config.inputs.measure_psf:
         for h in headers:
             if not h.has_psf:
                 raise InputError("has no PSF; compare-warp artifact rejection needs one per warp "
