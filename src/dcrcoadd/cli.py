@@ -57,9 +57,12 @@ def _format_info(path: str, options=None) -> str:
     lines.append("mask planes: " + ", ".join(f"{n}={bit}" for n, bit in info.mask_planes.items()))
     if info.psf is not None:
         lines.append(f"psf:         {info.psf.shape[1]}x{info.psf.shape[0]} kernel, "
-                     f"{info.psf.describe_fwhm(info.wcs)}")
+                     f"{info.psf.describe_fwhm(info.wcs)}"
+                     + (" (Gaussian of the seeing card; assemble measures the PSF from the stars first)"
+                        if info.psf_origin == "seeing card" else ""))
     else:
-        lines.append("psf:         none")
+        lines.append("psf:         none (assemble measures it from the stars; template fits it against the "
+                     "model)")
     return "\n".join(lines)
 
 
