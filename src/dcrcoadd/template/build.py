@@ -363,9 +363,35 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
     return transfer, convolve_round(ref, transfer, size + 1 - size % 2)
 
 
+def _even_blocks(box: Box, size: int) -> list[Box]:
+    """``box`` cut into the fewest blocks of at most ``size`` px a side, of nearly equal sizes (no
+    sliver at the far edges, whose fit would rest on a handful of sources)."""
+    def cuts(start: int, length: int) -> np.ndarray:
+        return start + np.linspace(0, length, -(-length // size) + 1).round().astype(int)
+
+    xs, ys = cuts(box.x0, box.width), cuts(box.y0, box.height)
+    return [Box.from_corners(int(x0), int(y0), int(x1), int(y1))
+            for y0, y1 in zip(ys[:-1], ys[1:], strict=True) for x0, x1 in zip(xs[:-1], xs[1:], strict=True)]
+
+
+def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None):
+    """``(render's arrays, PSF)`` of one block of a science exposure whose PSF is fitted against the
+    model (`fit_psf_to_model`): the reference template times the fitted ratio, which is what was
+    fitted (the ratio averages over the subfilters; chromatic seeing would scale it a second time).
+    The shift forward model applies one ratio to every subfilter anyway, so it takes the PSF."""
+    image, mask, _, no_data = render(block, None)
+    at_reference = np.where(no_data, np.nan, image * scale)
+    matching, fitted = fit_psf_to_model(model, block, at_reference, (start or model.psf).shape[0] + 8,
+                                        _unreliable(model, mask))
+    if model.forward_model == "fourier":
+        return render(block, None, matching), fitted
+    return render(block, fitted), fitted
+
+
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
                   split_threshold: float = 0.1, source: str | os.PathLike | None = None,
-                  psf: str | Psf = "science", given_psf: Psf | None = None) -> Exposure:
+                  psf: str | Psf = "science", given_psf: Psf | None = None,
+                  psf_block: int = 1024) -> Exposure:
     """The DCR-matched template for a science exposure, on the science exposure's pixel grid.
 
     Parameters
@@ -387,6 +413,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         On another pixel grid the kernel is taken as sampled on the model's pixels.
     given_psf : Psf, optional
         The science PSF to use when the exposure has none (instead of fitting one against the model).
+    psf_block : int
+        A PSF fitted against the model is fitted in blocks of this many pixels a side, so that it may
+        vary over the exposure; the template's `Psf` is their area-weighted mean.
 
     Returns
     -------
@@ -405,38 +434,36 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     """
     source = str(source) if source is not None else _describe(science)
     visit = _check_inputs(model, science, source)
-    offset = grid_offset(science.wcs, model.wcs, science.shape)
     order = model.interp_order if order is None else order
     rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
 
-    def render(at: Psf | None, matching: RoundTransfer | None = None):
+    def render(target: Exposure, at: Psf | None, matching: RoundTransfer | None = None):
         kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at,
                       matching=matching)
+        offset = grid_offset(target.wcs, model.wcs, target.shape)
         if offset is not None:
             log.debug("%s: on the model's grid (offset %s); cutting the template directly", source, offset)
-            return _same_grid(model, science, visit, offset, **kwargs)
+            return _same_grid(model, target, visit, offset, **kwargs)
         log.debug("%s: on another grid; resampling the template with reproject_exact", source)
-        return _resampled(model, science, visit, **kwargs)
+        return _resampled(model, target, visit, **kwargs)
 
     scale = model.flux_calibration / science.flux_calibration
     if label == "science-measured":
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
-        # needs. The template is the one fitted (the reference template times the fitted ratio): the
-        # ratio is an average over the subfilters, which chromatic seeing would scale a second time.
-        image, mask, _, no_data = render(None)
-        at_reference = np.where(no_data, np.nan, image * scale)
-        start = rendered_psf or model.psf
-        matching, rendered_psf = fit_psf_to_model(model, science, at_reference, start.shape[0] + 8,
-                                                  _unreliable(model, mask))
-        label = "science-fitted"
-        log.info("%s: science PSF fitted against the model's template: FWHM %.2f px", source,
-                 rendered_psf.fwhm)
+        # needs, block by block so that it may vary over the exposure.
+        blocks = _even_blocks(science.bbox, psf_block)
+        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf) for b in blocks]
+        image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
+        for b, (arrays, _) in zip(blocks, parts, strict=True):
+            for whole, part in zip((image, mask, variance, no_data), arrays, strict=True):
+                whole[b.slices(science.bbox)] = part
+        kernels = [fitted.kernel * b.area for b, (_, fitted) in zip(blocks, parts, strict=True)]
+        rendered_psf, label = Psf(np.sum(kernels, axis=0) / science.bbox.area), "science-fitted"
+        log.info("%s: science PSF fitted against the model's template in %d block(s): FWHM %s px", source,
+                 len(blocks), ", ".join(f"{fitted.fwhm:.2f}" for _, fitted in parts))
         _warn_if_narrower(rendered_psf, model, source)
-        # (the shift forward model applies one ratio for every subfilter anyway)
-        fourier = model.forward_model == "fourier"
-        image, mask, variance, no_data = render(None, matching) if fourier else render(rendered_psf)
     else:
-        image, mask, variance, no_data = render(rendered_psf)
+        image, mask, variance, no_data = render(science, rendered_psf)
     if no_data.all():
         raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
