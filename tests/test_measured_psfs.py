@@ -10,7 +10,7 @@ from scipy import fft
 
 from dcrcoadd.config import Config
 from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf
-from dcrcoadd.ops.psf_match import convolve_round, fit_round_transfer, radial_transfer
+from dcrcoadd.ops.psf_match import convolve_round, fit_round_transfer
 
 
 def gaussian_blur(image, sigma):
@@ -55,11 +55,6 @@ def test_fit_leaves_out_sources_with_bad_pixels_whole():
     where = fit.radius < 0.2
     np.testing.assert_allclose(fit.values[where], np.exp(-2 * np.pi**2 * 1.2**2 * fit.radius[where] ** 2),
                                atol=0.03)
-
-
-def test_radial_transfer_of_a_gaussian():
-    r, t = radial_transfer(Psf.gaussian(2.0, size=31).kernel)
-    np.testing.assert_allclose(t[r < 0.25], np.exp(-2 * np.pi**2 * 4.0 * r[r < 0.25] ** 2), atol=2e-3)
 
 
 @pytest.fixture(scope="module")

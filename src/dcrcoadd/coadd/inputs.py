@@ -390,15 +390,8 @@ def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> No
         if inp.psf_origin not in (None, "seeing card"):
             continue
         exp = inp.read(box)
-        direction = None
-        if inp.visit is not None and exp.wcs is not None and inp.bandpass is not None:
-            try:
-                direction = dcr_direction(inp.visit.completed(), exp.wcs, inp.bandpass)
-            except (InputError, ValueError) as exc:
-                log.info("%s: no DCR direction for its PSF measurement (%s)", inp.name, exc)
         try:
-            psf = measure_psf(exp.image, exp.variance, (exp.mask & bad) != 0, size=25,
-                              dcr_direction=direction)
+            psf = measure_psf_across_dcr(exp, inp.bandpass, (exp.mask & bad) != 0, inp.name)
         except ValueError as exc:
             failed.append((inp, str(exc)))
             continue
@@ -417,6 +410,19 @@ def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> No
                         inp.name, why, inp.psf.fwhm)
         else:
             log.warning("%s: no PSF extension, and none could be measured from its stars (%s)", inp.name, why)
+
+
+def measure_psf_across_dcr(exposure: Exposure, bandpass: Bandpass | None, bad: np.ndarray, name: str) -> Psf:
+    """The PSF of ``exposure``'s bright isolated stars in 25-px stamps, measured across its DCR
+    direction (`dcrcoadd.ops.psf_measure.measure_psf`; stacked the usual way, without the DCR
+    geometry). ``bad``: pixels no stamp may touch. Raises ValueError when too few stars qualify."""
+    direction = None
+    if exposure.visit is not None and exposure.wcs is not None and bandpass is not None:
+        try:
+            direction = dcr_direction(exposure.visit.completed(), exposure.wcs, bandpass)
+        except (InputError, ValueError) as exc:
+            log.info("%s: no DCR direction for its PSF measurement (%s)", name, exc)
+    return measure_psf(exposure.image, exposure.variance, bad, size=25, dcr_direction=direction)
 
 
 def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,

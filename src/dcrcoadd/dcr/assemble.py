@@ -205,13 +205,13 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     if psf_aware(config):
         psfs = warp_psfs(inputs)
         if psfs is not None:
+            # The iterative solver's reference stays the coadd's PSF: its conditioning holds the
+            # model near the coadd (a sharper reference tapered the model towards a wider image and
+            # left 1 % too much flux on the 0.6-1.3" validation field)
             if reference is not None:
                 psf = reference
             elif dcr.solver == "exact":
                 psf = model_reference_psf(psfs, config, coadd.wcs)
-            # The iterative solver's conditioning holds its model near the coadd at the coadd's PSF,
-            # so that stays its reference (a sharper one tapered the model towards a wider image
-            # and left 1 % too much flux on the 0.6-1.3" validation field)
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)

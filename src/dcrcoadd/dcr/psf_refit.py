@@ -39,7 +39,7 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mappin
     PSF-aware model of the same warps), in place: one fit per DCR tile (``tiles``: index to box),
     so the PSF may vary over the patch from tile to tile (`CoaddInput.tile_psfs`), and ``psf``
     their area-weighted mean; ``psf_origin`` becomes ``"fitted"``."""
-    from dcrcoadd.template.build import fit_psf_to_model, make_template
+    from dcrcoadd.template.build import UNRELIABLE_PLANES, fit_psf_to_model, make_template
 
     for inp in inputs:
         if inp.psf_origin not in REFITTED:
@@ -54,7 +54,7 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mappin
             region = box.grow(TILE_MARGIN).clip(exposure.bbox)
             sub = exposure.subexposure(region)
             inside = region.slices(exposure.bbox)
-            unreliable = template.mask_of("SAT", "INTRP", "NO_DATA", "BAD")[inside]
+            unreliable = template.mask_of(*UNRELIABLE_PLANES)[inside]
             _, fits[index] = fit_psf_to_model(model, sub, template.image[inside], size, unreliable)
             areas[index] = box.area
         mean = sum(areas[i] * fits[i].kernel.astype(np.float64) for i in fits) / sum(areas.values())

@@ -46,13 +46,6 @@ class RoundTransfer:
         return np.interp(r, self.radius, self.values, right=0.0)
 
 
-def radial_transfer(kernel: np.ndarray, n: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """``(|k|, T)``: a round kernel's transfer function along the x frequency axis, ``n`` samples."""
-    k = np.asarray(kernel, dtype=np.float64)
-    row = np.abs(fft.rfft2(k / k.sum(), s=(n, n))[0])
-    return fft.rfftfreq(n), row
-
-
 def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray, good: np.ndarray, *,
                        prior_weight: float = 3.0, window_px: int = 16, ring_width: float | None = None,
                        footprint_sigma: float = 1.0) -> RoundTransfer:

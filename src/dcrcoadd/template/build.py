@@ -77,6 +77,7 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
+from dcrcoadd.coadd.inputs import measure_psf_across_dcr
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
@@ -87,11 +88,9 @@ from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
-from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.ops.resample import resample_flux
-from dcrcoadd.physics.dcr import dcr_direction
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "resample_flux", "template_psf",
@@ -99,6 +98,11 @@ __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates"
 
 #: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
 PSF_CHOICES = ("science", "reference")
+#: Science pixels no PSF measurement or fit uses.
+SCIENCE_BAD_PLANES = ("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
+#: Template pixels (the model's planes) where the model is unreliable: saturated or interpolated in
+#: its inputs, or seen by none; PSF fits leave their sources out.
+UNRELIABLE_PLANES = ("SAT", "INTRP", "NO_DATA", "BAD")
 
 log = logging.getLogger("dcrcoadd.template.build")
 
@@ -283,13 +287,7 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
         log.info("%s: no PSF in the file; using the given PSF of FWHM %.2f px", source, given.fwhm)
         return given, "given"
     try:
-        direction = dcr_direction(science.visit.completed(), science.wcs, bandpass)
-    except (InputError, ValueError, AttributeError, TypeError):
-        direction = None  # no DCR geometry: _check_inputs refuses the exposure anyway
-    try:
-        psf = measure_psf(science.image, science.variance,
-                          science.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT"),
-                          size=25, dcr_direction=direction)
+        psf = measure_psf_across_dcr(science, bandpass, science.mask_of(*SCIENCE_BAD_PLANES), source)
     except ValueError as exc:
         log.warning("%s: no PSF in the file and too few stars to measure one (%s): fitting it against the "
                     "model", source, exc)
@@ -329,9 +327,8 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
 
 
 def _unreliable(model: DcrModel, mask: np.ndarray) -> np.ndarray:
-    """Template pixels whose model is unreliable (``mask`` in the model's planes): saturated or
-    interpolated in its inputs, or seen by none."""
-    return (mask & np.uint32(model.mask_planes.value_if_present(("SAT", "INTRP", "NO_DATA", "BAD")))) != 0
+    """Template pixels (``mask`` in the model's planes) in `UNRELIABLE_PLANES`."""
+    return (mask & np.uint32(model.mask_planes.value_if_present(UNRELIABLE_PLANES))) != 0
 
 
 def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
@@ -354,7 +351,7 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
     in ``template_bad`` (where the model is unreliable, e.g. saturated in its inputs), are left out.
     """
     ref = model.psf.kernel
-    good = np.isfinite(template) & ~exposure.mask_of("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
+    good = np.isfinite(template) & ~exposure.mask_of(*SCIENCE_BAD_PLANES)
     if template_bad is not None:
         good &= ~template_bad
     transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
