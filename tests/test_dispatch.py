@@ -22,6 +22,22 @@ def test_tiles_cover_the_patch_row_by_row_with_clipped_buffers():
         tiles(patch, 16, buffer=-1)
 
 
+def test_even_tiles_split_each_side_into_equal_parts_without_thin_strips():
+    # LSST's layout leaves a 48-px strip of a 2048-px side at 2000; the even cut halves it
+    patch = Box(0, 0, 2048, 4096)
+    assert [t.box.width for t in tiles(patch, 2000)][:2] == [2000, 48]
+    parts = tiles(patch, 2000, buffer=48, even=True)
+    assert len(parts) == 6 and [t.index for t in parts] == list(range(6))
+    assert {t.box.width for t in parts} == {1024} and {t.box.height for t in parts} <= {1365, 1366}
+    assert sum(t.box.area for t in parts) == patch.area
+    assert parts[1].box.x0 == 1024 and parts[2].box.y0 == 1365  # row by row
+    assert parts[0].buffered == Box(0, 0, 1072, 1413)
+    odd = Box(3, 5, 101, 37)
+    cut = tiles(odd, (40, 40), even=True)
+    assert [t.box.width for t in cut] == [33, 34, 34] and [t.box.height for t in cut] == [37] * 3
+    assert [t.box for t in tiles(odd, 200, even=True)] == [odd]
+
+
 def backwards(fn, tasks):
     return (fn(t) for t in reversed(list(tasks)))
 

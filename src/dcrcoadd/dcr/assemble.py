@@ -28,7 +28,7 @@ from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_setting
 from dcrcoadd.errors import InputError
 from dcrcoadd.ops.detection import detection_mask
 from dcrcoadd.ops.psf_measure import measure_psf
-from dcrcoadd.parallel import Mapper, map_tasks, threads_per_task, tiles
+from dcrcoadd.parallel import Mapper, Tile, map_tasks, threads_per_task, tiles
 
 log = logging.getLogger("dcrcoadd.dcr.assemble")
 
@@ -251,6 +251,14 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
         warp_psfs=psfs)
 
 
+def dcr_tiles(patch: Box, config: Config, buffer: int = 0) -> list[Tile]:
+    """The DCR stage's tiles of ``patch`` (at most ``coadd.subregion_size``). The exact solver's are cut
+    evenly: LSST's full-size subregions leave thin strips at the patch's edge (2048 px at 2000: 48
+    px), which cost a solve each and, mostly buffer, converge slowly; the iterative solver keeps
+    LSST's layout, which its results depend on."""
+    return tiles(patch, tuple(config.coadd.subregion_size), buffer=buffer, even=config.dcr.solver == "exact")
+
+
 def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
                skip: Iterable[int] = ()) -> list[tuple[int, TileTask]]:
     """``(index, task)`` for every tile of the patch (`dcrcoadd.parallel.tiles`, grown by the
@@ -260,7 +268,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
     masks = baseline.artifact_masks or [None] * len(baseline.inputs)
     variances = np.array([1.0 / inp.weight for inp in baseline.inputs])
     tasks = []
-    for tile in tiles(patch, tuple(config.coadd.subregion_size), buffer=setup.buffer):
+    for tile in dcr_tiles(patch, config, buffer=setup.buffer):
         if tile.index in skip:
             continue
         sl = tile.buffered.slices(patch)

@@ -95,50 +95,50 @@ def kernel_transfer(kernel: np.ndarray, grid: Sequence[int], scale: float = 1.0)
 
 
 def _scaled_transfer(kernel: np.ndarray, grid: tuple[int, int], scale: float) -> np.ndarray:
-    """``P(s k) = Σ_yx p(y, x) exp(-2πi s (k_y y + k_x x))`` on the ``rfft2`` grid: separable, summed
-    one kernel row or column at a time in a fixed order rather than by BLAS, whose order depends on
-    its thread count (executors must give identical bits, and the solve amplifies a last-bit change)."""
+    """``P(s k) = Σ_yx p(y, x) exp(-2πi s (k_y y + k_x x))`` on the ``rfft2`` grid: separable, one axis at
+    a time, by `numpy.einsum` rather than BLAS, whose summation order depends on its thread count
+    (executors must give identical bits, and the solve amplifies a last-bit change)."""
     gy, gx = grid
     cy, cx = kernel.shape[0] // 2, kernel.shape[1] // 2
     ey = np.exp(-2j * np.pi * scale * np.outer(fft.fftfreq(gy), np.arange(-cy, cy + 1)))
     ex = np.exp(-2j * np.pi * scale * np.outer(np.arange(-cx, cx + 1), fft.rfftfreq(gx)))
-    rows = np.zeros((kernel.shape[0], ex.shape[1]), complex)  # x transformed: (ky_kernel_row, kx)
-    for x in range(kernel.shape[1]):
-        rows += kernel[:, x:x + 1] * ex[x]
-    out = np.zeros((gy, ex.shape[1]), complex)
-    term = np.empty_like(out)
-    for y in range(kernel.shape[0]):
-        np.multiply(ey[:, y:y + 1], rows[y], out=term)
-        out += term
-    return out
+    rows = np.einsum("yx,xk->yk", kernel.astype(complex), ex)  # x transformed: (kernel row, kx)
+    return np.einsum("gy,yk->gk", ey, rows)
 
 
 def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
-                   scale: float = 1.0) -> np.ndarray:
+                   scale: float = 1.0, reference_transfer: np.ndarray | None = None) -> np.ndarray:
     """``P conj(P_ref) / (|P_ref|² + floor²)`` on the ``rfft2`` grid of ``grid`` (module notes); ``scale``:
-    ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`)."""
-    return _ratio(kernel_transfer(psf, grid, scale), kernel_transfer(reference, grid), floor)
+    ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`).
+    ``reference_transfer``: ``kernel_transfer(reference, grid)``, when already computed."""
+    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
+    return _ratio(kernel_transfer(psf, grid, scale), ref, floor)
 
 
 def _ratio(p: np.ndarray, ref: np.ndarray, floor: float) -> np.ndarray:
     """`ratio_transfer` from the two transfers."""
     power = np.abs(ref) ** 2
-    ratio = p * np.conj(ref) / (power + float(floor) ** 2)
+    ratio = p * np.conj(ref)
+    ratio /= power + float(floor) ** 2
     # Where both transfers are small their ratio is set by the kernels' truncation and noise, not
     # by the seeing: no larger than where the reference carries half its power (1 for a reference
     # narrower than the warp), so no frequency the data barely hold is amplified.
     magnitude = np.abs(ratio)
     bound = max(1.0, float(np.max(magnitude[power >= 0.25], initial=1.0)))
-    return np.where(magnitude > bound, ratio * (bound / np.maximum(magnitude, 1e-300)), ratio)
+    over = magnitude > bound
+    if over.any():
+        ratio[over] *= bound / magnitude[over]
+    return ratio
 
 
 def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
-                    scales: np.ndarray | None = None) -> np.ndarray:
+                    scales: np.ndarray | None = None,
+                    reference_transfer: np.ndarray | None = None) -> np.ndarray:
     """`ratio_transfer` for every subfilter: ``(M, gy, gx//2+1)`` for ``scales`` (M,); ``(gy, gx//2+1)``
     (one ratio shared by every subfilter) when ``scales`` is None or all 1."""
+    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
     if scales is None or np.all(np.asarray(scales) == 1.0):
-        return ratio_transfer(psf, reference, grid, floor)
-    ref = kernel_transfer(reference, grid)  # once for every subfilter
+        return ratio_transfer(psf, reference, grid, floor, reference_transfer=ref)
     return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), ref, floor) for s in scales])
 
 
@@ -159,10 +159,13 @@ def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.nda
     return (centres / lam_eff) ** float(index)
 
 
-def full_band_prior(reference: np.ndarray, grid: Sequence[int], floor: float) -> np.ndarray:
+def full_band_prior(reference: np.ndarray, grid: Sequence[int], floor: float,
+                    reference_transfer: np.ndarray | None = None) -> np.ndarray:
     """Strength ``ε² / (|P_ref|² + ε²)`` (units of one warp's information) of the prior pulling the
-    model's full-band image towards 0 where the reference PSF has no power."""
-    power = np.abs(kernel_transfer(reference, grid)) ** 2
+    model's full-band image towards 0 where the reference PSF has no power (``reference_transfer``:
+    ``kernel_transfer(reference, grid)``, when already computed)."""
+    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
+    power = np.abs(ref) ** 2
     eps2 = float(floor) ** 2
     return eps2 / (power + eps2)
 

@@ -31,12 +31,12 @@ from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
 from dcrcoadd.config import Config, to_toml
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd
+from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd, dcr_tiles
 from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
 from dcrcoadd.io.options import ReadOptions
-from dcrcoadd.parallel import Mapper, serial_map, tiles
+from dcrcoadd.parallel import Mapper, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
     Source,
@@ -263,7 +263,7 @@ def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Ch
                mapper: Mapper | None, notify) -> tuple[DcrCoaddResult, dict[int, list[str]], list[int]]:
     """Solve the DCR model subregion by subregion, saving each as a checkpoint; returns the result,
     the warnings of each subregion and the subregions resumed from checkpoints."""
-    boxes = [tile.box for tile in tiles(baseline.coadd.bbox, tuple(plan.config.coadd.subregion_size))]
+    boxes = [tile.box for tile in dcr_tiles(baseline.coadd.bbox, plan.config)]
     done = _on_this_grid(done, boxes)
     checkpoint.write_manifest(plan.out, plan.manifest)
     warnings_by_index = {index: c.warnings for index, c in done.items()}

@@ -387,6 +387,7 @@ class _Problem:
         self.tau_mean = float(np.mean(self.tau))
         self.psf_ratio = psf_ratio
         self._ridge = None
+        self._seen = self._weighted = None
         ny, nx = self.tile
         # good-pixel masks on the grid: the pad is missing data
         self.masks = np.full((self.n, *self.grid), settings.pad_weight, dtype=self.rdtype)
@@ -446,11 +447,6 @@ class _Problem:
         kshape = fourier.rfft_shape(self.grid)
         nbytes = self.n * self.m * kshape[0] * kshape[1] * np.dtype(self.cdtype).itemsize
         self._cache = self._transfer(slice(None)) if nbytes <= settings.cache_bytes else None
-        # Parseval weights of the half plane: self-conjugate columns count once
-        self.parseval = np.full(kshape[1], 2.0)
-        self.parseval[0] = 1.0
-        if self.grid[1] % 2 == 0:
-            self.parseval[-1] = 1.0
 
     def _transfer(self, index) -> np.ndarray:
         ratio = None
@@ -584,25 +580,64 @@ class _Problem:
         return out
 
     def normal(self, y_hat: np.ndarray) -> np.ndarray:
-        """``rfft2`` of ``(Σ_i τ_i T_iᵀ m_i T_i + ridge·P) y``."""
-        out = _colour_part(y_hat) * self.ridge().astype(self.rdtype)
+        """``rfft2`` of ``(Σ_i τ_i T_iᵀ m_i T_i + ridge·P) y``.
+
+        A warp seen at every pixel of the grid (the PSF-aware model's full-band prior row) needs
+        no transforms: ``T_iᵀ T_i`` is diagonal in frequency.
+        """
+        kshape = y_hat.shape[1:]
+        acc = np.zeros(y_hat.shape, dtype=self.cdtype)  # Σ_i b_i conj(τ_i rfft2(m_i T_i y))
+        t_hat = np.empty(kshape, dtype=self.cdtype)
+        tmp = np.empty(kshape, dtype=self.cdtype)
         for i in range(self.n):
             bi = self.b(i)
-            t_hat = bi[0] * y_hat[0]
+            np.multiply(bi[0], y_hat[0], out=t_hat)
             for a in range(1, self.m):
-                t_hat += bi[a] * y_hat[a]
-            t = self.irfft(t_hat)
-            t *= self.masks[i]
-            t *= self.rdtype(self.tau[i])
-            s_hat = self.rfft(t)
+                np.multiply(bi[a], y_hat[a], out=tmp)
+                t_hat += tmp
+            if self.seen_everywhere[i]:
+                s_hat = t_hat
+                s_hat *= self.cdtype(self.tau[i])
+            else:
+                t = fft.irfft2(t_hat, s=self.grid, workers=self.workers, overwrite_x=True)
+                t *= self.weighted_masks[i]
+                s_hat = self.rfft(t)
+            np.conjugate(s_hat, out=s_hat)
             for a in range(self.m):
-                out[a] += np.conj(bi[a]) * s_hat
+                np.multiply(bi[a], s_hat, out=tmp)
+                acc[a] += tmp
+        out = _colour_part(y_hat)
+        out *= self.ridge().astype(self.rdtype)
+        out += np.conjugate(acc, out=acc)
         return out
 
+    @property
+    def seen_everywhere(self) -> np.ndarray:
+        """Per warp: its mask is 1 at every pixel of the grid."""
+        if self._seen is None:
+            self._seen = np.array([bool(np.all(m == 1)) for m in self.masks])
+        return self._seen
+
+    @property
+    def weighted_masks(self) -> np.ndarray:
+        """``τ_i m_i`` per warp, the normal operator's real-space weights."""
+        if self._weighted is None:
+            self._weighted = self.masks * self.tau.astype(self.rdtype)[:, None, None]
+        return self._weighted
+
     def dot(self, u: np.ndarray, v: np.ndarray) -> float:
-        """Parseval inner product (up to the constant ``1/(ny nx)``) of two half-plane spectra."""
-        prod = (u.real.astype(np.float64) * v.real + u.imag.astype(np.float64) * v.imag)
-        return float(np.sum(prod.sum(axis=(0, 1)) * self.parseval))
+        """Parseval inner product (up to the constant ``1/(ny nx)``) of two half-plane spectra: twice
+        the sum over the half plane less its self-conjugate columns (real and imaginary parts
+        summed alike, in double precision)."""
+        uf, vf = u.view(u.real.dtype), v.view(v.real.dtype)
+
+        def total(a, b):
+            return float(np.einsum("ijk,ijk->", a, b, dtype=np.float64))
+
+        once = total(uf[..., :2], vf[..., :2])  # column 0 (real and imaginary parts)
+        if self.grid[1] % 2 == 0:
+            once += total(uf[..., -2:], vf[..., -2:])  # the Nyquist column
+        return 2.0 * total(uf, vf) - once
 
 
 def _pcg(problem: _Problem, rhs: np.ndarray, x: np.ndarray, precond: np.ndarray,
@@ -1123,15 +1158,17 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     def ratio(grid):
         # (N+1, ky, kx), or (N+1, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
         # widened by scales[a]; the prior row is the same for every subfilter (it sees F = Σ_a y_a)
-        prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR))
+        ref_t = pr.kernel_transfer(ref, grid)  # once for every warp
+        prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR,
+                                           reference_transfer=ref_t))
         if not chromatic:
-            rows = [pr.ratio_transfer(k, ref, grid, floor) for k in kernels]
+            rows = [pr.ratio_transfer(k, ref, grid, floor, reference_transfer=ref_t) for k in kernels]
             return np.stack([*rows, prior])
         # per subfilter the ratios take M times the memory (~1.4 GB in double at 2000-px tiles and 12
         # warps): kept in the transforms' precision, which the transfers are rounded to anyway
         out = np.empty((len(kernels) + 1, len(scales), *prior.shape), _dtypes(settings)[0])
         for i, k in enumerate(kernels):
-            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales)
+            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales, reference_transfer=ref_t)
         out[-1] = prior
         return out
 
