@@ -641,8 +641,13 @@ class _Problem:
 
 
 def _pcg(problem: _Problem, rhs: np.ndarray, x: np.ndarray, precond: np.ndarray,
-         tol: float, max_iter: int) -> tuple[np.ndarray, int, float]:
-    """Preconditioned conjugate gradients from ``x``; returns ``(x, iterations, residual)``.
+         tol: float, max_iter: int,
+         ax: np.ndarray | None = None) -> tuple[np.ndarray, int, float, np.ndarray]:
+    """Preconditioned conjugate gradients from ``x``; returns ``(x, iterations, residual, A x)``.
+
+    ``ax``: ``A x`` when the caller knows it (the colour refits do: see `_refits`), which saves one
+    application of the normal operator; the returned ``A x`` is ``rhs`` less the recurrence's final
+    residual.
 
     The residual is ``sqrt(rᵀ P⁻¹ r / (M n_tile))`` (real-space dot products): ``rᵀ A⁻¹ r``
     is the χ² still to be gained, so this is roughly the rms distance of the model from the
@@ -652,7 +657,7 @@ def _pcg(problem: _Problem, rhs: np.ndarray, x: np.ndarray, precond: np.ndarray,
     cd = problem.cdtype
     # Parseval: the real-space dot product is the half-plane one over the grid's pixel count
     scale = 1.0 / (problem.grid[0] * problem.grid[1] * problem.m * problem.tile[0] * problem.tile[1])
-    r = rhs - problem.normal(x)
+    r = rhs - (problem.normal(x) if ax is None else ax)
     z = _hermitian_matvec(precond, r, cd)
     rz = problem.dot(r, z)
     res = math.sqrt(max(rz * scale, 0.0))
@@ -673,7 +678,7 @@ def _pcg(problem: _Problem, rhs: np.ndarray, x: np.ndarray, precond: np.ndarray,
         p += z
         rz = rz_new
         it += 1
-    return x, it, res
+    return x, it, res, rhs - r
 
 
 class _Inpainter:
@@ -881,7 +886,9 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
     history: list[dict] = []
     converged = True
 
-    def linear_solve(rhs, x, max_iter=None):
+    def linear_solve(rhs, x, max_iter=None, ax=None):
+        """``(x, CG iterations, residual, A x)`` for the data's right-hand side plus ``rhs`` (None: the
+        data's alone), from ``x`` (None: the preconditioner's guess) whose ``A x`` may be given."""
         nonlocal converged
         if problem.taper and x is None and not problem.complete:
             # without refits: conjugate gradients on the tapered weights, from one fill step
@@ -891,13 +898,14 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
         elif rhs is not rhs_data:
             rhs = rhs + rhs_data
         if problem.complete:
-            return _hermitian_matvec(precond, rhs, problem.cdtype), 0, 0.0
+            return _hermitian_matvec(precond, rhs, problem.cdtype), 0, 0.0, rhs
         if x is None:
             x = _hermitian_matvec(precond, rhs, problem.cdtype)
-        x, its, res = _pcg(problem, rhs, x, precond, settings.cg_tolerance, max_iter or settings.cg_max_iter)
+        x, its, res, ax = _pcg(problem, rhs, x, precond, settings.cg_tolerance,
+                               max_iter or settings.cg_max_iter, ax)
         if max_iter is None and res > settings.cg_tolerance:
             converged = False
-        return x, its, res
+        return x, its, res, ax
 
     def record(iteration, conv, its, res, prior_change, start):
         rec = {"iteration": iteration, "convergence": conv, "cg_iterations": its, "cg_residual": res,
@@ -912,11 +920,11 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
         y, _, stop, converged = _taper_refits(problem, precond, record, settings, tau, t0)
         return _solution(problem, None, history, converged, stop, settings, tau, t0, y=y)
     # with the colour prior the first (flat) solve is only a starting point for the refits
-    x, its, res = linear_solve(None, None, settings.refit_cg_max_iter * 3 if colour else None)
+    x, its, res, ax = linear_solve(None, None, settings.refit_cg_max_iter * 3 if colour else None)
     record(0, 1.0, its, res, None, t0)
     stop = "direct solve" if problem.complete else "conjugate gradients"
     if colour:
-        x, stop, converged = _refits(problem, x, linear_solve, record, settings, tau)
+        x, stop, converged = _refits(problem, x, ax, linear_solve, record, settings, tau)
     return _solution(problem, x, history, converged, stop, settings, tau, t0)
 
 
@@ -933,7 +941,7 @@ def _solution(problem: _Problem, x, history, converged, stop, settings, tau, t0,
                          grid=problem.grid, mu=settings.colour_floor / float(np.sum(tau)))
 
 
-def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings, tau):
+def _refits(problem: _Problem, x, ax, linear_solve, record, settings: ExactSettings, tau):
     """Fixed point of (local spectrum of the model) -> (solve with the colour target ``s F``).
 
     Each refit takes the local spectrum ``s`` of the current model, sets the colour prior's
@@ -941,12 +949,16 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
     successive solutions speeds up the plain alternation, which recovers only part of
     a source's colour per refit (the colour of a source is constrained by the data only
     along the DCR directions; the prior carries it to the rest of its footprint).
+
+    The operator ``A`` is the same in every refit, so ``A x`` of the mixed start is the same
+    combination of the solutions' ``A g`` (each from its solve's final residual): no refit
+    applies ``A`` to its start (``ax``: ``A x`` of the first solve's ``x``).
     """
     gauss_hat = _gaussian_transfer(problem.grid, settings.colour_scale).astype(problem.rdtype)
     mu = settings.colour_floor / float(np.sum(tau))
     noise = 1.0 / math.sqrt(float(np.sum(tau)))  # of the full-band image, per pixel
     lam = problem.colour_ridge().astype(problem.rdtype)
-    d_f, d_g = [], []
+    d_f, d_g, d_ag = [], [], []
     # The colour fit in double precision whatever ``precision``: its window sums of ``F²`` span the
     # square of the field's dynamic range (1e11 round a bright star), and in single precision the
     # FFT's rounding of a star's core (~1e-7 of it) swamped the sums in its wings and the sky next
@@ -954,7 +966,7 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
     # stars the alternation never converged (rms change 5–10σ per refit, hundreds of σ at single
     # pixels) and the false detections moved with rounding-only changes of the code.
     gauss_hat64 = gauss_hat.astype(np.float64)
-    f_prev = g_prev = None
+    f_prev = g_prev = ag_prev = None
     target_prev = None
     for j in range(1, settings.colour_iterations + 1):
         start = time.perf_counter()
@@ -964,7 +976,7 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
         prior_change = None if target_prev is None else _change(target, target_prev, problem.tile, noise)
         target_prev = target
         rhs = lam * _colour_part(problem.rfft(target.astype(problem.rdtype, copy=False)))
-        g, its, res = linear_solve(rhs, x.copy(), settings.refit_cg_max_iter)
+        g, its, res, ag = linear_solve(rhs, x.copy(), settings.refit_cg_max_iter, ax)
         yg = problem.irfft(g)
         # (with the taper, over the tile inside it: the fill of the tapered border, where the data's
         # share tends to 0, converges slowly and is the caller's buffer; with the pad, over the tile
@@ -982,18 +994,21 @@ def _refits(problem: _Problem, x, linear_solve, record, settings: ExactSettings,
         if f_prev is not None:
             d_f.append(f_res - f_prev)
             d_g.append(g - g_prev)
+            d_ag.append(ag - ag_prev)
             if len(d_f) > _ANDERSON:
                 d_f.pop(0)
                 d_g.pop(0)
-        f_prev, g_prev = f_res, g
-        x = g
+                d_ag.pop(0)
+        f_prev, g_prev, ag_prev = f_res, g, ag
+        x, ax = g, ag
         if d_f:
             gram = np.array([[_dot(u, v) for v in d_f] for u in d_f])
             proj = np.array([_dot(u, f_res) for u in d_f])
             gamma = np.linalg.lstsq(gram + 1e-12 * np.trace(gram) * np.eye(len(d_f)), proj, rcond=None)[0]
-            x = g.copy()
-            for c, dg in zip(gamma, d_g, strict=True):
+            x, ax = g.copy(), ag.copy()
+            for c, dg, dag in zip(gamma, d_g, d_ag, strict=True):
                 x -= problem.cdtype(c) * dg
+                ax -= problem.cdtype(c) * dag
     return x, f"colour prior: {settings.colour_iterations} refits (not converged)", False
 
 
