@@ -497,19 +497,21 @@ class _Problem:
         a = np.zeros((m, m, *kshape), dtype=cd)
         diag = np.zeros((m, *kshape), dtype=rd)
         tmp = np.empty(kshape, dtype=cd)
+        sq = np.empty(kshape, dtype=rd)
         for i in range(self.n):
             w = self.tau[i] * self.coverage[i]
             if w == 0:
                 continue
-            bi = self.b(i)
-            if bi.dtype != cd:
-                bi = bi.astype(cd)
+            bi = self.b(i).astype(cd)  # (a copy: scaled in place)
+            bi *= rd(math.sqrt(w))
             for p in range(m):
-                diag[p] += rd(w) * (bi[p].real ** 2 + bi[p].imag ** 2)
+                np.square(bi[p].real, out=sq)
+                diag[p] += sq
+                np.square(bi[p].imag, out=sq)
+                diag[p] += sq
                 conj = np.conj(bi[p])
                 for q in range(p + 1, m):
                     np.multiply(conj, bi[q], out=tmp)
-                    tmp *= rd(w)
                     a[p, q] += tmp
         ridge = ridge.astype(rd)
         for p in range(m):
@@ -796,14 +798,13 @@ def local_colours(y: np.ndarray, gauss_hat: np.ndarray, mu: float, *,
     m = y.shape[0]
     shape = y.shape[-2:]
     f = y.sum(axis=0)
-
-    def smooth(img):
-        return fft.irfft2(fft.rfft2(img, workers=workers) * gauss_hat, s=shape, workers=workers)
-
-    den = smooth(f * f) + mu
-    s = np.empty_like(y)
-    for a in range(m):
-        s[a] = (smooth(y[a] * f) + mu / m) / den
+    # the numerators G*(y_a F), one batched transform each way; their sum is G*(F²), the denominator
+    # (M smoothings, not M + 1)
+    spec = fft.rfft2(y * f[None], workers=workers)
+    spec *= gauss_hat
+    s = fft.irfft2(spec, s=shape, workers=workers, overwrite_x=True)
+    s += mu / m
+    s /= s.sum(axis=0)
     return s, f
 
 
