@@ -111,12 +111,20 @@ the pipeline test's 96² field) the taper with the colour prior is worse: 19–4
 detections against 2–35 for the pad (χ² per source pixel 2.9–38 against 1.7–6.8), although
 with the flat prior it matches the pad (4/12/12 against 5/13/13): the EM fill and the colour
 alternation converge to a different, worse solution round saturated cores. So the pad stays
-the default. Speed on one core (CPU seconds, synthetic tiles, colour prior): 1024² × 12 with
-the taper 5.9–6.8 → 3.1–3.2 s, the pad ~47 s (before its alternation converged: 512² × 12 with
-the pad 10.2–10.5 → 6.3 s, 30 refits not converged → 17); 2048 × 4096 × 12 with the taper 141 → 58 s (22
-refits; about 40 % of it system time faulting in fresh FFT outputs on that machine), short of
-the 10 s aimed at. Per refit the taper costs ``2N + 5M`` FFTs of the grid (``N`` warps, ``M``
-subfilters); the fill's ``2N`` dominate.
+the default.
+
+Speed on one core (CPU seconds of the DCR model, the pipeline's synthetic star fields, colour
+prior, PSF-aware; `benchmarks/speed.py`): 2048 × 4096 × 12 warps in six even tiles with the pad
+44 s, with the taper 19 s; 1024² × 12 in one tile 5.3 and 3.5 s. Most of the pad's time is
+conjugate gradients (about 15 applications of the normal operator per tile, ``2N`` FFTs of the
+grid each: 10 for the first solve, 1–2 per refit); the rest is per-tile set-up (transfer
+functions, PSF ratios, the per-frequency preconditioner) and the colour fits. What made it
+2.8× faster than before (126 s): ``cg_tolerance`` 0.01 instead of 0.001 (the colour alternation's
+tolerance limits the model's accuracy first: on a 512² × 12 tile against a solve 100× tighter,
+rms 0.034 against 0.038 of the noise beyond the buffer, with 16 iterations instead of 66); tiles
+cut evenly (a 2048-px side at 2000 px left 48-px strips that took 25–28 iterations); no refit
+applying ``A`` to its start (`_refits`); fully observed rows without transforms; PSF transfers
+by separable matrix products. The 10 s aimed at would need solves without conjugate gradients.
 
 History
 -------
