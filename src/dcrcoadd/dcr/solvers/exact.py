@@ -395,7 +395,7 @@ class _Problem:
         self.tau_mean = float(np.mean(self.tau))
         self.psf_ratio = psf_ratio
         self._ridge = None
-        self._seen = self._weighted = None
+        self._seen = None
         ny, nx = self.tile
         # good-pixel masks on the grid: the pad is missing data
         self.masks = np.full((self.n, *self.grid), settings.pad_weight, dtype=self.rdtype)
@@ -455,6 +455,8 @@ class _Problem:
         kshape = fourier.rfft_shape(self.grid)
         nbytes = self.n * self.m * kshape[0] * kshape[1] * np.dtype(self.cdtype).itemsize
         self._cache = self._transfer(slice(None)) if nbytes <= settings.cache_bytes else None
+        if self._cache is not None:
+            self.psf_ratio = None  # folded into the cached transfers (as large as they are)
 
     def _transfer(self, index) -> np.ndarray:
         ratio = None
@@ -610,7 +612,8 @@ class _Problem:
                 s_hat *= self.cdtype(self.tau[i])
             else:
                 t = fft.irfft2(t_hat, s=self.grid, workers=self.workers, overwrite_x=True)
-                t *= self.weighted_masks[i]
+                t *= self.masks[i]
+                t *= self.rdtype(self.tau[i])
                 s_hat = self.rfft(t)
             np.conjugate(s_hat, out=s_hat)
             for a in range(self.m):
@@ -628,12 +631,6 @@ class _Problem:
             self._seen = np.array([bool(np.all(m == 1)) for m in self.masks])
         return self._seen
 
-    @property
-    def weighted_masks(self) -> np.ndarray:
-        """``τ_i m_i`` per warp, the normal operator's real-space weights."""
-        if self._weighted is None:
-            self._weighted = self.masks * self.tau.astype(self.rdtype)[:, None, None]
-        return self._weighted
 
     def dot(self, u: np.ndarray, v: np.ndarray) -> float:
         """Parseval inner product (up to the constant ``1/(ny nx)``) of two half-plane spectra: twice
@@ -887,6 +884,7 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
     if masks is None and not np.all(np.isfinite(images)):
         masks = np.isfinite(images)
     problem = _Problem(images, masks, tau, shifts, weights, psf_ratio, settings, tile, grid, psf=psf)
+    del psf_ratio, images, masks  # the problem keeps what it needs
     ny, nx = tile
     t0 = time.perf_counter()
     precond = problem.normal_inverse()
