@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from numbers import Integral
 
 from dcrcoadd.core.geom import Box
 
@@ -45,7 +46,7 @@ def tiles(patch: Box, size: int | tuple[int, int], buffer: int = 0, *, even: boo
 
 
 def _even_boxes(patch: Box, size: int | tuple[int, int]) -> list[Box]:
-    sx, sy = (size, size) if isinstance(size, int) else size
+    sx, sy = (size, size) if isinstance(size, Integral) else size
     if sx <= 0 or sy <= 0:
         raise ValueError(f"subregion size must be positive, got {size!r}")
 

@@ -123,8 +123,8 @@ functions, PSF ratios, the per-frequency preconditioner) and the colour fits. Wh
 tolerance limits the model's accuracy first: on a 512² × 12 tile against a solve 100× tighter,
 rms 0.034 against 0.038 of the noise beyond the buffer, with 16 iterations instead of 66); tiles
 cut evenly (a 2048-px side at 2000 px left 48-px strips that took 25–28 iterations); no refit
-applying ``A`` to its start (`_refits`); fully observed rows without transforms; PSF transfers
-by separable matrix products. The 10 s aimed at would need solves without conjugate gradients.
+applying ``A`` to its start (`_refits`); PSF transfers by separable matrix products. The 10 s
+aimed at would need solves without conjugate gradients.
 
 History
 -------
@@ -395,7 +395,6 @@ class _Problem:
         self.tau_mean = float(np.mean(self.tau))
         self.psf_ratio = psf_ratio
         self._ridge = None
-        self._seen = None
         ny, nx = self.tile
         # good-pixel masks on the grid: the pad is missing data
         self.masks = np.full((self.n, *self.grid), settings.pad_weight, dtype=self.rdtype)
@@ -592,11 +591,7 @@ class _Problem:
         return out
 
     def normal(self, y_hat: np.ndarray) -> np.ndarray:
-        """``rfft2`` of ``(Σ_i τ_i T_iᵀ m_i T_i + ridge·P) y``.
-
-        A warp seen at every pixel of the grid (the PSF-aware model's full-band prior row) needs
-        no transforms: ``T_iᵀ T_i`` is diagonal in frequency.
-        """
+        """``rfft2`` of ``(Σ_i τ_i T_iᵀ m_i T_i + ridge·P) y``."""
         kshape = y_hat.shape[1:]
         acc = np.zeros(y_hat.shape, dtype=self.cdtype)  # Σ_i b_i conj(τ_i rfft2(m_i T_i y))
         t_hat = np.empty(kshape, dtype=self.cdtype)
@@ -607,14 +602,10 @@ class _Problem:
             for a in range(1, self.m):
                 np.multiply(bi[a], y_hat[a], out=tmp)
                 t_hat += tmp
-            if self.seen_everywhere[i]:
-                s_hat = t_hat
-                s_hat *= self.cdtype(self.tau[i])
-            else:
-                t = fft.irfft2(t_hat, s=self.grid, workers=self.workers, overwrite_x=True)
-                t *= self.masks[i]
-                t *= self.rdtype(self.tau[i])
-                s_hat = self.rfft(t)
+            t = fft.irfft2(t_hat, s=self.grid, workers=self.workers, overwrite_x=True)
+            t *= self.masks[i]
+            t *= self.rdtype(self.tau[i])
+            s_hat = self.rfft(t)
             np.conjugate(s_hat, out=s_hat)
             for a in range(self.m):
                 np.multiply(bi[a], s_hat, out=tmp)
@@ -623,14 +614,6 @@ class _Problem:
         out *= self.ridge().astype(self.rdtype)
         out += np.conjugate(acc, out=acc)
         return out
-
-    @property
-    def seen_everywhere(self) -> np.ndarray:
-        """Per warp: its mask is 1 at every pixel of the grid."""
-        if self._seen is None:
-            self._seen = np.array([bool(np.all(m == 1)) for m in self.masks])
-        return self._seen
-
 
     def dot(self, u: np.ndarray, v: np.ndarray) -> float:
         """Parseval inner product (up to the constant ``1/(ny nx)``) of two half-plane spectra: twice
