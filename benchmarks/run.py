@@ -22,7 +22,7 @@ and writes ``validation.json``, ``speed.json``, ``dcr_assemble.json``, ``startup
 ``bad_inputs.json``, ``summary.json`` and the figures ``dipoles.png`` and ``spectra.png`` to
 ``benchmarks/results/`` (or ``--out-dir``).
 
-Modes: default (about 8 minutes on 2 cores), ``--quick`` (small fields, under a
+Modes: default (about 12 minutes on 2 cores), ``--quick`` (small fields, under a
 minute; used by the tests), ``--full`` (every speed case: 512², 1024² and 2048x4096
 with 6, 12 and 24 warps; about half an hour).
 

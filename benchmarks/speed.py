@@ -16,7 +16,7 @@ the same run this reports
   yardstick): baseline coadd with compare-warp, DCR stage, outputs and the run end to end;
 * the profile's top entries per stage (`benchmarks.profile`, one case, own time);
 * ``--workers 2`` against one process, stage by stage (`workers_check`: `run_patch` with default
-  settings), next to the machine's measured two-process capacity
+  settings, on the DECam-CCD case), next to the machine's measured two-process capacity
   (`benchmarks.parallel.machine_parallel_capacity`), which bounds any speed-up.
 
 Case sets: ``--quick`` 256²x{6,12} and 384²x6; default 512²x{6,12,24}, 1024²x12 and 2048x4096x12;
@@ -46,9 +46,11 @@ QUICK_CASES = ["256x256x6", "256x256x12", "384x384x6"]
 DEFAULT_CASES = ["512x512x6", "512x512x12", "512x512x24", "1024x1024x12", "2048x4096x12"]
 FULL_CASES = [f"{s}x{n}" for s in ("512x512", "1024x1024", "2048x4096") for n in (6, 12, 24)]
 SHIFT_SIZE = {"quick": 512, "default": 1024, "full": 2048}
-#: Case of the profile summary and of the ``--workers 2`` check, per mode.
+#: Case of the profile summary, per mode.
 PROFILE_CASE = {"quick": "256x256x6", "default": "1024x1024x12", "full": "1024x1024x12"}
-WORKERS_CASE = {"quick": "256x256x6", "default": "1024x1024x12", "full": "2048x4096x12"}
+#: Case of the ``--workers 2`` check, per mode: the DECam-CCD size, whose six DCR subregions run as
+#: tasks (one 1024² subregion leaves the DCR stage only FFT threads).
+WORKERS_CASE = {"quick": "256x256x6", "default": "2048x4096x12", "full": "2048x4096x12"}
 #: Stages of `run_patch`'s ``metadata.json`` timings compared by `workers_check`.
 RUN_STAGES = ("baseline_coadd", "dcr_model", "write_outputs")
 
