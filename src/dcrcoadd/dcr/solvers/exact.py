@@ -11,7 +11,13 @@ masks ``m_i`` (1 good, 0 missing) and per-warp inverse variances ``τ_i``, find 
 where ``T_i`` is the forward model of `dcrcoadd.dcr.fourier` (``T_i(k) = Σ_a b_ia(k) Y_a(k)``),
 ``τ̄`` the mean of ``τ_i`` (prior strengths ``λ`` are in units of one warp's
 information), ``P = I − 11ᵀ/M`` takes the colour part of the subfilter images (``PY = Y −
-F/M`` with ``F = Σ_a y_a`` the full-band image) and ``Y0`` is the colour prior's target.
+F/M`` with ``F = Σ_a y_a`` the full-band image) and ``Y0`` is the colour prior's target. A
+PSF-aware model adds ``τ̄ ‖√λ_F(k) F‖²`` (``full_band_prior``): where its reference PSF has no
+power the data do not constrain ``F``, which is pulled towards 0 there; a ridge diagonal in
+frequency, so the operator stays per-frequency ``M×M`` and costs no transform (as a zero
+pseudo-observation, its first form, it cost two per operator application and, missing in the
+pad like the data, held the pad's high frequencies loosely: 6 first-solve iterations against 8 on
+a 1024² × 12 tile, the same false detections on the validation and variable-seeing fields).
 
 Priors (`prior_strengths`)
 --------------------------
@@ -381,7 +387,7 @@ class _Problem:
     """Data, masks and forward model of one tile on its padded periodic grid."""
 
     def __init__(self, images, masks, tau, shifts, weights, psf_ratio, settings: ExactSettings,
-                 tile_shape, grid, psf=None):
+                 tile_shape, grid, psf=None, full_band_prior=None):
         self.settings = settings
         self.psf = psf
         self.tile = tuple(tile_shape)
@@ -395,6 +401,9 @@ class _Problem:
         self.tau_mean = float(np.mean(self.tau))
         self.psf_ratio = psf_ratio
         self._ridge = None
+        # the full-band ridge λ_F(k) 11ᵀ (× mean τ): diagonal in frequency, over the whole grid
+        self.full_band = (None if full_band_prior is None
+                          else np.asarray(full_band_prior, dtype=np.float64) * self.tau_mean)
         ny, nx = self.tile
         # good-pixel masks on the grid: the pad is missing data
         self.masks = np.full((self.n, *self.grid), settings.pad_weight, dtype=self.rdtype)
@@ -523,10 +532,15 @@ class _Problem:
                     np.multiply(conj, bi[q], out=tmp)
                     a[p, q] += tmp
         ridge = ridge.astype(rd)
+        full = None if self.full_band is None else self.full_band.astype(rd)
         for p in range(m):
             a[p, p] = diag[p] + ridge * rd(1.0 - 1.0 / m)
+            if full is not None:
+                a[p, p] += full
             for q in range(p + 1, m):
                 a[p, q] -= ridge / rd(m)
+                if full is not None:
+                    a[p, q] += full
                 a[q, p] = np.conj(a[p, q])
         inv = hermitian_inverse(a, dtype=cd)
         return inv if inv.dtype == self.cdtype else inv.astype(self.cdtype)
@@ -613,6 +627,8 @@ class _Problem:
         out = _colour_part(y_hat)
         out *= self.ridge().astype(self.rdtype)
         out += np.conjugate(acc, out=acc)
+        if self.full_band is not None:
+            out += self.full_band.astype(self.rdtype) * y_hat.sum(axis=0)
         return out
 
     def dot(self, u: np.ndarray, v: np.ndarray) -> float:
@@ -820,6 +836,7 @@ def _check_inputs(images, masks, tau, shifts, weights):
 def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, shifts: np.ndarray,
                 weights: np.ndarray | None = None, *, settings: ExactSettings | None = None,
                 psf_ratio: np.ndarray | Callable[[tuple[int, int]], np.ndarray] | None = None,
+                full_band_prior: np.ndarray | Callable[[tuple[int, int]], np.ndarray] | None = None,
                 psf: np.ndarray | None = None,
                 progress: Callable[[dict], None] | None = None) -> ExactSolution:
     """Solve the DCR model of one tile exactly (module notes).
@@ -846,6 +863,10 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
     psf : ndarray, optional
         The model's PSF kernel (odd-sized, centred), for the flat prior's cut-off
         (`flat_strength`); default a Gaussian of ``settings.psf_sigma``.
+    full_band_prior : ndarray or callable, optional
+        Strength ``λ_F(k)`` per frequency on the solve grid, ``(gy, gx//2+1)`` (units of the mean
+        warp's information), of a prior pulling the full-band image ``F`` towards 0 (the PSF-aware
+        model's, where its reference PSF has no power), or a function of the grid shape returning it.
     progress : callable, optional
         Called with each history record as it is made.
 
@@ -864,9 +885,15 @@ def solve_exact(images: np.ndarray, masks: np.ndarray | None, tau: np.ndarray, s
         if psf_ratio.shape[-2:] != fourier.rfft_shape(grid):
             raise ValueError(f"psf_ratio has shape {psf_ratio.shape}; the solve grid {grid} needs "
                              f"(..., {fourier.rfft_shape(grid)[0]}, {fourier.rfft_shape(grid)[1]})")
+    if callable(full_band_prior):
+        full_band_prior = full_band_prior(grid)
+    if full_band_prior is not None and np.shape(full_band_prior) != fourier.rfft_shape(grid):
+        raise ValueError(f"full_band_prior has shape {np.shape(full_band_prior)}; the solve grid {grid} "
+                         f"needs {fourier.rfft_shape(grid)}")
     if masks is None and not np.all(np.isfinite(images)):
         masks = np.isfinite(images)
-    problem = _Problem(images, masks, tau, shifts, weights, psf_ratio, settings, tile, grid, psf=psf)
+    problem = _Problem(images, masks, tau, shifts, weights, psf_ratio, settings, tile, grid, psf=psf,
+                       full_band_prior=full_band_prior)
     del psf_ratio, images, masks  # the problem keeps what it needs
     ny, nx = tile
     t0 = time.perf_counter()
@@ -1142,15 +1169,15 @@ def _change(new: np.ndarray, old: np.ndarray, tile: Sequence[int], noise: float,
     return float(np.sqrt(np.mean(d2 if where is None else d2[where], dtype=np.float64))) / noise
 
 
-def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, settings: ExactSettings):
-    """The PSF-aware forward model (`dcrcoadd.dcr.psf_ratio`) as `solve_exact` inputs.
+def _psf_aware(problem: TileProblem, settings: ExactSettings):
+    """The PSF-aware forward model (`dcrcoadd.dcr.psf_ratio`) as `solve_exact` inputs:
+    ``(psf_ratio, full_band_prior)``, both functions of the solve grid.
 
     Warp ``i`` sees the model through ``P_i / P_ref`` (regularized where ``P_ref`` has no power), per
     subfilter ``a`` with ``P_i`` widened by ``problem.forward.psf_scales[a]`` (chromatic seeing).
-    The prior that sets the full-band image there, ``λ_F(k) ‖F(k)‖²`` towards 0, is one more
-    observation: a zero image, unshifted (so it sees ``F``), seen through ``sqrt(λ_F(k))`` with the
-    mean warp's weight (which keeps the mean weight, the priors' unit, unchanged). The colour fit's
-    floor and tolerance are in units of ``Σ τ_i``, so they are scaled to stay those of the warps.
+    The prior that sets the full-band image where ``P_ref`` has no power, ``λ_F(k) ‖F(k)‖²``
+    towards 0 (`dcrcoadd.dcr.psf_ratio.full_band_prior`), is a ridge on ``F`` over the whole grid,
+    in units of the mean warp's information.
     """
     if problem.psf is None or len(problem.warp_psfs) != problem.images.shape[0]:
         raise ValueError("a PSF-aware solve needs the reference PSF and one PSF per warp")
@@ -1161,36 +1188,26 @@ def _psf_aware(problem: TileProblem, masks: np.ndarray, tau: np.ndarray, setting
     chromatic = scales is not None and not np.all(np.asarray(scales) == 1.0)
 
     def ratio(grid):
-        # (N+1, ky, kx), or (N+1, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
-        # widened by scales[a]; the prior row is the same for every subfilter (it sees F = Σ_a y_a)
+        # (N, ky, kx), or (N, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
+        # widened by scales[a]
         ref_t = pr.kernel_transfer(ref, grid)  # once for every warp
-        prior = np.sqrt(pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR,
-                                           reference_transfer=ref_t))
         if not chromatic:
-            rows = [pr.ratio_transfer(k, ref, grid, floor, reference_transfer=ref_t) for k in kernels]
-            return np.stack([*rows, prior])
+            return np.stack([pr.ratio_transfer(k, ref, grid, floor, reference_transfer=ref_t)
+                             for k in kernels])
         # per subfilter the ratios take M times the memory (~1.4 GB in double at 2000-px tiles and 12
         # warps): kept in the transforms' precision, which the transfers are rounded to anyway
-        out = np.empty((len(kernels) + 1, len(scales), *prior.shape), _dtypes(settings)[0])
+        out = np.empty((len(kernels), len(scales), *ref_t.shape), _dtypes(settings)[0])
         for i, k in enumerate(kernels):
             out[i] = pr.ratio_transfers(k, ref, grid, floor, scales, reference_transfer=ref_t)
-        out[-1] = prior
         return out
 
-    n = problem.images.shape[0]
-    tau_prior = float(np.mean(tau))
-    total = float(np.sum(tau))
-    grow = (total + tau_prior) / total
-    images = np.concatenate([problem.images, np.zeros((1, *problem.images.shape[1:]), problem.images.dtype)])
-    all_masks = np.concatenate([masks, np.ones((1, *masks.shape[1:]), bool)])
-    shifts = np.asarray(problem.forward.sample_shifts)
-    shifts = np.concatenate([shifts, np.zeros((1, *shifts.shape[1:]))])
-    settings = replace(settings, colour_floor=settings.colour_floor * grow,
-                       colour_tolerance=settings.colour_tolerance * math.sqrt(grow))
-    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px%s", n,
+    def prior(grid):
+        return pr.full_band_prior(ref, grid, floor * pr.PRIOR_FLOOR_FACTOR)
+
+    log.debug("PSF-aware solve: %d warps of FWHM %s px through a reference of %.2f px%s", len(kernels),
               ", ".join(f"{p.fwhm:.2f}" for p in problem.warp_psfs), problem.psf.fwhm,
               f", subfilter seeing x {', '.join(f'{s:.4f}' for s in scales)}" if chromatic else "")
-    return images, all_masks, np.append(tau, tau_prior), shifts, ratio, settings
+    return ratio, prior
 
 
 def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSettings,
@@ -1211,14 +1228,15 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     sigma = None if problem.psf is None else problem.psf.fwhm / 2.3548
     settings = replace(settings, colour_scale=settings.colour_scale or sigma,
                        psf_sigma=settings.psf_sigma or sigma)
-    images, all_masks, shifts, psf_ratio = problem.images, masks, forward.sample_shifts, None
     # the priors' cut-off is the model's PSF (the reference PSF of a PSF-aware model; a prior built on
     # the warps' mean kernel instead left 24 false detections against 19 on a sharp science visit)
     prior_psf = None if problem.psf is None else problem.psf.kernel
+    psf_ratio = full_band = None
     if problem.warp_psfs is not None:
-        images, all_masks, tau, shifts, psf_ratio, settings = _psf_aware(problem, masks, tau, settings)
-    solution = solve_exact(images, all_masks, tau, shifts, forward.sample_weights,
-                           settings=settings, psf=prior_psf, psf_ratio=psf_ratio, progress=progress)
+        psf_ratio, full_band = _psf_aware(problem, settings)
+    solution = solve_exact(problem.images, masks, tau, forward.sample_shifts, forward.sample_weights,
+                           settings=settings, psf=prior_psf, psf_ratio=psf_ratio,
+                           full_band_prior=full_band, progress=progress)
     # Pixels no warp sees (saturated cores, NO_DATA in every warp) are a null space of the least
     # squares: the solution there is what suits the neighbouring data. Replacing it afterwards by
     # the coadd's interpolation, or constraining it to that, made templates worse on simulated
