@@ -57,7 +57,7 @@ from scipy import fft
 from dcrcoadd.core.psf import Psf
 
 __all__ = ["full_band_prior", "kernel_transfer", "ratio_transfer", "ratio_transfers", "reference_psf",
-           "seeing_scales", "sharpest"]
+           "reference_weight", "seeing_scales", "sharpest"]
 
 log = logging.getLogger("dcrcoadd.dcr.psf_ratio")
 
@@ -104,24 +104,35 @@ def _series_transfer(kernel: np.ndarray, grid: tuple[int, int], scale: float) ->
 
 
 def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
-                   scale: float = 1.0, reference_transfer: np.ndarray | None = None) -> np.ndarray:
+                   scale: float = 1.0, weight: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """``P conj(P_ref) / (|P_ref|² + floor²)`` on the ``rfft2`` grid of ``grid`` (module notes); ``scale``:
-    ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`).
-    ``reference_transfer``: ``kernel_transfer(reference, grid)``, when already computed."""
-    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
-    return _ratio(kernel_transfer(psf, grid, scale), ref, floor)
+    ``P`` widened by that factor (one subfilter's chromatic seeing, `seeing_scales`). ``weight``:
+    `reference_weight` of ``reference`` on this grid and floor, when already computed (it is the
+    same for every warp)."""
+    if weight is None:
+        weight = reference_weight(reference, grid, floor)
+    return _ratio(kernel_transfer(psf, grid, scale), *weight)
 
 
-def _ratio(p: np.ndarray, ref: np.ndarray, floor: float) -> np.ndarray:
-    """`ratio_transfer` from the two transfers."""
+def reference_weight(reference: np.ndarray, grid: Sequence[int],
+                     floor: float) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's part of every ratio on ``grid``: ``conj(P_ref) / (|P_ref|² + floor²)``, and where
+    the reference carries at least half its power (``|P_ref|² ≥ 1/4``, the ratio's bound's domain)."""
+    ref = kernel_transfer(reference, grid)
     power = np.abs(ref) ** 2
-    ratio = p * np.conj(ref)
-    ratio /= power + float(floor) ** 2
+    weight = np.conj(ref)
+    weight /= power + float(floor) ** 2
+    return weight, power >= 0.25
+
+
+def _ratio(p: np.ndarray, weight: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """`ratio_transfer` from the warp's transfer and `reference_weight`."""
+    ratio = p * weight
     # Where both transfers are small their ratio is set by the kernels' truncation and noise, not
     # by the seeing: no larger than where the reference carries half its power (1 for a reference
     # narrower than the warp), so no frequency the data barely hold is amplified.
     magnitude = np.abs(ratio)
-    bound = max(1.0, float(np.max(magnitude[power >= 0.25], initial=1.0)))
+    bound = max(1.0, float(np.max(magnitude[strong], initial=1.0)))
     over = magnitude > bound
     if over.any():
         ratio[over] *= bound / magnitude[over]
@@ -130,13 +141,14 @@ def _ratio(p: np.ndarray, ref: np.ndarray, floor: float) -> np.ndarray:
 
 def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
                     scales: np.ndarray | None = None,
-                    reference_transfer: np.ndarray | None = None) -> np.ndarray:
+                    weight: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """`ratio_transfer` for every subfilter: ``(M, gy, gx//2+1)`` for ``scales`` (M,); ``(gy, gx//2+1)``
     (one ratio shared by every subfilter) when ``scales`` is None or all 1."""
-    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
+    if weight is None:
+        weight = reference_weight(reference, grid, floor)
     if scales is None or np.all(np.asarray(scales) == 1.0):
-        return ratio_transfer(psf, reference, grid, floor, reference_transfer=ref)
-    return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), ref, floor) for s in scales])
+        return ratio_transfer(psf, reference, grid, floor, weight=weight)
+    return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), *weight) for s in scales])
 
 
 def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.ndarray:
@@ -156,13 +168,10 @@ def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.nda
     return (centres / lam_eff) ** float(index)
 
 
-def full_band_prior(reference: np.ndarray, grid: Sequence[int], floor: float,
-                    reference_transfer: np.ndarray | None = None) -> np.ndarray:
+def full_band_prior(reference: np.ndarray, grid: Sequence[int], floor: float) -> np.ndarray:
     """Strength ``ε² / (|P_ref|² + ε²)`` (units of one warp's information) of the prior pulling the
-    model's full-band image towards 0 where the reference PSF has no power (``reference_transfer``:
-    ``kernel_transfer(reference, grid)``, when already computed)."""
-    ref = kernel_transfer(reference, grid) if reference_transfer is None else reference_transfer
-    power = np.abs(ref) ** 2
+    model's full-band image towards 0 where the reference PSF has no power."""
+    power = np.abs(kernel_transfer(reference, grid)) ** 2
     eps2 = float(floor) ** 2
     return eps2 / (power + eps2)
 

@@ -1189,15 +1189,14 @@ def _psf_aware(problem: TileProblem, settings: ExactSettings):
     def ratio(grid):
         # (N, ky, kx), or (N, M, ky, kx) with chromatic seeing: subfilter a of warp i sees P_i
         # widened by scales[a]
-        ref_t = pr.kernel_transfer(ref, grid)  # once for every warp
+        weight = pr.reference_weight(ref, grid, floor)  # once for every warp
         if not chromatic:
-            return np.stack([pr.ratio_transfer(k, ref, grid, floor, reference_transfer=ref_t)
-                             for k in kernels])
+            return np.stack([pr.ratio_transfer(k, ref, grid, floor, weight=weight) for k in kernels])
         # per subfilter the ratios take M times the memory (~1.4 GB in double at 2000-px tiles and 12
         # warps): kept in the transforms' precision, which the transfers are rounded to anyway
-        out = np.empty((len(kernels), len(scales), *ref_t.shape), _dtypes(settings)[0])
+        out = np.empty((len(kernels), len(scales), *weight[0].shape), _dtypes(settings)[0])
         for i, k in enumerate(kernels):
-            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales, reference_transfer=ref_t)
+            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales, weight=weight)
         return out
 
     def prior(grid):
