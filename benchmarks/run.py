@@ -397,9 +397,10 @@ def _workers_lines(w: dict | None) -> list[str]:
                          ("write_outputs", "outputs"), ("total", "total")))
     return [
         f"`--workers {n}` on {w['case']} ({w['subregions']} subregion(s) of the default size), wall "
-        f"time with one process → {n}: {stages}; this machine ran two CPU-bound processes "
-        f"{w['machine_parallel_capacity']:.2f}× as fast as one (2.00 on two free cores), the ceiling "
-        f"of any speed-up; outputs identical: {'yes' if w['identical_outputs'] else 'NO'}.",
+        f"time with one process → {n}: {stages}; in a separate measurement this machine ran two "
+        f"CPU-bound processes {w['machine_parallel_capacity']:.2f}× as fast as one (2.00 on two free "
+        f"cores; shared with other jobs, it varies from run to run); outputs identical: "
+        f"{'yes' if w['identical_outputs'] else 'NO'}.",
         "",
     ]
 

@@ -316,7 +316,7 @@ class ExactSettings:
     within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
     model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
     kriging from around them; every solve is direct. The taper is about twice as fast (2048 × 4096 × 12
-    warps: 19 s against 44 s of one core) and as good on simulated fields without saturated stars,
+    warps: 20 s against 37 s of one core) and as good on simulated fields without saturated stars,
     but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
     (seven fields), so ``pad`` stays the default."""
 

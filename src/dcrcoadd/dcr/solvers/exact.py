@@ -121,16 +121,17 @@ the default.
 
 Speed on one core (CPU seconds of the DCR model, the pipeline's synthetic star fields, colour
 prior, PSF-aware; `benchmarks/speed.py`): 2048 × 4096 × 12 warps in six even tiles with the pad
-44 s, with the taper 19 s; 1024² × 12 in one tile 5.3 and 3.5 s. Most of the pad's time is
-conjugate gradients (about 15 applications of the normal operator per tile, ``2N`` FFTs of the
-grid each: 10 for the first solve, 1–2 per refit); the rest is per-tile set-up (transfer
+37 s, with the taper 20 s; 1024² × 12 in one tile 4.7 and 1.8 s. Most of the pad's time is
+conjugate gradients (about 12 applications of the normal operator per tile, ``2N`` FFTs of the
+grid each: 6–13 for the first solve, 1–2 per refit); the rest is per-tile set-up (transfer
 functions, PSF ratios, the per-frequency preconditioner) and the colour fits. What made it
-2.8× faster than before (126 s): ``cg_tolerance`` 0.01 instead of 0.001 (the colour alternation's
+3.4× faster than before (126 s): ``cg_tolerance`` 0.01 instead of 0.001 (the colour alternation's
 tolerance limits the model's accuracy first: on a 512² × 12 tile against a solve 100× tighter,
 rms 0.034 against 0.038 of the noise beyond the buffer, with 16 iterations instead of 66); tiles
 cut evenly (a 2048-px side at 2000 px left 48-px strips that took 25–28 iterations); no refit
-applying ``A`` to its start (`_refits`); PSF transfers by separable matrix products. The 10 s
-aimed at would need solves without conjugate gradients.
+applying ``A`` to its start (`_refits`); the full-band prior as a ridge (above); PSF transfers by
+separable matrix products; the colour fit's window sums in real space. The 10 s aimed at would
+need solves without conjugate gradients.
 
 History
 -------
