@@ -58,6 +58,18 @@ def test_reference_psf_is_narrower_than_the_narrowest_input_with_its_shape():
         assert np.abs(psf_ratio.ratio_transfer(p.kernel, ref.kernel, GRID, 1e-3)).max() <= 1.0 + 1e-9
 
 
+def test_kernel_transfer_is_the_zero_padded_kernels_transform():
+    # the separable Fourier series equals the FFT of the kernel centred on pixel (0, 0), for an
+    # asymmetric kernel (its phase) on a grid with an odd side
+    rng = np.random.default_rng(3)
+    kernel = rng.uniform(0.0, 1.0, (7, 11))
+    grid = (40, 33)
+    canvas = np.zeros(grid)
+    canvas[:7, :11] = kernel / kernel.sum()
+    canvas = np.roll(canvas, (-3, -5), axis=(0, 1))
+    np.testing.assert_allclose(psf_ratio.kernel_transfer(kernel, grid), np.fft.rfft2(canvas), atol=1e-13)
+
+
 def test_chromatic_seeing_widens_the_blue_subfilters_psf_and_narrows_the_red():
     band = Bandpass.preset("lsst-g")
     edges = band.subfilter_edges(3)

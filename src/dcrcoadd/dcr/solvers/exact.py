@@ -705,9 +705,6 @@ class _Inpainter:
     _NUGGET = 1e-4  # of the covariance at 0: keeps the kriging system well posed
 
     def __init__(self, unseen: np.ndarray, sigma: float):
-        from scipy import ndimage
-
-        self._ndimage = ndimage
         labels, _ = ndimage.label(unseen)
         ell2 = 4.0 * float(sigma) ** 2
         reach = int(math.ceil(2.5 * math.sqrt(ell2)))
@@ -734,7 +731,6 @@ class _Inpainter:
                 self.parts.append(self._convolution_part(unseen, labels, k, box))
 
     def _convolution_part(self, unseen, labels, k, box):
-        ndimage = self._ndimage
         extent = max(box[0].stop - box[0].start, box[1].stop - box[1].start)
         grow = int(min(4 * max(self._SIGMAS[0], min(extent, 2 * self._SIGMAS[-1])), 4 * self._SIGMAS[-1]))
         win = tuple(slice(max(b.start - grow, 0), min(b.stop + grow, n))
@@ -765,7 +761,7 @@ class _Inpainter:
             view = image[win]
             base = view * known
             for sigma, take, den in steps:
-                view[take] = self._ndimage.gaussian_filter(base, sigma, mode="nearest")[take] / den
+                view[take] = ndimage.gaussian_filter(base, sigma, mode="nearest")[take] / den
             if nearest is not None:
                 todo, idx = nearest
                 view[todo] = view[idx]
