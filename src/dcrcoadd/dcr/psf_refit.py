@@ -48,14 +48,14 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mappin
         template = make_template(model, exposure, psf="reference", source=inp.name)
         # room for the wings a 25-px star stamp cuts off, once
         size = inp.psf.shape[0] + (8 if inp.psf_origin == "measured" else 0)
+        unreliable = template.mask_of(*UNRELIABLE_PLANES)
         fits, areas = {}, {}
         for index, box in tiles.items():
             # a margin of sources around the tile, so that its border is fitted like its middle
             region = box.grow(TILE_MARGIN).clip(exposure.bbox)
-            sub = exposure.subexposure(region)
             inside = region.slices(exposure.bbox)
-            unreliable = template.mask_of(*UNRELIABLE_PLANES)[inside]
-            _, fits[index] = fit_psf_to_model(model, sub, template.image[inside], size, unreliable)
+            _, fits[index] = fit_psf_to_model(model, exposure.subexposure(region), template.image[inside],
+                                              size, unreliable[inside])
             areas[index] = box.area
         mean = sum(areas[i] * fits[i].kernel.astype(np.float64) for i in fits) / sum(areas.values())
         fitted = Psf(mean / mean.sum())

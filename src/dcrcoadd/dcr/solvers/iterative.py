@@ -198,7 +198,9 @@ def with_psf_transfers(problem: TileProblem) -> TileProblem:
         raise ValueError("a PSF-aware solve needs the reference PSF and one PSF per warp")
     grid = problem.images.shape[1:]
     ref, floor = problem.psf.kernel, problem.psf_ratio_floor
-    transfers = np.stack([psf_ratio.ratio_transfer(p.kernel, ref, grid, floor) for p in problem.warp_psfs])
+    weight = psf_ratio.reference_weight(ref, grid, floor)  # once for every warp
+    transfers = np.stack([psf_ratio.ratio_transfer(p.kernel, ref, grid, floor, weight=weight)
+                          for p in problem.warp_psfs])
     return dataclasses.replace(problem, forward=dataclasses.replace(problem.forward, psf_transfers=transfers))
 
 
