@@ -411,6 +411,7 @@ class _Problem:
         self.masks[:, :ny, :nx] = 1.0 if masks is None else (np.asarray(masks) > 0)
         self.complete = bool(np.all(self.masks == 1))
         self.coverage = self.masks.reshape(self.n, -1).mean(axis=1, dtype=np.float64)
+        self._data_rhs = None
         self.data = np.zeros((self.n, *self.grid), dtype=self.rdtype)
         self.data[:, :ny, :nx] = np.where(self.masks[:, :ny, :nx] > 0, images, 0.0)
         self.taper = settings.boundary == "taper"
@@ -460,7 +461,6 @@ class _Problem:
             self.share = self.masks
             self.complete = bool(np.all(self.masks == 1))
             self.coverage = np.ones(self.n)
-            self._share_rhs = None
         kshape = fourier.rfft_shape(self.grid)
         nbytes = self.n * self.m * kshape[0] * kshape[1] * np.dtype(self.cdtype).itemsize
         self._cache = self._transfer(slice(None)) if nbytes <= settings.cache_bytes else None
@@ -548,15 +548,19 @@ class _Problem:
 
     def data_rhs(self) -> np.ndarray:
         """``Σ_i conj(b_i) rfft2(τ_i m_i s_i)`` (with the taper ``m_i`` is the observations' share ``w_i``:
-        the observed part of the filled data)."""
-        kshape = fourier.rfft_shape(self.grid)
-        acc = np.zeros((self.m, *kshape), dtype=self.cdtype)
-        tmp = np.empty(kshape, dtype=self.cdtype)
-        for i in range(self.n):
-            d = self.data[i] * self.masks[i]
-            d *= self.rdtype(self.tau[i])
-            self._conj_accumulate(acc, self.b(i), d, tmp)
-        return np.conjugate(acc, out=acc)
+        the observed part of the filled data). Computed once: the data are then dropped (the solve
+        needs only this; N grid images less memory). Callers must not change it in place."""
+        if self._data_rhs is None:
+            kshape = fourier.rfft_shape(self.grid)
+            acc = np.zeros((self.m, *kshape), dtype=self.cdtype)
+            tmp = np.empty(kshape, dtype=self.cdtype)
+            for i in range(self.n):
+                d = self.data[i] * self.masks[i]
+                d *= self.rdtype(self.tau[i])
+                self._conj_accumulate(acc, self.b(i), d, tmp)
+            self._data_rhs = np.conjugate(acc, out=acc)
+            self.data = None
+        return self._data_rhs
 
     def _conj_accumulate(self, acc: np.ndarray, bi: np.ndarray, image: np.ndarray, tmp: np.ndarray) -> None:
         """``acc += b_i · conj(rfft2(image))`` (``image`` is overwritten by nothing; the spectrum's
@@ -599,10 +603,8 @@ class _Problem:
     def filled_rhs(self, y_hat: np.ndarray | None) -> np.ndarray:
         """``Σ_i conj(b_i) rfft2(τ_i d_i)`` with ``d_i = w_i s_i + (1 − w_i) T_i y`` (taper mode;
         ``w_i`` the observation's share; ``y = None``: the first fill instead of ``T_i y``)."""
-        if self._share_rhs is None:
-            self._share_rhs = self.data_rhs()
         out = self.fill_rhs(y_hat)
-        out += self._share_rhs
+        out += self.data_rhs()
         return out
 
     def normal(self, y_hat: np.ndarray) -> np.ndarray:
@@ -984,8 +986,9 @@ def _refits(problem: _Problem, x, ax, linear_solve, record, settings: ExactSetti
     for j in range(1, settings.colour_iterations + 1):
         start = time.perf_counter()
         y = problem.irfft(x)
-        s, f = local_colours(y.astype(np.float64), settings.colour_scale, mu)
-        target = s * f[None]
+        target, f = local_colours(y.astype(np.float64), settings.colour_scale, mu)
+        target *= f[None]  # s F, in place of s
+        del f
         prior_change = None if target_prev is None else _change(target, target_prev, problem.tile, noise)
         target_prev = target
         rhs = lam * _colour_part(problem.rfft(target.astype(problem.rdtype, copy=False)))
