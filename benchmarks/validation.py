@@ -59,6 +59,7 @@ Run::
     python -m benchmarks --only validation          # 512x512, 2000 stars (a few minutes)
     python -m benchmarks --only validation --quick  # 192x192 (well under a minute)
     python -m benchmarks.validation [--quick]       # the same, this part alone
+    python -m benchmarks.validation --seed 3        # another field (stars, visits' noise)
 """
 
 from __future__ import annotations
@@ -1028,6 +1029,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="small field (for tests)")
     ap.add_argument("--size", type=int, default=None)
     ap.add_argument("--n-stars", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=None, help="simulation seed (field and noise; default 8)")
     ap.add_argument(
         "--out-dir", type=Path, default=None, help="results directory (default benchmarks/results)"
     )
@@ -1037,6 +1039,8 @@ def main(argv=None) -> int:
         setup = replace(setup, size=args.size)
     if args.n_stars:
         setup = replace(setup, n_stars=args.n_stars)
+    if args.seed is not None:
+        setup = replace(setup, seed=args.seed)
     out_dir = args.out_dir or common.RESULTS_DIR
     common.setup_logging()
     res = run(setup, figures=out_dir)

@@ -280,7 +280,7 @@ class ExactSettings:
 
     colour_strength: float = 0.4
     """Strength of the colour prior at low spatial frequencies. With ``colour_floor`` 4, measured
-    against 0.15 and 16 (``python -m benchmarks --only validation``, seeds 8, 3 and 11): one-sided
+    against 0.15 and 16 (``python -m benchmarks.validation --seed N``, seeds 8, 3 and 11): one-sided
     coverage, rank correlation of the subfilter colours 0.934/0.929/0.943 → 0.952/0.934/0.951
     (PSF-weighted; slope 0.95–0.97 → 0.985–0.991), template χ² per source pixel lower at every
     science visit, false detections 4/0/2 → 6/3/2 in all (noise floor 0); two-sided coverage, none
@@ -327,7 +327,7 @@ class ExactSettings:
     within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
     model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
     kriging from around them; every solve is direct. The taper is about twice as fast (2048 × 4096 × 12
-    warps: 20 s against 37 s of one core) and as good on simulated fields without saturated stars,
+    warps: 20 s against 38 s of one core) and as good on simulated fields without saturated stars,
     but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
     (seven fields), so ``pad`` stays the default."""
 
