@@ -285,7 +285,7 @@ class ExactSettings:
     (PSF-weighted; slope 0.95–0.97 → 0.985–0.991), template χ² per source pixel lower at every
     science visit, false detections 4/0/2 → 6/3/2 in all (noise floor 0); two-sided coverage, none
     either way; the defect fields with saturated stars 23/25/5 and 2/32/8 → 22/24/5 and 1/25/8; the
-    variable-seeing fields the same. Stronger (0.5, 1.0) gave more false detections at the
+    variable-seeing fields the same or better. Stronger (0.5, 1.0) gave more false detections at the
     highest airmass (up to 11 at 1.92)."""
 
     cutoff_strength: float = 0.01
