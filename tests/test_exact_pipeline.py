@@ -51,7 +51,7 @@ def test_exact_model_keeps_the_flux_and_records_its_forward_model(field, tmp_pat
     again = DcrModel.read(path)
     assert (again.forward_model, again.wavelength_samples, again.solver) == ("fourier", 16, "exact")
     assert again.linear_spectrum and res.model.linear_spectrum
-    assert again.solver_settings["colour_strength"] == "0.4"
+    assert again.solver_settings["colour_strength"] == "0.15"
     # a template from the file is the template the solver's forward model gives
     np.testing.assert_allclose(again.build_matched_template(science.visit),
                                res.model.build_matched_template(science.visit), rtol=1e-5, atol=1e-3)

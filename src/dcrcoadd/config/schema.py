@@ -265,9 +265,8 @@ class ExactSettings:
     """The exact solver (``dcr.solver = exact``): regularized least squares of the Fourier forward
     model per tile (`dcrcoadd.dcr.solvers.exact`). Prior strengths are in units of one warp's
     information. Defaults were chosen on simulated two-sided and one-sided fields
-    (``benchmarks/exact_prototype.py``; the colour prior's strength and floor again on the
-    validation fields of three seeds, the defect fields and the variable-seeing fields, see
-    ``colour_strength``). Not LSST fields."""
+    (``benchmarks/exact_prototype.py``; the colour prior's strength and floor checked again on the
+    validation fields of five seeds, see ``colour_strength``). Not LSST fields."""
 
     prior: str = "colour"
     """``colour``: the source-colour prior (subfilter images of a source share its shape), plus the
@@ -278,15 +277,14 @@ class ExactSettings:
     """Strength of the flat-spectrum ridge (pulls every subfilter towards F/M; never touches the
     full-band image F)."""
 
-    colour_strength: float = 0.4
-    """Strength of the colour prior at low spatial frequencies. With ``colour_floor`` 4, measured
-    against 0.15 and 16 (``python -m benchmarks.validation --seed N``, seeds 8, 3 and 11): one-sided
-    coverage, rank correlation of the subfilter colours 0.934/0.929/0.943 → 0.952/0.934/0.951
-    (PSF-weighted; slope 0.95–0.97 → 0.985–0.991), template χ² per source pixel lower at every
-    science visit, false detections 4/0/2 → 6/3/2 in all (noise floor 0); two-sided coverage, none
-    either way; the defect fields with saturated stars 23/25/5 and 2/32/8 → 22/24/5 and 1/25/8; the
-    variable-seeing fields the same or better. Stronger (0.5, 1.0) gave more false detections at the
-    highest airmass (up to 11 at 1.92)."""
+    colour_strength: float = 0.15
+    """Strength of the colour prior at low spatial frequencies. Stronger priors sharpen the subfilter
+    colours but cost templates extrapolated beyond the model visits: on the one-sided validation
+    field of five seeds (``python -m benchmarks.validation --seed N``: 8, 3, 11, 5, 12), 0.2–0.4
+    raised the colour rank correlation by 0.005–0.02 and lowered the χ² per source pixel by 1–2 %,
+    but the false detections at the science visit at airmass 1.92 on the other side of the meridian
+    went from 2/0/1/0/1 to up to 2/3/1/5/7 (0.4; seed 12: 4 at 0.2, 6 at 0.25), past the noise floor
+    + 5 that issue 12 allows."""
 
     cutoff_strength: float = 0.01
     """Growth of the prior beyond the PSF's cut-off, ``cutoff_strength (1/|P(k)|² − 1)``, where the
@@ -300,11 +298,10 @@ class ExactSettings:
     """Sigma (pixels) of the Gaussian window of the local colour fit; None: the model PSF's sigma
     (FWHM / 2.355; 1.7 px without a PSF)."""
 
-    colour_floor: float = 4.0
+    colour_floor: float = 16.0
     """Where the smoothed full-band signal is not well above this many times its noise variance,
-    the colour falls back to flat. A higher floor flattens the colours of faint sources and of
-    sources' wings: at 16 the subfilter colours' slope was 0.95–0.97 on the validation fields, at
-    4 0.98–0.99 (see ``colour_strength``)."""
+    the colour falls back to flat. (8 gave the same false detections on the five one-sided fields
+    above and colour slopes 0.967–1.041 against 0.953–1.014: no better overall.)"""
 
     colour_iterations: int = 30
     """Maximum number of refits of the colour prior."""
@@ -327,7 +324,7 @@ class ExactSettings:
     within ``taper_width`` of its edge, the data are blended (cosine taper) towards the current
     model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
     kriging from around them; every solve is direct. The taper is about twice as fast (2048 × 4096 × 12
-    warps: 20 s against 38 s of one core) and as good on simulated fields without saturated stars,
+    warps: 20 s against 37 s of one core) and as good on simulated fields without saturated stars,
     but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
     (seven fields), so ``pad`` stays the default."""
 

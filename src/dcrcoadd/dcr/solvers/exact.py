@@ -121,9 +121,8 @@ the default.
 
 Speed on one core (CPU seconds of the DCR model, the pipeline's synthetic star fields, colour
 prior, PSF-aware; `benchmarks/speed.py`): 2048 × 4096 × 12 warps in six even tiles with the pad
-38 s, with the taper 20 s; 1024² × 12 in one tile 4.3 and 1.7 s (with the colour prior's
-default strength 0.4, which takes 4–5 refits per tile where 0.15 took 4). Most of the pad's time is
-conjugate gradients (about 12–16 applications of the normal operator per tile, ``2N`` FFTs of the
+37 s, with the taper 20 s; 1024² × 12 in one tile 4.7 and 1.8 s. Most of the pad's time is
+conjugate gradients (about 12 applications of the normal operator per tile, ``2N`` FFTs of the
 grid each: 6–13 for the first solve, 1–2 per refit); the rest is per-tile set-up (transfer
 functions, PSF ratios, the per-frequency preconditioner) and the colour fits. What made it
 3.4× faster than before (126 s): ``cg_tolerance`` 0.01 instead of 0.001 (the colour alternation's
