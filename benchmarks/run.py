@@ -394,7 +394,8 @@ def _workers_lines(w: dict | None) -> list[str]:
         f"{label} {_f(w['seconds']['1'][k], '.1f')} → {_f(w['seconds'][n][k], '.1f')} s "
         f"(×{_f(w['speedup'][k], '.2f')})"
         for k, label in (("baseline_coadd", "baseline"), ("dcr_model", "DCR model"),
-                         ("write_outputs", "outputs"), ("total", "total")))
+                         ("write_outputs", "outputs (written by the main process either way)"),
+                         ("total", "total")))
     return [
         f"`--workers {n}` on {w['case']} ({w['subregions']} subregion(s) of the default size), wall "
         f"time with one process → {n}: {stages}; in a separate measurement this machine ran two "
