@@ -402,6 +402,7 @@ class _Problem:
         self.tau_mean = float(np.mean(self.tau))
         self.psf_ratio = psf_ratio
         self._ridge = None
+        self._normal_ridges = None  # (colour ridge, full-band ridge) in the transforms' precision
         # the full-band ridge λ_F(k) 11ᵀ (× mean τ): diagonal in frequency, over the whole grid
         self.full_band = (None if full_band_prior is None
                           else np.asarray(full_band_prior, dtype=np.float64) * self.tau_mean)
@@ -627,11 +628,15 @@ class _Problem:
             for a in range(self.m):
                 np.multiply(bi[a], s_hat, out=tmp)
                 acc[a] += tmp
+        if self._normal_ridges is None:  # converted once, not at every application
+            self._normal_ridges = (self.ridge().astype(self.rdtype),
+                                   None if self.full_band is None else self.full_band.astype(self.rdtype))
+        ridge, full = self._normal_ridges
         out = _colour_part(y_hat)
-        out *= self.ridge().astype(self.rdtype)
+        out *= ridge
         out += np.conjugate(acc, out=acc)
-        if self.full_band is not None:
-            out += self.full_band.astype(self.rdtype) * y_hat.sum(axis=0)
+        if full is not None:
+            out += full * y_hat.sum(axis=0)
         return out
 
     def dot(self, u: np.ndarray, v: np.ndarray) -> float:
