@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -260,14 +260,14 @@ def dcr_tiles(patch: Box, config: Config, buffer: int = 0) -> list[Tile]:
 
 
 def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
-               skip: Iterable[int] = ()) -> list[tuple[int, TileTask]]:
+               skip: Iterable[int] = ()) -> Iterator[tuple[int, TileTask]]:
     """``(index, task)`` for every tile of the patch (`dcrcoadd.parallel.tiles`, grown by the
-    buffer), except those in ``skip``. Each task carries only the pixels it reads."""
+    buffer), except those in ``skip``. Each task carries only the pixels it reads, and is built
+    when it is asked for (a serial run holds one task's copy of the starting model, not all)."""
     dcr, model, patch = config.dcr, setup.model, setup.model.bbox
     skip = set(skip)
     masks = baseline.artifact_masks or [None] * len(baseline.inputs)
     variances = np.array([1.0 / inp.weight for inp in baseline.inputs])
-    tasks = []
     for tile in dcr_tiles(patch, config, buffer=setup.buffer):
         if tile.index in skip:
             continue
@@ -283,7 +283,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             order=dcr.image_interp_order, split_threshold=dcr.split_threshold,
             exact_adjoint=dcr.iterative.use_exact_adjoint, sample_shifts=samples,
             sample_weights=sample_weights, psf_scales=model.seeing_scales() if model.psf_aware else None)
-        tasks.append((tile.index, TileTask(
+        yield tile.index, TileTask(
             index=tile.index, box=tile.box, dcr_box=tile.buffered,
             warps=[w.restricted(tile.buffered) for w in baseline.inputs], planes=baseline.coadd.mask_planes,
             forward=forward, models=model.images[(slice(None), *sl)].copy(), reference=setup.reference[sl],
@@ -291,8 +291,7 @@ def tile_tasks(setup: DcrSetup, baseline: CoaddResult, config: Config,
             artifact_masks=[m and m.restricted(tile.buffered) for m in masks],
             bad_mask_planes=config.effective_bad_mask_planes(), dcr=dcr, buffer=setup.buffer,
             variances=variances, psf=setup.psf, warp_psfs=_tile_psfs(setup.warp_psfs, baseline.inputs,
-                                                                     tile.index))))
-    return tasks
+                                                                     tile.index))
 
 
 def _tile_psfs(psfs: list[Psf] | None, inputs: Sequence[CoaddInput], index: int) -> list[Psf] | None:
@@ -401,15 +400,17 @@ def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_itera
     """The model's setup and every subregion's outcome (those in ``done`` kept)."""
     setup = prepare_dcr_model(baseline, config, reference)
     done = dict(done or {})
-    tasks = tile_tasks(setup, baseline, config, skip=done)
-    threads = threads_per_task(mapper, len(tasks))
+    indices = [tile.index for tile in dcr_tiles(setup.model.bbox, config, buffer=setup.buffer)]
+    n_tasks = sum(1 for index in indices if index not in done)
+    tasks = tile_tasks(setup, baseline, config, skip=set(done))
+    threads = threads_per_task(mapper, n_tasks)
     if config.dcr.solver == "exact" and threads > config.dcr.exact.workers:
         # fewer tiles than worker processes: each tile's FFTs take the idle cores (same bits)
         dcr = dataclasses.replace(config.dcr, exact=dataclasses.replace(config.dcr.exact, workers=threads))
-        tasks = [(i, dataclasses.replace(task, dcr=dcr)) for i, task in tasks]
+        tasks = ((i, dataclasses.replace(task, dcr=dcr)) for i, task in tasks)
     log.info("solving the DCR model (M = %d) over %d subregion(s) of %s (%d done before), buffer %d px, "
-             "%d warps", len(setup.model), len(tasks) + len(done), setup.model.bbox, len(done), setup.buffer,
-             len(baseline.inputs))
+             "%d warps", len(setup.model), len(indices), setup.model.bbox, len(indices) - n_tasks,
+             setup.buffer, len(baseline.inputs))
     outcomes = done
     solve = solve_tile if on_iteration is None else partial(solve_tile, progress=on_iteration)
     for index, outcome in map_tasks(solve, tasks, mapper):

@@ -49,10 +49,14 @@ class TileProblem:
         ``P_i / P_ref``, `dcrcoadd.dcr.psf_ratio`); None: every warp shares the model's PSF.
     psf_ratio_floor : float
         Where ``|P_ref|`` falls below it the ratio is tapered and a prior sets the model.
+
+    The caller hands ``images`` and ``weights`` over: it keeps no other reference, so a solver that
+    needs them only to build its own arrays may set them to None (the exact solver does: two
+    ``N``-image stacks less at its memory peak).
     """
 
-    images: np.ndarray
-    weights: np.ndarray
+    images: np.ndarray | None
+    weights: np.ndarray | None
     forward: ForwardModel
     detected: np.ndarray
     reference: np.ndarray

@@ -103,6 +103,7 @@ def solve_tile(task: TileTask, progress: Callable[[int, dict], None] | None = No
                           reference=task.reference, background=task.background, inner=inner,
                           buffer=task.buffer, variances=task.variances, psf=task.psf,
                           warp_psfs=task.warp_psfs, psf_ratio_floor=task.dcr.psf_ratio_floor)
+    del images, weights  # handed over: a solver may release them (`TileProblem`)
     report: Progress | None = None if progress is None else partial(progress, task.index)
     result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), report)
     return TileOutcome(

@@ -309,13 +309,16 @@ def edge_taper(shape: Sequence[int], width: int) -> np.ndarray:
 # Batched small Hermitian systems, stored as (M, M, ...) so every operation is over frequencies
 # ---------------------------------------------------------------------------------------------
 
-def hermitian_inverse(a: np.ndarray, dtype=np.complex128) -> np.ndarray:
+def hermitian_inverse(a: np.ndarray, dtype=np.complex128, overwrite_a: bool = False) -> np.ndarray:
     """Inverse of a batch of Hermitian positive-definite ``M×M`` matrices stored as ``(M, M, ...)``.
 
     Cholesky ``A = L Lᴴ`` (``L`` stored as its inverse diagonal and strict lower part) then
     ``A⁻¹ = L⁻ᴴ L⁻¹``, vectorized over the trailing axes (``M`` is small: O(M³) array
     operations, in place where possible). Computed in ``dtype`` (complex128 by default;
-    complex64 halves the time where the matrices are well conditioned).
+    complex64 halves the time where the matrices are well conditioned). Only the diagonal and
+    lower triangle of ``a`` are read. ``overwrite_a``: the inverse is written into ``a`` when it
+    is already of ``dtype`` (a tile's batch is ~90 MB in double: one copy less at the solver's
+    memory peak).
     """
     a = np.asarray(a, dtype=dtype)
     rdtype = np.float32 if a.dtype == np.complex64 else np.float64
@@ -349,7 +352,9 @@ def hermitian_inverse(a: np.ndarray, dtype=np.complex128) -> np.ndarray:
                 acc += tmp
             acc *= -inv_diag[i]
             inv_l[i][j] = acc
-    out = np.empty(a.shape, dtype=a.dtype)
+    del chol
+    # (every read of ``a`` is above: the Cholesky factor holds what the inverse needs)
+    out = a if overwrite_a else np.empty(a.shape, dtype=a.dtype)
     for i in range(m):
         for j in range(i, m):
             # (L⁻ᴴ L⁻¹)_ij = Σ_p conj(Linv_pi) Linv_pj over p >= max(i, j)
@@ -544,7 +549,8 @@ class _Problem:
                 if full is not None:
                     a[p, q] += full
                 a[q, p] = np.conj(a[p, q])
-        inv = hermitian_inverse(a, dtype=cd)
+        inv = hermitian_inverse(a, dtype=cd, overwrite_a=True)
+        del a
         return inv if inv.dtype == self.cdtype else inv.astype(self.cdtype)
 
     def data_rhs(self) -> np.ndarray:
@@ -1213,6 +1219,13 @@ def _psf_aware(problem: TileProblem, settings: ExactSettings):
     return ratio, prior
 
 
+def _take(problem: TileProblem, name: str) -> np.ndarray:
+    """``problem.<name>``, released from ``problem`` (the caller hands them over, `TileProblem`)."""
+    value = getattr(problem, name)
+    setattr(problem, name, None)
+    return value
+
+
 def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSettings,
                      progress: Progress | None = None) -> SolveResult:
     """The exact solver behind the solver contract (`dcrcoadd.dcr.problem`).
@@ -1227,7 +1240,7 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
         raise ValueError("the exact solver needs the tile's wavelength-sample shifts")
     n = problem.images.shape[0]
     tau = np.ones(n) if problem.variances is None else 1.0 / np.asarray(problem.variances, dtype=float)
-    masks = problem.weights > 0
+    n_seen = (problem.weights > 0).sum(axis=0, dtype=np.uint16)  # nImages of every subfilter
     sigma = None if problem.psf is None else problem.psf.fwhm / 2.3548
     settings = replace(settings, colour_scale=settings.colour_scale or sigma,
                        psf_sigma=settings.psf_sigma or sigma)
@@ -1237,7 +1250,9 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     psf_ratio = full_band = None
     if problem.warp_psfs is not None:
         psf_ratio, full_band = _psf_aware(problem, settings)
-    solution = solve_exact(problem.images, masks, tau, forward.sample_shifts, forward.sample_weights,
+    # the tile's arrays are released to `solve_exact`, which drops them once it has built its own
+    solution = solve_exact(_take(problem, "images"), _take(problem, "weights") > 0, tau,
+                           forward.sample_shifts, forward.sample_weights,
                            settings=settings, psf=prior_psf, psf_ratio=psf_ratio,
                            full_band_prior=full_band, progress=progress)
     # Pixels no warp sees (saturated cores, NO_DATA in every warp) are a null space of the least
@@ -1245,12 +1260,12 @@ def solve_exact_tile(problem: TileProblem, models: np.ndarray, settings: ExactSe
     # the coadd's interpolation, or constraining it to that, made templates worse on simulated
     # fields with saturated stars (chi2 per source pixel 1.2 -> 11 at airmass 2), so it is kept.
     model = solution.model
-    unseen = int(np.count_nonzero(~masks.any(axis=0)[problem.inner]))
+    unseen = int(np.count_nonzero(n_seen[problem.inner] == 0))
     if unseen:
         # (information, not a warning: every field with saturated stars has them, the baseline
         # coadd's interpolated cores are no better an estimate, and nImages = 0 marks them)
         log.info("%d pixels of this tile are masked in every warp (saturated cores, NO_DATA): the model "
                  "there is extrapolated from around them (nImages = 0)", unseen)
-    n_images = np.repeat(masks.sum(axis=0, dtype=np.uint16)[None], models.shape[0], axis=0)
+    n_images = np.repeat(n_seen[None], models.shape[0], axis=0)
     return SolveResult(models=model, history=solution.history, converged=solution.converged,
                        stop_reason=solution.stop_reason, n_images=n_images)
