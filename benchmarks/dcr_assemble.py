@@ -243,9 +243,22 @@ def measure_outputs(result) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         write_dcr_outputs(result, tmp)
         c1 = time.process_time()
+        products = sum(p.stat().st_size for p in Path(tmp).rglob("*") if p.is_file())
         write_report(result, Path(tmp) / "report.png")
         return {"seconds": time.perf_counter() - t0, "cpu_seconds": time.process_time() - c0,
-                "fits_cpu_s": c1 - c0, "report_cpu_s": time.process_time() - c1}
+                "fits_cpu_s": c1 - c0, "report_cpu_s": time.process_time() - c1,
+                "products_mib": products / common.MiB}
+
+
+def memory_goal(case: Case, input_mib: float, products_mib: float) -> float:
+    """Issue 14's bound on a run's peak memory, in MiB: twice one subregion of all warps (the
+    default ``coadd.subregion_size``, as the warp files store it: image, mask and variance) plus
+    the outputs (the FITS products of the run)."""
+    from dcrcoadd.config import Config
+
+    sub_w, sub_h = Config().coadd.subregion_size
+    share = min(sub_w, case.width) * min(sub_h, case.height) / (case.width * case.height)
+    return 2.0 * share * input_mib + products_mib
 
 
 #: Mask planes the numpy coadd leaves out (the pipeline's default bad planes that the synthetic
@@ -400,6 +413,7 @@ def measure(case: Case, *, seed: int = 1, subfilters: int = 3, tmp: str | None =
         out["dcr"]["iterations_mean"], 1.0
     )
     out["vs_numpy"] = stage_ratios(out)
+    out["memory_goal_mib"] = memory_goal(case, out["input_mib"], out["outputs"]["products_mib"])
     return out
 
 
@@ -447,6 +461,7 @@ def summarize(results: list[dict]) -> dict:
                 "baseline_peak_mib": r["baseline"]["peak_rss_growth_mib"],
                 "dcr_peak_mib": r["dcr"]["peak_rss_growth_mib"],
                 "template_traced_peak_mib": r["template"]["traced_peak_mib"],
+                "memory_goal_mib": r.get("memory_goal_mib"),  # (absent from earlier results)
             }
         )
         v = r.get("vs_numpy")  # results of earlier versions lack the per-stage numbers

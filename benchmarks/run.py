@@ -312,6 +312,7 @@ def speed_markdown(s: dict, d: dict | None = None) -> list[str]:
         "imports (inputs stay on disk and are read by subregion).",
         "",
     ]
+    lines += _memory_goal_lines(s["rows"])
     lines += _numpy_ratio_lines(s["rows"])
     lines += [
         f"Scaling exponents (time ∝ N^k): with pixels at {sc['with_pixels']['at_n_warps']} warps, "
@@ -342,6 +343,24 @@ def speed_markdown(s: dict, d: dict | None = None) -> list[str]:
             "",
         ]
     return lines
+
+
+def _memory_goal_lines(rows: list[dict]) -> list[str]:
+    """Issue 14's memory goal per case: the DCR step's peak against its bound."""
+    rows = [r for r in rows if r.get("memory_goal_mib")]
+    if not rows:
+        return []
+    def cell(r: dict) -> str:
+        verdict = "pass" if r["dcr_peak_mib"] <= r["memory_goal_mib"] else "**fail**"
+        return f"{r['case']} {_f(r['dcr_peak_mib'], '.0f')} / {_f(r['memory_goal_mib'], '.0f')} ({verdict})"
+
+    cells = "; ".join(cell(r) for r in rows)
+    return [
+        "Issue 14's memory goal, peak ≤ 2× one subregion of all warps (the default 2000² px, as the "
+        "warp files hold it: image, mask, variance) plus the outputs (the run's FITS products), "
+        f"DCR peak / goal in MiB: {cells}.",
+        "",
+    ]
 
 
 def _numpy_ratio_lines(rows: list[dict]) -> list[str]:
