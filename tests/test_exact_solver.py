@@ -331,6 +331,32 @@ def test_render_is_the_forward_model_of_the_padded_model(periodic_problem):
     np.testing.assert_allclose(got, fourier.forward(padded, b)[:, :64, :64], atol=1e-4)
 
 
+@pytest.mark.parametrize("per", ["shared", "visit", "visit and subfilter"])
+def test_render_applies_each_visits_psf_ratio(periodic_problem, per):
+    """The template of each visit goes through its own PSF ratio (per subfilter with chromatic
+    seeing), as the transfers of all visits at once do: rendering one subfilter at a time changes
+    nothing."""
+    p = periodic_problem
+    model = p["truth"].astype(np.float32)
+    shifts = p["shifts"][7:]
+    k, m = shifts.shape[0], model.shape[0]
+    grid = fourier.padded_shape(model.shape[1:], 2 * int(np.ceil(np.max(np.abs(shifts)))) + 4)
+    ky, kx = fourier.frequencies(grid)
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    widths = {"shared": [[1.0]], "visit": [[1.0 + 0.2 * i] for i in range(k)],
+              "visit and subfilter": [[1.0 + 0.2 * i + 0.1 * a for a in range(m)] for i in range(k)]}[per]
+    ratio = np.array([[np.exp(-2 * np.pi**2 * (w**2 - 0.5) * k2) for w in row] for row in widths])
+    ratio = {"shared": ratio[0, 0], "visit": ratio[:, 0], "visit and subfilter": ratio}[per]
+    got = fourier.render(model, shifts, p["weights"], psf_ratio=ratio)
+    padded = np.zeros((m, *grid))
+    padded[:, :64, :64] = model
+    b = fourier.transfer(shifts, p["weights"], grid, psf_ratio=ratio, dtype=np.complex128)
+    np.testing.assert_allclose(got, fourier.forward(padded, b)[:, :64, :64], atol=1e-4)
+    if per != "shared":  # the ratios differ, and so do the templates
+        first = fourier.render(model, shifts, p["weights"], psf_ratio=ratio[:1])  # the first's for all
+        assert np.abs(got[-1] - first[-1]).max() > 1e-2
+
+
 def test_pixels_no_warp_sees_are_filled_from_their_surroundings():
     """A hole masked in every warp, on a star's core: with the taper its fill is the kriging of the
     model around it (the star's profile continued), so the hole holds about the star's light and the

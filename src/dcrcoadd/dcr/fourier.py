@@ -491,13 +491,40 @@ def render(model: np.ndarray, shifts: np.ndarray, weights: np.ndarray | None, *,
     """
     shifts, weights = spectral_weights(shifts, weights)
     shifts, _ = _as_4d(shifts)
-    model = np.asarray(model, dtype=np.float64)
-    m, ny, nx = model.shape
+    m, ny, nx = np.shape(model)
     grid = padded_shape((ny, nx), 2 * int(np.ceil(np.max(np.abs(shifts), initial=0.0))) + 4)
     if callable(psf_ratio):
         psf_ratio = psf_ratio(grid)
-    y = np.zeros((m, *grid))
-    y[:, :ny, :nx] = model
-    b = transfer(shifts, weights, grid, psf_ratio=psf_ratio, interpolation=interpolation, dtype=np.complex128)
-    out = apply(fft.rfft2(y, workers=workers), b, grid, workers=workers)
-    return np.ascontiguousarray(out[:, :ny, :nx], dtype=np.float32)
+    # One subfilter at a time (its spectrum, its transfers, its share of each visit's template): no
+    # double copy of the model, its padded stack or all its transfers is held (a DECam CCD's template
+    # peaked at 1.26 GB with them). Summed over subfilters in `apply`'s order: the same bits.
+    t_hat = np.zeros((shifts.shape[0], *rfft_shape(grid)), dtype=np.complex128)
+    padded = np.zeros(grid)
+    for a in range(m):
+        padded[:ny, :nx] = model[a]
+        y_hat = fft.rfft2(padded, workers=workers)
+        for k in range(shifts.shape[0]):
+            b = transfer(shifts[k:k + 1, a:a + 1], weights[a:a + 1], grid,
+                         psf_ratio=_subfilter_ratio(psf_ratio, k, a), interpolation=interpolation,
+                         dtype=np.complex128)[0, 0]
+            t_hat[k] += np.einsum("...,...->...", b, y_hat)
+    del padded, y_hat, b, psf_ratio
+    out = np.empty((shifts.shape[0], ny, nx), dtype=np.float32)
+    for k in range(shifts.shape[0]):
+        out[k] = fft.irfft2(t_hat[k], s=grid, workers=workers)[:ny, :nx]
+    return out
+
+
+def _subfilter_ratio(ratio, k: int, a: int):
+    """Visit ``k``'s and subfilter ``a``'s part of a `transfer` ``psf_ratio`` (None, 2-d, per visit
+    ``(K, ...)`` or per visit and subfilter ``(K, M, ...)``, size-1 axes shared), as `transfer` of
+    that one visit and subfilter takes it."""
+    if ratio is None:
+        return None
+    ratio = np.asarray(ratio)
+    if ratio.ndim == 2:
+        return ratio
+    r = ratio[min(k, ratio.shape[0] - 1)]
+    if ratio.ndim == 4:
+        r = r[min(a, ratio.shape[1] - 1)]
+    return r
