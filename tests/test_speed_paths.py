@@ -30,6 +30,26 @@ def test_read_region_equals_read_exposure(tmp_path):
     assert np.allclose(a.wcs.wcs.crpix, b.wcs.wcs.crpix)
 
 
+def test_read_region_maps_plain_files_and_reads_others_through_astropy(tmp_path):
+    from dcrcoadd.io import write_exposure
+
+    path = write_warps(tmp_path, 1, shape=(30, 40))[0]
+    info = read_info(path)
+    assert info.direct is not None  # plain arrays: mapped where they lie
+    exp = read_exposure(path)
+    squeezed = write_exposure(exp, tmp_path / "compressed.fits", compress=True)
+    assert read_info(squeezed).direct is None  # tile-compressed: astropy decompresses
+    box = Box(3, 5, 20, 11)
+    a = read_region(read_info(squeezed), box)
+    b = read_region(info, box)
+    for plane in ("image", "mask", "variance"):
+        np.testing.assert_array_equal(getattr(a, plane), getattr(b, plane))
+    # a file rewritten since its header was read is read afresh, not at the old offsets
+    exp.image[:] += 1.0
+    write_exposure(exp, path)
+    np.testing.assert_array_equal(read_region(info, box).image, b.image + 1.0)
+
+
 def test_worker_tiles_cover_the_workers():
     box = Box(0, 0, 1024, 1024)
     assert worker_tile_size(box, (2000, 2000), None) == (2000, 2000)

@@ -73,6 +73,60 @@ def _card(key: str) -> str:
     return f"HIERARCH {key}" if len(key) > 8 else key
 
 
+#: FITS BITPIX -> the big-endian dtype of plain (unscaled) image data
+_BITPIX_DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class _DirectPlanes:
+    """Byte offsets and dtypes of a file's plain image, mask and variance arrays, and the file's
+    identity (inode, size, modification time) when they were found: a file changed or replaced
+    since is read through astropy."""
+
+    offsets: tuple[int, int, int]
+    dtypes: tuple[str, str, str]
+    identity: tuple[int, int, int]
+
+    @classmethod
+    def of(cls, hdul: fits.HDUList, extensions, shape: tuple[int, int], path: Path) -> _DirectPlanes | None:
+        offsets, dtypes = [], []
+        for i in extensions:
+            hdu = None if i is None else hdul[i]
+            # (CompImageHDU is an ImageHDU: its data offset is that of the compressed table)
+            if (not isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU)) or isinstance(hdu, fits.CompImageHDU)
+                    or tuple(hdu.shape) != tuple(shape)
+                    or any(k in hdu.header for k in ("BZERO", "BSCALE", "BLANK"))
+                    or hdu.header.get("BITPIX") not in _BITPIX_DTYPES):
+                return None
+            offsets.append(int(hdu.fileinfo()["datLoc"]))
+            dtypes.append(_BITPIX_DTYPES[hdu.header["BITPIX"]])
+        stat = path.stat()
+        ends = [o + int(np.prod(shape)) * np.dtype(d).itemsize for o, d in zip(offsets, dtypes, strict=True)]
+        if stat.st_size < max(ends):
+            return None  # truncated: astropy's reading says so
+        return cls(tuple(offsets), tuple(dtypes), _identity(stat))
+
+    def unchanged(self, path: Path) -> bool:
+        try:
+            return _identity(path.stat()) == self.identity
+        except OSError:
+            return False
+
+    def read(self, path: Path, shape: tuple[int, int], sl) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image, mask and variance pixels ``sl``, converted as `_section` converts them."""
+        out = []
+        for offset, dtype, native in zip(self.offsets, self.dtypes, (np.float32, np.uint32, np.float32),
+                                         strict=True):
+            mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+            out.append(np.array(mapped[sl], dtype=native))
+            del mapped
+        return tuple(out)
+
+
 @dataclass(frozen=True)
 class ExposureInfo:
     """What an exposure file says about itself, without its pixels.
@@ -100,6 +154,10 @@ class ExposureInfo:
     psf_origin : str or None
         Where ``psf`` came from: ``"file"`` (PSF extension or archive), ``"seeing card"`` (a
         Gaussian of the header's seeing), None without a PSF.
+    direct : _DirectPlanes or None
+        Where the image, mask and variance pixels lie in the file when all three are plain
+        (uncompressed, unscaled) arrays, so that `read_region` maps them without parsing the
+        headers again; None otherwise.
     """
 
     path: Path
@@ -120,6 +178,7 @@ class ExposureInfo:
     pixels: PixelModel = PixelModel()
     weight_map: tuple[Path, int] | None = None
     psf_origin: str | None = None
+    direct: _DirectPlanes | None = None
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -508,6 +567,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
         psf_origin=psf_origin,
+        direct=_DirectPlanes.of(hdul, (layout.image, layout.mask, layout.variance), shape, path),
     )
 
 
@@ -608,6 +668,16 @@ def read_region(info: ExposureInfo, bbox: Box | None = None) -> Exposure:
     unchanged file with the options the caller reads it with.
     """
     path = info.path
+    direct = info.direct
+    if direct is not None and direct.unchanged(path):
+        # plain arrays: mapped where `read_info` found them, the same pixels without parsing every
+        # header again (that parse cost more than reading a warp's subregion)
+        region = info.bbox if bbox is None else bbox.clip(info.bbox)
+        if region.is_empty:
+            raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
+        sl = region.slices(info.bbox)
+        with _reading(path):
+            return _complete(info, region, sl, *direct.read(path, info.bbox.shape, sl))
     with _reading(path), _open(path) as hdul:
         planes = _read_planes(hdul, info, bbox)
     return _complete(info, *planes)
