@@ -672,10 +672,7 @@ def read_region(info: ExposureInfo, bbox: Box | None = None) -> Exposure:
     if direct is not None and direct.unchanged(path):
         # plain arrays: mapped where `read_info` found them, the same pixels without parsing every
         # header again (that parse cost more than reading a warp's subregion)
-        region = info.bbox if bbox is None else bbox.clip(info.bbox)
-        if region.is_empty:
-            raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
-        sl = region.slices(info.bbox)
+        region, sl = _region(info, bbox)
         with _reading(path):
             return _complete(info, region, sl, *direct.read(path, info.bbox.shape, sl))
     with _reading(path), _open(path) as hdul:
@@ -683,14 +680,19 @@ def read_region(info: ExposureInfo, bbox: Box | None = None) -> Exposure:
     return _complete(info, *planes)
 
 
+def _region(info: ExposureInfo, bbox: Box | None) -> tuple[Box, tuple[slice, slice]]:
+    """``bbox`` (default all) clipped to the exposure, and its slices of the file's arrays."""
+    region = info.bbox if bbox is None else bbox.clip(info.bbox)
+    if region.is_empty:
+        raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", info.path)
+    return region, region.slices(info.bbox)
+
+
 def _read_planes(hdul: fits.HDUList, info: ExposureInfo, bbox: Box | None):
     """``(region, slices, image, mask or None, variance or None)`` of ``bbox`` (default all) from the
     open file ``info`` describes."""
     path = info.path
-    region = info.bbox if bbox is None else bbox.clip(info.bbox)
-    if region.is_empty:
-        raise InputError(f"requested {bbox} does not overlap the exposure's {info.bbox}", path)
-    sl = region.slices(info.bbox)
+    region, sl = _region(info, bbox)
     shape = info.bbox.shape
     i_image, i_mask, i_var = info.extensions
     image = _section(hdul[i_image], sl, shape, "IMAGE", path, np.float32)
