@@ -102,7 +102,10 @@ class _DirectPlanes:
                     or any(k in hdu.header for k in ("BZERO", "BSCALE", "BLANK"))
                     or hdu.header.get("BITPIX") not in _BITPIX_DTYPES):
                 return None
-            offsets.append(int(hdu.fileinfo()["datLoc"]))
+            info = hdu.fileinfo()
+            if getattr(info["file"], "compression", None):
+                return None  # a gzip/bzip2/zip file: the offsets are in its decompressed stream
+            offsets.append(int(info["datLoc"]))
             dtypes.append(_BITPIX_DTYPES[hdu.header["BITPIX"]])
         stat = path.stat()
         ends = [o + int(np.prod(shape)) * np.dtype(d).itemsize for o, d in zip(offsets, dtypes, strict=True)]
