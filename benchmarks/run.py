@@ -350,6 +350,7 @@ def _memory_goal_lines(rows: list[dict]) -> list[str]:
     rows = [r for r in rows if r.get("memory_goal_mib")]
     if not rows:
         return []
+
     def cell(r: dict) -> str:
         verdict = "pass" if r["dcr_peak_mib"] <= r["memory_goal_mib"] else "**fail**"
         return f"{r['case']} {_f(r['dcr_peak_mib'], '.0f')} / {_f(r['memory_goal_mib'], '.0f')} ({verdict})"

@@ -1,11 +1,14 @@
 """The faster paths of the baseline coadd give what the plain ones give, bit for bit."""
 
+import gzip
+
 import numpy as np
 
 from conftest import write_warps
 from dcrcoadd.coadd import assemble_coadd
 from dcrcoadd.coadd.artifacts.static_sky import worker_tile_size
 from dcrcoadd.core.geom import Box
+from dcrcoadd.io import write_exposure
 from dcrcoadd.io.fits import read_exposure, read_info, read_region
 from dcrcoadd.parallel import serial_map
 
@@ -31,8 +34,6 @@ def test_read_region_equals_read_exposure(tmp_path):
 
 
 def test_read_region_maps_plain_files_and_reads_others_through_astropy(tmp_path):
-    from dcrcoadd.io import write_exposure
-
     path = write_warps(tmp_path, 1, shape=(30, 40))[0]
     info = read_info(path)
     assert info.direct is not None  # plain arrays: mapped where they lie
@@ -45,8 +46,6 @@ def test_read_region_maps_plain_files_and_reads_others_through_astropy(tmp_path)
     for plane in ("image", "mask", "variance"):
         np.testing.assert_array_equal(getattr(a, plane), getattr(b, plane))
     # a gzipped file: astropy decompresses it (the offsets it reports are in the decompressed stream)
-    import gzip
-
     zipped = tmp_path / "warp.fits.gz"
     zipped.write_bytes(gzip.compress(path.read_bytes(), compresslevel=0))  # no smaller than the file
     assert read_info(zipped).direct is None
