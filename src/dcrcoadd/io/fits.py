@@ -73,6 +73,8 @@ def _card(key: str) -> str:
     return f"HIERARCH {key}" if len(key) > 8 else key
 
 
+#: The native dtypes of the image, mask and variance planes as read (masks wrap int32 -> uint32)
+_PLANE_DTYPES = (np.float32, np.uint32, np.float32)
 #: FITS BITPIX -> the big-endian dtype of plain (unscaled) image data
 _BITPIX_DTYPES = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
 
@@ -122,8 +124,7 @@ class _DirectPlanes:
     def read(self, path: Path, shape: tuple[int, int], sl) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image, mask and variance pixels ``sl``, converted as `_section` converts them."""
         out = []
-        for offset, dtype, native in zip(self.offsets, self.dtypes, (np.float32, np.uint32, np.float32),
-                                         strict=True):
+        for offset, dtype, native in zip(self.offsets, self.dtypes, _PLANE_DTYPES, strict=True):
             mapped = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
             out.append(np.array(mapped[sl], dtype=native))
             del mapped
@@ -697,10 +698,8 @@ def _read_planes(hdul: fits.HDUList, info: ExposureInfo, bbox: Box | None):
     path = info.path
     region, sl = _region(info, bbox)
     shape = info.bbox.shape
-    i_image, i_mask, i_var = info.extensions
-    image = _section(hdul[i_image], sl, shape, "IMAGE", path, np.float32)
-    mask = None if i_mask is None else _section(hdul[i_mask], sl, shape, "MASK", path, np.uint32)
-    variance = None if i_var is None else _section(hdul[i_var], sl, shape, "VARIANCE", path, np.float32)
+    image, mask, variance = (None if i is None else _section(hdul[i], sl, shape, name, path, dtype)
+                             for i, name, dtype in zip(info.extensions, _PLANES, _PLANE_DTYPES, strict=True))
     return region, sl, image, mask, variance
 
 
