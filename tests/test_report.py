@@ -262,6 +262,10 @@ def test_block_mean_averages_blocks_and_ignores_nan():
     assert binned.shape == (2, 2, 3)
     assert binned[0, 0, 0] == np.mean([0, 1, 6, 7])
     assert binned[1, 0, 0] == np.mean([25, 30, 31])
+    # a model's float32 planes are averaged in double precision, not rounded to float32
+    single = report._block_mean(images.astype(np.float32), 2)
+    assert single.dtype == np.float64
+    np.testing.assert_array_equal(single, binned)
 
 
 def test_failure_while_drawing_leaves_no_file(tmp_path, monkeypatch):
