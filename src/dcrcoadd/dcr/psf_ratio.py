@@ -141,14 +141,28 @@ def _ratio(p: np.ndarray, weight: np.ndarray, strong: np.ndarray) -> np.ndarray:
 
 def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], floor: float,
                     scales: np.ndarray | None = None,
-                    weight: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                    weight: tuple[np.ndarray, np.ndarray] | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """`ratio_transfer` for every subfilter: ``(M, gy, gx//2+1)`` for ``scales`` (M,); ``(gy, gx//2+1)``
-    (one ratio shared by every subfilter) when ``scales`` is None or all 1."""
+    (one ratio shared by every subfilter) when ``scales`` is None or all 1.
+
+    ``out``: an array of that shape (any complex dtype) to write the ratios into, each rounded to its
+    dtype as it is computed (the solver's ratios for all warps are one ``(N, M, ...)`` array in its own
+    precision: no stacked double copy on the way, 17 ms a warp on a 2000-px tile).
+    """
     if weight is None:
         weight = reference_weight(reference, grid, floor)
     if scales is None or np.all(np.asarray(scales) == 1.0):
-        return ratio_transfer(psf, reference, grid, floor, weight=weight)
-    return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), *weight) for s in scales])
+        ratio = ratio_transfer(psf, reference, grid, floor, weight=weight)
+        if out is None:
+            return ratio
+        out[...] = ratio
+        return out
+    if out is None:
+        return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), *weight) for s in scales])
+    for a, s in enumerate(scales):
+        out[a] = _ratio(kernel_transfer(psf, grid, float(s)), *weight)
+    return out
 
 
 def seeing_scales(bandpass, subfilter_edges: np.ndarray, index: float) -> np.ndarray:

@@ -1207,7 +1207,7 @@ def _psf_aware(problem: TileProblem, settings: ExactSettings):
         # warps): kept in the transforms' precision, which the transfers are rounded to anyway
         out = np.empty((len(kernels), len(scales), *weight[0].shape), _dtypes(settings)[0])
         for i, k in enumerate(kernels):
-            out[i] = pr.ratio_transfers(k, ref, grid, floor, scales, weight=weight)
+            pr.ratio_transfers(k, ref, grid, floor, scales, weight=weight, out=out[i])
         return out
 
     def prior(grid):
