@@ -198,7 +198,8 @@ def test_science_psf_fitted_in_blocks_follows_a_psf_that_varies_over_the_exposur
     from scipy import ndimage
 
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
-    from dcrcoadd.template.build import _even_blocks, make_template
+    from dcrcoadd.parallel.tiles import tiles
+    from dcrcoadd.template.build import make_template
 
     result = assemble_dcr_coadd(field.warps[:6], Config())
     science = field.warps[6]
@@ -216,4 +217,4 @@ def test_science_psf_fitted_in_blocks_follows_a_psf_that_varies_over_the_exposur
     assert chi2(blocks) < 0.8 * chi2(whole)
     assert blocks.psf_label == "science-fitted"
     # blocks of nearly equal size, no sliver
-    assert [b.width for b in _even_blocks(science.bbox, 64)] == [53, 54, 53] * 3
+    assert [t.box.width for t in tiles(science.bbox, 64, even=True)] == [53, 53, 54] * 3

@@ -91,6 +91,7 @@ from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_tran
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.ops.resample import resample_flux
+from dcrcoadd.parallel.tiles import tiles
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "resample_flux", "template_psf",
@@ -360,17 +361,6 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
     return transfer, convolve_round(ref, transfer, size + 1 - size % 2)
 
 
-def _even_blocks(box: Box, size: int) -> list[Box]:
-    """``box`` cut into the fewest blocks of at most ``size`` px a side, of nearly equal sizes (no
-    sliver at the far edges, whose fit would rest on a handful of sources)."""
-    def cuts(start: int, length: int) -> np.ndarray:
-        return start + np.linspace(0, length, -(-length // size) + 1).round().astype(int)
-
-    xs, ys = cuts(box.x0, box.width), cuts(box.y0, box.height)
-    return [Box.from_corners(int(x0), int(y0), int(x1), int(y1))
-            for y0, y1 in zip(ys[:-1], ys[1:], strict=True) for x0, x1 in zip(xs[:-1], xs[1:], strict=True)]
-
-
 def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None):
     """``(render's arrays, PSF)`` of one block of a science exposure whose PSF is fitted against the
     model (`fit_psf_to_model`): the reference template times the fitted ratio, which is what was
@@ -448,7 +438,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     if label == "science-measured":
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
         # needs, block by block so that it may vary over the exposure.
-        blocks = _even_blocks(science.bbox, psf_block)
+        # as few blocks as fit, of nearly equal sizes: no sliver at the far edges, whose fit would
+        # rest on a handful of sources
+        blocks = [t.box for t in tiles(science.bbox, psf_block, even=True)]
         parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf) for b in blocks]
         image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
         for b, (arrays, _) in zip(blocks, parts, strict=True):
