@@ -111,6 +111,18 @@ def test_psf_power_of_a_gaussian_kernel():
         psf_power(grid, np.ones((4, 4)), SIGMA)
 
 
+@pytest.mark.parametrize("grid", [(30, 30), (24, 33), (20, 21)])
+def test_psf_power_of_a_kernel_larger_than_the_grid(grid):
+    # a tiny region (or a thin strip) solves on a grid smaller than the PSF's kernel, even-sided too:
+    # the kernel is cropped symmetrically to fit, and keeps unit sum (|P(0)|² = 1)
+    r = np.arange(-15, 16)
+    kernel = np.exp(-0.5 * (r[:, None] ** 2 + r[None, :] ** 2) / SIGMA**2)
+    power = psf_power(grid, kernel, 99.0)
+    assert power.shape == fourier.rfft_shape(grid)
+    assert power[0, 0] == pytest.approx(1.0)
+    np.testing.assert_allclose(power, psf_power(grid, None, SIGMA), atol=1e-3)
+
+
 def test_prior_strengths_grow_beyond_the_psf_cutoff():
     grid = (64, 64)
     flat, colour = prior_strengths(grid, ExactSettings(flat_strength=0.2, colour_strength=0.5))
