@@ -101,6 +101,27 @@ def test_interrupted_run_resumes_to_identical_outputs(warps, reference, tmp_path
     assert files(tmp_path) == RUN_FILES
 
 
+def test_a_failure_while_writing_leaves_no_finished_looking_outputs(warps, reference, tmp_path, monkeypatch):
+    # the report fails (or Ctrl-C arrives) after the coadds and the model are written: they are removed
+    # with it, the checkpoints stay, and the rerun resumes to the same outputs
+    import sys
+
+    rp = sys.modules["dcrcoadd.pipeline.run_patch"]  # (the package's name is the function)
+
+    def fail(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(rp, "write_report", fail)
+        with pytest.raises(KeyboardInterrupt):
+            run_patch(warps, config(), tmp_path)
+    assert files(tmp_path) == {checkpoint.CHECKPOINT_DIR} and checkpoint.count(tmp_path) == 9
+    run = run_patch(warps, config(), tmp_path)
+    assert run.resumed == list(range(9))
+    same_fits(reference.out_dir, tmp_path)
+    assert files(tmp_path) == RUN_FILES
+
+
 def test_other_settings_are_refused_unless_clobbered(warps, tmp_path):
     with pytest.raises(Interrupt):
         run_patch(warps, config(), tmp_path, progress=stop_after(2))

@@ -13,6 +13,8 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -152,6 +154,39 @@ def snapshot(outdir: str | os.PathLike) -> dict[Path, tuple[int, int, int]]:
                 st = path.stat()
                 found[path] = (st.st_dev, st.st_ino, st.st_mtime_ns)
     return found
+
+
+@contextmanager
+def output_stage(outdir: str | os.PathLike) -> Iterator[None]:
+    """The block that writes a run's outputs into ``outdir``, each atomically, as one set.
+
+    When the block completes, the outputs of an earlier run that it did not rewrite are removed
+    (`remove_stale`). When it fails, or is interrupted, the outputs it had already written are removed
+    instead (`discard_written`): a directory never holds a finished-looking ``model.fits`` or coadd
+    without the run's ``metadata.json``, and a rerun resumes from the checkpoints.
+    """
+    before = snapshot(outdir)
+    try:
+        yield
+    except BaseException:
+        discard_written(outdir, before)
+        raise
+    remove_stale(before)
+
+
+def discard_written(outdir: str | os.PathLike, before: dict[Path, tuple[int, int, int]]) -> list[Path]:
+    """Delete the run outputs in ``outdir`` written since ``before`` (a `snapshot`): new, or replaced."""
+    removed = []
+    for path, identity in snapshot(outdir).items():
+        if before.get(path) != identity:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for path in {p.parent for p in removed if p.parent.name == ARTIFACT_MASKS}:
+        if path.is_dir() and not any(path.iterdir()):
+            shutil.rmtree(path, ignore_errors=True)
+    if removed:
+        log.info("removed the %d outputs this run had written before it stopped", len(removed))
+    return removed
 
 
 def remove_stale(before: dict[Path, tuple[int, int, int]]) -> list[Path]:

@@ -55,8 +55,7 @@ from dcrcoadd.pipeline.metadata import (
     versions,
 )
 from dcrcoadd.pipeline.outputs import (
-    remove_stale,
-    snapshot,
+    output_stage,
     write_dcr_outputs,
     write_metadata,
     write_report,
@@ -315,14 +314,13 @@ def _baseline_only(plan: _Plan, baseline: CoaddResult, timings: dict[str, float]
     if dcr_only:
         raise InputError(f"only {n} usable warp: the DCR model is underdetermined", "assemble")
     log.warning("only %d usable warp: the DCR model is underdetermined; writing the baseline coadd only", n)
-    before = snapshot(plan.out)
-    t0 = time.perf_counter()
-    written = {"coadd": write_coadd(baseline, plan.out / "coadd.fits")}
-    timings["write_outputs"] = time.perf_counter() - t0
-    written["config"] = write_text(plan.out / "config.toml", plan.config_text)
-    meta = {"dcr": False, **_common_metadata(plan, baseline, timings, list(run_warnings), command, [])}
-    written["metadata"] = write_metadata(plan.out / "metadata.json", meta)
-    remove_stale(before)
+    with output_stage(plan.out):
+        t0 = time.perf_counter()
+        written = {"coadd": write_coadd(baseline, plan.out / "coadd.fits")}
+        timings["write_outputs"] = time.perf_counter() - t0
+        written["config"] = write_text(plan.out / "config.toml", plan.config_text)
+        meta = {"dcr": False, **_common_metadata(plan, baseline, timings, list(run_warnings), command, [])}
+        written["metadata"] = write_metadata(plan.out / "metadata.json", meta)
     checkpoint.clear(plan.out)
     return RunResult(plan.out, written, baseline, None, meta, [])
 
@@ -332,23 +330,22 @@ def _write_outputs(plan: _Plan, result: DcrCoaddResult, timings: dict[str, float
                    report_science: Exposure | None, title: str | None, command: str | None) -> RunResult:
     notify(ProgressEvent("outputs", 0, 1))
     out = plan.out
-    before = snapshot(out)
-    t0 = time.perf_counter()
-    written = write_dcr_outputs(result, out)
-    report = write_report(result, out / "report.png", science=report_science,
-                          title=title if title is not None else f"dcrcoadd: {out}")
-    if report is not None:
-        written["report"] = report
-    timings.update({k: v for k, v in result.metadata["timings_s"].items() if k != "baseline_coadd"})
-    timings["write_outputs"] = time.perf_counter() - t0
-    written["config"] = write_text(out / "config.toml", plan.config_text)
-    meta = {"dcr": True, **result.metadata}
-    meta["subregions"] = {index: {**entry, "warnings": warnings_by_index.get(index, [])}
-                          for index, entry in result.metadata["subregions"].items()}
-    warnings = all_warnings(run_warnings, warnings_by_index)
-    meta.update(_common_metadata(plan, result.baseline, timings, warnings, command, resumed))
-    written["metadata"] = write_metadata(out / "metadata.json", meta)
-    remove_stale(before)
+    with output_stage(out):
+        t0 = time.perf_counter()
+        written = write_dcr_outputs(result, out)
+        report = write_report(result, out / "report.png", science=report_science,
+                              title=title if title is not None else f"dcrcoadd: {out}")
+        if report is not None:
+            written["report"] = report
+        timings.update({k: v for k, v in result.metadata["timings_s"].items() if k != "baseline_coadd"})
+        timings["write_outputs"] = time.perf_counter() - t0
+        written["config"] = write_text(out / "config.toml", plan.config_text)
+        meta = {"dcr": True, **result.metadata}
+        meta["subregions"] = {index: {**entry, "warnings": warnings_by_index.get(index, [])}
+                              for index, entry in result.metadata["subregions"].items()}
+        warnings = all_warnings(run_warnings, warnings_by_index)
+        meta.update(_common_metadata(plan, result.baseline, timings, warnings, command, resumed))
+        written["metadata"] = write_metadata(out / "metadata.json", meta)
     checkpoint.clear(out)
     notify(ProgressEvent("outputs", 1, 1))
     return RunResult(out, written, result.baseline, result, meta, resumed)
