@@ -312,6 +312,27 @@ def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
         assemble_coadd([nan], plain())
 
 
+@pytest.mark.parametrize("bad_value", [np.inf, np.nan, -4.0])
+def test_pixels_with_an_invalid_variance_are_missing_data(tmp_path, caplog, bad_value):
+    # an infinite, NaN or negative variance under a finite image: that warp's pixels are missing
+    # there (the others' mean, with their variance), as with a NaN image, and the file is named
+    variance = np.full(SHAPE, 4.0, np.float32)
+    variance[5:9, 5:9] = bad_value
+    paths = [write_exposure(warp(1.0, variance=variance, i=0), tmp_path / "odd.fits"),
+             write_exposure(warp(3.0, variance=2.0, i=1), tmp_path / "ok1.fits"),
+             write_exposure(warp(5.0, variance=2.0, i=2), tmp_path / "ok2.fits")]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        res = assemble_coadd(paths, plain())
+    assert "odd.fits: 16 pixels have an infinite, NaN or negative variance" in caplog.text
+    image, var = res.coadd.image, res.coadd.variance
+    assert np.all(np.isfinite(var)) and np.all(var > 0)
+    np.testing.assert_allclose(image[5:9, 5:9], 4.0, rtol=1e-6)  # the two others' mean
+    np.testing.assert_allclose(var[5:9, 5:9], 1.0, rtol=1e-6)
+    assert np.all(res.n_image[5:9, 5:9] == 2) and res.n_image[0, 0] == 3
+    w = np.array([1 / 4, 1 / 2, 1 / 2])  # the weight of the first from its valid pixels
+    np.testing.assert_allclose(image[0, 0], (w * [1, 3, 5]).sum() / w.sum(), rtol=1e-6)
+
+
 def test_compare_warp_needs_psfs():
     w = warp(1.0)
     w.psf = None

@@ -121,7 +121,18 @@ class CoaddInput:
     # -- pixels ------------------------------------------------------------------------------
     def read(self, box: Box) -> Exposure | None:
         """Pixels inside ``box`` (clipped to the warp): image in nJy, variance scaled to match,
-        mask in the common planes. None when ``box`` misses the warp."""
+        mask in the common planes. None when ``box`` misses the warp.
+
+        Pixels whose variance is not a finite non-negative number are missing data: their image is
+        NaN (`invalid_variance_to_missing`), as every stage treats it, so an infinite or negative
+        variance never reaches a coadd's variance or an input's weight."""
+        exp = self._read_as_is(box)
+        if exp is not None:
+            invalid_variance_to_missing(exp.image, exp.variance)
+        return exp
+
+    def _read_as_is(self, box: Box) -> Exposure | None:
+        """`read` without the invalid-variance check."""
         crop = box.intersection(self.bbox)
         if crop.is_empty:
             return None
@@ -266,20 +277,38 @@ class VarianceTask:
     clip_iter: int
 
 
-def mean_variance(task: VarianceTask) -> float | None:
+def invalid_variance_to_missing(image: np.ndarray, variance: np.ndarray) -> int:
+    """Set the image to NaN (missing data) where it is finite but its variance is not a finite
+    non-negative number, in place; returns how many pixels that was.
+
+    Two reductions decide the common case (every variance finite and non-negative) without a mask.
+    """
+    lo, hi = (float(variance.min()), float(variance.max())) if variance.size else (0.0, 0.0)
+    if lo >= 0 and hi < math.inf:  # (a NaN makes both comparisons false)
+        return 0
+    invalid = ~((variance >= 0) & (variance < np.inf)) & np.isfinite(image)
+    image[invalid] = np.nan
+    return int(np.count_nonzero(invalid))
+
+
+def mean_variance(task: VarianceTask) -> tuple[float | None, int]:
     """Clipped mean of the scaled variance over the warp's good pixels in ``task.box`` (finite
-    image and variance, no bad bit), read piece by piece; None when there is no good pixel."""
+    image and variance, no bad bit), read piece by piece (None when there is no good pixel), and the
+    number of pixels with a finite image whose variance is not finite and non-negative (left out:
+    `CoaddInput.read` makes them missing data)."""
     parts = []
+    n_invalid = 0
     for sub in task.box.subregions(task.tile_size):
-        exp = task.input.read(sub)
+        exp = task.input._read_as_is(sub)
         if exp is None:
             continue
+        n_invalid += invalid_variance_to_missing(exp.image, exp.variance)
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
     if not parts or sum(p.size for p in parts) == 0:
-        return None
+        return None, n_invalid
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    return mean_var
+    return mean_var, n_invalid
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -351,7 +380,11 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     kept: list[CoaddInput] = []
     skipped: list[tuple[str, str]] = []
     for i, inp in enumerate(described):
-        weight, reason = _weight(inp, i in tasks, variances.get(i), box, c.do_airmass_weight)
+        mean_var, n_invalid = variances.get(i, (None, 0))
+        if n_invalid:
+            log.warning("%s: %d pixels have an infinite, NaN or negative variance under a finite image: "
+                        "treated as missing data", inp.name, n_invalid)
+        weight, reason = _weight(inp, i in tasks, mean_var, box, c.do_airmass_weight)
         if reason:
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
@@ -432,7 +465,9 @@ def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
         return math.nan, f"does not overlap the coadd region {box}"
     if mean_var is None:
         return math.nan, "no usable pixels (all NaN or masked)"
-    weight = 1.0 / mean_var if mean_var > 0 else float("inf")
+    if not mean_var > 0:
+        return math.nan, f"its clipped mean variance is {mean_var:.3g}, not positive"
+    weight = 1.0 / mean_var
     if not (math.isfinite(weight) and weight > 0):
         return math.nan, f"non-finite weight (mean variance {mean_var:.3g})"
     if airmass_weight:
@@ -444,4 +479,4 @@ def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
 
 
 __all__ = ["COADD_PLANES", "CoaddInput", "PreparedInputs", "VarianceTask", "common_planes", "describe",
-           "mean_variance", "prepare_inputs"]
+           "invalid_variance_to_missing", "mean_variance", "prepare_inputs"]
