@@ -1,5 +1,7 @@
 """`dcrcoadd assemble` on bad inputs: one line naming the file, exit status 2, no partial output."""
 
+import re
+
 import astropy.units as u
 import pytest
 
@@ -166,3 +168,18 @@ def test_a_bad_box_is_one_line(tmp_path, capsys):
     assert main(["assemble", str(tmp_path), "--out", str(tmp_path / "out"), "--box", "0,0,-5,10"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--box" in err and "\n" not in err
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("0", "positive number of pixels"), ("-3", "positive"), ("nan", "positive"), ("inf", "positive"),
+    ("0.8", "below one pixel.*arcseconds"), ("500", "above 100 px"), ("two", "number of pixels"),
+])
+def test_template_psf_fwhm_is_refused_in_one_line_naming_the_unit(tmp_path, capsys, value, reason):
+    with pytest.raises(SystemExit) as stop:  # refused by argparse, before any file is opened
+        main(["template", str(tmp_path / "model.fits"), str(tmp_path / "sci.fits"),
+              "--out", str(tmp_path / "t"), f"--psf-fwhm={value}"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error:" in line]  # (after argparse's usage lines)
+    assert stop.value.code == 2 and len(errors) == 1
+    assert re.search(f"argument --psf-fwhm: .*{reason}", errors[0])
+    assert not (tmp_path / "t").exists()

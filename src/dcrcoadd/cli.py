@@ -550,7 +550,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="PSF of the templates of a PSF-aware model: each science exposure's own (default: "
                         "its PSF extension or seeing card, else measured from its stars) or the model's "
                         "reference PSF; recorded in the template's TMPLPSF card and PSF extension")
-    p.add_argument("--psf-fwhm", type=float, default=None, metavar="PIXELS",
+    def psf_fwhm(text: str) -> float:
+        from dcrcoadd.template.build import check_psf_fwhm_pixels
+
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number of pixels, got {text!r}") from None
+        try:
+            return check_psf_fwhm_pixels(value)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+
+    p.add_argument("--psf-fwhm", type=psf_fwhm, default=None, metavar="PIXELS",
                    help="FWHM of a Gaussian science PSF for exposures that carry none (default: fit "
                         "their PSF against the model)")
     p.add_argument("-q", "--quiet", action="store_true", help="no 'wrote ...' lines")

@@ -544,6 +544,27 @@ def _prepare_outdir(outdir: Path) -> None:
         raise InputError("output directory is not writable", outdir)
 
 
+#: Bounds of a given science PSF's FWHM in pixels: below one pixel a Gaussian is not sampled (and such a
+#: value is usually arcseconds), above 100 no ground-based image is (usually a unit mix-up too).
+PSF_FWHM_PIXELS = (1.0, 100.0)
+
+
+def check_psf_fwhm_pixels(fwhm: float) -> float:
+    """``fwhm`` if it is a plausible PSF FWHM in pixels (`PSF_FWHM_PIXELS`), else an `InputError` naming
+    ``--psf-fwhm`` and the likely unit mistake."""
+    lo, hi = PSF_FWHM_PIXELS
+    value = float(fwhm)
+    if not math.isfinite(value) or value <= 0:
+        raise InputError(f"a PSF FWHM must be a positive number of pixels, got {fwhm!r}", "--psf-fwhm")
+    if value < lo:
+        raise InputError(f"a PSF FWHM of {value:g} px is below one pixel (the value is in pixels: arcseconds "
+                         "divided by the pixel scale)", "--psf-fwhm")
+    if value > hi:
+        raise InputError(f"a PSF FWHM of {value:g} px is above {hi:g} px (the value is in pixels, not in "
+                         "tenths of arcseconds or microns)", "--psf-fwhm")
+    return value
+
+
 def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
                     outdir: str | os.PathLike, *, diff: bool = False, order: int | None = None,
                     split: bool = True, split_threshold: float = 0.1,
@@ -592,6 +613,8 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     model = DcrModel.read(model_path)
     if psf not in PSF_CHOICES:
         raise InputError(f"psf must be one of {', '.join(PSF_CHOICES)}, got {psf!r}", "--psf")
+    if given_psf_fwhm is not None:
+        check_psf_fwhm_pixels(given_psf_fwhm)
     given = None if given_psf_fwhm is None else Psf.gaussian(fwhm=given_psf_fwhm)
     _prepare_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
