@@ -312,6 +312,16 @@ def test_empty_warps_are_skipped_until_none_remain(tmp_path, caplog):
         assemble_coadd([nan], plain())
 
 
+def test_a_warp_of_zeros_is_skipped_as_a_fill(tmp_path, caplog):
+    # zeros everywhere are a fill for missing data, not a measurement of the sky
+    zeros = write_exposure(warp(0.0, i=1), tmp_path / "zeros.fits")
+    ok = write_exposure(warp(2.0, i=0), tmp_path / "ok.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        res = assemble_coadd([ok, zeros], plain())
+    assert "skipping" in caplog.text and "zeros.fits" in caplog.text and "exactly 0" in caplog.text
+    assert len(res.inputs) == 1 and np.all(res.coadd.image == 2.0)
+
+
 @pytest.mark.parametrize("bad_value", [np.inf, np.nan, -4.0])
 def test_pixels_with_an_invalid_variance_are_missing_data(tmp_path, caplog, bad_value):
     # an infinite, NaN or negative variance under a finite image: that warp's pixels are missing

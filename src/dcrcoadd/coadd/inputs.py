@@ -15,6 +15,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from astropy.coordinates import Angle
@@ -291,13 +292,22 @@ def invalid_variance_to_missing(image: np.ndarray, variance: np.ndarray) -> int:
     return int(np.count_nonzero(invalid))
 
 
-def mean_variance(task: VarianceTask) -> tuple[float | None, int]:
+class VarianceStats(NamedTuple):
+    """What `mean_variance` measures of one warp."""
+
+    mean: float | None  # clipped mean variance of its good pixels; None without any
+    n_invalid: int  # pixels with a finite image and an infinite, NaN or negative variance
+    all_zero: bool  # every good pixel's image is exactly 0: a fill for missing data, not data
+
+
+def mean_variance(task: VarianceTask) -> VarianceStats:
     """Clipped mean of the scaled variance over the warp's good pixels in ``task.box`` (finite
-    image and variance, no bad bit), read piece by piece (None when there is no good pixel), and the
-    number of pixels with a finite image whose variance is not finite and non-negative (left out:
-    `CoaddInput.read` makes them missing data)."""
+    image and variance, no bad bit), read piece by piece; the number of pixels with a finite image
+    whose variance is not finite and non-negative (left out: `CoaddInput.read` makes them missing
+    data); and whether every good pixel's image is exactly 0."""
     parts = []
     n_invalid = 0
+    all_zero = True
     for sub in task.box.subregions(task.tile_size):
         exp = task.input._read_as_is(sub)
         if exp is None:
@@ -305,10 +315,11 @@ def mean_variance(task: VarianceTask) -> tuple[float | None, int]:
         n_invalid += invalid_variance_to_missing(exp.image, exp.variance)
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
+        all_zero = all_zero and not np.any(exp.image[good])
     if not parts or sum(p.size for p in parts) == 0:
-        return None, n_invalid
+        return VarianceStats(None, n_invalid, False)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    return mean_var, n_invalid
+    return VarianceStats(mean_var, n_invalid, all_zero)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -380,11 +391,13 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     kept: list[CoaddInput] = []
     skipped: list[tuple[str, str]] = []
     for i, inp in enumerate(described):
-        mean_var, n_invalid = variances.get(i, (None, 0))
-        if n_invalid:
+        stats = variances.get(i, VarianceStats(None, 0, False))
+        if stats.n_invalid:
             log.warning("%s: %d pixels have an infinite, NaN or negative variance under a finite image: "
-                        "treated as missing data", inp.name, n_invalid)
-        weight, reason = _weight(inp, i in tasks, mean_var, box, c.do_airmass_weight)
+                        "treated as missing data", inp.name, stats.n_invalid)
+        weight, reason = _weight(inp, i in tasks, stats.mean, box, c.do_airmass_weight)
+        if not reason and stats.all_zero:
+            reason = "its image is exactly 0 at every good pixel (a fill for missing data, not data)"
         if reason:
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
@@ -479,4 +492,4 @@ def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
 
 
 __all__ = ["COADD_PLANES", "CoaddInput", "PreparedInputs", "VarianceTask", "common_planes", "describe",
-           "invalid_variance_to_missing", "mean_variance", "prepare_inputs"]
+           "VarianceStats", "invalid_variance_to_missing", "mean_variance", "prepare_inputs"]
