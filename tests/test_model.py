@@ -121,6 +121,23 @@ def test_read_rejects_a_plain_exposure(tmp_path):
         DcrModel.read(path)
 
 
+@pytest.mark.parametrize(("damage", "reason"), [
+    (lambda hdus: setattr(hdus["SUBFILTER_0"], "data", hdus["SUBFILTER_0"].data[:10, :10].copy()),
+     "SUBFILTER_0 has shape"),
+    (lambda hdus: hdus["SUBFILTER_1"].data.fill(np.nan), "SUBFILTER_1 has no finite pixel"),
+])
+def test_read_refuses_a_damaged_model(tmp_path, damage, reason):
+    # a plane of another size, or one without any value, is a damaged file: refused when it is read,
+    # not a traceback (or an all-NaN template) later
+    from astropy.io import fits
+
+    path = DcrModel.from_image(coadd_exposure(), 3).write(tmp_path / "model.fits")
+    with fits.open(path, mode="update") as hdus:
+        damage(hdus)
+    with pytest.raises(InputError, match=f"model.fits: model file is damaged: {reason}"):
+        DcrModel.read(path)
+
+
 def test_templates_use_the_interpolation_the_model_was_solved_with():
     coadd = coadd_exposure()
     model = DcrModel.from_image(coadd, 3, interp_order=3)

@@ -397,11 +397,20 @@ class DcrModel:
                 str(k).strip(): str(v).strip() for k, v in zip(hdul["SOLVER"].data["name"],
                                                                 hdul["SOLVER"].data["value"], strict=True)}
             try:
-                images = np.stack([np.asarray(hdul[f"SUBFILTER_{k}"].data, dtype=np.float32)
-                                   for k in range(n)])
+                planes = [hdul[f"SUBFILTER_{k}"].data for k in range(n)]
                 table = hdul["SUBFILTERS"].data
             except KeyError as exc:
                 raise InputError(f"model file is incomplete ({exc})", path) from None
+            for k, plane in enumerate(planes):
+                if plane is None or np.shape(plane) != base.image.shape:
+                    raise InputError(f"model file is damaged: SUBFILTER_{k} has shape {np.shape(plane)}, "
+                                     f"the model's grid is {base.image.shape}", path)
+                if not np.any(np.isfinite(plane)):
+                    raise InputError(f"model file is damaged: SUBFILTER_{k} has no finite pixel", path)
+            images = np.stack([np.asarray(plane, dtype=np.float32) for plane in planes])
+            if len(table) != n:
+                raise InputError(f"model file is damaged: its SUBFILTERS table has {len(table)} rows for "
+                                 f"NSUBFILT = {n}", path)
             edges = np.column_stack([table["lambda_min"], table["lambda_max"]]).astype(float)
         return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
                    subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
