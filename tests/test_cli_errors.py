@@ -183,3 +183,33 @@ def test_template_psf_fwhm_is_refused_in_one_line_naming_the_unit(tmp_path, caps
     assert stop.value.code == 2 and len(errors) == 1
     assert re.search(f"argument --psf-fwhm: .*{reason}", errors[0])
     assert not (tmp_path / "t").exists()
+
+
+def test_a_psf_too_sharp_for_the_reference_names_its_warp(tmp_path, capsys):
+    # a PSF extension holding a delta (no sampled width): the reference PSF cannot be made from it;
+    # the error names that warp and the setting that set the reference, not an unset option
+    import numpy as np
+    from astropy.io import fits
+
+    paths = write_warps(tmp_path / "w", 4)
+    with fits.open(paths[2], mode="update") as hdus:
+        delta = np.zeros(hdus["PSF"].data.shape, np.float32)
+        delta[delta.shape[0] // 2, delta.shape[1] // 2] = 1.0
+        hdus["PSF"].data = delta
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q")
+    assert status == 2
+    assert_one_error_line(err, "warp_2.fits", "cannot make a reference PSF", "dcr.psf_reference_scale",
+                          "check its PSF extension")
+
+
+def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
+    # e.g. `simulate --size 100000` or `warp` onto a grid far too fine: no traceback
+    import dcrcoadd.cli as cli
+
+    def huge(args):
+        raise MemoryError("Unable to allocate 74.5 GiB for an array with shape (100000, 100000)")
+
+    monkeypatch.setattr(cli, "_cmd_info", huge)
+    status, _, err = run(capsys, "info", str(tmp_path))
+    assert status == 2
+    assert_one_error_line(err, "info: not enough memory", "74.5 GiB", "--box")

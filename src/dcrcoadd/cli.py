@@ -631,6 +631,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # a grid or a field far larger than this machine holds
+        if args.debug:
+            raise
+        need = f" ({exc})" if str(exc) else ""
+        print(f"error: {args.command}: not enough memory{need}; a smaller region (--box, a coarser or "
+              "smaller grid) or smaller subregions (coadd.subregion_size) need less", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -22,7 +22,7 @@ from dcrcoadd.core.psf import Psf, pixel_scale_arcsec
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel
-from dcrcoadd.dcr.psf_ratio import reference_psf
+from dcrcoadd.dcr.psf_ratio import reference_psf, sharpest
 from dcrcoadd.dcr.psf_refit import REFITTED, needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
@@ -160,9 +160,10 @@ def warp_psfs(inputs: Sequence[CoaddInput]) -> list[Psf] | None:
     return [inp.psf for inp in inputs]
 
 
-def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs) -> Psf:
+def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs, names: Sequence[str] | None = None) -> Psf:
     """The PSF-aware model's reference PSF (`dcrcoadd.dcr.psf_ratio.reference_psf`): FWHM
-    ``dcr.psf_reference_fwhm`` arcsec, or ``dcr.psf_reference_scale`` × the narrowest input's."""
+    ``dcr.psf_reference_fwhm`` arcsec, or ``dcr.psf_reference_scale`` × the narrowest input's.
+    ``names``: the inputs', for an error to name the warp whose PSF it could not be made from."""
     dcr = config.dcr
     fwhm = None
     if dcr.psf_reference_fwhm is not None:
@@ -174,7 +175,14 @@ def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs) -> Psf:
     try:
         ref = reference_psf(psfs, fwhm=fwhm, scale=dcr.psf_reference_scale)
     except ValueError as exc:
-        raise InputError(str(exc), "dcr.psf_reference_fwhm") from None
+        setting = ("dcr.psf_reference_fwhm" if fwhm is not None
+                   else f"dcr.psf_reference_scale {dcr.psf_reference_scale:g} x the narrowest input PSF's")
+        base = sharpest(psfs)
+        target = fwhm if fwhm is not None else dcr.psf_reference_scale * psfs[base].fwhm
+        hint = ("; a PSF this sharp is undersampled: check its PSF extension" if target < psfs[base].fwhm
+                else "")
+        source = names[base] if names is not None else "dcr.psf_reference_fwhm"
+        raise InputError(f"{exc} (the narrowest of the inputs' PSFs, with {setting}){hint}", source) from None
     narrowest = min(p.fwhm for p in psfs)
     log.info("PSF-aware forward model: input PSF FWHM %.2f-%.2f px, reference PSF FWHM %.2f px", narrowest,
              max(p.fwhm for p in psfs), ref.fwhm)
@@ -211,7 +219,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
             if reference is not None:
                 psf = reference
             elif dcr.solver == "exact":
-                psf = model_reference_psf(psfs, config, coadd.wcs)
+                psf = model_reference_psf(psfs, config, coadd.wcs, [inp.name for inp in inputs])
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)
