@@ -253,6 +253,10 @@ def test_science_without_visit_or_wcs_is_an_input_error():
     no_wcs.wcs = None
     with pytest.raises(InputError, match="no WCS"):
         make_template(model, no_wcs)
+    blank = science_on(model, box)
+    blank.image = np.full(blank.shape, np.nan, np.float32)  # e.g. an exposure read from the wrong HDU
+    with pytest.raises(InputError, match="s.fits: the science image has no finite pixel"):
+        make_template(model, blank, source="s.fits")
 
 
 def test_visit_without_geometry_is_an_input_error_naming_the_science():

@@ -190,6 +190,8 @@ def _check_inputs(model: DcrModel, science: Exposure, source: str) -> VisitInfo:
     if model.wcs is None:
         raise InputError("the DCR model has no WCS", "model")
     _check_band(model, science, source)
+    if not np.any(np.isfinite(science.image)):
+        raise InputError("the science image has no finite pixel: nothing to match a template to", source)
     return science.visit
 
 
