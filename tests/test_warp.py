@@ -205,6 +205,15 @@ def test_a_warp_onto_its_own_grid_is_the_exposure(tmp_path):
     assert warp.psf == exp.psf
 
 
+def test_an_exposure_without_any_usable_pixel_is_named_as_such(tmp_path):
+    # an all-NaN exposure maps onto the grid well enough: its problem is its pixels, not its footprint
+    exp = exposure(wcs_b())
+    exp.image = np.full(exp.shape, np.nan, np.float32)
+    path = write_exposure(exp, tmp_path / "blank.fits")
+    (outcome,) = warp_exposures([path], tmp_path / "out", grid=path)
+    assert "blank.fits: it has no usable pixel" in str(outcome.error)
+
+
 # -- metadata and PSF -------------------------------------------------------------------------------
 
 def test_visit_band_calibration_and_psf_carried(tmp_path):

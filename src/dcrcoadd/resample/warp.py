@@ -227,6 +227,9 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
     nearest_missing[inside] = missing[ym[inside], xm[inside]]
     no_data = ~inside | nearest_missing | (coverage <= 0) | ~np.isfinite(image) | ~np.isfinite(variance)
     if no_data.all():
+        if missing.all():  # (checked here, not up front: a rare case need not cost every exposure a pass)
+            raise InputError("it has no usable pixel (every pixel is NaN, masked NO_DATA or has a non-finite "
+                             "variance)", source)
         raise InputError(f"no pixel of it lands on the grid ({grid.source})", source)
     out_planes = exposure.mask_planes.with_plane("NO_DATA")
     mask[no_data] |= np.uint32(1 << out_planes.bit("NO_DATA"))
