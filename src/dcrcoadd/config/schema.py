@@ -325,7 +325,8 @@ class ExactSettings:
     model's own prediction, masked pixels replaced by it (EM fill) and pixels no warp sees by its
     kriging from around them; every solve is direct. The taper is about twice as fast (2048 × 4096 × 12
     warps: 20 s against 37 s of one core) and as good on simulated fields without saturated stars,
-    but with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
+    except within about 20 px of the patch's edge, where the taper leaves the model less constrained
+    (more 5σ residual pixels there at airmass 2); with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
     (seven fields), so ``pad`` stays the default."""
 
     taper_width: int | None = None
