@@ -326,8 +326,8 @@ class ExactSettings:
     kriging from around them; every solve is direct. The taper is about twice as fast (2048 × 4096 × 12
     warps: 20 s against 37 s of one core) and as good on simulated fields without saturated stars,
     except within about 20 px of the patch's edge, where the taper leaves the model less constrained
-    (more 5σ residual pixels there at airmass 2); with saturated stars it left 19–48 false detections at airmass 2 where ``pad`` left 2–35
-    (seven fields), so ``pad`` stays the default."""
+    (more 5σ residual pixels there at airmass 2); with saturated stars it left 19–48 false
+    detections at airmass 2 where ``pad`` left 2–35 (seven fields), so ``pad`` stays the default."""
 
     taper_width: int | None = None
     """Width (pixels) of the taper of ``boundary = "taper"``; None: twice the largest shift plus the
