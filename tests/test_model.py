@@ -101,9 +101,11 @@ def test_write_read_round_trip_is_exact(tmp_path):
     coadd = coadd_exposure()
     model = DcrModel.from_image(coadd, 4, interp_order=3)
     model.images += np.random.default_rng(5).normal(size=model.images.shape).astype(np.float32)
+    model.input_conditions = [[1.2, -35.0], [1.6, 40.5], [1.05, 170.0]]
     path = model.write(tmp_path / "model.fits")
     back = DcrModel.read(path)
     np.testing.assert_array_equal(back.images, model.images)
+    np.testing.assert_array_equal(back.input_conditions, model.input_conditions)
     np.testing.assert_array_equal(back.mask, model.mask)
     np.testing.assert_array_equal(back.variance, model.variance)
     np.testing.assert_array_equal(back.subfilter_edges, model.subfilter_edges)
@@ -111,6 +113,19 @@ def test_write_read_round_trip_is_exact(tmp_path):
     assert back.flux_calibration == model.flux_calibration
     assert back.interp_order == model.interp_order
     assert back.wcs.pixel_to_world(3, 4).separation(model.wcs.pixel_to_world(3, 4)).arcsec < 1e-9
+
+
+def test_dcr_coverage_gap_is_the_distance_from_the_inputs_dcr_vectors():
+    from dcrcoadd.dcr.model import dcr_coverage_gap
+
+    # inputs at the zenith and at tan z = 1 towards q = 0: their DCR vectors span (0, 0)-(0, 1)
+    inputs = np.array([[1.0, 0.0], [np.sqrt(2.0), 0.0]])
+    assert dcr_coverage_gap(inputs, np.sqrt(1.25), 0.0) == pytest.approx(0.0, abs=1e-6)  # between them
+    assert dcr_coverage_gap(inputs, np.sqrt(5.0), 0.0) == pytest.approx(1.0, abs=1e-6)  # tan z 2, same side
+    assert dcr_coverage_gap(inputs, np.sqrt(2.0), 180.0) == pytest.approx(1.0, abs=1e-6)  # other side
+    assert dcr_coverage_gap(inputs, np.sqrt(2.0), 90.0) == pytest.approx(1.0, abs=1e-6)  # across
+    # a model that records no inputs (written before it) reports nothing
+    assert DcrModel.from_image(coadd_exposure(), 3).dcr_coverage_gap(None) is None
 
 
 def test_read_rejects_a_plain_exposure(tmp_path):

@@ -259,6 +259,29 @@ def test_science_without_visit_or_wcs_is_an_input_error():
         make_template(model, blank, source="s.fits")
 
 
+def test_templates_say_how_far_they_extrapolate_the_dcr(tmp_path, caplog):
+    from dcrcoadd.template.build import write_template
+
+    model = make_model()
+    box = Box(110, 208, 30, 26)
+    science = science_on(model, box)
+    done = VISIT.completed()
+    airmass, angle = float(done.airmass), float(done.parallactic_angle.deg)
+    # inputs around the science visit: it interpolates (gap 0, no message)
+    model.input_conditions = [[airmass - 0.2, angle - 20], [airmass + 0.2, angle - 20], [airmass, angle + 20]]
+    assert make_template(model, science).dcr_gap == pytest.approx(0.0, abs=1e-6)
+    # inputs of one airmass and parallactic angle elsewhere: degenerate, and this visit differs
+    model.input_conditions = [[1.1, angle]] * 4
+    with caplog.at_level(logging.INFO, logger="dcrcoadd.template.build"):
+        template = make_template(model, science, source="s.fits")
+    assert template.dcr_gap > 0.5
+    assert "s.fits: the model's 4 warps share one airmass and parallactic angle" in caplog.text
+    path = write_template(template, tmp_path / "t.fits")
+    from astropy.io import fits
+
+    assert fits.getheader(path)["DCRGAP"] == pytest.approx(template.dcr_gap, abs=1e-4)
+
+
 def test_visit_without_geometry_is_an_input_error_naming_the_science():
     model = make_model()
     bare = complete_visit().replace(time=None, boresight_ra=None, boresight_dec=None,

@@ -223,7 +223,9 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     edges = coadd.bandpass.subfilter_edges(dcr.dcr_num_subfilters, method=dcr.subfilter_partition)
     model = DcrModel.from_image(coadd, dcr.dcr_num_subfilters, psf=psf, subfilter_edges=edges,
                                 interp_order=dcr.image_interp_order)
-    # the model records the forward model its solver fits, so templates reproduce it exactly
+    # the model records the forward model its solver fits, so templates reproduce it exactly, and the
+    # DCR it was fitted to, so a template says how far it extrapolates (`DcrModel.dcr_coverage_gap`)
+    model.input_conditions = np.array([[v.airmass, v.parallactic_angle.deg] for v in visits], float)
     model.solver = dcr.solver
     model.solver_settings = dataclasses.asdict(solver_settings(dcr))
     if dcr.solver == "exact":

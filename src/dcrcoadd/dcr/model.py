@@ -37,6 +37,39 @@ FORWARD_MODELS = ("shift", "fourier")
 PSF_MODELS = ("none", "warp")
 
 
+def dcr_vectors(airmass: np.ndarray, parallactic_angle: np.ndarray) -> np.ndarray:
+    """Each visit's DCR direction and lever arm, ``tan z (sin q, cos q)`` (plane-parallel ``tan z =
+    sqrt(X² − 1)``): refraction displaces every wavelength along the parallactic angle ``q`` by
+    ``R(λ) tan z``, so two visits see the same DCR when these vectors agree. Shape ``(N, 2)``."""
+    airmass = np.atleast_1d(np.asarray(airmass, dtype=float))
+    q = np.radians(np.atleast_1d(np.asarray(parallactic_angle, dtype=float)))
+    tan_z = np.sqrt(np.maximum(airmass**2 - 1.0, 0.0))
+    return np.column_stack([tan_z * np.sin(q), tan_z * np.cos(q)])
+
+
+def dcr_coverage_gap(conditions: np.ndarray, airmass: float, parallactic_angle: float) -> float:
+    """Distance (in ``tan z``) of a visit's DCR vector (`dcr_vectors`) from the convex hull of the
+    vectors of ``conditions`` (``(N, 2)`` airmass, parallactic angle in degrees): 0 inside it (a
+    template interpolates the DCR the model was fitted to), else how far the template extrapolates.
+
+    For scale: airmass 1.3 is ``tan z`` 0.83, airmass 2 is 1.73; visits on opposite sides of the
+    meridian at airmass 1.3 are 1.66 apart. A gap is not by itself a failure: the exact solver
+    extrapolates from inputs whose vectors span a range (the one-sided validation field, seed 8:
+    science visits 0.56–1.72 from the inputs' hull left 0–2 false detections); from a degenerate
+    set (one airmass and parallactic angle) it cannot.
+    """
+    from scipy.optimize import nnls
+
+    conditions = np.asarray(conditions, dtype=float).reshape(-1, 2)
+    points = dcr_vectors(conditions[:, 0], conditions[:, 1])
+    target = dcr_vectors(airmass, parallactic_angle)[0]
+    # the nearest convex combination: non-negative weights, their sum held to 1 by a heavy row
+    heavy = 1e3
+    a = np.vstack([points.T, np.full(len(points), heavy)])
+    weights, _ = nnls(a, np.append(target, heavy))
+    return float(np.hypot(*(points.T @ weights - target)))
+
+
 @dataclass(eq=False)
 class DcrModel:
     """The sky split into ``M`` subfilters over a box of the parent grid.
@@ -84,6 +117,9 @@ class DcrModel:
         Chromatic seeing of a "warp" model: subfilter ``a`` sees a warp's (and a template's) PSF
         widened by ``(λ_a/λ_eff)^index`` (`seeing_scales`, `dcrcoadd.dcr.psf_ratio`); 0: every
         subfilter sees the same PSF (models written before it, without the PSFCHROM card).
+    input_conditions : ndarray, shape (N, 2), or None
+        Airmass and parallactic angle (degrees) of the ``N`` warps the model was fitted to: the DCR
+        directions it has seen (`dcr_coverage_gap`). None: unknown (models written before it).
     """
 
     images: np.ndarray
@@ -106,6 +142,7 @@ class DcrModel:
     psf_model: str = "none"
     psf_ratio_floor: float = 1e-3
     psf_chromatic_index: float = 0.0
+    input_conditions: np.ndarray | None = None
 
     def __post_init__(self):
         if self.psf_model not in PSF_MODELS:
@@ -127,6 +164,8 @@ class DcrModel:
         if len(self.subfilter_edges) != len(self):
             raise ValueError(f"{len(self.subfilter_edges)} subfilter ranges for {len(self)} images")
         self.origin = (int(self.origin[0]), int(self.origin[1]))
+        if self.input_conditions is not None:
+            self.input_conditions = np.asarray(self.input_conditions, dtype=float).reshape(-1, 2)
 
     @classmethod
     def from_image(cls, coadd: Exposure, n_subfilters: int, *, bandpass: Bandpass | None = None,
@@ -317,6 +356,18 @@ class DcrModel:
                         flux_calibration=self.flux_calibration)
 
     # -- persistence ------------------------------------------------------------------------------
+    def dcr_coverage_gap(self, visit: VisitInfo) -> float | None:
+        """How far ``visit``'s DCR lies outside the DCR the model was fitted to (`dcr_coverage_gap`);
+        None when the model does not record its inputs or the visit lacks the geometry."""
+        if self.input_conditions is None or not len(self.input_conditions):
+            return None
+        try:
+            done = visit.completed()
+            airmass, angle = float(done.airmass), float(done.parallactic_angle.deg)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return dcr_coverage_gap(self.input_conditions, airmass, angle)
+
     def write(self, path: str | os.PathLike) -> Path:
         """Write the model as one multi-extension FITS file, atomically.
 
@@ -356,6 +407,12 @@ class DcrModel:
              fits.Column("lambda_min", "D", unit="nm", array=self.subfilter_edges[:, 0]),
              fits.Column("lambda_max", "D", unit="nm", array=self.subfilter_edges[:, 1])],
             name="SUBFILTERS"))
+        if self.input_conditions is not None:
+            conditions = np.asarray(self.input_conditions, dtype=float).reshape(-1, 2)
+            hdus.append(fits.BinTableHDU.from_columns(
+                [fits.Column("airmass", "D", array=conditions[:, 0]),
+                 fits.Column("parallactic_angle", "D", unit="deg", array=conditions[:, 1])],
+                name="INPUTS"))
         if self.solver_settings:
             keys = sorted(self.solver_settings)
             hdus.append(fits.BinTableHDU.from_columns(
@@ -408,6 +465,10 @@ class DcrModel:
                 if not np.any(np.isfinite(plane)):
                     raise InputError(f"model file is damaged: SUBFILTER_{k} has no finite pixel", path)
             images = np.stack([np.asarray(plane, dtype=np.float32) for plane in planes])
+            conditions = None
+            if "INPUTS" in hdul:
+                rows = hdul["INPUTS"].data
+                conditions = np.column_stack([rows["airmass"], rows["parallactic_angle"]]).astype(float)
             if len(table) != n:
                 raise InputError(f"model file is damaged: its SUBFILTERS table has {len(table)} rows for "
                                  f"NSUBFILT = {n}", path)
@@ -415,5 +476,5 @@ class DcrModel:
         return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
                    subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
                    wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
-                   interp_order=order, solver_settings=settings, **convention)
+                   interp_order=order, solver_settings=settings, input_conditions=conditions, **convention)
 

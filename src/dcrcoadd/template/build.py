@@ -423,6 +423,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     """
     source = str(source) if source is not None else _describe(science)
     visit = _check_inputs(model, science, source)
+    gap = _report_dcr_coverage(model, visit, source)
     order = model.interp_order if order is None else order
     rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
 
@@ -471,7 +472,27 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         bandpass=model.bandpass, flux_calibration=science.flux_calibration,
     )
     template.psf_label = label
+    template.dcr_gap = gap
     return template
+
+
+def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> float | None:
+    """How far the visit's DCR lies outside the model's inputs' (`DcrModel.dcr_coverage_gap`), logged;
+    a warning when the inputs all share one DCR (a degenerate model) and the visit's differs."""
+    gap = model.dcr_coverage_gap(visit)
+    if gap is None:
+        return None
+    conditions = np.asarray(model.input_conditions, dtype=float).reshape(-1, 2)
+    degenerate = (np.ptp(conditions[:, 0]) < 0.01
+                  and np.ptp(np.unwrap(np.radians(conditions[:, 1]))) < np.radians(1.0))
+    if degenerate and gap > 0.05:
+        log.warning("%s: the model's %d warps share one airmass and parallactic angle, so its subfilters are "
+                    "degenerate, and this visit's DCR differs from theirs by %.2f (tan z): expect dipoles",
+                    source, len(conditions), gap)
+    elif gap >= 0.01:  # (below: rounding of the visits' geometry)
+        log.info("%s: the template extrapolates the DCR by %.2f (tan z) beyond the model's inputs'", source,
+                 gap)
+    return gap
 
 
 def write_template(template: Exposure, path: str | os.PathLike) -> Path:
@@ -482,6 +503,9 @@ def write_template(template: Exposure, path: str | os.PathLike) -> Path:
     hdus[0].header["TMPLPSF"] = (label, "PSF of this template (its PSF HDU)")
     if template.psf is not None:
         hdus[0].header["TPSFFWHM"] = (round(float(template.psf.fwhm), 4), "[px] FWHM of that PSF")
+    gap = getattr(template, "dcr_gap", None)
+    if gap is not None:
+        hdus[0].header["DCRGAP"] = (round(gap, 4), "tan z of the DCR beyond the model inputs' hull")
     return write_hdus(hdus, path)
 
 
