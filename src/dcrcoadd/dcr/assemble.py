@@ -21,7 +21,7 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf, pixel_scale_arcsec
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
-from dcrcoadd.dcr.model import DcrModel
+from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.dcr.psf_ratio import reference_psf, sharpest
 from dcrcoadd.dcr.psf_refit import REFITTED, needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
@@ -106,14 +106,17 @@ def check_subfilter_count(n_subfilters: int, n_warps: int, source: str = "dcr.dc
                     "warps per subfilter)", n_warps, n_subfilters)
 
 
+def _conditions(visits: Sequence[VisitInfo]) -> np.ndarray:
+    """``(N, 2)`` airmass and parallactic angle (degrees) of ``visits``."""
+    return np.array([[v.airmass, v.parallactic_angle.deg] for v in visits], float)
+
+
 def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) -> None:
     if len(visits) < 2:
         raise InputError(f"only {len(visits)} usable warp: the DCR model is underdetermined (need at "
                          "least 2 at different airmass or parallactic angle)",
                          inputs[0].name if inputs else "inputs")
-    airmass = np.array([v.airmass for v in visits], float)
-    angle = np.radians([v.parallactic_angle.deg for v in visits])
-    if np.ptp(airmass) < 0.01 and np.ptp(np.unwrap(angle)) < np.radians(1.0):
+    if degenerate_conditions(_conditions(visits)):
         log.warning("all %d warps share the same airmass and parallactic angle: the subfilters are "
                     "degenerate and the DCR model cannot separate them", len(visits))
 
@@ -225,7 +228,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
                                 interp_order=dcr.image_interp_order)
     # the model records the forward model its solver fits, so templates reproduce it exactly, and the
     # DCR it was fitted to, so a template says how far it extrapolates (`DcrModel.dcr_coverage_gap`)
-    model.input_conditions = np.array([[v.airmass, v.parallactic_angle.deg] for v in visits], float)
+    model.input_conditions = _conditions(visits)
     model.solver = dcr.solver
     model.solver_settings = dataclasses.asdict(solver_settings(dcr))
     if dcr.solver == "exact":

@@ -47,6 +47,14 @@ def dcr_vectors(airmass: np.ndarray, parallactic_angle: np.ndarray) -> np.ndarra
     return np.column_stack([tan_z * np.sin(q), tan_z * np.cos(q)])
 
 
+def degenerate_conditions(conditions: np.ndarray) -> bool:
+    """Whether visits of ``conditions`` (``(N, 2)`` airmass, parallactic angle in degrees) all share one
+    DCR (airmass within 0.01, angle within 1°): the subfilters of a model fitted to them are degenerate."""
+    conditions = np.asarray(conditions, dtype=float).reshape(-1, 2)
+    return bool(np.ptp(conditions[:, 0]) < 0.01
+                and np.ptp(np.unwrap(np.radians(conditions[:, 1]))) < np.radians(1.0))
+
+
 def dcr_coverage_gap(conditions: np.ndarray, airmass: float, parallactic_angle: float) -> float:
     """Distance (in ``tan z``) of a visit's DCR vector (`dcr_vectors`) from the convex hull of the
     vectors of ``conditions`` (``(N, 2)`` airmass, parallactic angle in degrees): 0 inside it (a
@@ -355,7 +363,6 @@ class DcrModel:
                         origin=self.origin, wcs=self.wcs, psf=self.psf, bandpass=self.bandpass,
                         flux_calibration=self.flux_calibration)
 
-    # -- persistence ------------------------------------------------------------------------------
     def dcr_coverage_gap(self, visit: VisitInfo) -> float | None:
         """How far ``visit``'s DCR lies outside the DCR the model was fitted to (`dcr_coverage_gap`);
         None when the model does not record its inputs or the visit lacks the geometry."""
@@ -368,6 +375,7 @@ class DcrModel:
             return None
         return dcr_coverage_gap(self.input_conditions, airmass, angle)
 
+    # -- persistence ------------------------------------------------------------------------------
     def write(self, path: str | os.PathLike) -> Path:
         """Write the model as one multi-extension FITS file, atomically.
 

@@ -82,7 +82,7 @@ from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
-from dcrcoadd.dcr.model import DcrModel
+from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
@@ -482,13 +482,10 @@ def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> floa
     gap = model.dcr_coverage_gap(visit)
     if gap is None:
         return None
-    conditions = np.asarray(model.input_conditions, dtype=float).reshape(-1, 2)
-    degenerate = (np.ptp(conditions[:, 0]) < 0.01
-                  and np.ptp(np.unwrap(np.radians(conditions[:, 1]))) < np.radians(1.0))
-    if degenerate and gap > 0.05:
+    if degenerate_conditions(model.input_conditions) and gap > 0.05:
         log.warning("%s: the model's %d warps share one airmass and parallactic angle, so its subfilters are "
                     "degenerate, and this visit's DCR differs from theirs by %.2f (tan z): expect dipoles",
-                    source, len(conditions), gap)
+                    source, len(model.input_conditions), gap)
     elif gap >= 0.01:  # (below: rounding of the visits' geometry)
         log.info("%s: the template extrapolates the DCR by %.2f (tan z) beyond the model's inputs'", source,
                  gap)
