@@ -338,6 +338,20 @@ def test_cli_pixel_scale_then_grid_from_a_warp(tmp_path, capsys):
     assert grid_from_file(tmp_path / "coarse" / "v0_warp.fits").bbox == first.bbox
 
 
+def test_a_pixel_scale_far_off_the_inputs_is_refused_or_warned_about(tmp_path, caplog):
+    import logging
+
+    from dcrcoadd.resample.warp import choose_grid
+
+    paths = write_pair(tmp_path / "in")
+    # 1e-5 arcsec (a scale in degrees?): billions of pixels, refused before any is allocated
+    with pytest.raises(InputError, match=r"--pixel-scale: a pixel scale of 1e-05 arcsec .* far too large"):
+        choose_grid(paths, pixel_scale=1e-5)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.resample.warp"):
+        grid = choose_grid(paths, pixel_scale=50.0)
+    assert min(grid.bbox.shape) < 16 and "much coarser than theirs" in caplog.text
+
+
 def test_cli_grid_and_pixel_scale_exclude_each_other(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run_cli(["warp", "a.fits", "--out", str(tmp_path), "--grid", "g.fits", "--pixel-scale", "0.3"])

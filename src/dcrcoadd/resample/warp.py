@@ -349,7 +349,22 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     if not footprints:
         why = f" (of {len(unreadable)} unreadable, the first: {unreadable[0]})" if unreadable else ""
         raise InputError(f"no exposure with a readable WCS to choose the grid from{why}", "warp")
-    return optimal_grid(footprints, pixel_scale=pixel_scale)
+    chosen = optimal_grid(footprints, pixel_scale=pixel_scale)
+    ny, nx = chosen.bbox.shape
+    if pixel_scale is not None and ny * nx > _MAX_GRID_PIXELS:
+        scale = u.Quantity(pixel_scale, u.arcsec).to_value(u.arcsec)
+        raise InputError(f"a pixel scale of {scale:g} arcsec makes a grid of {nx} x {ny} px over the "
+                         "inputs: far too large (the scale is in arcseconds per pixel)", "--pixel-scale")
+    if min(ny, nx) < _MIN_GRID_SIDE:
+        log.warning("the grid is only %d x %d px over the inputs' footprints: its pixel scale is much "
+                    "coarser than theirs", nx, ny)
+    return chosen
+
+
+#: A grid chosen from a pixel scale is refused above this many pixels (a 4-GB float32 plane: usually a
+#: scale given in degrees or milliarcseconds) and warned about below this side.
+_MAX_GRID_PIXELS = 2**30
+_MIN_GRID_SIDE = 16
 
 
 def _prepare_outdir(out_dir: Path) -> None:
