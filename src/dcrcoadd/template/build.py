@@ -413,7 +413,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         model does not reach), variance (M x subfilter variance, resampled as
         the module notes say), the PSF it was rendered at (``psf``) and the model's band, the
         science exposure's WCS, origin and visit, in the science exposure's flux units. Its
-        ``psf_label`` attribute says which PSF it carries (`template_psf`).
+        ``psf_label`` attribute says which PSF it carries (`template_psf`), its ``dcr_gap`` how far
+        the visit's DCR lies outside the model's inputs' (`DcrModel.dcr_coverage_gap`; None when the
+        model does not record them).
 
     Raises
     ------
@@ -494,7 +496,8 @@ def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> floa
 
 def write_template(template: Exposure, path: str | os.PathLike) -> Path:
     """Write a template (`write_exposure` layout) with ``TMPLPSF``, the PSF it carries (its PSF
-    extension): ``science`` (-fitted, -given), ``given``, ``reference`` or ``model``."""
+    extension): ``science`` (-fitted, -given), ``given``, ``reference`` or ``model``; ``TPSFFWHM``
+    that PSF's FWHM, and ``DCRGAP`` its ``dcr_gap`` when known."""
     hdus = exposure_hdus(template)
     label = getattr(template, "psf_label", "model")
     hdus[0].header["TMPLPSF"] = (label, "PSF of this template (its PSF HDU)")
