@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -107,6 +108,15 @@ def test_weight_pattern_substitutions(tmp_path, image, pattern, expected):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"")
     assert weight_path(image, pattern) == expected
+
+
+def test_weight_pattern_dir_with_a_relative_image_path(tmp_path, monkeypatch):
+    # {dir} of a relative path named the directory twice ("d/d/w/img.fits")
+    (tmp_path / "d" / "w").mkdir(parents=True)
+    (tmp_path / "d" / "img.fits").write_bytes(b"")
+    (tmp_path / "d" / "w" / "img.fits").write_bytes(b"")
+    monkeypatch.chdir(tmp_path)
+    assert weight_path(Path("d/img.fits"), "{dir}/w/{name}").resolve() == tmp_path / "d" / "w" / "img.fits"
 
 
 def test_weight_pattern_globs_must_match_one_file(tmp_path):

@@ -122,6 +122,23 @@ def test_a_failure_while_writing_leaves_no_finished_looking_outputs(warps, refer
     assert files(tmp_path) == RUN_FILES
 
 
+def test_an_input_rewritten_since_the_interruption_is_not_resumed_from(tmp_path, caplog):
+    # the same file names with other pixels: the checkpoints solved from the old pixels are dropped
+    from astropy.io import fits
+
+    paths = write_warps(tmp_path / "w", 4, shape=(40, 40))
+    with pytest.raises(Interrupt):
+        run_patch(paths, config(), tmp_path / "out", progress=stop_after(3))
+    assert checkpoint.count(tmp_path / "out") == 3
+    with fits.open(paths[1], mode="update") as hdus:
+        hdus["IMAGE"].data[10:20, 10:20] += 500.0
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.run_patch"):
+        run = run_patch(paths, config(), tmp_path / "out")
+    assert run.resumed == [] and "input files changed since the interrupted run" in caplog.text
+    fresh = run_patch(paths, config(), tmp_path / "fresh")
+    same_fits(fresh.out_dir, tmp_path / "out")
+
+
 def test_other_settings_are_refused_unless_clobbered(warps, tmp_path):
     with pytest.raises(Interrupt):
         run_patch(warps, config(), tmp_path, progress=stop_after(2))

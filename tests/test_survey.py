@@ -279,3 +279,21 @@ def test_runs_in_threads_of_one_process_keep_their_own_warnings():
     for t in threads:
         t.join()
     assert got == {"a": ["dcrcoadd.test: from a"], "b": ["dcrcoadd.test: from b"]}
+
+
+def test_a_patch_fingerprint_covers_the_weight_maps(tmp_path):
+    # a finished patch is skipped only while its inputs are unchanged: weight maps included
+    from dcrcoadd.config import Config
+    from dcrcoadd.pipeline.survey import PatchTask, patch_fingerprint
+    from dcrcoadd.pipeline.survey_plan import PatchSpec
+
+    image = tmp_path / "c4d_1_ooi_g.fits"
+    weights = tmp_path / "c4d_1_oow_g.fits"
+    image.write_bytes(b"image")
+    weights.write_bytes(b"weights")
+    config = Config()
+    config.inputs.weights = "{name/_ooi_/_oow_}"
+    task = PatchTask(PatchSpec("p", (str(image),)), config, str(tmp_path / "out"))
+    before = patch_fingerprint(task, [image])
+    weights.write_bytes(b"other weights")
+    assert patch_fingerprint(task, [image]) != before

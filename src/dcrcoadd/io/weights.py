@@ -31,6 +31,7 @@ no variance of its own.
 from __future__ import annotations
 
 import glob
+import os
 import re
 from pathlib import Path
 
@@ -79,7 +80,9 @@ def _values(image: Path) -> dict[str, str]:
     m = _EXTENSION.search(name)
     ext = m.group(1) if m else image.suffix
     stem = name[: len(name) - len(ext)] if ext else name
-    return {"dir": str(image.parent), "name": name, "stem": stem, "ext": ext}
+    # the directory as an absolute path: the pattern's result is taken relative to the image's directory
+    # when it is relative, which a relative {dir} would then name twice
+    return {"dir": str(Path(os.path.abspath(image)).parent), "name": name, "stem": stem, "ext": ext}
 
 
 def weight_path(image: str | Path, pattern: str) -> Path:

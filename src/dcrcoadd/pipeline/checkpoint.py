@@ -131,8 +131,12 @@ def count(outdir: str | os.PathLike) -> int:
 
 
 def manifest(config_text: str, inputs: list[str], versions: dict[str, str],
-             box: list[int] | None = None) -> dict:
-    return {"config": config_text, "inputs": inputs, "box": box, "versions": versions}
+             box: list[int] | None = None, input_state: list | None = None) -> dict:
+    """What a run's checkpoints were made from: settings, inputs (paths or digests), box and versions,
+    which a rerun must match to resume (`differences`), and ``input_state``, the inputs' file sizes
+    and times, which it must match to reuse the checkpoints (`pipeline.inputs.input_state`)."""
+    return {"config": config_text, "inputs": inputs, "box": box, "versions": versions,
+            "input_state": input_state}
 
 
 def differences(old: dict, new: dict) -> list[str]:

@@ -41,6 +41,7 @@ class InputHeader:
     bandpass: Bandpass | None
     visit: VisitInfo | None
     has_psf: bool = True
+    weight_map: Path | None = None  # the file its variance comes from (``--weights``), if any
 
     @property
     def band_letter(self) -> str:
@@ -87,7 +88,8 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
         else:
             info = options.read_info(source)
             header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
-                                 info.psf is not None)
+                                 info.psf is not None,
+                                 None if info.weight_map is None else Path(info.weight_map[0]))
         if instrument:
             bandpass, visit = instrument_defaults(instrument, header.band, header.bandpass, header.visit,
                                                   header.name)
@@ -160,6 +162,16 @@ def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool 
             raise InputError("no band wavelengths for the DCR model: add BANDLAM and BANDWID (nm) to the "
                              f"header, {fix}", h.name)
     dcr_visits(headers)  # every input needs the airmass and parallactic angle
+
+
+def input_state(header: InputHeader) -> list[list[int]]:
+    """Size and modification time (ns) of the files an input's pixels come from (its file and its
+    weight map): a resumed run compares them, so that it never reuses what was solved from older
+    pixels under the same names. Empty for an in-memory exposure (its identity digests its pixels)."""
+    if isinstance(header.source, Exposure):
+        return []
+    files = [Path(header.source)] + ([header.weight_map] if header.weight_map is not None else [])
+    return [[st.st_size, st.st_mtime_ns] for st in (f.stat() for f in files)]
 
 
 def input_identity(source: Source, name: str) -> str:

@@ -43,6 +43,7 @@ from dcrcoadd.pipeline.inputs import (
     check_outdir,
     expand_inputs,
     input_identity,
+    input_state,
     preflight,
     read_headers,
     select_band,
@@ -212,7 +213,7 @@ def _plan(inputs, config: Config, out: Path, *, band: str | None, bbox: Box | No
     config_text = to_toml(config)
     box = None if bbox is None else [bbox.x0, bbox.y0, bbox.width, bbox.height]
     manifest = checkpoint.manifest(config_text, [input_identity(h.source, h.name) for h in headers],
-                                   versions(), box)
+                                   versions(), box, [input_state(h) for h in headers])
     return _Plan([h.source for h in headers], config, config_text, manifest, bbox, out)
 
 
@@ -225,7 +226,15 @@ def _resume_or_refuse(out: Path, manifest: dict, clobber_config: bool) -> dict[i
         return {}
     diff = checkpoint.differences(stored.manifest, manifest)
     if not diff:
-        return checkpoint.load_all(out) if stored.interrupted else {}
+        if not stored.interrupted:
+            return {}
+        if stored.manifest.get("input_state") != manifest["input_state"]:
+            # the same files, rewritten since: what was solved from their older pixels is not reused
+            log.warning("%s: input files changed since the interrupted run; its %d solved subregions are "
+                        "solved again", out, checkpoint.count(out))
+            checkpoint.clear(out)
+            return {}
+        return checkpoint.load_all(out)
     if stored.interrupted and checkpoint.count(out) == 0:
         log.info("%s: an earlier run with other settings stopped before solving anything; starting over", out)
         checkpoint.clear(out)

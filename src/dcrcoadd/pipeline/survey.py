@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from dcrcoadd.config import Config, to_toml
-from dcrcoadd.errors import ConfigError, DcrCoaddError
+from dcrcoadd.errors import ConfigError, DcrCoaddError, InputError
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.weights import weight_path
 from dcrcoadd.parallel.mappers import Mapper, process_map, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
@@ -137,12 +138,20 @@ class SurveyResult:
 
 def patch_fingerprint(task: PatchTask, sources: Sequence[str | os.PathLike]) -> str:
     """What a finished patch must match to be skipped by a rerun: settings, band, box, versions and
-    each input's path, size and modification time."""
+    the path, size and modification time of each input and of its weight map (``inputs.weights``)."""
+    pattern = task.config.inputs.weights
     files = []
     for source in sources:
-        path = Path(source).resolve()
-        st = path.stat()
-        files.append([str(path), st.st_size, st.st_mtime_ns])
+        paths = [Path(source)]
+        if pattern:
+            try:  # (a file with its own variance plane needs no weight map: it is read without one)
+                paths.append(weight_path(source, pattern))
+            except InputError:
+                pass
+        for path in paths:
+            path = path.resolve()
+            st = path.stat()
+            files.append([str(path), st.st_size, st.st_mtime_ns])
     box = task.spec.box
     text = json.dumps({"config": to_toml(task.config), "band": task.band,
                        "box": None if box is None else [box.x0, box.y0, box.width, box.height],
