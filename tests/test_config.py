@@ -80,3 +80,23 @@ def test_every_solver_has_its_settings_section():
 def test_a_moved_field_names_its_new_section():
     with pytest.raises(ConfigError, match="did you mean dcr.iterative.max_num_iter"):
         apply_override(Config(), "dcr.max_num_iter=5")
+
+
+def test_the_word_none_is_a_value_of_text_fields_and_unsets_optional_ones(tmp_path):
+    # dcr.psf_model and dcr.exact.prior take "none" as one of their values; optional fields and table
+    # entries are unset by it. The written config.toml reads back to the same settings.
+    from dcrcoadd.config import load_toml
+
+    config = Config()
+    for text in ("dcr.psf_model=none", "dcr.exact.prior=none", "dcr.psf_reference_fwhm=1.0",
+                 "dcr.psf_reference_fwhm=none", "inputs.header_map.airmass=AM2",
+                 "inputs.header_map.airmass=null"):
+        apply_override(config, text)
+    config.validate()
+    assert config.dcr.psf_model == "none" and config.dcr.exact.prior == "none"
+    assert config.dcr.psf_reference_fwhm is None and "airmass" not in (config.inputs.header_map or {})
+    path = tmp_path / "config.toml"
+    path.write_text(to_toml(config))
+    back = load_toml(path)
+    assert back.dcr.psf_model == "none" and back.dcr.exact.prior == "none"
+    assert to_toml(back) == to_toml(config)

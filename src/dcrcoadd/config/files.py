@@ -65,6 +65,9 @@ def _assign(obj, path: list[str], value, full: str) -> None:
         raise ConfigError(f"unknown configuration field {full!r} ({name!r} is not one of "
                           f"{', '.join(sorted(names))}){hint}")
     current = getattr(obj, name)
+    if isinstance(value, _NoneWord) and (len(path) == 1 or isinstance(current, dict)):
+        annotation = next(f for f in dataclasses.fields(obj) if f.name == name).type
+        value = "none" if len(path) == 1 and annotation in (str, "str") else None
     if len(path) > 1:
         if isinstance(current, dict) and len(path) == 2:
             # one entry of a table field (inputs.header_map.airmass=AIRMASS2); none removes it
@@ -124,6 +127,14 @@ def apply_override(config: Config, text: str) -> Config:
     except tomllib.TOMLDecodeError:
         value = raw
     if raw.lower() in ("none", "null"):
-        value = None
+        value = _NONE_WORD
     _assign(config, key.split("."), value, key)
     return config
+
+
+class _NoneWord(str):
+    """The bare word ``none`` (or ``null``) of an override: None for a field that may be None, the
+    string ``"none"`` for a text field that takes it as a value (``dcr.psf_model=none``)."""
+
+
+_NONE_WORD = _NoneWord("none")
