@@ -343,6 +343,22 @@ def test_pixels_with_an_invalid_variance_are_missing_data(tmp_path, caplog, bad_
     np.testing.assert_allclose(image[0, 0], (w * [1, 3, 5]).sum() / w.sum(), rtol=1e-6)
 
 
+def test_misspelled_mask_planes_are_named(caplog):
+    # a plane no input defines masks nothing: "BADD" for "BAD" would let bad pixels in silently
+    cfg = plain()
+    cfg.coadd.bad_mask_planes = ["NO_DATA", "BADD", "SAT"]
+    cfg.dcr.convergence_mask_planes = ["DETECTD"]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        assemble_coadd([warp(1.0, i=0), warp(2.0, i=1)], cfg)
+    assert "coadd.bad_mask_planes 'BADD'" in caplog.text
+    assert "dcr.convergence_mask_planes 'DETECTD'" in caplog.text
+    assert "'SAT'" not in caplog.text.split("known planes")[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        assemble_coadd([warp(1.0, i=0), warp(2.0, i=1)], plain())
+    assert "no input defines" not in caplog.text
+
+
 def test_compare_warp_needs_psfs():
     w = warp(1.0)
     w.psf = None

@@ -9,6 +9,7 @@ Warps without usable pixels are skipped with a warning; warps that contradict th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -253,15 +254,39 @@ def _check_band(ref: CoaddInput, other: CoaddInput) -> None:
 
 
 def common_planes(inputs: Sequence[CoaddInput], config: Config) -> MaskPlanes:
-    """LSST planes plus every plane of the inputs and every plane the configuration names."""
+    """LSST planes plus every plane of the inputs and every plane the configuration names (a named
+    plane that neither defines is warned about: it masks nothing, and is usually a typo)."""
     planes = MaskPlanes()
     for inp in inputs:
         planes = planes.merged(inp.mask_planes)
+    unknown = [f"{where} {name!r}" for where, name in configured_planes(config) if name.upper() not in planes]
+    if unknown:
+        log.warning("the configuration names mask planes that no input defines (a typo? they mask nothing): "
+                    "%s; known planes: %s", ", ".join(unknown), ", ".join(planes))
     c = config.coadd
     for name in (*COADD_PLANES, *c.bad_mask_planes, *c.mask_propagation_thresholds,
                  c.bright_object_mask_name):
         planes = planes.with_plane(name)
     return planes
+
+
+def configured_planes(config: Config) -> list[tuple[str, str]]:
+    """``(field, plane name)`` of every mask plane the configuration names: each ``*mask_planes`` list
+    and the keys of ``coadd.mask_propagation_thresholds``, in every section."""
+    found = []
+
+    def walk(obj, prefix):
+        for f in dataclasses.fields(obj):
+            value, where = getattr(obj, f.name), f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(value):
+                walk(value, where + ".")
+            elif f.name.endswith("mask_planes") and isinstance(value, (list, tuple)):
+                found.extend((where, str(name)) for name in value)
+            elif f.name == "mask_propagation_thresholds" and isinstance(value, dict):
+                found.extend((where, str(name)) for name in value)
+
+    walk(config, "")
+    return found
 
 
 # -- weights ---------------------------------------------------------------------------------------
@@ -492,4 +517,5 @@ def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
 
 
 __all__ = ["COADD_PLANES", "CoaddInput", "PreparedInputs", "VarianceTask", "common_planes", "describe",
-           "VarianceStats", "invalid_variance_to_missing", "mean_variance", "prepare_inputs"]
+           "VarianceStats", "configured_planes", "invalid_variance_to_missing", "mean_variance",
+           "prepare_inputs"]
