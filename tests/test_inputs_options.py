@@ -263,3 +263,16 @@ def test_warp_reads_with_the_instrument_and_the_weight_maps(tmp_path, capsys):
     assert median_var == pytest.approx(float(np.median(1 / weight[weight > 0])), rel=0.2)
     assert main(["warp", str(image), "--out", str(tmp_path / "warps2")]) == 2  # read as generic FITS
     assert "below the horizon" in capsys.readouterr().err
+
+
+def test_a_warp_of_a_seeing_card_psf_keeps_it_a_fallback(tmp_path):
+    # the warp writes the seeing card's Gaussian as its PSF extension; marked so, assemble still
+    # measures the PSF from the stars first, as for the original file
+    from dcrcoadd.resample import warp_exposures
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    assert read_info(path, instrument="decam").psf_origin == "seeing card"
+    (outcome,) = warp_exposures([path], tmp_path / "w", grid=path, read_options=ReadOptions("decam"))
+    assert outcome.error is None
+    warped = read_info(outcome.warp_path)
+    assert warped.psf is not None and warped.psf_origin == "seeing card"

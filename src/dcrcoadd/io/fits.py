@@ -60,6 +60,10 @@ from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
 
+#: Card of a PSF extension that says where its kernel came from ("seeing card": a Gaussian of the
+#: header's seeing, which the pipeline treats as a fallback, as it does the card itself).
+PSF_ORIGIN_CARD = "PSFORIG"
+
 # Keywords longer than 8 characters are HIERARCH cards, as LSST writes them.
 _ANGLE_KEYS = {
     "boresight_ra": "BORE-RA", "boresight_dec": "BORE-DEC", "boresight_az": "BORE-AZ",
@@ -531,6 +535,8 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     notes.extend(archive.notes)
     pixels = pixel_model_from_cards(cards, wcs)
     psf_origin = None if psf is None else "file"
+    if psf_hdu is not None and str(psf_hdu.header.get(PSF_ORIGIN_CARD, "")).strip() == "seeing card":
+        psf_origin = "seeing card"  # (written by `dcrcoadd warp` from the original's seeing card)
     if psf is None and pixels.seeing_fwhm is not None:
         psf_origin = "seeing card"
         psf = seeing_psf(pixels)

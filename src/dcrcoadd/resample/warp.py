@@ -74,7 +74,7 @@ from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import write_exposure
+from dcrcoadd.io.fits import PSF_ORIGIN_CARD, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import RESAMPLE_METHODS, corner_grid, quad_areas, resample_flux
@@ -290,9 +290,15 @@ def _error_message(exc: InputError, path: Path) -> str:
 def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
     """Read, warp and write one file (a module-level function, so that process pools can run it)."""
     try:
-        exposure = (task.read_options or ReadOptions()).read_exposure(task.path)
+        options = task.read_options or ReadOptions()
+        exposure = options.read_exposure(task.path)
         warp = warp_exposure(exposure, task.grid, method=task.method, source=task.path)
-        written = write_exposure(warp, task.out_path)
+        hdus = exposure_hdus(warp)
+        if warp.psf is not None and options.read_info(task.path).psf_origin == "seeing card":
+            # a PSF HDU made from a seeing card stays a fallback: assemble measures the PSF from the stars
+            # first, as it would for the original file (`dcrcoadd.io.fits.PSF_ORIGIN_CARD`)
+            hdus["PSF"].header[PSF_ORIGIN_CARD] = ("seeing card", "Gaussian of a seeing card, a fallback")
+        written = write_hdus(hdus, task.out_path)
     except InputError as exc:
         message = _error_message(exc, task.path)
         log.info("%s", message)  # the outcome carries it; the command prints it once
