@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +217,9 @@ def test_assemble_with_weight_maps(tmp_path, capsys):
                    "--weights", "{name/_ooi_/_oow_}"])
     assert status == 0, capsys.readouterr().err
     assert 'weights = "{name/_ooi_/_oow_}"' in (out / "config.toml").read_text()
+    # a weight of 0 is a BAD pixel, not a pixel with an invalid variance
+    warnings = json.loads((out / "metadata.json").read_text())["warnings"]
+    assert not any("negative variance" in w for w in warnings)
     # a missing weight file stops the run before any pixel, naming the image
     (tmp_path / "c4d_3_oow_g.fits").unlink()
     status = main(["assemble", str(tmp_path / "c4d_*_ooi_g.fits"), "--out", str(tmp_path / "out2"),

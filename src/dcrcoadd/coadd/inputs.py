@@ -303,25 +303,25 @@ class VarianceTask:
     clip_iter: int
 
 
-def invalid_variance_to_missing(image: np.ndarray, variance: np.ndarray) -> int:
+def invalid_variance_to_missing(image: np.ndarray, variance: np.ndarray) -> np.ndarray | None:
     """Set the image to NaN (missing data) where it is finite but its variance is not a finite
-    non-negative number, in place; returns how many pixels that was.
+    non-negative number, in place; returns where that was (None: nowhere).
 
     Two reductions decide the common case (every variance finite and non-negative) without a mask.
     """
     lo, hi = (float(variance.min()), float(variance.max())) if variance.size else (0.0, 0.0)
     if lo >= 0 and hi < math.inf:  # (a NaN makes both comparisons false)
-        return 0
+        return None
     invalid = ~((variance >= 0) & (variance < np.inf)) & np.isfinite(image)
     image[invalid] = np.nan
-    return int(np.count_nonzero(invalid))
+    return invalid if invalid.any() else None
 
 
 class VarianceStats(NamedTuple):
     """What `mean_variance` measures of one warp."""
 
     mean: float | None  # clipped mean variance of its good pixels; None without any
-    n_invalid: int  # pixels with a finite image and an infinite, NaN or negative variance
+    n_invalid: int  # pixels with a finite image, no bad bit and an infinite, NaN or negative variance
     all_zero: bool  # every good pixel's image is exactly 0: a fill for missing data, not data
 
 
@@ -337,7 +337,9 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         exp = task.input._read_as_is(sub)
         if exp is None:
             continue
-        n_invalid += invalid_variance_to_missing(exp.image, exp.variance)
+        invalid = invalid_variance_to_missing(exp.image, exp.variance)
+        if invalid is not None:  # (counted where no bad bit already excludes them: a weight map's zeros)
+            n_invalid += int(np.count_nonzero(invalid & ((exp.mask & np.uint32(task.bad_mask)) == 0)))
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
         all_zero = all_zero and not np.any(exp.image[good])
