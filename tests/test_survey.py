@@ -297,3 +297,32 @@ def test_a_patch_fingerprint_covers_the_weight_maps(tmp_path):
     before = patch_fingerprint(task, [image])
     weights.write_bytes(b"other weights")
     assert patch_fingerprint(task, [image]) != before
+
+
+def test_a_patch_stopped_by_a_closing_pool_is_not_recorded_as_failed(tmp_path, monkeypatch):
+    # Ctrl-C on a parallel survey: the patches in flight see their pool refuse work; that is not a
+    # failure of theirs (no record saying so), and the rerun resumes them
+    import sys
+
+    from dcrcoadd.config import Config
+    from dcrcoadd.pipeline.survey import PatchTask, read_record, run_patch_task
+    from dcrcoadd.pipeline.survey_plan import PatchSpec
+
+    survey = sys.modules["dcrcoadd.pipeline.survey"]
+    paths = write_warps(tmp_path / "w", 2, shape=(24, 24))
+    task = PatchTask(PatchSpec("p", tuple(map(str, paths))), Config(), str(tmp_path / "out"))
+
+    def closing(*args, **kwargs):
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    monkeypatch.setattr(survey, "run_patch", closing)
+    with pytest.raises(RuntimeError, match="after shutdown"):
+        run_patch_task(task)
+    assert read_record(task.survey_dir, "p") is None
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a real bug")
+
+    monkeypatch.setattr(survey, "run_patch", broken)
+    assert run_patch_task(task).status == "failed"
+    assert read_record(task.survey_dir, "p").status == "failed"

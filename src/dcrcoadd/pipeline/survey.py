@@ -230,11 +230,23 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
                            title=f"dcrcoadd survey: patch {name}", command=task.command)
         outcome = summarize(name, result)
     except Exception as exc:  # noqa: BLE001 - any failure of one patch is recorded; the survey goes on
+        if _stopped_by_shutdown(exc):
+            # the survey was stopped (Ctrl-C) and its pool or cluster is closing: the patch did not fail,
+            # and a rerun resumes it from its checkpoints
+            log.info("patch %s: stopped (%s)", name, exc)
+            raise
         return _record_failure(task, exc, t0, fingerprint)
     outcome.fingerprint = fingerprint
     outcome.seconds = time.perf_counter() - t0
     write_record(task.survey_dir, outcome)
     return outcome
+
+
+def _stopped_by_shutdown(exc: BaseException) -> bool:
+    """Whether ``exc`` is a pool or cluster refusing work as it closes (a stopped survey), not a failure."""
+    if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):  # concurrent.futures' executors
+        return True
+    return type(exc).__name__ in ("CancelledError", "ClosedClientError", "CommClosedError")
 
 
 def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint: str = "") -> PatchOutcome:
@@ -355,7 +367,10 @@ def cluster_map(fn: Callable, tasks: Iterable, *, label: str = "tile") -> Iterat
             for future in as_completed(futures):
                 yield future.result()
         finally:  # a failed tile, or a caller that stops early, leaves nothing behind on the cluster
-            client.cancel([*futures, *data])
+            try:
+                client.cancel([*futures, *data])
+            except Exception as exc:  # noqa: BLE001 - a closing client (a stopped survey) cancels nothing
+                log.debug("cancelling the tiles of %s: %s", label, exc)
 
 
 # -- the survey ------------------------------------------------------------------------------------
