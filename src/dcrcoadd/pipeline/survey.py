@@ -246,7 +246,8 @@ def _stopped_by_shutdown(exc: BaseException) -> bool:
     """Whether ``exc`` is a pool or cluster refusing work as it closes (a stopped survey), not a failure."""
     if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):  # concurrent.futures' executors
         return True
-    return type(exc).__name__ in ("CancelledError", "ClosedClientError", "CommClosedError")
+    # (Dask's: its futures cancelled, or its client closed; a lost connection stays a failure)
+    return type(exc).__name__ in ("CancelledError", "ClosedClientError")
 
 
 def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint: str = "") -> PatchOutcome:
