@@ -280,3 +280,21 @@ def test_a_warp_of_a_seeing_card_psf_keeps_it_a_fallback(tmp_path):
     assert outcome.error is None
     warped = read_info(outcome.warp_path)
     assert warped.psf is not None and warped.psf_origin == "seeing card"
+
+
+def test_a_header_map_card_no_input_has_is_warned_about(tmp_path, caplog):
+    # airmass=AIRMAS2 (a typo): every file falls back to its usual cards; say so once
+    import logging
+
+    from dcrcoadd.pipeline.inputs import read_headers
+
+    paths = [write_decam_cutout(tmp_path / f"c{i}.fits", expnum=700 + i) for i in range(2)]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        read_headers(paths, ReadOptions("decam", {"airmass": "AIRMAS2"}))
+    assert caplog.text.count("inputs.header_map.airmass = AIRMAS2: no input has that card") == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        read_headers(paths, ReadOptions("decam", {"airmass": "AIRMASS"}))
+    assert "no input has that card" not in caplog.text
+    info = read_info(paths[0], instrument="decam", header_map={"airmass": "AIRMAS2"})
+    assert info.absent_header_map == ("airmass",)

@@ -166,6 +166,8 @@ class ExposureInfo:
         Where the image, mask and variance pixels lie in the file when all three are plain
         (uncompressed, unscaled) arrays, so that `read_region` maps them without parsing the
         headers again; None otherwise.
+    absent_header_map : tuple of str
+        Fields of ``header_map`` whose card this header lacks (their usual cards were read instead).
     """
 
     path: Path
@@ -187,6 +189,7 @@ class ExposureInfo:
     weight_map: tuple[Path, int] | None = None
     psf_origin: str | None = None
     direct: _DirectPlanes | None = None
+    absent_header_map: tuple[str, ...] = ()
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -569,6 +572,8 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
                      + (", BAD where the weight is 0" if weight_map else ""))
     elif weight_map:
         notes.append("mask: the file's, and BAD where the weight is 0")
+    notes.extend(f"header map: {cards.overrides[f]} ({f}) is not in this header; its usual cards were read"
+                 for f in sorted(cards.absent_overrides))
     return ExposureInfo(
         path=path, bbox=Box.from_shape(shape, origin), wcs=wcs, visit=visit, band=band, bandpass=bandpass,
         psf=psf, mask_planes=planes if planes is not None else MaskPlanes(),
@@ -578,6 +583,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
         psf_origin=psf_origin,
         direct=_DirectPlanes.of(hdul, (layout.image, layout.mask, layout.variance), shape, path),
+        absent_header_map=tuple(sorted(cards.absent_overrides)),
     )
 
 

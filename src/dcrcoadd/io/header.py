@@ -109,12 +109,18 @@ class Cards:
         self.path = path
         self.preset = preset
         self.overrides = overrides or {}
+        self.absent_overrides: set[str] = set()  # fields looked up whose override card the header lacks
 
     def has(self, card: str) -> bool:
         return card in self.header and _present(self.header[card])
 
+    def _note_override(self, name: str) -> None:
+        if name in self.overrides and not self.has(self.overrides[name]):
+            self.absent_overrides.add(name)
+
     def find(self, name: str) -> tuple[object, str] | None:
         """``(raw value, card)`` of the first present card of field ``name``, or None."""
+        self._note_override(name)
         for card in self.preset.cards_for(name, self.overrides):
             if self.has(card):
                 return self.header[card], card
@@ -146,6 +152,7 @@ class Cards:
     def numbers(self, name: str) -> list[tuple[float, str]]:
         """Every present card of field ``name`` as ``(value, card)`` (e.g. per-amplifier gains)."""
         out = []
+        self._note_override(name)
         for card in self.preset.cards_for(name, self.overrides):
             if self.has(card):
                 value = self.to_float(self.header[card], card)

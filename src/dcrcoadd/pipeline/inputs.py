@@ -81,12 +81,14 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
         options = ReadOptions(instrument=options)
     instrument = options.instrument
     headers = []
+    absent: list[set[str]] = []  # per file: the header-map fields whose card it lacks
     for i, source in enumerate(sources):
         if isinstance(source, Exposure):
             header = InputHeader(exposure_label(source, i), source, source.band, source.bandpass,
                                  source.visit, source.psf is not None)
         else:
             info = options.read_info(source)
+            absent.append(set(info.absent_header_map))
             header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
                                  info.psf is not None,
                                  None if info.weight_map is None else Path(info.weight_map[0]))
@@ -95,6 +97,10 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
                                                   header.name)
             header = replace(header, band=header.band or bandpass.name, bandpass=bandpass, visit=visit)
         headers.append(header)
+    for field in sorted(set.intersection(*absent)) if absent else ():
+        # (a typo in the card's name, usually: the usual cards then give the value, silently)
+        log.warning("inputs.header_map.%s = %s: no input has that card; their %s came from the usual cards",
+                    field, options.header_map[field], field)
     return headers
 
 
