@@ -205,8 +205,9 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     coadd, dcr = baseline.coadd, config.dcr
     inputs = baseline.inputs
     visits = dcr_visits(inputs)
-    _check_diversity(inputs, visits)
-    check_subfilter_count(dcr.dcr_num_subfilters, len(visits))
+    if reference is None:  # (a PSF refit prepares the same inputs again: checked, and warned about, once)
+        _check_diversity(inputs, visits)
+        check_subfilter_count(dcr.dcr_num_subfilters, len(visits))
     if coadd.bandpass is None:
         raise InputError("the warps carry no band wavelengths: add BANDLAM/BANDWID (nm) to their headers, "
                          "or name their instrument (--instrument) so the FILTER card gives the band",
