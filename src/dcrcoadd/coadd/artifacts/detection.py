@@ -324,7 +324,10 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, s
     epochs_flat = epoch_count.ravel()
     for i, result in map_tasks(detect_warp_candidates, tasks(), mapper):
         if settings.do_scale_warp_variance and not usable_variance_factor(result.variance_factor):
-            log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is",
+            # (LSST leaves such a variance as it is; its weight in the coadd is then off by as much)
+            log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is. Its "
+                        "variance does not describe its pixels' scatter, so its weight in the coadd is off "
+                        "by about that factor: check its variance plane or weight map",
                         warps[i].name, result.variance_factor)
         n_image[bbox.intersection(warps[i].bbox).slices(bbox)] += result.counted
         if result.candidates:  # footprints of one warp are disjoint: each pixel gains one epoch
