@@ -56,8 +56,8 @@ from scipy import fft
 
 from dcrcoadd.core.psf import Psf
 
-__all__ = ["full_band_prior", "kernel_transfer", "ratio_transfer", "ratio_transfers", "reference_psf",
-           "reference_weight", "seeing_scales", "sharpest"]
+__all__ = ["crop_to_grid", "full_band_prior", "kernel_transfer", "ratio_transfer", "ratio_transfers",
+           "reference_psf", "reference_weight", "seeing_scales", "sharpest"]
 
 log = logging.getLogger("dcrcoadd.dcr.psf_ratio")
 
@@ -82,11 +82,17 @@ def kernel_transfer(kernel: np.ndarray, grid: Sequence[int], scale: float = 1.0)
     if not scale > 0 or not np.isfinite(scale):
         raise ValueError(f"PSF scale must be positive and finite, got {scale}")
     gy, gx = (int(v) for v in grid)
-    hy, hx = k.shape[0] // 2, k.shape[1] // 2
-    cy, cx = min(hy, (gy - 1) // 2), min(hx, (gx - 1) // 2)
-    k = k[hy - cy:hy + cy + 1, hx - cx:hx + cx + 1]
+    k = crop_to_grid(k, (gy, gx))
     k = k / k.sum()
     return _series_transfer(k, (gy, gx), scale)
+
+
+def crop_to_grid(kernel: np.ndarray, grid: Sequence[int]) -> np.ndarray:
+    """A centred, odd-sized ``kernel`` cropped symmetrically to fit ``grid`` (odd sides ``2c + 1 <= g``,
+    an even grid side too); itself when it fits."""
+    hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
+    cy, cx = min(hy, (int(grid[0]) - 1) // 2), min(hx, (int(grid[1]) - 1) // 2)
+    return kernel[hy - cy:hy + cy + 1, hx - cx:hx + cx + 1]
 
 
 def _series_transfer(kernel: np.ndarray, grid: tuple[int, int], scale: float) -> np.ndarray:

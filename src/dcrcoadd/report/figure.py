@@ -145,11 +145,12 @@ def _robust_sigma(values: np.ndarray) -> float:
     return sigma
 
 
-def _nan_mean(stack: np.ndarray) -> np.ndarray:
-    """Mean over the first axis ignoring NaN; NaN where all are NaN (without numpy's warning)."""
+def _nan_mean(stack: np.ndarray, axis=0) -> np.ndarray:
+    """Mean over ``axis`` ignoring NaN, summed in double precision; NaN where all are NaN (without
+    numpy's warning)."""
     good = np.isfinite(stack)
-    count = good.sum(axis=0)
-    total = np.where(good, stack, 0.0).sum(axis=0)
+    count = good.sum(axis=axis)
+    total = np.where(good, stack, 0.0).sum(axis=axis, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, total / count, np.nan)
 
@@ -684,11 +685,7 @@ def _block_mean(images: np.ndarray, factor: int) -> np.ndarray:
     m, ny, nx = images.shape
     ny, nx = ny // factor * factor, nx // factor * factor
     blocks = images[:, :ny, :nx].reshape(m, ny // factor, factor, nx // factor, factor)
-    good = np.isfinite(blocks)
-    count = good.sum(axis=(2, 4))
-    total = np.where(good, blocks, 0.0).sum(axis=(2, 4), dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+    return _nan_mean(blocks, axis=(2, 4))
 
 
 def build_figure(*, subfilter_images: np.ndarray, histories: Mapping[str, Iterable[Any]],

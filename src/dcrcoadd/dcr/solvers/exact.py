@@ -246,11 +246,8 @@ def psf_power(grid: Sequence[int], psf: np.ndarray | None, sigma: float) -> np.n
     if kernel.ndim != 2 or kernel.shape[0] % 2 == 0 or kernel.shape[1] % 2 == 0:
         raise ValueError(f"psf must be an odd-sized 2-d kernel, got shape {kernel.shape}")
     gy, gx = (int(v) for v in grid)
+    kernel = pr.crop_to_grid(kernel, grid)
     hy, hx = kernel.shape[0] // 2, kernel.shape[1] // 2
-    # cropped symmetrically to at most the grid (odd sides: ``2c + 1 <= g`` for an even grid side too)
-    cy, cx = min(hy, (gy - 1) // 2), min(hx, (gx - 1) // 2)
-    kernel = kernel[hy - cy:hy + cy + 1, hx - cx:hx + cx + 1]
-    hy, hx = cy, cx
     canvas = np.zeros((gy, gx))
     canvas[:kernel.shape[0], :kernel.shape[1]] = kernel / kernel.sum()
     canvas = np.roll(canvas, (-hy, -hx), axis=(0, 1))  # centre on pixel (0, 0): a real spectrum
