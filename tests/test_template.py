@@ -2,6 +2,7 @@
 errors, difference images, and the per-file driver."""
 
 import logging
+import math
 
 import astropy.units as u
 import numpy as np
@@ -384,3 +385,36 @@ def test_resampled_variance_keeps_noise_per_area():
     sums = inner[:, :96].reshape(128, 3, 32).sum(axis=2)  # 32-pixel runs along the shift
     assert np.var(sums) == pytest.approx(32 * 1.0, rel=0.15)
     assert np.all(coverage[:, 2:-2] == pytest.approx(1.0))
+
+
+def _second_moment_sigma(image):
+    image = np.nan_to_num(image.astype(np.float64))
+    y, x = np.mgrid[: image.shape[0], : image.shape[1]]
+    total, cx, cy = moments(image)
+    return math.sqrt((((x - cx) ** 2 + (y - cy) ** 2) * image).sum() / total / 2)
+
+
+def test_science_psf_on_a_coarser_grid_is_taken_in_its_own_pixels():
+    # a PSF-aware model (reference PSF sigma 1.5 model px) and a science exposure with 1.5x larger
+    # pixels whose PSF HDU says sigma 1.6 of its own pixels (2.4 model px): the template's star must
+    # be as wide as on the model's grid at 2.4 px, and carry that PSF (read as model pixels, the
+    # star came out a third narrower)
+    import dataclasses
+
+    model = dataclasses.replace(make_model(), forward_model="fourier", wavelength_samples=2,
+                                psf_model="warp")
+    same = science_on(model, Box(110, 208, 32, 30))
+    same.psf = Psf.gaussian(2.4)
+    expected = _second_moment_sigma(make_template(model, same).image) / 1.5
+    centre = model.wcs.pixel_to_world(SOURCE[0] - ORIGIN[0], SOURCE[1] - ORIGIN[1])
+    wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(11.0, 10.0), scale_arcsec=0.3)
+    science = science_on(model, Box(0, 0, 21, 19), wcs=wcs)
+    science.psf = Psf.gaussian(1.6)
+    template = make_template(model, science)
+    # (plus a pixel's 1/12 px² of resampling)
+    assert _second_moment_sigma(template.image) == pytest.approx(math.hypot(expected, math.sqrt(1 / 12)),
+                                                                 rel=0.02)
+    assert template.psf == science.psf
+    # the model's own PSF, when asked for, is mapped onto the science pixels too
+    reference = make_template(model, science, psf="reference")
+    assert reference.psf.second_moment_sigma == pytest.approx(1.5 / 1.5, rel=0.05)

@@ -59,7 +59,6 @@ Output
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -72,12 +71,19 @@ from astropy.wcs.utils import pixel_to_pixel
 
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import PSF_ORIGIN_CARD, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
-from dcrcoadd.ops.resample import RESAMPLE_METHODS, corner_grid, quad_areas, resample_flux
+from dcrcoadd.ops.resample import (
+    PSF_TOLERANCE,
+    RESAMPLE_METHODS,
+    corner_grid,
+    local_jacobian,
+    quad_areas,
+    resample_flux,
+    warp_psf,
+)
 from dcrcoadd.parallel import serial_map
 from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
 
@@ -89,77 +95,12 @@ log = logging.getLogger("dcrcoadd.resample.warp")
 #: Resampling method used unless another is asked for (see the module notes).
 DEFAULT_METHOD = "exact"
 
-#: Largest deviation of the local map between grids from the identity (input pixels per output
-#: pixel) for which the PSF kernel is carried unchanged: 0.01 px over a 10-pixel kernel radius.
-PSF_TOLERANCE = 1e-3
-
 Mapper = Callable[[Callable, Iterable], Iterator]
 
 
 # ---------------------------------------------------------------------------------------------
 # One exposure
 # ---------------------------------------------------------------------------------------------
-
-def local_jacobian(wcs_from: WCS, wcs_to: WCS, x: float, y: float) -> np.ndarray:
-    """``d(pixel of wcs_to) / d(pixel of wcs_from)`` at pixel ``(x, y)`` of ``wcs_from``, 2x2.
-
-    Columns are the images of a unit step in x and in y; rows the x and y of ``wcs_to``.
-    """
-    xs = np.array([x - 0.5, x + 0.5, x, x])
-    ys = np.array([y, y, y - 0.5, y + 0.5])
-    xt, yt = (np.asarray(c, dtype=float) for c in pixel_to_pixel(wcs_from, wcs_to, xs, ys))
-    return np.array([[xt[1] - xt[0], xt[3] - xt[2]], [yt[1] - yt[0], yt[3] - yt[2]]])
-
-
-def _kernel_wcs(cd: np.ndarray, centre: float) -> WCS:
-    """A small TAN WCS whose pixel offsets from ``centre`` map linearly through ``cd`` (degrees)."""
-    w = WCS(naxis=2)
-    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
-    w.wcs.crval = [180.0, 0.0]
-    w.wcs.crpix = [centre + 1.0, centre + 1.0]
-    w.wcs.cd = cd
-    w.wcs.set()
-    return w
-
-
-def warp_psf(psf: Psf | None, jacobian: np.ndarray, *, tolerance: float = PSF_TOLERANCE) -> Psf | None:
-    """The PSF in the pixels of another grid, given the local map between the two.
-
-    Parameters
-    ----------
-    psf : Psf or None
-        Kernel in the input's pixels.
-    jacobian : ndarray (2, 2)
-        Input pixel offset per output pixel offset (`local_jacobian` from the
-        output grid to the input's), columns x and y.
-    tolerance : float
-        Below this deviation from the identity the PSF is returned as is.
-
-    Returns
-    -------
-    Psf or None
-        The kernel mapped through ``jacobian`` with exact overlap weights
-        (flux-conserving, so a coarser grid integrates it over the larger
-        pixels), centred, odd-sized to cover the input kernel.
-    """
-    jac = np.asarray(jacobian, dtype=float)
-    if psf is None or np.max(np.abs(jac - np.eye(2))) <= tolerance:
-        return psf
-    n_in = max(psf.shape)
-    kernel = np.zeros((n_in, n_in))
-    oy, ox = (n_in - psf.shape[0]) // 2, (n_in - psf.shape[1]) // 2
-    kernel[oy:oy + psf.shape[0], ox:ox + psf.shape[1]] = psf.kernel
-    # the input kernel reaches n_in / 2 input pixels from its centre; in output pixels up to
-    # that times the largest stretch of the inverse map
-    reach = 0.5 * n_in * float(np.linalg.norm(np.linalg.inv(jac), 2))
-    n_out = 2 * math.ceil(reach - 0.5) + 1
-    scale = 1e-5  # degrees per input pixel: small enough that the TAN projection is linear
-    w_in = _kernel_wcs(scale * np.eye(2), (n_in - 1) / 2)
-    w_out = _kernel_wcs(scale * jac, (n_out - 1) / 2)
-    image, _, _ = resample_flux(np.stack([kernel, np.zeros_like(kernel)]), w_in, w_out, (n_out, n_out),
-                                abs(float(np.linalg.det(jac))), source="psf")
-    return Psf(np.nan_to_num(image, nan=0.0))
-
 
 def _missing(exposure: Exposure) -> np.ndarray:
     """Input pixels without data: non-finite image or variance, or NO_DATA."""

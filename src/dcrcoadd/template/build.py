@@ -60,8 +60,18 @@ Units
     calibration, so that ``science − template`` is meaningful pixel by pixel.
 
 Other metadata of the template: the science exposure's WCS, origin and visit;
-the model's band, mask planes (plus NO_DATA) and PSF. The PSF is the model's
-as is: it does not include the small broadening from resampling.
+the model's band, mask planes (plus NO_DATA) and the PSF it was rendered at.
+
+PSFs on another grid
+    PSF kernels are sampled on some grid's pixels. A science PSF (its file's, a
+    ``--psf-fwhm`` Gaussian, one fitted against the model) is in the science
+    exposure's pixels; the model renders in its own. When the two grids' pixels
+    differ in size, shape or orientation (`pixel_map`, the local map at the
+    science exposure's centre, beyond `dcrcoadd.ops.resample.PSF_TOLERANCE`),
+    kernels are mapped between them by interpolation
+    (`dcrcoadd.ops.resample.interpolate_psf`), and the template carries its PSF in
+    the science exposure's pixels. The PSF does not include the small broadening from
+    resampling the template.
 """
 
 from __future__ import annotations
@@ -88,14 +98,14 @@ from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
+from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian, resample_flux
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
-from dcrcoadd.ops.resample import resample_flux
 from dcrcoadd.parallel.tiles import tiles
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
-           "fit_psf_to_model", "grid_offset", "make_template", "resample_flux", "template_psf",
-           "write_template"]
+           "fit_psf_to_model", "grid_offset", "make_template", "pixel_map", "resample_flux",
+           "template_psf", "write_template"]
 
 #: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
 PSF_CHOICES = ("science", "reference")
@@ -149,6 +159,26 @@ def grid_offset(wcs_from: WCS, wcs_to: WCS, shape: tuple[int, int], *,
     if np.max(np.abs(dx - ox)) > tolerance or np.max(np.abs(dy - oy)) > tolerance:
         return None
     return ox, oy
+
+
+def pixel_map(science: Exposure, model: DcrModel) -> np.ndarray | None:
+    """``d(model pixel) / d(science pixel)`` at the science array's centre (2x2, columns x and y), or
+    None where the two grids' pixels agree to `PSF_TOLERANCE` (the same grid, a translation): what a
+    PSF kernel sampled on one grid needs to be taken to the other."""
+    jac = local_jacobian(science.wcs, model.wcs, (science.shape[1] - 1) / 2, (science.shape[0] - 1) / 2)
+    if not np.all(np.isfinite(jac)) or np.max(np.abs(jac - np.eye(2))) <= PSF_TOLERANCE:
+        return None
+    return jac
+
+
+def _on_model(psf: Psf | None, to_model: np.ndarray | None) -> Psf | None:
+    """A science PSF (science pixels) in the model's pixels."""
+    return psf if psf is None or to_model is None else interpolate_psf(psf, np.linalg.inv(to_model))
+
+
+def _on_science(psf: Psf | None, to_model: np.ndarray | None) -> Psf | None:
+    """A PSF in the model's pixels in the science exposure's."""
+    return psf if psf is None or to_model is None else interpolate_psf(psf, to_model)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,7 +331,8 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
 
 
 def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science", *,
-                 given: Psf | None = None, source: str = "science exposure") -> tuple[Psf | None, str]:
+                 given: Psf | None = None, source: str = "science exposure",
+                 to_model: np.ndarray | None = None) -> tuple[Psf | None, str]:
     """The PSF a template is rendered at, and its label for the template file's ``TMPLPSF`` card.
 
     ``psf="science"`` on a PSF-aware model (`DcrModel.psf_aware`): the science exposure's PSF
@@ -310,6 +341,8 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     a `Psf`: that PSF, ``"given"``; ``"reference"``, or any model that is not PSF-aware: None
     (the model's own PSF), ``"reference"`` / ``"model"``. Warns, saying by how much, when the
     science PSF is narrower than the model's reference (the template then deconvolves the model).
+    The PSF is in the science exposure's pixels; ``to_model``: `pixel_map` of the two grids, for
+    that comparison.
     """
     if not model.psf_aware:
         if psf != "reference":
@@ -325,7 +358,7 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     else:
         raise ValueError(f"psf must be one of {PSF_CHOICES} or a Psf, got {psf!r}")
     if label != "science-measured":  # (a measured PSF is checked once fitted, `make_template`)
-        _warn_if_narrower(chosen, model, source)
+        _warn_if_narrower(_on_model(chosen, to_model), model, source)
     return chosen, label
 
 
@@ -344,7 +377,8 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
 
 
 def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, size: int,
-                     template_bad: np.ndarray | None = None) -> tuple[RoundTransfer, Psf]:
+                     template_bad: np.ndarray | None = None,
+                     to_model: np.ndarray | None = None) -> tuple[RoundTransfer, Psf]:
     """The PSF of ``exposure`` fitted against a PSF-aware model: the round transfer function that
     best maps ``template`` (the model rendered for this exposure at the reference PSF, on its pixels
     and in its units; NaN where it does not reach) onto the image
@@ -352,6 +386,9 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
     PSF (a kernel of at least ``size`` px). The template carries the exposure's DCR, so unlike stars
     stacked from the image the fit carries none of it. Sources with a bad pixel in the exposure, or
     in ``template_bad`` (where the model is unreliable, e.g. saturated in its inputs), are left out.
+
+    On another grid (``to_model``, `pixel_map`) the transfer is returned in the model's pixels
+    (its radii scaled by the grids' relative pixel size; it is round) and the PSF in the exposure's.
     """
     ref = model.psf.kernel
     good = np.isfinite(template) & ~exposure.mask_of(*SCIENCE_BAD_PLANES)
@@ -360,21 +397,28 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
     transfer = fit_round_transfer(exposure.image.astype(np.float64), template.astype(np.float64),
                                   exposure.variance.astype(np.float64), good)
     size = max(ref.shape[0], size)
-    return transfer, convolve_round(ref, transfer, size + 1 - size % 2)
+    if to_model is not None:
+        # (radii in cycles per pixel: one science pixel spans sqrt|det| model pixels)
+        transfer = RoundTransfer(transfer.radius / math.sqrt(abs(float(np.linalg.det(to_model)))),
+                                 transfer.values)
+    return transfer, _on_science(convolve_round(ref, transfer, size + 1 - size % 2), to_model)
 
 
-def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None):
+def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None,
+                  to_model: np.ndarray | None):
     """``(render's arrays, PSF)`` of one block of a science exposure whose PSF is fitted against the
     model (`fit_psf_to_model`): the reference template times the fitted ratio, which is what was
     fitted (the ratio averages over the subfilters; chromatic seeing would scale it a second time).
-    The shift forward model applies one ratio to every subfilter anyway, so it takes the PSF."""
+    The shift forward model applies one ratio to every subfilter anyway, so it takes the PSF (in the
+    model's pixels; the returned PSF is in the block's)."""
     image, mask, _, no_data = render(block, None)
     at_reference = np.where(no_data, np.nan, image * scale)
-    matching, fitted = fit_psf_to_model(model, block, at_reference, (start or model.psf).shape[0] + 8,
-                                        _unreliable(model, mask))
+    size = max((start or model.psf).shape[0] + 8, model.psf.shape[0])
+    matching, fitted = fit_psf_to_model(model, block, at_reference, size, _unreliable(model, mask), to_model)
     if model.forward_model == "fourier":
         return render(block, None, matching), fitted
-    return render(block, fitted), fitted
+    at = fitted if to_model is None else convolve_round(model.psf.kernel, matching, size + 1 - size % 2)
+    return render(block, at), fitted
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
@@ -399,9 +443,11 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         The PSF of a PSF-aware model's template (`template_psf`): the science exposure's own
         (default; science − template then needs no PSF matching), the model's reference PSF,
         or the given one. Models that are not PSF-aware carry their own PSF whatever this says.
-        On another pixel grid the kernel is taken as sampled on the model's pixels.
+        A PSF is in the science exposure's pixels; on another pixel grid it is mapped onto the
+        model's (`pixel_map`, `dcrcoadd.ops.resample.interpolate_psf`) for rendering.
     given_psf : Psf, optional
-        The science PSF to use when the exposure has none (instead of fitting one against the model).
+        The science PSF to use when the exposure has none (instead of fitting one against the model),
+        in its pixels.
     psf_block : int
         A PSF fitted against the model is fitted in blocks of this many pixels a side, so that it may
         vary over the exposure; the template's `Psf` is their area-weighted mean.
@@ -411,7 +457,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     Exposure
         Template image, mask (model planes by nearest pixel, NO_DATA where the
         model does not reach), variance (M x subfilter variance, resampled as
-        the module notes say), the PSF it was rendered at (``psf``) and the model's band, the
+        the module notes say), the PSF it was rendered at (``psf``, in the science exposure's
+        pixels) and the model's band, the
         science exposure's WCS, origin and visit, in the science exposure's flux units. Its
         ``psf_label`` attribute says which PSF it carries (`template_psf`), its ``dcr_gap`` how far
         the visit's DCR lies outside the model's inputs' (`DcrModel.dcr_coverage_gap`; None when the
@@ -427,7 +474,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     visit = _check_inputs(model, science, source)
     gap = _report_dcr_coverage(model, visit, source)
     order = model.interp_order if order is None else order
-    rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source)
+    to_model = pixel_map(science, model)
+    rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source, to_model=to_model)
 
     def render(target: Exposure, at: Psf | None, matching: RoundTransfer | None = None):
         kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at,
@@ -446,7 +494,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         # as few blocks as fit, of nearly equal sizes: no sliver at the far edges, whose fit would
         # rest on a handful of sources
         blocks = [t.box for t in tiles(science.bbox, psf_block, even=True)]
-        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf) for b in blocks]
+        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf, to_model)
+                 for b in blocks]
         image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
         for b, (arrays, _) in zip(blocks, parts, strict=True):
             for whole, part in zip((image, mask, variance, no_data), arrays, strict=True):
@@ -455,9 +504,9 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         rendered_psf, label = Psf(np.sum(kernels, axis=0) / science.bbox.area), "science-fitted"
         log.info("%s: science PSF fitted against the model's template in %d block(s): FWHM %s px", source,
                  len(blocks), ", ".join(f"{fitted.fwhm:.2f}" for _, fitted in parts))
-        _warn_if_narrower(rendered_psf, model, source)
+        _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
     else:
-        image, mask, variance, no_data = render(science, rendered_psf)
+        image, mask, variance, no_data = render(science, _on_model(rendered_psf, to_model))
     if no_data.all():
         raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
@@ -470,7 +519,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         image=(image * scale).astype(np.float32), mask=mask,
         variance=(variance * scale**2).astype(np.float32), mask_planes=planes,
         origin=science.origin, wcs=science.wcs.deepcopy(),
-        psf=model.psf if rendered_psf is None else rendered_psf, visit=visit,
+        psf=_on_science(model.psf, to_model) if rendered_psf is None else rendered_psf, visit=visit,
         bandpass=model.bandpass, flux_calibration=science.flux_calibration,
     )
     template.psf_label = label
