@@ -283,3 +283,43 @@ def test_header_altaz_warning_prints_az_then_alt(tmp_path, caplog):
     c_az, c_alt = info.visit.boresight_az.deg, info.visit.boresight_alt.deg
     assert f"from the ({c_az:.3f}, {c_alt:.3f}) of TELRA/TELDEC" in text
     assert abs(c_az - az) < 1.0 and "using the latter" in text
+
+
+def test_a_date_without_time_of_day_gives_way_to_mjd_obs(tmp_path, caplog):
+    """A date-only DATE-OBS (no TIME-OBS/UT) was read as midnight, hours off the exposure, so its
+    airmass and DCR came from the wrong sky; MJD-OBS, when present, has the time."""
+    from test_inputs_layouts import write_decam_cutout
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    exact = read_info(path).visit
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["DATE-OBS"] = hdul[0].header["DATE-OBS"][:10]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        visit = read_info(path).visit
+    assert abs((visit.time - exact.time).sec) < 1e-3
+    assert visit.airmass == pytest.approx(exact.airmass, abs=1e-6)
+    assert any("date without a time of day" in r.getMessage() for r in caplog.records)
+
+
+def test_time_cards_that_disagree_are_reported(tmp_path, caplog):
+    from test_inputs_layouts import write_decam_cutout
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["MJD-OBS"] += 0.25
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read_info(path)
+    assert any("DATE-OBS and MJD-OBS disagree by 6.0 h; using DATE-OBS" in r.getMessage()
+               for r in caplog.records)
+
+
+@pytest.mark.parametrize("text", ["{iso}Z", "{iso}+00:00"])
+def test_iso_times_with_a_utc_designator_are_read(tmp_path, text):
+    from test_inputs_layouts import write_decam_cutout
+
+    path = write_decam_cutout(tmp_path / "c.fits")
+    exact = read_info(path).visit
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["DATE-OBS"] = text.format(iso=hdul[0].header["DATE-OBS"])
+        del hdul[0].header["MJD-OBS"]
+    assert abs((read_info(path).visit.time - exact.time).sec) < 1e-3

@@ -6,7 +6,9 @@ and derives what the file leaves out instead of demanding it:
 * **time** (mid-exposure): ``DATE-AVG``/``MJD-AVG`` (or an instrument's mid-exposure
   card), else the start (``DATE-OBS``, with a separate time-of-day card if the date
   has none, or ``MJD-OBS``) plus half of ``EXPTIME``; ``TIMESYS`` gives the scale
-  (UTC when absent, as the FITS standard says);
+  (UTC when absent, as the FITS standard says). A date without a time of day is no
+  time (midnight would be hours off); two cards of one moment that disagree by more
+  than `TIME_CARD_TOLERANCE` are reported;
 * **site**: ``OBS-LAT``/``OBS-LONG``/``OBS-ELEV``, else a known ``OBSERVAT``, else the
   instrument preset's site;
 * **pointing**: boresight cards, else RA/Dec cards, else the WCS centre (only when
@@ -36,6 +38,7 @@ with another formula, or by hand.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 
 import astropy.units as u
@@ -60,6 +63,7 @@ from dcrcoadd.core.visit import (
     altaz_of,
     position_angle_and_separation,
 )
+from dcrcoadd.errors import InputError
 from dcrcoadd.io.header import Cards, warn_once
 
 __all__ = ["AIRMASS_TOLERANCE", "airmass_allowance", "visit_from_cards"]
@@ -144,16 +148,37 @@ def _scale(cards: Cards) -> str:
     return _TIME_SCALES[text]
 
 
+#: A calendar date alone: ISO ``YYYY-MM-DD`` or the old FITS ``DD/MM/YY``.
+_DATE_ONLY = re.compile(r"^(\d{4}-\d{2}-\d{2}|\d{2}/\d{2}/\d{2})$")
+
+
+def _date_only(cards: Cards, card: str) -> bool:
+    """Whether ``card`` holds a calendar date without a time of day, and no time-of-day card gives it."""
+    raw = cards.header[card]
+    return (isinstance(raw, str) and _DATE_ONLY.match(raw.strip()) is not None
+            and not any(cards.has(tod) for tod in TIME_OF_DAY_CARDS))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _parse_time(cards: Cards, card: str, scale: str) -> Time:
     raw = cards.header[card]
     try:
-        if isinstance(raw, str):
+        if isinstance(raw, str) and not _is_number(raw.strip()):
             text = raw.strip()
             if "T" not in text and " " not in text:  # a date only: the time of day is elsewhere
                 for tod in TIME_OF_DAY_CARDS:
                     if cards.has(tod):
                         text = f"{text}T{str(cards.header[tod]).strip()}"
                         break
+            if len(text) > 6 and text[-6] in "+-" and text[-5:] == "00:00":
+                text = text[:-6]  # ISO 8601's zero UTC offset (astropy reads a "Z", not this)
             time = Time(text, scale=scale)
         else:
             value = cards.to_float(raw, card)
@@ -170,16 +195,57 @@ def _parse_time(cards: Cards, card: str, scale: str) -> Time:
     return time
 
 
+#: Two time cards of one moment (e.g. ``DATE-OBS`` and ``MJD-OBS``) further apart than this (seconds)
+#: are reported: one of them is wrong.
+TIME_CARD_TOLERANCE = 2.0
+
+
+def _time_card(cards: Cards, name: str, scale: str) -> tuple[Time, str] | None:
+    """The first card of field ``name`` that gives a time, with a warning when a later one says
+    otherwise; None without one. A date without a time of day (``DATE-OBS = '2024-03-21'`` and no
+    ``TIME-OBS``, ``UT``, ...) is not a time: midnight would put the exposure's geometry, and so its
+    DCR, hours off. Another card (e.g. ``MJD-OBS``) or the pointing cards give it instead."""
+    present = [c for c in cards.preset.cards_for(name, cards.overrides) if cards.has(c)]
+    full = [c for c in present if not _date_only(cards, c)]
+    for card in present:
+        if card not in full:
+            log.warning("%s: %s = %r is a date without a time of day (no %s card): not used as the "
+                        "exposure's time", cards.path, card, cards.header[card], ", ".join(TIME_OF_DAY_CARDS))
+    if not full:
+        return None
+    card = full[0]
+    time = _parse_time(cards, card, scale)
+    for other in full[1:]:
+        try:
+            then = _parse_time(cards, other, scale)
+        except InputError:
+            continue
+        apart = abs(float((then - time).sec))
+        if apart > TIME_CARD_TOLERANCE:
+            log.warning("%s: %s and %s disagree by %s; using %s", cards.path, card, other,
+                        _duration(apart), card)
+    return time, card
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _time(cards: Cards, exptime: tuple[float, str] | None, notes: list[str]) -> tuple[Time, str] | None:
     """Mid-exposure time and the card it came from."""
     scale = None
     for name, mid in (("time_mid", True), ("time_start", False)):
-        found = cards.find(name)
+        if cards.find(name) is None:
+            continue
+        scale = scale or _scale(cards)
+        found = _time_card(cards, name, scale)
         if found is None:
             continue
-        card = found[1]
-        scale = scale or _scale(cards)
-        time = _parse_time(cards, card, scale)
+        time, card = found
         if mid or card in cards.preset.mid_exposure:
             notes.append(f"time: {card} (mid-exposure, {scale.upper()})")
         elif exptime is not None:
