@@ -128,6 +128,7 @@ def test_instrument_preset_never_overrides_the_file(tmp_path, capsys):
 
     model = DcrModel.read(tmp_path / "o" / "model.fits")
     assert model.bandpass.name == "g" and model.bandpass.transmission is None
+    assert model.flux_unit == "nJy"  # (the warps carry FLUXCAL)
 
 
 def test_quiet_prints_no_wrote_lines(tmp_path, capsys):

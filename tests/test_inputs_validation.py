@@ -17,7 +17,7 @@ from dcrcoadd.coadd.baseline import prepare_inputs
 from dcrcoadd.core.observatory import Observatory, Weather
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_exposure, read_info
-from dcrcoadd.io.calibration import AB_MAGNITUDE_OF_1_NJY
+from dcrcoadd.io.calibration import AB_MAGNITUDE_OF_1_NJY, flux_unit
 
 
 def edit(path, **cards):
@@ -201,6 +201,9 @@ def test_all_uncalibrated_inputs_are_accepted_with_one_warning(tmp_path, caplog)
     assert [i.scale for i in prep.inputs] == [1.0] * 4
     warnings = [r.getMessage() for r in caplog.records if "flux calibration" in r.getMessage()]
     assert len(warnings) == 1 and "none of the 4 inputs" in warnings[0]
+    # what a model of them is in, for its templates' science exposures (calibrated: nJy)
+    assert flux_unit(prep.inputs) == "image"
+    assert flux_unit(prepare_inputs(_calibrated_set(tmp_path / "cal")).inputs) == "nJy"
 
 
 def test_zero_point_cards_calibrate(tmp_path):

@@ -418,3 +418,58 @@ def test_science_psf_on_a_coarser_grid_is_taken_in_its_own_pixels():
     # the model's own PSF, when asked for, is mapped onto the science pixels too
     reference = make_template(model, science, psf="reference")
     assert reference.psf.second_moment_sigma == pytest.approx(1.5 / 1.5, rel=0.05)
+
+
+def test_build_templates_never_overwrites_a_science_exposure_nor_templates_its_own_outputs(tmp_path):
+    import dataclasses
+
+    model = dataclasses.replace(make_model(), flux_unit="nJy")
+    model_path = model.write(tmp_path / "model.fits")
+    box = Box(110, 208, 30, 26)
+    here = tmp_path / "sci"
+    a = write_exposure(science_on(model, box), here / "a.fits")
+    # a science exposure named like a's template: writing a's template there would destroy it
+    clash = write_exposure(science_on(model, box, visit=VISIT.replace(id=VISIT.id + 1)),
+                           here / "a_template.fits")
+    before = clash.read_bytes()
+    outcomes = build_templates(model_path, [a, clash], here)
+    assert not outcomes[0].ok and "would overwrite the science exposure" in outcomes[0].error
+    assert outcomes[1].ok and clash.read_bytes() == before
+    # a rerun into the science directory: its own templates and differences are not science exposures
+    clash.unlink()
+    (here / "a_template_template.fits").unlink()
+    first = build_templates(model_path, sorted(here.glob("*.fits")), here, diff=True)
+    again = build_templates(model_path, sorted(here.glob("*.fits")), here, diff=True)
+    assert [o.path.name for o in first] == [o.path.name for o in again] == ["a.fits"]
+    assert again[0].ok and sorted(p.name for p in here.iterdir()) == ["a.fits", "a_diff.fits",
+                                                                      "a_template.fits"]
+
+
+def test_a_failed_difference_leaves_no_template(tmp_path):
+    model = make_model()
+    model_path = model.write(tmp_path / "model.fits")
+    science = write_exposure(science_on(model, Box(110, 208, 30, 26)), tmp_path / "s.fits")
+    (tmp_path / "out" / "s_diff.fits").mkdir(parents=True)  # (cannot be written)
+    [outcome] = build_templates(model_path, [science], tmp_path / "out", diff=True)
+    assert not outcome.ok and "s_diff.fits" in outcome.error
+    assert not (tmp_path / "out" / "s_template.fits").exists()
+
+
+@pytest.mark.parametrize("unit, calibration, words", [("nJy", None, "has no flux calibration"),
+                                                      ("image", 2.0, "is flux-calibrated (FLUXCAL)")])
+def test_science_calibration_must_match_the_models_unit(tmp_path, unit, calibration, words):
+    import dataclasses
+
+    from astropy.io import fits
+
+    model = dataclasses.replace(make_model(), flux_unit=unit)
+    model_path = model.write(tmp_path / "model.fits")
+    assert DcrModel.read(model_path).flux_unit == unit
+    path = write_exposure(science_on(model, Box(110, 208, 30, 26)), tmp_path / "s.fits")
+    with fits.open(path, mode="update") as hdul:
+        if calibration is None:
+            del hdul[0].header["FLUXCAL"]
+        else:
+            hdul[0].header["FLUXCAL"] = calibration
+    [outcome] = build_templates(model_path, [path], tmp_path / "out")
+    assert not outcome.ok and words in outcome.error and "off by" in outcome.error

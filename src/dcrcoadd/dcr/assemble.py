@@ -26,6 +26,7 @@ from dcrcoadd.dcr.psf_ratio import reference_psf, sharpest
 from dcrcoadd.dcr.psf_refit import REFITTED, needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
 from dcrcoadd.errors import InputError
+from dcrcoadd.io.calibration import flux_unit
 from dcrcoadd.ops.detection import detection_mask
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.parallel import Mapper, Tile, map_tasks, threads_per_task, tiles
@@ -230,6 +231,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     # the model records the forward model its solver fits, so templates reproduce it exactly, and the
     # DCR it was fitted to, so a template says how far it extrapolates (`DcrModel.dcr_coverage_gap`)
     model.input_conditions = _conditions(visits)
+    model.flux_unit = flux_unit(inputs)  # so templates can refuse science exposures of another unit
     model.solver = dcr.solver
     model.solver_settings = dataclasses.asdict(solver_settings(dcr))
     if dcr.solver == "exact":

@@ -35,6 +35,8 @@ FORWARD_MODELS = ("shift", "fourier")
 
 #: PSF conventions of a model (see `DcrModel.psf_model`).
 PSF_MODELS = ("none", "warp")
+#: What a model's images times its ``flux_calibration`` are in (`DcrModel.flux_unit`).
+FLUX_UNITS = ("nJy", "image")
 
 
 def dcr_vectors(airmass: np.ndarray, parallactic_angle: np.ndarray) -> np.ndarray:
@@ -128,6 +130,10 @@ class DcrModel:
     input_conditions : ndarray, shape (N, 2), or None
         Airmass and parallactic angle (degrees) of the ``N`` warps the model was fitted to: the DCR
         directions it has seen (`dcr_coverage_gap`). None: unknown (models written before it).
+    flux_unit : {"nJy", "image"} or None
+        What ``flux_calibration`` converts the images to: ``"nJy"`` from calibrated inputs,
+        ``"image"`` when none of them carried a calibration (their image units, `FLUX_UNITS`);
+        None: unknown (models written before it, or from exposures in memory).
     """
 
     images: np.ndarray
@@ -151,8 +157,11 @@ class DcrModel:
     psf_ratio_floor: float = 1e-3
     psf_chromatic_index: float = 0.0
     input_conditions: np.ndarray | None = None
+    flux_unit: str | None = None
 
     def __post_init__(self):
+        if self.flux_unit is not None and self.flux_unit not in FLUX_UNITS:
+            raise ValueError(f"flux_unit must be one of {FLUX_UNITS} or None, got {self.flux_unit!r}")
         if self.psf_model not in PSF_MODELS:
             raise ValueError(f"psf_model must be one of {PSF_MODELS}, got {self.psf_model!r}")
         if self.interp_order not in (1, 3):
@@ -391,6 +400,8 @@ class DcrModel:
         hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
         hdus[0].header["INTORDER"] = (self.interp_order, "shift interpolation order of the solution")
         hdus[0].header["FWDMODEL"] = (self.forward_model, "forward model fitted: shift or fourier")
+        if self.flux_unit is not None:
+            hdus[0].header["FLUXUNIT"] = (self.flux_unit, "unit of image x FLUXCAL: nJy or image")
         if self.forward_model == "fourier":
             hdus[0].header["NSAMPLE"] = (self.wavelength_samples, "wavelength bins per subfilter")
             hdus[0].header["FWDINTRP"] = (self.fourier_interpolation, "DCR phase convention")
@@ -449,7 +460,11 @@ class DcrModel:
                               solver=header.get("SOLVER"),
                               psf_model=str(header.get("PSFMODEL", "none")),
                               psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)),
-                              psf_chromatic_index=float(header.get("PSFCHROM", 0.0)))
+                              psf_chromatic_index=float(header.get("PSFCHROM", 0.0)),
+                              flux_unit=header.get("FLUXUNIT"))
+            if convention["flux_unit"] not in (None, *FLUX_UNITS):
+                raise InputError(f"unknown flux unit FLUXUNIT = {convention['flux_unit']!r} "
+                                 "(written by a newer dcrcoadd?)", path)
             if convention["forward_model"] not in FORWARD_MODELS:
                 raise InputError(f"unknown forward model FWDMODEL = {convention['forward_model']!r} "
                                  "(written by a newer dcrcoadd?)", path)

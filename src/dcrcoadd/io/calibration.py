@@ -29,7 +29,8 @@ from collections.abc import Sequence
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.header import Cards
 
-__all__ = ["AB_MAGNITUDE_OF_1_NJY", "ZEROPOINT_RANGE", "calibration_from_cards", "reconcile_calibration"]
+__all__ = ["AB_MAGNITUDE_OF_1_NJY", "ZEROPOINT_RANGE", "calibration_from_cards", "flux_unit",
+           "reconcile_calibration"]
 
 log = logging.getLogger("dcrcoadd.io.calibration")
 
@@ -113,3 +114,14 @@ def _with_calibration(inp, value: float):
         return dataclasses.replace(inp, flux_calibration=value)
     inp.flux_calibration = value
     return inp
+
+
+def flux_unit(inputs: Sequence) -> str | None:
+    """What the coadd of ``inputs`` (after `reconcile_calibration`) is in: ``"nJy"`` when a file among
+    them carries a calibration, ``"image"`` when none does (their image units), None when no input
+    is a file (an exposure in memory says nothing either way). ``inputs`` have ``info`` (the file's
+    `dcrcoadd.io.fits.ExposureInfo`, None for an exposure in memory)."""
+    infos = [i.info for i in inputs if getattr(i, "info", None) is not None]
+    if not infos:
+        return None
+    return "nJy" if any(info.flux_calibration is not None for info in infos) else "image"

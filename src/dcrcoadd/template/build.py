@@ -84,6 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
@@ -94,7 +95,7 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import exposure_hdus, write_exposure, write_hdus
+from dcrcoadd.io.fits import exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
@@ -105,7 +106,7 @@ from dcrcoadd.parallel.tiles import tiles
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "pixel_map", "resample_flux",
-           "template_psf", "write_template"]
+           "template_psf", "write_difference", "write_template"]
 
 #: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
 PSF_CHOICES = ("science", "reference")
@@ -640,6 +641,55 @@ def check_psf_fwhm_pixels(fwhm: float) -> float:
     return value
 
 
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except OSError:  # (a loop of links: compared as given)
+        return path.absolute()
+
+
+#: Primary-header card marking a difference image (`write_difference`); templates carry ``TMPLPSF``.
+DIFFERENCE_CARD = "DCRDIFF"
+
+
+def _product_of(path: Path) -> str | None:
+    """``"template"`` or ``"difference image"`` when ``path`` is one that dcrcoadd wrote, else None."""
+    try:
+        header = fits.getheader(path, 0)
+    except (OSError, ValueError):
+        return None  # (unreadable: reading it as a science exposure says why)
+    if "TMPLPSF" in header:
+        return "template"
+    if header.get(DIFFERENCE_CARD, False):
+        return "difference image"
+    return None
+
+
+def _check_flux_unit(model: DcrModel, info, path: Path) -> None:
+    """`InputError` when the science file's calibration and the model's unit (`DcrModel.flux_unit`)
+    disagree: the template would be off by the file's calibration factor."""
+    calibrated = info.flux_calibration is not None
+    if model.flux_unit == "nJy" and not calibrated:
+        raise InputError("has no flux calibration (no FLUXCAL, MAGZERO/MAGZPT or FLUXMAG0 card) but the "
+                         "model is in nJy: its template would be off by the exposure's calibration factor; "
+                         "add its FLUXCAL or zero point", path)
+    if model.flux_unit == "image" and calibrated:
+        raise InputError(f"is flux-calibrated ({info.calibration_card}) but the model is in its warps' image "
+                         "units (none of them carried a calibration): the template would be off by this "
+                         "exposure's calibration factor; calibrate the warps, or drop the card here", path)
+    if model.flux_unit is None and not calibrated:
+        log.warning("%s: no flux calibration, and the model does not say what unit it is in: the template "
+                    "assumes this exposure's image units are the model's", path)
+
+
+def write_difference(image: Exposure, path: str | os.PathLike) -> Path:
+    """Write a difference image (`write_exposure` layout) marked with `DIFFERENCE_CARD`, so that it is
+    never taken for a science exposure."""
+    hdus = exposure_hdus(image)
+    hdus[0].header[DIFFERENCE_CARD] = (True, "science - DCR-matched template (dcrcoadd)")
+    return write_hdus(hdus, path)
+
+
 def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str | os.PathLike],
                     outdir: str | os.PathLike, *, diff: bool = False, order: int | None = None,
                     split: bool = True, split_threshold: float = 0.1,
@@ -694,23 +744,46 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     _prepare_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
     used: dict[str, Path] = {}
+    products = {p: _product_of(p) for p in paths}
+    # (the science exposures no output may overwrite: an earlier run's template of the same name may be)
+    inputs = {_resolved(p): p for p in paths if products[p] is None}
+    seen: set[Path] = set()
     for path in paths:
         stem = output_stem(path)
+        outputs = [outdir / f"{stem}_template.fits"] + ([outdir / f"{stem}_diff.fits"] if diff else [])
+        written: list[Path] = []
         try:
+            if _resolved(path) in seen:
+                continue  # (named twice, e.g. by a file and its directory: made once)
+            seen.add(_resolved(path))
+            if products[path] is not None:
+                log.warning("%s: skipped: a dcrcoadd %s, not a science exposure", path, products[path])
+                continue
             if stem in used:
                 raise InputError(f"its output name {stem}_template.fits is already taken by {used[stem]}",
                                  path)
+            for out in outputs:
+                if _resolved(out) in inputs:
+                    raise InputError(f"its output {out} would overwrite the science exposure "
+                                     f"{inputs[_resolved(out)]}", path)
+            _check_flux_unit(model, read_options.read_info(path), path)
             science = read_options.read_exposure(path, require_visit=True)
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=path, psf=psf,
                                      given_psf=given)
-            template_path = write_template(template, outdir / f"{stem}_template.fits")
+            written.append(template_path := write_template(template, outputs[0]))
             diff_path = None
             if diff:
-                diff_path = write_exposure(difference(science, template), outdir / f"{stem}_diff.fits")
-        except InputError as exc:
+                written.append(diff_path := write_difference(difference(science, template), outputs[1]))
+            elif (stale := outdir / f"{stem}_diff.fits").exists():
+                log.warning("%s: %s is from an earlier run (not rewritten without --diff)", path, stale)
+        except (InputError, OSError) as exc:
+            for out in written:  # a science exposure's outputs are written together or not at all
+                out.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                exc = InputError(f"cannot write {outputs[len(written)]} ({exc.strerror or exc})", path)
             message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
-            log.info("%s", message)  # the outcome carries it; the command prints it once
+            log.debug("%s", message)  # the outcome carries it; the command prints it once
             outcomes.append(TemplateOutcome(path=path, error=message))
             continue
         used[stem] = path
