@@ -535,3 +535,17 @@ def test_written_files_honour_the_umask(tmp_path, exposure):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("roll, ok", [(0, True), (2, False)])
+def test_a_psf_extension_off_its_middle_pixel_is_refused(tmp_path, exposure, roll, ok):
+    # an offset kernel moves everything it convolves: a template came out 2.6 px off its science
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    with fits.open(path, mode="update") as hdul:
+        hdul["PSF"].data = np.roll(hdul["PSF"].data, roll, axis=1)
+    if ok:
+        assert read_info(path).psf is not None
+        return
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert "not centred on its middle pixel (centroid +1." in _reason(err, path)  # (the roll wraps)

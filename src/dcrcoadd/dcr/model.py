@@ -133,7 +133,7 @@ class DcrModel:
     flux_unit : {"nJy", "image"} or None
         What ``flux_calibration`` converts the images to: ``"nJy"`` from calibrated inputs,
         ``"image"`` when none of them carried a calibration (their image units, `FLUX_UNITS`);
-        None: unknown (models written before it, or from exposures in memory).
+        None: unknown (models written before it).
     """
 
     images: np.ndarray

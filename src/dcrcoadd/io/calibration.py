@@ -116,12 +116,13 @@ def _with_calibration(inp, value: float):
     return inp
 
 
-def flux_unit(inputs: Sequence) -> str | None:
-    """What the coadd of ``inputs`` (after `reconcile_calibration`) is in: ``"nJy"`` when a file among
-    them carries a calibration, ``"image"`` when none does (their image units), None when no input
-    is a file (an exposure in memory says nothing either way). ``inputs`` have ``info`` (the file's
-    `dcrcoadd.io.fits.ExposureInfo`, None for an exposure in memory)."""
-    infos = [i.info for i in inputs if getattr(i, "info", None) is not None]
-    if not infos:
-        return None
-    return "nJy" if any(info.flux_calibration is not None for info in infos) else "image"
+def flux_unit(inputs: Sequence) -> str:
+    """What the coadd of ``inputs`` (after `reconcile_calibration`) is in: ``"image"`` when every input
+    is a file without a calibration (their image units), else ``"nJy"`` (an exposure in memory is in
+    nJy per image unit times its ``flux_calibration``, by `dcrcoadd.core.exposure.Exposure`'s
+    definition). ``inputs`` have ``info``: the file's `dcrcoadd.io.fits.ExposureInfo`, None for an
+    exposure in memory."""
+    infos = [getattr(i, "info", None) for i in inputs]
+    if infos and all(info is not None and info.flux_calibration is None for info in infos):
+        return "image"
+    return "nJy"

@@ -72,6 +72,10 @@ _ANGLE_KEYS = {
 #: Side of the square tiles of compressed images (pixels).
 COMPRESSION_TILE = 128
 
+#: Largest offset (pixels, either axis) of a PSF extension's centroid from its middle pixel: a kernel
+#: is centred there by definition (docs/format.md), and an offset kernel shifts what it convolves.
+PSF_CENTRING_TOLERANCE = 0.5
+
 
 def _card(key: str) -> str:
     return f"HIERARCH {key}" if len(key) > 8 else key
@@ -532,6 +536,11 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
             psf = Psf(psf_hdu.data)
         except ValueError as exc:
             raise InputError(f"invalid PSF extension ({exc})", path) from None
+        cy, cx = psf.centroid
+        if max(abs(cy), abs(cx)) > PSF_CENTRING_TOLERANCE:
+            raise InputError(f"its PSF extension is not centred on its middle pixel (centroid {cx:+.2f}, "
+                             f"{cy:+.2f} px from it in x, y): every model and template would move by that "
+                             "much", path)
     archive = read_archive(hdul)
     if psf is None and archive.psf is not None:
         psf = archive.psf
