@@ -100,12 +100,16 @@ def test_toml_and_csv_plans_list_patches_with_paths_relative_to_the_plan(tmp_pat
     plan = read_plan(tmp_path / "plan.csv")
     assert [(p.name, len(p.inputs), p.box) for p in plan.patches] == [("c", 2, Box(0, 0, 20, 20)),
                                                                       ("d", 1, None)]
+    # a spreadsheet's byte-order mark is not part of the first column's name
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + b"name,inputs\nc,w/c*.fits\n")
+    assert [p.name for p in read_plan(tmp_path / "bom.csv").patches] == ["c"]
 
 
 @pytest.mark.parametrize("text, message", [
     ('[[patch]]\nname = "a"\ninputs = "x"\nbxo = [0, 0, 1, 1]\n', "unknown key(s) bxo"),
     ('[[patch]]\nname = "a"\ninputs = "x"\n[[patch]]\nname = "a"\ninputs = "y"\n', "'a' is used twice"),
     ('[[patch]]\nname = "../a"\ninputs = "x"\n', "must be a directory name"),
+    ('[[patch]]\nname = "survey.csv"\ninputs = "x"\n', "is the name of the survey's summary file"),
     ('[[patch]]\nname = "a"\ninputs = "x"\nbox = [0, 0, 0, 5]\n', "is empty"),
     ('[[patch]]\nname = "a"\ninputs = []\n', "inputs must be a non-empty list"),
     ('band = "g"\n', "lists no patches"),

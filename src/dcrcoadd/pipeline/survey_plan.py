@@ -48,6 +48,7 @@ import numpy as np
 from dcrcoadd.config import Config, apply_override, load_toml
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
+from dcrcoadd.pipeline.survey_summary import SUMMARY_FILES
 
 log = logging.getLogger("dcrcoadd.pipeline.survey_plan")
 
@@ -113,7 +114,7 @@ def read_plan(path: str | os.PathLike, *, config: str | os.PathLike | None = Non
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # (a spreadsheet's byte-order mark is not a column name)
     except OSError as exc:
         raise InputError(f"cannot read the survey plan ({exc.strerror or exc})", path) from None
     if path.suffix.lower() == ".toml":
@@ -246,6 +247,9 @@ def _check_name(name, where: str, path: Path) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"{where}: the name must be a directory name (letters, digits and _ . , + = -, "
                          f"not starting with a punctuation mark), got {name!r}", path)
+    if name.lower() in SUMMARY_FILES:
+        raise InputError(f"{where}: {name!r} is the name of the survey's summary file "
+                         f"({', '.join(SUMMARY_FILES)}): give the patch another name", path)
 
 
 def _check_unique(patches: list[PatchSpec], path: Path) -> None:

@@ -35,6 +35,8 @@ PROXY_MARGIN = 8
 _BAD_PLANES = ("BAD", "SAT", "NO_DATA", "EDGE", "CR")
 
 STATUS_COLOURS = {"done": "#2ca02c", "resumed": "#1f77b4", "failed": "#d62728"}
+#: The files the summary writes next to the patch directories (no patch may be named so).
+SUMMARY_FILES = ("survey.ecsv", "survey.csv", "footprint.png")
 
 
 # -- per patch -------------------------------------------------------------------------------------
@@ -156,11 +158,11 @@ def write_summary(outcomes: list[PatchOutcome], out_dir: str | os.PathLike, *,
     out = Path(out_dir)
     table = summary_table(outcomes)
     written = {}
-    for name, fmt in (("survey.ecsv", "ascii.ecsv"), ("survey.csv", "ascii.csv")):
+    for name, fmt in zip(SUMMARY_FILES[:2], ("ascii.ecsv", "ascii.csv"), strict=True):
         with atomic_output(out / name) as tmp:
             table.write(tmp, format=fmt, overwrite=True)
         written[name.replace(".", "_")] = out / name
-    figure = footprint_figure(outcomes, out / "footprint.png", title=title)
+    figure = footprint_figure(outcomes, out / SUMMARY_FILES[2], title=title)
     if figure is not None:
         written["footprint"] = figure
     return written
