@@ -214,3 +214,14 @@ def test_running_out_of_memory_is_one_error_line(tmp_path, capsys, monkeypatch):
     status, _, err = run(capsys, "info", str(tmp_path))
     assert status == 2
     assert_one_error_line(err, "info: not enough memory", "74.5 GiB", "--box")
+
+
+@pytest.mark.parametrize("command", ["assemble", "survey", "warp"])
+@pytest.mark.parametrize("address", ["nonsense", "tcp://localhost", "http://host:8786"])
+def test_a_malformed_scheduler_address_is_a_usage_error(tmp_path, capsys, command, address):
+    # (it was a Python traceback from inside Dask, after the plan or the warps had been read)
+    with pytest.raises(SystemExit) as stop:
+        main([command, str(tmp_path / "x.fits"), "--out", str(tmp_path / "o"), "--scheduler", address])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert stop.value.code == 2 and len(errors) == 1
+    assert "argument --scheduler: not a Dask scheduler address" in errors[0]

@@ -13,6 +13,7 @@ import numpy as np
 from dcrcoadd._version import __version__
 from dcrcoadd.errors import DcrCoaddError, InputError
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
+from dcrcoadd.parallel.mappers import scheduler_address
 from dcrcoadd.resample.command import add_warp_parser
 
 log = logging.getLogger("dcrcoadd.cli")
@@ -460,7 +461,8 @@ def _add_survey_parser(sub) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, after the plan's own")
     p.add_argument("--band", help="use only warps in this band (instead of the plan's band)")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    where.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
+                       help="Dask distributed scheduler to run on")
     where.add_argument("--workers", type=positive, metavar="N",
                        help="a local Dask cluster of N single-threaded worker processes")
     p.add_argument("--in-flight", type=positive, metavar="K",
@@ -523,7 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--band", help="use only warps in this band")
     add_read_arguments(p, what="warps")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    p.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
+                   help="Dask distributed scheduler to run on")
     p.add_argument("--clobber-config", action="store_true",
                    help="start over when OUTDIR holds a run with other settings")
     p.add_argument("--dcr-only", action="store_true",

@@ -9,6 +9,7 @@ mappers (module-level functions; tasks that carry file paths rather than big arr
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator
@@ -81,6 +82,27 @@ def process_map(workers: int) -> Mapper:
     return ProcessMapper(workers)
 
 
+def scheduler_address(text: str) -> str:
+    """``--scheduler``'s value, checked: a Dask address (``tcp://host:port``, ``host:port``, another
+    protocol's ``proto://...``); `argparse.ArgumentTypeError` naming what is wrong otherwise. Without
+    Dask distributed the address is passed on (connecting then says the extra is missing)."""
+    text = text.strip()
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+        from distributed.comm.registry import get_backend
+    except ImportError:
+        return text
+    try:
+        scheme, location = parse_address(text)
+        get_backend(scheme)  # (an unknown protocol, e.g. http://)
+        if scheme in ("tcp", "tls", "ws", "wss"):
+            parse_host_port(location)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a Dask scheduler address ({exc}); expected e.g. "
+                                         "tcp://host:8786") from None
+    return text
+
+
 def dask_map(address: str) -> Mapper:
     """Run tasks on an existing Dask distributed scheduler at ``address`` (the ``dask`` extra).
 
@@ -96,7 +118,7 @@ def dask_map(address: str) -> Mapper:
     def mapper(fn: Callable, tasks: Iterable) -> Iterator:
         try:
             client = Client(address, timeout="10s")
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             raise ConfigError(f"cannot reach the Dask scheduler at {address} ({exc})") from None
         try:
             tasks = list(tasks)

@@ -470,7 +470,7 @@ def _on_cluster(tasks: list[PatchTask], scheduler: str | None, workers: int | No
         if scheduler is not None:
             try:
                 client = Client(scheduler, timeout="10s")
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         else:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

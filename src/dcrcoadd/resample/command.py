@@ -10,6 +10,7 @@ from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.io.paths import expand_paths
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
 from dcrcoadd.parallel import make_mapper
+from dcrcoadd.parallel.mappers import scheduler_address
 from dcrcoadd.resample.warp import DEFAULT_METHOD, choose_grid, warp_exposures
 
 __all__ = ["add_warp_parser", "cmd_warp"]
@@ -45,7 +46,8 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                    help="reproject_exact (default: exact overlaps, least PSF broadening) or "
                         "reproject_adaptive with conserve_flux=True")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler to run on")
+    p.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
+                   help="Dask distributed scheduler to run on")
     add_read_arguments(p, what="exposures")
     p.set_defaults(func=cmd_warp)
     return p
