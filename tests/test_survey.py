@@ -173,6 +173,7 @@ def test_a_rerun_skips_finished_patches_and_retries_failed_ones(data, serial, ca
     captured = capsys.readouterr()
     assert "5 patches: 0 done, 4 finished earlier, 1 failed" in captured.err
     assert "patch bad: failed" in captured.err and "patch p0: resumed" in captured.out
+    assert captured.err.count("warp_9.fits") == 1  # (printed once: it was logged as well)
     assert {p: (serial / p / "model.fits").stat().st_mtime_ns for p in GOOD} == before
     assert list(Table.read(serial / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]
 

@@ -253,7 +253,7 @@ def _stopped_by_shutdown(exc: BaseException) -> bool:
 def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint: str = "") -> PatchOutcome:
     if isinstance(exc, (DcrCoaddError, OSError)):
         message = str(exc)
-        log.error("patch %s failed: %s", task.spec.name, message)
+        log.debug("patch %s failed: %s", task.spec.name, message)  # (its outcome carries it: printed once)
     else:
         message = f"{type(exc).__name__}: {exc}"
         log.error("patch %s failed: %s\n%s", task.spec.name, message,
