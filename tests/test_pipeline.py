@@ -354,3 +354,34 @@ def test_serial_runs_report_each_solver_iteration(warps, tmp_path):
     for e in iterations:
         per_tile.setdefault(e.tile, []).append(e.record["iteration"])
     assert all(its == sorted(its) for its in per_tile.values())
+
+
+def test_sigterm_while_writing_outputs_leaves_no_finished_looking_model(warps, tmp_path):
+    # what a batch system sends before killing a job: it stopped the process mid-output, leaving a
+    # model.fits without the run's metadata.json (and template took that model)
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    script = (
+        "import sys, time\n"
+        "import dcrcoadd.pipeline.run_patch as rp\n"
+        "def slow(*args, **kwargs):\n"
+        "    time.sleep(60)\n"
+        "rp.write_metadata = slow\n"
+        "from dcrcoadd.cli import main\n"
+        f"sys.exit(main(['assemble', *{[str(w) for w in warps]!r}, '--out', {str(out)!r}, '-q',"
+        " '--set', 'coadd.subregion_size=[16, 16]']))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "model.fits").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert (out / "model.fits").exists()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
+    assert not (out / "model.fits").exists() and not (out / "metadata.json").exists()
+    assert any(out.glob(".checkpoints/*"))  # (a rerun resumes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -621,6 +622,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _configure_logging(args.verbose, args.log_file)
+    previous = _terminate_as_interrupt()
     try:
         return int(args.func(args) or 0)
     except DcrCoaddError as exc:
@@ -641,9 +643,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {args.command}: not enough memory{need}; a smaller region (--box, a coarser or "
               "smaller grid) or smaller subregions (coadd.subregion_size) need less", file=sys.stderr)
         return 2
+    except _Terminated:
+        print("error: terminated (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (what a batch system sends before killing a job), raised where Ctrl-C would be."""
+
+
+def _terminate_as_interrupt():
+    """Make SIGTERM stop the command as Ctrl-C does, so that what it was writing is cleaned up (an
+    output stage removes its partial outputs) instead of the process dying mid-file; returns the
+    previous handler (None where no handler can be set: off the main thread)."""
+    def handler(signum, frame):
+        raise _Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # (not the main thread)
+        return None
 
 
 if __name__ == "__main__":  # pragma: no cover
