@@ -385,3 +385,12 @@ def test_sigterm_while_writing_outputs_leaves_no_finished_looking_model(warps, t
     assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
     assert not (out / "model.fits").exists() and not (out / "metadata.json").exists()
     assert any(out.glob(".checkpoints/*"))  # (a rerun resumes)
+
+
+def test_a_rerun_removes_the_temporary_files_of_an_attempt_killed_mid_write(warps, reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference.out_dir, out)
+    (out / ".report.png.0123456789ab.tmp").write_bytes(b"half a png")
+    (out / "metadata.json").unlink()  # (the killed attempt never finished)
+    run_patch(warps, config(), out)
+    assert not list(out.glob(".*.tmp")) and files(out) == RUN_FILES

@@ -22,6 +22,7 @@ import numpy as np
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.dcr.assemble import DcrCoaddResult
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.pipeline.checkpoint import checkpoint_dir
 
 log = logging.getLogger("dcrcoadd.pipeline.outputs")
 
@@ -154,6 +155,15 @@ def snapshot(outdir: str | os.PathLike) -> dict[Path, tuple[int, int, int]]:
                 st = path.stat()
                 found[path] = (st.st_dev, st.st_ino, st.st_mtime_ns)
     return found
+
+
+def remove_temporaries(out: str | os.PathLike) -> None:
+    """Delete the temporary files an attempt killed mid-write left in ``out`` and its checkpoints
+    (`dcrcoadd.io.atomic.atomic_output` names): a run never finishes with them beside its outputs."""
+    out = Path(out)
+    for directory in (out, checkpoint_dir(out)):
+        for path in directory.glob(".*.tmp") if directory.is_dir() else ():
+            path.unlink(missing_ok=True)
 
 
 @contextmanager

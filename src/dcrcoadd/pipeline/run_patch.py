@@ -57,6 +57,7 @@ from dcrcoadd.pipeline.metadata import (
 )
 from dcrcoadd.pipeline.outputs import (
     output_stage,
+    remove_temporaries,
     write_dcr_outputs,
     write_metadata,
     write_report,
@@ -188,6 +189,7 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
         try:
             plan = _plan(inputs, config, out, band=band, bbox=bbox, dcr_only=dcr_only)
             done = _resume_or_refuse(out, plan.manifest, clobber_config)
+            remove_temporaries(out)  # (of an attempt killed mid-write)
             timings: dict[str, float] = {}
             baseline = _baseline_stage(plan, timings, mapper, notify)
             if len(baseline.inputs) < 2:

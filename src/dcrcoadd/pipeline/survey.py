@@ -49,6 +49,7 @@ from dcrcoadd.parallel.mappers import Mapper, process_map, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
 from dcrcoadd.pipeline.metadata import versions
+from dcrcoadd.pipeline.outputs import remove_temporaries
 from dcrcoadd.pipeline.run_patch import RunResult, run_patch
 from dcrcoadd.pipeline.survey_plan import PatchSpec, SurveyPlan
 from dcrcoadd.pipeline.survey_summary import false_detection_proxy, sky_corners, write_summary
@@ -197,13 +198,6 @@ def _finished_earlier(task: PatchTask, fingerprint: str) -> PatchOutcome | None:
     return replace(record, status="resumed")
 
 
-def _remove_temporaries(out: Path) -> None:
-    """Delete the temporary files an attempt killed mid-write left (`atomic_output` names)."""
-    for directory in (out, checkpoint.checkpoint_dir(out)):
-        for path in directory.glob(".*.tmp") if directory.is_dir() else ():
-            path.unlink(missing_ok=True)
-
-
 def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcome:
     """Run one patch of a survey and record its outcome; never raises for a bad patch.
 
@@ -221,7 +215,6 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
     if earlier is not None:
         log.info("patch %s: finished by an earlier run with the same settings and inputs", name)
         return earlier
-    _remove_temporaries(task.out_dir)
     if mapper is None:
         mapper = partial(cluster_map, label=name) if on_dask_worker() else serial_map
     try:
@@ -413,7 +406,7 @@ def run_survey(plan: SurveyPlan, out_dir: str | os.PathLike, *, scheduler: str |
     out = Path(out_dir)
     check_outdir(out)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_temporaries(out / RECORDS)
+    remove_temporaries(out / RECORDS)
     tasks = [PatchTask(spec, plan.config, str(out.resolve()), plan.band, clobber_config, command)
              for spec in plan.patches]
     total = len(tasks)
