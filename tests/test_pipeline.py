@@ -394,3 +394,28 @@ def test_a_rerun_removes_the_temporary_files_of_an_attempt_killed_mid_write(warp
     (out / "metadata.json").unlink()  # (the killed attempt never finished)
     run_patch(warps, config(), out)
     assert not list(out.glob(".*.tmp")) and files(out) == RUN_FILES
+
+
+def test_a_second_run_into_a_busy_directory_is_refused_and_a_dead_runs_lock_taken_over(warps, tmp_path,
+                                                                                       caplog):
+    import socket
+    import subprocess
+    import sys
+
+    from dcrcoadd.pipeline.lock import LOCK_NAME
+
+    out = tmp_path / "out"
+    out.mkdir()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / LOCK_NAME).write_text(f"{socket.gethostname()} {live.pid}\n")
+        with pytest.raises(InputError, match=f"another dcrcoadd run \\(process {live.pid} on"):
+            run_patch(warps, config(), out)
+        assert files(out) == {LOCK_NAME}  # (nothing of its own written)
+    finally:
+        live.kill()
+        live.wait()
+    # that process is gone now: its lock is stale
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run_patch(warps, config(), out)
+    assert files(out) == RUN_FILES and any("no longer exists" in r.getMessage() for r in caplog.records)

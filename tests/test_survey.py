@@ -331,3 +331,22 @@ def test_a_patch_stopped_by_a_closing_pool_is_not_recorded_as_failed(tmp_path, m
     monkeypatch.setattr(survey, "run_patch", broken)
     assert run_patch_task(task).status == "failed"
     assert read_record(task.survey_dir, "p").status == "failed"
+
+
+def test_a_second_survey_into_a_busy_directory_is_refused(data, tmp_path):
+    # two surveys into one directory each recomputed every patch and each reported its own outputs
+    import socket
+    import subprocess
+    import sys
+
+    from dcrcoadd.pipeline.lock import LOCK_NAME
+
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / LOCK_NAME).write_text(f"{socket.gethostname()} {live.pid}\n")
+        with pytest.raises(InputError, match="another dcrcoadd run"):
+            run_survey(read_plan(data), tmp_path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_NAME]
+    finally:
+        live.kill()
+        live.wait()

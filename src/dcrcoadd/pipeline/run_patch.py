@@ -48,6 +48,7 @@ from dcrcoadd.pipeline.inputs import (
     read_headers,
     select_band,
 )
+from dcrcoadd.pipeline.lock import directory_lock
 from dcrcoadd.pipeline.metadata import (
     all_warnings,
     collecting_warnings,
@@ -188,16 +189,17 @@ def run_patch(inputs: Source | Sequence[Source], config: Config | None, out_dir:
     with collecting_warnings(keep_replayed=False, this_thread=True) as run_warnings:
         try:
             plan = _plan(inputs, config, out, band=band, bbox=bbox, dcr_only=dcr_only)
-            done = _resume_or_refuse(out, plan.manifest, clobber_config)
-            remove_temporaries(out)  # (of an attempt killed mid-write)
-            timings: dict[str, float] = {}
-            baseline = _baseline_stage(plan, timings, mapper, notify)
-            if len(baseline.inputs) < 2:
-                return _baseline_only(plan, baseline, timings, run_warnings, dcr_only=dcr_only,
-                                      command=command)
-            result, warnings_by_index, resumed = _dcr_stage(plan, baseline, done, mapper, notify)
-            return _write_outputs(plan, result, timings, run_warnings, warnings_by_index, resumed, notify,
-                                  report_science=report_science, title=title, command=command)
+            with directory_lock(out):
+                done = _resume_or_refuse(out, plan.manifest, clobber_config)
+                remove_temporaries(out)  # (of an attempt killed mid-write)
+                timings: dict[str, float] = {}
+                baseline = _baseline_stage(plan, timings, mapper, notify)
+                if len(baseline.inputs) < 2:
+                    return _baseline_only(plan, baseline, timings, run_warnings, dcr_only=dcr_only,
+                                          command=command)
+                result, warnings_by_index, resumed = _dcr_stage(plan, baseline, done, mapper, notify)
+                return _write_outputs(plan, result, timings, run_warnings, warnings_by_index, resumed,
+                                      notify, report_science=report_science, title=title, command=command)
         except BaseException:
             _leave_nothing_if_nothing_computed(out, created)
             raise

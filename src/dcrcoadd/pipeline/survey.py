@@ -48,6 +48,7 @@ from dcrcoadd.io.weights import weight_path
 from dcrcoadd.parallel.mappers import Mapper, process_map, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
+from dcrcoadd.pipeline.lock import directory_lock
 from dcrcoadd.pipeline.metadata import versions
 from dcrcoadd.pipeline.outputs import remove_temporaries
 from dcrcoadd.pipeline.run_patch import RunResult, run_patch
@@ -405,7 +406,12 @@ def run_survey(plan: SurveyPlan, out_dir: str | os.PathLike, *, scheduler: str |
     """
     out = Path(out_dir)
     check_outdir(out)
-    out.mkdir(parents=True, exist_ok=True)
+    with directory_lock(out):
+        return _run_survey(plan, out, scheduler, workers, in_flight, clobber_config, progress, command)
+
+
+def _run_survey(plan: SurveyPlan, out: Path, scheduler, workers, in_flight, clobber_config, progress,
+                command) -> SurveyResult:
     remove_temporaries(out / RECORDS)
     tasks = [PatchTask(spec, plan.config, str(out.resolve()), plan.band, clobber_config, command)
              for spec in plan.patches]
