@@ -3,6 +3,7 @@ worker killed mid-run, a patch with a corrupt input, resume of finished patches 
 
 import json
 import os
+import shutil
 import signal
 
 import numpy as np
@@ -350,3 +351,14 @@ def test_a_second_survey_into_a_busy_directory_is_refused(data, tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_run_refused_for_other_settings_keeps_the_finished_patches_records(data, serial, tmp_path, capsys):
+    # the refusal changed nothing in the patch directories, but recorded them as failed: the next
+    # run with the original settings recomputed every patch instead of finding them finished
+    out = tmp_path / "copy"
+    shutil.copytree(serial, out)
+    assert main(["survey", str(data), "--out", str(out), "-q", "--set", "dcr.dcr_num_subfilters=2"]) == 15
+    assert "holds a run with other settings" in capsys.readouterr().err
+    assert main(["survey", str(data), "--out", str(out)]) == 11
+    assert list(Table.read(out / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]

@@ -148,7 +148,12 @@ def differences(old: dict, new: dict) -> list[str]:
         if old_cfg.get(key) != new_cfg.get(key):
             out.append(f"{key}: {old_cfg.get(key, '(unset)')} -> {new_cfg.get(key, '(unset)')}")
     if old.get("inputs") != new.get("inputs"):
-        out.append("input warps differ")
+        before, after = list(old.get("inputs") or []), list(new.get("inputs") or [])
+        added = [i for i in after if i not in before]
+        removed = [i for i in before if i not in after]
+        parts = [f"{len(v)} {what} (e.g. {Path(str(v[0])).name})" for v, what in ((added, "added"),
+                                                                                  (removed, "removed")) if v]
+        out.append("input warps differ: " + (", ".join(parts) if parts else "in order"))
     if old.get("box") != new.get("box"):
         out.append(f"box: {old.get('box') or '(all)'} -> {new.get('box') or '(all)'}")
     for name in sorted(set(old.get("versions", {})) | set(new.get("versions", {}))):

@@ -221,6 +221,11 @@ def _plan(inputs, config: Config, out: Path, *, band: str | None, bbox: Box | No
     return _Plan([h.source for h in headers], config, config_text, manifest, bbox, out)
 
 
+class SettingsMismatch(InputError):
+    """The output directory holds a run with other settings (and no ``clobber_config``): refused, and
+    nothing in it changed."""
+
+
 def _resume_or_refuse(out: Path, manifest: dict, clobber_config: bool) -> dict[int, checkpoint.Checkpoint]:
     """The checkpoints to resume from: those of an interrupted run with the same settings."""
     stored = checkpoint.stored_run(out)
@@ -244,8 +249,8 @@ def _resume_or_refuse(out: Path, manifest: dict, clobber_config: bool) -> dict[i
         checkpoint.clear(out)
         return {}
     if not clobber_config:
-        raise InputError("holds a run with other settings; use --clobber-config to start over ("
-                         + "; ".join(diff) + ")", out)
+        raise SettingsMismatch("holds a run with other settings; use --clobber-config to start over ("
+                               + "; ".join(diff) + ")", out)
     log.info("%s: starting over with other settings (%s)", out, "; ".join(diff))
     checkpoint.clear(out)
     return {}

@@ -51,7 +51,7 @@ from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
 from dcrcoadd.pipeline.lock import directory_lock
 from dcrcoadd.pipeline.metadata import versions
 from dcrcoadd.pipeline.outputs import remove_temporaries
-from dcrcoadd.pipeline.run_patch import RunResult, run_patch
+from dcrcoadd.pipeline.run_patch import RunResult, SettingsMismatch, run_patch
 from dcrcoadd.pipeline.survey_plan import PatchSpec, SurveyPlan
 from dcrcoadd.pipeline.survey_summary import false_detection_proxy, sky_corners, write_summary
 
@@ -255,6 +255,8 @@ def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint:
     outcome = failed_outcome(task, message)
     outcome.fingerprint = fingerprint
     outcome.seconds = time.perf_counter() - t0
+    if isinstance(exc, SettingsMismatch):
+        return outcome  # (refused, the patch directory untouched: its record still says what it holds)
     try:
         write_record(task.survey_dir, outcome)
     except OSError as err:
