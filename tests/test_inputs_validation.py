@@ -326,3 +326,13 @@ def test_iso_times_with_a_utc_designator_are_read(tmp_path, text):
         hdul[0].header["DATE-OBS"] = text.format(iso=hdul[0].header["DATE-OBS"])
         del hdul[0].header["MJD-OBS"]
     assert abs((read_info(path).visit.time - exact.time).sec) < 1e-3
+
+
+def test_a_galactic_wcs_is_refused_naming_its_axes(tmp_path):
+    # (warp took its (l, b) for (RA, Dec); info crashed; assemble failed after the baseline coadd)
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header["CTYPE1"], hdul[1].header["CTYPE2"] = "GLON-TAN", "GLAT-TAN"
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert "WCS is not equatorial (CTYPE GLON-TAN, GLAT-TAN)" in err.value.reason

@@ -445,6 +445,11 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
         raise InputError(f"invalid WCS in IMAGE header ({_wcslib_reason(exc)})", path) from None
     if not wcs.has_celestial:
         raise InputError("IMAGE WCS is not celestial", path)
+    if wcs.wcs.lngtyp != "RA" or wcs.wcs.lattyp != "DEC":
+        # (DCR is computed from right ascension and declination; a galactic or ecliptic grid would be
+        # read as one, its (l, b) taken for (RA, Dec))
+        raise InputError(f"its WCS is not equatorial (CTYPE {wcs.wcs.ctype[0]}, {wcs.wcs.ctype[1]}): "
+                         "dcrcoadd needs RA/DEC axes (an ICRS, FK5 or FK4 grid)", path)
     return wcs
 
 
