@@ -274,6 +274,20 @@ def test_foreign_scaled_integer_image(tmp_path):
     np.testing.assert_array_equal(read_exposure(path, bbox=Box(5, 7, 11, 13)).image, physical[7:20, 5:16])
 
 
+def test_unsigned_16_bit_image_keeps_its_blank_pixels_missing(tmp_path):
+    """uint16 stored as int16 + BZERO 32768: its BLANK pixels came back as 0 counts of valid data."""
+    raw = np.arange(-600, 600, dtype=np.int16).reshape(30, 40)
+    raw[3, 4] = raw[10, 20] = -32768
+    hdu = fits.ImageHDU(data=raw, name="IMAGE")
+    hdu.header["BSCALE"], hdu.header["BZERO"], hdu.header["BLANK"] = 1, 32768, -32768
+    path = tmp_path / "u16.fits"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(path)
+    exposure = read_exposure(path)
+    assert np.isnan(exposure.image[3, 4]) and np.isnan(exposure.image[10, 20])
+    assert np.isnan(exposure.image).sum() == 2 and exposure.mask_of("NO_DATA").sum() == 2
+    assert exposure.image[0, 0] == -600 + 32768
+
+
 # -- bad inputs ----------------------------------------------------------------------------------
 
 def _reason(err: pytest.ExceptionInfo, path) -> str:

@@ -647,7 +647,16 @@ def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, pa
     try:
         if isinstance(hdu, fits.CompImageHDU) or scaled:
             # Tile-wise decompression / scaling of only the rows needed.
-            return hdu.section[sl].astype(dtype, copy=False)
+            data = hdu.section[sl]
+            if "BLANK" in hdu.header and data.dtype.kind in "ui" and np.dtype(dtype).kind == "f":
+                # astropy reads BZERO-offset integers (uint16 as int16 + 32768) as unsigned integers, which
+                # have no NaN: their BLANK pixels, the raw value BLANK, come back as its scaled value
+                blank = int(hdu.header["BLANK"]) * hdu.header.get("BSCALE", 1) + hdu.header.get("BZERO", 0)
+                missing = data == blank
+                data = data.astype(dtype)
+                data[missing] = np.nan
+                return data
+            return data.astype(dtype, copy=False)
         # Unscaled plain data: slicing the memory map copies just the box, far faster
         # than astropy's row-by-row sections, and converts while copying (one pass).
         return np.array(hdu.data[sl], dtype=dtype)
