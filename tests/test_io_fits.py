@@ -563,3 +563,16 @@ def test_a_psf_extension_off_its_middle_pixel_is_refused(tmp_path, exposure, rol
     with pytest.raises(InputError) as err:
         read_info(path)
     assert "not centred on its middle pixel (centroid +1." in _reason(err, path)  # (the roll wraps)
+
+
+@pytest.mark.parametrize("name", ["IMAGE", "VARIANCE"])
+def test_a_plane_given_twice_is_refused(tmp_path, exposure, name):
+    # (the first was read silently)
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    with fits.open(path) as hdul:
+        hdus = [h.copy() for h in hdul]
+    hdus.append(fits.ImageHDU(data=np.zeros_like(hdus[1].data), name=name))
+    _write(path, hdus)
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert f"two {name} extensions" in _reason(err, path)

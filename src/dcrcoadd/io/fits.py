@@ -377,7 +377,10 @@ def _find_layout(hdul: fits.HDUList, path: Path) -> _Layout:
         name = hdu.name.strip().upper()
         exttype = str(hdu.header.get("EXTTYPE", "")).strip().upper()
         if name in (*_PLANES, "PSF", "TRANSMISSION"):
-            by_name.setdefault(name, i)
+            if name in by_name:  # (which of the two is meant cannot be known: the first was read silently)
+                raise InputError(f"two {name} extensions (HDUs {by_name[name]} and {i}): say which is meant "
+                                 "by renaming the other", path)
+            by_name[name] = i
         if exttype in _PLANES:
             by_type.setdefault(exttype, i)
     roles = {**by_type, **by_name}  # an EXTNAME wins over an EXTTYPE
