@@ -576,3 +576,22 @@ def test_a_plane_given_twice_is_refused(tmp_path, exposure, name):
     with pytest.raises(InputError) as err:
         read_info(path)
     assert f"two {name} extensions" in _reason(err, path)
+
+
+def test_a_mask_without_plane_cards_is_taken_as_bad_where_nonzero(tmp_path, exposure, caplog):
+    # a data-quality image's codes (1, 4) were read as LSST bits: BAD, INTRP... as it happened
+    import logging
+
+    path = write_exposure(exposure, tmp_path / "e.fits")
+    with fits.open(path, mode="update") as hdul:
+        for key in [k for k in hdul["MASK"].header if k.startswith("MP_")]:
+            del hdul["MASK"].header[key]
+        dq = np.zeros(hdul["MASK"].data.shape, dtype=np.int32)
+        dq[2, 3], dq[5, 6] = 1, 4
+        hdul["MASK"].data = dq
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read = read_exposure(path)
+    bad = read.mask_of("BAD")
+    assert bad[2, 3] and bad[5, 6] and bad.sum() == 2
+    assert np.count_nonzero(read.mask) == 2 and not read.mask_of("INTRP").any()
+    assert any("no MP_<PLANE> cards" in r.getMessage() for r in caplog.records)

@@ -45,7 +45,7 @@ from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io.afw import is_archive, read_archive
 from dcrcoadd.io.atomic import atomic_output
 from dcrcoadd.io.calibration import calibration_from_cards
-from dcrcoadd.io.header import Cards, merged_header
+from dcrcoadd.io.header import Cards, merged_header, warn_once
 from dcrcoadd.io.pixels import (
     PixelModel,
     pixel_model_from_cards,
@@ -172,6 +172,9 @@ class ExposureInfo:
         headers again; None otherwise.
     absent_header_map : tuple of str
         Fields of ``header_map`` whose card this header lacks (their usual cards were read instead).
+    unlabelled_mask : bool
+        The file's mask has no ``MP_<PLANE>`` cards to say what its bits mean: `read_exposure`
+        takes every nonzero pixel of it as ``BAD``.
     """
 
     path: Path
@@ -194,6 +197,7 @@ class ExposureInfo:
     psf_origin: str | None = None
     direct: _DirectPlanes | None = None
     absent_header_map: tuple[str, ...] = ()
+    unlabelled_mask: bool = False
 
 
 # -- writing -------------------------------------------------------------------------------------
@@ -589,6 +593,13 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
                      + (", BAD where the weight is 0" if weight_map else ""))
     elif weight_map:
         notes.append("mask: the file's, and BAD where the weight is 0")
+    unlabelled = layout.mask is not None and planes is None
+    if unlabelled:
+        # (bits cannot be "read from the file, never assumed" when the file names none: a data-quality
+        # image's codes read as LSST bits became INTRP, SAT... at random)
+        notes.append("mask: no MP_<PLANE> cards say what its bits mean; every nonzero pixel is taken as BAD")
+        warn_once(log, path, "its MASK extension has no MP_<PLANE> cards to say what its bits mean: every "
+                  "nonzero pixel is taken as BAD")
     notes.extend(f"header map: {cards.overrides[f]} ({f}) is not in this header; its usual cards were read"
                  for f in sorted(cards.absent_overrides))
     return ExposureInfo(
@@ -598,6 +609,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
+        unlabelled_mask=unlabelled,
         psf_origin=psf_origin,
         direct=_DirectPlanes.of(hdul, (layout.image, layout.mask, layout.variance), shape, path),
         absent_header_map=tuple(sorted(cards.absent_overrides)),
@@ -747,6 +759,8 @@ def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.n
     path, shape = info.path, info.bbox.shape
     if mask is None:
         mask = synthesize_mask(image, info.mask_planes, info.pixels.saturation)
+    elif info.unlabelled_mask:
+        mask = np.where(mask != 0, np.uint32(info.mask_planes.value("BAD")), np.uint32(0))
     if variance is None and info.weight_map is not None:
         wpath, i_weight = info.weight_map
         with _reading(wpath), _open(wpath) as whdul:
