@@ -473,3 +473,19 @@ def test_science_calibration_must_match_the_models_unit(tmp_path, unit, calibrat
             hdul[0].header["FLUXCAL"] = calibration
     [outcome] = build_templates(model_path, [path], tmp_path / "out")
     assert not outcome.ok and words in outcome.error and "off by" in outcome.error
+
+
+def test_a_psf_fit_against_an_image_without_the_models_sources_is_refused():
+    # (the "fitted" PSF was the prior's, 44 px wide, and the run reported success)
+    import dataclasses
+
+    model = dataclasses.replace(make_model(), forward_model="fourier", wavelength_samples=2,
+                                psf_model="warp")
+    science = science_on(model, Box(110, 208, 30, 26))  # (noise only: the model's source is not there)
+    science.psf = None
+    with pytest.raises(InputError, match="its PSF cannot be fitted against the model"):
+        make_template(model, science)
+    # with the source in it, the fit holds
+    science.image = science.image * 0.01 + make_template(model, science_on(model, Box(110, 208, 30, 26)),
+                                                         psf="reference").image
+    assert make_template(model, science).psf_label == "science-fitted"

@@ -406,7 +406,7 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
 
 
 def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None,
-                  to_model: np.ndarray | None):
+                  to_model: np.ndarray | None, source: str):
     """``(render's arrays, PSF)`` of one block of a science exposure whose PSF is fitted against the
     model (`fit_psf_to_model`): the reference template times the fitted ratio, which is what was
     fitted (the ratio averages over the subfilters; chromatic seeing would scale it a second time).
@@ -416,10 +416,27 @@ def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start:
     at_reference = np.where(no_data, np.nan, image * scale)
     size = max((start or model.psf).shape[0] + 8, model.psf.shape[0])
     matching, fitted = fit_psf_to_model(model, block, at_reference, size, _unreliable(model, mask), to_model)
+    _check_fitted(matching, block.bbox, source)
     if model.forward_model == "fourier":
         return render(block, None, matching), fitted
     at = fitted if to_model is None else convolve_round(model.psf.kernel, matching, size + 1 - size % 2)
     return render(block, at), fitted
+
+
+#: The fitted ratio of a science exposure's PSF to the model's at the lowest frequency it measures must
+#: lie in this range (≈ 1: the fluxes agree); outside it the image does not show the model's sources
+#: (no usable pixel, an empty or wrong field) and the "fitted" PSF is the prior's, tens of pixels wide.
+FIT_LOW_FREQUENCY_RANGE = (0.5, 2.0)
+
+
+def _check_fitted(matching: RoundTransfer, block: Box, source: str) -> None:
+    lo, hi = FIT_LOW_FREQUENCY_RANGE
+    first = float(matching.values[1]) if len(matching.values) > 1 else math.nan
+    if not lo <= first <= hi:
+        where = "" if block is None else f" (in its pixels x {block.x0}-{block.x1}, y {block.y0}-{block.y1})"
+        raise InputError(f"its PSF cannot be fitted against the model{where}: the image does not show the "
+                         f"model's sources there (fitted ratio {first:.2f} at the lowest frequency, about 1 "
+                         "expected); give its PSF (a PSF extension, or --psf-fwhm)", source)
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
@@ -495,7 +512,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         # as few blocks as fit, of nearly equal sizes: no sliver at the far edges, whose fit would
         # rest on a handful of sources
         blocks = [t.box for t in tiles(science.bbox, psf_block, even=True)]
-        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf, to_model)
+        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf, to_model, source)
                  for b in blocks]
         image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
         for b, (arrays, _) in zip(blocks, parts, strict=True):
