@@ -336,3 +336,26 @@ def test_a_galactic_wcs_is_refused_naming_its_axes(tmp_path):
     with pytest.raises(InputError) as err:
         read_info(path)
     assert "WCS is not equatorial (CTYPE GLON-TAN, GLAT-TAN)" in err.value.reason
+
+
+def test_a_variance_far_below_the_pixels_scatter_skips_the_warp(tmp_path, caplog):
+    # a variance map given as a weight map: its weight was millions of times the others', and the coadd
+    # was that one warp
+    paths = write_warps(tmp_path, 4)
+    with fits.open(paths[1], mode="update") as hdul:
+        hdul["VARIANCE"].data = np.full_like(hdul["VARIANCE"].data, 1e-7)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    assert [n for n, _ in prep.skipped] == [str(paths[1])]
+    assert "times more than its variance says" in prep.skipped[0][1]  # (about 3e3; stars widen it)
+
+
+def test_a_warp_that_is_not_sky_subtracted_is_reported(tmp_path, caplog):
+    paths = write_warps(tmp_path, 3)
+    with fits.open(paths[2], mode="update") as hdul:
+        hdul["IMAGE"].data = hdul["IMAGE"].data + 40.0  # (a sky of 40 times the noise)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    assert len(prep.inputs) == 3
+    [text] = [r.getMessage() for r in caplog.records if "sky-subtracted" in r.getMessage()]
+    assert text.startswith(f"{paths[2]}: its median is ") and "times its pixel noise above 0" in text

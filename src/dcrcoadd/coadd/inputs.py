@@ -323,6 +323,19 @@ class VarianceStats(NamedTuple):
     mean: float | None  # clipped mean variance of its good pixels; None without any
     n_invalid: int  # pixels with a finite image, no bad bit and an infinite, NaN or negative variance
     all_zero: bool  # every good pixel's image is exactly 0: a fill for missing data, not data
+    scatter: float = math.nan  # robust scatter of image / sqrt(variance) (1 when the variance is right)
+    sky: float = math.nan  # median of the image over that scatter (about 0 when sky-subtracted)
+
+
+#: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
+CHECK_SAMPLES = 100_000
+#: A warp whose pixels scatter this many times more than its variance says is skipped: its variance
+#: is not its noise (a variance map given as a weight map: 2400 on a DECam image), and its weight would
+#: swamp the rest. High, since sources widen the scatter too (500 on crowded simulated fields with a
+#: hundredth of the real noise); below it, compare-warp's variance rescaling warns.
+MAX_NOISE_RATIO = 1000.0
+#: A warp whose median is this many times its pixel scatter above (or below) 0 is not sky-subtracted.
+MAX_SKY_SIGMA = 5.0
 
 
 def mean_variance(task: VarianceTask) -> VarianceStats:
@@ -331,6 +344,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     whose variance is not finite and non-negative (left out: `CoaddInput.read` makes them missing
     data); and whether every good pixel's image is exactly 0."""
     parts = []
+    samples = []
+    stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
     all_zero = True
     for sub in task.box.subregions(task.tile_size):
@@ -343,10 +358,18 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
         all_zero = all_zero and not np.any(exp.image[good])
+        positive = good & (exp.variance > 0)
+        samples.append(exp.image[positive][::stride] / np.sqrt(exp.variance[positive][::stride]))
     if not parts or sum(p.size for p in parts) == 0:
         return VarianceStats(None, n_invalid, False)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    return VarianceStats(mean_var, n_invalid, all_zero)
+    scatter = sky = math.nan
+    snr = np.concatenate(samples)
+    if snr.size >= 100:
+        q1, median, q3 = np.percentile(snr, (25.0, 50.0, 75.0))
+        scatter = float(0.7413 * (q3 - q1))  # (the Gaussian sigma of an interquartile range)
+        sky = float(median / scatter) if scatter > 0 else math.nan
+    return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -425,6 +448,14 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         weight, reason = _weight(inp, i in tasks, stats.mean, box, c.do_airmass_weight)
         if not reason and stats.all_zero:
             reason = "its image is exactly 0 at every good pixel (a fill for missing data, not data)"
+        if not reason and stats.scatter > MAX_NOISE_RATIO:
+            reason = (f"its pixels scatter {stats.scatter:.3g} times more than its variance says (a variance "
+                      "map given as a weight map, or a variance in other units than the image?): its weight "
+                      "would swamp the other warps'")
+        if not reason and abs(stats.sky) > MAX_SKY_SIGMA:
+            log.warning("%s: its median is %.1f times its pixel noise %s 0: it does not look sky-subtracted; "
+                        "the coadds, model and templates carry its sky (subtract the background first)",
+                        inp.name, abs(stats.sky), "above" if stats.sky > 0 else "below")
         if reason:
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
