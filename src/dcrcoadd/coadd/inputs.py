@@ -358,8 +358,9 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
         all_zero = all_zero and not np.any(exp.image[good])
-        positive = good & (exp.variance > 0)
-        samples.append(exp.image[positive][::stride] / np.sqrt(exp.variance[positive][::stride]))
+        image, variance = exp.image.reshape(-1)[::stride], exp.variance.reshape(-1)[::stride]
+        ok = good.reshape(-1)[::stride] & (variance > 0)
+        samples.append(image[ok] / np.sqrt(variance[ok]))
     if not parts or sum(p.size for p in parts) == 0:
         return VarianceStats(None, n_invalid, False)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
