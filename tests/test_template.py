@@ -489,3 +489,20 @@ def test_a_psf_fit_against_an_image_without_the_models_sources_is_refused():
     science.image = science.image * 0.01 + make_template(model, science_on(model, Box(110, 208, 30, 26)),
                                                          psf="reference").image
     assert make_template(model, science).psf_label == "science-fitted"
+
+
+def test_template_options_that_cannot_apply_are_said_so(tmp_path, caplog):
+    import dataclasses
+
+    model = dataclasses.replace(make_model(), forward_model="fourier", wavelength_samples=2)
+    model_path = model.write(tmp_path / "model.fits")
+    science = write_exposure(science_on(model, Box(110, 208, 30, 26)), tmp_path / "s.fits")
+    with pytest.raises(InputError, match="--psf reference renders the templates at the model's own"):
+        build_templates(model_path, [science], tmp_path / "out", psf="reference", given_psf_fwhm=3.0)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model_path, [science], tmp_path / "out", order=3, given_psf_fwhm=3.0)
+    assert outcome.ok
+    text = " ".join(r.getMessage() for r in caplog.records)
+    assert "--order is not used" in text and "--psf-fwhm is not used: the model is not PSF-aware" in text
+    with pytest.raises(ValueError, match="order must be 1"):
+        make_template(model, science_on(model, Box(110, 208, 30, 26)), order=2)

@@ -488,6 +488,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         The science exposure has no visit or WCS, is in another band, lies
         outside the model's footprint, or its visit lacks the geometry for DCR.
     """
+    if order not in (None, 1, 3):
+        raise ValueError(f"order must be 1 (bilinear) or 3 (cubic spline), got {order!r}")
     source = str(source) if source is not None else _describe(science)
     visit = _check_inputs(model, science, source)
     gap = _report_dcr_coverage(model, visit, source)
@@ -757,6 +759,15 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         raise InputError(f"psf must be one of {', '.join(PSF_CHOICES)}, got {psf!r}", "--psf")
     if given_psf_fwhm is not None:
         check_psf_fwhm_pixels(given_psf_fwhm)
+        if psf == "reference":
+            raise InputError("gives the science exposures' PSF, but --psf reference renders the templates at "
+                             "the model's own: give one of them", "--psf-fwhm")
+        if not model.psf_aware:
+            log.warning("--psf-fwhm is not used: the model is not PSF-aware (its templates carry its own "
+                        "PSF)")
+    if order is not None and model.forward_model == "fourier":
+        log.warning("--order is not used: this model's Fourier forward model shifts exactly (the order is "
+                    "that of the shift forward model's interpolation)")
     given = None if given_psf_fwhm is None else Psf.gaussian(fwhm=given_psf_fwhm)
     _prepare_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
