@@ -322,6 +322,19 @@ def test_difference_subtracts_in_science_units_and_merges_mask_planes():
         difference(science, science[Box(111, 209, 5, 5)])
 
 
+def test_difference_flags_the_pixels_it_has_no_value_for():
+    # an unmasked NaN in the science image (or a negative variance) reached the difference unflagged
+    model = make_model()
+    science = science_on(model, Box(110, 208, 30, 26))
+    science.image[4, 5] = np.nan
+    science.variance[6, 7] = -1.0
+    diff = difference(science, make_template(model, science))
+    no_data = diff.mask_of("NO_DATA")
+    assert no_data[4, 5] and no_data[6, 7] and no_data.sum() == 2
+    assert np.isnan(diff.image[6, 7]) and np.isnan(diff.variance[4, 5])
+    assert np.isfinite(diff.image).sum() == diff.image.size - 2
+
+
 # -- files ----------------------------------------------------------------------------------------
 
 def test_build_templates_writes_files_and_continues_past_failures(tmp_path):

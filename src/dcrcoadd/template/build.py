@@ -583,9 +583,11 @@ def difference(science: Exposure, template: Exposure) -> Exposure:
 
     The template is brought to the science exposure's flux units first (a
     no-op for `make_template` output). Mask planes of both are merged (the
-    science's bits kept, the template's planes translated into them). The
-    result carries the science exposure's metadata (WCS, origin, PSF, visit,
-    band, calibration).
+    science's bits kept, the template's planes translated into them). Pixels
+    without a difference (a NaN on either side, or a science variance that is
+    not a finite non-negative number) are NaN with ``NO_DATA`` set, so a
+    detector never sees an unflagged NaN. The result carries the science
+    exposure's metadata (WCS, origin, PSF, visit, band, calibration).
 
     Raises
     ------
@@ -600,6 +602,11 @@ def difference(science: Exposure, template: Exposure) -> Exposure:
         | planes.translate(template.mask, template.mask_planes)
     image = science.image.astype(np.float64) - scale * template.image.astype(np.float64)
     variance = science.variance.astype(np.float64) + scale**2 * template.variance.astype(np.float64)
+    missing = ~(np.isfinite(image) & (science.variance >= 0) & np.isfinite(variance))
+    if missing.any():
+        planes = planes.with_plane("NO_DATA")
+        mask[missing] |= np.uint32(1 << planes.bit("NO_DATA"))
+        image[missing] = variance[missing] = np.nan
     return Exposure(image=image.astype(np.float32), mask=mask, variance=variance.astype(np.float32),
                     mask_planes=planes, origin=science.origin, wcs=science.wcs, psf=science.psf,
                     visit=science.visit, band=science.band, bandpass=science.bandpass,
