@@ -111,6 +111,7 @@ def test_toml_and_csv_plans_list_patches_with_paths_relative_to_the_plan(tmp_pat
     ('[[patch]]\nname = "a"\ninputs = "x"\n[[patch]]\nname = "a"\ninputs = "y"\n', "'a' is used twice"),
     ('[[patch]]\nname = "../a"\ninputs = "x"\n', "must be a directory name"),
     ('[[patch]]\nname = "survey.csv"\ninputs = "x"\n', "is the name of the survey's summary file"),
+    ('set = ["dcr.nope=3"]\n[[patch]]\nname = "a"\ninputs = "x"\n', "set: unknown configuration field"),
     ('[[patch]]\nname = "a"\ninputs = "x"\nbox = [0, 0, 0, 5]\n', "is empty"),
     ('[[patch]]\nname = "a"\ninputs = []\n', "inputs must be a non-empty list"),
     ('band = "g"\n', "lists no patches"),
@@ -248,6 +249,13 @@ def test_a_worker_killed_mid_run_loses_only_its_tasks(data, serial, cluster, tmp
     assert [o.status for o in result.outcomes] == ["done"] * 4 + ["failed"]
     for name in GOOD:
         same_patch_outputs(serial / name, tmp_path / name)
+
+
+def test_a_patch_whose_input_directory_is_missing_fails_in_one_line(tmp_path):
+    (tmp_path / "plan.toml").write_text('[[patch]]\nname = "a"\ninputs = ["nowhere/warps"]\n')
+    [outcome] = run_survey(read_plan(tmp_path / "plan.toml"), tmp_path / "out").outcomes
+    assert outcome.status == "failed" and "Errno" not in outcome.error
+    assert outcome.error == f"{tmp_path / 'nowhere' / 'warps'}: file does not exist"
 
 
 def test_exit_status_counts_failed_patches():

@@ -152,7 +152,11 @@ def patch_fingerprint(task: PatchTask, sources: Sequence[str | os.PathLike]) -> 
                 pass
         for path in paths:
             path = path.resolve()
-            st = path.stat()
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise InputError("file does not exist", source if path == Path(source).resolve() else path) \
+                    from None
             files.append([str(path), st.st_size, st.st_mtime_ns])
     box = task.spec.box
     text = json.dumps({"config": to_toml(task.config), "band": task.band,

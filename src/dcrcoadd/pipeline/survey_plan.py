@@ -47,7 +47,7 @@ import numpy as np
 
 from dcrcoadd.config import Config, apply_override, load_toml
 from dcrcoadd.core.geom import Box
-from dcrcoadd.errors import InputError
+from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.pipeline.survey_summary import SUMMARY_FILES
 
 log = logging.getLogger("dcrcoadd.pipeline.survey_plan")
@@ -186,7 +186,12 @@ def _settings(data: dict, base: Path, path: Path, config: str | os.PathLike | No
         settings = load_toml(_resolve(plan_config, base))
     else:
         settings = Config()
-    for text in [*plan_set, *overrides]:
+    for text in plan_set:
+        try:
+            apply_override(settings, text)
+        except ConfigError as exc:  # (the plan's own entries: the plan is what to fix)
+            raise InputError(f"set: {exc}", path) from None
+    for text in overrides:
         apply_override(settings, text)
     settings.validate()
     return settings
