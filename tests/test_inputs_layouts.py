@@ -551,3 +551,12 @@ def test_header_map_overrides_a_card(tmp_path):
     info = read_info(path, header_map={"airmass": "AIRMASS2"})
     assert info.visit.airmass == pytest.approx(1 / math.sin(math.radians(48.0)), abs=0.01)
     assert any("airmass: AIRMASS2" in n for n in info.notes)
+
+
+@pytest.mark.parametrize("text, band", [("g DECam SDSS c0001 4720.0 1520.0", "g"),
+                                        ("G DECam SDSS c0001 4720.0 1520.0", "g"),
+                                        ("Y DECam c0005 10095.0 1130.0", "Y"), ("VR DECam c0007", None)])
+def test_decam_filter_names_in_either_case(text, band):
+    from dcrcoadd.core.instrument import PRESETS
+
+    assert PRESETS["decam"].band_of(text) == band

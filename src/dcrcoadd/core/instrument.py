@@ -206,7 +206,7 @@ PRESETS: dict[str, InstrumentPreset] = {
                "gain": ("GAINA", "GAINB"), "saturation": ("SATURATA", "SATURATB"), "seeing": ("FWHM",)},
         preferred=("ra", "dec"),
         units={"PRESSURE": "hPa", "FWHM": "pixel"},
-        west_longitude=True, band_pattern=r"^\s*([ugrizY])\b", field_radius_deg=1.1),
+        west_longitude=True, band_pattern=r"(?i)^\s*([ugrizy])\b", field_radius_deg=1.1),
     "hsc": InstrumentPreset(
         "hsc", "hsc", ("hyper suprime-cam", "hsc"),
         cards={"id": ("EXP-ID",), "time_start": ("MJD",), "ra": ("RA2000",), "dec": ("DEC2000",),
