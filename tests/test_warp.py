@@ -306,6 +306,9 @@ def test_file_without_wcs_is_refused_and_the_others_are_warped(tmp_path, capsys)
     assert errors == [f"error: {nowcs}: no WCS: cannot place it on the grid",
                       "error: warp: 1 of 3 exposures failed"]
     assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == ["v0_warp.fits", "v1_warp.fits"]
+    # when every exposure fails, no empty output directory is left behind
+    assert run_cli(["warp", str(nowcs), "--grid", str(paths[0]), "--out", str(tmp_path / "none")]) == 2
+    assert not (tmp_path / "none").exists()
 
 
 def test_grid_file_without_wcs_is_refused(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.io.paths import expand_paths
@@ -61,8 +62,12 @@ def cmd_warp(args: argparse.Namespace) -> int:
     options = read_options_from_args(args)
     grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options)
     print(f"grid: {grid.describe()}")
+    out = Path(args.out)
+    created = not out.exists()
     outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method,
                               read_options=options)
+    if created and out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # nothing was written: leave no empty directory behind
     failed = [o for o in outcomes if not o.ok]
     for o in outcomes:
         if o.ok:
