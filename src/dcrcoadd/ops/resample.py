@@ -31,8 +31,8 @@ from scipy import ndimage
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
 
-__all__ = ["PSF_TOLERANCE", "RESAMPLE_METHODS", "corner_grid", "local_jacobian", "quad_areas",
-           "interpolate_psf", "resample_flux", "warp_psf"]
+__all__ = ["PSF_TOLERANCE", "RESAMPLE_METHODS", "corner_grid", "interpolate_psf", "local_jacobian",
+           "quad_areas", "resample_flux", "warp_psf"]
 
 #: Resampling methods `resample_flux` knows.
 RESAMPLE_METHODS = ("exact", "adaptive")
