@@ -269,3 +269,28 @@ def test_quick_suite_writes_well_formed_results(tmp_path):
     assert str(out) not in text
     assert "Start-up" in text
     assert "numpy coadd" in text and "--workers 2" in text and "Profile of" in text
+
+
+def test_the_colour_bound_needs_dcr_diversity():
+    # the Fisher matrix of a point source's subfilter fluxes: without DCR the subfilters sit on one
+    # another and cannot be split (singular); with it they can, and twice the warps give colours
+    # sqrt(2) tighter
+    from benchmarks.colour_bound import colour_fisher, colour_sigma
+
+    from dcrcoadd.dcr import fourier
+
+    grid = (32, 32)
+    k2 = np.fft.fftfreq(32)[:, None] ** 2 + np.fft.rfftfreq(32)[None] ** 2
+    gauss = np.exp(-2 * np.pi**2 * 1.5**2 * k2)  # (a Gaussian PSF of sigma 1.5 px)
+
+    def transfers(dcr):
+        shifts = np.stack([np.array([[0.0, -d], [0.0, 0.0], [0.0, d]]) for d in dcr])
+        return fourier.transfer(shifts, None, grid, psf_ratio=gauss, dtype=np.complex128)
+
+    none = colour_fisher(transfers([0.0, 0.0, 0.0]), np.ones(3), grid)
+    assert np.linalg.cond(none) > 1e10
+    spread = colour_fisher(transfers([0.0, 0.5, 1.0]), np.ones(3), grid)
+    doubled = colour_fisher(transfers([0.0, 0.5, 1.0, 0.0, 0.5, 1.0]), np.ones(6), grid)
+    one = colour_sigma(np.linalg.inv(spread), np.array([100.0]), np.array([100.0]))
+    two = colour_sigma(np.linalg.inv(doubled), np.array([100.0]), np.array([100.0]))
+    assert np.isfinite(one) and two == pytest.approx(one / np.sqrt(2), rel=1e-6)
