@@ -287,3 +287,34 @@ def test_alt_mask_clears_bad_bits_inside_no_data():
     alt.apply(mask, bbox, PLANES, PLANES.value("NO_DATA", "BAD", "SAT"))
     assert [PLANES.names_in(int(v)) for v in mask[0]] == [
         ["NO_DATA"], ["SAT"], ["CLIPPED"], ["DETECTED", "NO_DATA"]]
+
+
+def test_variance_rescaling_leaves_out_sources_of_warps_without_footprints(caplog):
+    # warps with no DETECTED footprints (other pipelines'): their sources counted as noise, more so
+    # after PSF matching smooths the noise, and a right variance came out 50-120 times too small
+    import logging
+
+    from dcrcoadd.coadd.artifacts import detection
+
+    rng = np.random.default_rng(3)
+    stars = [(rng.uniform(5, NY - 5), rng.uniform(5, NX - 5), rng.uniform(2e3, 2e4)) for _ in range(60)]
+    warps = []
+    for i, s in enumerate((1.5, 1.8, 2.1, 2.4)):
+        img = sum(gaussian_image(y, x, f, s) for y, x, f in stars) + rng.normal(0.0, 8.0, (NY, NX))
+        warps.append(Exposure(img, variance=np.full(img.shape, 64.0), wcs=tan_wcs(), psf=Psf.gaussian(s),
+                              visit=VisitInfo(id=100 + i, airmass=1.0 + 0.1 * i), band="g"))
+    factors = []
+    original = detection._scale_factor
+
+    def spy(*args):
+        factors.append(original(*args))
+        return factors[-1]
+
+    detection._scale_factor = spy
+    try:
+        with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+            assemble_coadd(warps)
+    finally:
+        detection._scale_factor = original
+    assert len(factors) == 4 and all(0.5 < f < 2.0 for f in factors), factors
+    assert not any("rescaling factor" in r.getMessage() for r in caplog.records)

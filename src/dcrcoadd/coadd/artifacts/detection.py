@@ -68,6 +68,18 @@ def _scale_factor(image: np.ndarray, variance: np.ndarray, usable: np.ndarray) -
     return float((0.74 * (q3 - q1)) ** 2)
 
 
+#: Static-sky pixels above this S/N, grown by `STATIC_SOURCE_GROW` pixels, are sources (`static_sources`).
+STATIC_SOURCE_SNR = 3.0
+STATIC_SOURCE_GROW = 2
+
+
+def static_sources(image: np.ndarray, variance: np.ndarray) -> np.ndarray:
+    """Where the static sky has sources: S/N above `STATIC_SOURCE_SNR`, grown by `STATIC_SOURCE_GROW`."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        found = image > STATIC_SOURCE_SNR * np.sqrt(variance)
+    return ndimage.binary_dilation(found, iterations=STATIC_SOURCE_GROW) if found.any() else found
+
+
 def usable_variance_factor(factor: float) -> bool:
     """Whether a variance rescaling factor is applied: finite, positive, at most `SCALE_VARIANCE_LIMIT`."""
     return bool(np.isfinite(factor) and 0 < factor <= SCALE_VARIANCE_LIMIT)
@@ -217,6 +229,8 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
     no_data = np.uint32(planes.value_if_present(["NO_DATA"]))
     prefilter = np.uint32(planes.value_if_present(a.prefilter_artifacts_mask_planes))
     ignore = np.uint32(planes.value_if_present(SCALE_VARIANCE_IGNORE))
+    detected_bit = np.uint32(planes.value_if_present(["DETECTED"]))
+    has_footprints = False
     bad_not_no_data = np.uint32(int(bad) & ~int(no_data))
     crop = bbox.intersection(warp.bbox)
     image = np.full(crop.shape, np.nan, np.float32)
@@ -237,6 +251,7 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
         image[tsl], variance[tsl] = m.image, m.variance
         prefilter_good[tsl] = (mmask & prefilter) == 0
         scale_good[tsl] = (mmask & ignore) == 0
+        has_footprints = has_footprints or bool(np.any(exp.mask & detected_bit))
         searchable[tsl] = m.valid_coverage >= DETECTION_MIN_COVERAGE
         counted[tsl] = finite & np.isfinite(task.static_image[tsl]) & ((mmask & bad) == 0)
         has_data = np.isfinite(exp.image) & ((exp.mask & no_data) == 0)
@@ -245,6 +260,11 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
         edge_parts.append(PixelSet.from_mask(has_data & finite & (m.coverage < 1.0 - 1e-6), tile, bbox))
     factor = math.nan
     if a.do_scale_warp_variance:
+        if not has_footprints:
+            # a warp without source footprints (LSST's always have them; other pipelines' need not):
+            # its sources would count as noise, the more so as PSF matching smooths the noise (factors
+            # of 50-120 on a DECam-like field whose variance is right); the static sky's are left out
+            scale_good &= ~static_sources(task.static_image, task.static_variance)
         factor = _scale_factor(image, variance, scale_good)
         if usable_variance_factor(factor):
             variance *= np.float32(factor)
