@@ -110,3 +110,49 @@ def test_tasks_fewer_than_local_workers_get_their_spare_cores_as_threads():
     assert threads_per_task(mapper, 1) == 4 and threads_per_task(mapper, 2) == 2
     assert threads_per_task(mapper, 3) == 1 and threads_per_task(mapper, 9) == 1
     assert threads_per_task(serial_map, 1) == 1 and threads_per_task(None, 1) == 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads the process table from /proc")
+def test_pool_workers_end_when_their_parent_is_killed():
+    # a parent killed outright cannot stop its pool: its workers ran on for minutes, holding memory
+    from pathlib import Path
+
+    def stat(pid) -> list[str] | None:
+        """``/proc/<pid>/stat``'s fields after the command name (state, parent, ...); None when gone."""
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+
+    def workers(parent: int) -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            fields = stat(proc.name) if proc.name.isdigit() else None
+            try:
+                spawned = fields is not None and b"spawn_main" in (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if spawned and fields[1] == str(parent):
+                found.append(int(proc.name))
+        return found
+
+    script = ("import time\nfrom dcrcoadd.parallel.mappers import ProcessMapper\n"
+              "list(ProcessMapper(2)(time.sleep, [60, 60]))\n")
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(pids := workers(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(pids) == 2
+        time.sleep(1.0)  # (the tasks are running)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 15
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [p for p in pids if (fields := stat(p)) is not None and fields[0] != "Z"]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures import as_completed as futures_completed
@@ -27,6 +30,22 @@ def serial_map(fn: Callable, tasks: Iterable) -> Iterator:
     """Run tasks one after the other in this process (each task is built only when it runs)."""
     for task in tasks:
         yield fn(task)
+
+
+#: How often (seconds) a pool worker checks that the process that started it is still there.
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a pool worker: end this process once ``parent`` (the pool's owner) is gone. A parent killed
+    outright (SIGKILL, out of memory) cannot stop its pool, whose workers then ran on, holding their
+    memory, long after (each blocked on a result no one would read)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="dcrcoadd-parent-watch", daemon=True).start()
 
 
 class ProcessMapper:
@@ -51,7 +70,8 @@ class ProcessMapper:
             return
         if self._pool is None:
             # "spawn" keeps workers independent of the parent's threads (astropy, BLAS).
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
         futures = [self._pool.submit(fn, t) for t in tasks]
         try:
             for future in futures_completed(futures):
