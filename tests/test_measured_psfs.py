@@ -218,3 +218,32 @@ def test_science_psf_fitted_in_blocks_follows_a_psf_that_varies_over_the_exposur
     assert blocks.psf_label == "science-fitted"
     # blocks of nearly equal size, no sliver
     assert [t.box.width for t in tiles(science.bbox, 64, even=True)] == [53, 53, 54] * 3
+
+
+def test_a_psf_fit_the_warp_does_not_support_is_not_taken(caplog):
+    # bright saturated stars, most warps without a measurable PSF: two warps' first fits came out
+    # anticorrelated with the model (-0.9 at the lowest frequency), 22-23 px wide; the model solved with
+    # them spread the failure to every warp (all 33 px against 3.5-5 px true) without a warning
+    from dcrcoadd.config import apply_override
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+    from dcrcoadd.sim import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(size=128, n_visits=8, n_stars=250, seed=11, star_mag_range=(17, 22)))
+    warps = [w.copy() for w in sim.warps]
+    for w in warps:
+        w.psf = None
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        result = assemble_dcr_coadd(warps, apply_override(Config(), "artifacts.enabled=false"))
+    true = max(w.psf.fwhm for w in sim.warps)
+    assert all(inp.psf.fwhm < 1.5 * true for inp in result.baseline.inputs)
+    assert any("could not be fitted against the DCR model" in r.getMessage() for r in caplog.records)
+
+
+def test_a_round_transfer_is_constrained_when_its_lowest_frequency_is_about_one():
+    from dcrcoadd.ops.psf_match import RoundTransfer
+
+    r = np.array([0.0, 0.01, 0.02])
+    assert RoundTransfer(r, np.array([1.0, 0.97, 0.9])).constrained()
+    assert not RoundTransfer(r, np.array([1.0, -0.9, -0.8])).constrained()  # (anticorrelated)
+    assert not RoundTransfer(r, np.array([1.0, 0.0, 0.0])).constrained()  # (nothing in common)
+    assert not RoundTransfer(r[:1], np.array([1.0])).constrained()  # (no frequency measured)

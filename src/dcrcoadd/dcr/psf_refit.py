@@ -49,14 +49,27 @@ def refit_warp_psfs(model: DcrModel, inputs: Sequence[CoaddInput], tiles: Mappin
         # room for the wings a 25-px star stamp cuts off, once
         size = inp.psf.shape[0] + (8 if inp.psf_origin == "measured" else 0)
         unreliable = template.mask_of(*UNRELIABLE_PLANES)
-        fits, areas = {}, {}
+        fits, areas, failed = {}, {}, []
         for index, box in tiles.items():
             # a margin of sources around the tile, so that its border is fitted like its middle
             region = box.grow(TILE_MARGIN).clip(exposure.bbox)
             inside = region.slices(exposure.bbox)
-            _, fits[index] = fit_psf_to_model(model, exposure.subexposure(region), template.image[inside],
-                                              size, unreliable[inside])
-            areas[index] = box.area
+            matching, fit = fit_psf_to_model(model, exposure.subexposure(region), template.image[inside],
+                                             size, unreliable[inside])
+            if not matching.constrained():
+                # the warp there does not look like the model (a ratio of -0.9 on a defect field): the
+                # fit is the prior's, tens of pixels wide, and solving with it spread the failure to
+                # every warp's next fit (all 33 px against 3.5-5 true, templates useless)
+                failed.append((box, matching.low_frequency))
+                continue
+            fits[index], areas[index] = fit, box.area
+        if failed:
+            log.warning("%s: its PSF could not be fitted against the DCR model in %d of %d tile(s) (fitted "
+                        "ratio %s at the lowest frequency, about 1 expected): %s", inp.name, len(failed),
+                        len(tiles), ", ".join(f"{r:.2f}" for _, r in failed),
+                        "those tiles take the others' mean" if fits else "its PSF stays as it was")
+        if not fits:
+            continue
         mean = sum(areas[i] * fits[i].kernel.astype(np.float64) for i in fits) / sum(areas.values())
         fitted = Psf(mean / mean.sum())
         log.info("%s: PSF fitted against the DCR model in %d tile(s): FWHM %s px (was %.2f)", inp.name,

@@ -11,6 +11,7 @@ towards zero by its signal-to-noise ratio.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -32,12 +33,28 @@ def cosine_window(shape: tuple[int, int], width: int) -> np.ndarray:
     return one(shape[0])[:, None] * one(shape[1])[None, :]
 
 
+#: `RoundTransfer.low_frequency` of a fit the data constrain (`RoundTransfer.constrained`).
+CONSTRAINED_LOW_FREQUENCY = (0.5, 2.0)
+
+
 @dataclass(frozen=True)
 class RoundTransfer:
     """A round transfer function sampled at ring radii (cycles per pixel), e.g. a fitted PSF ratio."""
 
     radius: np.ndarray
     values: np.ndarray
+
+    @property
+    def low_frequency(self) -> float:
+        """The fitted ratio at the lowest frequency measured (NaN with none): about 1 when the image
+        shows the model's sources (their fluxes agree), far off when it does not (no usable pixel,
+        an empty or wrong field), and then the rest of the fit is the prior's, not the data's."""
+        return float(self.values[1]) if len(self.values) > 1 else math.nan
+
+    def constrained(self) -> bool:
+        """Whether `low_frequency` lies within `CONSTRAINED_LOW_FREQUENCY`."""
+        lo, hi = CONSTRAINED_LOW_FREQUENCY
+        return bool(lo <= self.low_frequency <= hi)
 
     def on_grid(self, grid: Sequence[int]) -> np.ndarray:
         """Its values on an ``rfft2`` grid of shape ``grid`` (0 beyond the last ring)."""

@@ -423,20 +423,15 @@ def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start:
     return render(block, at), fitted
 
 
-#: The fitted ratio of a science exposure's PSF to the model's at the lowest frequency it measures must
-#: lie in this range (≈ 1: the fluxes agree); outside it the image does not show the model's sources
-#: (no usable pixel, an empty or wrong field) and the "fitted" PSF is the prior's, tens of pixels wide.
-FIT_LOW_FREQUENCY_RANGE = (0.5, 2.0)
-
-
 def _check_fitted(matching: RoundTransfer, block: Box, source: str) -> None:
-    lo, hi = FIT_LOW_FREQUENCY_RANGE
-    first = float(matching.values[1]) if len(matching.values) > 1 else math.nan
-    if not lo <= first <= hi:
+    """`InputError` when a science PSF fit is not the data's (`RoundTransfer.constrained`): the image
+    does not show the model's sources, and the "fitted" PSF is the prior's, tens of pixels wide."""
+    if not matching.constrained():
         where = "" if block is None else f" (in its pixels x {block.x0}-{block.x1}, y {block.y0}-{block.y1})"
         raise InputError(f"its PSF cannot be fitted against the model{where}: the image does not show the "
-                         f"model's sources there (fitted ratio {first:.2f} at the lowest frequency, about 1 "
-                         "expected); give its PSF (a PSF extension, or --psf-fwhm)", source)
+                         f"model's sources there (fitted ratio {matching.low_frequency:.2f} at the lowest "
+                         "frequency, about 1 expected); give its PSF (a PSF extension, or --psf-fwhm)",
+                         source)
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
