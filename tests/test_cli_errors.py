@@ -225,3 +225,14 @@ def test_a_malformed_scheduler_address_is_a_usage_error(tmp_path, capsys, comman
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert stop.value.code == 2 and len(errors) == 1
     assert "argument --scheduler: not a Dask scheduler address" in errors[0]
+
+
+def test_an_unwritable_log_file_and_a_config_that_is_not_text_are_one_line_errors(tmp_path, capsys):
+    # (both were tracebacks: FileNotFoundError, IsADirectoryError, UnicodeDecodeError)
+    for where in (tmp_path / "missing" / "x.log", tmp_path):
+        assert main(["--log-file", str(where), "config", "show"]) == 2
+        assert_one_error_line(capsys.readouterr().err, "--log-file", "cannot write it")
+    binary = tmp_path / "image.fits"
+    binary.write_bytes(b"SIMPLE  =                    T" + bytes(range(256)))
+    assert main(["config", "show", "--config", str(binary)]) == 2
+    assert_one_error_line(capsys.readouterr().err, str(binary), "not valid TOML (not UTF-8 text)")

@@ -621,7 +621,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    _configure_logging(args.verbose, args.log_file)
+    try:
+        _configure_logging(args.verbose, args.log_file)
+    except OSError as exc:
+        print(f"error: --log-file {args.log_file}: cannot write it ({exc.strerror or exc})", file=sys.stderr)
+        return 2
     previous = _terminate_as_interrupt()
     try:
         return int(args.func(args) or 0)

@@ -110,6 +110,8 @@ def load_toml(path) -> Config:
         raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    except UnicodeDecodeError:  # (e.g. a FITS file or an image given as --config)
+        raise ConfigError(f"{path}: not valid TOML (not UTF-8 text)") from None
     try:
         return from_dict(data)
     except ConfigError as exc:
