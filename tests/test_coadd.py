@@ -442,3 +442,14 @@ def test_bright_object_masks_from_a_table(tmp_path):
     cfg.coadd.bright_object_mask_file = str(bad)
     with pytest.raises(InputError, match="bad.csv.*'ra'"):
         assemble_coadd([warp(1.0, i=0)], cfg)
+
+
+def test_a_misspelled_static_sky_plane_is_named_not_a_crash(tmp_path, caplog):
+    # (compare-warp's static sky looked every named plane up: a KeyError traceback)
+    from conftest import write_warps
+
+    cfg = Config()
+    cfg.artifacts.assemble_static_sky_model.bad_mask_planes = ["NO_DATA", "QQ"]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        assemble_coadd(write_warps(tmp_path, 3), cfg)
+    assert "artifacts.assemble_static_sky_model.bad_mask_planes 'QQ'" in caplog.text

@@ -114,7 +114,9 @@ def build_static_sky(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes,
     -------
     image, variance : ndarray of float32 over ``bbox``
     """
-    control = make_control(planes, statistic=settings.statistic, bad_mask_planes=settings.bad_mask_planes,
+    # (a plane no input defines excludes nothing: named, it has been warned about, `configured_planes`)
+    bad_planes = [name for name in settings.bad_mask_planes if name in planes]
+    control = make_control(planes, statistic=settings.statistic, bad_mask_planes=bad_planes,
                            sigma_clip=settings.sigma_clip, clip_iter=settings.clip_iter,
                            calc_error_from_input_variance=settings.calc_error_from_input_variance)
     sigmas = [matching_sigma(w.psf, target_sigma) for w in warps]
