@@ -236,3 +236,20 @@ def test_an_unwritable_log_file_and_a_config_that_is_not_text_are_one_line_error
     binary.write_bytes(b"SIMPLE  =                    T" + bytes(range(256)))
     assert main(["config", "show", "--config", str(binary)]) == 2
     assert_one_error_line(capsys.readouterr().err, str(binary), "not valid TOML (not UTF-8 text)")
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["demo", "--n-visits", "1"], "--n-visits: must be at least 3"),
+    (["demo", "--size", "8"], "--size: must be at least 64"),
+    (["demo", "--seed=-1"], "--seed: must be at least 0"),
+    (["simulate", "x", "--seed=-1"], "--seed: must be at least 0"),
+    (["simulate", "x", "--n-visits", "0"], "--n-visits: must be at least 1"),
+])
+def test_simulation_sizes_that_cannot_work_are_usage_errors(tmp_path, capsys, argv, words):
+    # (a traceback with partial outputs, a numpy seed error, or a demo of NaN scores that read as perfect)
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--out", str(tmp_path / "o")] if argv[0] == "demo" else
+             [argv[0], str(tmp_path / "o"), *argv[2:]])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert stop.value.code == 2 and len(errors) == 1 and words in errors[0]
+    assert not (tmp_path / "o").exists()

@@ -302,3 +302,14 @@ def test_files_round_trip_and_same_seed_gives_same_bytes(tmp_path):
         s = sim.streaks[0]
         np.testing.assert_array_equal(hdul[f"STREAK_{s.visit_id}"].data.astype(bool), s.footprint)
         assert hdul["STREAKS"].data["visit"][0] == s.visit_id
+
+
+def test_a_second_simulation_into_the_same_directory_leaves_none_of_the_first(tmp_path):
+    # with fewer visits, the first run's extra warps stayed, and `assemble warps/` mixed two fields
+    first = SimulationConfig(size=32, n_visits=4, n_stars=3, seed=3)
+    write_simulation(simulate(first), tmp_path)
+    (tmp_path / "warps" / "notes.txt").write_text("mine")  # (not the simulation's: kept)
+    write_simulation(simulate(SimulationConfig(size=32, n_visits=2, n_stars=3, seed=4)), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "warps").iterdir()) == ["notes.txt", "visit_1000.fits",
+                                                                   "visit_1001.fits"]
+    assert sorted(p.name for p in (tmp_path / "twins").iterdir()) == ["visit_1000.fits", "visit_1001.fits"]

@@ -434,13 +434,23 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 # -- dcrcoadd survey -------------------------------------------------------------------------------
 
+def _int_at_least(lowest: int, why: str = ""):
+    """An argparse type: an integer of at least ``lowest`` (``why`` says what a smaller one lacks)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}{why}, got {value}")
+        return value
+
+    return parse
+
+
 def _add_survey_parser(sub) -> None:
     """``dcrcoadd survey``; the command itself is `dcrcoadd.pipeline.survey_command`."""
-
-    def positive(text: str) -> int:
-        if not text.isdigit() or int(text) < 1:
-            raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-        return int(text)
+    positive = _int_at_least(1)
 
     def run(args: argparse.Namespace) -> int:
         from dcrcoadd.pipeline.survey_command import cmd_survey
@@ -497,15 +507,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="simulate warps with real DCR (GalSim) and their truth")
     p.add_argument("outdir", metavar="OUTDIR", help="where to write warps/, twins/ and truth/")
-    p.add_argument("--size", type=int, default=256, help="image size in pixels (default 256)")
-    p.add_argument("--n-visits", type=int, default=8, help="number of visits (warps) to simulate (default 8)")
+    p.add_argument("--size", type=_int_at_least(16), default=256, help="image size in pixels (default 256)")
+    p.add_argument("--n-visits", type=_int_at_least(1), default=8,
+                   help="number of visits (warps) to simulate (default 8)")
     p.add_argument("--band", default="lsst-g",
                    help="band preset (default lsst-g; `dcrcoadd info --presets` lists them)")
     p.add_argument("--site", default=None,
                    help="observatory site (default: the band's camera site; `dcrcoadd info --presets` "
                         "lists them)")
-    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same files "
-                                                        "(default 1)")
+    p.add_argument("--seed", type=_int_at_least(0), default=1,
+                   help="random seed: the same seed gives the same files (default 1)")
     p.add_argument("--seeing", type=_pair, default=(0.6, 1.0), metavar="MIN,MAX",
                    help="range of the visits' seeing, FWHM in arcsec (default 0.6,1.0)")
     p.add_argument("--airmass", type=_pair, default=(1.05, 1.6), metavar="MIN,MAX",
@@ -579,10 +590,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
     p.add_argument("--out", default="demo_out", metavar="DIR",
                    help="output directory (default demo_out; its earlier demo outputs are replaced)")
-    p.add_argument("--size", type=int, default=128,
-                   help="side of the simulated field in pixels (default 128)")
-    p.add_argument("--n-visits", type=int, default=10, help="visits used for the model (2 more are held out)")
-    p.add_argument("--seed", type=int, default=7, help="random seed of the simulation (default 7)")
+    p.add_argument("--size", type=_int_at_least(64, " (a smaller field holds too few stars to score)"),
+                   default=128, help="side of the simulated field in pixels (default 128)")
+    p.add_argument("--n-visits", type=_int_at_least(3, " (one per subfilter)"), default=10,
+                   help="visits used for the model (2 more are held out)")
+    p.add_argument("--seed", type=_int_at_least(0), default=7,
+                   help="random seed of the simulation (default 7)")
     p.add_argument("-q", "--quiet", action="store_true", help="no stage or progress lines")
     p.set_defaults(func=_cmd_demo)
 

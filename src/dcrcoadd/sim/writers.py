@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from dcrcoadd.sim.config import SimulationConfig
 from dcrcoadd.sim.result import Simulation
 
 __all__ = ["summary_lines", "visit_table", "write_simulation"]
+
+log = logging.getLogger("dcrcoadd.sim.writers")
 
 
 def visit_table(sim: Simulation) -> Table:
@@ -117,7 +120,25 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
     with atomic_output(config_path) as tmp:
         tmp.write_text(json.dumps(_config_dict(sim.config), indent=2, sort_keys=True) + "\n")
     written["truth"].append(config_path)
+    _remove_earlier(out, written)
     return written
+
+
+#: What `write_simulation` writes in each folder that a later one with other settings may not rewrite.
+_OWN_FILES = {"warps": "visit_*.fits", "twins": "visit_*.fits", "truth": "subfilter_*.fits"}
+
+
+def _remove_earlier(out: Path, written: dict[str, list[Path]]) -> None:
+    """Remove the files of an earlier simulation in ``out`` that this one did not rewrite (fewer visits
+    or subfilters): left there, a later ``assemble warps/`` mixed two simulations' fields."""
+    keep = {p.resolve() for paths in written.values() for p in paths}
+    stale = [p for folder, pattern in _OWN_FILES.items() for p in sorted((out / folder).glob(pattern))
+             if p.resolve() not in keep]
+    for path in stale:
+        path.unlink()
+    if stale:
+        log.info("%s: removed %d files of an earlier simulation there (%s)", out, len(stale),
+                 ", ".join(str(p.relative_to(out)) for p in stale[:3]) + (", ..." if len(stale) > 3 else ""))
 
 
 def _config_dict(config: SimulationConfig) -> dict:
