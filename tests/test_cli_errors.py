@@ -253,3 +253,19 @@ def test_simulation_sizes_that_cannot_work_are_usage_errors(tmp_path, capsys, ar
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert stop.value.code == 2 and len(errors) == 1 and words in errors[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_config_command_refuses_what_it_would_ignore(tmp_path, capsys):
+    (tmp_path / "six.toml").write_text("[dcr]\ndcr_num_subfilters = 6\n")
+    # a FILE after show was ignored: the defaults printed as if they were the file's
+    assert main(["config", "show", str(tmp_path / "six.toml")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "takes no FILE", "--config")
+    assert main(["config", "show", "--config", str(tmp_path / "six.toml")]) == 0
+    assert "dcr_num_subfilters = 6" in capsys.readouterr().out
+    # a second --config replaced the first silently
+    with pytest.raises(SystemExit) as stop:
+        six = str(tmp_path / "six.toml")
+        main(["config", "show", "--config", six, "--config", six])
+    assert stop.value.code == 2 and "--config given twice" in capsys.readouterr().err
+    assert main(["config", "dump", str(tmp_path), "--force"]) == 2
+    assert_one_error_line(capsys.readouterr().err, "is a directory")

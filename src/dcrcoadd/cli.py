@@ -407,6 +407,15 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from dcrcoadd.config import to_toml
     from dcrcoadd.io.atomic import atomic_output
 
+    if args.file and args.action != "dump":
+        from dcrcoadd.errors import ConfigError
+
+        raise ConfigError(f"config {args.action} takes no FILE (got {args.file}); to start from a "
+                          f"configuration file: config {args.action} --config {args.file}")
+    if args.action == "dump" and args.file and os.path.isdir(args.file):
+        from dcrcoadd.errors import InputError
+
+        raise InputError("is a directory: give the file to write", args.file)
     config = _load_config(args)
     if args.action == "markdown":
         from dcrcoadd.config import to_markdown
@@ -433,6 +442,16 @@ def _cmd_config(args: argparse.Namespace) -> int:
 
 
 # -- dcrcoadd survey -------------------------------------------------------------------------------
+
+class _Once(argparse.Action):
+    """An option that may be given once (argparse keeps the last of several silently: a second
+    ``--config`` dropped everything the first set)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(f"{option_string} given twice; give one (--set adds to it)")
+        setattr(namespace, self.dest, values)
+
 
 def _int_at_least(lowest: int, why: str = ""):
     """An argparse type: an integer of at least ``lowest`` (``why`` says what a smaller one lacks)."""
@@ -467,7 +486,7 @@ def _add_survey_parser(sub) -> None:
     p.add_argument("plan", metavar="PLAN", help="survey plan (.toml, or CSV with columns name,inputs[,box])")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="output directory: one sub-directory per patch plus the survey summary")
-    p.add_argument("--config", metavar="FILE",
+    p.add_argument("--config", metavar="FILE", action=_Once,
                    help="TOML configuration for every patch (instead of the plan's)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, after the plan's own")
     p.add_argument("--band", help="use only warps in this band (instead of the plan's band)")
@@ -531,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("warps", nargs="+", metavar="WARP", help="files, directories or glob patterns")
     p.add_argument("--out", required=True, metavar="OUTDIR",
                    help="output directory (created; an interrupted run there is resumed)")
-    p.add_argument("--config", metavar="FILE", help="TOML configuration")
+    p.add_argument("--config", metavar="FILE", action=_Once, help="TOML configuration")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--box", metavar="X0,Y0,W,H", help="restrict to a region of the grid")
     p.add_argument("--band", help="use only warps in this band")
@@ -604,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show: print the effective TOML; dump FILE: write a commented template; "
                         "markdown: print the field reference table")
     p.add_argument("file", nargs="?", metavar="FILE", help="the file `dump` writes")
-    p.add_argument("--config", metavar="FILE", help="start from this TOML configuration")
+    p.add_argument("--config", metavar="FILE", action=_Once, help="start from this TOML configuration")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--force", action="store_true", help="let `dump` overwrite an existing FILE")
     p.set_defaults(func=_cmd_config)
