@@ -453,3 +453,19 @@ def test_a_misspelled_static_sky_plane_is_named_not_a_crash(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
         assemble_coadd(write_warps(tmp_path, 3), cfg)
     assert "artifacts.assemble_static_sky_model.bad_mask_planes 'QQ'" in caplog.text
+
+
+def test_a_region_reaching_beyond_the_warps_is_reported(tmp_path, caplog):
+    # (--box 0,0,3000,3000 on 40-px warps ran for minutes into a coadd that was 98 % NO_DATA, silently)
+    from conftest import write_warps
+    from dcrcoadd.coadd.inputs import prepare_inputs
+    from dcrcoadd.core.geom import Box
+
+    paths = write_warps(tmp_path, 2)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        prepare_inputs(paths, bbox=Box(0, 0, 80, 40))
+    assert "reaches beyond the warps" in caplog.text and "50% of it has no data" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
+        prepare_inputs(paths, bbox=Box(5, 5, 20, 20))
+    assert "reaches beyond" not in caplog.text

@@ -427,6 +427,10 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     box = bbox if bbox is not None else union
     if box.is_empty:
         raise InputError(f"coadd region {box} is empty")
+    outside = box.area - box.intersection(union).area
+    if outside > 0:  # (a deliberate patch box may overhang its warps; a mistyped one should not go unseen)
+        log.warning("the coadd region %s reaches beyond the warps (%s): %.0f%% of it has no data (NO_DATA)",
+                    box, union, 100.0 * outside / box.area)
     planes = common_planes(described, config)
     bad = planes.value_if_present(config.effective_bad_mask_planes())
     c = config.coadd
