@@ -442,6 +442,12 @@ def test_bright_object_masks_from_a_table(tmp_path):
     cfg.coadd.bright_object_mask_file = str(bad)
     with pytest.raises(InputError, match="bad.csv.*'ra'"):
         assemble_coadd([warp(1.0, i=0)], cfg)
+    # a negative radius masked a 613-pixel disc as if it were positive
+    negative = tmp_path / "negative.csv"
+    negative.write_text("ra,dec,radius\n150.0,2.0,-3\n")
+    cfg.coadd.bright_object_mask_file = str(negative)
+    with pytest.raises(InputError, match="radius must be a positive size .* got -3 in 1 circle row"):
+        assemble_coadd([warp(1.0, i=0)], cfg)
 
 
 def test_a_misspelled_static_sky_plane_is_named_not_a_crash(tmp_path, caplog):

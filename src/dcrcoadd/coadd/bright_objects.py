@@ -48,6 +48,14 @@ def read_bright_object_masks(path: str | os.PathLike) -> Table:
         raise InputError("bright-object table has circles but no 'radius' column", path)
     if "box" in types and not {"width", "height"} <= set(table.colnames):
         raise InputError("bright-object table has boxes but no 'width'/'height' columns", path)
+    kinds = np.array([str(t).lower() for t in table["type"]])
+    for col, kind in (("radius", "circle"), ("width", "box"), ("height", "box")):
+        if col in table.colnames:
+            values = _value(table, col, "arcsec")[kinds == kind]
+            bad = ~(np.isfinite(values) & (values > 0))
+            if bad.any():
+                raise InputError(f"bright-object {col} must be a positive size (arcsec), got "
+                                 f"{values[bad][0]:g} in {int(bad.sum())} {kind} row(s)", path)
     return table
 
 
