@@ -247,3 +247,20 @@ def test_a_round_transfer_is_constrained_when_its_lowest_frequency_is_about_one(
     assert not RoundTransfer(r, np.array([1.0, -0.9, -0.8])).constrained()  # (anticorrelated)
     assert not RoundTransfer(r, np.array([1.0, 0.0, 0.0])).constrained()  # (nothing in common)
     assert not RoundTransfer(r[:1], np.array([1.0])).constrained()  # (no frequency measured)
+
+
+def test_a_baseline_passed_in_keeps_its_psfs(field):
+    # the PSF refits replaced the baseline's inputs' PSFs in place: a second call with the same
+    # baseline started from the first's fitted PSFs and gave another model
+    from dcrcoadd.coadd import assemble_coadd
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+
+    warps = [dataclasses.replace(w, psf=None) for w in field.warps[:6]]
+    config = Config()
+    baseline = assemble_coadd(warps, config)
+    before = [(inp.psf_origin, inp.psf) for inp in baseline.inputs]
+    first = assemble_dcr_coadd(warps, config, baseline=baseline)
+    assert [(inp.psf_origin, inp.psf) for inp in baseline.inputs] == before
+    assert {inp.psf_origin for inp in first.baseline.inputs} == {"fitted"}
+    again = assemble_dcr_coadd(warps, config, baseline=baseline)
+    np.testing.assert_array_equal(again.model.images, first.model.images)

@@ -397,6 +397,10 @@ def assemble_dcr_coadd(warps: Sequence[WarpSource], config: Config | None = None
     result = fill_coadds(setup, baseline, outcomes, config)
     t3 = time.perf_counter()
     refits = config.dcr.psf_refits if setup.warp_psfs is not None and needs_refit(baseline.inputs) else 0
+    if refits:
+        # the refits replace the inputs' PSFs: on copies, so that a baseline passed in stays as it was
+        # (a second call with it started from the first's fitted PSFs and gave another model)
+        baseline = dataclasses.replace(baseline, inputs=[dataclasses.replace(i) for i in baseline.inputs])
     for k in range(refits):
         # checkpoints hold the first solve only: a resumed run fits the PSFs again from there
         log.info("fitting the measured warp PSFs against the DCR model (%d of %d)", k + 1, refits)
