@@ -216,3 +216,17 @@ def test_from_ccddata_boolean_mask_plane():
     exp = Exposure.from_ccddata(ccd, mask_plane="CR")
     np.testing.assert_array_equal(exp.mask_of("CR"), ccd.mask)
     assert exp.mask_planes.names_in(int(exp.mask[0, 0])) == ["CR"]
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"mask": np.full((4, 5), 0.5)}, TypeError, "mask must hold integer bit planes"),
+    ({"mask": np.full((4, 5), 1 << 40, dtype=np.int64)}, ValueError, "bits above bit 31"),
+    ({"origin": (1.7, 2.0)}, ValueError, "origin must be whole pixels"),
+    ({"psf": np.ones((3, 3))}, TypeError, "psf must be a Psf"),
+])
+def test_construction_refuses_what_it_would_silently_change(kwargs, error, words):
+    # (float masks were truncated, high bits dropped, origins rounded; an array PSF failed deep in a run)
+    with pytest.raises(error, match=words):
+        Exposure(image=np.zeros((4, 5)), **kwargs)
+    fine = Exposure(image=np.zeros((4, 5)), mask=np.ones((4, 5), dtype=np.int64), origin=(2.0, 3))
+    assert fine.origin == (2, 3) and fine.mask.dtype == np.uint32

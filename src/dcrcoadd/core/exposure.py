@@ -62,6 +62,12 @@ class Exposure:
         if self.variance is None:
             self.variance = np.zeros(self.image.shape, dtype=np.float32)
         self.mask = np.asarray(self.mask)
+        if not (self.mask.dtype == np.bool_ or np.issubdtype(self.mask.dtype, np.integer)):
+            raise TypeError(f"mask must hold integer bit planes, got {self.mask.dtype} (a float mask's "
+                            "fractions and NaNs have no bits)")
+        if self.mask.dtype.itemsize > 4 and self.mask.size and (
+                self.mask.max() >= 2**32 or self.mask.min() < -(2**31)):
+            raise ValueError("mask has bits above bit 31; masks hold 32 bit planes")
         if self.mask.dtype != np.uint32:
             if np.issubdtype(self.mask.dtype, np.signedinteger) and self.mask.size and self.mask.min() < 0:
                 self.mask = self.mask.view(np.uint32) if self.mask.dtype.itemsize == 4 \
@@ -73,7 +79,11 @@ class Exposure:
             arr = getattr(self, name)
             if arr.shape != self.image.shape:
                 raise ValueError(f"{name} shape {arr.shape} differs from image shape {self.image.shape}")
+        if any(float(v) != int(v) for v in self.origin):
+            raise ValueError(f"origin must be whole pixels of the parent grid, got {tuple(self.origin)}")
         self.origin = (int(self.origin[0]), int(self.origin[1]))
+        if self.psf is not None and not isinstance(self.psf, Psf):
+            raise TypeError(f"psf must be a Psf (e.g. Psf(kernel)), got {type(self.psf).__name__}")
         if self.band is None and self.bandpass is not None:
             self.band = self.bandpass.name
         self.flux_calibration = float(self.flux_calibration)
