@@ -354,6 +354,7 @@ def _cmd_template(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dcrcoadd.dcr.model import DcrModel
+    from dcrcoadd.io.paths import remove_if_empty
     from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
     from dcrcoadd.template.build import build_templates
 
@@ -372,8 +373,7 @@ def _cmd_template(args: argparse.Namespace) -> int:
                 print(f"wrote {o.template_path}" + (f" and {o.diff_path}" if o.diff_path else ""))
         else:
             print(f"error: {o.error}", file=sys.stderr)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # nothing was written: leave no empty directory behind
+    remove_if_empty(out, created)
     if not failed:
         return 0
     if len(outcomes) > 1:  # each failure is named above; say how many once

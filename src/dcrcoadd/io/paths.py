@@ -51,3 +51,11 @@ def output_stem(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix) and len(name) > len(suffix):
             return name[: -len(suffix)]
     return Path(name).stem or name
+
+
+def remove_if_empty(directory: str | os.PathLike, created: bool) -> None:
+    """Remove ``directory`` when this run ``created`` it and wrote nothing there (a failed command
+    leaves no empty output directory behind)."""
+    directory = Path(directory)
+    if created and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()

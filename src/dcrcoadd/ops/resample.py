@@ -154,6 +154,14 @@ def _kernel_wcs(cd: np.ndarray, centre: float) -> WCS:
     return w
 
 
+def _mapped_size(n_in: int, jac: np.ndarray) -> int:
+    """Odd side of the output kernel covering an ``n_in``-pixel input kernel mapped through ``jac``: it
+    reaches ``n_in / 2`` input pixels from its centre, in output pixels up to that times the largest
+    stretch of the inverse map."""
+    reach = 0.5 * n_in * float(np.linalg.norm(np.linalg.inv(jac), 2))
+    return 2 * math.ceil(reach - 0.5) + 1
+
+
 def warp_psf(psf: Psf | None, jacobian: np.ndarray, *, tolerance: float = PSF_TOLERANCE) -> Psf | None:
     """The PSF in the pixels of another grid, given the local map between the two.
 
@@ -181,10 +189,7 @@ def warp_psf(psf: Psf | None, jacobian: np.ndarray, *, tolerance: float = PSF_TO
     kernel = np.zeros((n_in, n_in))
     oy, ox = (n_in - psf.shape[0]) // 2, (n_in - psf.shape[1]) // 2
     kernel[oy:oy + psf.shape[0], ox:ox + psf.shape[1]] = psf.kernel
-    # the input kernel reaches n_in / 2 input pixels from its centre; in output pixels up to
-    # that times the largest stretch of the inverse map
-    reach = 0.5 * n_in * float(np.linalg.norm(np.linalg.inv(jac), 2))
-    n_out = 2 * math.ceil(reach - 0.5) + 1
+    n_out = _mapped_size(n_in, jac)
     scale = 1e-5  # degrees per input pixel: small enough that the TAN projection is linear
     w_in = _kernel_wcs(scale * np.eye(2), (n_in - 1) / 2)
     w_out = _kernel_wcs(scale * jac, (n_out - 1) / 2)
@@ -202,9 +207,7 @@ def interpolate_psf(psf: Psf, jacobian: np.ndarray) -> Psf:
     broadens it once, not for a kernel describing an image resampled with exact overlaps (a warp).
     """
     jac = np.asarray(jacobian, dtype=float)
-    n_in = max(psf.shape)
-    reach = 0.5 * n_in * float(np.linalg.norm(np.linalg.inv(jac), 2))
-    n_out = 2 * math.ceil(reach - 0.5) + 1
+    n_out = _mapped_size(max(psf.shape), jac)
     v, u = np.mgrid[:n_out, :n_out] - (n_out - 1) / 2  # output pixel offsets (y, x)
     x_in = jac[0, 0] * u + jac[0, 1] * v + (psf.shape[1] - 1) / 2
     y_in = jac[1, 0] * u + jac[1, 1] * v + (psf.shape[0] - 1) / 2

@@ -36,6 +36,7 @@ from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
 from dcrcoadd.io.options import ReadOptions
+from dcrcoadd.io.paths import remove_if_empty
 from dcrcoadd.parallel import Mapper, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
@@ -261,8 +262,7 @@ def _leave_nothing_if_nothing_computed(out: Path, created: bool) -> None:
     created it and it is empty."""
     if checkpoint.count(out) == 0:
         checkpoint.clear(out)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()
+    remove_if_empty(out, created)
 
 
 # -- stages ----------------------------------------------------------------------------------------

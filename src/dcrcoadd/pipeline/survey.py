@@ -151,13 +151,11 @@ def patch_fingerprint(task: PatchTask, sources: Sequence[str | os.PathLike]) -> 
             except InputError:
                 pass
         for path in paths:
-            path = path.resolve()
             try:
                 st = path.stat()
             except FileNotFoundError:
-                raise InputError("file does not exist", source if path == Path(source).resolve() else path) \
-                    from None
-            files.append([str(path), st.st_size, st.st_mtime_ns])
+                raise InputError("file does not exist", path) from None
+            files.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
     box = task.spec.box
     text = json.dumps({"config": to_toml(task.config), "band": task.band,
                        "box": None if box is None else [box.x0, box.y0, box.width, box.height],

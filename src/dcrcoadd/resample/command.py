@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
-from dcrcoadd.io.paths import expand_paths
+from dcrcoadd.io.paths import expand_paths, remove_if_empty
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
 from dcrcoadd.parallel import make_mapper
 from dcrcoadd.parallel.mappers import scheduler_address
@@ -66,8 +66,7 @@ def cmd_warp(args: argparse.Namespace) -> int:
     created = not out.exists()
     outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method,
                               read_options=options)
-    if created and out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # nothing was written: leave no empty directory behind
+    remove_if_empty(out, created)
     failed = [o for o in outcomes if not o.ok]
     for o in outcomes:
         if o.ok:
