@@ -16,15 +16,34 @@ visit, the 5σ false detections and χ² per source pixel of science − templat
 Results (``python -m benchmarks.measured_psfs``)::
 
     seed 7, science airmass 2.00 / 1.82 / 1.20
-      true PSFs      23 / 25 / 5 false detections, chi2 1.63 / 1.27 / 1.13
-      measured PSFs  22 / 24 / 6 false detections, chi2 1.68 / 1.37 / 1.17
+      true PSFs                          23 / 25 / 5 false detections, chi2 1.63 / 1.27 / 1.13
+      measured PSFs                      22 / 24 / 6 false detections, chi2 1.69 / 1.37 / 1.17
+      measured PSFs, science PSF given   22 / 24 / 6 false detections, chi2 1.69 / 1.37 / 1.17
+      same, not fitted                   17 / 28 / 5 false detections, chi2 3.14 / 1.85 / 2.73
     seed 8, science airmass 2.00 / 1.82 / 1.20
-      true PSFs       2 / 33 / 8 false detections, chi2 0.98 / 1.77 / 1.20
-      measured PSFs   8 / 42 / 11 false detections, chi2 1.22 / 2.42 / 1.30
+      true PSFs                          2 / 32 / 8 false detections, chi2 0.98 / 1.76 / 1.20
+      measured PSFs                      8 / 41 / 10 false detections, chi2 1.21 / 2.38 / 1.29
+      measured PSFs, science PSF given   8 / 41 / 10 false detections, chi2 1.21 / 2.38 / 1.29
+      same, not fitted                   4 / 39 / 19 false detections, chi2 1.60 / 3.59 / 2.26
 
-Before the fit left out whole the sources with a bad pixel, holes cut at saturated cores pulled
-every fitted PSF to the reference's width (about 3.2 px against true 3.5-6.4 px) and the measured
-column was 133-243 false detections with χ² 100-1800.
+"science PSF given": the held-out exposures keep their true PSFs, as files from another pipeline
+would; the model's PSF widths are its own (every warp's was measured here), so `make_template`
+fits them against the model (the same fit as without a PSF). "same, not fitted": taken as they are
+(``fit_psf=False``), as before.
+
+Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one footprint over
+three quarters of the image)::
+
+    seed 7   true PSFs        28 / 23 / 6 false detections, chi2 1.81 / 1.30 / 1.20
+             measured PSFs    60 / 40 / 27 false detections, chi2 3.62 / 2.56 / 1.82
+    seed 8   true PSFs         0 / 37 / 11 false detections, chi2 0.98 / 2.06 / 1.22
+             measured PSFs     8 / 76 / 18 false detections, chi2 1.47 / 4.22 / 1.86
+
+Before the fits split footprints that percolate (`dcrcoadd.ops.psf_match.fit_round_transfer`'s
+``max_footprint_px``), a bad pixel anywhere in that footprint left it out of the fit: fitted warp
+PSFs up to 10 % wide, science PSF fits refused (3 of the 6 science visits), and with the true science
+PSFs χ² 58-320 per source pixel (406/205/287 and 175/678/451 false detections), worse than the
+baseline coadd (409/320/282 and 290/362/303).
 
 Run::
 
@@ -48,7 +67,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 
-def run_seed(seed: int) -> dict:
+#: ``--crowded``: stars and their magnitude range; the sky above one sigma is then one footprint over
+#: three quarters of the image.
+CROWDED = (600, (16.0, 23.5))
+
+
+def run_seed(seed: int, n_stars: int = 150, mags: tuple[float, float] = (17.5, 23.5)) -> dict:
     """Both runs on one simulated defect field: per held-out visit, detections, χ² and FWHMs."""
     from dcrcoadd.config.schema import Config
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
@@ -56,8 +80,8 @@ def run_seed(seed: int) -> dict:
     from dcrcoadd.sim import SimulationConfig, simulate
     from dcrcoadd.template.build import make_template
 
-    sim = simulate(SimulationConfig(size=256, n_visits=12, n_stars=150, airmass=(1.0, 2.0), seeing=(0.6, 1.3),
-                                    defects=True, seed=seed))
+    sim = simulate(SimulationConfig(size=256, n_visits=12, n_stars=n_stars, airmass=(1.0, 2.0),
+                                    seeing=(0.6, 1.3), star_mag_range=mags, defects=True, seed=seed))
     order = np.argsort([w.visit.airmass for w in sim.warps])
     held = [int(order[-1]), int(order[-3]), int(order[2])]
     warps = [w for i, w in enumerate(sim.warps) if i not in held]
@@ -76,14 +100,24 @@ def run_seed(seed: int) -> dict:
             rows.append({"n": int(score.n_detections), "chi2": float(score.chi2),
                          "fwhm_px": float(template.psf.fwhm)})
         out[name] = {"rows": rows, "warp_fwhm_px": [float(i.psf.fwhm) for i in result.baseline.inputs]}
+        if drop:
+            # the science exposures' true PSFs from their files: fitted against the model (default), or
+            # taken as they are
+            for key, fit in (("measured, science PSF given", None), ("same, not fitted", False)):
+                rows = []
+                for s in science:
+                    score = score_exposure(s, make_template(result.model, s, fit_psf=fit), None, sources)
+                    rows.append({"n": int(score.n_detections), "chi2": float(score.chi2)})
+                out[key] = {"rows": rows}
     return out
 
 
 def print_result(res: dict) -> None:
     print(f"seed {res['seed']}, science airmass " + " / ".join(f"{a:.2f}" for a in res["airmass"]))
-    for name in ("true", "measured"):
+    for name in ("true", "measured", "measured, science PSF given", "same, not fitted"):
         rows = res[name]["rows"]
-        print(f"  {name + ' PSFs':<14} " + " / ".join(str(r["n"]) for r in rows) + " false detections, chi2 "
+        label = name.replace("measured", "measured PSFs") if name != "true" else "true PSFs"
+        print(f"  {label:<34} " + " / ".join(str(r["n"]) for r in rows) + " false detections, chi2 "
               + " / ".join(f"{r['chi2']:.2f}" for r in rows))
     fitted = res["measured"]
     print("  warp PSF FWHM px, fitted: " + ", ".join(f"{v:.2f}" for v in fitted["warp_fwhm_px"])
@@ -95,10 +129,13 @@ def print_result(res: dict) -> None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seed", type=int, action="append", help="simulation seed (repeatable; default 7 and 8)")
+    ap.add_argument("--crowded", action="store_true",
+                    help=f"{CROWDED[0]} stars of {CROWDED[1][0]:g}-{CROWDED[1][1]:g} mag "
+                         "instead of 150 of 17.5-23.5")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # (one warning per exposure says its PSF is measured)
     for seed in args.seed or (7, 8):
-        print_result(run_seed(seed))
+        print_result(run_seed(seed, *CROWDED) if args.crowded else run_seed(seed))
     return 0
 
 

@@ -519,3 +519,20 @@ def test_template_options_that_cannot_apply_are_said_so(tmp_path, caplog):
     assert "--order is not used" in text and "--psf-fwhm is not used: the model is not PSF-aware" in text
     with pytest.raises(ValueError, match="order must be 1"):
         make_template(model, science_on(model, Box(110, 208, 30, 26)), order=2)
+
+
+def test_a_science_psf_that_cannot_be_fitted_is_kept_with_a_warning(caplog):
+    # a model of measured PSFs fits a science PSF from a file against itself; where the image does not
+    # show the model's sources there is nothing to fit, and the file's PSF stays
+    import dataclasses
+    import logging
+
+    model = dataclasses.replace(make_model(), forward_model="fourier", wavelength_samples=2,
+                                psf_model="warp", psfs_measured=True)
+    science = science_on(model, Box(110, 208, 30, 26))  # (noise only)
+    assert science.psf is not None
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        template = make_template(model, science)
+    assert template.psf_label == "science" and template.psf == science.psf
+    assert "its PSF cannot be fitted against the model" in caplog.text
+    assert "rendered at its own PSF" in caplog.text

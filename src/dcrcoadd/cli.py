@@ -582,8 +582,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shift interpolation order (default: the one the model was solved with)")
     p.add_argument("--psf", choices=["science", "reference"], default="science",
                    help="PSF of the templates of a PSF-aware model: each science exposure's own (default: "
-                        "its PSF extension or seeing card, else measured from its stars) or the model's "
-                        "reference PSF; recorded in the template's TMPLPSF card and PSF extension")
+                        "its PSF extension, else fitted against the model from its stars; a seeing card's "
+                        "Gaussian, or any PSF when the model's warp PSFs were all measured, is fitted too) "
+                        "or the model's reference PSF; recorded in the template's TMPLPSF card and PSF "
+                        "extension")
     def psf_fwhm(text: str) -> float:
         from dcrcoadd.template.build import check_psf_fwhm_pixels
 

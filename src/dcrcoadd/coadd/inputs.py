@@ -43,6 +43,9 @@ log = logging.getLogger("dcrcoadd.coadd.inputs")
 
 #: Planes the coadd always has (targets of the mask propagation rules).
 COADD_PLANES = ("NO_DATA", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF", "INTRP", "EDGE")
+#: ``CoaddInput.psf_origin`` of PSFs given with the warp (a PSF extension, an in-memory exposure's),
+#: as opposed to those measured here (from the stars, or a Gaussian of the seeing card).
+GIVEN_PSF_ORIGINS = ("file", "input")
 
 
 @dataclass
@@ -554,6 +557,6 @@ def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,
     return weight, ""
 
 
-__all__ = ["COADD_PLANES", "CoaddInput", "PreparedInputs", "VarianceTask", "common_planes", "describe",
-           "VarianceStats", "configured_planes", "invalid_variance_to_missing", "mean_variance",
-           "prepare_inputs"]
+__all__ = ["COADD_PLANES", "GIVEN_PSF_ORIGINS", "CoaddInput", "PreparedInputs", "VarianceTask",
+           "common_planes", "describe", "VarianceStats", "configured_planes", "invalid_variance_to_missing",
+           "mean_variance", "prepare_inputs"]

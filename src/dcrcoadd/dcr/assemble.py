@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 
 from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
-from dcrcoadd.coadd.inputs import CoaddInput
+from dcrcoadd.coadd.inputs import GIVEN_PSF_ORIGINS, CoaddInput
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
@@ -249,6 +249,8 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
         # (the iterative solver's forward model has one PSF ratio per warp, for every subfilter)
         chromatic = not measured and dcr.solver == "exact"
         model.psf_chromatic_index = dcr.psf_chromatic_index if chromatic else 0.0
+        # no PSF given by a file or the caller: the model's PSF widths are its own calibration
+        model.psfs_measured = not any(inp.psf_origin in GIVEN_PSF_ORIGINS for inp in inputs)
         if measured and dcr.psf_chromatic_index != 0:
             log.info("%d warp PSFs are measured from their stars: the model leaves chromatic seeing out "
                      "(dcr.psf_chromatic_index applies to PSFs from the files)", measured)

@@ -134,6 +134,13 @@ class DcrModel:
         What ``flux_calibration`` converts the images to: ``"nJy"`` from calibrated inputs,
         ``"image"`` when none of them carried a calibration (their image units, `FLUX_UNITS`);
         None: unknown (models written before it).
+    psfs_measured : bool
+        A "warp" model whose warps' PSFs were all measured here (from their stars, fitted against
+        the model, or Gaussians of seeing cards), none given by a file: the widths of its PSFs are
+        then its own calibration, which a PSF from another pipeline does not share (the model fits
+        every warp as well with all of them a little wider and itself a little sharper), so
+        `dcrcoadd.template.build.make_template` fits a science exposure's PSF against the model
+        rather than take its file's as it is.
     """
 
     images: np.ndarray
@@ -158,6 +165,7 @@ class DcrModel:
     psf_chromatic_index: float = 0.0
     input_conditions: np.ndarray | None = None
     flux_unit: str | None = None
+    psfs_measured: bool = False
 
     def __post_init__(self):
         if self.flux_unit is not None and self.flux_unit not in FLUX_UNITS:
@@ -410,6 +418,7 @@ class DcrModel:
             hdus[0].header["PSFMODEL"] = (self.psf_model, "sky seen through the PSF HDU (reference)")
             hdus[0].header["PSFFLOOR"] = (self.psf_ratio_floor, "P_i/P_ref regularization floor")
             hdus[0].header["PSFCHROM"] = (self.psf_chromatic_index, "subfilter seeing FWHM ~ lambda^PSFCHROM")
+            hdus[0].header["PSFMEAS"] = (bool(self.psfs_measured), "warp PSFs all measured here, none given")
         if self.solver is not None:
             hdus[0].header["SOLVER"] = (self.solver, "solver that made the model")
         image_header = hdus["IMAGE"].header
@@ -461,6 +470,7 @@ class DcrModel:
                               psf_model=str(header.get("PSFMODEL", "none")),
                               psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)),
                               psf_chromatic_index=float(header.get("PSFCHROM", 0.0)),
+                              psfs_measured=bool(header.get("PSFMEAS", False)),
                               flux_unit=header.get("FLUXUNIT"))
             if convention["flux_unit"] not in (None, *FLUX_UNITS):
                 raise InputError(f"unknown flux unit FLUXUNIT = {convention['flux_unit']!r} "

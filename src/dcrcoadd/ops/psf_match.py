@@ -65,7 +65,7 @@ class RoundTransfer:
 
 def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray, good: np.ndarray, *,
                        prior_weight: float = 3.0, window_px: int = 16, ring_width: float | None = None,
-                       footprint_sigma: float = 1.0) -> RoundTransfer:
+                       footprint_sigma: float = 1.0, max_footprint_px: int = 4096) -> RoundTransfer:
     """The round transfer function ``K(|k|)`` that best maps ``model`` onto ``data``.
 
     Parameters
@@ -81,6 +81,12 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
         fields every fitted PSF came out at the reference's width; filling the holes from the
         fit and iterating converged too slowly); cut at the footprint's faint edge, the rest of
         the image keeps the convolution relation.
+    max_footprint_px : int
+        A footprint larger than this (pixels) is a blend of many sources: in a crowded field the
+        sky above one sigma percolates into one footprint over most of the image, and one bad pixel
+        in it left 20 % of the image to fit (fitted PSFs 30 % off, or no fit at all). Such a footprint
+        is cut again at twice the threshold, and so on, until the part holding the bad pixel is a
+        source's (`_footprints_touching`).
     prior_weight : float
         A ring keeps ``snr / (snr + prior_weight)`` of its own estimate, where ``snr`` is its
         model power over the noise power it would carry: where the model has no power the ratio
@@ -103,9 +109,7 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
     missing = reach & ~usable
     if missing.any():
         noise = float(np.sqrt(np.median(variance[usable]))) if usable.any() else 0.0
-        labels, _ = ndimage.label(m > footprint_sigma * noise)
-        touched = np.unique(labels[missing & (labels > 0)])
-        missing |= np.isin(labels, touched[touched > 0])
+        missing |= _footprints_touching(m, missing, footprint_sigma * noise, max_footprint_px)
     excluded = ndimage.binary_dilation(missing | ~reach, iterations=2)
     w = cosine_window(data.shape, window_px) * ~excluded
     spec_d = fft.rfft2(np.where(excluded, 0.0, data) * w)
@@ -135,6 +139,28 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
     values = snr / (snr + prior_weight) * ratio
     values[0] = 1.0
     return RoundTransfer(radius, values)
+
+
+def _footprints_touching(model: np.ndarray, missing: np.ndarray, threshold: float, max_area: int,
+                         max_doublings: int = 12) -> np.ndarray:
+    """The footprints of ``model`` above ``threshold`` that hold a ``missing`` pixel. One larger than
+    ``max_area`` pixels (a blend) is cut again at twice the threshold, so the part left out around a
+    bad pixel is its source's own, cut where that source is faint; after ``max_doublings`` what
+    remains of it is left out whole."""
+    labels, _ = ndimage.label(model > threshold)
+    touched = np.unique(labels[missing & (labels > 0)])
+    touched = touched[touched > 0]
+    sizes = np.bincount(labels.ravel())
+    blends = touched[sizes[touched] > max_area]
+    out = np.isin(labels, touched[sizes[touched] <= max_area])
+    if blends.size:
+        inside = np.isin(labels, blends)
+        if max_doublings > 0 and threshold > 0:
+            out |= _footprints_touching(np.where(inside, model, 0.0), missing & inside, 2.0 * threshold,
+                                        max_area, max_doublings - 1)
+        else:
+            out |= inside
+    return out
 
 
 def convolve_round(kernel: np.ndarray, transfer: RoundTransfer, size: int) -> Psf:

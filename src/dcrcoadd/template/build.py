@@ -406,38 +406,77 @@ def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, 
 
 
 def _fitted_block(model: DcrModel, block: Exposure, render, scale: float, start: Psf | None,
-                  to_model: np.ndarray | None, source: str):
-    """``(render's arrays, PSF)`` of one block of a science exposure whose PSF is fitted against the
-    model (`fit_psf_to_model`): the reference template times the fitted ratio, which is what was
-    fitted (the ratio averages over the subfilters; chromatic seeing would scale it a second time).
-    The shift forward model applies one ratio to every subfilter anyway, so it takes the PSF (in the
-    model's pixels; the returned PSF is in the block's)."""
+                  to_model: np.ndarray | None):
+    """``(render's arrays, PSF, matching)`` of one block of a science exposure whose PSF is fitted
+    against the model (`fit_psf_to_model`): the reference template times the fitted ratio, which is
+    what was fitted (the ratio averages over the subfilters; chromatic seeing would scale it a second
+    time). The shift forward model applies one ratio to every subfilter anyway, so it takes the PSF
+    (in the model's pixels; the returned PSF is in the block's). ``matching`` says whether the fit
+    is the data's (`RoundTransfer.constrained`); when it is not, the arrays are None."""
     image, mask, _, no_data = render(block, None)
     at_reference = np.where(no_data, np.nan, image * scale)
     size = max((start or model.psf).shape[0] + 8, model.psf.shape[0])
     matching, fitted = fit_psf_to_model(model, block, at_reference, size, _unreliable(model, mask), to_model)
-    _check_fitted(matching, block.bbox, source)
-    if model.forward_model == "fourier":
-        return render(block, None, matching), fitted
-    at = fitted if to_model is None else convolve_round(model.psf.kernel, matching, size + 1 - size % 2)
-    return render(block, at), fitted
-
-
-def _check_fitted(matching: RoundTransfer, block: Box, source: str) -> None:
-    """`InputError` when a science PSF fit is not the data's (`RoundTransfer.constrained`): the image
-    does not show the model's sources, and the "fitted" PSF is the prior's, tens of pixels wide."""
     if not matching.constrained():
-        where = "" if block is None else f" (in its pixels x {block.x0}-{block.x1}, y {block.y0}-{block.y1})"
-        raise InputError(f"its PSF cannot be fitted against the model{where}: the image does not show the "
-                         f"model's sources there (fitted ratio {matching.low_frequency:.2f} at the lowest "
-                         "frequency, about 1 expected); give its PSF (a PSF extension, or --psf-fwhm)",
-                         source)
+        return None, fitted, matching
+    if model.forward_model == "fourier":
+        return render(block, None, matching), fitted, matching
+    at = fitted if to_model is None else convolve_round(model.psf.kernel, matching, size + 1 - size % 2)
+    return render(block, at), fitted, matching
+
+
+def _unfitted_message(matching: RoundTransfer, block: Box | None) -> str:
+    """Why a science PSF fit is not the data's (`RoundTransfer.constrained`): the image does not show
+    the model's sources, and the "fitted" PSF is the prior's, tens of pixels wide."""
+    where = "" if block is None else f" (in its pixels x {block.x0}-{block.x1}, y {block.y0}-{block.y1})"
+    return (f"its PSF cannot be fitted against the model{where}: the image does not show the model's "
+            f"sources there (fitted ratio {matching.low_frequency:.2f} at the lowest frequency, about 1 "
+            "expected)")
+
+
+def _fit_science_psf(model: DcrModel, science: Exposure, render, scale: float, start: Psf | None,
+                     to_model: np.ndarray | None, block_size: int, source: str):
+    """The template of ``science`` at its PSF fitted against the model, block by block so that it
+    may vary over the exposure: ``(image, mask, variance, no_data)`` and the blocks' area-weighted
+    mean PSF, or ``(None, message)`` when some block's fit is not the data's."""
+    # as few blocks as fit, of nearly equal sizes: no sliver at the far edges, whose fit would rest
+    # on a handful of sources
+    blocks = [t.box for t in tiles(science.bbox, block_size, even=True)]
+    parts = []
+    for b in blocks:
+        block = science.subexposure(b)
+        arrays, fitted, matching = _fitted_block(model, block, render, scale, start, to_model)
+        if arrays is None:
+            return None, _unfitted_message(matching, b)
+        parts.append((arrays, fitted))
+    image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
+    for b, (arrays, _) in zip(blocks, parts, strict=True):
+        for whole, part in zip((image, mask, variance, no_data), arrays, strict=True):
+            whole[b.slices(science.bbox)] = part
+    kernels = [fitted.kernel * b.area for b, (_, fitted) in zip(blocks, parts, strict=True)]
+    log.info("%s: science PSF fitted against the model's template in %d block(s): FWHM %s px", source,
+             len(blocks), ", ".join(f"{fitted.fwhm:.2f}" for _, fitted in parts))
+    return (image, mask, variance, no_data), Psf(np.sum(kernels, axis=0) / science.bbox.area)
+
+
+def _fits_own_psf(model: DcrModel, fit_psf: bool | None, label: str, source: str) -> bool:
+    """Whether a science PSF the exposure carries (``label`` ``"science"``) is fitted against the
+    model: asked for (``fit_psf``), or by default when the model's PSF widths are its own
+    (`DcrModel.psfs_measured`), which a PSF from another pipeline does not share."""
+    if label != "science" or fit_psf is False:
+        return False
+    if fit_psf is None and not model.psfs_measured:
+        return False
+    if fit_psf is None:
+        log.info("%s: the model's warp PSFs were measured from their stars, so its PSF widths are its own: "
+                 "fitting the science PSF against the model (starting from the exposure's)", source)
+    return True
 
 
 def make_template(model: DcrModel, science: Exposure, *, order: int | None = None, split: bool = True,
                   split_threshold: float = 0.1, source: str | os.PathLike | None = None,
                   psf: str | Psf = "science", given_psf: Psf | None = None,
-                  psf_block: int = 1024) -> Exposure:
+                  psf_block: int = 1024, fit_psf: bool | None = None) -> Exposure:
     """The DCR-matched template for a science exposure, on the science exposure's pixel grid.
 
     Parameters
@@ -464,6 +503,15 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     psf_block : int
         A PSF fitted against the model is fitted in blocks of this many pixels a side, so that it may
         vary over the exposure; the template's `Psf` is their area-weighted mean.
+    fit_psf : bool, optional
+        Whether a PSF the science exposure carries is fitted against the model too (from there, as
+        for an exposure without one), with ``psf="science"`` on a PSF-aware model. Default: when the
+        model's warp PSFs were all measured here (`DcrModel.psfs_measured`): its PSF widths are then
+        its own calibration, and a PSF from another pipeline's measurement leaves residuals of every
+        bright star (measured: χ² per source pixel 15 at the file's true PSF against 1.3-1.7 fitted).
+        True also fits a rough PSF, such as a Gaussian of the seeing card (χ² 22-25 against 1.1-1.7
+        on a field whose model had the true PSFs). Where the fit is not the data's, the exposure's
+        own PSF is kept, with a warning. False: the exposure's PSF as it is.
 
     Returns
     -------
@@ -503,25 +551,23 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         return _resampled(model, target, visit, **kwargs)
 
     scale = model.flux_calibration / science.flux_calibration
-    if label == "science-measured":
+    own = _fits_own_psf(model, fit_psf, label, source)
+    arrays = None
+    if label == "science-measured" or own:
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
         # needs, block by block so that it may vary over the exposure.
-        # as few blocks as fit, of nearly equal sizes: no sliver at the far edges, whose fit would
-        # rest on a handful of sources
-        blocks = [t.box for t in tiles(science.bbox, psf_block, even=True)]
-        parts = [_fitted_block(model, science.subexposure(b), render, scale, rendered_psf, to_model, source)
-                 for b in blocks]
-        image, mask, variance, no_data = (np.empty(science.shape, a.dtype) for a in parts[0][0])
-        for b, (arrays, _) in zip(blocks, parts, strict=True):
-            for whole, part in zip((image, mask, variance, no_data), arrays, strict=True):
-                whole[b.slices(science.bbox)] = part
-        kernels = [fitted.kernel * b.area for b, (_, fitted) in zip(blocks, parts, strict=True)]
-        rendered_psf, label = Psf(np.sum(kernels, axis=0) / science.bbox.area), "science-fitted"
-        log.info("%s: science PSF fitted against the model's template in %d block(s): FWHM %s px", source,
-                 len(blocks), ", ".join(f"{fitted.fwhm:.2f}" for _, fitted in parts))
-        _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
-    else:
-        image, mask, variance, no_data = render(science, _on_model(rendered_psf, to_model))
+        arrays, fitted = _fit_science_psf(model, science, render, scale, rendered_psf, to_model, psf_block,
+                                          source)
+        if arrays is not None:
+            rendered_psf, label = fitted, "science-fitted"
+            _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
+        elif not own:
+            raise InputError(f"{fitted}; give its PSF (a PSF extension, or --psf-fwhm)", source)
+        else:
+            log.warning("%s: %s; the template is rendered at its own PSF", source, fitted)
+    if arrays is None:
+        arrays = render(science, _on_model(rendered_psf, to_model))
+    image, mask, variance, no_data = arrays
     if no_data.all():
         raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
@@ -796,11 +842,14 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                 if _resolved(out) in inputs:
                     raise InputError(f"its output {out} would overwrite the science exposure "
                                      f"{inputs[_resolved(out)]}", path)
-            _check_flux_unit(model, read_options.read_info(path), path)
+            info = read_options.read_info(path)
+            _check_flux_unit(model, info, path)
             science = read_options.read_exposure(path, require_visit=True)
+            # (a Gaussian of the seeing card is a start: a template at it leaves a ring at every bright star)
+            fit_psf = True if info.psf_origin == "seeing card" else None
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=path, psf=psf,
-                                     given_psf=given)
+                                     given_psf=given, fit_psf=fit_psf)
             written.append(template_path := write_template(template, outputs[0]))
             diff_path = None
             if diff:
