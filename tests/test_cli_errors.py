@@ -238,6 +238,22 @@ def test_an_unwritable_log_file_and_a_config_that_is_not_text_are_one_line_error
     assert_one_error_line(capsys.readouterr().err, str(binary), "not valid TOML (not UTF-8 text)")
 
 
+def test_an_invalid_value_in_a_config_file_names_the_file(tmp_path, capsys):
+    # (the error named the field alone: with a plan and several files, which one was to fix?)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dcr]\ndcr_num_subfilters = 0\n")
+    assert main(["config", "show", "--config", str(bad)]) == 2
+    assert_one_error_line(capsys.readouterr().err, str(bad), "dcr.dcr_num_subfilters must be an integer >= 2")
+    # fixed by --set: valid; made invalid by --set: the option, not the file, is named
+    assert main(["config", "show", "--config", str(bad), "--set", "dcr.dcr_num_subfilters=3"]) == 0
+    capsys.readouterr()
+    good = tmp_path / "good.toml"
+    good.write_text("[dcr]\ndcr_num_subfilters = 3\n")
+    assert main(["config", "show", "--config", str(good), "--set", "dcr.dcr_num_subfilters=1"]) == 2
+    err = capsys.readouterr().err
+    assert "dcr.dcr_num_subfilters must be an integer >= 2" in err and str(good) not in err
+
+
 @pytest.mark.parametrize("argv, words", [
     (["demo", "--n-visits", "1"], "--n-visits: must be at least 3"),
     (["demo", "--size", "8"], "--size: must be at least 64"),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from dcrcoadd._version import __version__
-from dcrcoadd.errors import DcrCoaddError, InputError
+from dcrcoadd.errors import ConfigError, DcrCoaddError, InputError
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.parallel.mappers import scheduler_address
 from dcrcoadd.resample.command import add_warp_parser
@@ -192,7 +192,7 @@ def _simulation_progress(total: int):
 # -- dcrcoadd assemble -----------------------------------------------------------------------------
 
 def _load_config(args: argparse.Namespace):
-    from dcrcoadd.config import Config, apply_override, load_toml
+    from dcrcoadd.config import Config, apply_override, load_toml, validate_from
 
     config = load_toml(args.config) if getattr(args, "config", None) else Config()
     for text in getattr(args, "set", None) or []:
@@ -204,7 +204,7 @@ def _load_config(args: argparse.Namespace):
         config.inputs.header_map = {**current, **dict(args.header_map)}
     if getattr(args, "weights", None):
         config.inputs.weights = args.weights
-    config.validate()
+    validate_from(config, getattr(args, "config", None))
     return config
 
 
@@ -408,13 +408,9 @@ def _cmd_config(args: argparse.Namespace) -> int:
     from dcrcoadd.io.atomic import atomic_output
 
     if args.file and args.action != "dump":
-        from dcrcoadd.errors import ConfigError
-
         raise ConfigError(f"config {args.action} takes no FILE (got {args.file}); to start from a "
                           f"configuration file: config {args.action} --config {args.file}")
     if args.action == "dump" and args.file and os.path.isdir(args.file):
-        from dcrcoadd.errors import InputError
-
         raise InputError("is a directory: give the file to write", args.file)
     config = _load_config(args)
     if args.action == "markdown":
@@ -427,11 +423,8 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         if not args.file:
-            from dcrcoadd.errors import ConfigError
-
             raise ConfigError("config dump needs a FILE to write")
         if not args.force and os.path.lexists(args.file):
-            from dcrcoadd.errors import InputError
 
             raise InputError("exists; use --force to overwrite it", args.file)
         with atomic_output(args.file) as tmp:

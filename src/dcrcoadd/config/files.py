@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import textwrap
 import tomllib
 
@@ -116,6 +117,21 @@ def load_toml(path) -> Config:
         return from_dict(data)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def validate_from(config: Config, path: str | os.PathLike | None) -> None:
+    """``config.validate()`` for a configuration read from the file ``path`` (None: none) and then
+    changed (overrides, options): an invalid value that is the file's is reported naming it."""
+    try:
+        config.validate()
+    except ConfigError as exc:
+        if path is not None:
+            try:
+                load_toml(path).validate()
+            except ConfigError as alone:
+                if str(alone) == str(exc):
+                    raise ConfigError(f"{path}: {exc}") from None
+        raise
 
 
 def apply_override(config: Config, text: str) -> Config:

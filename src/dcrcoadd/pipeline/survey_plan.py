@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dcrcoadd.config import Config, apply_override, load_toml
+from dcrcoadd.config import Config, apply_override, load_toml, validate_from
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.pipeline.survey_summary import SUMMARY_FILES
@@ -180,12 +180,8 @@ def _settings(data: dict, base: Path, path: Path, config: str | os.PathLike | No
         plan_set = [plan_set]
     if not isinstance(plan_set, list) or not all(isinstance(s, str) for s in plan_set):
         raise InputError("set must be a list of \"section.field=value\" strings", path)
-    if config is not None:
-        settings = load_toml(config)
-    elif plan_config is not None:
-        settings = load_toml(_resolve(plan_config, base))
-    else:
-        settings = Config()
+    source = config if config is not None else None if plan_config is None else _resolve(plan_config, base)
+    settings = Config() if source is None else load_toml(source)
     for text in plan_set:
         try:
             apply_override(settings, text)
@@ -193,7 +189,7 @@ def _settings(data: dict, base: Path, path: Path, config: str | os.PathLike | No
             raise InputError(f"set: {exc}", path) from None
     for text in overrides:
         apply_override(settings, text)
-    settings.validate()
+    validate_from(settings, source)
     return settings
 
 
