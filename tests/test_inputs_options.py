@@ -298,3 +298,19 @@ def test_a_header_map_card_no_input_has_is_warned_about(tmp_path, caplog):
     assert "no input has that card" not in caplog.text
     info = read_info(paths[0], instrument="decam", header_map={"airmass": "AIRMAS2"})
     assert info.absent_header_map == ("airmass",)
+
+
+def test_weights_that_no_input_needs_are_warned_about(tmp_path, caplog):
+    # every input has a VARIANCE extension: the weight maps are never read, which said nothing
+    import logging
+
+    from dcrcoadd.pipeline.inputs import read_headers
+
+    paths = write_warps(tmp_path / "w", n=2)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        read_headers(paths, ReadOptions(weights="{stem}.weight.fits"))
+    assert "inputs.weights = '{stem}.weight.fits' is not used" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        read_headers(paths, ReadOptions())
+    assert "is not used" not in caplog.text

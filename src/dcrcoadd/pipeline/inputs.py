@@ -101,6 +101,11 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
         # (a typo in the card's name, usually: the usual cards then give the value, silently)
         log.warning("inputs.header_map.%s = %s: no input has that card; their %s came from the usual cards",
                     field, options.header_map[field], field)
+    files = [h for h in headers if not isinstance(h.source, Exposure)]
+    if options.weights and files and all(h.weight_map is None for h in files):
+        # (a weight map is only read for an image without variance: here it changed nothing)
+        log.warning("inputs.weights = %r is not used: every input has its own variance extension",
+                    options.weights)
     return headers
 
 
