@@ -419,3 +419,25 @@ def test_a_second_run_into_a_busy_directory_is_refused_and_a_dead_runs_lock_take
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
         run_patch(warps, config(), out)
     assert files(out) == RUN_FILES and any("no longer exists" in r.getMessage() for r in caplog.records)
+
+
+def test_a_rerun_into_the_inputs_directory_skips_its_own_outputs(warps, reference, tmp_path, caplog):
+    # (the rerun read its own coadd.fits back as a warp and failed: "no visit metadata")
+    from dcrcoadd.io.products import product_of
+
+    here = tmp_path / "warps"
+    here.mkdir()
+    for path in warps:
+        shutil.copy(path, here)
+    run_patch([str(here)], config(), here)
+    assert {product_of(here / name) for name in FITS} == {"baseline coadd", "DCR coadd", "DCR model",
+                                                           "subfilter coadd"}
+    assert all(product_of(p) is None for p in warps)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        run = run_patch([str(here)], config(), here, clobber_config=True)
+    assert "skipped 6 file(s) dcrcoadd wrote" in caplog.text
+    assert len(run.dcr.baseline.inputs) == len(warps)
+    same_fits(here, reference.out_dir)
+    # named one by one, a product is refused
+    with pytest.raises(InputError, match="is a dcrcoadd DCR model, not an input"):
+        run_patch([*warps, str(here / "model.fits")], config(), tmp_path / "other")

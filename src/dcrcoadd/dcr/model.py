@@ -28,6 +28,7 @@ from dcrcoadd.dcr.forward import (
 )
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
+from dcrcoadd.io.products import mark_product
 from dcrcoadd.ops.psf_match import RoundTransfer
 
 #: Forward models a model can be rendered with (see `DcrModel.forward_model`).
@@ -405,6 +406,7 @@ class DcrModel:
         stacked.variance = self.variance
         hdus = exposure_hdus(stacked)
         hdus[0].header["DCRMODEL"] = (True, "dcrcoadd DCR model file")
+        mark_product(hdus[0].header, "model")
         hdus[0].header["NSUBFILT"] = (len(self), "number of subfilters")
         hdus[0].header["INTORDER"] = (self.interp_order, "shift interpolation order of the solution")
         hdus[0].header["FWDMODEL"] = (self.forward_model, "forward model fitted: shift or fourier")

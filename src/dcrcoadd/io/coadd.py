@@ -27,6 +27,7 @@ from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.io.atomic import atomic_output
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
+from dcrcoadd.io.products import mark_product
 
 
 class AltMask(Protocol):
@@ -65,6 +66,7 @@ def write_coadd(result: CoaddProducts, path: str | os.PathLike, *,
     coadd = result.coadd
     hdus = exposure_hdus(coadd)
     hdus[0].header["NINPUTS"] = (len(result.inputs), "warps coadded")
+    mark_product(hdus[0].header, "coadd")
     nhdr = fits.Header()
     nhdr["LTV1"], nhdr["LTV2"] = -coadd.origin[0], -coadd.origin[1]
     hdus.append(fits.ImageHDU(np.asarray(result.n_image, np.int32), nhdr, name="NIMAGE"))

@@ -24,6 +24,7 @@ from dcrcoadd.dcr.assemble import dcr_visits
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import expand_paths
+from dcrcoadd.io.products import product_of
 
 log = logging.getLogger("dcrcoadd.pipeline.inputs")
 
@@ -52,16 +53,39 @@ class InputHeader:
 
 def expand_inputs(items: Iterable[Source]) -> list[Source]:
     """Files, directories (their FITS files, sorted) and glob patterns as a list of inputs
-    (`dcrcoadd.io.paths.expand_paths`); exposures pass through unchanged, in their place.
+    (`dcrcoadd.io.paths.expand_paths`); exposures pass through unchanged, in their place. The files
+    dcrcoadd wrote (`dcrcoadd.io.products`: coadds, models, templates, differences) are skipped in
+    a directory or a pattern's matches, with a warning: an output directory that is also the inputs'
+    (``assemble warps/ --out warps/``) read its own coadd back as a warp.
 
     Raises
     ------
     InputError
-        A directory without FITS files, a pattern that matches nothing, or no input at all.
+        A directory without FITS files (or only dcrcoadd's), a pattern that matches nothing, a
+        dcrcoadd product named as an input, or no input at all.
     """
     sources: list[Source] = []
     for item in items:
-        sources.extend([item] if isinstance(item, Exposure) else expand_paths([item], "input warps"))
+        if isinstance(item, Exposure):
+            sources.append(item)
+            continue
+        found = expand_paths([item], "input warps")
+        listed = found != [os.fspath(item)]  # (a directory or a pattern: not named one by one)
+        kept, skipped = [], []
+        for path in found:
+            kind = product_of(path)
+            if kind is None:
+                kept.append(path)
+            elif listed:
+                skipped.append(f"{os.path.basename(path)} ({kind})")
+            else:
+                raise InputError(f"is a dcrcoadd {kind}, not an input", path)
+        if skipped:
+            log.warning("%s: skipped %d file(s) dcrcoadd wrote, not inputs: %s", os.fspath(item),
+                        len(skipped), ", ".join(skipped))
+        if not kept:
+            raise InputError("holds only files dcrcoadd wrote (coadds, models, templates), no input", item)
+        sources.extend(kept)
     if not sources:
         raise InputError("no input warps given", "assemble")
     return sources

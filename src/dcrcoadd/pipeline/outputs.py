@@ -43,20 +43,22 @@ def write_dcr_outputs(result: DcrCoaddResult, outdir: str | os.PathLike) -> dict
 
     from dcrcoadd.io.coadd import write_coadd
     from dcrcoadd.io.fits import exposure_hdus, write_hdus
+    from dcrcoadd.io.products import mark_product
 
-    def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path) -> Path:
+    def with_nimage(exposure: Exposure, n_image: np.ndarray, path: Path, kind: str) -> Path:
         hdus = exposure_hdus(exposure)
+        mark_product(hdus[0].header, kind)
         hdus.append(fits.ImageHDU(data=n_image.astype(np.int32), name="NIMAGE"))
         return write_hdus(hdus, path)
 
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     paths = {"coadd": write_coadd(result.baseline, outdir / "coadd.fits"),
-             "dcr_coadd": with_nimage(result.coadd, result.n_image, outdir / "dcr_coadd.fits"),
+             "dcr_coadd": with_nimage(result.coadd, result.n_image, outdir / "dcr_coadd.fits", "dcr_coadd"),
              "model": result.model.write(outdir / "model.fits")}
     for k, exp in enumerate(result.subfilter_coadds):
         paths[f"subfilter_{k}"] = with_nimage(exp, result.subfilter_n_images[k],
-                                              outdir / f"subfilter_{k}.fits")
+                                              outdir / f"subfilter_{k}.fits", "subfilter")
     return paths
 
 

@@ -84,7 +84,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
@@ -98,6 +97,7 @@ from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
+from dcrcoadd.io.products import mark_product, product_of
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian, resample_flux
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
@@ -610,6 +610,7 @@ def write_template(template: Exposure, path: str | os.PathLike) -> Path:
     that PSF's FWHM, and ``DCRGAP`` its ``dcr_gap`` when known."""
     hdus = exposure_hdus(template)
     label = getattr(template, "psf_label", "model")
+    mark_product(hdus[0].header, "template")
     hdus[0].header["TMPLPSF"] = (label, "PSF of this template (its PSF HDU)")
     if template.psf is not None:
         hdus[0].header["TPSFFWHM"] = (round(float(template.psf.fwhm), 4), "[px] FWHM of that PSF")
@@ -719,19 +720,6 @@ def _resolved(path: Path) -> Path:
 DIFFERENCE_CARD = "DCRDIFF"
 
 
-def _product_of(path: Path) -> str | None:
-    """``"template"`` or ``"difference image"`` when ``path`` is one that dcrcoadd wrote, else None."""
-    try:
-        header = fits.getheader(path, 0)
-    except (OSError, ValueError):
-        return None  # (unreadable: reading it as a science exposure says why)
-    if "TMPLPSF" in header:
-        return "template"
-    if header.get(DIFFERENCE_CARD, False):
-        return "difference image"
-    return None
-
-
 def _check_flux_unit(model: DcrModel, info, path: Path) -> None:
     """`InputError` when the science file's calibration and the model's unit (`DcrModel.flux_unit`)
     disagree: the template would be off by the file's calibration factor."""
@@ -753,6 +741,7 @@ def write_difference(image: Exposure, path: str | os.PathLike) -> Path:
     """Write a difference image (`write_exposure` layout) marked with `DIFFERENCE_CARD`, so that it is
     never taken for a science exposure."""
     hdus = exposure_hdus(image)
+    mark_product(hdus[0].header, "difference")
     hdus[0].header[DIFFERENCE_CARD] = (True, "science - DCR-matched template (dcrcoadd)")
     return write_hdus(hdus, path)
 
@@ -820,7 +809,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     _prepare_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
     used: dict[str, Path] = {}
-    products = {p: _product_of(p) for p in paths}
+    products = {p: product_of(p) for p in paths}
     # (the science exposures no output may overwrite: an earlier run's template of the same name may be)
     inputs = {_resolved(p): p for p in paths if products[p] is None}
     seen: set[Path] = set()
