@@ -253,6 +253,36 @@ def test_keeping_warnings_brings_back_worker_warnings(caplog):
     assert sorted(r.getMessage() for r in caplog.records) == ["warned in task 0", "warned in task 1"]
 
 
+def test_a_run_keeps_its_warnings_when_the_package_logger_is_quieted(warps, tmp_path):
+    # a notebook's getLogger("dcrcoadd").setLevel(ERROR) quiets the console; the run's recorded
+    # warnings (RunResult.warnings, metadata.json) were left empty by it
+    expected = run_patch(warps, config("dcr.solver=iterative"), tmp_path / "a").warnings
+    assert expected
+    seen = []
+
+    class Shown(logging.Handler):
+        def emit(self, record):
+            seen.append(record)
+
+    package, root = logging.getLogger("dcrcoadd"), logging.getLogger()
+    shown, own = Shown(), Shown()
+    root.addHandler(shown)
+    package.addHandler(own)
+    package.setLevel(logging.ERROR)
+    try:
+        run = run_patch(warps, config("dcr.solver=iterative"), tmp_path / "b")
+        logging.getLogger("dcrcoadd.test").error("an error is still shown")
+    finally:
+        package.setLevel(logging.NOTSET)
+        root.removeHandler(shown)
+        package.removeHandler(own)
+    assert run.warnings == expected
+    assert json.loads((tmp_path / "b" / "metadata.json").read_text())["warnings"] == expected
+    # what the caller asked for, and no more, reached its handlers (twice: the package's and the root's)
+    assert [r.getMessage() for r in seen] == ["an error is still shown"] * 2
+    assert package.level == logging.NOTSET and package.propagate
+
+
 # -- damaged checkpoints ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

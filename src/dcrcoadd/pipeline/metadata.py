@@ -73,16 +73,75 @@ def collecting_warnings(*, exclusive: bool = False, keep_replayed: bool = True,
     """
     collector = WarningCollector(keep_replayed, threading.get_ident() if this_thread else None)
     logger = logging.getLogger("dcrcoadd")
-    logger.addHandler(collector)
     previous = getattr(_active, "collector", None)
-    if exclusive:
-        _active.collector = collector
-    try:
-        yield collector.messages
-    finally:
-        logger.removeHandler(collector)
+    with _warnings_logged(logger):
+        logger.addHandler(collector)
         if exclusive:
-            _active.collector = previous
+            _active.collector = collector
+        try:
+            yield collector.messages
+        finally:
+            logger.removeHandler(collector)
+            if exclusive:
+                _active.collector = previous
+
+
+class _AtLeast(logging.Filter):
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level
+
+
+class _Propagate(logging.Handler):
+    """Hands a record on to the handlers of ``logger``'s parents, as propagation would."""
+
+    def __init__(self, logger: logging.Logger, level: int):
+        super().__init__(level)
+        self.logger = logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        parent = self.logger.parent
+        while parent is not None:
+            for handler in parent.handlers:
+                if record.levelno >= handler.level:
+                    handler.handle(record)
+            if not parent.propagate:
+                break
+            parent = parent.parent
+
+
+@contextlib.contextmanager
+def _warnings_logged(logger: logging.Logger) -> Iterator[None]:
+    """Let ``logger`` log warnings while the block runs, for the collectors, even where the caller
+    has set it quieter (a notebook's ``getLogger("dcrcoadd").setLevel(logging.ERROR)`` left a run's
+    recorded warnings empty); its handlers, and those it propagates to, still see only what they
+    asked for."""
+    level = logger.getEffectiveLevel()
+    if level <= logging.WARNING or logging.root.manager.disable >= logging.WARNING:
+        yield
+        return
+    saved_level, saved_propagate = logger.level, logger.propagate
+    quiet = _AtLeast(level)
+    handlers = [h for h in logger.handlers if not isinstance(h, WarningCollector)]
+    for handler in handlers:
+        handler.addFilter(quiet)
+    forward = _Propagate(logger, level) if saved_propagate else None
+    logger.setLevel(logging.WARNING)
+    if forward is not None:
+        logger.propagate = False
+        logger.addHandler(forward)
+    try:
+        yield
+    finally:
+        logger.setLevel(saved_level)
+        logger.propagate = saved_propagate
+        if forward is not None:
+            logger.removeHandler(forward)
+        for handler in handlers:
+            handler.removeFilter(quiet)
 
 
 def _solve_keeping_warnings(fn: Callable, task) -> tuple[object, list[str], int]:
