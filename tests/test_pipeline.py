@@ -471,3 +471,12 @@ def test_a_rerun_into_the_inputs_directory_skips_its_own_outputs(warps, referenc
     # named one by one, a product is refused
     with pytest.raises(InputError, match="is a dcrcoadd DCR model, not an input"):
         run_patch([*warps, str(here / "model.fits")], config(), tmp_path / "other")
+
+
+def test_a_visit_with_only_a_boresight_geometry_is_warned_about_once(warps, tmp_path, caplog):
+    # (once by the up-front check of the headers, once more by the DCR stage)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run = run_patch(warps, config(), tmp_path)
+    said = [m for m in run.warnings if "has no time or boresight RA/Dec" in m]
+    assert len(said) == len(warps) == len({m.split()[2] for m in said})
+    assert caplog.text.count("has no time or boresight RA/Dec") == len(warps)

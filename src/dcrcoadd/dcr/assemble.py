@@ -51,8 +51,10 @@ class DcrCoaddResult:
 
 # -- inputs ----------------------------------------------------------------------------------------
 
-def dcr_visits(inputs: Sequence[CoaddInput]) -> list[VisitInfo]:
-    """Completed visit geometry of every input; `InputError` for a warp that cannot give DCR."""
+def dcr_visits(inputs: Sequence[CoaddInput], *, warn: bool = True) -> list[VisitInfo]:
+    """Completed visit geometry of every input; `InputError` for a warp that cannot give DCR.
+    ``warn``: say which visits have only a boresight geometry (once per run: not in the up-front
+    check of the headers, nor in the PSF refits' new setups)."""
     visits = []
     for inp in inputs:
         if inp.visit is None:
@@ -62,7 +64,7 @@ def dcr_visits(inputs: Sequence[CoaddInput]) -> list[VisitInfo]:
         if visit.parallactic_angle is None:
             raise InputError("cannot derive the parallactic angle (need boresight alt/az, or time and "
                              "RA/Dec, and the site)", inp.name)
-        if visit.zenith is None:  # once per visit and run (the shifts are computed per tile)
+        if visit.zenith is None and warn:  # once per visit and run (the shifts are computed per tile)
             log.warning("visit %s has no time or boresight RA/Dec; using the boresight elevation and "
                         "parallactic angle at every position", visit.id)
         visits.append(visit)
@@ -205,7 +207,7 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     """
     coadd, dcr = baseline.coadd, config.dcr
     inputs = baseline.inputs
-    visits = dcr_visits(inputs)
+    visits = dcr_visits(inputs, warn=reference is None)
     if reference is None:  # (a PSF refit prepares the same inputs again: checked, and warned about, once)
         _check_diversity(inputs, visits)
         check_subfilter_count(dcr.dcr_num_subfilters, len(visits))

@@ -196,7 +196,7 @@ def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool 
                    "or a FILTER card and name the instrument with --instrument (config inputs.instrument)")
             raise InputError("no band wavelengths for the DCR model: add BANDLAM and BANDWID (nm) to the "
                              f"header, {fix}", h.name)
-    dcr_visits(headers)  # every input needs the airmass and parallactic angle
+    dcr_visits(headers, warn=False)  # every input needs the airmass and parallactic angle
 
 
 def input_state(header: InputHeader) -> list[list[int]]:
