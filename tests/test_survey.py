@@ -164,6 +164,9 @@ def test_a_corrupt_input_fails_its_patch_only_and_the_summary_counts_it(data, se
     assert all(good["n_inputs"] == 4) and all(good["n_tiles"] == 6)
     assert np.allclose(good["airmass_min"], 1.0) and np.allclose(good["airmass_max"], 1.8)
     assert all(good["false_dcr"] >= 0) and all(good["proxy_visit"] == 103)
+    # (4 warps for 3 subfilters: each patch warns; on a Dask worker only the count says so here)
+    assert [len(json.loads((serial / p / "metadata.json").read_text())["warnings"]) for p in GOOD] \
+        == list(good["n_warnings"]) and all(good["n_warnings"] > 0)
     assert (serial / "footprint.png").stat().st_size > 0 and (serial / "survey.csv").exists()
     record = json.loads((serial / ".survey" / "bad.json").read_text())
     assert record["status"] == "failed" and "warp_9.fits" in record["error"]
@@ -175,6 +178,7 @@ def test_a_rerun_skips_finished_patches_and_retries_failed_ones(data, serial, ca
     captured = capsys.readouterr()
     assert "5 patches: 0 done, 4 finished earlier, 1 failed" in captured.err
     assert "patch bad: failed" in captured.err and "patch p0: resumed" in captured.out
+    assert "warning(s) in p0/metadata.json" in captured.out
     assert captured.err.count("warp_9.fits") == 1  # (printed once: it was logged as well)
     assert {p: (serial / p / "model.fits").stat().st_mtime_ns for p in GOOD} == before
     assert list(Table.read(serial / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]
@@ -223,6 +227,8 @@ def test_a_cluster_gives_the_serial_outputs(data, serial, cluster, tmp_path):
     for name in GOOD:
         same_patch_outputs(serial / name, tmp_path / name)
     assert "warp_9.fits" in result.outcomes[-1].error
+    serial_warnings = Table.read(serial / "survey.ecsv")["n_warnings"][:4]
+    assert [o.n_warnings for o in result.outcomes[:4]] == list(serial_warnings)
 
 
 def test_a_worker_killed_mid_run_loses_only_its_tasks(data, serial, cluster, tmp_path):

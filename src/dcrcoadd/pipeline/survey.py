@@ -74,7 +74,8 @@ class PatchOutcome:
     (``false_dcr``) and minus the baseline coadd (``false_baseline``), -1 where not measured
     (`dcrcoadd.pipeline.survey_summary.false_detection_proxy`). ``ra``/``dec`` are the sky
     corners of the patch box (deg; empty when unknown). ``outputs`` names the files the patch's
-    run wrote into its directory.
+    run wrote into its directory; ``n_warnings`` counts the warnings it logged (its
+    ``metadata.json`` lists them: a patch run on a Dask worker logs there, not here).
     """
 
     name: str
@@ -95,6 +96,7 @@ class PatchOutcome:
     ra: list[float] = field(default_factory=list)
     dec: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    n_warnings: int = 0
     fingerprint: str = ""
     outputs: list[str] = field(default_factory=list)
 
@@ -299,7 +301,7 @@ def summarize(name: str, result: RunResult) -> PatchOutcome:
         n_skipped=len(baseline.skipped),
         airmass_min=float(np.nanmin(airmass)) if np.isfinite(airmass).any() else float("nan"),
         airmass_max=float(np.nanmax(airmass)) if np.isfinite(airmass).any() else float("nan"),
-        box=[box.x0, box.y0, box.width, box.height], ra=ra, dec=dec,
+        box=[box.x0, box.y0, box.width, box.height], ra=ra, dec=dec, n_warnings=len(result.warnings),
         outputs=sorted(str(Path(p).relative_to(result.out_dir)) for p in result.outputs.values()))
     if result.dcr is not None:
         outcome.n_tiles = len(result.metadata.get("subregions", {}))

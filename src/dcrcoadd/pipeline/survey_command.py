@@ -21,6 +21,8 @@ def _line(outcome, done: int, total: int) -> str:
         parts.append(f"false detections {outcome.false_dcr} (baseline {outcome.false_baseline})")
     if not outcome.dcr:
         parts.append("baseline coadd only")
+    if outcome.n_warnings:  # (on a Dask worker they were logged there: say where they are)
+        parts.append(f"{outcome.n_warnings} warning(s) in {outcome.name}/metadata.json")
     return f"{head} ({', '.join(parts)}, {outcome.seconds:.1f} s)"
 
 

@@ -106,7 +106,7 @@ def false_detection_proxy(result: DcrCoaddResult) -> FalseDetectionProxy | None:
 
 def summary_table(outcomes: list[PatchOutcome]):
     """One row per patch (astropy Table): status and error, inputs, airmass range, proxy, tiles,
-    box, centre and corners on the sky, seconds."""
+    box, centre and corners on the sky, seconds, warnings logged."""
     from astropy.table import Table
 
     t = Table()
@@ -133,6 +133,7 @@ def summary_table(outcomes: list[PatchOutcome]):
     t["corners_dec"] = [" ".join(f"{v:.7f}" for v in o.dec) for o in outcomes]
     t["seconds"] = [o.seconds for o in outcomes]
     t["seconds"].unit = "s"
+    t["n_warnings"] = np.array([o.n_warnings for o in outcomes], np.int32)
     t["error"] = [o.error for o in outcomes]
     t.meta["comments"] = [
         "status: done (this run), resumed (finished by an earlier run), failed (see error)",
