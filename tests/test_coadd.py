@@ -475,3 +475,16 @@ def test_a_region_reaching_beyond_the_warps_is_reported(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.inputs"):
         prepare_inputs(paths, bbox=Box(5, 5, 20, 20))
     assert "reaches beyond" not in caplog.text
+
+
+def test_a_coadd_region_too_large_for_the_machine_is_refused_up_front(tmp_path, monkeypatch):
+    # (a 100 000² px box read every warp and then ran out of memory)
+    from conftest import write_warps
+    from dcrcoadd.coadd import inputs
+    from dcrcoadd.errors import InputError
+
+    paths = write_warps(tmp_path, 2)
+    monkeypatch.setattr(inputs, "physical_memory", lambda: 2**30)
+    inputs.prepare_inputs(paths, bbox=Box(0, 0, 40, 40))
+    with pytest.raises(InputError, match=r"region 10000x10000 px: needs at least 3 GiB .* machine's 1 GiB"):
+        inputs.prepare_inputs(paths, bbox=Box(0, 0, 10000, 10000))

@@ -43,6 +43,11 @@ log = logging.getLogger("dcrcoadd.coadd.inputs")
 
 #: Planes the coadd always has (targets of the mask propagation rules).
 COADD_PLANES = ("NO_DATA", "CLIPPED", "REJECTED", "SENSOR_EDGE", "INEXACT_PSF", "INTRP", "EDGE")
+#: Bytes per pixel of the coadd a run holds whole (image, variance, mask, inputs per pixel), and per
+#: subfilter image of the DCR model on top: a lower bound of a run's memory.
+COADD_BYTES_PER_PIXEL = 16
+MODEL_BYTES_PER_PIXEL = 4
+
 #: ``CoaddInput.psf_origin`` of PSFs given with the warp (a PSF extension, an in-memory exposure's),
 #: as opposed to those measured here (from the stars, or a Gaussian of the seeing card).
 GIVEN_PSF_ORIGINS = ("file", "input")
@@ -378,6 +383,25 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
 
 # -- preparation -----------------------------------------------------------------------------------
 
+def physical_memory() -> int | None:
+    """This machine's physical memory in bytes (None where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_fits_in_memory(box: Box, config: Config) -> None:
+    """`InputError` for a coadd region whose outputs alone exceed this machine's memory: a run of it
+    can only fail, after its warps were read (a 100 000² px box ran out of memory)."""
+    memory = physical_memory()
+    need = box.area * (COADD_BYTES_PER_PIXEL + MODEL_BYTES_PER_PIXEL * config.dcr.dcr_num_subfilters)
+    if memory is not None and need > memory:
+        raise InputError(f"needs at least {need / 2**30:.0f} GiB for its coadd and model, more than this "
+                         f"machine's {memory / 2**30:.0f} GiB: cut it into patches (dcrcoadd survey), or "
+                         "check the box (pixels, not arcsec?)", f"coadd region {box.width}x{box.height} px")
+
+
 def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = None,
                    mapper: Mapper | None = None) -> PreparedInputs:
     """Validate the warps, measure their weights and flux scales (LSST ``prepareInputs``).
@@ -430,6 +454,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     box = bbox if bbox is not None else union
     if box.is_empty:
         raise InputError(f"coadd region {box} is empty")
+    _check_fits_in_memory(box, config)
     outside = box.area - box.intersection(union).area
     if outside > 0:  # (a deliberate patch box may overhang its warps; a mistyped one should not go unseen)
         log.warning("the coadd region %s reaches beyond the warps (%s): %.0f%% of it has no data (NO_DATA)",
