@@ -350,6 +350,17 @@ def test_a_variance_far_below_the_pixels_scatter_skips_the_warp(tmp_path, caplog
     assert "times more than its variance says" in prep.skipped[0][1]  # (about 3e3; stars widen it)
 
 
+def test_pixels_whose_variance_overflows_are_refused_naming_the_units(tmp_path):
+    # pixels near 1e33 and no variance: the variance made from their noise overflowed float32, and the
+    # warp was skipped as "no usable pixels (all NaN or masked)"
+    paths = write_warps(tmp_path, 3)
+    with fits.open(paths[1], mode="update") as hdul:
+        hdul["IMAGE"].data = (hdul["IMAGE"].data * 1e33).astype(np.float32)
+        del hdul["VARIANCE"]
+    with pytest.raises(InputError, match="too large for a float32 variance: are its pixels in the right"):
+        prepare_inputs(paths).inputs[1].read()
+
+
 def test_a_warp_that_is_not_sky_subtracted_is_reported(tmp_path, caplog):
     paths = write_warps(tmp_path, 3)
     with fits.open(paths[2], mode="update") as hdul:

@@ -753,6 +753,10 @@ def _read_planes(hdul: fits.HDUList, info: ExposureInfo, bbox: Box | None):
     return region, sl, image, mask, variance
 
 
+#: The largest noise whose variance (with room for the sources' shot noise) is a float32.
+_LARGEST_NOISE = float(np.sqrt(np.finfo(np.float32).max)) / 1e3
+
+
 def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.ndarray | None,
               variance: np.ndarray | None) -> Exposure:
     """The exposure of the planes read, a missing mask or variance made as the file's header says."""
@@ -769,6 +773,9 @@ def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.n
         mask[unusable] |= np.uint32(info.mask_planes.value("BAD"))
     elif variance is None:
         sky, sigma = sky_statistics(path, info.extensions[0])
+        if sigma > _LARGEST_NOISE:  # (its square, the variance, is not a float32: every pixel was unusable)
+            raise InputError(f"its pixel noise, {sigma:.3g} (from the image: it has no variance), is too "
+                             "large for a float32 variance: are its pixels in the right units?", path)
         variance = synthesize_variance(image, sky, sigma, info.pixels.gain)
     wcs = info.wcs
     if wcs is not None and region != info.bbox:
