@@ -78,18 +78,3 @@ def test_exact_templates_hold_on_a_field_with_defects():
     # exact ones all round one saturated star whose core no warp sees (a null space of the data)
     assert scores["exact"].chi2 < 0.1 * scores["iterative"].chi2
     assert scores["exact"].n_detections <= scores["iterative"].n_detections + 3
-
-
-def test_an_exact_solve_far_from_settled_is_warned_about(caplog):
-    # (it said so only in metadata.json's stop reason)
-    import logging
-
-    sim = simulate(SimulationConfig(size=96, n_visits=6, n_stars=30, seed=3))
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.dcr.tasks"):
-        result = assemble_dcr_coadd(sim.warps, apply_override(Config(), "dcr.exact.colour_iterations=1"))
-    assert "not converged" in result.metadata["subregions"][0]["stop_reason"]
-    assert "the colour prior had not settled after 1 refits" in caplog.text
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd.dcr.tasks"):
-        assemble_dcr_coadd(sim.warps, Config())
-    assert "had not settled" not in caplog.text

@@ -7,7 +7,6 @@ cluster with identical results.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -24,8 +23,6 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.dcr.forward import ForwardModel
 from dcrcoadd.dcr.problem import Progress, TileProblem
 from dcrcoadd.dcr.solvers import SOLVERS
-
-log = logging.getLogger("dcrcoadd.dcr.tasks")
 
 
 @dataclass
@@ -96,25 +93,6 @@ def solver_settings(dcr: DcrConfig):
     return getattr(dcr, dcr.solver)
 
 
-#: An exact solve that stops with its last refit changing the model by more than this many times
-#: ``dcr.exact.colour_tolerance`` is warned about (one just above it is as good as settled: the
-#: alternation slows down near its fixed point, 1.01x the tolerance after 30 refits on a small
-#: field whose templates scored chi2 0.98).
-UNSETTLED_FACTOR = 3.0
-
-
-def _warn_unsettled(task: TileTask, history: list[dict]) -> None:
-    """Warn when an exact solve stopped far from its fixed point (only its metadata said so)."""
-    settings = task.dcr.exact
-    last = history[-1] if history else {}
-    change = last.get("convergence")
-    if last.get("iteration", 0) > 0 and change is not None \
-            and change > UNSETTLED_FACTOR * settings.colour_tolerance:
-        log.warning("subregion %d %s: the colour prior had not settled after %d refits (last change %.2g "
-                    "sigma, tolerance %g); more dcr.exact.colour_iterations may help", task.index, task.box,
-                    last["iteration"], change, settings.colour_tolerance)
-
-
 def solve_tile(task: TileTask, progress: Callable[[int, dict], None] | None = None) -> TileOutcome:
     """Solve the DCR model of one tile (a pure function of ``task``); ``progress(index, record)``
     hears each iteration's history record (in this process)."""
@@ -128,8 +106,6 @@ def solve_tile(task: TileTask, progress: Callable[[int, dict], None] | None = No
     del images, weights  # handed over: a solver may release them (`TileProblem`)
     report: Progress | None = None if progress is None else partial(progress, task.index)
     result = SOLVERS[task.dcr.solver](problem, task.models, solver_settings(task.dcr), report)
-    if task.dcr.solver == "exact" and not result.converged:
-        _warn_unsettled(task, result.history)
     return TileOutcome(
         index=task.index, box=task.box, models=result.models[(slice(None), *inner)].copy(),
         n_images=result.n_images[(slice(None), *inner)].copy(), history=result.history,
