@@ -318,3 +318,17 @@ def test_variance_rescaling_leaves_out_sources_of_warps_without_footprints(caplo
         detection._scale_factor = original
     assert len(factors) == 4 and all(0.5 < f < 2.0 for f in factors), factors
     assert not any("rescaling factor" in r.getMessage() for r in caplog.records)
+
+
+def test_a_sharp_warps_variance_rescaling_leaves_out_the_wings_matching_spreads(caplog):
+    # a 0.55" warp matched to a 1.6" target: its sources spread beyond its own footprints, whose wings
+    # counted as noise (factor 12, "unusable ... check its variance plane", on a variance that was right)
+    import logging
+
+    from dcrcoadd.sim import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(size=128, n_visits=5, n_stars=40, seeing=(0.5, 1.6), seed=2))
+    assert min(v.seeing for v in sim.visits) < 0.6 < 1.4 < max(v.seeing for v in sim.visits)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.coadd.artifacts"):
+        assemble_coadd(sim.warps, Config())
+    assert "variance rescaling factor" not in caplog.text

@@ -266,6 +266,14 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
             # of 50-120 on a DECam-like field whose variance is right); the static sky's are left out
             scale_good &= ~static_sources(task.static_image, task.static_variance)
         factor = _scale_factor(image, variance, scale_good)
+        if has_footprints and not usable_variance_factor(factor):
+            # a warp much sharper than the matching target: PSF matching spreads its sources beyond its
+            # own footprints, whose wings then count as noise (factors of 13-15 on 0.55" warps matched
+            # to 1.6", whose variance was right: 1.0 without the sources); the static sky's are left out
+            retry = _scale_factor(image, variance, scale_good & ~static_sources(task.static_image,
+                                                                                  task.static_variance))
+            if usable_variance_factor(retry):
+                factor = retry
         if usable_variance_factor(factor):
             variance *= np.float32(factor)
     del scale_good
