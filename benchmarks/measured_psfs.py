@@ -16,15 +16,15 @@ visit, the 5σ false detections and χ² per source pixel of science − templat
 Results (``python -m benchmarks.measured_psfs``)::
 
     seed 7, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          23 / 25 / 5 false detections, chi2 1.63 / 1.27 / 1.13
-      measured PSFs                      22 / 24 / 6 false detections, chi2 1.69 / 1.37 / 1.17
-      measured PSFs, science PSF given   22 / 24 / 6 false detections, chi2 1.69 / 1.37 / 1.17
-      same, not fitted                   17 / 28 / 5 false detections, chi2 3.14 / 1.85 / 2.73
+      true PSFs                          8 / 22 / 3 false detections, chi2 1.24 / 1.22 / 1.07
+      measured PSFs                      6 / 21 / 2 false detections, chi2 1.31 / 1.31 / 1.11
+      measured PSFs, science PSF given   6 / 21 / 2 false detections, chi2 1.31 / 1.31 / 1.11
+      same, not fitted                   2 / 26 / 2 false detections, chi2 2.58 / 1.73 / 2.46
     seed 8, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          2 / 32 / 8 false detections, chi2 0.98 / 1.76 / 1.20
-      measured PSFs                      8 / 41 / 10 false detections, chi2 1.21 / 2.38 / 1.29
-      measured PSFs, science PSF given   8 / 41 / 10 false detections, chi2 1.21 / 2.38 / 1.29
-      same, not fitted                   4 / 39 / 19 false detections, chi2 1.60 / 3.59 / 2.26
+      true PSFs                          0 / 10 / 0 false detections, chi2 0.93 / 1.31 / 1.00
+      measured PSFs                      4 / 18 / 1 false detections, chi2 1.17 / 2.05 / 1.07
+      measured PSFs, science PSF given   4 / 18 / 1 false detections, chi2 1.17 / 2.05 / 1.07
+      same, not fitted                   5 / 14 / 5 false detections, chi2 1.64 / 3.97 / 1.86
 
 "science PSF given": the held-out exposures keep their true PSFs, as files from another pipeline
 would; the model's PSF widths are its own (every warp's was measured here), so `make_template`
@@ -34,10 +34,10 @@ fits them against the model (the same fit as without a PSF). "same, not fitted":
 Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one footprint over
 three quarters of the image)::
 
-    seed 7   true PSFs        28 / 23 / 6 false detections, chi2 1.81 / 1.30 / 1.20
-             measured PSFs    60 / 40 / 27 false detections, chi2 3.62 / 2.56 / 1.82
-    seed 8   true PSFs         0 / 37 / 11 false detections, chi2 0.98 / 2.06 / 1.22
-             measured PSFs     8 / 76 / 18 false detections, chi2 1.47 / 4.22 / 1.86
+    seed 7   true PSFs        11 / 19 / 5 false detections, chi2 1.46 / 1.24 / 1.15
+             measured PSFs    58 / 31 / 27 false detections, chi2 3.41 / 2.17 / 1.80
+    seed 8   true PSFs        0 / 19 / 3 false detections, chi2 0.95 / 1.76 / 1.08
+             measured PSFs    9 / 55 / 13 false detections, chi2 1.50 / 4.03 / 1.75
 
 Before the fits split footprints that percolate (`dcrcoadd.ops.psf_match.fit_round_transfer`'s
 ``max_footprint_px``), a bad pixel anywhere in that footprint left it out of the fit: fitted warp

@@ -113,7 +113,7 @@ def test_clipped_is_not_a_bad_plane_for_the_dcr_model():
     assert "EDGE" not in cfg.effective_bad_mask_planes() and "EDGE" in cfg.effective_remove_mask_planes()
     assert "CLIPPED" in cfg.coadd_bad_mask_planes()
     cfg.artifacts.enabled = False
-    assert cfg.coadd_bad_mask_planes() == ["NO_DATA", "BAD", "SAT", "EDGE"]
+    assert cfg.coadd_bad_mask_planes() == ["NO_DATA", "BAD", "SAT", "EDGE", "CR"]
 
 
 # -- PSF matching --------------------------------------------------------------------------------
