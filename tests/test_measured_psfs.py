@@ -325,7 +325,7 @@ def _chi2(science, template, sources):
 
 
 def test_a_science_psf_from_a_file_is_fitted_against_a_model_of_measured_psfs(field, measured_model,
-                                                                              tmp_path):
+                                                                              tmp_path, caplog):
     """A model whose warp PSFs were all measured here fits them as well with all of them a little
     wider and itself a little sharper: its PSF widths are its own. A science exposure's true PSF,
     taken as it is, left residuals at every bright star (χ² per source pixel 1444 on this field);
@@ -343,6 +343,11 @@ def test_a_science_psf_from_a_file_is_fitted_against_a_model_of_measured_psfs(fi
     as_given = make_template(model, science, fit_psf=False)
     assert fitted.psf_label == "science-fitted" and as_given.psf_label == "science"
     assert _chi2(science, fitted, sources) < 0.1 * _chi2(science, as_given, sources)
+    # a file's PSF narrower than the reference is not warned about when the fitted one is not
+    narrow = dataclasses.replace(science, psf=Psf.gaussian(fwhm=0.9 * model.psf.fwhm))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        template = make_template(model, narrow)
+    assert template.psf.fwhm > model.psf.fwhm and "narrower" not in caplog.text
 
 
 def test_a_model_with_psfs_from_the_files_takes_a_science_psf_as_it_is(field):
@@ -381,3 +386,26 @@ def test_a_science_psf_of_a_seeing_card_is_fitted_against_the_model(field, tmp_p
     card = make_template(result.model, options.read_exposure(path), fit_psf=False)
     assert card.psf.fwhm == pytest.approx(science.psf.fwhm, rel=0.01)  # (the card's Gaussian)
     assert _chi2(science, template, sources) < 0.2 * _chi2(science, card, sources)
+
+
+def test_fit_leaves_out_a_single_bright_stars_footprint_whole():
+    """A star bright enough that its one-sigma footprint is larger than a blend's (22 400 px): split
+    as if it were a blend, only its saturated core was left out and its wings, cut sharply, stayed in
+    the fit (transfer 0.28 off at low frequencies; 0.06 when it stays whole, but for the faint stars
+    in its wings that cut it into cells; 0.01 left out whole)."""
+    rng = np.random.default_rng(1)
+    n = 256
+    y, x = np.mgrid[:n, :n]
+    a = 3.5 / (2 * np.sqrt(2 ** (1 / 2.5) - 1))
+    star = (1 + ((x - 128.3) ** 2 + (y - 127.7) ** 2) / a**2) ** -2.5
+    sky = np.zeros((n, n))
+    sky[rng.integers(10, n - 10, 40), rng.integers(10, n - 10, 40)] = rng.uniform(300, 3000, 40)
+    model = gaussian_blur(sky, 1.5) + 3e8 * star / star.sum()
+    data = gaussian_blur(model, 1.2) + rng.normal(0.0, 1.0, sky.shape)
+    good = (x - 128) ** 2 + (y - 128) ** 2 >= 36  # (its saturated core)
+    labels = ndimage.label(model > 1.0)[0]
+    assert (labels == labels[128, 128]).sum() > 4096
+    fit = fit_round_transfer(data, model, np.ones(sky.shape), good)
+    where = fit.radius < 0.2
+    np.testing.assert_allclose(fit.values[where], np.exp(-2 * np.pi**2 * 1.2**2 * fit.radius[where] ** 2),
+                               atol=0.08)

@@ -82,11 +82,12 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
         fit and iterating converged too slowly); cut at the footprint's faint edge, the rest of
         the image keeps the convolution relation.
     max_footprint_px : int
-        A footprint larger than this (pixels) is a blend of many sources: in a crowded field the
+        A footprint larger than this (pixels) may be a blend of many sources: in a crowded field the
         sky above one sigma percolates into one footprint over most of the image, and one bad pixel
         in it left 20 % of the image to fit (fitted PSFs 30 % off, or no fit at all). Such a footprint
-        is cut again at twice the threshold, and so on, until the part holding the bad pixel is a
-        source's (`_footprints_touching`).
+        is split into its sources (`_sources_of`: the cores above twice the threshold, each pixel to
+        the nearest), and only those holding a bad pixel are left out; a single bright star's stays
+        whole.
     prior_weight : float
         A ring keeps ``snr / (snr + prior_weight)`` of its own estimate, where ``snr`` is its
         model power over the noise power it would carry: where the model has no power the ratio
@@ -144,22 +145,42 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
 def _footprints_touching(model: np.ndarray, missing: np.ndarray, threshold: float, max_area: int,
                          max_doublings: int = 12) -> np.ndarray:
     """The footprints of ``model`` above ``threshold`` that hold a ``missing`` pixel. One larger than
-    ``max_area`` pixels (a blend) is cut again at twice the threshold, so the part left out around a
-    bad pixel is its source's own, cut where that source is faint; after ``max_doublings`` what
-    remains of it is left out whole."""
+    ``max_area`` pixels may be a blend of many sources (`_sources_of`): then only the sources holding
+    a missing pixel are left out, each whole, cut where it meets its neighbours."""
     labels, _ = ndimage.label(model > threshold)
     touched = np.unique(labels[missing & (labels > 0)])
     touched = touched[touched > 0]
     sizes = np.bincount(labels.ravel())
-    blends = touched[sizes[touched] > max_area]
     out = np.isin(labels, touched[sizes[touched] <= max_area])
-    if blends.size:
-        inside = np.isin(labels, blends)
-        if max_doublings > 0 and threshold > 0:
-            out |= _footprints_touching(np.where(inside, model, 0.0), missing & inside, 2.0 * threshold,
-                                        max_area, max_doublings - 1)
-        else:
-            out |= inside
+    for blend in touched[sizes[touched] > max_area]:
+        out |= _sources_of(model, labels == blend, missing, threshold, max_area, max_doublings)
+    return out
+
+
+def _sources_of(model: np.ndarray, footprint: np.ndarray, missing: np.ndarray, threshold: float,
+                max_area: int, max_doublings: int) -> np.ndarray:
+    """The part of a large ``footprint`` that belongs to sources holding a ``missing`` pixel: cut at
+    twice the threshold (or four times, ... up to ``max_doublings`` doublings) until it falls into
+    several cores, each of its pixels belongs to the nearest core. One that never splits (a single
+    bright star, whose footprint can be larger than a blend's) stays whole; a core's part larger than
+    ``max_area`` is split again."""
+    n = 1
+    for _ in range(max_doublings):
+        threshold *= 2.0
+        cores, n = ndimage.label(footprint & (model > threshold))
+        if n != 1:
+            break
+    if n < 2:
+        return footprint
+    _, (iy, ix) = ndimage.distance_transform_edt(cores == 0, return_indices=True)
+    owner = np.where(footprint, cores[iy, ix], 0)
+    out = np.zeros(footprint.shape, bool)
+    for core in np.unique(owner[missing & footprint]):
+        if core == 0:
+            continue
+        part = owner == core
+        out |= part if part.sum() <= max_area else _sources_of(model, part, missing, threshold, max_area,
+                                                                max_doublings)
     return out
 
 

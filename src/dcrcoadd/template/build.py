@@ -110,6 +110,9 @@ __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates"
 
 #: Which PSF a template carries: the science exposure's (PSF-aware models), or the model's own.
 PSF_CHOICES = ("science", "reference")
+#: `template_psf` labels of a science PSF that `make_template` fits against the model: measured from
+#: the stars (or none), or the exposure's own (`_fits_own_psf`).
+FITTED_LABELS = ("science-measured", "science-refit")
 #: Science pixels no PSF measurement or fit uses.
 SCIENCE_BAD_PLANES = ("NO_DATA", "SAT", "BAD", "INTRP", "CR", "SUSPECT")
 #: Template pixels (the model's planes) where the model is unreliable: saturated or interpolated in
@@ -333,12 +336,14 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
 
 def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science", *,
                  given: Psf | None = None, source: str = "science exposure",
-                 to_model: np.ndarray | None = None) -> tuple[Psf | None, str]:
+                 to_model: np.ndarray | None = None,
+                 fit_psf: bool | None = None) -> tuple[Psf | None, str]:
     """The PSF a template is rendered at, and its label for the template file's ``TMPLPSF`` card.
 
     ``psf="science"`` on a PSF-aware model (`DcrModel.psf_aware`): the science exposure's PSF
-    (`_science_psf` order), label ``"science"`` (``"science-measured"``, which `make_template`
-    refines into ``"science-fitted"``, or ``"science-given"``);
+    (`_science_psf` order), label ``"science"`` (``"science-given"``; ``"science-measured"`` and
+    ``"science-refit"``, its own PSF to be fitted against the model (`_fits_own_psf`, ``fit_psf``),
+    which `make_template` turns into ``"science-fitted"``);
     a `Psf`: that PSF, ``"given"``; ``"reference"``, or any model that is not PSF-aware: None
     (the model's own PSF), ``"reference"`` / ``"model"``. Warns, saying by how much, when the
     science PSF is narrower than the model's reference (the template then deconvolves the model).
@@ -356,9 +361,11 @@ def template_psf(model: DcrModel, science: Exposure, psf: str | Psf = "science",
     elif psf == "science":
         chosen, origin = _science_psf(science, given, source, model.bandpass)
         label = "science" if origin == "file" else f"science-{origin}"
+        if label == "science" and _fits_own_psf(model, fit_psf, source):
+            label = "science-refit"
     else:
         raise ValueError(f"psf must be one of {PSF_CHOICES} or a Psf, got {psf!r}")
-    if label != "science-measured":  # (a measured PSF is checked once fitted, `make_template`)
+    if label not in FITTED_LABELS:  # (a PSF to be fitted is checked once fitted, `make_template`)
         _warn_if_narrower(_on_model(chosen, to_model), model, source)
     return chosen, label
 
@@ -459,17 +466,15 @@ def _fit_science_psf(model: DcrModel, science: Exposure, render, scale: float, s
     return (image, mask, variance, no_data), Psf(np.sum(kernels, axis=0) / science.bbox.area)
 
 
-def _fits_own_psf(model: DcrModel, fit_psf: bool | None, label: str, source: str) -> bool:
-    """Whether a science PSF the exposure carries (``label`` ``"science"``) is fitted against the
-    model: asked for (``fit_psf``), or by default when the model's PSF widths are its own
-    (`DcrModel.psfs_measured`), which a PSF from another pipeline does not share."""
-    if label != "science" or fit_psf is False:
-        return False
-    if fit_psf is None and not model.psfs_measured:
+def _fits_own_psf(model: DcrModel, fit_psf: bool | None, source: str) -> bool:
+    """Whether a science PSF the exposure carries is fitted against the model: asked for
+    (``fit_psf``), or by default when the model's PSF widths are its own (`DcrModel.psfs_measured`),
+    which a PSF from another pipeline does not share."""
+    if fit_psf is False or (fit_psf is None and not model.psfs_measured):
         return False
     if fit_psf is None:
-        log.info("%s: the model's warp PSFs were measured from their stars, so its PSF widths are its own: "
-                 "fitting the science PSF against the model (starting from the exposure's)", source)
+        log.info("%s: the model's warp PSFs were all measured here, none given by a file, so its PSF "
+                 "widths are its own: fitting the science PSF against the model", source)
     return True
 
 
@@ -538,7 +543,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     gap = _report_dcr_coverage(model, visit, source)
     order = model.interp_order if order is None else order
     to_model = pixel_map(science, model)
-    rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source, to_model=to_model)
+    rendered_psf, label = template_psf(model, science, psf, given=given_psf, source=source, to_model=to_model,
+                                       fit_psf=fit_psf)
 
     def render(target: Exposure, at: Psf | None, matching: RoundTransfer | None = None):
         kwargs = dict(order=order, split=split, split_threshold=split_threshold, source=source, psf=at,
@@ -551,9 +557,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         return _resampled(model, target, visit, **kwargs)
 
     scale = model.flux_calibration / science.flux_calibration
-    own = _fits_own_psf(model, fit_psf, label, source)
     arrays = None
-    if label == "science-measured" or own:
+    if label in FITTED_LABELS:
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
         # needs, block by block so that it may vary over the exposure.
         arrays, fitted = _fit_science_psf(model, science, render, scale, rendered_psf, to_model, psf_block,
@@ -561,10 +566,12 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         if arrays is not None:
             rendered_psf, label = fitted, "science-fitted"
             _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
-        elif not own:
+        elif label == "science-measured":
             raise InputError(f"{fitted}; give its PSF (a PSF extension, or --psf-fwhm)", source)
         else:
             log.warning("%s: %s; the template is rendered at its own PSF", source, fitted)
+            label = "science"
+            _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
     if arrays is None:
         arrays = render(science, _on_model(rendered_psf, to_model))
     image, mask, variance, no_data = arrays
