@@ -486,5 +486,5 @@ def test_a_coadd_region_too_large_for_the_machine_is_refused_up_front(tmp_path, 
     paths = write_warps(tmp_path, 2)
     monkeypatch.setattr(inputs, "physical_memory", lambda: 2**30)
     inputs.prepare_inputs(paths, bbox=Box(0, 0, 40, 40))
-    with pytest.raises(InputError, match=r"region 10000x10000 px: needs at least 3 GiB .* machine's 1 GiB"):
+    with pytest.raises(InputError, match=r"10000x10000 px: needs at least 2.6 GiB .* machine.s 1.0 GiB"):
         inputs.prepare_inputs(paths, bbox=Box(0, 0, 10000, 10000))

@@ -265,6 +265,7 @@ def test_a_run_keeps_its_warnings_when_the_package_logger_is_quieted(warps, tmp_
             seen.append(record)
 
     package, root = logging.getLogger("dcrcoadd"), logging.getLogger()
+    propagate = package.propagate
     shown, own = Shown(), Shown()
     root.addHandler(shown)
     package.addHandler(own)
@@ -279,8 +280,8 @@ def test_a_run_keeps_its_warnings_when_the_package_logger_is_quieted(warps, tmp_
     assert run.warnings == expected
     assert json.loads((tmp_path / "b" / "metadata.json").read_text())["warnings"] == expected
     # what the caller asked for, and no more, reached its handlers (twice: the package's and the root's)
-    assert [r.getMessage() for r in seen] == ["an error is still shown"] * 2
-    assert package.level == logging.NOTSET and package.propagate
+    assert [r.getMessage() for r in seen] == ["an error is still shown"] * (2 if propagate else 1)
+    assert package.level == logging.NOTSET and package.propagate == propagate
 
 
 # -- damaged checkpoints ---------------------------------------------------------------------------
@@ -468,9 +469,13 @@ def test_a_rerun_into_the_inputs_directory_skips_its_own_outputs(warps, referenc
     assert "skipped 6 file(s) dcrcoadd wrote" in caplog.text
     assert len(run.dcr.baseline.inputs) == len(warps)
     same_fits(here, reference.out_dir)
-    # named one by one, a product is refused
-    with pytest.raises(InputError, match="is a dcrcoadd DCR model, not an input"):
-        run_patch([*warps, str(here / "model.fits")], config(), tmp_path / "other")
+    # named one by one (as the shell expands warps/*.fits), they are skipped too
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.inputs"):
+        run = run_patch(sorted(str(p) for p in here.glob("*.fits")), config(), here, clobber_config=True)
+    assert "skipped 6 file(s) dcrcoadd wrote" in caplog.text and len(run.dcr.baseline.inputs) == len(warps)
+    with pytest.raises(InputError, match="every file is one dcrcoadd wrote"):
+        run_patch([str(here / "model.fits")], config(), tmp_path / "other")
 
 
 def test_a_visit_with_only_a_boresight_geometry_is_warned_about_once(warps, tmp_path, caplog):
@@ -480,3 +485,46 @@ def test_a_visit_with_only_a_boresight_geometry_is_warned_about_once(warps, tmp_
     said = [m for m in run.warnings if "has no time or boresight RA/Dec" in m]
     assert len(said) == len(warps) == len({m.split()[2] for m in said})
     assert caplog.text.count("has no time or boresight RA/Dec") == len(warps)
+
+
+def test_runs_in_threads_keep_their_warnings_while_the_logger_is_quieted():
+    # run A ended while run B went on: A restored the quiet level, and B's later warnings were lost
+    import threading
+
+    from dcrcoadd.pipeline.metadata import collecting_warnings
+
+    package = logging.getLogger("dcrcoadd")
+    handler = logging.NullHandler()
+    package.addHandler(handler)
+    handlers, propagate = list(package.handlers), package.propagate
+    package.setLevel(logging.ERROR)
+    a_in, a_out, b_go = threading.Event(), threading.Event(), threading.Event()
+    kept = {}
+
+    def run_a():
+        with collecting_warnings(this_thread=True):
+            a_in.set()
+            b_go.wait()
+        a_out.set()
+
+    def run_b():
+        a_in.wait()
+        with collecting_warnings(this_thread=True) as messages:
+            logging.getLogger("dcrcoadd.test").warning("before A ends")
+            b_go.set()
+            a_out.wait()
+            logging.getLogger("dcrcoadd.test").warning("after A ends")
+        kept["b"] = list(messages)
+
+    try:
+        threads = [threading.Thread(target=run_a), threading.Thread(target=run_b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert kept["b"] == ["dcrcoadd.test: before A ends", "dcrcoadd.test: after A ends"]
+        assert package.level == logging.ERROR and package.propagate == propagate
+        assert package.handlers == handlers
+    finally:
+        package.setLevel(logging.NOTSET)
+        package.removeHandler(handler)

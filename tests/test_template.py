@@ -456,6 +456,11 @@ def test_build_templates_never_overwrites_a_science_exposure_nor_templates_its_o
     assert [o.path.name for o in first] == [o.path.name for o in again] == ["a.fits"]
     assert again[0].ok and sorted(p.name for p in here.iterdir()) == ["a.fits", "a_diff.fits",
                                                                       "a_template.fits"]
+    # and from the command line, with the files named one by one (a shell's sci/*.fits)
+    from dcrcoadd.cli import main
+
+    assert main(["template", str(model_path), *map(str, sorted(here.glob("*.fits"))), "--out", str(here),
+                 "--diff", "-q"]) == 0
 
 
 def test_a_failed_difference_leaves_no_template(tmp_path):

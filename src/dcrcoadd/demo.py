@@ -51,9 +51,9 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     (0 of 1, then 1 of 1).
     """
     from dcrcoadd.config import Config
-    from dcrcoadd.io import write_exposure
     from dcrcoadd.pipeline import run_patch
     from dcrcoadd.sim import SimulationConfig, simulate, write_simulation
+    from dcrcoadd.template.build import write_template
 
     notify = progress or (lambda event: None)
     outdir = Path(outdir)
@@ -78,7 +78,8 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     for i in held:
         science = sim.warps[i]
         template = model.build_matched_exposure(science.visit, psf=science.psf)
-        templates.add(write_exposure(template, outdir / f"visit_{science.visit.id}_template.fits"))
+        template.psf_label = "science" if model.psf_aware else "model"  # (the TMPLPSF card)
+        templates.add(write_template(template, outdir / f"visit_{science.visit.id}_template.fits"))
         box = science.bbox  # the simulated visits cover the whole patch
         src = sources[box.slices(baseline.bbox)]
         scores.append(HeldOutScore(

@@ -397,8 +397,8 @@ def _check_fits_in_memory(box: Box, config: Config) -> None:
     memory = physical_memory()
     need = box.area * (COADD_BYTES_PER_PIXEL + MODEL_BYTES_PER_PIXEL * config.dcr.dcr_num_subfilters)
     if memory is not None and need > memory:
-        raise InputError(f"needs at least {need / 2**30:.0f} GiB for its coadd and model, more than this "
-                         f"machine's {memory / 2**30:.0f} GiB: cut it into patches (dcrcoadd survey), or "
+        raise InputError(f"needs at least {need / 2**30:.1f} GiB for its coadd and model, more than this "
+                         f"machine's {memory / 2**30:.1f} GiB: cut it into patches (dcrcoadd survey), or "
                          "check the box (pixels, not arcsec?)", f"coadd region {box.width}x{box.height} px")
 
 

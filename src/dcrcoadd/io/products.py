@@ -42,18 +42,19 @@ def product_of(path: str | os.PathLike) -> str | None:
 
 
 def _product_in(path: str | os.PathLike) -> str | None:
-    with fits.open(path, memmap=False, lazy_load_hdus=True) as hdul:
-        header = hdul[0].header
-        kind = header.get(PRODUCT_CARD)
-        if isinstance(kind, str) and kind.strip():
-            return PRODUCTS.get(kind.strip(), f"{kind.strip()} product")
-        # written before the card
-        if header.get("DCRMODEL", False):
-            return PRODUCTS["model"]
-        if "TMPLPSF" in header:
-            return PRODUCTS["template"]
-        if header.get("DCRDIFF", False):
-            return PRODUCTS["difference"]
-        if "NIMAGE" in hdul:
-            return PRODUCTS["coadd"] if "NINPUTS" in header else "DCR or subfilter coadd"
+    # the primary header only: every input is looked at, and listing a compressed file's extensions
+    # means decompressing it (0.25 s for 72 MB)
+    header = fits.getheader(path, 0)
+    kind = header.get(PRODUCT_CARD)
+    if isinstance(kind, str) and kind.strip():
+        return PRODUCTS.get(kind.strip(), f"{kind.strip()} product")
+    # written before the card
+    if header.get("DCRMODEL", False):
+        return PRODUCTS["model"]
+    if "TMPLPSF" in header:
+        return PRODUCTS["template"]
+    if header.get("DCRDIFF", False):
+        return PRODUCTS["difference"]
+    if "NINPUTS" in header:
+        return PRODUCTS["coadd"]
     return None

@@ -51,43 +51,37 @@ class InputHeader:
         return name.strip().lower().split("-")[-1]
 
 
-def expand_inputs(items: Iterable[Source]) -> list[Source]:
+def expand_inputs(items: Iterable[Source], *, quiet: bool = False) -> list[Source]:
     """Files, directories (their FITS files, sorted) and glob patterns as a list of inputs
     (`dcrcoadd.io.paths.expand_paths`); exposures pass through unchanged, in their place. The files
-    dcrcoadd wrote (`dcrcoadd.io.products`: coadds, models, templates, differences) are skipped in
-    a directory or a pattern's matches, with a warning: an output directory that is also the inputs'
-    (``assemble warps/ --out warps/``) read its own coadd back as a warp.
+    dcrcoadd wrote (`dcrcoadd.io.products`: coadds, models, templates, differences) are skipped with
+    one warning (``quiet``: none, for a second look at the same inputs): an output directory that is
+    also the inputs' (``assemble warps/ --out warps/``, or ``warps/*.fits``, which the shell expands
+    into names) read its own coadd back as a warp.
 
     Raises
     ------
     InputError
-        A directory without FITS files (or only dcrcoadd's), a pattern that matches nothing, a
-        dcrcoadd product named as an input, or no input at all.
+        A directory without FITS files, a pattern that matches nothing, or no input at all (also
+        when every file given is one dcrcoadd wrote).
     """
     sources: list[Source] = []
+    skipped: list[str] = []
     for item in items:
         if isinstance(item, Exposure):
             sources.append(item)
             continue
-        found = expand_paths([item], "input warps")
-        listed = found != [os.fspath(item)]  # (a directory or a pattern: not named one by one)
-        kept, skipped = [], []
-        for path in found:
+        for path in expand_paths([item], "input warps"):
             kind = product_of(path)
             if kind is None:
-                kept.append(path)
-            elif listed:
-                skipped.append(f"{os.path.basename(path)} ({kind})")
+                sources.append(path)
             else:
-                raise InputError(f"is a dcrcoadd {kind}, not an input", path)
-        if skipped:
-            log.warning("%s: skipped %d file(s) dcrcoadd wrote, not inputs: %s", os.fspath(item),
-                        len(skipped), ", ".join(skipped))
-        if not kept:
-            raise InputError("holds only files dcrcoadd wrote (coadds, models, templates), no input", item)
-        sources.extend(kept)
+                skipped.append(f"{path} ({kind})")
+    if skipped and not quiet:
+        log.warning("skipped %d file(s) dcrcoadd wrote, not inputs: %s", len(skipped), ", ".join(skipped))
     if not sources:
-        raise InputError("no input warps given", "assemble")
+        raise InputError("no input given" + (f": every file is one dcrcoadd wrote ({', '.join(skipped)})"
+                                             if skipped else ""), "inputs")
     return sources
 
 

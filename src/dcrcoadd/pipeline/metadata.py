@@ -86,31 +86,28 @@ def collecting_warnings(*, exclusive: bool = False, keep_replayed: bool = True,
                 _active.collector = previous
 
 
-class _AtLeast(logging.Filter):
-    def __init__(self, level: int):
-        super().__init__()
-        self.level = level
+class _Forward(logging.Handler):
+    """Hands the records of at least ``level`` on to ``handlers`` (the quieted logger's own), then to
+    its parents' handlers as propagation would (``propagate``)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
-
-
-class _Propagate(logging.Handler):
-    """Hands a record on to the handlers of ``logger``'s parents, as propagation would."""
-
-    def __init__(self, logger: logging.Logger, level: int):
+    def __init__(self, logger: logging.Logger, level: int, handlers: list[logging.Handler], propagate: bool):
         super().__init__(level)
-        self.logger = logger
+        self.logger, self.handlers, self.propagate = logger, handlers, propagate
 
     def emit(self, record: logging.LogRecord) -> None:
-        parent = self.logger.parent
+        for handler in self.handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+        parent = self.logger.parent if self.propagate else None
         while parent is not None:
             for handler in parent.handlers:
                 if record.levelno >= handler.level:
                     handler.handle(record)
-            if not parent.propagate:
-                break
-            parent = parent.parent
+            parent = parent.parent if parent.propagate else None
+
+
+_quieted_lock = threading.Lock()
+_quieted = {"runs": 0, "restore": None}
 
 
 @contextlib.contextmanager
@@ -118,30 +115,44 @@ def _warnings_logged(logger: logging.Logger) -> Iterator[None]:
     """Let ``logger`` log warnings while the block runs, for the collectors, even where the caller
     has set it quieter (a notebook's ``getLogger("dcrcoadd").setLevel(logging.ERROR)`` left a run's
     recorded warnings empty); its handlers, and those it propagates to, still see only what they
-    asked for."""
-    level = logger.getEffectiveLevel()
-    if level <= logging.WARNING or logging.root.manager.disable >= logging.WARNING:
-        yield
-        return
-    saved_level, saved_propagate = logger.level, logger.propagate
-    quiet = _AtLeast(level)
-    handlers = [h for h in logger.handlers if not isinstance(h, WarningCollector)]
-    for handler in handlers:
-        handler.addFilter(quiet)
-    forward = _Propagate(logger, level) if saved_propagate else None
-    logger.setLevel(logging.WARNING)
-    if forward is not None:
-        logger.propagate = False
-        logger.addHandler(forward)
+    asked for. Runs in several threads share one change, undone when the last ends."""
+    with _quieted_lock:
+        if _quieted["runs"] == 0:
+            _quieted["restore"] = _lower(logger)
+        _quieted["runs"] += 1
     try:
         yield
     finally:
+        with _quieted_lock:
+            _quieted["runs"] -= 1
+            if _quieted["runs"] == 0 and _quieted["restore"] is not None:
+                _quieted["restore"]()
+                _quieted["restore"] = None
+
+
+def _lower(logger: logging.Logger) -> Callable[[], None] | None:
+    """Set ``logger`` to WARNING with its handlers and propagation behind a `_Forward` at its old
+    level; returns what undoes it (None when it logs warnings already, or logging is disabled)."""
+    level = logger.getEffectiveLevel()
+    if level <= logging.WARNING or logging.root.manager.disable >= logging.WARNING:
+        return None
+    saved_level, saved_propagate = logger.level, logger.propagate
+    handlers = [h for h in logger.handlers if not isinstance(h, WarningCollector)]
+    forward = _Forward(logger, level, handlers, saved_propagate)
+    for handler in handlers:
+        logger.removeHandler(handler)
+    logger.addHandler(forward)
+    logger.propagate = False
+    logger.setLevel(logging.WARNING)
+
+    def restore() -> None:
         logger.setLevel(saved_level)
         logger.propagate = saved_propagate
-        if forward is not None:
-            logger.removeHandler(forward)
+        logger.removeHandler(forward)
         for handler in handlers:
-            handler.removeFilter(quiet)
+            logger.addHandler(handler)
+
+    return restore
 
 
 def _solve_keeping_warnings(fn: Callable, task) -> tuple[object, list[str], int]:

@@ -212,7 +212,7 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
     t0 = time.perf_counter()
     name = task.spec.name
     try:
-        sources = expand_inputs(task.spec.inputs)
+        sources = expand_inputs(task.spec.inputs, quiet=True)  # (the patch's run says what it skipped)
         fingerprint = patch_fingerprint(task, sources)
     except (DcrCoaddError, OSError) as exc:
         return _record_failure(task, exc, t0)
@@ -276,7 +276,7 @@ def failed_outcome(task: PatchTask, message: str) -> PatchOutcome:
     try:  # best effort: a footprint makes the failure visible on the survey's map
         from dcrcoadd.io import read_info
 
-        for source in expand_inputs(task.spec.inputs):
+        for source in expand_inputs(task.spec.inputs, quiet=True):
             try:
                 info = read_info(source)
             except (DcrCoaddError, OSError):

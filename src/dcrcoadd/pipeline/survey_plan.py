@@ -319,7 +319,7 @@ def tile_inputs(inputs: Sequence[str | os.PathLike], size: tuple[int, int], over
     from dcrcoadd.io import read_info
     from dcrcoadd.pipeline.inputs import expand_inputs
 
-    paths = [str(p) for p in expand_inputs(inputs)]
+    paths = [str(p) for p in expand_inputs(inputs, quiet=True)]
     infos = [read_info(p, instrument=instrument) for p in paths]
     footprint = infos[0].bbox
     for info in infos[1:]:
