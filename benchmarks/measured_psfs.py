@@ -22,9 +22,9 @@ Results (``python -m benchmarks.measured_psfs``)::
       same, not fitted                   2 / 26 / 2 false detections, chi2 2.58 / 1.73 / 2.46
     seed 8, science airmass 2.00 / 1.82 / 1.20
       true PSFs                          0 / 10 / 0 false detections, chi2 0.93 / 1.31 / 1.00
-      measured PSFs                      4 / 18 / 1 false detections, chi2 1.17 / 2.05 / 1.07
-      measured PSFs, science PSF given   4 / 18 / 1 false detections, chi2 1.17 / 2.05 / 1.07
-      same, not fitted                   5 / 14 / 5 false detections, chi2 1.64 / 3.97 / 1.86
+      measured PSFs                      5 / 19 / 1 false detections, chi2 1.18 / 2.05 / 1.07
+      measured PSFs, science PSF given   5 / 19 / 1 false detections, chi2 1.18 / 2.05 / 1.07
+      same, not fitted                   5 / 13 / 5 false detections, chi2 1.64 / 3.96 / 1.85
 
 "science PSF given": the held-out exposures keep their true PSFs, as files from another pipeline
 would; the model's PSF widths are its own (every warp's was measured here), so `make_template`
@@ -35,9 +35,9 @@ Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one
 three quarters of the image)::
 
     seed 7   true PSFs        11 / 19 / 5 false detections, chi2 1.46 / 1.24 / 1.15
-             measured PSFs    58 / 31 / 27 false detections, chi2 3.41 / 2.17 / 1.80
+             measured PSFs    52 / 29 / 25 false detections, chi2 3.33 / 2.22 / 1.83
     seed 8   true PSFs        0 / 19 / 3 false detections, chi2 0.95 / 1.76 / 1.08
-             measured PSFs    9 / 55 / 13 false detections, chi2 1.50 / 4.03 / 1.75
+             measured PSFs    15 / 56 / 8 false detections, chi2 1.52 / 3.89 / 1.77
 
 Before the fits split footprints that percolate (`dcrcoadd.ops.psf_match.fit_round_transfer`'s
 ``max_footprint_px``), a bad pixel anywhere in that footprint left it out of the fit: fitted warp
