@@ -179,9 +179,8 @@ class CoaddConfig:
     compare-warp clips outliers only outside source footprints: on the simulator's defect fields
     cosmic-ray charge inside footprints reached the DCR model (false detections of the held-out
     visits of ``python -m benchmarks.scenarios``: 739 without CR, 469 with it, never more on any of
-    its 28 fields). With
-    compare-warp EDGE is dropped from this list and removed from the inputs, and CLIPPED is added
-    for the baseline coadd only (never for the DCR model)."""
+    its 28 fields). With compare-warp EDGE is dropped from this list and removed from the inputs, and
+    CLIPPED is added for the baseline coadd only (never for the DCR model)."""
 
     remove_mask_planes: list[str] = field(default_factory=lambda: ["NOT_DEBLENDED"])
     """Planes cleared from the inputs before stacking. LSST ``removeMaskPlanes`` (``NOT_DEBLENDED``;

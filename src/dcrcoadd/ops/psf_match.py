@@ -85,9 +85,9 @@ def fit_round_transfer(data: np.ndarray, model: np.ndarray, variance: np.ndarray
         A footprint larger than this (pixels) may be a blend of many sources: in a crowded field the
         sky above one sigma percolates into one footprint over most of the image, and one bad pixel
         in it left 20 % of the image to fit (fitted PSFs 30 % off, or no fit at all). Such a footprint
-        is split into its sources (`_sources_of`: the cores above twice the threshold, each pixel to
-        the nearest), and only those holding a bad pixel are left out; a single bright star's stays
-        whole.
+        is split into its sources (`_sources_of`: its cores above a higher threshold, each pixel to
+        the nearest), and only those holding a bad pixel are left out; a single bright star's, which
+        no higher threshold splits, stays whole.
     prior_weight : float
         A ring keeps ``snr / (snr + prior_weight)`` of its own estimate, where ``snr`` is its
         model power over the noise power it would carry: where the model has no power the ratio
