@@ -2,6 +2,7 @@
 worker killed mid-run, a patch with a corrupt input, resume of finished patches and tiles."""
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -376,3 +377,29 @@ def test_a_run_refused_for_other_settings_keeps_the_finished_patches_records(dat
     assert "holds a run with other settings" in capsys.readouterr().err
     assert main(["survey", str(data), "--out", str(out)]) == 11
     assert list(Table.read(out / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]
+
+
+def test_a_worker_client_that_fails_to_connect_is_tried_again(monkeypatch, caplog):
+    # under load a worker's first Client start failed inside distributed, and its patch was failed
+    distributed = pytest.importorskip("distributed")
+    from dcrcoadd.pipeline.survey import connect_worker_client
+
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 2:
+            raise AssertionError
+        return "client"
+
+    monkeypatch.setattr(distributed, "get_client", flaky)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.pipeline.survey"):
+        connect_worker_client(pause=0.0)
+    assert len(calls) == 2 and "trying again (2 of 3)" in caplog.text
+
+    def broken():
+        raise OSError("scheduler gone")
+
+    monkeypatch.setattr(distributed, "get_client", broken)
+    with pytest.raises(OSError, match="scheduler gone"):
+        connect_worker_client(pause=0.0)

@@ -344,6 +344,29 @@ def task_name(fn: Callable) -> str:
     return getattr(fn, "__name__", type(fn).__name__)
 
 
+#: Tries, and the pause between them (seconds), at connecting a worker's client to the scheduler.
+CLIENT_TRIES = 3
+CLIENT_RETRY_PAUSE = 1.0
+
+
+def connect_worker_client(tries: int = CLIENT_TRIES, pause: float = CLIENT_RETRY_PAUSE) -> None:
+    """Connect this Dask worker's client (which `worker_client` then reuses), trying again when the
+    connection fails: on a loaded machine its start once failed inside distributed (an
+    AssertionError from ``Client.start``), and the patch was recorded as failed."""
+    from distributed import get_client
+
+    for attempt in range(1, tries + 1):
+        try:
+            get_client()
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever distributed raises, the last try re-raises it
+            if attempt == tries:
+                raise
+            log.warning("connecting this worker's Dask client failed (%s: %s); trying again (%d of %d)",
+                        type(exc).__name__, exc, attempt + 1, tries)
+            time.sleep(pause)
+
+
 def cluster_map(fn: Callable, tasks: Iterable, *, label: str = "tile") -> Iterator:
     """The mapper of a patch task on a Dask worker: its tiles as tasks on the whole cluster.
 
@@ -360,6 +383,7 @@ def cluster_map(fn: Callable, tasks: Iterable, *, label: str = "tile") -> Iterat
         return
     prefix = f"{task_name(fn)}-{label}"
     token = uuid.uuid4().hex[:12]
+    connect_worker_client()
     with worker_client() as client:
         data = client.scatter(items, hash=False)
         futures = client.map(fn, data, pure=False, priority=TILE_PRIORITY,
