@@ -212,7 +212,7 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
     t0 = time.perf_counter()
     name = task.spec.name
     try:
-        sources = expand_inputs(task.spec.inputs, quiet=True)  # (the patch's run says what it skipped)
+        sources = expand_inputs(task.spec.inputs, quiet=True)
         fingerprint = patch_fingerprint(task, sources)
     except (DcrCoaddError, OSError) as exc:
         return _record_failure(task, exc, t0)
@@ -223,7 +223,8 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
     if mapper is None:
         mapper = partial(cluster_map, label=name) if on_dask_worker() else serial_map
     try:
-        result = run_patch(sources, task.config, task.out_dir, mapper=mapper, band=task.band,
+        # (the inputs as given: the run expands them again and says, in its warnings, what it skipped)
+        result = run_patch(task.spec.inputs, task.config, task.out_dir, mapper=mapper, band=task.band,
                            bbox=task.spec.box, clobber_config=task.clobber_config,
                            title=f"dcrcoadd survey: patch {name}", command=task.command)
         outcome = summarize(name, result)
