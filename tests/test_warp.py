@@ -394,3 +394,103 @@ def test_mask_planes_read_from_the_file_are_kept(tmp_path):
     assert warp.mask_planes.bit("MYPLANE") == 7 and "NO_DATA" in warp.mask_planes
     assert np.all(warp.mask_of("MYPLANE") | warp.mask_of("NO_DATA"))
     assert warp.mask_of("MYPLANE").sum() > 0.5 * warp.mask.size
+
+
+# -- the CCDs of one visit make one warp -----------------------------------------------------------
+
+SPLIT = 37  # column where the "CCD" cut-outs of one exposure meet: a star (x ≈ 36.5) straddles it
+
+
+def ccd_files(directory, *, cal_b=CAL * 1.1, psf_b=None, visit_b=0):
+    """Exposure 0 cut into two CCD files at column `SPLIT`; the second with another flux calibration
+    (its image in its own units: the same sky in nJy) and visit ``visit_b``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    whole = exposure(wcs_a(), 0, noise=0.5, seed=3)
+    a = Exposure(image=whole.image[:, :SPLIT], variance=whole.variance[:, :SPLIT], wcs=wcs_a(),
+                 psf=whole.psf, visit=whole.visit, bandpass=whole.bandpass, flux_calibration=CAL)
+    r = CAL / cal_b
+    b = Exposure(image=whole.image[:, SPLIT:] * r, variance=whole.variance[:, SPLIT:] * r**2,
+                 wcs=shift_wcs(wcs_a(), -SPLIT, 0), psf=psf_b or whole.psf, visit=visit(visit_b),
+                 bandpass=whole.bandpass, flux_calibration=cal_b)
+    return whole, [write_exposure(a, directory / "expo_N1.fits"),
+                   write_exposure(b, directory / "expo_N2.fits")]
+
+
+def test_the_ccds_of_one_visit_make_one_warp(tmp_path):
+    whole, paths = ccd_files(tmp_path / "in")
+    grid = Grid(wcs_a())  # the exposure's own grid: the two CCDs' warps are its two halves
+    outcomes = warp_exposures(paths, tmp_path / "out", grid=grid)
+    assert all(o.ok for o in outcomes)
+    assert {o.warp_path.name for o in outcomes} == {"visit500_warp.fits"}
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["visit500_warp.fits"]
+    warp = read_exposure(outcomes[0].warp_path)
+    assert warp.visit.id == 500 and warp.flux_calibration == CAL
+    assert warp.shape == SHAPE and not warp.mask_of("NO_DATA").any()
+    # the second CCD is brought to the first's calibration: the whole exposure, seam included
+    np.testing.assert_allclose(warp.image, whole.image, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(warp.variance, whole.variance, rtol=1e-5)
+    ra, dec = STARS[2]
+    px, _ = wcs_a().world_to_pixel_values(ra, dec)
+    assert abs(px - SPLIT) < 1.5  # (the star straddles the seam)
+    assert centroid_and_flux(warp, ra, dec)[2] == pytest.approx(FLUX, rel=2e-3)
+
+    # on a grid offset and rotated from the CCDs, flux and position still carry across the seam
+    outcomes = warp_exposures(paths, tmp_path / "rot", grid=Grid(wcs_b()))
+    warp = read_exposure(outcomes[0].warp_path)
+    cx, cy, flux, (px, py) = centroid_and_flux(warp, ra, dec)
+    assert flux == pytest.approx(FLUX, rel=0.01)
+    assert np.hypot(cx - px, cy - py) < 0.05
+
+
+def test_cli_says_each_visit_warp_once(tmp_path, capsys):
+    _, paths = ccd_files(tmp_path / "in")
+    assert run_cli(["warp", *map(str, paths), "--grid", str(paths[0]), "--out", str(tmp_path / "out")]) == 0
+    wrote = [line for line in capsys.readouterr().out.splitlines() if line.startswith("wrote")]
+    assert len(wrote) == 1 and wrote[0].endswith("; 2 files of visit 500)")
+    assert "visit500_warp.fits" in wrote[0]
+
+
+def test_a_visit_mosaic_assembles_with_other_visits(tmp_path):
+    from dcrcoadd.coadd.baseline import assemble_coadd
+
+    _, paths = ccd_files(tmp_path / "in")
+    other = exposure(wcs_a(), 1, noise=0.5, seed=4, airmass=1.5)
+    paths.append(write_exposure(other, tmp_path / "in" / "v1.fits"))
+    outcomes = warp_exposures(paths, tmp_path / "warps", grid=Grid(wcs_a()))
+    warps = sorted({o.warp_path for o in outcomes})
+    assert [p.name for p in warps] == ["v1_warp.fits", "visit500_warp.fits"]
+    coadd = assemble_coadd(warps, Config())
+    assert sorted(i.visit_id for i in coadd.inputs) == [500, 501]
+    for ra, dec in STARS:
+        assert centroid_and_flux(coadd.coadd, ra, dec)[2] == pytest.approx(FLUX * CAL, rel=0.01)
+
+
+def test_one_exposure_given_twice_is_refused(tmp_path):
+    whole = exposure(wcs_a(), 0)
+    first = write_exposure(whole, tmp_path / "in" / "expo.fits")
+    copy = write_exposure(whole, tmp_path / "in" / "expo_copy.fits")
+    outcomes = warp_exposures([first, copy], tmp_path / "out")
+    assert not any(o.ok for o in outcomes)
+    assert f"{copy}: shares" in outcomes[1].error and "expo.fits, of the same visit 500" in outcomes[1].error
+    assert not (tmp_path / "out" / "visit500_warp.fits").exists()
+    # the same file twice: the second is named, the first warped as usual
+    outcomes = warp_exposures([first, first], tmp_path / "same")
+    assert outcomes[0].ok and outcomes[0].warp_path.name == "expo_warp.fits"
+    assert outcomes[1].error == f"{first}: given twice (also as {first})"
+
+
+def test_a_visit_mosaic_carries_its_ccds_mean_psf(tmp_path, caplog):
+    wide = Psf.gaussian(SIGMA * 1.3)
+    _, paths = ccd_files(tmp_path / "in", psf_b=wide)
+    with caplog.at_level("WARNING", logger="dcrcoadd"):
+        outcomes = warp_exposures(paths, tmp_path / "out", grid=Grid(wcs_a()))
+    warp = read_exposure(outcomes[0].warp_path)
+    narrow = Psf.gaussian(SIGMA).fwhm
+    assert narrow < warp.psf.fwhm < wide.fwhm
+    assert any("visit 500: its 2 CCDs' PSFs range over FWHM" in r.getMessage() for r in caplog.records)
+
+
+def test_files_of_different_visits_stay_apart(tmp_path):
+    _, paths = ccd_files(tmp_path / "in", visit_b=7)
+    outcomes = warp_exposures(paths, tmp_path / "out", grid=Grid(wcs_a()))
+    assert [o.warp_path.name for o in outcomes] == ["expo_N1_warp.fits", "expo_N2_warp.fits"]

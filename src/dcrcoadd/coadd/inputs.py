@@ -449,7 +449,9 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             _check_grid(ref, inp, union)
         if inp.visit is not None:
             if inp.visit.id in seen:
-                raise InputError(f"repeats visit {inp.visit.id} of {seen[inp.visit.id]}", inp.name)
+                # (one warp per visit: a visit twice would count twice; its CCDs, `dcrcoadd warp` combines)
+                raise InputError(f"repeats visit {inp.visit.id} of {seen[inp.visit.id]} (one warp per visit: "
+                                 "dcrcoadd warp combines the CCD files of a visit into one)", inp.name)
             seen[inp.visit.id] = inp.name
     box = bbox if bbox is not None else union
     if box.is_empty:

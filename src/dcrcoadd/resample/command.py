@@ -34,7 +34,8 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
         "warp", help="resample single-epoch exposures onto one tangent-plane grid (flux-conserving)",
         description="Resample calibrated single-epoch exposures onto one tangent-plane pixel grid, "
                     "conserving flux, with variance, masks and visit metadata carried over: "
-                    "OUT/<stem>_warp.fits each, ready for 'dcrcoadd assemble OUT'.")
+                    "OUT/<stem>_warp.fits each, ready for 'dcrcoadd assemble OUT'. The CCD files of one "
+                    "visit (the same visit id) make one warp, OUT/visit<ID>_warp.fits.")
     p.add_argument("exposures", nargs="+", metavar="EXPOSURE", help="files, or directories of FITS files")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory for <stem>_warp.fits")
     g = p.add_mutually_exclusive_group()
@@ -68,11 +69,17 @@ def cmd_warp(args: argparse.Namespace) -> int:
                               read_options=options)
     remove_if_empty(out, created)
     failed = [o for o in outcomes if not o.ok]
+    files_of: dict[Path, int] = {}
     for o in outcomes:
         if o.ok:
-            print(f"wrote {o.warp_path}  ({o.bbox.width}x{o.bbox.height} at x0={o.bbox.x0}, y0={o.bbox.y0})")
-        else:
+            files_of[o.warp_path] = files_of.get(o.warp_path, 0) + 1
+    for o in outcomes:
+        if not o.ok:
             print(f"error: {o.error}", file=sys.stderr)
+        elif o.warp_path in files_of:  # (a visit's CCD files share one warp: said once)
+            n = files_of.pop(o.warp_path)
+            what = f"; {n} files of visit {o.visit_id}" if n > 1 else ""
+            print(f"wrote {o.warp_path}  ({o.bbox.width}x{o.bbox.height} at x0={o.bbox.x0}, y0={o.bbox.y0}{what})")
     if failed:
         print(f"error: warp: {len(failed)} of {len(outcomes)} exposures failed", file=sys.stderr)
         return 2

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +86,7 @@ from dcrcoadd.ops.resample import (
 )
 from dcrcoadd.parallel import serial_map
 from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
+from dcrcoadd.resample.mosaic import mosaic_visit
 
 __all__ = ["DEFAULT_METHOD", "PSF_TOLERANCE", "WarpOutcome", "choose_grid", "local_jacobian",
            "warp_exposure", "warp_exposures", "warp_psf"]
@@ -216,8 +217,10 @@ class WarpOutcome:
 
 @dataclass(frozen=True)
 class _Task:
-    index: int
-    path: Path
+    """Files to warp onto ``grid`` and write as one warp: one file, or the CCDs of one visit."""
+
+    indices: tuple[int, ...]
+    paths: tuple[Path, ...]
     out_path: Path
     grid: Grid
     method: str
@@ -228,27 +231,42 @@ def _error_message(exc: InputError, path: Path) -> str:
     return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
 
 
-def _warp_file(task: _Task) -> tuple[int, WarpOutcome]:
-    """Read, warp and write one file (a module-level function, so that process pools can run it)."""
-    try:
-        options = task.read_options or ReadOptions()
-        exposure = options.read_exposure(task.path)
-        warp = warp_exposure(exposure, task.grid, method=task.method, source=task.path)
-        hdus = exposure_hdus(warp)
-        if warp.psf is not None and options.read_info(task.path).psf_origin == "seeing card":
+def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
+    """Read, warp and write one task's files as one warp (a module-level function, so that process
+    pools can run it). A file that fails is reported in its outcome; the others of a visit still make
+    its warp."""
+    options = task.read_options or ReadOptions()
+    warps, done, failed = [], [], {}
+    seeing_card = False
+    for index, path in zip(task.indices, task.paths, strict=True):
+        try:
+            exposure = options.read_exposure(path)
+            warps.append(warp_exposure(exposure, task.grid, method=task.method, source=path))
             # a PSF HDU made from a seeing card stays a fallback: assemble measures the PSF from the stars
             # first, as it would for the original file (`dcrcoadd.io.fits.PSF_ORIGIN_CARD`)
+            seeing_card |= exposure.psf is not None and options.read_info(path).psf_origin == "seeing card"
+            done.append((index, path))
+        except InputError as exc:
+            failed[index] = WarpOutcome(path=path, error=_error_message(exc, path))
+            log.info("%s", failed[index].error)  # the outcome carries it; the command prints it once
+    outcomes = list(failed.items())
+    if not warps:
+        return outcomes
+    try:
+        warp = mosaic_visit(warps, task.grid, [str(p) for _, p in done])
+        hdus = exposure_hdus(warp)
+        if warp.psf is not None and seeing_card:
             hdus["PSF"].header[PSF_ORIGIN_CARD] = ("seeing card", "Gaussian of a seeing card, a fallback")
         written = write_hdus(hdus, task.out_path)
     except InputError as exc:
-        message = _error_message(exc, task.path)
-        log.info("%s", message)  # the outcome carries it; the command prints it once
-        return task.index, WarpOutcome(path=task.path, error=message)
+        return outcomes + [(i, WarpOutcome(path=p, error=_error_message(exc, p))) for i, p in done]
     visit_id = None if warp.visit is None else warp.visit.id
     n_bad = int(np.count_nonzero(warp.mask_of("NO_DATA")))
-    log.info("%s: warped onto %s (%d of %d pixels NO_DATA), written to %s", task.path, warp.bbox, n_bad,
+    what = str(done[0][1]) if len(done) == 1 else f"visit {visit_id} ({len(done)} CCD files)"
+    log.info("%s: warped onto %s (%d of %d pixels NO_DATA), written to %s", what, warp.bbox, n_bad,
              warp.bbox.area, written)
-    return task.index, WarpOutcome(path=task.path, warp_path=written, visit_id=visit_id, bbox=warp.bbox)
+    return outcomes + [(i, WarpOutcome(path=p, warp_path=written, visit_id=visit_id, bbox=warp.bbox))
+                       for i, p in done]
 
 
 def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.PathLike | None = None,
@@ -330,7 +348,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
                    pixel_scale: u.Quantity | float | None = None, mapper: Mapper | None = None,
                    method: str = DEFAULT_METHOD,
                    read_options: ReadOptions | None = None) -> list[WarpOutcome]:
-    """Warp exposure files onto one grid: ``OUT_DIR/<stem>_warp.fits`` each.
+    """Warp exposure files onto one grid: ``OUT_DIR/<stem>_warp.fits`` each, one per visit.
 
     Parameters
     ----------
@@ -355,8 +373,11 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     -------
     list of WarpOutcome
         One per file, in order. A file that fails with `InputError`
-        (unreadable, no WCS, off the grid, an output name already taken)
+        (unreadable, no WCS, off the grid, given twice, an output name already taken)
         records the message and the others still run; nothing is written for it.
+        The files of one visit (its CCDs: the same visit id) make one warp,
+        ``OUT_DIR/visit<ID>_warp.fits`` (`dcrcoadd.resample.mosaic`), which every
+        one of their outcomes names.
 
     Raises
     ------
@@ -377,16 +398,50 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     outcomes: dict[int, WarpOutcome] = {}
     tasks: list[_Task] = []
     used: dict[str, Path] = {}
+    given: dict[Path, Path] = {}
+    unique = []
     for i, path in enumerate(paths):
-        name = f"{output_stem(path)}_warp.fits"
+        key = path.resolve()
+        if key in given:
+            outcomes[i] = WarpOutcome(path=path, error=f"{path}: given twice (also as {given[key]})")
+            log.info("%s", outcomes[i].error)
+        else:
+            given[key] = path
+            unique.append(i)
+    for group in _visit_groups([paths[i] for i in unique], read_options or ReadOptions()):
+        indices = [unique[k] for k in group]
+        first = paths[indices[0]]
+        name = f"{output_stem(first)}_warp.fits"
+        if len(indices) > 1:
+            name = f"visit{_visit_id(first, read_options or ReadOptions())}_warp.fits"
         if name in used:
-            message = f"{path}: its output name {name} is already taken by {used[name]}"
-            log.info("%s", message)  # the outcome carries it; the command prints it once
-            outcomes[i] = WarpOutcome(path=path, error=message)
+            for i in indices:
+                message = f"{paths[i]}: its output name {name} is already taken by {used[name]}"
+                log.info("%s", message)  # the outcome carries it; the command prints it once
+                outcomes[i] = WarpOutcome(path=paths[i], error=message)
             continue
-        used[name] = path
-        tasks.append(_Task(index=i, path=path, out_path=out_dir / name, grid=chosen, method=method,
-                           read_options=read_options))
-    for index, outcome in (mapper or serial_map)(_warp_file, tasks):
-        outcomes[index] = outcome
+        used[name] = first
+        tasks.append(_Task(indices=tuple(indices), paths=tuple(paths[i] for i in indices),
+                           out_path=out_dir / name, grid=chosen, method=method, read_options=read_options))
+    for results in (mapper or serial_map)(_warp_file, tasks):
+        outcomes.update(results)
     return [outcomes[i] for i in range(len(paths))]
+
+
+def _visit_id(path: Path, options: ReadOptions) -> int | None:
+    """The visit id in the file's headers; None when it has none or cannot be read (its task says why)."""
+    try:
+        visit = options.read_info(path).visit
+    except InputError:
+        return None
+    return None if visit is None else visit.id
+
+
+def _visit_groups(paths: Sequence[Path], options: ReadOptions) -> list[list[int]]:
+    """Indices of ``paths`` by visit, in input order: the files of one visit (its CCDs) make one warp,
+    a file without a visit id one of its own."""
+    groups: dict[object, list[int]] = {}
+    for i, path in enumerate(paths):
+        visit_id = _visit_id(path, options)
+        groups.setdefault(("file", i) if visit_id is None else visit_id, []).append(i)
+    return list(groups.values())
