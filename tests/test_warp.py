@@ -13,6 +13,7 @@ from scipy.special import erf
 from conftest import g_bandpass, tan_wcs
 from dcrcoadd.config import Config
 from dcrcoadd.core.exposure import Exposure, shift_wcs
+from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.observatory import Observatory
 from dcrcoadd.core.psf import Psf
@@ -494,3 +495,81 @@ def test_files_of_different_visits_stay_apart(tmp_path):
     _, paths = ccd_files(tmp_path / "in", visit_b=7)
     outcomes = warp_exposures(paths, tmp_path / "out", grid=Grid(wcs_a()))
     assert [o.warp_path.name for o in outcomes] == ["expo_N1_warp.fits", "expo_N2_warp.fits"]
+
+
+# -- multi-extension files: one image per CCD ------------------------------------------------------
+
+def mef_file(directory, *, weights=False):
+    """Exposure 0 as a DECam-Community-Pipeline-like file: the visit's cards in the primary header,
+    CCD images `N1` and `N2` (the two halves, each with its WCS and its own FLUXCAL) and no mask or
+    variance; with ``weights`` the weight maps (1/variance) as a companion file of the same layout."""
+    from astropy.io import fits
+
+    from dcrcoadd.io.fits import exposure_hdus
+
+    whole, _ = ccd_files(directory / "parts")
+    primary = fits.PrimaryHDU(header=exposure_hdus(whole)[0].header)
+    for key in ("FLUXCAL", "FLUXCALE"):
+        primary.header.remove(key, ignore_missing=True)
+    cals = {"N1": CAL, "N2": CAL * 1.1}
+    cuts = {"N1": (slice(None), slice(0, SPLIT)), "N2": (slice(None), slice(SPLIT, None))}
+    shifts = {"N1": 0, "N2": -SPLIT}
+    images, maps = [primary], [fits.PrimaryHDU()]
+    for name in ("N1", "N2"):
+        header = shift_wcs(wcs_a(), shifts[name], 0).to_header()
+        header["FLUXCAL"] = cals[name]
+        r = CAL / cals[name]
+        images.append(fits.ImageHDU((whole.image[cuts[name]] * r).astype(np.float32), header, name=name))
+        maps.append(fits.ImageHDU((1.0 / (whole.variance[cuts[name]] * r * r)).astype(np.float32), name=name))
+    path = directory / "expo_ooi.fits"
+    fits.HDUList(images).writeto(path)
+    if weights:
+        fits.HDUList(maps).writeto(directory / "expo_oow.fits")
+    return whole, path
+
+
+def test_a_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
+    from dcrcoadd.io import read_info
+    from dcrcoadd.io.fits import ccd_extensions
+    from dcrcoadd.io.options import ReadOptions
+
+    whole, path = mef_file(tmp_path, weights=True)
+    assert ccd_extensions(path) == ["N1", "N2"]
+    with pytest.raises(InputError, match="which of its 2 images is the exposure .*dcrcoadd warp"):
+        read_info(path)
+    assert read_info(path, hdu="n2").bbox.shape == (SHAPE[0], SHAPE[1] - SPLIT)
+    outcomes = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()),
+                              read_options=ReadOptions(weights="{name/_ooi/_oow}"))
+    assert outcomes[0].ok and outcomes[0].warp_path.name == "visit500_warp.fits"
+    warp = read_exposure(outcomes[0].warp_path)
+    assert warp.visit.id == 500 and warp.flux_calibration == CAL and warp.shape == SHAPE
+    np.testing.assert_allclose(warp.image, whole.image, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(warp.variance, whole.variance, rtol=1e-5)
+
+    # a grid whose box only the first CCD reaches: only it is read, and the warp is named for the file
+    grid = Grid(wcs_a(), bbox=Box(0, 0, SPLIT - 5, SHAPE[0]))
+    outcomes = warp_exposures([path], tmp_path / "part", grid=grid)
+    assert outcomes[0].ok and outcomes[0].warp_path.name == "expo_ooi_warp.fits"
+    assert outcomes[0].bbox.width == SPLIT
+    far = Grid(wcs_a(), bbox=Box(500, 500, 10, 10), source="far.fits")
+    outcomes = warp_exposures([path], tmp_path / "far", grid=far)
+    assert outcomes[0].error == f"{path}: none of its 2 CCDs reaches the grid's box {far.bbox} (far.fits)"
+
+
+def test_a_multi_extension_file_chooses_the_grid_from_all_its_ccds(tmp_path):
+    whole, path = mef_file(tmp_path)
+    outcomes = warp_exposures([path], tmp_path / "out")
+    assert outcomes[0].ok
+    warp = read_exposure(outcomes[0].warp_path)
+    ra, dec = STARS[2]  # (across the CCDs' seam)
+    assert centroid_and_flux(warp, ra, dec)[2] == pytest.approx(FLUX, rel=2e-3)
+
+
+def test_info_describes_a_multi_extension_file_by_its_first_ccd(tmp_path, capsys):
+    from dcrcoadd.cli import main
+
+    _, path = mef_file(tmp_path)
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"file:        {path}: 2 CCD images (N1, N2); dcrcoadd warp reads each" in out
+    assert f"grid:        {SPLIT}x{SHAPE[0]} at origin" in out and "visit:       500" in out

@@ -26,10 +26,18 @@ def _format_info(path: str, options=None) -> str:
     import astropy.units as u
 
     from dcrcoadd.io import provenance_lines
+    from dcrcoadd.io.fits import ccd_extensions
     from dcrcoadd.io.options import ReadOptions
 
-    info = (options or ReadOptions()).read_info(path)
+    ccds = ccd_extensions(path)
+    hdu = ccds[0] if ccds else None
+    info = (options or ReadOptions()).read_info(path, hdu)
     lines = [f"file:        {info.path}"]
+    if ccds:
+        # (a multi-extension file: `warp` reads each CCD with the primary header's cards)
+        names = ", ".join(map(str, ccds[:8])) + (", ..." if len(ccds) > 8 else "")
+        lines = [f"file:        {info.path}: {len(ccds)} CCD images ({names}); dcrcoadd warp reads each "
+                 f"(the other commands need one image per file); this is {hdu}"]
     b = info.bbox
     lines.append(f"grid:        {b.width}x{b.height} at origin (x0={b.x0}, y0={b.y0})"
                  + (" [tile-compressed]" if info.compressed else ""))

@@ -371,8 +371,8 @@ def _check_kind(hdul: fits.HDUList, i: int | None, role: str, path: Path, table:
         raise InputError(f"{role} extension is not a readable {kind} ({type(hdu).__name__})", path)
 
 
-def _find_layout(hdul: fits.HDUList, path: Path) -> _Layout:
-    """Where the planes are: by EXTNAME (dcrcoadd), by EXTTYPE (LSST afw), or the one image HDU."""
+def _roles(hdul: fits.HDUList, path: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """HDU indices of the planes ``(by EXTNAME, by EXTTYPE)``."""
     by_name: dict[str, int] = {}
     by_type: dict[str, int] = {}
     for i, hdu in enumerate(hdul):
@@ -387,6 +387,22 @@ def _find_layout(hdul: fits.HDUList, path: Path) -> _Layout:
             by_name[name] = i
         if exttype in _PLANES:
             by_type.setdefault(exttype, i)
+    return by_name, by_type
+
+
+def _plain_images(hdul: fits.HDUList, taken: set[int]) -> list[int]:
+    """The non-empty 2-D image HDUs that hold no named plane."""
+    return [i for i, hdu in enumerate(hdul)
+            if i not in taken and isinstance(hdu, _IMAGE_HDUS) and not is_archive(hdu)
+            and hdu.header.get("NAXIS") == 2 and all(int(n) > 0 for n in hdu.shape)]
+
+
+def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -> _Layout:
+    """Where the planes are: by EXTNAME (dcrcoadd), by EXTTYPE (LSST afw), or the one image HDU;
+    ``hdu``: that image HDU of a multi-extension file (one CCD of it, `ccd_extensions`)."""
+    if hdu is not None:
+        return _Layout("image", _ccd_index(hdul, hdu, path), None, None, None, None)
+    by_name, by_type = _roles(hdul, path)
     roles = {**by_type, **by_name}  # an EXTNAME wins over an EXTTYPE
     for role in _PLANES + ("PSF",):
         _check_kind(hdul, roles.get(role), role, path)
@@ -395,19 +411,49 @@ def _find_layout(hdul: fits.HDUList, path: Path) -> _Layout:
         kind = "dcrcoadd" if "IMAGE" in by_name else "lsst-afw"
         return _Layout(kind, roles["IMAGE"], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                        roles.get("TRANSMISSION"))
-    taken = set(roles.values())
-    images = [i for i, hdu in enumerate(hdul)
-              if i not in taken and isinstance(hdu, _IMAGE_HDUS) and not is_archive(hdu)
-              and hdu.header.get("NAXIS") == 2 and all(int(n) > 0 for n in hdu.shape)]
+    images = _plain_images(hdul, set(roles.values()))
     found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
     if not images:
         raise InputError(f"no IMAGE extension, and no other 2-D image in the file (found: {found})", path)
     if len(images) > 1:
         names = ", ".join(_hdu_label(i, hdul[i]) for i in images)
         raise InputError(f"no IMAGE extension says which of its {len(images)} images is the exposure "
-                         f"({names}); cut out the one to use (one image per file)", path)
+                         f"({names}); cut out the one to use (one image per file), or give the file to "
+                         "dcrcoadd warp, which reads each of its CCDs", path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
+
+
+def _ccd_index(hdul: fits.HDUList, hdu: str | int, path: Path) -> int:
+    if isinstance(hdu, str):
+        matches = [i for i, h in enumerate(hdul) if h.name.strip().upper() == hdu.strip().upper()]
+        if not matches:
+            raise InputError(f"has no extension named {hdu}", path)
+        index = matches[0]
+    else:
+        index = int(hdu)
+        if not 0 <= index < len(hdul):
+            raise InputError(f"has no HDU {index} (it has {len(hdul)})", path)
+    if index not in _plain_images(hdul, set()):
+        raise InputError(f"its extension {_hdu_label(index, hdul[index])} is not a 2-D image", path)
+    return index
+
+
+def ccd_extensions(path: str | os.PathLike) -> list[str | int]:
+    """The CCD images of a multi-extension file with no IMAGE extension (a DECam Community Pipeline
+    ``ooi`` file: one image per CCD), by EXTNAME (their HDU index where unnamed); ``[]`` for a file
+    that holds one exposure. `read_info` and `read_exposure` read one of them with ``hdu=``."""
+    path = Path(path)
+    with _reading(path), _open(path) as hdul:
+        by_name, by_type = _roles(hdul, path)
+        if "IMAGE" in by_name or "IMAGE" in by_type:
+            return []
+        images = _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
+        if len(images) < 2:
+            return []
+        names = [hdul[i].name.strip() for i in images]
+        unique = all(n and n.upper() != "PRIMARY" and names.count(n) == 1 for n in names)
+        return [n if unique else i for n, i in zip(names, images, strict=True)]
 
 
 @contextlib.contextmanager
@@ -518,8 +564,9 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
 
 
 def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
-               header_map: dict[str, str] | None = None, weights: str | None = None) -> ExposureInfo:
-    layout = _find_layout(hdul, path)
+               header_map: dict[str, str] | None = None, weights: str | None = None,
+               hdu: str | int | None = None) -> ExposureInfo:
+    layout = _find_layout(hdul, path, hdu)
     image_hdu = hdul[layout.image]
     ih = image_hdu.header
     if ih.get("NAXIS") != 2:
@@ -622,7 +669,8 @@ _LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
 
 
 def read_info(path: str | os.PathLike, *, instrument: str | None = None,
-              header_map: dict[str, str] | None = None, weights: str | None = None) -> ExposureInfo:
+              header_map: dict[str, str] | None = None, weights: str | None = None,
+              hdu: str | int | None = None) -> ExposureInfo:
     """Read an exposure file's metadata (visit, band, grid, PSF, mask planes) without its pixels.
 
     Parameters
@@ -636,6 +684,10 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
     weights : str, optional
         Pattern naming each image's weight-map file (inverse variance; `dcrcoadd.io.weights`),
         used for the variance of a file that has none.
+    hdu : str or int, optional
+        One CCD image of a multi-extension file (its EXTNAME or HDU index, `ccd_extensions`),
+        read with the primary header's cards; its weight map is the weight file's extension of
+        the same name.
 
     Raises
     ------
@@ -646,7 +698,7 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        return _read_info(hdul, path, instrument, header_map, weights)
+        return _read_info(hdul, path, instrument, header_map, weights, hdu)
 
 
 def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path,
@@ -681,7 +733,7 @@ def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, pa
 
 def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_visit: bool = False,
                   instrument: str | None = None, header_map: dict[str, str] | None = None,
-                  weights: str | None = None) -> Exposure:
+                  weights: str | None = None, hdu: str | int | None = None) -> Exposure:
     """Read an exposure, or only the part of it inside ``bbox``.
 
     Parameters
@@ -693,7 +745,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         ones). It is clipped to the exposure; an empty overlap is an error.
     require_visit : bool
         Raise `InputError` when the file carries no visit metadata.
-    instrument, header_map, weights
+    instrument, header_map, weights, hdu
         As for `read_info`.
 
     Returns
@@ -706,7 +758,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        info = _read_info(hdul, path, instrument, header_map, weights)
+        info = _read_info(hdul, path, instrument, header_map, weights, hdu)
         if require_visit and info.visit is None:
             raise InputError("no visit metadata (EXPID, BORE-AIRMASS, DATE-OBS, ... missing)", path)
         planes = _read_planes(hdul, info, bbox)

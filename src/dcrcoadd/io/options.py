@@ -52,15 +52,16 @@ class ReadOptions:
         inputs = getattr(inputs, "inputs", inputs)
         return cls(inputs.instrument, dict(inputs.header_map or {}), inputs.weights)
 
-    def read_info(self, path: str | os.PathLike) -> ExposureInfo:
+    def read_info(self, path: str | os.PathLike, hdu: str | int | None = None) -> ExposureInfo:
         """`dcrcoadd.io.read_info` with these options."""
-        return read_info(path, instrument=self.instrument, header_map=self.header_map, weights=self.weights)
+        return read_info(path, instrument=self.instrument, header_map=self.header_map, weights=self.weights,
+                         hdu=hdu)
 
     def read_exposure(self, path: str | os.PathLike, bbox: Box | None = None, *,
-                      require_visit: bool = False) -> Exposure:
+                      require_visit: bool = False, hdu: str | int | None = None) -> Exposure:
         """`dcrcoadd.io.read_exposure` with these options."""
         return read_exposure(path, bbox, require_visit=require_visit, instrument=self.instrument,
-                             header_map=self.header_map, weights=self.weights)
+                             header_map=self.header_map, weights=self.weights, hdu=hdu)
 
 
 def _field_card(text: str) -> tuple[str, str]:

@@ -79,7 +79,8 @@ def cmd_warp(args: argparse.Namespace) -> int:
         elif o.warp_path in files_of:  # (a visit's CCD files share one warp: said once)
             n = files_of.pop(o.warp_path)
             what = f"; {n} files of visit {o.visit_id}" if n > 1 else ""
-            print(f"wrote {o.warp_path}  ({o.bbox.width}x{o.bbox.height} at x0={o.bbox.x0}, y0={o.bbox.y0}{what})")
+            box = o.bbox
+            print(f"wrote {o.warp_path}  ({box.width}x{box.height} at x0={box.x0}, y0={box.y0}{what})")
     if failed:
         print(f"error: warp: {len(failed)} of {len(outcomes)} exposures failed", file=sys.stderr)
         return 2

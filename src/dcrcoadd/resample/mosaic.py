@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dcrcoadd.coadd.inputs import physical_memory
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
@@ -40,6 +41,9 @@ log = logging.getLogger("dcrcoadd.resample.mosaic")
 
 #: Fraction of a CCD's pixels with data that may also be another's of the same visit.
 MAX_OVERLAP = 0.01
+
+#: Memory a mosaic takes per pixel of its box while it is made (accumulators, mask, owner, output planes).
+_BYTES_PER_PIXEL = 8 + 8 + 4 + 4 + 4 + 4
 
 #: Relative spread of the CCDs' PSF FWHMs above which a visit's mosaic is warned about.
 PSF_SPREAD_WARNING = 0.10
@@ -101,6 +105,11 @@ def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) 
     box = first.bbox
     for warp in warps[1:]:
         box = box.union(warp.bbox)
+    memory = physical_memory()
+    if memory is not None and box.area * _BYTES_PER_PIXEL > memory:
+        raise InputError(f"its {len(warps)} CCDs span {box.width}x{box.height} px of the grid, more than "
+                         "this machine's memory holds as one warp: give --grid a patch's file (only the "
+                         "CCDs that reach its box are warped)", f"visit {first.visit.id}")
     planes = first.mask_planes
     for warp in warps[1:]:
         planes = planes.merged(warp.mask_planes)

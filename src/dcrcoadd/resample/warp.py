@@ -72,7 +72,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import PSF_ORIGIN_CARD, exposure_hdus, write_hdus
+from dcrcoadd.io.fits import PSF_ORIGIN_CARD, ccd_extensions, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import (
@@ -216,57 +216,95 @@ class WarpOutcome:
 
 
 @dataclass(frozen=True)
-class _Task:
-    """Files to warp onto ``grid`` and write as one warp: one file, or the CCDs of one visit."""
+class _Member:
+    """One exposure to warp: a file (its position ``index`` among the inputs), or one CCD ``hdu`` of a
+    multi-extension file."""
 
-    indices: tuple[int, ...]
-    paths: tuple[Path, ...]
+    index: int
+    path: Path
+    hdu: str | int | None = None
+
+    @property
+    def label(self) -> str:
+        return str(self.path) if self.hdu is None else f"{self.path}[{self.hdu}]"
+
+
+@dataclass(frozen=True)
+class _Task:
+    """Exposures to warp onto ``grid`` and write as one warp: one file, or the CCDs of one visit."""
+
+    members: tuple[_Member, ...]
     out_path: Path
     grid: Grid
     method: str
     read_options: ReadOptions | None = None
 
 
-def _error_message(exc: InputError, path: Path) -> str:
-    return str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+def _error_message(exc: InputError, member: _Member) -> str:
+    message = str(exc) if str(member.path) in str(exc) else f"{member.path}: {exc}"
+    return message if member.hdu is None else f"{message} (its CCD {member.hdu})"
 
 
 def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
-    """Read, warp and write one task's files as one warp (a module-level function, so that process
-    pools can run it). A file that fails is reported in its outcome; the others of a visit still make
-    its warp."""
+    """Read, warp and write one task's exposures as one warp (a module-level function, so that process
+    pools can run it). An exposure that fails is reported; the others of its visit still make the warp,
+    and a multi-extension file whose other CCDs made it is warned about, not failed."""
     options = task.read_options or ReadOptions()
-    warps, done, failed = [], [], {}
+    warps, done, errors = [], [], {}
     seeing_card = False
-    for index, path in zip(task.indices, task.paths, strict=True):
+    for member in task.members:
         try:
-            exposure = options.read_exposure(path)
-            warps.append(warp_exposure(exposure, task.grid, method=task.method, source=path))
+            exposure = options.read_exposure(member.path, hdu=member.hdu)
+            warps.append(warp_exposure(exposure, task.grid, method=task.method, source=member.label))
             # a PSF HDU made from a seeing card stays a fallback: assemble measures the PSF from the stars
             # first, as it would for the original file (`dcrcoadd.io.fits.PSF_ORIGIN_CARD`)
-            seeing_card |= exposure.psf is not None and options.read_info(path).psf_origin == "seeing card"
-            done.append((index, path))
+            seeing_card |= (exposure.psf is not None
+                            and options.read_info(member.path, member.hdu).psf_origin == "seeing card")
+            done.append(member)
         except InputError as exc:
-            failed[index] = WarpOutcome(path=path, error=_error_message(exc, path))
-            log.info("%s", failed[index].error)  # the outcome carries it; the command prints it once
-    outcomes = list(failed.items())
-    if not warps:
-        return outcomes
+            errors.setdefault(member.index, []).append(_error_message(exc, member))
+    if warps:
+        try:
+            warp = mosaic_visit(warps, task.grid, [m.label for m in done])
+            hdus = exposure_hdus(warp)
+            if warp.psf is not None and seeing_card:
+                hdus["PSF"].header[PSF_ORIGIN_CARD] = ("seeing card", "Gaussian of a seeing card, a fallback")
+            written = write_hdus(hdus, task.out_path)
+        except InputError as exc:
+            for member in done:
+                errors.setdefault(member.index, []).append(_error_message(exc, member))
+            done = []
+    outcomes = []
+    for index in dict.fromkeys(m.index for m in task.members):
+        path = next(m.path for m in task.members if m.index == index)
+        if any(m.index == index for m in done):
+            for message in errors.get(index, []):  # (some CCDs of a multi-extension file)
+                log.warning("%s; its other CCDs are warped", message)
+            outcomes.append((index, WarpOutcome(path=path, warp_path=written, visit_id=_visit_of(warp),
+                                                bbox=warp.bbox)))
+        else:
+            message = errors[index][0]
+            log.info("%s", message)  # the outcome carries it; the command prints it once
+            outcomes.append((index, WarpOutcome(path=path, error=message)))
+    if done:
+        n_bad = int(np.count_nonzero(warp.mask_of("NO_DATA")))
+        what = done[0].label if len(done) == 1 else f"visit {_visit_of(warp)} ({len(done)} CCDs)"
+        log.info("%s: warped onto %s (%d of %d pixels NO_DATA), written to %s", what, warp.bbox, n_bad,
+                 warp.bbox.area, written)
+    return outcomes
+
+
+def _visit_of(exposure: Exposure) -> int | None:
+    return None if exposure.visit is None else exposure.visit.id
+
+
+def _members(index: int, path: Path, options: ReadOptions) -> list[_Member]:
+    """The exposures of one input file: itself, or each CCD of a multi-extension file."""
     try:
-        warp = mosaic_visit(warps, task.grid, [str(p) for _, p in done])
-        hdus = exposure_hdus(warp)
-        if warp.psf is not None and seeing_card:
-            hdus["PSF"].header[PSF_ORIGIN_CARD] = ("seeing card", "Gaussian of a seeing card, a fallback")
-        written = write_hdus(hdus, task.out_path)
-    except InputError as exc:
-        return outcomes + [(i, WarpOutcome(path=p, error=_error_message(exc, p))) for i, p in done]
-    visit_id = None if warp.visit is None else warp.visit.id
-    n_bad = int(np.count_nonzero(warp.mask_of("NO_DATA")))
-    what = str(done[0][1]) if len(done) == 1 else f"visit {visit_id} ({len(done)} CCD files)"
-    log.info("%s: warped onto %s (%d of %d pixels NO_DATA), written to %s", what, warp.bbox, n_bad,
-             warp.bbox.area, written)
-    return outcomes + [(i, WarpOutcome(path=p, warp_path=written, visit_id=visit_id, bbox=warp.bbox))
-                       for i, p in done]
+        extensions = ccd_extensions(path)
+    except InputError:
+        extensions = []  # (reading it as one exposure reports what is wrong with it)
+    return [_Member(index, path, hdu) for hdu in extensions] or [_Member(index, path)]
 
 
 def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.PathLike | None = None,
@@ -302,11 +340,11 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     read_options = read_options or ReadOptions()
     footprints = []
     unreadable: list[str] = []
-    for path in paths:
+    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p), read_options)):
         try:
-            info = read_options.read_info(path)
+            info = read_options.read_info(member.path, member.hdu)
         except InputError as exc:
-            log.debug("%s: left out of the grid choice (%s)", path, exc)
+            log.debug("%s: left out of the grid choice (%s)", member.label, exc)
             unreadable.append(str(exc))
             continue
         if info.wcs is not None:
@@ -397,51 +435,86 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     _prepare_outdir(out_dir)
     outcomes: dict[int, WarpOutcome] = {}
     tasks: list[_Task] = []
+    options = read_options or ReadOptions()
     used: dict[str, Path] = {}
     given: dict[Path, Path] = {}
-    unique = []
+    members: list[_Member] = []
     for i, path in enumerate(paths):
         key = path.resolve()
         if key in given:
             outcomes[i] = WarpOutcome(path=path, error=f"{path}: given twice (also as {given[key]})")
             log.info("%s", outcomes[i].error)
-        else:
-            given[key] = path
-            unique.append(i)
-    for group in _visit_groups([paths[i] for i in unique], read_options or ReadOptions()):
-        indices = [unique[k] for k in group]
-        first = paths[indices[0]]
-        name = f"{output_stem(first)}_warp.fits"
-        if len(indices) > 1:
-            name = f"visit{_visit_id(first, read_options or ReadOptions())}_warp.fits"
+            continue
+        given[key] = path
+        found = _members(i, path, options)
+        if len(found) > 1:
+            found, outcome = _reaching(found, chosen, options)
+            if outcome is not None:
+                outcomes[i] = outcome
+        members.extend(found)
+    for group in _visit_groups(members, options):
+        first = group[0]
+        name = f"{output_stem(first.path)}_warp.fits"
+        if len(group) > 1:
+            name = f"visit{_visit_id(first, options)}_warp.fits"
         if name in used:
-            for i in indices:
+            for i in dict.fromkeys(m.index for m in group):
                 message = f"{paths[i]}: its output name {name} is already taken by {used[name]}"
                 log.info("%s", message)  # the outcome carries it; the command prints it once
                 outcomes[i] = WarpOutcome(path=paths[i], error=message)
             continue
-        used[name] = first
-        tasks.append(_Task(indices=tuple(indices), paths=tuple(paths[i] for i in indices),
-                           out_path=out_dir / name, grid=chosen, method=method, read_options=read_options))
-    for results in (mapper or serial_map)(_warp_file, tasks):
-        outcomes.update(results)
+        used[name] = first.path
+        tasks.append(_Task(members=tuple(group), out_path=out_dir / name, grid=chosen, method=method,
+                           read_options=read_options))
+    results: dict[int, list[WarpOutcome]] = {}
+    for pairs in (mapper or serial_map)(_warp_file, tasks):
+        for i, outcome in pairs:
+            results.setdefault(i, []).append(outcome)
+    for i, found in results.items():
+        # (a multi-extension file whose CCDs are of several visits, or reach several warps: ok if any is)
+        ok = [o for o in found if o.ok]
+        outcomes[i] = ok[0] if ok else found[0]
     return [outcomes[i] for i in range(len(paths))]
 
 
-def _visit_id(path: Path, options: ReadOptions) -> int | None:
-    """The visit id in the file's headers; None when it has none or cannot be read (its task says why)."""
+def _reaching(members: list[_Member], grid: Grid,
+              options: ReadOptions) -> tuple[list[_Member], WarpOutcome | None]:
+    """The CCDs of a multi-extension file that reach the grid's box (all when it has none); with none,
+    the file's failed outcome."""
+    if grid.bbox is None:
+        return members, None
+    reaching = []
+    for member in members:
+        try:
+            info = options.read_info(member.path, member.hdu)
+            box = None if info.wcs is None else footprint_box(grid, info.wcs.celestial, info.bbox.shape)
+            if box is None or box.overlaps(grid.bbox):
+                reaching.append(member)
+        except (InputError, ValueError):
+            reaching.append(member)  # (warping it reports the problem)
+    path = members[0].path
+    log.info("%s: %d of its %d CCDs reach the grid's box %s", path, len(reaching), len(members), grid.bbox)
+    if reaching:
+        return reaching, None
+    return [], WarpOutcome(path=path, error=f"{path}: none of its {len(members)} CCDs reaches the grid's "
+                                            f"box {grid.bbox} ({grid.source})")
+
+
+def _visit_id(member: _Member, options: ReadOptions) -> int | None:
+    """The visit id in the exposure's headers; None when it has none or cannot be read (its task says
+    why)."""
     try:
-        visit = options.read_info(path).visit
+        visit = options.read_info(member.path, member.hdu).visit
     except InputError:
         return None
     return None if visit is None else visit.id
 
 
-def _visit_groups(paths: Sequence[Path], options: ReadOptions) -> list[list[int]]:
-    """Indices of ``paths`` by visit, in input order: the files of one visit (its CCDs) make one warp,
-    a file without a visit id one of its own."""
-    groups: dict[object, list[int]] = {}
-    for i, path in enumerate(paths):
-        visit_id = _visit_id(path, options)
-        groups.setdefault(("file", i) if visit_id is None else visit_id, []).append(i)
+def _visit_groups(members: Sequence[_Member], options: ReadOptions) -> list[list[_Member]]:
+    """The exposures by visit, in input order: those of one visit (its CCDs) make one warp, one without
+    a visit id one of its own."""
+    groups: dict[object, list[_Member]] = {}
+    for k, member in enumerate(members):
+        visit_id = _visit_id(member, options)
+        groups.setdefault(("exposure", k) if visit_id is None else visit_id, []).append(member)
     return list(groups.values())
