@@ -306,6 +306,42 @@ def write_decam_cutout(path, *, expnum=812345, time=DECAM_TIME, az=65.0, alt=52.
     return path
 
 
+def write_decam_mef(path, **kwargs):
+    """A CP ``ooi`` file of two CCDs: the exposure cards in the primary, images N6 and N7 (N7 east of
+    N6 with a gap of 10 px, its own MAGZERO)."""
+    one = write_decam_cutout(path.with_name("cutout_" + path.name), **kwargs)
+    with fits.open(one) as hdul:
+        primary, n6 = hdul[0].copy(), hdul["N6"].copy()
+    one.unlink()
+    n7 = n6.copy()
+    n7.name = "N7"
+    n7.header["DETPOS"], n7.header["CCDNUM"], n7.header["MAGZERO"] = "N7", 38, 31.25
+    n7.header["CRPIX2"] = n6.header["CRPIX2"] - SHAPE[0] - 10
+    n7.data = n7.data[::-1].copy()
+    fits.HDUList([primary, n6, n7]).writeto(path)
+    return path
+
+
+def test_decam_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
+    from dcrcoadd.io.fits import ccd_extensions
+    from dcrcoadd.resample import warp_exposures
+
+    path = write_decam_mef(tmp_path / "c4d_190310_031200_ooi_g_v1.fits")
+    assert ccd_extensions(path) == ["N6", "N7"]
+    n6, n7 = read_info(path, hdu="N6"), read_info(path, hdu="N7")
+    assert n6.instrument == n7.instrument == "decam" and n6.visit.id == n7.visit.id == 812345
+    assert n7.flux_calibration == pytest.approx(10 ** (0.4 * (AB_MAGNITUDE_OF_1_NJY - 31.25)))
+    (outcome,) = warp_exposures([path], tmp_path / "warps")
+    warp = read_exposure(outcome.warp_path)
+    assert outcome.warp_path.name == "visit812345_warp.fits" and warp.band == "decam-g"
+    assert warp.flux_calibration == pytest.approx(n6.flux_calibration)
+    # both CCDs in nJy as the file's: N7's pixels scaled by its calibration over N6's, the gap NO_DATA
+    total = [float(np.nansum(read_exposure(path, hdu=h).image) * i.flux_calibration) for h, i in
+             (("N6", n6), ("N7", n7))]
+    assert np.nansum(warp.image) * warp.flux_calibration == pytest.approx(sum(total), rel=2e-3)
+    assert 0.05 < warp.mask_of("NO_DATA").mean() < 0.4
+
+
 def test_decam_cutout_reads_with_the_preset(tmp_path, caplog):
     path = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1_N6.fits")
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):

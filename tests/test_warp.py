@@ -573,3 +573,4 @@ def test_info_describes_a_multi_extension_file_by_its_first_ccd(tmp_path, capsys
     out = capsys.readouterr().out
     assert f"file:        {path}: 2 CCD images (N1, N2); dcrcoadd warp reads each" in out
     assert f"grid:        {SPLIT}x{SHAPE[0]} at origin" in out and "visit:       500" in out
+    assert "layout: CCD image N1 of a multi-extension file" in out

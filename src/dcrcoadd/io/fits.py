@@ -581,8 +581,9 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         cards = Cards(header, path, preset(name), check_header_map(header_map))
     except ConfigError as exc:
         raise InputError(str(exc), path) from None
-    notes: list[str] = [f"layout: {_LAYOUT_TEXT[layout.kind]}"
-                        + ("" if name is None else f", read with the {name} preset")]
+    layout_text = (_LAYOUT_TEXT[layout.kind] if hdu is None
+                   else f"CCD image {_hdu_label(layout.image, image_hdu)} of a multi-extension file")
+    notes: list[str] = [f"layout: {layout_text}" + ("" if name is None else f", read with the {name} preset")]
     mask_hdu = None if layout.mask is None else hdul[layout.mask]
     try:
         planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
