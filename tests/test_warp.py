@@ -574,3 +574,16 @@ def test_info_describes_a_multi_extension_file_by_its_first_ccd(tmp_path, capsys
     assert f"file:        {path}: 2 CCD images (N1, N2); dcrcoadd warp reads each" in out
     assert f"grid:        {SPLIT}x{SHAPE[0]} at origin" in out and "visit:       500" in out
     assert "layout: CCD image N1 of a multi-extension file" in out
+
+
+def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path, monkeypatch):
+    from dcrcoadd.io.options import ReadOptions
+    from dcrcoadd.resample import mosaic
+
+    _, path = mef_file(tmp_path)
+    monkeypatch.setattr(mosaic, "physical_memory", lambda: 100 * 1024)  # (the two CCDs need 210 kB)
+    monkeypatch.setattr(ReadOptions, "read_exposure", lambda *a, **k: pytest.fail("a CCD was read"))
+    (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
+    assert outcome.error == (f"{path}: visit 500: its 2 CCDs span {SHAPE[1]}x{SHAPE[0]} px of the grid, "
+                             "more than this machine's memory holds as one warp: give --grid a patch's file "
+                             "(only the CCDs that reach its box are warped)")

@@ -31,11 +31,12 @@ import numpy as np
 
 from dcrcoadd.coadd.inputs import physical_memory
 from dcrcoadd.core.exposure import Exposure
+from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.errors import InputError
 from dcrcoadd.resample.grid import Grid
 
-__all__ = ["MAX_OVERLAP", "PSF_SPREAD_WARNING", "mosaic_visit"]
+__all__ = ["MAX_OVERLAP", "PSF_SPREAD_WARNING", "check_mosaic_memory", "mosaic_visit"]
 
 log = logging.getLogger("dcrcoadd.resample.mosaic")
 
@@ -74,6 +75,17 @@ def _mean_psf(psfs: Sequence[Psf], weights: Sequence[float]) -> Psf:
     return Psf(total)
 
 
+def check_mosaic_memory(box: Box, n_ccds: int, visit_id: int) -> None:
+    """`InputError` for a visit whose CCDs span more of the grid than this machine's memory holds as
+    one warp (checked from the headers too, before any CCD is read: a focal plane's worth of them
+    takes an hour to warp)."""
+    memory = physical_memory()
+    if memory is not None and box.area * _BYTES_PER_PIXEL > memory:
+        raise InputError(f"its {n_ccds} CCDs span {box.width}x{box.height} px of the grid, more than "
+                         "this machine's memory holds as one warp: give --grid a patch's file (only the "
+                         "CCDs that reach its box are warped)", f"visit {visit_id}")
+
+
 def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) -> Exposure:
     """Combine warps of one visit's CCDs, all on ``grid``, into one warp (see the module notes).
 
@@ -105,11 +117,7 @@ def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) 
     box = first.bbox
     for warp in warps[1:]:
         box = box.union(warp.bbox)
-    memory = physical_memory()
-    if memory is not None and box.area * _BYTES_PER_PIXEL > memory:
-        raise InputError(f"its {len(warps)} CCDs span {box.width}x{box.height} px of the grid, more than "
-                         "this machine's memory holds as one warp: give --grid a patch's file (only the "
-                         "CCDs that reach its box are warped)", f"visit {first.visit.id}")
+    check_mosaic_memory(box, len(warps), first.visit.id)
     planes = first.mask_planes
     for warp in warps[1:]:
         planes = planes.merged(warp.mask_planes)

@@ -86,7 +86,7 @@ from dcrcoadd.ops.resample import (
 )
 from dcrcoadd.parallel import serial_map
 from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
-from dcrcoadd.resample.mosaic import mosaic_visit
+from dcrcoadd.resample.mosaic import check_mosaic_memory, mosaic_visit
 
 __all__ = ["DEFAULT_METHOD", "PSF_TOLERANCE", "WarpOutcome", "choose_grid", "local_jacobian",
            "warp_exposure", "warp_exposures", "warp_psf"]
@@ -464,6 +464,15 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
                 outcomes[i] = WarpOutcome(path=paths[i], error=message)
             continue
         used[name] = first.path
+        try:
+            if len(group) > 1:
+                check_mosaic_memory(_footprint_union(group, chosen, options), len(group),
+                                    _visit_id(first, options))
+        except InputError as exc:
+            for i in dict.fromkeys(m.index for m in group):
+                outcomes[i] = WarpOutcome(path=paths[i], error=f"{paths[i]}: {exc}")
+                log.info("%s", outcomes[i].error)
+            continue
         tasks.append(_Task(members=tuple(group), out_path=out_dir / name, grid=chosen, method=method,
                            read_options=read_options))
     results: dict[int, list[WarpOutcome]] = {}
@@ -498,6 +507,21 @@ def _reaching(members: list[_Member], grid: Grid,
         return reaching, None
     return [], WarpOutcome(path=path, error=f"{path}: none of its {len(members)} CCDs reaches the grid's "
                                             f"box {grid.bbox} ({grid.source})")
+
+
+def _footprint_union(members: Sequence[_Member], grid: Grid, options: ReadOptions) -> Box:
+    """The box of the grid the exposures' footprints touch (from their headers; those that cannot give
+    one are left out: warping them reports why)."""
+    union = None
+    for member in members:
+        try:
+            info = options.read_info(member.path, member.hdu)
+            box = footprint_box(grid, info.wcs.celestial, info.bbox.shape) if info.wcs is not None else None
+        except (InputError, ValueError):
+            box = None
+        if box is not None:
+            union = box if union is None else union.union(box)
+    return union if union is not None else Box(0, 0, 0, 0)
 
 
 def _visit_id(member: _Member, options: ReadOptions) -> int | None:
