@@ -571,7 +571,7 @@ def test_info_describes_a_multi_extension_file_by_its_first_ccd(tmp_path, capsys
     _, path = mef_file(tmp_path)
     assert main(["info", str(path)]) == 0
     out = capsys.readouterr().out
-    assert f"file:        {path}: 2 CCD images (N1, N2); dcrcoadd warp reads each" in out
+    assert f"file:        {path}: 2 CCD images (N1, N2); dcrcoadd warp and template read each" in out
     assert f"grid:        {SPLIT}x{SHAPE[0]} at origin" in out and "visit:       500" in out
     assert "layout: CCD image N1 of a multi-extension file" in out
 
@@ -587,3 +587,45 @@ def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path
     assert outcome.error == (f"{path}: visit 500: its 2 CCDs span {SHAPE[1]}x{SHAPE[0]} px of the grid, "
                              "more than this machine's memory holds as one warp: give --grid a patch's file "
                              "(only the CCDs that reach its box are warped)")
+
+
+def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tmp_path):
+    from astropy.io import fits
+
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+    from dcrcoadd.template.build import build_templates
+
+    models = []
+    for i, (airmass, az) in enumerate(((1.05, 70.0), (1.3, 140.0), (1.6, 220.0), (1.9, 290.0), (1.4, 100.0))):
+        exp = exposure(wcs_a(), 10 + i, noise=1.0, airmass=airmass, az=az, seed=20 + i)
+        models.append(write_exposure(exp, tmp_path / "in" / f"m{i}.fits"))
+    warps = [o.warp_path for o in warp_exposures(models, tmp_path / "warps", grid=Grid(wcs_a()))]
+    model_path = tmp_path / "model.fits"
+    assemble_dcr_coadd(warps, Config()).model.write(model_path)
+
+    _, mef = mef_file(tmp_path / "sci")
+    with fits.open(mef) as hdul:  # a third CCD, a degree away: off the model
+        far = hdul["N2"].copy()
+        far.name = "N3"
+        far.header["CRVAL1"] += 1.0
+        science = tmp_path / "sci" / "expo3_ooi.fits"
+        fits.HDUList([h.copy() for h in hdul] + [far]).writeto(science)
+        farther = far.copy()
+        farther.name = "N4"
+        fits.HDUList([hdul[0].copy(), far, farther]).writeto(tmp_path / "sci" / "off_ooi.fits")
+    fwhm = Psf.gaussian(SIGMA).fwhm  # (the CCD images carry no PSF; the files of one CCD this one)
+    outcomes = build_templates(model_path, [science], tmp_path / "tmpl", diff=True, given_psf_fwhm=fwhm)
+    assert [(o.hdu, o.ok) for o in outcomes] == [("N1", True), ("N2", True)]
+    assert [o.template_path.name for o in outcomes] == ["expo3_ooi_N1_template.fits",
+                                                        "expo3_ooi_N2_template.fits"]
+    # each CCD's template is the one of the same CCD as a file of its own
+    _, parts = ccd_files(tmp_path / "parts")
+    alone = build_templates(model_path, parts, tmp_path / "alone", given_psf_fwhm=fwhm)
+    for o, a in zip(outcomes, alone, strict=True):
+        t, ta = read_exposure(o.template_path), read_exposure(a.template_path)
+        assert t.shape == ta.shape
+        np.testing.assert_allclose(t.image, ta.image, rtol=1e-5, atol=1e-3)
+        assert o.diff_path.exists()
+    off_path = tmp_path / "sci" / "off_ooi.fits"
+    (off,) = build_templates(model_path, [off_path], tmp_path / "off")
+    assert off.error == f"{off_path}: none of its 2 CCDs overlaps the model's footprint"

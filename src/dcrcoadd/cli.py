@@ -34,10 +34,10 @@ def _format_info(path: str, options=None) -> str:
     info = (options or ReadOptions()).read_info(path, hdu)
     lines = [f"file:        {info.path}"]
     if ccds:
-        # (a multi-extension file: `warp` reads each CCD with the primary header's cards)
+        # (a multi-extension file: `warp` and `template` read each CCD with the primary header's cards)
         names = ", ".join(map(str, ccds[:8])) + (", ..." if len(ccds) > 8 else "")
-        lines = [f"file:        {info.path}: {len(ccds)} CCD images ({names}); dcrcoadd warp reads each "
-                 f"(the other commands need one image per file); this is {hdu}"]
+        lines = [f"file:        {info.path}: {len(ccds)} CCD images ({names}); dcrcoadd warp and template "
+                 f"read each (assemble takes warps); this is {hdu}"]
     b = info.bbox
     lines.append(f"grid:        {b.width}x{b.height} at origin (x0={b.x0}, y0={b.y0})"
                  + (" [tile-compressed]" if info.compressed else ""))

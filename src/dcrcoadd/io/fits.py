@@ -419,7 +419,7 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
         names = ", ".join(_hdu_label(i, hdul[i]) for i in images)
         raise InputError(f"no IMAGE extension says which of its {len(images)} images is the exposure "
                          f"({names}); cut out the one to use (one image per file), or give the file to "
-                         "dcrcoadd warp, which reads each of its CCDs", path)
+                         "dcrcoadd warp or template, which read each of its CCDs", path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
 

@@ -94,7 +94,7 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import exposure_hdus, write_hdus
+from dcrcoadd.io.fits import ccd_extensions, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.io.products import mark_product, product_of
@@ -672,7 +672,7 @@ def difference(science: Exposure, template: Exposure) -> Exposure:
 
 @dataclass(frozen=True)
 class TemplateOutcome:
-    """What happened to one science file in `build_templates`.
+    """What happened to one science exposure (a file, or one CCD of it) in `build_templates`.
 
     ``error`` is the one-line reason it failed (naming the file), else None.
     """
@@ -682,6 +682,7 @@ class TemplateOutcome:
     diff_path: Path | None = None
     visit_id: int | None = None
     error: str | None = None
+    hdu: str | int | None = None  # the CCD of a multi-extension file
 
     @property
     def ok(self) -> bool:
@@ -731,7 +732,7 @@ def _resolved(path: Path) -> Path:
 DIFFERENCE_CARD = "DCRDIFF"
 
 
-def _check_flux_unit(model: DcrModel, info, path: Path) -> None:
+def _check_flux_unit(model: DcrModel, info, path: str | Path) -> None:
     """`InputError` when the science file's calibration and the model's unit (`DcrModel.flux_unit`)
     disagree: the template would be off by the file's calibration factor."""
     calibrated = info.flux_calibration is not None
@@ -788,7 +789,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     Returns
     -------
     list of TemplateOutcome
-        One per science file, in order. A file that fails with `InputError`
+        One per science file, in order; for a multi-extension file (one image per CCD,
+        `dcrcoadd.io.fits.ccd_extensions`) one per CCD that overlaps the model, written as
+        ``<stem>_<CCD>_template.fits``. A file that fails with `InputError`
         (unreadable, no visit, another band, outside the model, ...) records
         the message and the others still run; nothing is written for it.
 
@@ -824,49 +827,88 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     # (the science exposures no output may overwrite: an earlier run's template of the same name may be)
     inputs = {_resolved(p): p for p in paths if products[p] is None}
     seen: set[Path] = set()
-    for path in paths:
-        stem = output_stem(path)
+
+    def one(path: Path, hdu: str | int | None) -> TemplateOutcome:
+        """The template (and difference) of one science exposure: a file, or one CCD ``hdu`` of it."""
+        stem = output_stem(path) if hdu is None else f"{output_stem(path)}_{hdu}"
+        source = str(path) if hdu is None else f"{path}[{hdu}]"
         outputs = [outdir / f"{stem}_template.fits"] + ([outdir / f"{stem}_diff.fits"] if diff else [])
         written: list[Path] = []
         try:
-            if _resolved(path) in seen:
-                continue  # (named twice, e.g. by a file and its directory: made once)
-            seen.add(_resolved(path))
-            if products[path] is not None:
-                log.warning("%s: skipped: a dcrcoadd %s, not a science exposure", path, products[path])
-                continue
             if stem in used:
                 raise InputError(f"its output name {stem}_template.fits is already taken by {used[stem]}",
-                                 path)
+                                 source)
             for out in outputs:
                 if _resolved(out) in inputs:
                     raise InputError(f"its output {out} would overwrite the science exposure "
-                                     f"{inputs[_resolved(out)]}", path)
-            info = read_options.read_info(path)
-            _check_flux_unit(model, info, path)
-            science = read_options.read_exposure(path, require_visit=True)
+                                     f"{inputs[_resolved(out)]}", source)
+            info = read_options.read_info(path, hdu)
+            _check_flux_unit(model, info, source)
+            science = read_options.read_exposure(path, require_visit=True, hdu=hdu)
             # (a Gaussian of the seeing card is a start: a template at it leaves a ring at every bright star)
             fit_psf = True if info.psf_origin == "seeing card" else None
             template = make_template(model, science, order=order, split=split,
-                                     split_threshold=split_threshold, source=path, psf=psf,
+                                     split_threshold=split_threshold, source=source, psf=psf,
                                      given_psf=given, fit_psf=fit_psf)
             written.append(template_path := write_template(template, outputs[0]))
             diff_path = None
             if diff:
                 written.append(diff_path := write_difference(difference(science, template), outputs[1]))
             elif (stale := outdir / f"{stem}_diff.fits").exists():
-                log.warning("%s: %s is from an earlier run (not rewritten without --diff)", path, stale)
+                log.warning("%s: %s is from an earlier run (not rewritten without --diff)", source, stale)
         except (InputError, OSError) as exc:
             for out in written:  # a science exposure's outputs are written together or not at all
                 out.unlink(missing_ok=True)
             if isinstance(exc, OSError):
-                exc = InputError(f"cannot write {outputs[len(written)]} ({exc.strerror or exc})", path)
-            message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                exc = InputError(f"cannot write {outputs[len(written)]} ({exc.strerror or exc})", source)
+            message = str(exc) if source in str(exc) else f"{source}: {exc}"
             log.debug("%s", message)  # the outcome carries it; the command prints it once
-            outcomes.append(TemplateOutcome(path=path, error=message))
+            return TemplateOutcome(path=path, hdu=hdu, error=message)
+        used[stem] = Path(source)
+        log.info("%s: template for visit %s written to %s", source, science.visit.id, template_path)
+        return TemplateOutcome(path=path, hdu=hdu, template_path=template_path, diff_path=diff_path,
+                               visit_id=science.visit.id)
+
+    for path in paths:
+        if _resolved(path) in seen:
+            continue  # (named twice, e.g. by a file and its directory: made once)
+        seen.add(_resolved(path))
+        if products[path] is not None:
+            log.warning("%s: skipped: a dcrcoadd %s, not a science exposure", path, products[path])
             continue
-        used[stem] = path
-        log.info("%s: template for visit %s written to %s", path, science.visit.id, template_path)
-        outcomes.append(TemplateOutcome(path=path, template_path=template_path, diff_path=diff_path,
-                                        visit_id=science.visit.id))
+        try:
+            ccds = ccd_extensions(path)
+        except InputError:
+            ccds = []  # (reading it as one exposure says what is wrong with it)
+        if not ccds:
+            outcomes.append(one(path, None))
+            continue
+        # a multi-extension file: a template for each of its CCDs on the model (`_reaches_model`)
+        reaching = [hdu for hdu in ccds if _reaches_model(model, read_options, path, hdu)]
+        log.info("%s: %d of its %d CCDs overlap the model", path, len(reaching), len(ccds))
+        if not reaching:
+            outcomes.append(TemplateOutcome(path=path, error=f"{path}: none of its {len(ccds)} CCDs overlaps "
+                                                             "the model's footprint"))
+        outcomes.extend(one(path, hdu) for hdu in reaching)
     return outcomes
+
+
+def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: str | int) -> bool:
+    """Whether a CCD's footprint (its corners and edge midpoints, from its header) reaches the model's
+    box; True where its header cannot say (making its template reports why)."""
+    try:
+        info = read_options.read_info(path, hdu)
+        if info.wcs is None:
+            return True
+        ny, nx = info.bbox.shape
+        xs = np.array([0, nx / 2, nx, 0, nx, 0, nx / 2, nx]) - 0.5
+        ys = np.array([0, 0, 0, ny / 2, ny / 2, ny, ny, ny]) - 0.5
+        parent = shift_wcs(model.wcs, model.origin[0], model.origin[1])
+        mx, my = pixel_to_pixel(info.wcs.celestial, parent, xs, ys)
+    except (InputError, ValueError):
+        return True
+    if not (np.all(np.isfinite(mx)) and np.all(np.isfinite(my))):
+        return True
+    box = model.bbox
+    return bool(mx.max() >= box.x0 - 0.5 and mx.min() <= box.x1 - 0.5
+                and my.max() >= box.y0 - 0.5 and my.min() <= box.y1 - 0.5)
