@@ -546,10 +546,10 @@ def test_a_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
     np.testing.assert_allclose(warp.image, whole.image, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(warp.variance, whole.variance, rtol=1e-5)
 
-    # a grid whose box only the first CCD reaches: only it is read, and the warp is named for the file
+    # a grid whose box only the first CCD reaches: only it is read (the warp is still the visit's)
     grid = Grid(wcs_a(), bbox=Box(0, 0, SPLIT - 5, SHAPE[0]))
     outcomes = warp_exposures([path], tmp_path / "part", grid=grid)
-    assert outcomes[0].ok and outcomes[0].warp_path.name == "expo_ooi_warp.fits"
+    assert outcomes[0].ok and outcomes[0].warp_path.name == "visit500_warp.fits"
     assert outcomes[0].bbox.width == SPLIT
     far = Grid(wcs_a(), bbox=Box(500, 500, 10, 10), source="far.fits")
     outcomes = warp_exposures([path], tmp_path / "far", grid=far)
@@ -585,8 +585,9 @@ def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path
     monkeypatch.setattr(ReadOptions, "read_exposure", lambda *a, **k: pytest.fail("a CCD was read"))
     (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
     assert outcome.error == (f"{path}: visit 500: its 2 CCDs span {SHAPE[1]}x{SHAPE[0]} px of the grid, "
-                             "more than this machine's memory holds as one warp: give --grid a patch's file "
-                             "(only the CCDs that reach its box are warped)")
+                             "more than this machine's memory holds as one warp: give only the CCD files "
+                             "that reach the patch (of a multi-extension file, --grid a patch's file reads "
+                             "only those)")
 
 
 def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tmp_path):
@@ -629,3 +630,70 @@ def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tm
     off_path = tmp_path / "sci" / "off_ooi.fits"
     (off,) = build_templates(model_path, [off_path], tmp_path / "off")
     assert off.error == f"{off_path}: none of its 2 CCDs overlaps the model's footprint"
+
+
+def test_a_file_without_visit_metadata_is_warped_alone_as_before(tmp_path):
+    bare = exposure(wcs_a(), 0)
+    bare.visit = None
+    path = write_exposure(bare, tmp_path / "plain.fits")
+    (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
+    assert outcome.ok and outcome.warp_path.name == "plain_warp.fits" and outcome.visit_id is None
+
+
+def _edit_mef(path, edit, name):
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        copies = [h.copy() for h in hdul]
+    edit(copies)
+    out = path.with_name(name)
+    fits.HDUList(copies).writeto(out)
+    return out
+
+
+def test_ccds_of_a_file_in_several_visits_or_none_each_make_their_warp(tmp_path):
+    _, path = mef_file(tmp_path)
+
+    def second_visit(hdus):
+        hdus[2].header["EXPID"] = 501
+
+    def no_visit(hdus):
+        for key in ("EXPID", "BORE-AZ", "BORE-ALT", "BORE-AIRMASS"):
+            del hdus[0].header[key]
+
+    two = _edit_mef(path, second_visit, "two_ooi.fits")
+    (outcome,) = warp_exposures([two], tmp_path / "two", grid=Grid(wcs_a()))
+    assert outcome.ok
+    written = sorted(p.name for p in (tmp_path / "two").iterdir())
+    assert written == ["visit500_warp.fits", "visit501_warp.fits"]
+    none = _edit_mef(path, no_visit, "none_ooi.fits")
+    (outcome,) = warp_exposures([none], tmp_path / "none", grid=Grid(wcs_a()))
+    assert outcome.ok, outcome.error
+    assert sorted(p.name for p in (tmp_path / "none").iterdir()) == ["none_ooi_N1_warp.fits",
+                                                                     "none_ooi_N2_warp.fits"]
+
+
+def test_a_visit_of_calibrated_and_uncalibrated_ccds_is_refused(tmp_path):
+    _, path = mef_file(tmp_path)
+
+    def uncalibrated(hdus):
+        del hdus[2].header["FLUXCAL"]
+
+    mixed = _edit_mef(path, uncalibrated, "mixed_ooi.fits")
+    (outcome,) = warp_exposures([mixed], tmp_path / "out", grid=Grid(wcs_a()))
+    assert outcome.error == (f"{mixed}[N2]: is not flux-calibrated and {mixed}[N1] of the same visit is: "
+                             "its pixels cannot be put in one unit")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_images_that_do_not_say_they_are_ccds_stay_ambiguous(tmp_path):
+    from astropy.io import fits
+
+    from dcrcoadd.io.fits import ccd_extensions
+
+    path = tmp_path / "image_and_weight.fits"
+    image = np.ones((8, 8), np.float32)
+    fits.HDUList([fits.PrimaryHDU(image), fits.ImageHDU(image)]).writeto(path)
+    assert ccd_extensions(path) == []
+    (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
+    assert "no IMAGE extension says which of its 2 images is the exposure" in outcome.error

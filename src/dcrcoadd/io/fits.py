@@ -439,21 +439,22 @@ def _ccd_index(hdul: fits.HDUList, hdu: str | int, path: Path) -> int:
     return index
 
 
-def ccd_extensions(path: str | os.PathLike) -> list[str | int]:
-    """The CCD images of a multi-extension file with no IMAGE extension (a DECam Community Pipeline
-    ``ooi`` file: one image per CCD), by EXTNAME (their HDU index where unnamed); ``[]`` for a file
-    that holds one exposure. `read_info` and `read_exposure` read one of them with ``hdu=``."""
+def ccd_extensions(path: str | os.PathLike) -> list[str]:
+    """The CCD images of a multi-extension file (a DECam Community Pipeline ``ooi`` file): two or more
+    image extensions with distinct names (``N4``, ``S1``, ...), none of them an ``IMAGE`` plane nor
+    the primary HDU; ``[]`` for any other file (one exposure, or images that say nothing of what they
+    are: `read_info` refuses those as ambiguous). `read_info` and `read_exposure` read one of them
+    with ``hdu=``."""
     path = Path(path)
     with _reading(path), _open(path) as hdul:
         by_name, by_type = _roles(hdul, path)
         if "IMAGE" in by_name or "IMAGE" in by_type:
             return []
         images = _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
-        if len(images) < 2:
+        names = [hdul[i].name.strip().upper() for i in images]
+        if len(images) < 2 or 0 in images or not all(names) or len(set(names)) < len(names):
             return []
-        names = [hdul[i].name.strip() for i in images]
-        unique = all(n and n.upper() != "PRIMARY" and names.count(n) == 1 for n in names)
-        return [n if unique else i for n, i in zip(names, images, strict=True)]
+        return [hdul[i].name.strip() for i in images]
 
 
 @contextlib.contextmanager

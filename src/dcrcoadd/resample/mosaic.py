@@ -50,19 +50,20 @@ _BYTES_PER_PIXEL = 8 + 8 + 4 + 4 + 4 + 4
 PSF_SPREAD_WARNING = 0.10
 
 
-def _check_members(warps: Sequence[Exposure], sources: Sequence[str]) -> None:
+def _check_members(warps: Sequence[Exposure], sources: Sequence[str], calibrated: Sequence[bool]) -> None:
     first = warps[0]
     if first.visit is None:
         raise InputError("has no visit metadata: only CCDs of one visit are combined", sources[0])
-    for warp, source in zip(warps[1:], sources[1:], strict=True):
+    for warp, source, cal in zip(warps[1:], sources[1:], calibrated[1:], strict=True):
         if warp.visit is None or warp.visit.id != first.visit.id:
             raise InputError(f"is not of visit {first.visit.id}, the visit of {sources[0]}", source)
         if warp.band != first.band:
             raise InputError(f"band {warp.band!r} differs from {sources[0]}'s {first.band!r} in visit "
                              f"{first.visit.id}", source)
-        if (warp.flux_calibration is None) != (first.flux_calibration is None):
-            this, other = ("not ", "") if warp.flux_calibration is None else ("", " not")
-            raise InputError(f"is {this}flux-calibrated and {sources[0]} of the same visit is{other}", source)
+        if cal != calibrated[0]:
+            this, other = ("", " not") if cal else ("not ", "")
+            raise InputError(f"is {this}flux-calibrated and {sources[0]} of the same visit is{other}: its "
+                             "pixels cannot be put in one unit", source)
 
 
 def _mean_psf(psfs: Sequence[Psf], weights: Sequence[float]) -> Psf:
@@ -82,11 +83,13 @@ def check_mosaic_memory(box: Box, n_ccds: int, visit_id: int) -> None:
     memory = physical_memory()
     if memory is not None and box.area * _BYTES_PER_PIXEL > memory:
         raise InputError(f"its {n_ccds} CCDs span {box.width}x{box.height} px of the grid, more than "
-                         "this machine's memory holds as one warp: give --grid a patch's file (only the "
-                         "CCDs that reach its box are warped)", f"visit {visit_id}")
+                         "this machine's memory holds as one warp: give only the CCD files that reach the "
+                         "patch (of a multi-extension file, --grid a patch's file reads only those)",
+                         f"visit {visit_id}")
 
 
-def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) -> Exposure:
+def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str],
+                 calibrated: Sequence[bool] | None = None) -> Exposure:
     """Combine warps of one visit's CCDs, all on ``grid``, into one warp (see the module notes).
 
     Parameters
@@ -96,6 +99,9 @@ def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) 
     grid : Grid
     sources : sequence of str
         The warps' files, for messages.
+    calibrated : sequence of bool, optional
+        Whether each warp's file gave a flux calibration (`dcrcoadd.io.ExposureInfo`: a file without
+        one is read with ``flux_calibration = 1``); default: where ``flux_calibration`` is not None.
 
     Returns
     -------
@@ -110,10 +116,12 @@ def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) 
     """
     if not warps:
         raise ValueError("no warps to combine")
-    _check_members(warps, sources)
     first = warps[0]
     if len(warps) == 1:
         return first
+    if calibrated is None:
+        calibrated = [w.flux_calibration is not None for w in warps]
+    _check_members(warps, sources, calibrated)
     box = first.bbox
     for warp in warps[1:]:
         box = box.union(warp.bbox)
@@ -128,8 +136,7 @@ def mosaic_visit(warps: Sequence[Exposure], grid: Grid, sources: Sequence[str]) 
     owner = np.full(box.shape, -1, dtype=np.int32)  # the first warp with data at each pixel
     counts = []
     for j, warp in enumerate(warps):
-        scale = 1.0 if first.flux_calibration is None else \
-            float(warp.flux_calibration / first.flux_calibration)
+        scale = float(warp.flux_calibration / first.flux_calibration) if calibrated[0] else 1.0
         image = warp.image.astype(np.float64) * scale
         variance = warp.variance.astype(np.float64) * scale**2
         good = (~warp.mask_of("NO_DATA") & np.isfinite(image) & np.isfinite(variance) & (variance > 0))

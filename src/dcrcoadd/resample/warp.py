@@ -72,7 +72,7 @@ from astropy.wcs.utils import pixel_to_pixel
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import PSF_ORIGIN_CARD, ccd_extensions, exposure_hdus, write_hdus
+from dcrcoadd.io.fits import PSF_ORIGIN_CARD, ExposureInfo, ccd_extensions, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import (
@@ -222,7 +222,7 @@ class _Member:
 
     index: int
     path: Path
-    hdu: str | int | None = None
+    hdu: str | None = None
 
     @property
     def label(self) -> str:
@@ -241,7 +241,11 @@ class _Task:
 
 
 def _error_message(exc: InputError, member: _Member) -> str:
-    message = str(exc) if str(member.path) in str(exc) else f"{member.path}: {exc}"
+    """One line naming the file, and the CCD of a multi-extension file."""
+    message = str(exc)
+    if member.label in message:
+        return message
+    message = message if str(member.path) in message else f"{member.path}: {message}"
     return message if member.hdu is None else f"{message} (its CCD {member.hdu})"
 
 
@@ -250,22 +254,23 @@ def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
     pools can run it). An exposure that fails is reported; the others of its visit still make the warp,
     and a multi-extension file whose other CCDs made it is warned about, not failed."""
     options = task.read_options or ReadOptions()
-    warps, done, errors = [], [], {}
+    warps, done, errors, calibrated = [], [], {}, []
     seeing_card = False
     for member in task.members:
         try:
+            info = options.read_info(member.path, member.hdu)
             exposure = options.read_exposure(member.path, hdu=member.hdu)
             warps.append(warp_exposure(exposure, task.grid, method=task.method, source=member.label))
             # a PSF HDU made from a seeing card stays a fallback: assemble measures the PSF from the stars
             # first, as it would for the original file (`dcrcoadd.io.fits.PSF_ORIGIN_CARD`)
-            seeing_card |= (exposure.psf is not None
-                            and options.read_info(member.path, member.hdu).psf_origin == "seeing card")
+            seeing_card |= exposure.psf is not None and info.psf_origin == "seeing card"
+            calibrated.append(info.flux_calibration is not None)  # (read without one: 1, image units)
             done.append(member)
         except InputError as exc:
             errors.setdefault(member.index, []).append(_error_message(exc, member))
     if warps:
         try:
-            warp = mosaic_visit(warps, task.grid, [m.label for m in done])
+            warp = mosaic_visit(warps, task.grid, [m.label for m in done], calibrated)
             hdus = exposure_hdus(warp)
             if warp.psf is not None and seeing_card:
                 hdus["PSF"].header[PSF_ORIGIN_CARD] = ("seeing card", "Gaussian of a seeing card, a fallback")
@@ -298,7 +303,7 @@ def _visit_of(exposure: Exposure) -> int | None:
     return None if exposure.visit is None else exposure.visit.id
 
 
-def _members(index: int, path: Path, options: ReadOptions) -> list[_Member]:
+def _members(index: int, path: Path) -> list[_Member]:
     """The exposures of one input file: itself, or each CCD of a multi-extension file."""
     try:
         extensions = ccd_extensions(path)
@@ -340,7 +345,7 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     read_options = read_options or ReadOptions()
     footprints = []
     unreadable: list[str] = []
-    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p), read_options)):
+    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
         try:
             info = read_options.read_info(member.path, member.hdu)
         except InputError as exc:
@@ -433,112 +438,133 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     log.info("%s", chosen.describe())
     out_dir = Path(out_dir)
     _prepare_outdir(out_dir)
-    outcomes: dict[int, WarpOutcome] = {}
     tasks: list[_Task] = []
-    options = read_options or ReadOptions()
+    headers = _Headers(read_options or ReadOptions())
+    # every outcome of each input file (a multi-extension file's CCDs may go to several warps)
+    reports: dict[int, list[WarpOutcome]] = {i: [] for i in range(len(paths))}
+
+    def fail(i: int, message: str) -> None:
+        log.info("%s", message)  # the outcome carries it; the command prints it once
+        reports[i].append(WarpOutcome(path=paths[i], error=message))
+
     used: dict[str, Path] = {}
     given: dict[Path, Path] = {}
     members: list[_Member] = []
     for i, path in enumerate(paths):
         key = path.resolve()
         if key in given:
-            outcomes[i] = WarpOutcome(path=path, error=f"{path}: given twice (also as {given[key]})")
-            log.info("%s", outcomes[i].error)
+            fail(i, f"{path}: given twice (also as {given[key]})")
             continue
         given[key] = path
-        found = _members(i, path, options)
-        if len(found) > 1:
-            found, outcome = _reaching(found, chosen, options)
-            if outcome is not None:
-                outcomes[i] = outcome
+        found = _members(i, path)
+        if found[0].hdu is not None:
+            n_ccds = len(found)
+            found = _reaching(found, chosen, headers)
+            if not found:
+                fail(i, f"{path}: none of its {n_ccds} CCDs reaches the grid's box {chosen.bbox} "
+                        f"({chosen.source})")
         members.extend(found)
-    for group in _visit_groups(members, options):
-        first = group[0]
-        name = f"{output_stem(first.path)}_warp.fits"
-        if len(group) > 1:
-            name = f"visit{_visit_id(first, options)}_warp.fits"
+    for group in _visit_groups(members, headers):
+        name = _warp_name(group, headers)
+        indices = list(dict.fromkeys(m.index for m in group))
         if name in used:
-            for i in dict.fromkeys(m.index for m in group):
-                message = f"{paths[i]}: its output name {name} is already taken by {used[name]}"
-                log.info("%s", message)  # the outcome carries it; the command prints it once
-                outcomes[i] = WarpOutcome(path=paths[i], error=message)
+            for i in indices:
+                fail(i, f"{paths[i]}: its output name {name} is already taken by {used[name]}")
             continue
-        used[name] = first.path
-        try:
-            if len(group) > 1:
-                check_mosaic_memory(_footprint_union(group, chosen, options), len(group),
-                                    _visit_id(first, options))
-        except InputError as exc:
-            for i in dict.fromkeys(m.index for m in group):
-                outcomes[i] = WarpOutcome(path=paths[i], error=f"{paths[i]}: {exc}")
-                log.info("%s", outcomes[i].error)
-            continue
+        used[name] = group[0].path
+        if len(group) > 1:
+            try:
+                check_mosaic_memory(_footprint_union(group, chosen, headers), len(group),
+                                    headers.visit_id(group[0]))
+            except InputError as exc:
+                for i in indices:
+                    fail(i, f"{paths[i]}: {exc}")
+                continue
         tasks.append(_Task(members=tuple(group), out_path=out_dir / name, grid=chosen, method=method,
                            read_options=read_options))
-    results: dict[int, list[WarpOutcome]] = {}
     for pairs in (mapper or serial_map)(_warp_file, tasks):
         for i, outcome in pairs:
-            results.setdefault(i, []).append(outcome)
-    for i, found in results.items():
-        # (a multi-extension file whose CCDs are of several visits, or reach several warps: ok if any is)
-        ok = [o for o in found if o.ok]
-        outcomes[i] = ok[0] if ok else found[0]
-    return [outcomes[i] for i in range(len(paths))]
+            reports[i].append(outcome)
+    # a file's outcome: its first failure (whatever else of it was written: the command fails), else
+    # its first warp
+    return [next((o for o in found if not o.ok), found[0]) for found in reports.values()]
 
 
-def _reaching(members: list[_Member], grid: Grid,
-              options: ReadOptions) -> tuple[list[_Member], WarpOutcome | None]:
-    """The CCDs of a multi-extension file that reach the grid's box (all when it has none); with none,
-    the file's failed outcome."""
+class _Headers:
+    """Each exposure's `ExposureInfo`, read once (None where it cannot be: warping it says why)."""
+
+    def __init__(self, options: ReadOptions):
+        self.options = options
+        self._infos: dict[tuple[Path, str | None], ExposureInfo | None] = {}
+
+    def info(self, member: _Member) -> ExposureInfo | None:
+        key = (member.path, member.hdu)
+        if key not in self._infos:
+            try:
+                self._infos[key] = self.options.read_info(member.path, member.hdu)
+            except InputError:
+                self._infos[key] = None
+        return self._infos[key]
+
+    def visit_id(self, member: _Member) -> int | None:
+        info = self.info(member)
+        return None if info is None or info.visit is None else info.visit.id
+
+    def footprint(self, member: _Member, grid: Grid) -> Box | None:
+        """The box of ``grid`` the exposure's footprint touches; None where its header cannot say."""
+        info = self.info(member)
+        if info is None or info.wcs is None:
+            return None
+        try:
+            return footprint_box(grid, info.wcs.celestial, info.bbox.shape)
+        except ValueError:
+            return None
+
+
+def _warp_name(group: Sequence[_Member], headers: _Headers) -> str:
+    """``visit<ID>_warp.fits`` for the CCDs of a visit (several files, or CCDs of a multi-extension
+    file, however many of them reach the grid); else ``<stem>_warp.fits`` (a CCD without a visit id
+    ``<stem>_<CCD>_warp.fits``)."""
+    first = group[0]
+    visit_id = headers.visit_id(first)
+    if visit_id is not None and (len(group) > 1 or first.hdu is not None):
+        return f"visit{visit_id}_warp.fits"
+    if first.hdu is not None:
+        return f"{output_stem(first.path)}_{first.hdu}_warp.fits"
+    return f"{output_stem(first.path)}_warp.fits"
+
+
+def _reaching(members: list[_Member], grid: Grid, headers: _Headers) -> list[_Member]:
+    """The CCDs of a multi-extension file that reach the grid's box (all when it has none, and those
+    whose header cannot say: warping them reports why)."""
     if grid.bbox is None:
-        return members, None
+        return members
     reaching = []
     for member in members:
-        try:
-            info = options.read_info(member.path, member.hdu)
-            box = None if info.wcs is None else footprint_box(grid, info.wcs.celestial, info.bbox.shape)
-            if box is None or box.overlaps(grid.bbox):
-                reaching.append(member)
-        except (InputError, ValueError):
-            reaching.append(member)  # (warping it reports the problem)
-    path = members[0].path
-    log.info("%s: %d of its %d CCDs reach the grid's box %s", path, len(reaching), len(members), grid.bbox)
-    if reaching:
-        return reaching, None
-    return [], WarpOutcome(path=path, error=f"{path}: none of its {len(members)} CCDs reaches the grid's "
-                                            f"box {grid.bbox} ({grid.source})")
+        box = headers.footprint(member, grid)
+        if box is None or box.overlaps(grid.bbox):
+            reaching.append(member)
+    log.info("%s: %d of its %d CCDs reach the grid's box %s", members[0].path, len(reaching), len(members),
+             grid.bbox)
+    return reaching
 
 
-def _footprint_union(members: Sequence[_Member], grid: Grid, options: ReadOptions) -> Box:
+def _footprint_union(members: Sequence[_Member], grid: Grid, headers: _Headers) -> Box:
     """The box of the grid the exposures' footprints touch (from their headers; those that cannot give
     one are left out: warping them reports why)."""
     union = None
     for member in members:
-        try:
-            info = options.read_info(member.path, member.hdu)
-            box = footprint_box(grid, info.wcs.celestial, info.bbox.shape) if info.wcs is not None else None
-        except (InputError, ValueError):
-            box = None
+        box = headers.footprint(member, grid)
         if box is not None:
             union = box if union is None else union.union(box)
     return union if union is not None else Box(0, 0, 0, 0)
 
 
-def _visit_id(member: _Member, options: ReadOptions) -> int | None:
-    """The visit id in the exposure's headers; None when it has none or cannot be read (its task says
-    why)."""
-    try:
-        visit = options.read_info(member.path, member.hdu).visit
-    except InputError:
-        return None
-    return None if visit is None else visit.id
-
-
-def _visit_groups(members: Sequence[_Member], options: ReadOptions) -> list[list[_Member]]:
+def _visit_groups(members: Sequence[_Member], headers: _Headers) -> list[list[_Member]]:
     """The exposures by visit, in input order: those of one visit (its CCDs) make one warp, one without
     a visit id one of its own."""
     groups: dict[object, list[_Member]] = {}
     for k, member in enumerate(members):
-        visit_id = _visit_id(member, options)
+        visit_id = headers.visit_id(member)
         groups.setdefault(("exposure", k) if visit_id is None else visit_id, []).append(member)
     return list(groups.values())

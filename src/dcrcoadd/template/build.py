@@ -682,7 +682,7 @@ class TemplateOutcome:
     diff_path: Path | None = None
     visit_id: int | None = None
     error: str | None = None
-    hdu: str | int | None = None  # the CCD of a multi-extension file
+    hdu: str | None = None  # the CCD of a multi-extension file
 
     @property
     def ok(self) -> bool:
@@ -828,7 +828,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     inputs = {_resolved(p): p for p in paths if products[p] is None}
     seen: set[Path] = set()
 
-    def one(path: Path, hdu: str | int | None) -> TemplateOutcome:
+    def one(path: Path, hdu: str | None) -> TemplateOutcome:
         """The template (and difference) of one science exposure: a file, or one CCD ``hdu`` of it."""
         stem = output_stem(path) if hdu is None else f"{output_stem(path)}_{hdu}"
         source = str(path) if hdu is None else f"{path}[{hdu}]"
@@ -893,7 +893,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     return outcomes
 
 
-def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: str | int) -> bool:
+def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: str) -> bool:
     """Whether a CCD's footprint (its corners and edge midpoints, from its header) reaches the model's
     box; True where its header cannot say (making its template reports why)."""
     try:
