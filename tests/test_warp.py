@@ -20,7 +20,7 @@ from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo, altitude_from_airmass
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_exposure, write_exposure
-from dcrcoadd.resample import Grid, grid_from_file, warp_exposure, warp_exposures, warp_psf
+from dcrcoadd.resample import Grid, choose_grid, grid_from_file, warp_exposure, warp_exposures, warp_psf
 from dcrcoadd.resample.command import add_warp_parser, cmd_warp
 
 pytest.importorskip("reproject")
@@ -553,7 +553,8 @@ def test_a_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
     assert outcomes[0].bbox.width == SPLIT
     far = Grid(wcs_a(), bbox=Box(500, 500, 10, 10), source="far.fits")
     outcomes = warp_exposures([path], tmp_path / "far", grid=far)
-    assert outcomes[0].error == f"{path}: none of its 2 CCDs reaches the grid's box {far.bbox} (far.fits)"
+    assert outcomes[0].ok and outcomes[0].warp_path is None
+    assert outcomes[0].skipped == f"none of its 2 CCDs reaches the grid's box {far.bbox} (far.fits)"
 
 
 def test_a_multi_extension_file_chooses_the_grid_from_all_its_ccds(tmp_path):
@@ -582,12 +583,16 @@ def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path
 
     _, path = mef_file(tmp_path)
     monkeypatch.setattr(mosaic, "physical_memory", lambda: 100 * 1024)  # (the two CCDs need 210 kB)
+    from dcrcoadd.resample.grid import patch_grid
+
+    # (on a patch the CCDs are cut to it: 8x8 px of them fit)
+    (outcome,) = warp_exposures([path], tmp_path / "patch", grid=patch_grid(150.1, 2.2, (8, 8), 0.2))
+    assert outcome.ok and read_exposure(outcome.warp_path).shape == (8, 8)
     monkeypatch.setattr(ReadOptions, "read_exposure", lambda *a, **k: pytest.fail("a CCD was read"))
     (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
     assert outcome.error == (f"{path}: visit 500: its 2 CCDs span {SHAPE[1]}x{SHAPE[0]} px of the grid, "
-                             "more than this machine's memory holds as one warp: give only the CCD files "
-                             "that reach the patch (of a multi-extension file, --grid a patch's file reads "
-                             "only those)")
+                             "more than this machine's memory holds as one warp: warp onto a patch "
+                             "(--center, --size), which reads only the CCDs that reach it")
 
 
 def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tmp_path):
@@ -697,3 +702,48 @@ def test_images_that_do_not_say_they_are_ccds_stay_ambiguous(tmp_path):
     assert ccd_extensions(path) == []
     (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
     assert "no IMAGE extension says which of its 2 images is the exposure" in outcome.error
+
+
+# -- a patch: --center and --size -----------------------------------------------------------------
+
+def test_a_patch_grid_is_north_up_about_its_centre():
+    from dcrcoadd.resample.grid import patch_grid
+
+    grid = patch_grid(150.1, 2.2, (40, 30), 0.25)
+    assert grid.clip and grid.bbox == Box(0, 0, 40, 30)
+    ra, dec = grid.wcs.pixel_to_world_values(19.5, 14.5)  # the middle of the patch
+    assert (ra, dec) == (pytest.approx(150.1), pytest.approx(2.2))
+    ra_east, _ = grid.wcs.pixel_to_world_values(18.5, 14.5)  # one pixel left: east, RA grows
+    assert (ra_east - 150.1) * 3600 * np.cos(np.radians(2.2)) == pytest.approx(0.25, rel=1e-4)
+    with pytest.raises(InputError, match="not on the sky"):
+        patch_grid(150.1, 95.0, (40, 30), 0.25)
+
+
+def test_warps_are_cut_to_the_patch_and_exposures_that_miss_it_skipped(tmp_path, capsys):
+    paths = write_pair(tmp_path / "in")
+    far_wcs = tan_wcs(crval=(151.0, 2.2), crpix=(42.5, 40.5))
+    paths.append(write_exposure(exposure(far_wcs, 7), tmp_path / "in" / "far.fits"))
+    patch = choose_grid(paths, center=(150.1, 2.2), size=(52, 50))
+    outcomes = warp_exposures(paths, tmp_path / "out", grid=patch)
+    assert [o.ok for o in outcomes] == [True, True, True] and outcomes[2].warp_path is None
+    assert outcomes[2].skipped == "it misses the patch about RA 150.100000 Dec +2.200000"
+    for o in outcomes[:2]:
+        warp = read_exposure(o.warp_path)
+        assert Box(0, 0, 52, 50).contains(warp.bbox) and warp.bbox.area > 0.8 * 52 * 50
+        assert warp.wcs.pixel_to_world_values(25.5 - warp.bbox.x0, 24.5 - warp.bbox.y0) == (
+            pytest.approx(150.1), pytest.approx(2.2))
+        for ra, dec in STARS:  # (all well inside the patch, 10" across)
+            assert centroid_and_flux(warp, ra, dec, radius=6.0)[2] == pytest.approx(FLUX, rel=0.01)
+
+    assert run_cli(["warp", *map(str, paths), "--center", "10:00:24,+02:12:00", "--size", "40,36",
+                    "--out", str(tmp_path / "cli")]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {paths[2]}: it misses the patch about RA 150.100000" in out and out.count("wrote ") == 2
+    assert "0.2000 arcsec/px, 40x36 px, centre RA 150.100000 Dec +2.200000" in out  # (the finest input's)
+    assert run_cli(["warp", str(paths[2]), "--center", "150.1,2.2", "--size", "40",
+                    "--out", str(tmp_path / "none")]) == 2
+    assert "error: warp: none of the 1 exposures reaches the patch" in capsys.readouterr().err
+    with pytest.raises(InputError, match="needs both its centre"):
+        choose_grid(paths, center=(150.1, 2.2))
+    with pytest.raises(InputError, match="either a grid or a patch"):
+        choose_grid(paths, grid=paths[0], center=(150.1, 2.2), size=(4, 4))

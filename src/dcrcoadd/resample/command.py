@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import astropy.units as u
+
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
 from dcrcoadd.io.paths import expand_paths, remove_if_empty
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
@@ -28,6 +30,36 @@ def _positive_arcsec(text: str) -> float:
     return value
 
 
+def _sky_position(text: str) -> tuple[float, float]:
+    """``RA,DEC`` in degrees, or sexagesimal (``10:00:28.6,+02:12:21``: RA in hours)."""
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected RA,DEC (degrees, or h:m:s,d:m:s), got {text!r}")
+    try:
+        return float(parts[0]), float(parts[1])
+    except ValueError:
+        pass
+    from astropy.coordinates import SkyCoord
+
+    try:
+        c = SkyCoord(parts[0], parts[1], unit=(u.hourangle, u.deg))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RA,DEC (degrees, or h:m:s,d:m:s), got {text!r}") from None
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+def _patch_size(text: str) -> tuple[int, int]:
+    """``N`` or ``NX,NY`` pixels."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected N or NX,NY (whole pixels), got {text!r}")
+    return (values[0], values[-1])
+
+
 def add_warp_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``warp`` to the subcommands of the ``dcrcoadd`` parser; returns its parser."""
     p = subparsers.add_parser(
@@ -43,7 +75,13 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                    help="take the grid from this FITS file's celestial WCS (a warp, a coadd, ...); "
                         "default: chosen from the inputs' footprints")
     g.add_argument("--pixel-scale", type=_positive_arcsec, metavar="ARCSEC",
-                   help="pixel side of the grid chosen from the footprints (default the finest input's)")
+                   help="pixel side of the grid chosen from the footprints, or of the patch (default the "
+                        "finest input's)")
+    p.add_argument("--center", type=_sky_position, metavar="RA,DEC",
+                   help="instead, a north-up patch about this sky position (degrees, or h:m:s,d:m:s) of "
+                        "--size pixels: warps are cut to it, exposures that miss it skipped")
+    p.add_argument("--size", type=_patch_size, metavar="N[,NY]", help="the patch's size in pixels (with "
+                   "--center)")
     p.add_argument("--method", choices=RESAMPLE_METHODS, default=DEFAULT_METHOD,
                    help="reproject_exact (default: exact overlaps, least PSF broadening) or "
                         "reproject_adaptive with conserve_flux=True")
@@ -61,7 +99,8 @@ def cmd_warp(args: argparse.Namespace) -> int:
     paths = expand_paths(args.exposures, "exposures")
     mapper = make_mapper(getattr(args, "workers", None), getattr(args, "scheduler", None))
     options = read_options_from_args(args)
-    grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options)
+    grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options,
+                       center=args.center, size=args.size)
     print(f"grid: {grid.describe()}")
     out = Path(args.out)
     created = not out.exists()
@@ -71,17 +110,22 @@ def cmd_warp(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if not o.ok]
     files_of: dict[Path, int] = {}
     for o in outcomes:
-        if o.ok:
+        if o.warp_path is not None:
             files_of[o.warp_path] = files_of.get(o.warp_path, 0) + 1
     for o in outcomes:
+        if o.skipped:
+            print(f"skipped {o.path}: {o.skipped}")
         if not o.ok:
             print(f"error: {o.error}", file=sys.stderr)
-        elif o.warp_path in files_of:  # (a visit's CCD files share one warp: said once)
+        elif o.warp_path is not None and o.warp_path in files_of:  # (a visit's CCD files share one warp)
             n = files_of.pop(o.warp_path)
             what = f"; {n} files of visit {o.visit_id}" if n > 1 else ""
             box = o.bbox
             print(f"wrote {o.warp_path}  ({box.width}x{box.height} at x0={box.x0}, y0={box.y0}{what})")
     if failed:
         print(f"error: warp: {len(failed)} of {len(outcomes)} exposures failed", file=sys.stderr)
+        return 2
+    if not any(o.warp_path for o in outcomes):
+        print(f"error: warp: none of the {len(outcomes)} exposures reaches {grid.source}", file=sys.stderr)
         return 2
     return 0

@@ -17,7 +17,10 @@ Two ways to choose it:
 - `grid_from_file`: the celestial WCS of any FITS file (an earlier warp, a
   coadd, ...), with its ``LTV1/LTV2`` origin, so new warps land on the same
   lattice as the file's. The lattice is not clipped to the file's extent:
-  a warp covers its whole exposure (restrict the coadd with ``assemble --box``).
+  a warp covers its whole exposure (restrict the coadd with ``assemble --box``);
+- `patch_grid`: a patch, ``--center`` and ``--size`` (SWarp's ``CENTER`` and
+  ``IMAGE_SIZE``): a north-up TAN grid about a sky position, to whose box the
+  warps are cut; exposures that miss it are skipped.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from dcrcoadd.core.exposure import shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
 
-__all__ = ["Grid", "footprint_box", "grid_from_file", "optimal_grid", "pixel_scale_arcsec"]
+__all__ = ["Grid", "footprint_box", "grid_from_file", "optimal_grid", "patch_grid", "pixel_scale_arcsec"]
 
 log = logging.getLogger("dcrcoadd.resample.grid")
 
@@ -58,11 +61,14 @@ class Grid:
         pixels for `grid_from_file`); warps are not clipped to it.
     source : str
         Where the grid came from, for logs and messages.
+    clip : bool
+        Warps are cut to ``bbox`` (a patch, `patch_grid`), and exposures that miss it skipped.
     """
 
     wcs: WCS
     bbox: Box | None = None
     source: str = "grid"
+    clip: bool = False
 
     def __post_init__(self):
         # The grid travels to worker processes as header text (how astropy pickles a WCS), which
@@ -73,7 +79,7 @@ class Grid:
         object.__setattr__(self, "wcs", _wcs_from_header(header))
 
     def __reduce__(self):
-        return (_restore_grid, (self._header, self.bbox, self.source))
+        return (_restore_grid, (self._header, self.bbox, self.source, self.clip))
 
     @property
     def pixel_scale(self) -> float:
@@ -98,10 +104,10 @@ def _wcs_from_header(text: str) -> WCS:
         return WCS(fits.Header.fromstring(text), naxis=2)
 
 
-def _restore_grid(header: str, bbox: Box | None, source: str) -> Grid:
+def _restore_grid(header: str, bbox: Box | None, source: str, clip: bool = False) -> Grid:
     grid = object.__new__(Grid)
     for name, value in (("wcs", _wcs_from_header(header)), ("_header", header), ("bbox", bbox),
-                        ("source", source)):
+                        ("source", source), ("clip", clip)):
         object.__setattr__(grid, name, value)
     return grid
 
@@ -152,6 +158,37 @@ def optimal_grid(footprints: Sequence[tuple[tuple[int, int], WCS]], *,
     wcs, (ny, nx) = find_optimal_celestial_wcs([(tuple(shape), w.celestial) for shape, w in footprints],
                                                resolution=resolution, projection="TAN")
     return Grid(wcs=wcs, bbox=Box(0, 0, int(nx), int(ny)), source="the inputs' footprints")
+
+
+def patch_grid(ra: float, dec: float, size: tuple[int, int], pixel_scale: u.Quantity | float) -> Grid:
+    """A patch: a north-up gnomonic (TAN) grid of ``size = (nx, ny)`` pixels of ``pixel_scale``
+    (an angle, or arcseconds) centred on ``(ra, dec)`` (degrees), to which warps are cut (`Grid.clip`).
+
+    Raises
+    ------
+    InputError
+        A centre off the sky or a size that is not a positive number of pixels (below `_MAX_PATCH_SIDE`).
+    """
+    if not (math.isfinite(ra) and math.isfinite(dec) and -90.0 <= dec <= 90.0):
+        raise InputError(f"centre (RA {ra}, Dec {dec}) is not on the sky: RA and Dec in degrees, Dec within "
+                         "+-90", "--center")
+    nx, ny = (int(v) for v in size)
+    if not (0 < nx <= _MAX_PATCH_SIDE and 0 < ny <= _MAX_PATCH_SIDE) or (nx, ny) != tuple(size):
+        raise InputError(f"patch size {size} must be whole numbers of pixels from 1 to {_MAX_PATCH_SIDE}",
+                         "--size")
+    scale = _as_arcsec(pixel_scale) / 3600.0
+    wcs = WCS(naxis=2)
+    wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    wcs.wcs.crval = [ra % 360.0, dec]
+    wcs.wcs.crpix = [(nx + 1) / 2.0, (ny + 1) / 2.0]  # (FITS 1-based: the centre of the patch)
+    wcs.wcs.cdelt = [-scale, scale]  # north up, east left
+    wcs.wcs.radesys = "ICRS"
+    return Grid(wcs=wcs, bbox=Box(0, 0, nx, ny), source=f"the patch about RA {ra % 360.0:.6f} Dec {dec:+.6f}",
+                clip=True)
+
+
+#: Largest side of a patch (`patch_grid`), in pixels: a 65536² float32 plane is 16 GiB.
+_MAX_PATCH_SIDE = 65536
 
 
 def _celestial_wcs(header: fits.Header) -> WCS | None:

@@ -83,8 +83,8 @@ def check_mosaic_memory(box: Box, n_ccds: int, visit_id: int) -> None:
     memory = physical_memory()
     if memory is not None and box.area * _BYTES_PER_PIXEL > memory:
         raise InputError(f"its {n_ccds} CCDs span {box.width}x{box.height} px of the grid, more than "
-                         "this machine's memory holds as one warp: give only the CCD files that reach the "
-                         "patch (of a multi-extension file, --grid a patch's file reads only those)",
+                         "this machine's memory holds as one warp: warp onto a patch (--center, --size), "
+                         "which reads only the CCDs that reach it",
                          f"visit {visit_id}")
 
 

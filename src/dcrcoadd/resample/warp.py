@@ -85,7 +85,14 @@ from dcrcoadd.ops.resample import (
     warp_psf,
 )
 from dcrcoadd.parallel import serial_map
-from dcrcoadd.resample.grid import Grid, footprint_box, grid_from_file, optimal_grid
+from dcrcoadd.resample.grid import (
+    Grid,
+    footprint_box,
+    grid_from_file,
+    optimal_grid,
+    patch_grid,
+    pixel_scale_arcsec,
+)
 from dcrcoadd.resample.mosaic import check_mosaic_memory, mosaic_visit
 
 __all__ = ["DEFAULT_METHOD", "PSF_TOLERANCE", "WarpOutcome", "choose_grid", "local_jacobian",
@@ -148,6 +155,10 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
     except ValueError:
         raise InputError(f"its footprint does not map onto the grid ({grid.source}): too far from the "
                          "grid's tangent point", source) from None
+    if grid.clip and grid.bbox is not None:
+        box = box.intersection(grid.bbox)
+        if box.is_empty:
+            raise InputError(f"misses the patch ({grid.source}, {grid.bbox})", source)
     wcs_out = grid.wcs_for(box)
     # output pixel corners in input pixels: areas r, and each output pixel centre's input pixel
     xc, yc = corner_grid(wcs_out, wcs_in, box.shape)
@@ -201,7 +212,8 @@ def _centre_on(wcs_in: WCS, wcs_out: WCS, shape: tuple[int, int]) -> tuple[float
 class WarpOutcome:
     """What happened to one exposure file in `warp_exposures`.
 
-    ``error`` is the one-line reason it failed (naming the file), else None.
+    ``error`` is the one-line reason it failed (naming the file), else None; ``skipped`` why a file
+    that did not fail has no warp (none of it reaches the grid's box where it counts).
     """
 
     path: Path
@@ -209,6 +221,7 @@ class WarpOutcome:
     visit_id: int | None = None
     bbox: Box | None = None
     error: str | None = None
+    skipped: str | None = None  # why nothing of it was warped (it misses the patch), not a failure
 
     @property
     def ok(self) -> bool:
@@ -314,7 +327,8 @@ def _members(index: int, path: Path) -> list[_Member]:
 
 def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.PathLike | None = None,
                 pixel_scale: u.Quantity | float | None = None,
-                read_options: ReadOptions | None = None) -> Grid:
+                read_options: ReadOptions | None = None,
+                center: tuple[float, float] | None = None, size: tuple[int, int] | None = None) -> Grid:
     """The grid `warp_exposures` uses for these files.
 
     Parameters
@@ -327,22 +341,36 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         A grid, or a FITS file to take it from (`grid_from_file`).
     pixel_scale : Quantity or float, optional
         Pixel side (an angle, or arcseconds) of the grid chosen from the
-        footprints; not with ``grid``.
+        footprints, or of the patch; not with ``grid``.
     read_options : ReadOptions, optional
         How the files' headers are read (instrument, header map).
+    center, size : optional
+        A patch instead (`patch_grid`): its centre ``(ra, dec)`` in degrees and its
+        ``(nx, ny)`` pixels, at ``pixel_scale`` (default the finest input's); warps are
+        cut to it.
 
     Raises
     ------
     InputError
-        Both ``grid`` and ``pixel_scale``, an unusable grid file, or no file with a WCS.
+        Both ``grid`` and ``pixel_scale`` (or a patch), an unusable grid file or patch, or no
+        file with a WCS.
     """
     if grid is not None and pixel_scale is not None:
         raise InputError("give either a grid or a pixel scale, not both", "warp")
+    if grid is not None and center is not None:
+        raise InputError("give either a grid or a patch (--center, --size), not both", "warp")
+    if (center is None) != (size is None):
+        raise InputError("a patch needs both its centre (--center) and its size (--size)",
+                         "--center" if size is None else "--size")
     if isinstance(grid, Grid):
         return grid
     if grid is not None:
         return grid_from_file(grid)
     read_options = read_options or ReadOptions()
+    if center is not None:
+        if pixel_scale is None:
+            pixel_scale = _finest_scale(paths, read_options)
+        return patch_grid(center[0], center[1], size, pixel_scale)
     footprints = []
     unreadable: list[str] = []
     for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
@@ -367,6 +395,22 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         log.warning("the grid is only %d x %d px over the inputs' footprints: its pixel scale is much "
                     "coarser than theirs", nx, ny)
     return chosen
+
+
+def _finest_scale(paths: Iterable[str | os.PathLike], read_options: ReadOptions) -> float:
+    """The finest pixel scale (arcsec) of the exposures whose headers give a WCS."""
+    scales = []
+    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
+        try:
+            info = read_options.read_info(member.path, member.hdu)
+        except InputError:
+            continue
+        if info.wcs is not None:
+            scales.append(pixel_scale_arcsec(info.wcs))
+    if not scales:
+        raise InputError("no exposure with a readable WCS to take the patch's pixel scale from: give "
+                         "--pixel-scale", "warp")
+    return min(scales)
 
 
 #: A grid chosen from a pixel scale is refused above this many pixels (a 4-GB float32 plane: usually a
@@ -457,12 +501,13 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             continue
         given[key] = path
         found = _members(i, path)
-        if found[0].hdu is not None:
+        if found[0].hdu is not None or chosen.clip:
+            # (CCDs of a multi-extension file, or any exposure for a patch: only those that reach it)
             n_ccds = len(found)
             found = _reaching(found, chosen, headers)
             if not found:
-                fail(i, f"{path}: none of its {n_ccds} CCDs reaches the grid's box {chosen.bbox} "
-                        f"({chosen.source})")
+                reports[i].append(WarpOutcome(path=path, skipped=_missed(path, n_ccds, chosen)))
+                log.info("%s: skipped: %s", path, reports[i][-1].skipped)
         members.extend(found)
     for group in _visit_groups(members, headers):
         name = _warp_name(group, headers)
@@ -486,8 +531,14 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
         for i, outcome in pairs:
             reports[i].append(outcome)
     # a file's outcome: its first failure (whatever else of it was written: the command fails), else
-    # its first warp
-    return [next((o for o in found if not o.ok), found[0]) for found in reports.values()]
+    # its first warp, else why it was skipped
+    return [next((o for o in found if not o.ok), next((o for o in found if o.warp_path), found[0]))
+            for found in reports.values()]
+
+
+def _missed(path: Path, n_ccds: int, grid: Grid) -> str:
+    what = "it misses" if n_ccds == 1 else f"none of its {n_ccds} CCDs reaches"
+    return f"{what} {grid.source}" if grid.clip else f"{what} the grid's box {grid.bbox} ({grid.source})"
 
 
 class _Headers:
@@ -511,14 +562,16 @@ class _Headers:
         return None if info is None or info.visit is None else info.visit.id
 
     def footprint(self, member: _Member, grid: Grid) -> Box | None:
-        """The box of ``grid`` the exposure's footprint touches; None where its header cannot say."""
+        """The box of ``grid`` the exposure's footprint touches (within a patch: as it is cut); None
+        where its header cannot say."""
         info = self.info(member)
         if info is None or info.wcs is None:
             return None
         try:
-            return footprint_box(grid, info.wcs.celestial, info.bbox.shape)
+            box = footprint_box(grid, info.wcs.celestial, info.bbox.shape)
         except ValueError:
             return None
+        return box.intersection(grid.bbox) if grid.clip and grid.bbox is not None else box
 
 
 def _warp_name(group: Sequence[_Member], headers: _Headers) -> str:
@@ -535,8 +588,8 @@ def _warp_name(group: Sequence[_Member], headers: _Headers) -> str:
 
 
 def _reaching(members: list[_Member], grid: Grid, headers: _Headers) -> list[_Member]:
-    """The CCDs of a multi-extension file that reach the grid's box (all when it has none, and those
-    whose header cannot say: warping them reports why)."""
+    """The exposures (CCDs of a multi-extension file, a file for a patch) that reach the grid's box
+    (all when it has none, and those whose header cannot say: warping them reports why)."""
     if grid.bbox is None:
         return members
     reaching = []
@@ -544,8 +597,9 @@ def _reaching(members: list[_Member], grid: Grid, headers: _Headers) -> list[_Me
         box = headers.footprint(member, grid)
         if box is None or box.overlaps(grid.bbox):
             reaching.append(member)
-    log.info("%s: %d of its %d CCDs reach the grid's box %s", members[0].path, len(reaching), len(members),
-             grid.bbox)
+    if len(members) > 1:
+        log.info("%s: %d of its %d CCDs reach the grid's box %s", members[0].path, len(reaching),
+                 len(members), grid.bbox)
     return reaching
 
 
