@@ -51,9 +51,12 @@ Metadata
 
 Output
     ``OUT/<stem>_warp.fits`` in the dcrcoadd exposure format, written
-    atomically, covering the box of grid pixels the exposure touches, with that
-    box's first pixel as origin (``LTV1/LTV2``): ``dcrcoadd assemble OUT``
-    stacks the warps as they are.
+    atomically, covering the box of grid pixels the exposure touches (cut to a
+    patch, `dcrcoadd.resample.grid.patch_grid`), with that box's first pixel as
+    origin (``LTV1/LTV2``): ``dcrcoadd assemble OUT`` stacks the warps as they
+    are. The exposures of one visit (CCD files, or the CCDs of a multi-extension
+    file, `dcrcoadd.io.fits.ccd_extensions`) make one warp,
+    ``OUT/visit<ID>_warp.fits`` (`dcrcoadd.resample.mosaic`).
 """
 
 from __future__ import annotations
@@ -506,7 +509,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             n_ccds = len(found)
             found = _reaching(found, chosen, headers)
             if not found:
-                reports[i].append(WarpOutcome(path=path, skipped=_missed(path, n_ccds, chosen)))
+                reports[i].append(WarpOutcome(path=path, skipped=_missed(n_ccds, chosen)))
                 log.info("%s: skipped: %s", path, reports[i][-1].skipped)
         members.extend(found)
     for group in _visit_groups(members, headers):
@@ -536,7 +539,8 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             for found in reports.values()]
 
 
-def _missed(path: Path, n_ccds: int, grid: Grid) -> str:
+def _missed(n_ccds: int, grid: Grid) -> str:
+    """Why an input file has no warp: it, or each of its CCDs, misses the grid's box."""
     what = "it misses" if n_ccds == 1 else f"none of its {n_ccds} CCDs reaches"
     return f"{what} {grid.source}" if grid.clip else f"{what} the grid's box {grid.bbox} ({grid.source})"
 
