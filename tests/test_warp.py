@@ -632,6 +632,15 @@ def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tm
         assert t.shape == ta.shape
         np.testing.assert_allclose(t.image, ta.image, rtol=1e-5, atol=1e-3)
         assert o.diff_path.exists()
+    def broken(hdus):  # (N2's WCS matrix singular)
+        for key in ("PC1_1", "PC1_2", "PC2_1", "PC2_2", "CD1_1", "CD1_2", "CD2_1", "CD2_2"):
+            if key in hdus[2].header:
+                hdus[2].header[key] = 0.0
+
+    bad = _edit_mef(mef, broken, "bad_ooi.fits")
+    first, second = build_templates(model_path, [bad], tmp_path / "bad", given_psf_fwhm=fwhm)
+    assert first.ok and second.error.startswith(f"{bad}: invalid WCS in IMAGE header")
+    assert second.error.endswith("(its CCD N2)") and second.error.count(str(bad)) == 1
     off_path = tmp_path / "sci" / "off_ooi.fits"
     (off,) = build_templates(model_path, [off_path], tmp_path / "off")
     assert off.error == f"{off_path}: none of its 2 CCDs overlaps the model's footprint"

@@ -861,7 +861,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                 out.unlink(missing_ok=True)
             if isinstance(exc, OSError):
                 exc = InputError(f"cannot write {outputs[len(written)]} ({exc.strerror or exc})", source)
-            message = str(exc) if source in str(exc) else f"{source}: {exc}"
+            message = str(exc)
+            if source not in message:  # (one line naming the file, and its CCD)
+                message = f"{message} (its CCD {hdu})" if str(path) in message else f"{source}: {message}"
             log.debug("%s", message)  # the outcome carries it; the command prints it once
             return TemplateOutcome(path=path, hdu=hdu, error=message)
         used[stem] = Path(source)
