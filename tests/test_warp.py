@@ -595,7 +595,7 @@ def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path
                              "(--center, --size), which reads only the CCDs that reach it")
 
 
-def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tmp_path):
+def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tmp_path, monkeypatch, capsys):
     from astropy.io import fits
 
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
@@ -643,7 +643,20 @@ def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tm
     assert second.error.endswith("(its CCD N2)") and second.error.count(str(bad)) == 1
     off_path = tmp_path / "sci" / "off_ooi.fits"
     (off,) = build_templates(model_path, [off_path], tmp_path / "off")
-    assert off.error == f"{off_path}: none of its 2 CCDs overlaps the model's footprint"
+    assert off.ok and off.skipped == "none of its 2 CCDs overlaps the model's footprint"
+    from dcrcoadd.cli import main
+
+    assert main(["template", str(model_path), str(off_path), "--out", str(tmp_path / "cli")]) == 2
+    captured = capsys.readouterr()
+    assert f"skipped {off_path}: none of its 2 CCDs overlaps" in captured.out
+    assert "error: template: none of the science exposures overlaps the model" in captured.err
+    # CCDs the header check lets through (a corner of a rotated CCD, an edge that only touches) but
+    # the model does not reach are left out too, not failed
+    import dcrcoadd.template.build as build
+
+    monkeypatch.setattr(build, "_reaches_model", lambda *a: True)
+    (off,) = build_templates(model_path, [off_path], tmp_path / "off2")
+    assert off.ok and off.skipped == "none of its 2 CCDs overlaps the model's footprint"
 
 
 def test_a_file_without_visit_metadata_is_warped_alone_as_before(tmp_path):
@@ -735,7 +748,7 @@ def test_warps_are_cut_to_the_patch_and_exposures_that_miss_it_skipped(tmp_path,
     patch = choose_grid(paths, center=(150.1, 2.2), size=(52, 50))
     outcomes = warp_exposures(paths, tmp_path / "out", grid=patch)
     assert [o.ok for o in outcomes] == [True, True, True] and outcomes[2].warp_path is None
-    assert outcomes[2].skipped == "it misses the patch about RA 150.100000 Dec +2.200000"
+    assert outcomes[2].skipped == "misses the patch about RA 150.100000 Dec +2.200000"
     for o in outcomes[:2]:
         warp = read_exposure(o.warp_path)
         assert Box(0, 0, 52, 50).contains(warp.bbox) and warp.bbox.area > 0.8 * 52 * 50
@@ -747,7 +760,7 @@ def test_warps_are_cut_to_the_patch_and_exposures_that_miss_it_skipped(tmp_path,
     assert run_cli(["warp", *map(str, paths), "--center", "10:00:24,+02:12:00", "--size", "40,36",
                     "--out", str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
-    assert f"skipped {paths[2]}: it misses the patch about RA 150.100000" in out and out.count("wrote ") == 2
+    assert f"skipped {paths[2]}: misses the patch about RA 150.100000" in out and out.count("wrote ") == 2
     assert "0.2000 arcsec/px, 40x36 px, centre RA 150.100000 Dec +2.200000" in out  # (the finest input's)
     assert run_cli(["warp", str(paths[2]), "--center", "150.1,2.2", "--size", "40",
                     "--out", str(tmp_path / "none")]) == 2
@@ -756,3 +769,28 @@ def test_warps_are_cut_to_the_patch_and_exposures_that_miss_it_skipped(tmp_path,
         choose_grid(paths, center=(150.1, 2.2))
     with pytest.raises(InputError, match="either a grid or a patch"):
         choose_grid(paths, grid=paths[0], center=(150.1, 2.2), size=(4, 4))
+
+
+def test_center_parts_are_read_each_in_its_own_form():
+    from dcrcoadd.resample.command import _sky_position
+
+    assert _sky_position("150.1,2.2") == (150.1, 2.2)
+    ra, dec = _sky_position("150.1,+02:12:00")  # (a plain RA is degrees, whatever the Dec)
+    assert (ra, dec) == (150.1, pytest.approx(2.2))
+    ra, dec = _sky_position("10:00:24,2.2")  # (a sexagesimal RA is hours)
+    assert (ra, dec) == (pytest.approx(150.1), 2.2)
+
+
+def test_exposures_that_miss_a_patch_however_are_skipped_not_failed(tmp_path):
+    from dcrcoadd.resample.grid import patch_grid
+
+    # one beyond the patch's projection (the far side of the sky), one rotated by 45 degrees whose
+    # bounding box reaches the patch but whose pixels do not (the patch lies off its NE edge)
+    far = write_exposure(exposure(tan_wcs(crval=(330.1, -2.2), crpix=(42.5, 40.5)), 1), tmp_path / "far.fits")
+    turned = tan_wcs(crval=(150.1, 2.2), crpix=(42.5, 40.5), rotation_deg=45.0)
+    rotated = write_exposure(exposure(turned, 2), tmp_path / "rotated.fits")
+    offset = 50 * 0.2 / 3600
+    patch = patch_grid(150.1 + offset / np.cos(np.radians(2.2)), 2.2 + offset, (10, 10), 0.2)
+    outcomes = warp_exposures([far, rotated], tmp_path / "out", grid=patch)
+    assert [o.ok for o in outcomes] == [True, True]
+    assert [o.skipped for o in outcomes] == [f"misses {patch.source}"] * 2

@@ -376,12 +376,18 @@ def _cmd_template(args: argparse.Namespace) -> int:
                                given_psf_fwhm=args.psf_fwhm)
     failed = [o for o in outcomes if o.error is not None]
     for o in outcomes:
-        if o.error is None:
+        if o.skipped:
+            if not args.quiet:
+                print(f"skipped {o.path}: {o.skipped}")
+        elif o.error is None:
             if not args.quiet:
                 print(f"wrote {o.template_path}" + (f" and {o.diff_path}" if o.diff_path else ""))
         else:
             print(f"error: {o.error}", file=sys.stderr)
     remove_if_empty(out, created)
+    if not failed and not any(o.template_path for o in outcomes) and any(o.skipped for o in outcomes):
+        print("error: template: none of the science exposures overlaps the model", file=sys.stderr)
+        return 2
     if not failed:
         return 0
     if len(outcomes) > 1:  # each failure is named above; say how many once

@@ -31,21 +31,26 @@ def _positive_arcsec(text: str) -> float:
 
 
 def _sky_position(text: str) -> tuple[float, float]:
-    """``RA,DEC`` in degrees, or sexagesimal (``10:00:28.6,+02:12:21``: RA in hours)."""
+    """``RA,DEC``: each in degrees, or sexagesimal (RA ``10:00:28.6`` or ``10h00m28.6s`` in hours, Dec
+    ``+02:12:21`` in degrees), each part read on its own."""
+    from astropy.coordinates import Angle
+
     parts = [p.strip() for p in text.split(",")]
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"expected RA,DEC (degrees, or h:m:s,d:m:s), got {text!r}")
-    try:
-        return float(parts[0]), float(parts[1])
-    except ValueError:
-        pass
-    from astropy.coordinates import SkyCoord
-
-    try:
-        c = SkyCoord(parts[0], parts[1], unit=(u.hourangle, u.deg))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected RA,DEC (degrees, or h:m:s,d:m:s), got {text!r}") from None
-    return float(c.ra.deg), float(c.dec.deg)
+    values = []
+    for part, unit in zip(parts, (u.hourangle, u.deg), strict=True):
+        try:
+            values.append(float(part))  # (a plain number is degrees, RA too)
+            continue
+        except ValueError:
+            pass
+        try:
+            values.append(float(Angle(part, unit=unit).deg))
+        except (ValueError, u.UnitsError):
+            raise argparse.ArgumentTypeError(f"expected RA,DEC (degrees, or h:m:s,d:m:s), got {text!r}") \
+                from None
+    return values[0], values[1]
 
 
 def _patch_size(text: str) -> tuple[int, int]:
@@ -78,8 +83,9 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                    help="pixel side of the grid chosen from the footprints, or of the patch (default the "
                         "finest input's)")
     p.add_argument("--center", type=_sky_position, metavar="RA,DEC",
-                   help="instead, a north-up patch about this sky position (degrees, or h:m:s,d:m:s) of "
-                        "--size pixels: warps are cut to it, exposures that miss it skipped")
+                   help="instead, a north-up patch about this sky position (degrees, or h:m:s,d:m:s; "
+                        "--center=-10,5 for a negative RA) of --size pixels: warps are cut to it, "
+                        "exposures that miss it skipped")
     p.add_argument("--size", type=_patch_size, metavar="N[,NY]", help="the patch's size in pixels (with "
                    "--center)")
     p.add_argument("--method", choices=RESAMPLE_METHODS, default=DEFAULT_METHOD,

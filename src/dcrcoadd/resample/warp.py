@@ -161,7 +161,7 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
     if grid.clip and grid.bbox is not None:
         box = box.intersection(grid.bbox)
         if box.is_empty:
-            raise InputError(f"misses the patch ({grid.source}, {grid.bbox})", source)
+            raise MissedPatch(f"misses {grid.source}", source)
     wcs_out = grid.wcs_for(box)
     # output pixel corners in input pixels: areas r, and each output pixel centre's input pixel
     xc, yc = corner_grid(wcs_out, wcs_in, box.shape)
@@ -186,6 +186,8 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
         if missing.all():  # (checked here, not up front: a rare case need not cost every exposure a pass)
             raise InputError("it has no usable pixel (every pixel is NaN, masked NO_DATA or has a non-finite "
                              "variance)", source)
+        if grid.clip:  # (its bounding box touches the patch, its pixels do not: a rotated exposure)
+            raise MissedPatch(f"misses {grid.source}", source)
         raise InputError(f"no pixel of it lands on the grid ({grid.source})", source)
     out_planes = exposure.mask_planes.with_plane("NO_DATA")
     mask[no_data] |= np.uint32(1 << out_planes.bit("NO_DATA"))
@@ -210,6 +212,10 @@ def _centre_on(wcs_in: WCS, wcs_out: WCS, shape: tuple[int, int]) -> tuple[float
 # ---------------------------------------------------------------------------------------------
 # Files
 # ---------------------------------------------------------------------------------------------
+
+class MissedPatch(InputError):
+    """An exposure none of whose pixels lands on a patch (`Grid.clip`): skipped, not failed."""
+
 
 @dataclass(frozen=True)
 class WarpOutcome:
@@ -270,7 +276,7 @@ def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
     pools can run it). An exposure that fails is reported; the others of its visit still make the warp,
     and a multi-extension file whose other CCDs made it is warned about, not failed."""
     options = task.read_options or ReadOptions()
-    warps, done, errors, calibrated = [], [], {}, []
+    warps, done, errors, missed, calibrated = [], [], {}, {}, []
     seeing_card = False
     for member in task.members:
         try:
@@ -282,6 +288,8 @@ def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
             seeing_card |= exposure.psf is not None and info.psf_origin == "seeing card"
             calibrated.append(info.flux_calibration is not None)  # (read without one: 1, image units)
             done.append(member)
+        except MissedPatch as exc:
+            missed.setdefault(member.index, []).append(exc.reason)
         except InputError as exc:
             errors.setdefault(member.index, []).append(_error_message(exc, member))
     if warps:
@@ -303,10 +311,15 @@ def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
                 log.warning("%s; its other CCDs are warped", message)
             outcomes.append((index, WarpOutcome(path=path, warp_path=written, visit_id=_visit_of(warp),
                                                 bbox=warp.bbox)))
-        else:
+        elif index in errors:
             message = errors[index][0]
             log.info("%s", message)  # the outcome carries it; the command prints it once
             outcomes.append((index, WarpOutcome(path=path, error=message)))
+        else:
+            n = len(missed[index])
+            reason = missed[index][0] if n == 1 else f"none of its {n} CCDs reaches {task.grid.source}"
+            log.info("%s: skipped: %s", path, reason)
+            outcomes.append((index, WarpOutcome(path=path, skipped=reason)))
     if done:
         n_bad = int(np.count_nonzero(warp.mask_of("NO_DATA")))
         what = done[0].label if len(done) == 1 else f"visit {_visit_of(warp)} ({len(done)} CCDs)"
@@ -364,7 +377,7 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         raise InputError("give either a grid or a patch (--center, --size), not both", "warp")
     if (center is None) != (size is None):
         raise InputError("a patch needs both its centre (--center) and its size (--size)",
-                         "--center" if size is None else "--size")
+                         "--size" if size is None else "--center")
     if isinstance(grid, Grid):
         return grid
     if grid is not None:
@@ -541,7 +554,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
 
 def _missed(n_ccds: int, grid: Grid) -> str:
     """Why an input file has no warp: it, or each of its CCDs, misses the grid's box."""
-    what = "it misses" if n_ccds == 1 else f"none of its {n_ccds} CCDs reaches"
+    what = "misses" if n_ccds == 1 else f"none of its {n_ccds} CCDs reaches"
     return f"{what} {grid.source}" if grid.clip else f"{what} the grid's box {grid.bbox} ({grid.source})"
 
 
@@ -566,15 +579,15 @@ class _Headers:
         return None if info is None or info.visit is None else info.visit.id
 
     def footprint(self, member: _Member, grid: Grid) -> Box | None:
-        """The box of ``grid`` the exposure's footprint touches (within a patch: as it is cut); None
-        where its header cannot say."""
+        """The box of ``grid`` the exposure's footprint touches (within a patch: as it is cut, empty
+        where it misses); None where its header cannot say."""
         info = self.info(member)
         if info is None or info.wcs is None:
             return None
         try:
             box = footprint_box(grid, info.wcs.celestial, info.bbox.shape)
-        except ValueError:
-            return None
+        except ValueError:  # (beyond the grid's projection: on a patch, a miss; else warping says why)
+            return Box(0, 0, 0, 0) if grid.clip else None
         return box.intersection(grid.bbox) if grid.clip and grid.bbox is not None else box
 
 

@@ -253,7 +253,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     sbox = Box(model.origin[0] + offset[0], model.origin[1] + offset[1], nx, ny)
     overlap = sbox.intersection(model.bbox)
     if overlap.is_empty:
-        raise InputError(f"outside the model's footprint (its pixels {sbox} do not overlap the "
+        raise OffModel(f"outside the model's footprint (its pixels {sbox} do not overlap the "
                          f"model's {model.bbox})", source)
     try:
         forward = model.render(visit, overlap, order=order, split=split, split_threshold=split_threshold,
@@ -287,7 +287,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     lo_x, hi_x = max(xc.min(), mb.x0 - 0.5), min(xc.max(), mb.x1 - 0.5)
     lo_y, hi_y = max(yc.min(), mb.y0 - 0.5), min(yc.max(), mb.y1 - 0.5)
     if lo_x >= hi_x or lo_y >= hi_y:
-        raise InputError(f"outside the model's footprint (it spans model pixels x {xc.min():.1f} to "
+        raise OffModel(f"outside the model's footprint (it spans model pixels x {xc.min():.1f} to "
                          f"{xc.max():.1f}, y {yc.min():.1f} to {yc.max():.1f}; the model covers "
                          f"{mb})", source)
     footprint = Box.from_corners(math.floor(lo_x + 0.5), math.floor(lo_y + 0.5),
@@ -580,7 +580,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         arrays = render(science, _on_model(rendered_psf, to_model))
     image, mask, variance, no_data = arrays
     if no_data.all():
-        raise InputError(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
+        raise OffModel(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
     _warn_partial(source, no_data)
     planes = model.mask_planes.with_plane("NO_DATA")
@@ -670,11 +670,17 @@ def difference(science: Exposure, template: Exposure) -> Exposure:
 # Files
 # ---------------------------------------------------------------------------------------------
 
+class OffModel(InputError):
+    """A science exposure the model does not reach: a failure for a file, a skip for one CCD of a
+    multi-extension file (`build_templates`)."""
+
+
 @dataclass(frozen=True)
 class TemplateOutcome:
     """What happened to one science exposure (a file, or one CCD of it) in `build_templates`.
 
-    ``error`` is the one-line reason it failed (naming the file), else None.
+    ``error`` is the one-line reason it failed (naming the file), else None; ``skipped`` why a
+    multi-extension file's CCD, or the file, has no template (off the model), not a failure.
     """
 
     path: Path
@@ -683,6 +689,7 @@ class TemplateOutcome:
     visit_id: int | None = None
     error: str | None = None
     hdu: str | None = None  # the CCD of a multi-extension file
+    skipped: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -791,9 +798,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
     list of TemplateOutcome
         One per science file, in order; for a multi-extension file (one image per CCD,
         `dcrcoadd.io.fits.ccd_extensions`) one per CCD that overlaps the model, written as
-        ``<stem>_<CCD>_template.fits``. A file that fails with `InputError`
-        (unreadable, no visit, another band, outside the model, ...) records
-        the message and the others still run; nothing is written for it.
+        ``<stem>_<CCD>_template.fits`` (the others are left out; with none, one ``skipped``).
+        A file that fails with `InputError` (unreadable, no visit, another band, outside the
+        model, ...) records the message and the others still run; nothing is written for it.
 
     Raises
     ------
@@ -859,6 +866,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         except (InputError, OSError) as exc:
             for out in written:  # a science exposure's outputs are written together or not at all
                 out.unlink(missing_ok=True)
+            if isinstance(exc, OffModel) and hdu is not None:  # (the header check let it through)
+                log.info("%s: skipped: %s", source, exc.reason)
+                return TemplateOutcome(path=path, hdu=hdu, skipped=exc.reason)
             if isinstance(exc, OSError):
                 exc = InputError(f"cannot write {outputs[len(written)]} ({exc.strerror or exc})", source)
             message = str(exc)
@@ -888,10 +898,12 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         # a multi-extension file: a template for each of its CCDs on the model (`_reaches_model`)
         reaching = [hdu for hdu in ccds if _reaches_model(model, read_options, path, hdu)]
         log.info("%s: %d of its %d CCDs overlap the model", path, len(reaching), len(ccds))
-        if not reaching:
-            outcomes.append(TemplateOutcome(path=path, error=f"{path}: none of its {len(ccds)} CCDs overlaps "
-                                                             "the model's footprint"))
-        outcomes.extend(one(path, hdu) for hdu in reaching)
+        made = [o for o in (one(path, hdu) for hdu in reaching) if not o.skipped]
+        if not made:
+            reason = f"none of its {len(ccds)} CCDs overlaps the model's footprint"
+            log.info("%s: skipped: %s", path, reason)
+            made = [TemplateOutcome(path=path, skipped=reason)]
+        outcomes.extend(made)
     return outcomes
 
 
@@ -912,5 +924,5 @@ def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: 
     if not (np.all(np.isfinite(mx)) and np.all(np.isfinite(my))):
         return True
     box = model.bbox
-    return bool(mx.max() >= box.x0 - 0.5 and mx.min() <= box.x1 - 0.5
-                and my.max() >= box.y0 - 0.5 and my.min() <= box.y1 - 0.5)
+    return bool(mx.max() > box.x0 - 0.5 and mx.min() < box.x1 - 0.5
+                and my.max() > box.y0 - 0.5 and my.min() < box.y1 - 0.5)
