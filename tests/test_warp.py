@@ -578,8 +578,8 @@ def test_info_describes_a_multi_extension_file_by_its_first_ccd(tmp_path, capsys
 
 
 def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path, monkeypatch):
-    from dcrcoadd.io.options import ReadOptions
     from dcrcoadd.resample import mosaic
+    from dcrcoadd.resample import warp as warp_module
 
     _, path = mef_file(tmp_path)
     monkeypatch.setattr(mosaic, "physical_memory", lambda: 100 * 1024)  # (the two CCDs need 210 kB)
@@ -588,7 +588,7 @@ def test_a_visit_too_large_for_memory_is_refused_before_any_ccd_is_read(tmp_path
     # (on a patch the CCDs are cut to it: 8x8 px of them fit)
     (outcome,) = warp_exposures([path], tmp_path / "patch", grid=patch_grid(150.1, 2.2, (8, 8), 0.2))
     assert outcome.ok and read_exposure(outcome.warp_path).shape == (8, 8)
-    monkeypatch.setattr(ReadOptions, "read_exposure", lambda *a, **k: pytest.fail("a CCD was read"))
+    monkeypatch.setattr(warp_module, "read_region", lambda *a, **k: pytest.fail("a CCD was read"))
     (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
     assert outcome.error == (f"{path}: visit 500: its 2 CCDs span {SHAPE[1]}x{SHAPE[0]} px of the grid, "
                              "more than this machine's memory holds as one warp: warp onto a patch "

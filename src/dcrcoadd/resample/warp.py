@@ -75,7 +75,14 @@ from astropy.wcs.utils import pixel_to_pixel
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.fits import PSF_ORIGIN_CARD, ExposureInfo, ccd_extensions, exposure_hdus, write_hdus
+from dcrcoadd.io.fits import (
+    PSF_ORIGIN_CARD,
+    ExposureInfo,
+    ccd_extensions,
+    exposure_hdus,
+    read_region,
+    write_hdus,
+)
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import output_stem
 from dcrcoadd.ops.resample import (
@@ -281,7 +288,7 @@ def _warp_file(task: _Task) -> list[tuple[int, WarpOutcome]]:
     for member in task.members:
         try:
             info = options.read_info(member.path, member.hdu)
-            exposure = options.read_exposure(member.path, hdu=member.hdu)
+            exposure = read_region(info)  # (the headers just read, not parsed again)
             warps.append(warp_exposure(exposure, task.grid, method=task.method, source=member.label))
             # a PSF HDU made from a seeing card stays a fallback: assemble measures the PSF from the stars
             # first, as it would for the original file (`dcrcoadd.io.fits.PSF_ORIGIN_CARD`)
@@ -389,15 +396,8 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         return patch_grid(center[0], center[1], size, pixel_scale)
     footprints = []
     unreadable: list[str] = []
-    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
-        try:
-            info = read_options.read_info(member.path, member.hdu)
-        except InputError as exc:
-            log.debug("%s: left out of the grid choice (%s)", member.label, exc)
-            unreadable.append(str(exc))
-            continue
-        if info.wcs is not None:
-            footprints.append((info.bbox.shape, info.wcs))
+    for info in _wcs_infos(paths, read_options, unreadable):
+        footprints.append((info.bbox.shape, info.wcs))
     if not footprints:
         why = f" (of {len(unreadable)} unreadable, the first: {unreadable[0]})" if unreadable else ""
         raise InputError(f"no exposure with a readable WCS to choose the grid from{why}", "warp")
@@ -413,16 +413,24 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
     return chosen
 
 
-def _finest_scale(paths: Iterable[str | os.PathLike], read_options: ReadOptions) -> float:
-    """The finest pixel scale (arcsec) of the exposures whose headers give a WCS."""
-    scales = []
+def _wcs_infos(paths: Iterable[str | os.PathLike], read_options: ReadOptions,
+               unreadable: list[str]) -> Iterator[ExposureInfo]:
+    """The headers of the exposures (each CCD of a multi-extension file) that give a WCS; the reasons
+    the unreadable ones could not be read are appended to ``unreadable``."""
     for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
         try:
             info = read_options.read_info(member.path, member.hdu)
-        except InputError:
+        except InputError as exc:
+            log.debug("%s: left out of the grid choice (%s)", member.label, exc)
+            unreadable.append(str(exc))
             continue
         if info.wcs is not None:
-            scales.append(pixel_scale_arcsec(info.wcs))
+            yield info
+
+
+def _finest_scale(paths: Iterable[str | os.PathLike], read_options: ReadOptions) -> float:
+    """The finest pixel scale (arcsec) of the exposures whose headers give a WCS."""
+    scales = [pixel_scale_arcsec(info.wcs) for info in _wcs_infos(paths, read_options, [])]
     if not scales:
         raise InputError("no exposure with a readable WCS to take the patch's pixel scale from: give "
                          "--pixel-scale", "warp")

@@ -103,6 +103,7 @@ from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.parallel.tiles import tiles
+from dcrcoadd.resample.grid import Grid, footprint_box
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "pixel_map", "resample_flux",
@@ -908,21 +909,13 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
 
 
 def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: str) -> bool:
-    """Whether a CCD's footprint (its corners and edge midpoints, from its header) reaches the model's
-    box; True where its header cannot say (making its template reports why)."""
+    """Whether a CCD's footprint (`dcrcoadd.resample.grid.footprint_box`, from its header) reaches the
+    model's box; True where its header cannot say (making its template reports why)."""
     try:
         info = read_options.read_info(path, hdu)
         if info.wcs is None:
             return True
-        ny, nx = info.bbox.shape
-        xs = np.array([0, nx / 2, nx, 0, nx, 0, nx / 2, nx]) - 0.5
-        ys = np.array([0, 0, 0, ny / 2, ny / 2, ny, ny, ny]) - 0.5
-        parent = shift_wcs(model.wcs, model.origin[0], model.origin[1])
-        mx, my = pixel_to_pixel(info.wcs.celestial, parent, xs, ys)
+        parent = Grid(shift_wcs(model.wcs, model.origin[0], model.origin[1]))
+        return footprint_box(parent, info.wcs.celestial, info.bbox.shape).overlaps(model.bbox)
     except (InputError, ValueError):
         return True
-    if not (np.all(np.isfinite(mx)) and np.all(np.isfinite(my))):
-        return True
-    box = model.bbox
-    return bool(mx.max() > box.x0 - 0.5 and mx.min() < box.x1 - 0.5
-                and my.max() > box.y0 - 0.5 and my.min() < box.y1 - 0.5)
