@@ -16,15 +16,19 @@ visit, the 5σ false detections and χ² per source pixel of science − templat
 Results (``python -m benchmarks.measured_psfs``)::
 
     seed 7, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          8 / 22 / 3 false detections, chi2 1.24 / 1.22 / 1.07
-      measured PSFs                      6 / 21 / 2 false detections, chi2 1.31 / 1.31 / 1.11
-      measured PSFs, science PSF given   6 / 21 / 2 false detections, chi2 1.31 / 1.31 / 1.11
-      same, not fitted                   2 / 26 / 2 false detections, chi2 2.58 / 1.73 / 2.46
+      true PSFs                          0 / 22 / 0 false detections, chi2 1.19 / 1.21 / 1.05
+      measured PSFs                      6 / 20 / 0 false detections, chi2 1.22 / 1.31 / 1.08
+      measured PSFs, science PSF given   6 / 20 / 0 false detections, chi2 1.22 / 1.31 / 1.08
+      same, not fitted                   2 / 26 / 2 false detections, chi2 2.61 / 1.75 / 2.47
     seed 8, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          0 / 10 / 0 false detections, chi2 0.93 / 1.31 / 1.00
-      measured PSFs                      5 / 19 / 1 false detections, chi2 1.18 / 2.05 / 1.07
-      measured PSFs, science PSF given   5 / 19 / 1 false detections, chi2 1.18 / 2.05 / 1.07
-      same, not fitted                   5 / 13 / 5 false detections, chi2 1.64 / 3.96 / 1.85
+      true PSFs                          0 / 0 / 0 false detections, chi2 0.92 / 1.27 / 1.01
+      measured PSFs                      6 / 17 / 1 false detections, chi2 1.19 / 1.95 / 1.07
+      measured PSFs, science PSF given   6 / 17 / 1 false detections, chi2 1.19 / 1.95 / 1.07
+      same, not fitted                   4 / 11 / 4 false detections, chi2 1.66 / 4.18 / 1.91
+
+With ``dcr.psf_ratio_floor`` at 1e-3 (the default before) the true PSFs gave 8 / 22 / 3 and
+0 / 10 / 0 (residuals round the bright stars, see that setting), the measured ones 6 / 21 / 2 and
+5 / 19 / 1.
 
 "science PSF given": the held-out exposures keep their true PSFs, as files from another pipeline
 would; the model's PSF widths are its own (every warp's was measured here), so `make_template`
@@ -34,10 +38,13 @@ fits them against the model (the same fit as without a PSF). "same, not fitted":
 Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one footprint over
 three quarters of the image)::
 
-    seed 7   true PSFs        11 / 19 / 5 false detections, chi2 1.46 / 1.24 / 1.15
-             measured PSFs    52 / 29 / 25 false detections, chi2 3.33 / 2.22 / 1.83
-    seed 8   true PSFs        0 / 19 / 3 false detections, chi2 0.95 / 1.76 / 1.08
-             measured PSFs    15 / 56 / 8 false detections, chi2 1.52 / 3.89 / 1.77
+    seed 7   true PSFs        3 / 17 / 1 false detections, chi2 1.28 / 1.22 / 1.07
+             measured PSFs    48 / 44 / 24 false detections, chi2 3.32 / 3.01 / 1.68
+    seed 8   true PSFs        0 / 4 / 0 false detections, chi2 0.93 / 1.44 / 1.03
+             measured PSFs    18 / 51 / 8 false detections, chi2 1.54 / 3.79 / 1.60
+
+(``dcr.psf_ratio_floor`` 1e-3, the default before: true PSFs 11 / 19 / 5 and 0 / 19 / 3, measured
+52 / 29 / 25 and 15 / 56 / 8: here the measured PSFs, not the model, limit the templates.)
 
 Before the fits split footprints that percolate (`dcrcoadd.ops.psf_match.fit_round_transfer`'s
 ``max_footprint_px``), a bad pixel anywhere in that footprint left it out of the fit: fitted warp

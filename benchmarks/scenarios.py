@@ -16,17 +16,20 @@ is scored with the streak's footprint (grown 2 px) masked.
 Results (``python -m benchmarks.scenarios --seed 1 --seed 2``), DCR template false detections per
 held-out visit, summed over the 14 fields and both seeds (coadd and floor in the printed table):
 
-* cosmic-ray pixels used (LSST's ``badMaskPlanes``, ``--set 'coadd.bad_mask_planes=["NO_DATA",
-  "BAD","SAT","EDGE"]'``; LSST interpolates them in its warps): 739;
-* left out (``CR`` among ``coadd.bad_mask_planes``, the default): 469, never more on any field.
+* ``dcr.psf_ratio_floor`` 3e-4 (the default): 275; 1e-4: 288 (fewer on most fields, more with four
+  model visits); 1e-3 (the default before): 469. At 1e-3 the full-band prior (in units of one warp's
+  information, whatever a source's brightness) rounded off the high frequencies of the saturated
+  14-15 mag star, whose rings out to 20 px made 9-20 false detections at the third-lowest visit of
+  five seed-2 fields (0-2 at 3e-4) and raised χ² per source pixel nearly everywhere;
+* with the floor at 1e-3, cosmic-ray pixels used (LSST's ``badMaskPlanes``, ``--set
+  'coadd.bad_mask_planes=["NO_DATA","BAD","SAT","EDGE"]'``; LSST interpolates them in its warps):
+  739 against 469 left out (``CR`` among ``coadd.bad_mask_planes``, the default), never more on any
+  field.
 
-The noise floor is 0 everywhere, the plain coadd 11-169 per visit, and the DCR template 0-6 on
-21 of the 28 fields; the rest:
-
-* 4 model visits (fewer than two per subfilter, which is warned about): 11/3/3 (seed 1) and
-  75/97/51 (seed 2, whose science PSFs are all sharper than every model visit's, also warned about);
-* the third-lowest visit of seed 2 (airmass 1.21-1.31): 9-20 on five of its fields, residuals round
-  the saturated bright star.
+The noise floor is 0 everywhere, the plain coadd 11-169 per visit, and the DCR template 0-5 per visit
+on 26 of the 28 fields. The fields with 4 model visits (fewer than two per subfilter, which is warned
+about) keep 7/4/4 (seed 1) and 72/98/33 (seed 2, whose science PSFs are all sharper than every model
+visit's, also warned about).
 
 Run::
 

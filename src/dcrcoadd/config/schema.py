@@ -178,9 +178,9 @@ class CoaddConfig:
     but other pipelines (DECam's community pipeline, the simulator) flag the raw charge, and
     compare-warp clips outliers only outside source footprints: on the simulator's defect fields
     cosmic-ray charge inside footprints reached the DCR model (false detections of the held-out
-    visits of ``python -m benchmarks.scenarios``: 739 without CR, 469 with it, never more on any of
-    its 28 fields). With compare-warp EDGE is dropped from this list and removed from the inputs, and
-    CLIPPED is added for the baseline coadd only (never for the DCR model)."""
+    visits of ``python -m benchmarks.scenarios``, with ``dcr.psf_ratio_floor`` at 1e-3: 739 without CR,
+    469 with it, never more on any of its 28 fields). With compare-warp EDGE is dropped from this list
+    and removed from the inputs, and CLIPPED is added for the baseline coadd only (never the DCR model)."""
 
     remove_mask_planes: list[str] = field(default_factory=lambda: ["NOT_DEBLENDED"])
     """Planes cleared from the inputs before stacking. LSST ``removeMaskPlanes`` (``NOT_DEBLENDED``;
@@ -456,11 +456,15 @@ class DcrConfig:
     templates can be made for science exposures up to that much sharper than every input without
     deconvolving). Not an LSST field."""
 
-    psf_ratio_floor: float = 1e-3
+    psf_ratio_floor: float = 3e-4
     """Where the reference PSF's transfer ``|P_ref(k)|`` falls below this, the ratio
     ``P_i / P_ref`` is tapered to 0 (``P_i conj(P_ref) / (|P_ref|² + floor²)``) and the model there
-    is set by a prior (the full-band image towards 0, the colours towards the colour prior), not
-    by division. Not an LSST field."""
+    is set by a prior (the full-band image towards 0 below ten times this floor, the colours towards
+    the colour prior), not by division. That prior is in units of one warp's information whatever a
+    source's brightness, so it rounds off the high frequencies of bright stars: at 1e-3 a 14-mag
+    star left rings of 10-17σ in the templates of the sharpest warps (`python -m benchmarks.scenarios`:
+    469 false detections in all, 275 at 3e-4 and 288 at 1e-4, whose fields with four model visits got
+    worse). Not an LSST field."""
 
     psf_refits: int = 3
     """With ``psf_model = "warp"``, how many times the PSFs of warps measured from their own stars

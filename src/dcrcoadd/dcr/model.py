@@ -162,7 +162,7 @@ class DcrModel:
     solver: str | None = None
     solver_settings: dict = field(default_factory=dict)
     psf_model: str = "none"
-    psf_ratio_floor: float = 1e-3
+    psf_ratio_floor: float = 3e-4
     psf_chromatic_index: float = 0.0
     input_conditions: np.ndarray | None = None
     flux_unit: str | None = None

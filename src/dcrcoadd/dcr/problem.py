@@ -66,7 +66,7 @@ class TileProblem:
     variances: np.ndarray | None = None
     psf: Psf | None = None
     warp_psfs: list[Psf] | None = None
-    psf_ratio_floor: float = 1e-3
+    psf_ratio_floor: float = 3e-4
 
 
 @dataclass
