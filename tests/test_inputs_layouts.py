@@ -342,6 +342,30 @@ def test_decam_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
     assert 0.05 < warp.mask_of("NO_DATA").mean() < 0.4
 
 
+def test_decam_data_quality_file_masks_each_ccd_of_the_visit_warp(tmp_path):
+    from dcrcoadd.io.options import ReadOptions
+    from dcrcoadd.resample import warp_exposures
+
+    path = write_decam_mef(tmp_path / "c4d_190310_031200_ooi_g_v1.fits")
+    shape = fits.getdata(path, "N6").shape
+    dq = {name: np.zeros(shape, np.int16) for name in ("N6", "N7")}
+    dq["N6"][10:13, 10:13] = 5  # a cosmic ray (CP code 5)
+    dq["N7"][:, 20] = 1  # a bad column (code 1)
+    primary = fits.PrimaryHDU()
+    primary.header["PLVER"] = "V5.2.1"
+    fits.HDUList([primary, *(fits.CompImageHDU(d, name=n) for n, d in dq.items())]).writeto(
+        tmp_path / "c4d_190310_031200_ood_g_v1.fits.fz")
+    options = ReadOptions(masks="{stem/_ooi_/_ood_}.fits.fz")  # (the CP's ood files are compressed)
+    assert options.read_exposure(path, hdu="N7").mask_of("BAD")[:, 20].all()
+    (outcome,) = warp_exposures([path], tmp_path / "warps", read_options=options)
+    warp = read_exposure(outcome.warp_path)
+    (plain,) = warp_exposures([path], tmp_path / "plain")
+    base = read_exposure(plain.warp_path)
+    cr, bad = warp.mask_of("CR") & ~base.mask_of("CR"), warp.mask_of("BAD") & ~base.mask_of("BAD")
+    assert 9 <= cr.sum() <= 25  # the 3x3 px hit, as resampled onto the warp's pixels
+    assert bad.sum() >= shape[0]  # the column
+
+
 def test_decam_cutout_reads_with_the_preset(tmp_path, caplog):
     path = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1_N6.fits")
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):

@@ -18,6 +18,7 @@ from dcrcoadd.config import Config, apply_override
 from dcrcoadd.core.geom import Box
 from dcrcoadd.errors import ConfigError, InputError
 from dcrcoadd.io import read_exposure, read_info
+from dcrcoadd.io.fits import read_region
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.weights import check_weights_pattern, weight_path
 from test_inputs_layouts import write_decam_cutout
@@ -201,7 +202,8 @@ def test_a_file_with_its_own_variance_ignores_the_weight_map(tmp_path):
 
 
 def test_assemble_with_weight_maps(tmp_path, capsys):
-    """--weights reaches the preflight, the weights of the coadd and the DCR solve; config.toml keeps it."""
+    """--weights and --masks reach the preflight, the weights of the coadd and the DCR solve;
+    config.toml keeps them."""
     from astropy.time import TimeDelta
 
     from test_inputs_end_to_end import HOURS
@@ -212,11 +214,13 @@ def test_assemble_with_weight_maps(tmp_path, capsys):
         image = write_decam_cutout(tmp_path / f"c4d_{i}_ooi_g.fits", expnum=900 + i, radec=field, seed=50 + i,
                                    time=DECAM_TIME + TimeDelta(hours * 3600, format="sec"))
         write_weight_map(image, seed=i)
+        write_quality_map(image, {(20, 20): 5})  # a cosmic ray in every visit
     out = tmp_path / "out"
     status = main(["assemble", *sorted(map(str, tmp_path.glob("*_ooi_*.fits"))), "--out", str(out), "-q",
-                   "--weights", "{name/_ooi_/_oow_}"])
+                   "--weights", "{name/_ooi_/_oow_}", "--masks", "{name/_ooi_/_ood_}"])
     assert status == 0, capsys.readouterr().err
-    assert 'weights = "{name/_ooi_/_oow_}"' in (out / "config.toml").read_text()
+    config = (out / "config.toml").read_text()
+    assert 'weights = "{name/_ooi_/_oow_}"' in config and 'masks = "{name/_ooi_/_ood_}"' in config
     # a weight of 0 is a BAD pixel, not a pixel with an invalid variance
     warnings = json.loads((out / "metadata.json").read_text())["warnings"]
     assert not any("negative variance" in w for w in warnings)
@@ -227,6 +231,121 @@ def test_assemble_with_weight_maps(tmp_path, capsys):
     [line] = error_lines(capsys.readouterr().err)
     assert status == 2 and "c4d_3_ooi_g.fits: weight map" in line and "does not exist" in line
     assert not (tmp_path / "out2").exists()
+
+
+# -- data-quality maps (--masks) --------------------------------------------------------------------
+
+#: DECam CP codes (PLVER >= 3.5) at the pixels (y, x) a test map holds, and the plane each must give.
+CP_CODES = {(3, 3): (1, "BAD"), (3, 9): (2, "NO_DATA"), (9, 3): (3, "SAT"), (9, 9): (4, "SAT"),
+            (15, 3): (5, "CR"), (15, 9): (6, "BAD"), (21, 9): (8, "STREAK"), (27, 3): (11, "BAD")}
+
+
+def write_quality_map(image_path, values: dict, *, plver="V4.8.2", dtype=np.int16, shape=(40, 44)):
+    """A CP-style data-quality file (``ood``): the image's extension name, integer codes."""
+    dq = np.zeros(shape, dtype)
+    for (y, x), value in values.items():
+        dq[y, x] = value
+    primary = fits.PrimaryHDU()
+    if plver:
+        primary.header["PLVER"] = plver
+    out = image_path.with_name(image_path.name.replace("_ooi_", "_ood_"))
+    fits.HDUList([primary, fits.ImageHDU(np.ones(shape, dtype), name="N5"),
+                  fits.ImageHDU(dq, name="N6")]).writeto(out, overwrite=True)
+    return out
+
+
+def test_quality_map_gives_the_planes_of_the_decam_community_pipeline_codes(tmp_path):
+    image = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1.fits")
+    # (code 7, a transient the CP found by comparing exposures, is left to compare-warp: unmasked)
+    qpath = write_quality_map(image, {**{yx: code for yx, (code, _) in CP_CODES.items()}, (27, 9): 7})
+    plain = read_exposure(image)
+    exp = read_exposure(image, masks="{name/_ooi_/_ood_}")
+    for (y, x), (code, plane) in CP_CODES.items():
+        assert exp.mask_of(plane)[y, x], (code, plane)
+    added = exp.mask & ~plain.mask
+    assert np.count_nonzero(added) == len(CP_CODES)  # nothing else, and the image's own planes kept
+    np.testing.assert_array_equal(exp.mask & plain.mask, plain.mask)
+    np.testing.assert_array_equal(exp.variance, plain.variance)  # (the image's own, as without the map)
+    sub = read_exposure(image, Box(2, 2, 20, 25), masks="{name/_ooi_/_ood_}")
+    np.testing.assert_array_equal(sub.mask, exp.mask[2:27, 2:22])
+    notes = "\n".join(read_info(image, masks="{name/_ooi_/_ood_}").notes)
+    assert f"data-quality map {qpath} [HDU 2] (DECam Community Pipeline codes (PLVER 4.8)" in notes
+
+
+def test_quality_map_before_version_3_5_holds_bits_and_nonzero_is_all_bad(tmp_path):
+    image = write_decam_cutout(tmp_path / "c4d_ooi_g.fits")
+    values = {(3, 3): 1, (3, 9): 2 | 16, (9, 3): 4, (9, 9): 64, (15, 3): 128, (15, 9): 8}
+    qpath = write_quality_map(image, values, plver="V3.4.1")
+    plain = read_exposure(image)
+    exp = read_exposure(image, masks="{name/_ooi_/_ood_}")
+    assert exp.mask_of("BAD")[3, 3] and exp.mask_of("SAT")[3, 9] and exp.mask_of("CR")[3, 9]
+    assert exp.mask_of("INTRP")[9, 3] and exp.mask_of("SAT")[9, 9]
+    assert exp.mask[15, 3] == plain.mask[15, 3]  # a transient: left to compare-warp
+    assert exp.mask_of("BAD")[15, 9]  # a bit the pipeline does not define
+    nonzero = read_exposure(image, masks="{name/_ooi_/_ood_}", mask_codes="nonzero")
+    assert nonzero.mask_of("BAD")[3, 9] and not nonzero.mask_of("CR")[3, 9]
+    assert np.count_nonzero(nonzero.mask_of("BAD")) == 6
+    # an unreadable PLVER in the extension does not hide the primary header's
+    with fits.open(qpath, mode="update") as hdul:
+        hdul["N6"].header["PLVER"] = "unknown"
+    assert read_exposure(image, masks="{name/_ooi_/_ood_}").mask_of("INTRP")[9, 3]
+
+
+def test_quality_map_problems_are_refused_naming_the_image(tmp_path):
+    image = write_decam_cutout(tmp_path / "c_ooi_g.fits")
+    with pytest.raises(InputError, match=r"data-quality map .*c_ood_g.fits \(from --masks") as err:
+        read_info(image, masks="{name/_ooi_/_ood_}")
+    assert err.value.source == str(image)
+    write_quality_map(image, {(3, 3): 1}, dtype=np.float32)  # the weight map under the wrong option
+    with pytest.raises(InputError, match="floating-point values .* is it the weight map"):
+        read_info(image, masks="{name/_ooi_/_ood_}")
+    write_quality_map(image, {(3, 3): 1}, shape=(10, 10))
+    with pytest.raises(InputError, match=r"data-quality map .* has shape \(10, 10\)"):
+        read_info(image, masks="{name/_ooi_/_ood_}")
+    qpath = write_quality_map(image, {(3, 3): 1})
+    with fits.open(qpath, mode="update") as hdul:
+        hdul["N6"].header["BZERO"] = 0.5
+    with pytest.raises(InputError, match="scaled values"):
+        read_info(image, masks="{name/_ooi_/_ood_}")
+    # a map gone after the headers were read: the image and the map named, one line
+    qpath = write_quality_map(image, {(3, 3): 1})
+    info = read_info(image, masks="{name/_ooi_/_ood_}")
+    qpath.unlink()
+    with pytest.raises(InputError, match="data-quality map .*c_ood_g.fits no longer exists") as err:
+        read_region(info)
+    assert err.value.source == str(image)
+    with pytest.raises(ConfigError, match="masks pattern 'dq.fits' must contain"):
+        ReadOptions(masks="dq.fits")
+    with pytest.raises(ConfigError, match="mask codes 'desdm' unknown"):
+        ReadOptions(mask_codes="desdm")
+    c = Config()
+    apply_override(c, "inputs.mask_codes=bits")
+    with pytest.raises(ConfigError, match="inputs.mask_codes"):
+        c.validate()
+
+
+def test_a_file_with_its_own_mask_ignores_the_quality_map(tmp_path):
+    [path] = write_warps(tmp_path, 1)
+    fits.PrimaryHDU(np.ones((40, 40), np.int16)).writeto(tmp_path / "warp_0_dq.fits")
+    exp = read_exposure(path, masks="{stem}_dq.fits")
+    np.testing.assert_array_equal(exp.mask, read_exposure(path).mask)
+    assert any("data-quality map is not used" in n for n in read_info(path, masks="{stem}_dq.fits").notes)
+
+
+def test_info_and_assemble_take_the_quality_maps(tmp_path, capsys):
+    image = write_decam_cutout(tmp_path / "c4d_0_ooi_g.fits")
+    write_quality_map(image, {(5, 5): 5})
+    assert main(["info", str(image), "--masks", "{name/_ooi_/_ood_}", "--mask-codes", "nonzero"]) == 0
+    out = capsys.readouterr().out
+    assert "c4d_0_ood_g.fits [HDU 2] (every nonzero value BAD; --masks {name/_ooi_/_ood_})" in out
+    assert main(["info", str(image), "--mask-codes", "nonzero"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert "--mask-codes nonzero needs --masks" in line
+    # a missing data-quality file stops assemble before any pixel, naming the image
+    status = main(["assemble", str(image), "--out", str(tmp_path / "out"), "--masks", "{stem}_dq.fits"])
+    [line] = error_lines(capsys.readouterr().err)
+    assert status == 2 and "c4d_0_ooi_g.fits: data-quality map" in line and "does not exist" in line
+    assert not (tmp_path / "out").exists()
 
 
 # -- output errors ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 
 from dcrcoadd._version import __version__
 from dcrcoadd.errors import ConfigError, DcrCoaddError, InputError
-from dcrcoadd.io.options import add_read_arguments, read_options_from_args
+from dcrcoadd.io.options import add_read_arguments, check_codes_have_maps, read_options_from_args
 from dcrcoadd.parallel.mappers import scheduler_address
 from dcrcoadd.resample.command import add_warp_parser
 
@@ -212,6 +212,11 @@ def _load_config(args: argparse.Namespace):
         config.inputs.header_map = {**current, **dict(args.header_map)}
     if getattr(args, "weights", None):
         config.inputs.weights = args.weights
+    if getattr(args, "masks", None):
+        config.inputs.masks = args.masks
+    if getattr(args, "mask_codes", None):
+        check_codes_have_maps(args.mask_codes, config.inputs.masks)
+        config.inputs.mask_codes = args.mask_codes
     validate_from(config, getattr(args, "config", None))
     return config
 

@@ -78,6 +78,7 @@ def validate_inputs(i: InputsConfig, prefix: str = "inputs") -> None:
     """Validate an `InputsConfig`: a known instrument, header-map fields that exist and cards that
     are FITS keywords, a weights pattern that names each image; `ConfigError` names the field."""
     from dcrcoadd.core.instrument import INSTRUMENTS, check_header_map
+    from dcrcoadd.io.quality import MASK_CODES
     from dcrcoadd.io.weights import check_weights_pattern
 
     p = prefix + "."
@@ -93,6 +94,13 @@ def validate_inputs(i: InputsConfig, prefix: str = "inputs") -> None:
             check_weights_pattern(i.weights)
         except ConfigError as exc:
             raise ConfigError(f"{p}weights: {exc}") from None
+    if i.masks is not None:
+        try:
+            check_weights_pattern(i.masks, "masks")
+        except ConfigError as exc:
+            raise ConfigError(f"{p}masks: {exc}") from None
+    if i.mask_codes not in MASK_CODES:
+        _fail(p + "mask_codes", f"must be one of {', '.join(MASK_CODES)}", i.mask_codes)
 
 
 def _check_stacking(p: str, s) -> None:

@@ -10,7 +10,8 @@
   named anything; the header read through the instrument's preset
   (`dcrcoadd.core.instrument`, detected from ``INSTRUME`` or given), missing
   variance, mask and PSF made from gain, saturation and seeing (`dcrcoadd.io.pixels`),
-  or the variance from a weight-map companion file (``weights=``, `dcrcoadd.io.weights`).
+  or the variance from a weight-map companion file (``weights=``, `dcrcoadd.io.weights`) and mask
+  planes from a data-quality companion file (``masks=``, `dcrcoadd.io.quality`).
 
 Whatever the layout, the visit is read and completed by `dcrcoadd.io.visitinfo` (time,
 site, pointing, alt/az, airmass derived where absent; impossible values refused naming
@@ -54,8 +55,9 @@ from dcrcoadd.io.pixels import (
     synthesize_mask,
     synthesize_variance,
 )
+from dcrcoadd.io.quality import check_mask_codes, dq_planes, resolve_codes
 from dcrcoadd.io.visitinfo import visit_from_cards
-from dcrcoadd.io.weights import variance_from_weight, weight_hdu, weight_path
+from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_hdu, weight_path
 from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
@@ -163,6 +165,9 @@ class ExposureInfo:
         Gain, saturation and seeing, for the planes the file lacks.
     weight_map : (Path, int) or None
         The weight-map file and HDU that give the variance (``weights=``), when the file has none.
+    quality_map : (Path, int, str) or None
+        The data-quality file, HDU and convention (`dcrcoadd.io.quality.resolve_codes`) that give
+        mask planes (``masks=``), when the file has no mask.
     psf_origin : str or None
         Where ``psf`` came from: ``"file"`` (PSF extension or archive), ``"seeing card"`` (a
         Gaussian of the header's seeing), None without a PSF.
@@ -194,6 +199,7 @@ class ExposureInfo:
     extensions: tuple[int, int | None, int | None] = (1, 2, 3)
     pixels: PixelModel = PixelModel()
     weight_map: tuple[Path, int] | None = None
+    quality_map: tuple[Path, int, str] | None = None
     psf_origin: str | None = None
     direct: _DirectPlanes | None = None
     absent_header_map: tuple[str, ...] = ()
@@ -566,7 +572,8 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
 
 def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
                header_map: dict[str, str] | None = None, weights: str | None = None,
-               hdu: str | int | None = None) -> ExposureInfo:
+               hdu: str | int | None = None, masks: str | None = None,
+               mask_codes: str = "auto") -> ExposureInfo:
     layout = _find_layout(hdul, path, hdu)
     image_hdu = hdul[layout.image]
     ih = image_hdu.header
@@ -635,13 +642,20 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
                         "sources' shot noise)"))
     elif weights:
         notes.append("variance: in the file (its weight map is not used)")
+    quality_map = None
+    if layout.mask is None and masks:
+        quality_map = _quality_map(path, masks, mask_codes, image_hdu, shape, primary, name)
     if layout.mask is None:
         sat = pixels.card("saturation")
         notes.append("mask: none in the file; NO_DATA where not finite"
                      + (f", SAT at or above {sat} = {pixels.saturation:g}" if sat else " (no SATURATE card)")
-                     + (", BAD where the weight is 0" if weight_map else ""))
+                     + (", BAD where the weight is 0" if weight_map else "")
+                     + (f", and the planes of the data-quality map {quality_map[0]} [HDU {quality_map[1]}] "
+                        f"({quality_map[3]}; --masks {masks})" if quality_map else ""))
     elif weight_map:
         notes.append("mask: the file's, and BAD where the weight is 0")
+    if layout.mask is not None and masks:
+        notes.append("mask: in the file (its data-quality map is not used)")
     unlabelled = layout.mask is not None and planes is None
     if unlabelled:
         # (bits cannot be "read from the file, never assumed" when the file names none: a data-quality
@@ -658,11 +672,29 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
+        quality_map=None if quality_map is None else quality_map[:3],
         unlabelled_mask=unlabelled,
         psf_origin=psf_origin,
         direct=_DirectPlanes.of(hdul, (layout.image, layout.mask, layout.variance), shape, path),
         absent_header_map=tuple(sorted(cards.absent_overrides)),
     )
+
+
+def _quality_map(path: Path, pattern: str, codes: str, image_hdu, shape: tuple[int, int], primary,
+                 instrument: str | None) -> tuple[Path, int, str, str]:
+    """``(file, HDU, convention, description)`` of the image's data-quality map (`dcrcoadd.io.quality`),
+    checked to be an integer image of the image's shape."""
+    check_mask_codes(codes)
+    qpath = weight_path(path, pattern, kind="data-quality map", option="--masks")
+    index, qheader, qprimary = companion_hdu(qpath, image_hdu.name.strip().upper(), shape, path,
+                                             kind="data-quality map")
+    bitpix = int(qheader.get("BITPIX", 0))
+    if bitpix < 0 or float(qheader.get("BSCALE", 1)) != 1 or float(qheader.get("BZERO", 0)) % 1:
+        raise InputError(f"data-quality map {qpath} holds {'floating-point' if bitpix < 0 else 'scaled'} "
+                         f"values (BITPIX {bitpix}), not integer codes: is it the weight map (--weights)?",
+                         path)
+    convention, text = resolve_codes(codes, (qheader, qprimary, image_hdu.header, primary), instrument)
+    return qpath, index, convention, text
 
 
 _LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
@@ -672,7 +704,8 @@ _LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
 
 def read_info(path: str | os.PathLike, *, instrument: str | None = None,
               header_map: dict[str, str] | None = None, weights: str | None = None,
-              hdu: str | int | None = None) -> ExposureInfo:
+              hdu: str | int | None = None, masks: str | None = None,
+              mask_codes: str = "auto") -> ExposureInfo:
     """Read an exposure file's metadata (visit, band, grid, PSF, mask planes) without its pixels.
 
     Parameters
@@ -690,6 +723,9 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
         One CCD image of a multi-extension file (its EXTNAME or HDU index, `ccd_extensions`),
         read with the primary header's cards; its weight map is the weight file's extension of
         the same name.
+    masks, mask_codes : str, optional
+        Pattern naming each image's data-quality file (as ``weights``), whose values give the mask
+        planes of a file that has no mask, and what they mean (`dcrcoadd.io.quality`).
 
     Raises
     ------
@@ -700,7 +736,7 @@ def read_info(path: str | os.PathLike, *, instrument: str | None = None,
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        return _read_info(hdul, path, instrument, header_map, weights, hdu)
+        return _read_info(hdul, path, instrument, header_map, weights, hdu, masks, mask_codes)
 
 
 def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, path: Path,
@@ -735,7 +771,8 @@ def _section(hdu, sl: tuple[slice, slice], shape: tuple[int, int], name: str, pa
 
 def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_visit: bool = False,
                   instrument: str | None = None, header_map: dict[str, str] | None = None,
-                  weights: str | None = None, hdu: str | int | None = None) -> Exposure:
+                  weights: str | None = None, hdu: str | int | None = None, masks: str | None = None,
+                  mask_codes: str = "auto") -> Exposure:
     """Read an exposure, or only the part of it inside ``bbox``.
 
     Parameters
@@ -747,7 +784,7 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
         ones). It is clipped to the exposure; an empty overlap is an error.
     require_visit : bool
         Raise `InputError` when the file carries no visit metadata.
-    instrument, header_map, weights, hdu
+    instrument, header_map, weights, hdu, masks, mask_codes
         As for `read_info`.
 
     Returns
@@ -755,12 +792,13 @@ def read_exposure(path: str | os.PathLike, bbox: Box | None = None, *, require_v
     Exposure
         With ``origin`` at the region's first pixel and a WCS for its pixels. A file
         without a mask or variance gets them made from its header and pixels
-        (`dcrcoadd.io.pixels`), or the variance from its weight map, the same for
-        any region; one without a flux calibration gets 1 (image units).
+        (`dcrcoadd.io.pixels`), or the variance from its weight map and mask planes from its
+        data-quality map, the same for any region; one without a flux calibration gets 1 (image
+        units).
     """
     path = Path(path)
     with _reading(path), _open(path) as hdul:
-        info = _read_info(hdul, path, instrument, header_map, weights, hdu)
+        info = _read_info(hdul, path, instrument, header_map, weights, hdu, masks, mask_codes)
         if require_visit and info.visit is None:
             raise InputError("no visit metadata (EXPID, BORE-AIRMASS, DATE-OBS, ... missing)", path)
         planes = _read_planes(hdul, info, bbox)
@@ -811,6 +849,24 @@ def _read_planes(hdul: fits.HDUList, info: ExposureInfo, bbox: Box | None):
 _LARGEST_NOISE = float(np.sqrt(np.finfo(np.float32).max)) / 1e3
 
 
+def _companion_section(cpath: Path, index: int, sl, shape: tuple[int, int], kind: str, image: Path,
+                       dtype: type) -> np.ndarray:
+    """Pixels ``sl`` of HDU ``index`` of a weight or data-quality map (``kind``) of ``image``; opened
+    lazily (only the headers up to that HDU are parsed, at every region read), any failure an
+    `InputError` naming the image and the map (it was checked by `read_info`, but may have changed)."""
+    if not cpath.is_file():
+        raise InputError(f"{kind} {cpath} no longer exists", image)
+    try:
+        with _reading(cpath), fits.open(cpath, memmap=None) as hdul:
+            return _section(hdul[index], sl, shape, f"{kind} {cpath}", image, dtype)
+    except InputError as exc:
+        if exc.source == str(image):
+            raise
+        raise InputError(f"{kind} {cpath}: {exc.reason}", image) from None
+    except (OSError, IndexError) as exc:
+        raise InputError(f"{kind} {cpath} cannot be read ({exc})", image) from None
+
+
 def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.ndarray | None,
               variance: np.ndarray | None) -> Exposure:
     """The exposure of the planes read, a missing mask or variance made as the file's header says."""
@@ -819,10 +875,13 @@ def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.n
         mask = synthesize_mask(image, info.mask_planes, info.pixels.saturation)
     elif info.unlabelled_mask:
         mask = np.where(mask != 0, np.uint32(info.mask_planes.value("BAD")), np.uint32(0))
+    if info.quality_map is not None:
+        qpath, i_quality, convention = info.quality_map
+        dq = _companion_section(qpath, i_quality, sl, shape, "data-quality map", path, np.int64)
+        mask |= dq_planes(dq, convention, info.mask_planes)
     if variance is None and info.weight_map is not None:
         wpath, i_weight = info.weight_map
-        with _reading(wpath), _open(wpath) as whdul:
-            weight = _section(whdul[i_weight], sl, shape, f"weight map {wpath}", path, np.float32)
+        weight = _companion_section(wpath, i_weight, sl, shape, "weight map", path, np.float32)
         variance, unusable = variance_from_weight(weight)
         mask[unusable] |= np.uint32(info.mask_planes.value("BAD"))
     elif variance is None:

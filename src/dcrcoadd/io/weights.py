@@ -40,7 +40,8 @@ from astropy.io import fits
 
 from dcrcoadd.errors import ConfigError, InputError
 
-__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "variance_from_weight", "weight_hdu", "weight_path"]
+__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "companion_hdu", "variance_from_weight", "weight_hdu",
+           "weight_path"]
 
 #: The fields a weights pattern can use.
 WEIGHT_FIELDS = ("dir", "name", "stem", "ext")
@@ -49,29 +50,30 @@ _EXTENSION = re.compile(r"(\.(?:fits|fit|fts)(?:\.(?:gz|fz|bz2))?)$", re.IGNOREC
 _GLOB = re.compile(r"[*?\[]")
 
 
-def _parse_field(text: str, pattern: str) -> tuple[str, str | None, str | None]:
+def _parse_field(text: str, pattern: str, what: str = "weights") -> tuple[str, str | None, str | None]:
     """``(field, old, new)`` of ``{field}`` or ``{field/old/new}``; ConfigError otherwise."""
     parts = text.split("/")
     if parts[0] not in WEIGHT_FIELDS or len(parts) not in (1, 3) or (len(parts) == 3 and not parts[1]):
-        raise ConfigError(f"weights pattern {pattern!r}: {{{text}}} is not a field; use "
+        raise ConfigError(f"{what} pattern {pattern!r}: {{{text}}} is not a field; use "
                           + ", ".join(f"{{{f}}}" for f in WEIGHT_FIELDS) + " or {FIELD/OLD/NEW}")
     return (parts[0], None, None) if len(parts) == 1 else (parts[0], parts[1], parts[2])
 
 
-def check_weights_pattern(pattern: str) -> str:
+def check_weights_pattern(pattern: str, what: str = "weights") -> str:
     """``pattern`` if it is a usable weights pattern (see the module notes); ConfigError otherwise.
 
     It must name the image through at least one field (one weight file for every image
-    would be a mistake) and hold no stray brace.
+    would be a mistake) and hold no stray brace. ``what``: the option's name in messages (the same
+    patterns name data-quality maps, ``masks``, `dcrcoadd.io.quality`).
     """
     if not isinstance(pattern, str) or not pattern.strip():
-        raise ConfigError(f"weights pattern must be a non-empty text, got {pattern!r}")
-    fields = [_parse_field(m.group(1), pattern) for m in _FIELD.finditer(pattern)]
+        raise ConfigError(f"{what} pattern must be a non-empty text, got {pattern!r}")
+    fields = [_parse_field(m.group(1), pattern, what) for m in _FIELD.finditer(pattern)]
     if "{" in _FIELD.sub("", pattern) or "}" in _FIELD.sub("", pattern):
-        raise ConfigError(f"weights pattern {pattern!r} has an unmatched brace")
+        raise ConfigError(f"{what} pattern {pattern!r} has an unmatched brace")
     if not any(f in ("name", "stem") for f, _, _ in fields):
-        raise ConfigError(f"weights pattern {pattern!r} must contain {{name}} or {{stem}} (with or without "
-                          "/OLD/NEW), so that each image gets its own weight file")
+        raise ConfigError(f"{what} pattern {pattern!r} must contain {{name}} or {{stem}} (with or without "
+                          "/OLD/NEW), so that each image gets its own file")
     return pattern
 
 
@@ -85,8 +87,9 @@ def _values(image: Path) -> dict[str, str]:
     return {"dir": str(Path(os.path.abspath(image)).parent), "name": name, "stem": stem, "ext": ext}
 
 
-def weight_path(image: str | Path, pattern: str) -> Path:
-    """The weight file of ``image`` under ``pattern``.
+def weight_path(image: str | Path, pattern: str, kind: str = "weight map", option: str = "--weights") -> Path:
+    """The weight file of ``image`` under ``pattern`` (``kind`` and ``option``: what the file is and
+    which option named it, in messages: a data-quality map from ``--masks`` is found the same way).
 
     Raises
     ------
@@ -94,13 +97,13 @@ def weight_path(image: str | Path, pattern: str) -> Path:
         Naming the image: the weight file does not exist, or a glob matches no file or several.
     """
     image = Path(image)
-    check_weights_pattern(pattern)
+    check_weights_pattern(pattern, option.lstrip("-"))
     values = _values(image)
     literal = _FIELD.sub("", pattern)
     globbing = bool(_GLOB.search(literal))
 
     def substitute(m: re.Match) -> str:
-        field, old, new = _parse_field(m.group(1), pattern)
+        field, old, new = _parse_field(m.group(1), pattern, option.lstrip("-"))
         value = values[field] if old is None else values[field].replace(old, new)
         return glob.escape(value) if globbing else value
 
@@ -113,34 +116,42 @@ def weight_path(image: str | Path, pattern: str) -> Path:
         if len(found) != 1:
             what = "matches no file" if not found else f"matches {len(found)} files ({', '.join(found[:3])}" \
                 + (", ..." if len(found) > 3 else "") + ")"
-            raise InputError(f"weight map: --weights {pattern!r} gives {path}, which {what}", image)
+            raise InputError(f"{kind}: {option} {pattern!r} gives {path}, which {what}", image)
         path = Path(found[0])
     if path.resolve() == image.resolve():
-        raise InputError(f"weight map: --weights {pattern!r} gives the image itself", image)
+        raise InputError(f"{kind}: {option} {pattern!r} gives the image itself", image)
     if not path.is_file():
-        raise InputError(f"weight map {path} (from --weights {pattern!r}) does not exist", image)
+        raise InputError(f"{kind} {path} (from {option} {pattern!r}) does not exist", image)
     return path
 
 
-def weight_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Path) -> int:
+def weight_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Path,
+               kind: str = "weight map") -> int:
     """Index of the weight map's HDU in ``path``: the one named like the image's extension, else the
-    only 2-D image. InputError (naming the image and the weight file) if none fits."""
+    only 2-D image. InputError (naming the image and the weight file, a ``kind``) if none fits."""
+    return companion_hdu(path, image_name, shape, image, kind)[0]
+
+
+def companion_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Path,
+                  kind: str = "weight map") -> tuple[int, fits.Header, fits.Header]:
+    """`weight_hdu`, with that HDU's header and the primary header (one opening of the file)."""
     try:
         with fits.open(path, memmap=None) as hdul:
             hdus = [(i, h.name.strip().upper(), tuple(int(n) for n in h.shape)) for i, h in enumerate(hdul)
                     if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
                     and h.header.get("NAXIS") == 2]
+            headers = [h.header for h in hdul]
     except Exception as exc:  # noqa: BLE001 - astropy raises many kinds on corrupt files
-        raise InputError(f"weight map {path} is not a readable FITS file ({exc})", image) from None
+        raise InputError(f"{kind} {path} is not a readable FITS file ({exc})", image) from None
     named = [h for h in hdus if image_name and image_name not in ("PRIMARY", "") and h[1] == image_name]
     chosen = named[0] if named else hdus[0] if len(hdus) == 1 else None
     if chosen is None:
         names = ", ".join(n or f"HDU {i}" for i, n, _ in hdus) or "none"
-        raise InputError(f"weight map {path}: no 2-D image named {image_name or 'like the image'} and not "
+        raise InputError(f"{kind} {path}: no 2-D image named {image_name or 'like the image'} and not "
                          f"exactly one 2-D image (found: {names})", image)
     if chosen[2] != tuple(shape):
-        raise InputError(f"weight map {path} has shape {chosen[2]}, the image {tuple(shape)}", image)
-    return chosen[0]
+        raise InputError(f"{kind} {path} has shape {chosen[2]}, the image {tuple(shape)}", image)
+    return chosen[0], headers[chosen[0]], headers[0]
 
 
 def variance_from_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -43,6 +43,7 @@ class InputHeader:
     visit: VisitInfo | None
     has_psf: bool = True
     weight_map: Path | None = None  # the file its variance comes from (``--weights``), if any
+    quality_map: Path | None = None  # the file its mask comes from (``--masks``), if any
 
     @property
     def band_letter(self) -> str:
@@ -109,7 +110,8 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
             absent.append(set(info.absent_header_map))
             header = InputHeader(str(source), source, info.band, info.bandpass, info.visit,
                                  info.psf is not None,
-                                 None if info.weight_map is None else Path(info.weight_map[0]))
+                                 None if info.weight_map is None else Path(info.weight_map[0]),
+                                 None if info.quality_map is None else Path(info.quality_map[0]))
         if instrument:
             bandpass, visit = instrument_defaults(instrument, header.band, header.bandpass, header.visit,
                                                   header.name)
@@ -124,6 +126,8 @@ def read_headers(sources: Sequence[Source], options: ReadOptions | str | None = 
         # (a weight map is only read for an image without variance: here it changed nothing)
         log.warning("inputs.weights = %r is not used: every input has its own variance extension",
                     options.weights)
+    if options.masks and files and all(h.quality_map is None for h in files):
+        log.warning("inputs.masks = %r is not used: every input has its own mask extension", options.masks)
     return headers
 
 
@@ -195,11 +199,12 @@ def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool 
 
 def input_state(header: InputHeader) -> list[list[int]]:
     """Size and modification time (ns) of the files an input's pixels come from (its file and its
-    weight map): a resumed run compares them, so that it never reuses what was solved from older
-    pixels under the same names. Empty for an in-memory exposure (its identity digests its pixels)."""
+    weight and data-quality maps): a resumed run compares them, so that it never reuses what was
+    solved from older pixels under the same names. Empty for an in-memory exposure (its identity
+    digests its pixels)."""
     if isinstance(header.source, Exposure):
         return []
-    files = [Path(header.source)] + ([header.weight_map] if header.weight_map is not None else [])
+    files = [Path(header.source)] + [f for f in (header.weight_map, header.quality_map) if f is not None]
     return [[st.st_size, st.st_mtime_ns] for st in (f.stat() for f in files)]
 
 

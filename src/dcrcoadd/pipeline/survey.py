@@ -142,13 +142,14 @@ class SurveyResult:
 
 def patch_fingerprint(task: PatchTask, sources: Sequence[str | os.PathLike]) -> str:
     """What a finished patch must match to be skipped by a rerun: settings, band, box, versions and
-    the path, size and modification time of each input and of its weight map (``inputs.weights``)."""
-    pattern = task.config.inputs.weights
+    the path, size and modification time of each input and of its weight and data-quality maps
+    (``inputs.weights``, ``inputs.masks``)."""
+    patterns = [p for p in (task.config.inputs.weights, task.config.inputs.masks) if p]
     files = []
     for source in sources:
         paths = [Path(source)]
-        if pattern:
-            try:  # (a file with its own variance plane needs no weight map: it is read without one)
+        for pattern in patterns:
+            try:  # (a file with its own variance or mask plane needs no map: it is read without one)
                 paths.append(weight_path(source, pattern))
             except InputError:
                 pass
