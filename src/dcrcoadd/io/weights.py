@@ -136,11 +136,7 @@ def companion_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Pa
                   kind: str = "weight map") -> tuple[int, fits.Header, fits.Header]:
     """`weight_hdu`, with that HDU's header and the primary header (one opening of the file)."""
     try:
-        with fits.open(path, memmap=None) as hdul:
-            hdus = [(i, h.name.strip().upper(), tuple(int(n) for n in h.shape)) for i, h in enumerate(hdul)
-                    if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
-                    and h.header.get("NAXIS") == 2]
-            headers = [h.header for h in hdul]
+        hdus, headers = _image_hdus(path)
     except Exception as exc:  # noqa: BLE001 - astropy raises many kinds on corrupt files
         raise InputError(f"{kind} {path} is not a readable FITS file ({exc})", image) from None
     named = [h for h in hdus if image_name and image_name not in ("PRIMARY", "") and h[1] == image_name]
@@ -151,7 +147,31 @@ def companion_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Pa
                          f"exactly one 2-D image (found: {names})", image)
     if chosen[2] != tuple(shape):
         raise InputError(f"{kind} {path} has shape {chosen[2]}, the image {tuple(shape)}", image)
-    return chosen[0], headers[chosen[0]], headers[0]
+    return chosen[0], headers[chosen[0]].copy(), headers[0].copy()
+
+
+#: Companion files whose HDUs were listed, by (path, size, modification time): the CCDs of one
+#: multi-extension image each look up their extension in the same file, whose headers (compressed
+#: ones especially) cost ~80 ms to parse for a 61-HDU DECam file.
+_LISTED: dict[tuple[str, int, int], tuple[list, list]] = {}
+_LISTED_MAX = 16
+
+
+def _image_hdus(path: Path) -> tuple[list[tuple[int, str, tuple[int, ...]]], list[fits.Header]]:
+    """``(index, name, shape)`` of each 2-D image HDU of ``path``, and every HDU's header; cached
+    while the file is unchanged."""
+    st = Path(path).stat()
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _LISTED:
+        with fits.open(path, memmap=None) as hdul:
+            hdus = [(i, h.name.strip().upper(), tuple(int(n) for n in h.shape)) for i, h in enumerate(hdul)
+                    if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+                    and h.header.get("NAXIS") == 2]
+            headers = [h.header.copy() for h in hdul]
+        if len(_LISTED) >= _LISTED_MAX:
+            _LISTED.pop(next(iter(_LISTED)))
+        _LISTED[key] = (hdus, headers)
+    return _LISTED[key]
 
 
 def variance_from_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
