@@ -540,6 +540,24 @@ def write_ztf(path, *, time=ZTF_TIME, az=280.0, alt=48.0, seed=3):
     return path
 
 
+def test_ztf_mask_image_gives_the_planes_of_its_bits(tmp_path):
+    image = write_ztf(tmp_path / "ztf_20190412_000812_zr_c04_o_q3_sciimg.fits")
+    bits = {(5, 5): 1 << 0, (5, 9): 1 << 1, (9, 5): 1 << 8 | 1 << 1, (9, 9): 1 << 9, (13, 5): 1 << 7,
+            (13, 9): 1 << 10, (17, 5): 1 << 12, (17, 9): 1 << 6, (21, 5): 1 << 14}
+    dq = np.zeros(SHAPE, np.int16)
+    for yx, value in bits.items():
+        dq[yx] = value
+    fits.PrimaryHDU(dq).writeto(tmp_path / "ztf_20190412_000812_zr_c04_o_q3_mskimg.fits")
+    plain = read_exposure(image)
+    exp = read_exposure(image, masks="{name/sciimg/mskimg}")  # auto: the ZTF preset's bits
+    assert exp.mask_of("STREAK")[5, 5] and exp.mask_of("SAT")[9, 5] and exp.mask_of("BAD")[9, 9]
+    assert exp.mask_of("CR")[13, 5] and exp.mask_of("NO_DATA")[13, 9] and exp.mask_of("SAT")[17, 9]
+    assert exp.mask_of("BAD")[21, 5]  # a bit ZTF does not define
+    for yx in ((5, 9), (17, 5)):  # a detected source, a bright star's halo: real light
+        assert exp.mask[yx] == plain.mask[yx]
+    assert any("(ZTF mask bits; --masks" in n for n in read_info(image, masks="{name/sciimg/mskimg}").notes)
+
+
 def test_ztf_science_image_reads_with_the_preset(tmp_path):
     info = read_info(write_ztf(tmp_path / "ztf_sciimg.fits"))
     assert info.layout == "image" and info.instrument == "ztf" and info.band == "ztf-r"

@@ -526,15 +526,17 @@ class InputsConfig:
 
     masks: str | None = None
     """Data-quality map companion file of each input without a mask plane, a pattern as for
-    ``weights`` (``"{name/_ooi_/_ood_}"`` for DECam CP ``ood`` files; ``--masks``): its values give
+    ``weights`` (``"{name/_ooi_/_ood_}"`` for DECam CP ``ood`` files, ``"{name/sciimg/mskimg}"``
+    for ZTF's; ``--masks``): its values give
     the mask planes (BAD, SAT, CR, ...) as ``mask_codes`` says, added to those made from the image
     (NO_DATA where not finite, SAT from the SATURATE card). Not an LSST field."""
 
     mask_codes: str = "auto"
     """What the values of a ``masks`` map mean (``--mask-codes``): ``decam-cp`` (the DECam
     Community Pipeline's integer codes, or its bits before version 3.5.0 by the PLVER card),
-    ``nonzero`` (every nonzero value BAD), or ``auto``: ``decam-cp`` for a file with a PLVER card or
-    read with the DECam preset, else ``nonzero``. Not an LSST field."""
+    ``ztf`` (the ZTF ``mskimg`` bits), ``nonzero`` (every nonzero value BAD), or ``auto``:
+    ``decam-cp`` for a file with a PLVER card or read with the DECam preset, ``ztf`` for one read
+    with the ZTF preset, else ``nonzero``. Not an LSST field."""
 
 
 @dataclass

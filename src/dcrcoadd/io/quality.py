@@ -2,7 +2,8 @@
 
 Survey pipelines deliver an image's bad pixels, saturation, bleed trails and cosmic rays as a
 separate data-quality file: the DECam Community Pipeline's ``*_ood_*`` beside each ``*_ooi_*``
-image (and its ``*_oow_*`` weight map, ``--weights``). The pattern names that file for each image
+image (and its ``*_oow_*`` weight map, ``--weights``), ZTF's ``*_mskimg.fits`` beside each
+``*_sciimg.fits`` (``{name/sciimg/mskimg}``). The pattern names that file for each image
 as a weights pattern does (`dcrcoadd.io.weights`: ``{name/_ooi_/_oow_}`` becomes
 ``{name/_ooi_/_ood_}``); its HDU is the one named like the image's extension, else its only 2-D
 image, of the image's shape. It is used only where the image file has no mask of its own.
@@ -22,11 +23,18 @@ What a value means (``--mask-codes``, config ``inputs.mask_codes``):
     card the values are taken as codes. (Before 4.8.0 the pipeline sometimes wrote streaks as
     cosmic rays; both are masked either way.) ``STREAK`` and ``INTRP`` are not among the default
     ``coadd.bad_mask_planes``: add them to keep those pixels out of the coadd and the model.
+``ztf``
+    The ZTF science data system's bits: 0 aircraft or satellite track (``STREAK``), 2 low and
+    3 high responsivity, 4 noisy, 5 ghost and 9 dead (``BAD``), 6 bleed (``SAT``), 7 pixel spike
+    (``CR``), 8 saturated (``SAT``), 10 NaN (``NO_DATA``); 1 and 11 (a source detected there) and
+    12 (a bright star's halo: real light, which the DCR model fits) left unmasked; other bits
+    ``BAD``.
 ``nonzero``
     Every nonzero pixel is ``BAD`` (a mask whose values say nothing more).
 ``auto`` (default)
     ``decam-cp`` when the data-quality file or the image carries a ``PLVER`` card or the image
-    was read with the DECam preset, else ``nonzero``.
+    was read with the DECam preset, ``ztf`` for an image read with the ZTF preset, else
+    ``nonzero``.
 
 The image's own checks still apply: pixels that are not finite are ``NO_DATA``, and with a
 ``SATURATE`` card the pixels at or above it ``SAT``; the planes of the map are added to those.
@@ -44,12 +52,16 @@ from dcrcoadd.errors import ConfigError
 __all__ = ["MASK_CODES", "check_mask_codes", "dq_planes", "resolve_codes"]
 
 #: The conventions ``--mask-codes`` accepts.
-MASK_CODES = ("auto", "decam-cp", "nonzero")
+MASK_CODES = ("auto", "decam-cp", "ztf", "nonzero")
 
 #: DECam Community Pipeline integer codes (PLVER >= 3.5.0) -> plane (None: left unmasked).
 _CP_CODES = {1: "BAD", 2: "NO_DATA", 3: "SAT", 4: "SAT", 5: "CR", 6: "BAD", 7: None, 8: "STREAK"}
 #: DECam Community Pipeline bits (PLVER < 3.5.0) -> plane (None: left unmasked).
 _CP_BITS = {1: "BAD", 2: "SAT", 4: "INTRP", 16: "CR", 64: "SAT", 128: None}
+#: ZTF mskimg bits -> plane (None: left unmasked).
+_ZTF_BITS = {1 << 0: "STREAK", 1 << 1: None, 1 << 2: "BAD", 1 << 3: "BAD", 1 << 4: "BAD", 1 << 5: "BAD",
+             1 << 6: "SAT", 1 << 7: "CR", 1 << 8: "SAT", 1 << 9: "BAD", 1 << 10: "NO_DATA", 1 << 11: None,
+             1 << 12: None}
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 
 
@@ -73,13 +85,16 @@ def _plver(headers) -> tuple[tuple[int, int] | None, str | None]:
 
 def resolve_codes(requested: str, headers, instrument: str | None) -> tuple[str, str]:
     """``(convention, description)`` of a data-quality map under ``requested``: ``"cp-codes"``,
-    ``"cp-bits"`` or ``"nonzero"``. ``headers``: the data-quality HDU's and the image's headers
+    ``"cp-bits"``, ``"ztf"`` or ``"nonzero"``. ``headers``: the data-quality HDU's and the image's headers
     (PLVER is looked for in that order); ``instrument``: the preset the image was read with."""
     has_plver = any(h is not None and "PLVER" in h for h in headers)
     if requested == "auto":
-        requested = "decam-cp" if has_plver or instrument == "decam" else "nonzero"
+        requested = ("decam-cp" if has_plver or instrument == "decam" else "ztf" if instrument == "ztf"
+                     else "nonzero")
     if requested == "nonzero":
         return "nonzero", "every nonzero value BAD"
+    if requested == "ztf":
+        return "ztf", "ZTF mask bits"
     version, unreadable = _plver(headers)
     if version is not None and version < (3, 5):
         return "cp-bits", f"DECam Community Pipeline bits (PLVER {version[0]}.{version[1]}, before 3.5)"
@@ -110,10 +125,11 @@ def dq_planes(dq: np.ndarray, convention: str, planes: MaskPlanes) -> np.ndarray
             known |= hit
         out[~known & (dq != 0)] |= bad
         return out
+    table = _ZTF_BITS if convention == "ztf" else _CP_BITS
     bits = dq.astype(np.int64)
-    for bit, name in _CP_BITS.items():
+    for bit, name in table.items():
         if name is not None:
             out[(bits & bit) != 0] |= np.uint32(planes.value(name))
-    other = bits & ~np.int64(sum(_CP_BITS))
+    other = bits & ~np.int64(sum(table))
     out[other != 0] |= bad
     return out
