@@ -1,6 +1,7 @@
 """Executors give bit-identical outputs; an interrupted run resumes to the same outputs."""
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -156,3 +157,21 @@ def test_pool_workers_end_when_their_parent_is_killed():
     for p in alive:
         os.kill(p, signal.SIGKILL)
     assert not alive
+
+
+def test_big_arrays_reach_local_workers_by_file_and_the_file_is_removed():
+    from dcrcoadd.parallel import ProcessMapper, serial_map
+    from dcrcoadd.parallel.shared import FileArray, resolve, shared
+
+    image = np.arange(24.0, dtype=np.float32).reshape(4, 6)
+    with shared(serial_map, image) as (handle,):
+        assert handle is image  # in this process (and on Dask): the array itself
+    mapper = ProcessMapper(2)  # (its pool starts on first use only: none here)
+    with shared(mapper, image, image * 2) as (a, b):
+        assert isinstance(a, FileArray) and isinstance(b, FileArray)
+        part = a[1:3, 2:5]
+        assert len(pickle.dumps(part)) < 500  # a task carries the file's name, not the pixels
+        np.testing.assert_array_equal(resolve(part), image[1:3, 2:5])
+        np.testing.assert_array_equal(resolve(b), image * 2)
+        folder = os.path.dirname(a.path)
+    assert not os.path.exists(folder)

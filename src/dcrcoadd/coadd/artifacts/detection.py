@@ -38,6 +38,7 @@ from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.ops.detection import detect
 from dcrcoadd.ops.stack import clipped_mean, sorted_percentiles
 from dcrcoadd.parallel import Mapper, map_tasks
+from dcrcoadd.parallel.shared import FileArray, resolve, shared
 
 log = logging.getLogger("dcrcoadd.coadd.artifacts.detection")
 
@@ -188,8 +189,8 @@ class WarpDetectionTask:
     radius: int  # footprint growth, pixels
     planes: MaskPlanes
     bad_mask: int
-    static_image: np.ndarray  # over bbox ∩ warp.bbox
-    static_variance: np.ndarray
+    static_image: np.ndarray | FileArray  # over bbox ∩ warp.bbox (`dcrcoadd.parallel.shared`)
+    static_variance: np.ndarray | FileArray
     settings: ArtifactConfig
     tile_size: tuple[int, int]
 
@@ -225,6 +226,7 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
     and the detection labels over its part of the coadd box are held at once.
     """
     warp, bbox, planes, a = task.warp, task.bbox, task.planes, task.settings
+    static_image, static_variance = resolve(task.static_image), resolve(task.static_variance)
     bad = np.uint32(task.bad_mask)
     no_data = np.uint32(planes.value_if_present(["NO_DATA"]))
     prefilter = np.uint32(planes.value_if_present(a.prefilter_artifacts_mask_planes))
@@ -253,7 +255,7 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
         scale_good[tsl] = (mmask & ignore) == 0
         has_footprints = has_footprints or bool(np.any(exp.mask & detected_bit))
         searchable[tsl] = m.valid_coverage >= DETECTION_MIN_COVERAGE
-        counted[tsl] = finite & np.isfinite(task.static_image[tsl]) & ((mmask & bad) == 0)
+        counted[tsl] = finite & np.isfinite(static_image[tsl]) & ((mmask & bad) == 0)
         has_data = np.isfinite(exp.image) & ((exp.mask & no_data) == 0)
         lost_parts.append(PixelSet.from_mask(~finite & (has_data | ((exp.mask & bad_not_no_data) != 0)),
                                              tile, bbox))
@@ -264,22 +266,23 @@ def detect_warp_candidates(task: WarpDetectionTask) -> WarpCandidates:
             # a warp without source footprints (LSST's always have them; other pipelines' need not):
             # its sources would count as noise, the more so as PSF matching smooths the noise (factors
             # of 50-120 on a DECam-like field whose variance is right); the static sky's are left out
-            scale_good &= ~static_sources(task.static_image, task.static_variance)
+            scale_good &= ~static_sources(static_image, static_variance)
         factor = _scale_factor(image, variance, scale_good)
         if has_footprints and not usable_variance_factor(factor):
             # a warp much sharper than the matching target: PSF matching spreads its sources beyond its
             # own footprints, whose wings then count as noise (factors of 13-15 on 0.55" warps matched
             # to 1.6", whose variance was right: 1.0 without the sources); the static sky's are left out
-            retry = _scale_factor(image, variance, scale_good & ~static_sources(task.static_image,
-                                                                                  task.static_variance))
+            retry = _scale_factor(image, variance,
+                                  scale_good & ~static_sources(static_image, static_variance))
             if usable_variance_factor(retry):
                 factor = retry
         if usable_variance_factor(factor):
             variance *= np.float32(factor)
     del scale_good
     # In place: image becomes the difference, variance its variance, then image the S/N.
-    image -= task.static_image
-    variance += task.static_variance
+    image -= static_image
+    variance += static_variance
+    del static_image, static_variance
     ok = np.isfinite(image) & np.isfinite(variance) & (variance > 0) & searchable
     np.sqrt(variance, out=variance, where=ok)
     np.divide(image, variance, out=image, where=ok)
@@ -338,7 +341,7 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, s
     n_image = np.zeros(bbox.shape, np.uint16)
     found: dict[int, tuple[ArtifactMask, list[np.ndarray]]] = {}
 
-    def tasks():
+    def tasks(image, variance):
         for i, warp in enumerate(warps):
             crop = bbox.intersection(warp.bbox)
             if crop.is_empty:
@@ -346,21 +349,22 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, s
             sigma = matching_sigma(warp.psf, target_sigma)
             sl = crop.slices(bbox)
             yield i, WarpDetectionTask(warp.restricted(bbox.grow(kernel_radius(sigma))), bbox, sigma, radius,
-                                       planes, bad_mask, static_image[sl], static_variance[sl], settings,
-                                       tile_size)
+                                       planes, bad_mask, image[sl], variance[sl], settings, tile_size)
 
     epochs_flat = epoch_count.ravel()
-    for i, result in map_tasks(detect_warp_candidates, tasks(), mapper):
-        if settings.do_scale_warp_variance and not usable_variance_factor(result.variance_factor):
-            # (LSST leaves such a variance as it is; its weight in the coadd is then off by as much)
-            log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is. Its "
-                        "variance does not describe its pixels' scatter, so its weight in the coadd is off "
-                        "by about that factor: check its variance plane or weight map",
-                        warps[i].name, result.variance_factor)
-        n_image[bbox.intersection(warps[i].bbox).slices(bbox)] += result.counted
-        if result.candidates:  # footprints of one warp are disjoint: each pixel gains one epoch
-            epochs_flat[np.concatenate(result.candidates)] += 1
-        found[i] = (result.mask, result.candidates)  # not the full-size ``counted`` plane
+    # (the workers of a local pool memory-map the static sky from a file, `dcrcoadd.parallel.shared`)
+    with shared(mapper, static_image, static_variance) as (image, variance):
+        for i, result in map_tasks(detect_warp_candidates, tasks(image, variance), mapper):
+            if settings.do_scale_warp_variance and not usable_variance_factor(result.variance_factor):
+                # (LSST leaves such a variance as it is; its weight in the coadd is then off by as much)
+                log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is. "
+                            "Its variance does not describe its pixels' scatter, so its weight in the coadd "
+                            "is off by about that factor: check its variance plane or weight map",
+                            warps[i].name, result.variance_factor)
+            n_image[bbox.intersection(warps[i].bbox).slices(bbox)] += result.counted
+            if result.candidates:  # footprints of one warp are disjoint: each pixel gains one epoch
+                epochs_flat[np.concatenate(result.candidates)] += 1
+            found[i] = (result.mask, result.candidates)  # not the full-size ``counted`` plane
     template_labels = None
     if settings.do_preserve_contained_by_source:
         template_labels = detect_template_sources(static_image, target_sigma,
