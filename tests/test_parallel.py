@@ -175,3 +175,24 @@ def test_big_arrays_reach_local_workers_by_file_and_the_file_is_removed():
         np.testing.assert_array_equal(resolve(b), image * 2)
         folder = os.path.dirname(a.path)
     assert not os.path.exists(folder)
+
+
+def test_a_full_temporary_folder_falls_back_to_pipes(tmp_path, monkeypatch, caplog):
+    import logging
+    import tempfile
+
+    from dcrcoadd.parallel import ProcessMapper
+    from dcrcoadd.parallel.shared import shared
+
+    def no_room(path, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", no_room)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    orphan = tmp_path / "dcrcoadd-shared-999999999-abc"  # (a pid no process has)
+    orphan.mkdir()
+    image = np.ones((3, 3))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"), shared(ProcessMapper(2), image) as (handle,):
+        assert handle is image
+    assert "No space left on device" in caplog.text and "TMPDIR" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # the orphan removed, nothing left

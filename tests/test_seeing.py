@@ -204,8 +204,8 @@ def test_constant_seeing_gives_the_same_result_with_or_without_the_psf_term(cons
 def test_a_bright_star_is_fitted_to_its_noise_in_the_sharpest_warp_and_a_new_visit():
     # a 14-mag star (peak S/N ~1000): the prior that holds the full-band image where the reference PSF
     # has no power must not round off the star's own high frequencies, which the sharpest exposures
-    # see. With the prior's floor at 1e-2 (psf_ratio_floor 1e-3) they left rings of 8.5σ and 13σ, 4
-    # and 12 false detections; at 3e-3 (the default): 4.9σ and 4.7σ, none.
+    # see. With the prior's floor at 1e-2 (psf_ratio_floor 1e-3) they left rings of 13σ and 8.5σ, 12
+    # and 4 false detections; at 3e-3 (the default): 4.7σ and 4.9σ, none.
     sim = simulate(SimulationConfig(size=96, n_visits=10, n_stars=40, airmass=(1.0, 2.0), seeing=(0.6, 1.3),
                                     defects=False, seed=7, bright_mag_range=(14.0, 14.5)))
     order = np.argsort([w.visit.airmass for w in sim.warps])

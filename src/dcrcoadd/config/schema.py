@@ -464,7 +464,9 @@ class DcrConfig:
     source's brightness, so it rounds off the high frequencies of bright stars: at 1e-3 a 14-mag
     star left rings of 10-17σ in the templates of the sharpest warps (`python -m benchmarks.scenarios`:
     469 false detections in all, 275 at 3e-4 and 288 at 1e-4, whose fields with four model visits got
-    worse). Not an LSST field."""
+    worse). The iterative solver's PSF term (``psf_model = "warp"``) tapers its ratio with the same
+    floor (the variable-seeing test field gave it the same false detections at both). Not an LSST
+    field."""
 
     psf_refits: int = 3
     """With ``psf_model = "warp"``, how many times the PSFs of warps measured from their own stars

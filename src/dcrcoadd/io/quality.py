@@ -25,9 +25,11 @@ What a value means (``--mask-codes``, config ``inputs.mask_codes``):
     ``coadd.bad_mask_planes``: add them to keep those pixels out of the coadd and the model.
 ``ztf``
     The ZTF science data system's bits: 0 aircraft or satellite track (``STREAK``), 2 low and
-    3 high responsivity, 4 noisy, 5 ghost and 9 dead (``BAD``), 6 bleed (``SAT``), 7 pixel spike
-    (``CR``), 8 saturated (``SAT``), 10 NaN (``NO_DATA``); 1 and 11 (a source detected there) and
-    12 (a bright star's halo: real light, which the DCR model fits) left unmasked; other bits
+    3 high responsivity, 4 noisy, 5 ghost, 6 ghost from charge spillage and 9 dead (``BAD``),
+    7 pixel spike (``CR``), 8 saturated (``SAT``), 10 NaN (``NO_DATA``), 12 the halo round a star
+    brighter than V 6.5 (``BRIGHT_OBJECT``: a ghost that moves with the star, about 6' across,
+    not among the default ``coadd.bad_mask_planes``, so that the coadd keeps no hole there; add
+    it to leave those pixels out); 1 and 11 (a source detected there) left unmasked; other bits
     ``BAD``.
 ``nonzero``
     Every nonzero pixel is ``BAD`` (a mask whose values say nothing more).
@@ -60,8 +62,8 @@ _CP_CODES = {1: "BAD", 2: "NO_DATA", 3: "SAT", 4: "SAT", 5: "CR", 6: "BAD", 7: N
 _CP_BITS = {1: "BAD", 2: "SAT", 4: "INTRP", 16: "CR", 64: "SAT", 128: None}
 #: ZTF mskimg bits -> plane (None: left unmasked).
 _ZTF_BITS = {1 << 0: "STREAK", 1 << 1: None, 1 << 2: "BAD", 1 << 3: "BAD", 1 << 4: "BAD", 1 << 5: "BAD",
-             1 << 6: "SAT", 1 << 7: "CR", 1 << 8: "SAT", 1 << 9: "BAD", 1 << 10: "NO_DATA", 1 << 11: None,
-             1 << 12: None}
+             1 << 6: "BAD", 1 << 7: "CR", 1 << 8: "SAT", 1 << 9: "BAD", 1 << 10: "NO_DATA", 1 << 11: None,
+             1 << 12: "BRIGHT_OBJECT"}
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 
 

@@ -33,6 +33,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -150,28 +151,34 @@ def companion_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Pa
     return chosen[0], headers[chosen[0]].copy(), headers[0].copy()
 
 
-#: Companion files whose HDUs were listed, by (path, size, modification time): the CCDs of one
-#: multi-extension image each look up their extension in the same file, whose headers (compressed
-#: ones especially) cost ~80 ms to parse for a 61-HDU DECam file.
-_LISTED: dict[tuple[str, int, int], tuple[list, list]] = {}
-_LISTED_MAX = 16
+#: Companion files whose HDUs were listed, by identity and state: the CCDs of one multi-extension
+#: image each look up their extension in the same file, whose headers (compressed ones especially)
+#: cost ~80 ms to parse for a 61-HDU DECam file. A few files' worth (one visit's weight and
+#: data-quality maps), a few MB each; a lock, as survey patches may read from threads.
+_LISTED: dict[tuple, tuple[list, dict[int, fits.Header]]] = {}
+_LISTED_MAX = 4
+_LISTED_LOCK = threading.Lock()
 
 
-def _image_hdus(path: Path) -> tuple[list[tuple[int, str, tuple[int, ...]]], list[fits.Header]]:
-    """``(index, name, shape)`` of each 2-D image HDU of ``path``, and every HDU's header; cached
-    while the file is unchanged."""
+def _image_hdus(path: Path) -> tuple[list[tuple[int, str, tuple[int, ...]]], dict[int, fits.Header]]:
+    """``(index, name, shape)`` of each 2-D image HDU of ``path``, and the headers of those HDUs and
+    of the primary, by index; cached while the file is unchanged."""
     st = Path(path).stat()
-    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _LISTED:
+    key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _LISTED_LOCK:
+        entry = _LISTED.get(key)
+    if entry is None:
         with fits.open(path, memmap=None) as hdul:
             hdus = [(i, h.name.strip().upper(), tuple(int(n) for n in h.shape)) for i, h in enumerate(hdul)
                     if isinstance(h, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
                     and h.header.get("NAXIS") == 2]
-            headers = [h.header.copy() for h in hdul]
-        if len(_LISTED) >= _LISTED_MAX:
-            _LISTED.pop(next(iter(_LISTED)))
-        _LISTED[key] = (hdus, headers)
-    return _LISTED[key]
+            headers = {i: hdul[i].header.copy() for i in {0, *(i for i, _, _ in hdus)}}
+        entry = (hdus, headers)
+        with _LISTED_LOCK:
+            while len(_LISTED) >= _LISTED_MAX:
+                _LISTED.pop(next(iter(_LISTED)), None)
+            _LISTED[key] = entry
+    return entry
 
 
 def variance_from_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -6,11 +6,16 @@ gives each warp's search the static sky over the whole patch: on a 2048x4096 pat
 times as fast as one. `shared` writes such arrays once to a private temporary folder and gives
 the tasks `FileArray` handles instead, which the workers memory-map (`resolve`); the pages are read
 from the system's file cache, not copied through a pipe. Serial runs and Dask get the arrays
-themselves (a Dask cluster's workers need not see this machine's temporary folder).
+themselves (a Dask cluster's workers need not see this machine's temporary folder), and so do the
+workers when the temporary folder cannot take the files (a warning; only the speed differs).
+A folder left by a process killed outright is removed by the next run's `shared`.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -23,6 +28,10 @@ import numpy as np
 from dcrcoadd.parallel.mappers import Mapper, ProcessMapper
 
 __all__ = ["FileArray", "resolve", "shared"]
+
+log = logging.getLogger("dcrcoadd.parallel.shared")
+
+_PREFIX = "dcrcoadd-shared-"
 
 
 @dataclass(frozen=True)
@@ -55,13 +64,43 @@ def shared(mapper: Mapper | None, *arrays: np.ndarray) -> Iterator[tuple[np.ndar
     if not isinstance(mapper, ProcessMapper):
         yield arrays
         return
-    folder = Path(tempfile.mkdtemp(prefix="dcrcoadd-shared-"))
+    _remove_orphans()
+    folder = None
     try:
+        folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
         handles = []
         for i, array in enumerate(arrays):
             path = folder / f"array_{i}.npy"
             np.save(path, np.ascontiguousarray(array))
             handles.append(FileArray(str(path)))
+    except OSError as exc:
+        log.warning("cannot write %.0f MB to the temporary folder %s (%s): the worker processes get "
+                    "their copies through pipes instead, which is slower (set TMPDIR to a folder with room)",
+                    sum(a.nbytes for a in arrays) / 1e6, folder or tempfile.gettempdir(), exc)
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+        yield arrays
+        return
+    try:
         yield tuple(handles)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_orphans() -> None:
+    """Remove the folders of `shared` whose process is gone (killed before it could clean up)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_PREFIX}*"):
+        m = re.match(rf"{_PREFIX}(\d+)-", folder.name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # (another user's process)
+        return True
+    return True
