@@ -366,6 +366,35 @@ def test_decam_data_quality_file_masks_each_ccd_of_the_visit_warp(tmp_path):
     assert bad.sum() >= shape[0]  # the column
 
 
+def test_des_single_epoch_image_reads_its_mask_bits_and_weight(tmp_path):
+    # DESDM's red/immasked files: SCI, MSK (DESDM bits) and WGT (inverse variance) of one CCD, which
+    # were taken for three CCDs of a multi-extension file (MSK and WGT warped as images)
+    from dcrcoadd.io.fits import ccd_extensions
+
+    cut = write_decam_cutout(tmp_path / "cutout.fits")
+    with fits.open(cut) as hdul:
+        primary, sci = hdul[0].copy(), hdul["N6"].copy()
+    msk = np.zeros(sci.data.shape, np.int16)
+    msk[3, 3], msk[3, 9], msk[9, 3], msk[9, 9], msk[15, 3] = 1, 2 | 64, 16, 512, 4096
+    wgt = np.full(sci.data.shape, 0.004, np.float32)
+    wgt[20, 20] = 0.0
+    path = tmp_path / "D00812345_g_c37_r4001p01_immasked.fits"
+    fits.HDUList([primary, fits.ImageHDU(sci.data, sci.header, name="SCI"), fits.ImageHDU(msk, name="MSK"),
+                  fits.ImageHDU(wgt, name="WGT")]).writeto(path)
+    assert ccd_extensions(path) == []  # one exposure
+    info = read_info(path)
+    assert info.layout == "desdm" and info.visit.id == 812345
+    exp = read_exposure(path)
+    np.testing.assert_array_equal(exp.image, sci.data)
+    assert exp.variance[0, 0] == pytest.approx(250.0) and exp.mask_of("BAD")[20, 20]
+    assert exp.mask_of("BAD")[3, 3] and exp.mask_of("SAT")[3, 9] and exp.mask_of("CR")[9, 3]
+    assert exp.mask_of("EDGE")[9, 9] and exp.mask_of("BAD")[15, 3]  # (4096: a bit DESDM does not define)
+    sub = read_exposure(path, Box(2, 2, 20, 25))
+    np.testing.assert_array_equal(sub.mask, exp.mask[2:27, 2:22])
+    notes = "\n".join(info.notes)
+    assert "1/weight from its WGT extension" in notes and "its MSK extension's DESDM bits" in notes
+
+
 def test_decam_cutout_reads_with_the_preset(tmp_path, caplog):
     path = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1_N6.fits")
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):

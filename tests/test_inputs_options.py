@@ -316,8 +316,8 @@ def test_quality_map_problems_are_refused_naming_the_image(tmp_path):
     assert err.value.source == str(image)
     with pytest.raises(ConfigError, match="masks pattern 'dq.fits' must contain"):
         ReadOptions(masks="dq.fits")
-    with pytest.raises(ConfigError, match="mask codes 'desdm' unknown"):
-        ReadOptions(mask_codes="desdm")
+    with pytest.raises(ConfigError, match="mask codes 'hst' unknown"):
+        ReadOptions(mask_codes="hst")
     c = Config()
     apply_override(c, "inputs.mask_codes=bits")
     with pytest.raises(ConfigError, match="inputs.mask_codes"):

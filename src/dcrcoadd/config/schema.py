@@ -536,7 +536,8 @@ class InputsConfig:
     mask_codes: str = "auto"
     """What the values of a ``masks`` map mean (``--mask-codes``): ``decam-cp`` (the DECam
     Community Pipeline's integer codes, or its bits before version 3.5.0 by the PLVER card),
-    ``ztf`` (the ZTF ``mskimg`` bits), ``nonzero`` (every nonzero value BAD), or ``auto``:
+    ``ztf`` (the ZTF ``mskimg`` bits), ``desdm`` (DES data management's bits), ``nonzero`` (every
+    nonzero value BAD), or ``auto``:
     ``decam-cp`` for a file with a PLVER card or read with the DECam preset, ``ztf`` for one read
     with the ZTF preset, else ``nonzero``. Not an LSST field."""
 

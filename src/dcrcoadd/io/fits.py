@@ -417,6 +417,11 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
         kind = "dcrcoadd" if "IMAGE" in by_name else "lsst-afw"
         return _Layout(kind, roles["IMAGE"], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                        roles.get("TRANSMISSION"))
+    desdm = _desdm_planes(hdul)
+    if desdm is not None:
+        # (the mask and the weight are not planes of the dcrcoadd kind: `_read_info` reads them as the
+        # file's own data-quality and weight maps)
+        return _Layout("desdm", desdm["SCI"], None, None, roles.get("PSF"), roles.get("TRANSMISSION"))
     images = _plain_images(hdul, set(roles.values()))
     found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
     if not images:
@@ -428,6 +433,17 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
                          "dcrcoadd warp or template, which read each of its CCDs", path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
+
+
+def _desdm_planes(hdul: fits.HDUList) -> dict[str, int] | None:
+    """HDU indices of a DES (DESDM) single-epoch image's ``SCI`` and its ``MSK`` (DESDM mask bits)
+    and/or ``WGT`` (inverse variance), by EXTNAME; None for any other file."""
+    found = {}
+    for i in _plain_images(hdul, set()):
+        name = hdul[i].name.strip().upper()
+        if name in ("SCI", "MSK", "WGT") and name not in found:
+            found[name] = i
+    return found if "SCI" in found and len(found) > 1 else None
 
 
 def _ccd_index(hdul: fits.HDUList, hdu: str | int, path: Path) -> int:
@@ -454,7 +470,7 @@ def ccd_extensions(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     with _reading(path), _open(path) as hdul:
         by_name, by_type = _roles(hdul, path)
-        if "IMAGE" in by_name or "IMAGE" in by_type:
+        if "IMAGE" in by_name or "IMAGE" in by_type or _desdm_planes(hdul) is not None:
             return []
         images = _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
         names = [hdul[i].name.strip().upper() for i in images]
@@ -628,7 +644,12 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     notes.extend(visit_notes)
     band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)
     weight_map = None
-    if layout.variance is None and weights:
+    own = _desdm_planes(hdul) if layout.kind == "desdm" else {}
+    if "WGT" in own:
+        weight_map = (path, own["WGT"])
+        notes.append("variance: 1/weight from its WGT extension" + (" (its weight map is not used)"
+                                                                    if weights else ""))
+    elif layout.variance is None and weights:
         wpath = weight_path(path, weights)
         weight_map = (wpath, weight_hdu(wpath, image_hdu.name.strip().upper(), shape, path))
         notes.append(f"variance: none in the file; 1/weight from the weight map {wpath} "
@@ -643,18 +664,21 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     elif weights:
         notes.append("variance: in the file (its weight map is not used)")
     quality_map = None
-    if layout.mask is None and masks:
+    if "MSK" in own:
+        quality_map = (path, own["MSK"], "desdm", "DESDM mask bits")
+    elif layout.mask is None and masks:
         quality_map = _quality_map(path, masks, mask_codes, image_hdu, shape, primary, name)
     if layout.mask is None:
         sat = pixels.card("saturation")
-        notes.append("mask: none in the file; NO_DATA where not finite"
+        notes.append(("mask: its MSK extension's DESDM bits" if "MSK" in own else "mask: none in the file")
+                     + "; NO_DATA where not finite"
                      + (f", SAT at or above {sat} = {pixels.saturation:g}" if sat else " (no SATURATE card)")
                      + (", BAD where the weight is 0" if weight_map else "")
                      + (f", and the planes of the data-quality map {quality_map[0]} [HDU {quality_map[1]}] "
-                        f"({quality_map[3]}; --masks {masks})" if quality_map else ""))
+                        f"({quality_map[3]}; --masks {masks})" if quality_map and "MSK" not in own else ""))
     elif weight_map:
         notes.append("mask: the file's, and BAD where the weight is 0")
-    if layout.mask is not None and masks:
+    if (layout.mask is not None or "MSK" in own) and masks:
         notes.append("mask: in the file (its data-quality map is not used)")
     unlabelled = layout.mask is not None and planes is None
     if unlabelled:
@@ -699,6 +723,7 @@ def _quality_map(path: Path, pattern: str, codes: str, image_hdu, shape: tuple[i
 
 _LAYOUT_TEXT = {"dcrcoadd": "dcrcoadd (IMAGE/MASK/VARIANCE by EXTNAME)",
                 "lsst-afw": "LSST afw (IMAGE/MASK/VARIANCE by EXTTYPE)",
+                "desdm": "DES (SCI, with MSK mask bits and WGT inverse variance)",
                 "image": "a single image HDU"}
 
 

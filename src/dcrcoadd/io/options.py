@@ -102,7 +102,8 @@ def add_read_arguments(parser: argparse.ArgumentParser, *, what: str = "inputs")
                              "without a mask plane, e.g. '{name/_ooi_/_ood_}' (see README)")
     parser.add_argument("--mask-codes", choices=MASK_CODES, default=None,
                         help="what the --masks values mean: decam-cp (the DECam Community Pipeline's), "
-                             "ztf (ZTF mskimg bits), nonzero (all BAD), auto (default: by instrument)")
+                             "ztf (ZTF mskimg bits), desdm (DES bits), nonzero (all BAD), auto (default: by "
+                             "instrument)")
 
 
 def check_codes_have_maps(mask_codes: str | None, masks: str | None) -> None:

@@ -31,6 +31,12 @@ What a value means (``--mask-codes``, config ``inputs.mask_codes``):
     not among the default ``coadd.bad_mask_planes``, so that the coadd keeps no hole there; add
     it to leave those pixels out); 1 and 11 (a source detected there) left unmasked; other bits
     ``BAD``.
+``desdm``
+    The DES data management system's bits, the ``MSK`` extension of its single-epoch images (read
+    as such without ``--masks``): 1 bad pixel and 8 low signal (``BAD``), 2 saturated, 64 bleed
+    trail and 128 edge bleed (``SAT``), 4 and 2048 interpolated or fixed (``INTRP``), 16 cosmic
+    ray (``CR``), 32 bright star (``BRIGHT_OBJECT``), 256 cross-talk from a saturated source
+    (``BAD``), 512 glowing CCD edge (``EDGE``), 1024 streak (``STREAK``); other bits ``BAD``.
 ``nonzero``
     Every nonzero pixel is ``BAD`` (a mask whose values say nothing more).
 ``auto`` (default)
@@ -54,7 +60,7 @@ from dcrcoadd.errors import ConfigError
 __all__ = ["MASK_CODES", "check_mask_codes", "dq_planes", "resolve_codes"]
 
 #: The conventions ``--mask-codes`` accepts.
-MASK_CODES = ("auto", "decam-cp", "ztf", "nonzero")
+MASK_CODES = ("auto", "decam-cp", "ztf", "desdm", "nonzero")
 
 #: DECam Community Pipeline integer codes (PLVER >= 3.5.0) -> plane (None: left unmasked).
 _CP_CODES = {1: "BAD", 2: "NO_DATA", 3: "SAT", 4: "SAT", 5: "CR", 6: "BAD", 7: None, 8: "STREAK"}
@@ -64,6 +70,9 @@ _CP_BITS = {1: "BAD", 2: "SAT", 4: "INTRP", 16: "CR", 64: "SAT", 128: None}
 _ZTF_BITS = {1 << 0: "STREAK", 1 << 1: None, 1 << 2: "BAD", 1 << 3: "BAD", 1 << 4: "BAD", 1 << 5: "BAD",
              1 << 6: "BAD", 1 << 7: "CR", 1 << 8: "SAT", 1 << 9: "BAD", 1 << 10: "NO_DATA", 1 << 11: None,
              1 << 12: "BRIGHT_OBJECT"}
+#: DESDM BADPIX bits -> plane.
+_DESDM_BITS = {1: "BAD", 2: "SAT", 4: "INTRP", 8: "BAD", 16: "CR", 32: "BRIGHT_OBJECT", 64: "SAT", 128: "SAT",
+               256: "BAD", 512: "EDGE", 1024: "STREAK", 2048: "INTRP"}
 _VERSION = re.compile(r"(\d+)(?:\.(\d+))?")
 
 
@@ -87,8 +96,9 @@ def _plver(headers) -> tuple[tuple[int, int] | None, str | None]:
 
 def resolve_codes(requested: str, headers, instrument: str | None) -> tuple[str, str]:
     """``(convention, description)`` of a data-quality map under ``requested``: ``"cp-codes"``,
-    ``"cp-bits"``, ``"ztf"`` or ``"nonzero"``. ``headers``: the data-quality HDU's and the image's headers
-    (PLVER is looked for in that order); ``instrument``: the preset the image was read with."""
+    ``"cp-bits"``, ``"ztf"``, ``"desdm"`` or ``"nonzero"``. ``headers``: the data-quality HDU's and
+    the image's headers (PLVER is looked for in that order); ``instrument``: the preset the image was
+    read with."""
     has_plver = any(h is not None and "PLVER" in h for h in headers)
     if requested == "auto":
         requested = ("decam-cp" if has_plver or instrument == "decam" else "ztf" if instrument == "ztf"
@@ -97,6 +107,8 @@ def resolve_codes(requested: str, headers, instrument: str | None) -> tuple[str,
         return "nonzero", "every nonzero value BAD"
     if requested == "ztf":
         return "ztf", "ZTF mask bits"
+    if requested == "desdm":
+        return "desdm", "DESDM mask bits"
     version, unreadable = _plver(headers)
     if version is not None and version < (3, 5):
         return "cp-bits", f"DECam Community Pipeline bits (PLVER {version[0]}.{version[1]}, before 3.5)"
@@ -127,7 +139,7 @@ def dq_planes(dq: np.ndarray, convention: str, planes: MaskPlanes) -> np.ndarray
             known |= hit
         out[~known & (dq != 0)] |= bad
         return out
-    table = _ZTF_BITS if convention == "ztf" else _CP_BITS
+    table = {"ztf": _ZTF_BITS, "desdm": _DESDM_BITS}.get(convention, _CP_BITS)
     bits = dq.astype(np.int64)
     for bit, name in table.items():
         if name is not None:
