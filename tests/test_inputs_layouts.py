@@ -369,6 +369,7 @@ def test_decam_data_quality_file_masks_each_ccd_of_the_visit_warp(tmp_path):
 def test_des_single_epoch_image_reads_its_mask_bits_and_weight(tmp_path):
     # DESDM's red/immasked files: SCI, MSK (DESDM bits) and WGT (inverse variance) of one CCD, which
     # were taken for three CCDs of a multi-extension file (MSK and WGT warped as images)
+    from dcrcoadd.errors import InputError
     from dcrcoadd.io.fits import ccd_extensions
 
     cut = write_decam_cutout(tmp_path / "cutout.fits")
@@ -393,6 +394,11 @@ def test_des_single_epoch_image_reads_its_mask_bits_and_weight(tmp_path):
     np.testing.assert_array_equal(sub.mask, exp.mask[2:27, 2:22])
     notes = "\n".join(info.notes)
     assert "1/weight from its WGT extension" in notes and "its MSK extension's DESDM bits" in notes
+    with fits.open(path) as hdul:
+        fits.HDUList([hdul[0].copy(), hdul["SCI"].copy(), fits.ImageHDU(msk[:10], name="MSK")]).writeto(
+            tmp_path / "cut.fits")
+    with pytest.raises(InputError, match=r"its MSK extension has shape \(10, 44\), SCI \(40, 44\)"):
+        read_info(tmp_path / "cut.fits")
 
 
 def test_decam_cutout_reads_with_the_preset(tmp_path, caplog):

@@ -645,6 +645,9 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)
     weight_map = None
     own = _desdm_planes(hdul) if layout.kind == "desdm" else {}
+    for plane, index in own.items():
+        if tuple(int(n) for n in hdul[index].shape) != shape:
+            raise InputError(f"its {plane} extension has shape {tuple(hdul[index].shape)}, SCI {shape}", path)
     if "WGT" in own:
         weight_map = (path, own["WGT"])
         notes.append("variance: 1/weight from its WGT extension" + (" (its weight map is not used)"
