@@ -26,7 +26,7 @@ import logging
 import os
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import astropy.units as u
@@ -57,7 +57,7 @@ from dcrcoadd.io.pixels import (
 )
 from dcrcoadd.io.quality import check_mask_codes, dq_planes, resolve_codes
 from dcrcoadd.io.visitinfo import visit_from_cards
-from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_hdu, weight_path
+from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_path
 from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
@@ -360,6 +360,8 @@ class _Layout:
     variance: int | None
     psf: int | None
     transmission: int | None
+    # a DES image's MSK and WGT (`_desdm_planes`): read as its own data-quality and weight maps
+    companions: dict[str, int] = field(default_factory=dict)
 
 
 def _hdu_label(i: int, hdu) -> str:
@@ -419,9 +421,8 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
                        roles.get("TRANSMISSION"))
     desdm = _desdm_planes(hdul)
     if desdm is not None:
-        # (the mask and the weight are not planes of the dcrcoadd kind: `_read_info` reads them as the
-        # file's own data-quality and weight maps)
-        return _Layout("desdm", desdm["SCI"], None, None, roles.get("PSF"), roles.get("TRANSMISSION"))
+        return _Layout("desdm", desdm["SCI"], None, None, roles.get("PSF"), roles.get("TRANSMISSION"),
+                       {p: i for p, i in desdm.items() if p != "SCI"})
     images = _plain_images(hdul, set(roles.values()))
     found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
     if not images:
@@ -644,7 +645,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     notes.extend(visit_notes)
     band, bandpass = _band_and_bandpass(cards, hdul, layout, archive.band, notes)
     weight_map = None
-    own = _desdm_planes(hdul) if layout.kind == "desdm" else {}
+    own = layout.companions
     for plane, index in own.items():
         if tuple(int(n) for n in hdul[index].shape) != shape:
             raise InputError(f"its {plane} extension has shape {tuple(hdul[index].shape)}, SCI {shape}", path)
@@ -654,7 +655,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
                                                                     if weights else ""))
     elif layout.variance is None and weights:
         wpath = weight_path(path, weights)
-        weight_map = (wpath, weight_hdu(wpath, image_hdu.name.strip().upper(), shape, path))
+        weight_map = (wpath, companion_hdu(wpath, image_hdu.name.strip().upper(), shape, path)[0])
         notes.append(f"variance: none in the file; 1/weight from the weight map {wpath} "
                      f"[HDU {weight_map[1]}] (--weights {weights})")
         if planes is not None and "BAD" not in planes:

@@ -41,8 +41,7 @@ from astropy.io import fits
 
 from dcrcoadd.errors import ConfigError, InputError
 
-__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "companion_hdu", "variance_from_weight", "weight_hdu",
-           "weight_path"]
+__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "companion_hdu", "variance_from_weight", "weight_path"]
 
 #: The fields a weights pattern can use.
 WEIGHT_FIELDS = ("dir", "name", "stem", "ext")
@@ -126,16 +125,11 @@ def weight_path(image: str | Path, pattern: str, kind: str = "weight map", optio
     return path
 
 
-def weight_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Path,
-               kind: str = "weight map") -> int:
-    """Index of the weight map's HDU in ``path``: the one named like the image's extension, else the
-    only 2-D image. InputError (naming the image and the weight file, a ``kind``) if none fits."""
-    return companion_hdu(path, image_name, shape, image, kind)[0]
-
-
 def companion_hdu(path: Path, image_name: str, shape: tuple[int, int], image: Path,
                   kind: str = "weight map") -> tuple[int, fits.Header, fits.Header]:
-    """`weight_hdu`, with that HDU's header and the primary header (one opening of the file)."""
+    """Index of the weight (or data-quality, ``kind``) map's HDU in ``path``: the one named like the
+    image's extension, else the only 2-D image; with that HDU's header and the primary header.
+    InputError (naming the image and the map) if none fits."""
     try:
         hdus, headers = _image_hdus(path)
     except Exception as exc:  # noqa: BLE001 - astropy raises many kinds on corrupt files
