@@ -330,7 +330,9 @@ class DcrModel:
             scales = None if np.all(scales == 1.0) else scales
 
             def ratio(grid):
-                return psf_ratio.ratio_transfers(kernel, ref, grid, floor, scales)[None]
+                # in single precision, as `fourier.render` renders
+                weight = psf_ratio.reference_weight(ref, grid, floor, dtype=np.complex64)
+                return psf_ratio.ratio_transfers(kernel, ref, grid, floor, scales, weight=weight)[None]
         elif matching is not None:
             margin += max(self.psf.shape) // 2 + 1
 

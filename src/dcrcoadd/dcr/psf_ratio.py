@@ -120,20 +120,24 @@ def ratio_transfer(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int], 
     return _ratio(kernel_transfer(psf, grid, scale), *weight)
 
 
-def reference_weight(reference: np.ndarray, grid: Sequence[int],
-                     floor: float) -> tuple[np.ndarray, np.ndarray]:
+def reference_weight(reference: np.ndarray, grid: Sequence[int], floor: float,
+                     dtype=np.complex128) -> tuple[np.ndarray, np.ndarray]:
     """The reference's part of every ratio on ``grid``: ``conj(P_ref) / (|P_ref|² + floor²)``, and where
-    the reference carries at least half its power (``|P_ref|² ≥ 1/4``, the ratio's bound's domain)."""
-    ref = kernel_transfer(reference, grid)
+    the reference carries at least half its power (``|P_ref|² ≥ 1/4``, the ratio's bound's domain).
+
+    ``dtype``: the precision of the weight and of the ratios computed with it (`ratio_transfers`);
+    the transfer itself is computed in double and rounded (the same bits whatever BLAS's threads)."""
+    ref = kernel_transfer(reference, grid).astype(dtype, copy=False)
     power = np.abs(ref) ** 2
     weight = np.conj(ref)
-    weight /= power + float(floor) ** 2
+    weight /= power + power.dtype.type(float(floor) ** 2)
     return weight, power >= 0.25
 
 
 def _ratio(p: np.ndarray, weight: np.ndarray, strong: np.ndarray) -> np.ndarray:
-    """`ratio_transfer` from the warp's transfer and `reference_weight`."""
-    ratio = p * weight
+    """`ratio_transfer` from the warp's transfer and `reference_weight`, in the weight's precision."""
+    ratio = p.astype(weight.dtype, copy=False)
+    ratio *= weight
     # Where both transfers are small their ratio is set by the kernels' truncation and noise, not
     # by the seeing: no larger than where the reference carries half its power (1 for a reference
     # narrower than the warp), so no frequency the data barely hold is amplified.
@@ -165,7 +169,7 @@ def ratio_transfers(psf: np.ndarray, reference: np.ndarray, grid: Sequence[int],
         out[...] = ratio
         return out
     if out is None:
-        return np.stack([_ratio(kernel_transfer(psf, grid, float(s)), *weight) for s in scales])
+        out = np.empty((len(scales), *weight[0].shape), dtype=weight[0].dtype)
     for a, s in enumerate(scales):
         out[a] = _ratio(kernel_transfer(psf, grid, float(s)), *weight)
     return out
