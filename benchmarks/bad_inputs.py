@@ -30,6 +30,7 @@ import contextlib
 import errno
 import io
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -76,13 +77,15 @@ class Workspace:
 
 
 def edit_cards(path: Path, hdu: int = 0, **cards) -> None:
-    """Set (or, with None, remove) header cards; ``_`` in a name stands for ``-``."""
+    """Set (or, with None, remove) header cards; ``_`` in a name stands for ``-`` (not in a WCS matrix
+    card such as ``PC1_1``)."""
     from astropy.io import fits
 
     with fits.open(path, mode="update") as hdul:
         header = hdul[hdu].header
         for key, value in cards.items():
-            key = key.replace("_", "-")
+            if not re.fullmatch(r"(PC|CD|PV)\d+_\d+", key):
+                key = key.replace("_", "-")
             if value is None:
                 header.remove(key, ignore_missing=True)
             else:
@@ -189,12 +192,21 @@ def _no_visit(ws):
     return ws.assemble()
 
 
-def _no_psf(ws):
+def _drop_hdu(path: Path, name: str) -> None:
     from astropy.io import fits
 
-    with fits.open(ws.warp(2)) as hdul:
-        kept = [h.copy() for h in hdul if h.name != "PSF"]
-    fits.HDUList(kept).writeto(ws.warp(2), overwrite=True)
+    with fits.open(path) as hdul:
+        kept = [h.copy() for h in hdul if h.name != name]
+    fits.HDUList(kept).writeto(path, overwrite=True)
+
+
+def _no_psf(ws):
+    _drop_hdu(ws.warp(2), "PSF")
+    return ws.assemble()
+
+
+def _humidity_fraction(ws):
+    edit_cards(ws.warp(2), HUMIDITY=0.45)
     return ws.assemble()
 
 
@@ -219,6 +231,7 @@ def _truncated(ws):
 
 def _other_band(ws):
     edit_cards(ws.warp(1), FILTER="lsst-r", BANDLAM=619.4, BANDWID=137.5)
+    _drop_hdu(ws.warp(1), "TRANSMISSION")  # (the g curve under r cards is refused for itself)
     return ws.assemble()
 
 
@@ -290,6 +303,7 @@ def _science_weather(ws):
 
 def _science_band(ws):
     edit_cards(ws.science, FILTER="lsst-r", BANDLAM=619.4, BANDWID=137.5)
+    _drop_hdu(ws.science, "TRANSMISSION")
     return ws.template()
 
 
@@ -310,6 +324,15 @@ CASES = [
     _card_case("BORE-ALT = -3 (below the horizon)", "horizon", BORE_ALT=-3.0),
     _card_case("BORE-RA 40° away from the image's WCS", "farther than a camera sees", BORE_RA=220.0),
     _card_case("DATE-AVG = 'yesterday'", "not a valid time", DATE_AVG="yesterday"),
+    _card_case("EXPTIME = 30000 (milliseconds written as seconds)", "milliseconds", EXPTIME=30000.0),
+    _card_case("EXPID = 10¹⁹ (beyond a signed 64-bit id)", "64-bit", EXPID=10**19),
+    _card_case("FLUXCAL = 1e300", "AB zero point", FLUXCAL=1e300),
+    Case("HUMIDITY = 0.45 (a fraction)", "warned", "if it is a fraction", _humidity_fraction),
+    _card_case("RA---TPV without its PV cards", "degenerate", hdu=1, CTYPE1="RA---TPV", CTYPE2="DEC--TPV"),
+    _card_case("CDELT = 0.2 (arcsec written as degrees)", "in arcsec?", hdu=1, PC1_1=-1.0, PC2_2=1.0,
+               CDELT1=0.2, CDELT2=0.2),
+    _card_case("one warp in FK4 (RADESYS, EQUINOX = 1950)", "one sky frame", hdu=1, RADESYS="FK4",
+               EQUINOX=1950.0),
     Case("FLUXCAL missing on one of six calibrated warps", "refused", "FLUXCAL", _missing_fluxcal),
     Case("a warp without a PSF (compare-warp needs one)", "refused", "has no PSF", _no_psf),
     Case("BORE-AIRMASS = 3.0 contradicting BORE-ALT", "warned", "contradicts", _contradicting_airmass),

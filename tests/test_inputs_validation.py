@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from conftest import write_warps
+from conftest import g_bandpass, write_warps
 from dcrcoadd.cli import main
 from dcrcoadd.coadd.baseline import prepare_inputs
 from dcrcoadd.core.observatory import Observatory, Weather
@@ -56,6 +56,8 @@ BAD_CARDS = [
     ({"OBS_ELEV": 8737.0}, "OBS-ELEV", "feet"),
     ({"BORE_AIRMASS": 0.8}, "BORE-AIRMASS", "below 1"),
     ({"BORE_ALT": -3.0}, "BORE-ALT", "horizon"),
+    ({"EXPTIME": 30000.0}, "EXPTIME", "milliseconds"),  # 30 s in ms: it moved the airmass from 1.04 to 2.65
+    ({"EXPID": 10**19}, "EXPID", "64-bit"),  # it failed writing the coadd, after the whole solve
 ]
 
 
@@ -220,7 +222,9 @@ def test_zero_point_cards_calibrate(tmp_path):
 
 
 @pytest.mark.parametrize(("cards", "card"), [({"MAGZERO": 3.1}, "MAGZERO"), ({"MAGZPT": 99.0}, "MAGZPT"),
-                                             ({"FLUXMAG0": -5.0}, "FLUXMAG0"), ({"FLUXCAL": 0.0}, "FLUXCAL")])
+                                             ({"FLUXMAG0": -5.0}, "FLUXMAG0"), ({"FLUXCAL": 0.0}, "FLUXCAL"),
+                                             ({"FLUXCAL": 1e300}, "FLUXCAL"),
+                                             ({"FLUXMAG0": 1e30}, "FLUXMAG0")])
 def test_impossible_calibration_cards_are_refused(tmp_path, cards, card):
     path = write_warps(tmp_path, 1)[0]
     edit(path, **({"FLUXCAL": None} if card != "FLUXCAL" else {}), **cards)
@@ -240,6 +244,76 @@ def test_a_band_outside_the_refraction_formula_is_refused(tmp_path, capsys, lam,
     assert main(["assemble", str(tmp_path / "w"), "--out", str(tmp_path / "out")]) == 2
     [line] = error_lines(capsys.readouterr().err)
     assert line.startswith(f"error: {paths[0]}: BANDLAM = {lam:g}, BANDWID = {bw:g}") and hint in line
+
+
+def test_a_humidity_that_looks_like_a_fraction_is_warned_about_and_a_logical_refused(tmp_path, caplog):
+    [path] = write_warps(tmp_path, 1)
+    edit(path, **{**GOOD_WEATHER, "HUMIDITY": 0.45})
+    with caplog.at_level(logging.WARNING):
+        assert read_info(path).visit.weather.humidity == pytest.approx(0.45)
+    assert "HUMIDITY = 0.45 is taken as 0.45 % relative humidity; if it is a fraction (45 %)" in caplog.text
+    edit(path, HUMIDITY=True)
+    with pytest.raises(InputError, match="keyword HUMIDITY is a logical"):
+        read_info(path)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"PC1_1": None, "PC2_2": None, "CDELT1": None, "CDELT2": None}, "no CD, PC or CDELT cards"),
+    ({"PC1_1": -1.0, "PC2_2": 1.0, "CDELT1": 0.2, "CDELT2": 0.2}, "are CD/CDELT in arcsec?"),
+    ({"PC1_1": -1.0, "PC2_2": 1.0, "CDELT1": 0.2 / 3600**2, "CDELT2": 0.2 / 3600**2},
+     "converted to degrees twice?"),
+    ({"CTYPE1": "RA---TPV", "CTYPE2": "DEC--TPV"}, "degenerate: every pixel maps to one sky position; "
+                                                   "CTYPE RA---TPV without its PV distortion cards?"),
+])
+def test_a_wcs_of_impossible_pixels_is_refused_where_it_is_read(tmp_path, change, words):
+    """A TPV WCS whose PV cards a tool dropped crashed `template` (singular matrix) and `warp` (inside
+    reproject); a header without CD cards (astropy's 1 deg/px) was coadded without a word."""
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        h = hdul[1].header
+        assert "CDELT1" in h and "PC1_1" in h and "CD1_1" not in h
+        for key, value in change.items():
+            if value is None:
+                del h[key]
+            else:
+                h[key] = value
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    assert words in err.value.reason and err.value.source == str(path)
+
+
+def _edit_curve(path, wavelength=lambda wl: wl, throughput=lambda wl, thr: thr):
+    with fits.open(path, mode="update") as hdul:
+        table = hdul["TRANSMISSION"].data
+        wl = np.array(table["wavelength"])
+        table["throughput"] = throughput(wl, np.array(table["throughput"]))
+        table["wavelength"] = wavelength(wl)
+
+
+def test_a_transmission_curve_in_angstrom_or_of_another_band_is_refused(tmp_path):
+    """BANDLAM and BANDWID right, the curve wrong: the run ended in a traceback inside the DCR stage."""
+    paths = write_warps(tmp_path, 2, band=g_bandpass(with_curve=True))
+    read_info(paths[0])
+    _edit_curve(paths[0], wavelength=lambda wl: 10 * wl)
+    with pytest.raises(InputError, match=r"TRANSMISSION has throughput at 3\d{3}.\d-5\d{3}.\d nm, outside "
+                                         r".*it looks like Angstrom"):
+        read_info(paths[0])
+    _edit_curve(paths[1], wavelength=lambda wl: wl + 200.0)  # an r-like curve under g's cards
+    with pytest.raises(InputError, match=r"TRANSMISSION has its pivot wavelength at 676.4 nm, 199 nm from "
+                                         r"BANDLAM = 477.03 nm .*another band"):
+        read_info(paths[1])
+
+
+def test_a_warp_in_another_sky_frame_is_refused(tmp_path):
+    """FK4 (B1950) numbers in one warp: 0.66 deg away from the others, and coadded as if on their grid."""
+    paths = write_warps(tmp_path, 3)
+    with fits.open(paths[1], mode="update") as hdul:
+        hdul[1].header["RADESYS"], hdul[1].header["EQUINOX"] = "FK4", 1950.0
+    with pytest.raises(InputError, match=r"its WCS is in FK4 \(equinox B1950.000\), .*warp_0.fits's in ICRS"):
+        prepare_inputs(paths)
+    with fits.open(paths[1], mode="update") as hdul:  # FK5 at J2000 is ICRS to 20 mas
+        hdul[1].header["RADESYS"], hdul[1].header["EQUINOX"] = "FK5", 2000.0
+    prepare_inputs(paths)
 
 
 def test_a_pointing_far_from_the_image_is_refused(tmp_path):

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 from astropy.coordinates import Angle
 from astropy.wcs import WCS
+from astropy.wcs.utils import wcs_to_celestial_frame
 
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.bandpass import Bandpass
@@ -239,6 +240,11 @@ def _check_grid(ref: CoaddInput, other: CoaddInput, box: Box) -> None:
                          lacks.name)
     if ref.wcs is None:
         return
+    frames = _sky_frame(ref.wcs), _sky_frame(other.wcs)
+    if frames[0] != frames[1]:
+        # (the pixel comparison below is in each WCS's own coordinates, blind to their frames)
+        raise InputError(f"its WCS is in {frames[1]}, {ref.name}'s in {frames[0]} (RADESYS, EQUINOX): warps "
+                         "must share one sky frame", other.name)
     xs = np.array([box.x0, box.x1 - 1, box.x0, box.x1 - 1, 0.5 * (box.x0 + box.x1)], float)
     ys = np.array([box.y0, box.y0, box.y1 - 1, box.y1 - 1, 0.5 * (box.y0 + box.y1)], float)
     try:
@@ -250,6 +256,21 @@ def _check_grid(ref: CoaddInput, other: CoaddInput, box: Box) -> None:
     if not offset <= 0.01:
         raise InputError(f"is not on the pixel grid of {ref.name}: the same sky position lands "
                          f"{offset:.3g} pixels apart (warps must be resampled onto one grid)", other.name)
+
+
+def _sky_frame(wcs) -> str:
+    """A WCS's celestial frame in words; ICRS and FK5 at J2000 (20 mas apart) count as one."""
+    try:
+        frame = wcs_to_celestial_frame(wcs)
+    except ValueError:
+        return "an unknown frame"
+    name = frame.name
+    equinox = getattr(frame, "equinox", None)
+    if name == "fk5" and equinox is not None and abs(equinox.jyear - 2000.0) < 1e-6:
+        return "ICRS"
+    if equinox is not None:
+        return f"{name.upper()} (equinox {equinox.jyear_str if name == 'fk5' else equinox.byear_str})"
+    return name.upper()
 
 
 def _check_band(ref: CoaddInput, other: CoaddInput) -> None:

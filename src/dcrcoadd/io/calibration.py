@@ -54,7 +54,7 @@ def calibration_from_cards(cards: Cards) -> tuple[float, str] | None:
         value, card = found
         if not value > 0:
             raise cards.error(f"{card} must be positive, got {value:g}")
-        return value, card
+        return _plausible(cards, value, card, f"{card} = {value:g} nJy per image unit"), card
     found = cards.number("zeropoint")
     if found is not None:
         zp, card = found
@@ -67,8 +67,19 @@ def calibration_from_cards(cards: Cards) -> tuple[float, str] | None:
         value, card = found
         if not value > 0:
             raise cards.error(f"{card} must be positive, got {value:g}")
-        return 3631e9 / value, card
+        said = f"{card} = {value:g} image units for magnitude 0"
+        return _plausible(cards, 3631e9 / value, card, said), card
     return None
+
+
+def _plausible(cards: Cards, njy: float, card: str, said: str) -> float:
+    """``njy`` (nJy per image unit) when it is the calibration of a zero point in `ZEROPOINT_RANGE`."""
+    zp = AB_MAGNITUDE_OF_1_NJY - 2.5 * math.log10(njy)
+    lo, hi = ZEROPOINT_RANGE
+    if not lo <= zp <= hi:
+        raise cards.error(f"{said} is an AB zero point of {zp:.1f} mag, not one of an image "
+                          f"({lo:g}-{hi:g} mag)")
+    return njy
 
 
 def reconcile_calibration(inputs: Sequence) -> list:

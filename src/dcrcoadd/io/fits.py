@@ -35,7 +35,7 @@ from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 
-from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.bandpass import Bandpass, pivot_wavelength
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.instrument import GENERIC, check_header_map, detect_instrument, preset
@@ -527,7 +527,47 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
         # read as one, its (l, b) taken for (RA, Dec))
         raise InputError(f"its WCS is not equatorial (CTYPE {wcs.wcs.ctype[0]}, {wcs.wcs.ctype[1]}): "
                          "dcrcoadd needs RA/DEC axes (an ICRS, FK5 or FK4 grid)", path)
+    _check_pixel_scale(wcs, ih, path)
     return wcs
+
+
+#: Pixel scales (arcsec) an image's WCS may have: from adaptive optics to all-sky cameras. Beyond
+#: them lie degrees taken for arcseconds and back, and astropy's 1°/px default of a header without
+#: CD, PC or CDELT cards.
+PIXEL_SCALE_RANGE_ARCSEC = (1e-3, 600.0)
+
+
+def _check_pixel_scale(wcs: WCS, ih: fits.Header, path: Path) -> None:
+    """Refuse a WCS whose pixels at the image's centre are degenerate or of an impossible size."""
+    ny, nx = int(ih.get("NAXIS2", 1)), int(ih.get("NAXIS1", 1))
+    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
+    try:
+        ra, dec = wcs.all_pix2world([cx, cx + 1.0, cx], [cy, cy, cy + 1.0], 0)
+    except Exception:  # noqa: BLE001 - a WCS that cannot place its centre is checked where it is used
+        return
+    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
+        return
+    # the local Jacobian in arcsec: its determinant is the pixel's area (distortions included)
+    cosd = np.cos(np.radians(dec[0]))
+    dra = (np.array([ra[1], ra[2]]) - ra[0] + 180.0) % 360.0 - 180.0
+    jac = np.array([dra * cosd, [dec[1] - dec[0], dec[2] - dec[0]]]) * 3600.0
+    scale = float(np.sqrt(abs(np.linalg.det(jac))))
+    lo, hi = PIXEL_SCALE_RANGE_ARCSEC
+    if lo <= scale <= hi:
+        return
+    ctype = str(ih.get("CTYPE1", ""))
+    if scale == 0.0 or not np.isfinite(scale):
+        why = ("every pixel maps to one sky position"
+               + (f"; CTYPE {ctype} without its PV distortion cards?" if ctype.endswith("TPV")
+                  and not any(k.startswith("PV1_") for k in ih) else ""))
+        raise InputError(f"IMAGE WCS is degenerate: {why}", path)
+    if not any(k in ih for k in ("CD1_1", "CD2_2", "PC1_1", "PC2_2", "CDELT1", "CDELT2")):
+        hint = "; the header has no CD, PC or CDELT cards, and astropy takes 1 degree per pixel"
+    elif scale > hi:
+        hint = "; are CD/CDELT in arcsec? They are in degrees per pixel"
+    else:
+        hint = "; are CD/CDELT converted to degrees twice?"
+    raise InputError(f"IMAGE WCS has pixels of {scale:.3g} arcsec, outside {lo:g}-{hi:g} arcsec{hint}", path)
 
 
 def _wcs_centre(wcs: WCS | None, shape: tuple[int, int]) -> tuple[float, float] | None:
@@ -569,6 +609,8 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
                 raise InputError(f"BANDLAM = {lam:g}, BANDWID = {bw:g}: the band spans {lo:.1f}-{hi:.1f} nm, "
                                  f"outside {valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone "
                                  f"1996) holds (BANDLAM and BANDWID are in nm{hint})", path)
+            if transmission is not None:
+                _check_transmission(bandpass, path)
             return (band if band is not None else bandpass.name), bandpass
     if cards.preset is GENERIC or band is None:
         return band, None
@@ -585,6 +627,29 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
     source = "the archive's FilterLabel" if archive_band is not None else band_text[1]
     notes.append(f"band: {bandpass.name} preset curve, from {source} = {band!r}")
     return bandpass.name, bandpass
+
+
+def _check_transmission(bandpass: Bandpass, path: Path) -> None:
+    """Refuse a TRANSMISSION curve the subfilters cannot use: throughput outside the refraction
+    formula's wavelengths (a curve in Angstrom labelled nm), or a pivot wavelength more than a quarter
+    of BANDWID from BANDLAM (a curve of another band)."""
+    wl, thr = bandpass.transmission
+    wl = wl.to_value(u.nm)
+    lit = wl[thr > 0]
+    valid = WAVELENGTH_RANGE_NM
+    if lit.size and not (valid[0] <= lit[0] and lit[-1] <= valid[1]):
+        hint = "; it looks like Angstrom" if valid[0] <= lit[0] / 10 and lit[-1] / 10 <= valid[1] else ""
+        raise InputError(f"TRANSMISSION has throughput at {lit[0]:.1f}-{lit[-1]:.1f} nm, outside "
+                         f"{valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone 1996) holds "
+                         f"(its wavelength column is in nm{hint})", path)
+    lam, bw = bandpass.effective_wavelength.to_value(u.nm), bandpass.bandwidth.to_value(u.nm)
+    pivot = pivot_wavelength(wl, thr)
+    if abs(pivot - lam) > bw / 4:
+        # (the subfilters are cut from BANDLAM ± BANDWID/2 and weighted by the curve: one of another band
+        # left subfilters without throughput, and the run failed inside the DCR stage)
+        raise InputError(f"TRANSMISSION has its pivot wavelength at {pivot:.1f} nm, {abs(pivot - lam):.0f} "
+                         f"nm from BANDLAM = {lam:g} nm (BANDWID = {bw:g} nm): is it the curve of another "
+                         "band?", path)
 
 
 def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,

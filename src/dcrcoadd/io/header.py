@@ -146,6 +146,8 @@ class Cards:
         found = self.find(name)
         if found is None:
             return None
+        if isinstance(found[0], (bool, np.bool_)):  # (float(True) would be 1)
+            raise self.error(f"keyword {found[1]} is a logical ({'T' if found[0] else 'F'}), not a number")
         value = self.to_float(*found)
         return (value, found[1]) if np.isfinite(value) else None
 

@@ -77,6 +77,9 @@ ALTAZ_TOLERANCE_DEG = 0.5
 _TIME_SCALES = {"UTC": "utc", "TAI": "tai", "TT": "tt", "TDT": "tt", "UT1": "ut1", "TDB": "tdb",
                 "TCG": "tcg", "TCB": "tcb", "GMT": "utc", "UT": "utc", "Z": "utc"}
 _DEFAULT_HUMIDITY = 40.0  # percent, as `Weather.standard`
+#: Longest single exposure accepted (seconds); longer is a unit mistake (milliseconds: 30 s is 8.3 h).
+#: Beyond an hour it is warned about.
+MAX_EXPOSURE_S = 4 * 3600.0
 
 
 def _describes_a_visit(cards: Cards) -> bool:
@@ -128,6 +131,11 @@ def _humidity(cards: Cards) -> tuple[float, str] | None:
     found = cards.number("humidity")
     if found is not None:
         _check(cards, found[1], humidity_problem(found[0]))
+        if 0.0 < found[0] <= 1.0:
+            # (possible in a desert, but far more often a fraction: refraction barely depends on it)
+            warn_once(log, cards.path, f"{found[1]} = {found[0]:g} is taken as {found[0]:g} % relative "
+                                       f"humidity; if it is a fraction ({100 * found[0]:g} %), write it in "
+                                       "percent")
     return found
 
 
@@ -135,6 +143,14 @@ def _exposure_time(cards: Cards) -> tuple[float, str] | None:
     found = cards.number("exposure_time")
     if found is not None and not found[0] >= 0:
         raise cards.error(f"{found[1]} = {found[0]:g}: an exposure time cannot be negative")
+    if found is not None and found[0] > MAX_EXPOSURE_S:
+        # (it places the exposure's middle, and so the airmass and parallactic angle computed from a time)
+        raise cards.error(f"{found[1]} = {found[0]:g}: {found[0] / 3600:.1f} hours is not one exposure "
+                          f"(at most {MAX_EXPOSURE_S / 3600:g} h); is it in milliseconds? It is in seconds")
+    if found is not None and found[0] > 3600.0:
+        warn_once(log, cards.path, f"{found[1]} = {found[0]:g} s ({found[0] / 3600:.1f} h) is a long "
+                                   "exposure: if that is milliseconds, its middle (and the airmass from it) "
+                                   "is wrong")
     return found
 
 
@@ -507,6 +523,9 @@ def visit_from_cards(cards: Cards, *, wcs_centre: tuple[float, float] | None = N
             raise cards.error("missing keyword EXPID (exposure identifier), and no time to derive one from")
         ident = (int(round(float(time.utc.mjd) * 86400.0)), "time")
         notes.append(f"id: {ident[0]} (seconds since MJD 0 at the exposure's middle; no EXPID card)")
+    elif not -2**63 <= ident[0] < 2**63:
+        # (the coadd's INPUTS table and LSST's visit ids are signed 64-bit: refused here, not after the solve)
+        raise cards.error(f"{ident[1]} = {ident[0]}: not a visit id that fits a signed 64-bit integer")
     rotation = cards.angle("rotation_angle")
     rottype = cards.text("rotation_type")
     try:
