@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import warnings
@@ -58,6 +59,7 @@ from dcrcoadd.io.pixels import (
 from dcrcoadd.io.quality import check_mask_codes, dq_planes, resolve_codes
 from dcrcoadd.io.visitinfo import visit_from_cards
 from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_path
+from dcrcoadd.physics.dcr import sky_and_jacobian
 from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
@@ -539,19 +541,13 @@ PIXEL_SCALE_RANGE_ARCSEC = (1e-3, 600.0)
 
 def _check_pixel_scale(wcs: WCS, ih: fits.Header, path: Path) -> None:
     """Refuse a WCS whose pixels at the image's centre are degenerate or of an impossible size."""
-    ny, nx = int(ih.get("NAXIS2", 1)), int(ih.get("NAXIS1", 1))
-    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
+    x, y = ((int(ih.get(f"NAXIS{k}", 1)) - 1) / 2.0 for k in (1, 2))
     try:
-        ra, dec = wcs.all_pix2world([cx, cx + 1.0, cx], [cy, cy, cy + 1.0], 0)
+        jac = sky_and_jacobian(wcs, np.array([x]), np.array([y]))[2][0]
     except Exception:  # noqa: BLE001 - a WCS that cannot place its centre is checked where it is used
         return
-    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
-        return
-    # the local Jacobian in arcsec: its determinant is the pixel's area (distortions included)
-    cosd = np.cos(np.radians(dec[0]))
-    dra = (np.array([ra[1], ra[2]]) - ra[0] + 180.0) % 360.0 - 180.0
-    jac = np.array([dra * cosd, [dec[1] - dec[0], dec[2] - dec[0]]]) * 3600.0
-    scale = float(np.sqrt(abs(np.linalg.det(jac))))
+    # the pixel's area (distortions included) is the local Jacobian's determinant
+    scale = math.degrees(math.sqrt(abs(float(np.linalg.det(jac))))) * 3600.0
     lo, hi = PIXEL_SCALE_RANGE_ARCSEC
     if lo <= scale <= hi:
         return
@@ -603,12 +599,10 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
             except ValueError as exc:
                 raise InputError(f"invalid band keywords ({exc})", path) from None
             lo, hi = bandpass.wavelength_range
-            valid = WAVELENGTH_RANGE_NM
-            if not (valid[0] <= lo and hi <= valid[1]):
-                hint = "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
+            hint = _beyond_refraction(lo, hi)
+            if hint is not None:
                 raise InputError(f"BANDLAM = {lam:g}, BANDWID = {bw:g}: the band spans {lo:.1f}-{hi:.1f} nm, "
-                                 f"outside {valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone "
-                                 f"1996) holds (BANDLAM and BANDWID are in nm{hint})", path)
+                                 f"outside {_REFRACTION_RANGE} (BANDLAM and BANDWID are in nm{hint})", path)
             if transmission is not None:
                 _check_transmission(bandpass, path)
             return (band if band is not None else bandpass.name), bandpass
@@ -629,6 +623,19 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
     return bandpass.name, bandpass
 
 
+_REFRACTION_RANGE = (f"{WAVELENGTH_RANGE_NM[0]:g}-{WAVELENGTH_RANGE_NM[1]:g} nm where the refraction formula "
+                     "(Stone 1996) holds")
+
+
+def _beyond_refraction(lo: float, hi: float) -> str | None:
+    """None when ``lo``-``hi`` (nm) lies where the refraction formula holds; else a hint for the message
+    (Angstrom, when a tenth of it would lie there)."""
+    valid = WAVELENGTH_RANGE_NM
+    if valid[0] <= lo and hi <= valid[1]:
+        return None
+    return "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
+
+
 def _check_transmission(bandpass: Bandpass, path: Path) -> None:
     """Refuse a TRANSMISSION curve the subfilters cannot use: throughput outside the refraction
     formula's wavelengths (a curve in Angstrom labelled nm), or a pivot wavelength more than a quarter
@@ -636,12 +643,10 @@ def _check_transmission(bandpass: Bandpass, path: Path) -> None:
     wl, thr = bandpass.transmission
     wl = wl.to_value(u.nm)
     lit = wl[thr > 0]
-    valid = WAVELENGTH_RANGE_NM
-    if lit.size and not (valid[0] <= lit[0] and lit[-1] <= valid[1]):
-        hint = "; it looks like Angstrom" if valid[0] <= lit[0] / 10 and lit[-1] / 10 <= valid[1] else ""
+    hint = _beyond_refraction(lit[0], lit[-1]) if lit.size else None
+    if hint is not None:
         raise InputError(f"TRANSMISSION has throughput at {lit[0]:.1f}-{lit[-1]:.1f} nm, outside "
-                         f"{valid[0]:g}-{valid[1]:g} nm where the refraction formula (Stone 1996) holds "
-                         f"(its wavelength column is in nm{hint})", path)
+                         f"{_REFRACTION_RANGE} (its wavelength column is in nm{hint})", path)
     lam, bw = bandpass.effective_wavelength.to_value(u.nm), bandpass.bandwidth.to_value(u.nm)
     pivot = pivot_wavelength(wl, thr)
     if abs(pivot - lam) > bw / 4:

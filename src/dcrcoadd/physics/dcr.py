@@ -51,7 +51,7 @@ from dcrcoadd.core.visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 from dcrcoadd.errors import InputError
 from dcrcoadd.physics.refraction import refraction_coefficients
 
-__all__ = ["dcr_direction", "dcr_shifts", "dcr_shifts_at", "subfilter_dcr"]
+__all__ = ["dcr_direction", "dcr_shifts", "dcr_shifts_at", "sky_and_jacobian", "subfilter_dcr"]
 
 log = logging.getLogger("dcrcoadd.physics.dcr")
 
@@ -156,7 +156,7 @@ def _tangent_plane(ra0, dec0, ra, dec) -> tuple[np.ndarray, np.ndarray]:
     return xi, eta
 
 
-def _sky_and_jacobian(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sky_and_jacobian(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ICRS (ra, dec) in radians at pixels (x, y) and the Jacobian d(east, north)/d(x, y), (N, 2, 2)."""
     h = 1.0  # pixels; WCS distortions do not vary on this scale
     px = np.concatenate([x, x + h, x - h, x, x])
@@ -297,7 +297,7 @@ def dcr_shifts_at(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: 
     visit = _with_site(visit, bandpass)
     edges = _edges(bandpass, n_subfilters, edges, partition)
     x, y = _pixels(wcs, positions)
-    ra, dec, jac = _sky_and_jacobian(wcs, x, y)
+    ra, dec, jac = sky_and_jacobian(wcs, x, y)
     elevation, q = _geometry(visit, ra, dec)
     if np.any(elevation <= 0):
         raise InputError("a requested position is below the horizon", f"visit {visit.id}")
