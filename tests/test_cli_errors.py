@@ -163,6 +163,22 @@ def test_template_error_is_printed_once_and_leaves_no_directory(tmp_path, capsys
     assert "1 of 2 science exposures failed" in err
 
 
+def test_a_warning_about_a_science_card_is_printed_once(tmp_path, capsys):
+    """The science file's header is read by the template's checks and again with its pixels."""
+    from astropy.io import fits
+    from astropy.time import Time
+
+    paths = write_warps(tmp_path / "w", 3)
+    assert run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "a"), "-q")[0] == 0
+    with fits.open(paths[0], mode="update") as hdul:
+        hdul[0].header["DATE-OBS"] = "2023-05-01T03:00:00"
+        hdul[0].header["MJD-OBS"] = Time("2023-05-01T03:00:00", scale="utc").mjd + 0.25
+    status, _, err = run(capsys, "template", str(tmp_path / "a" / "model.fits"), str(paths[0]),
+                         "--out", str(tmp_path / "t"), "-q")
+    assert status == 0
+    assert err.count("DATE-OBS and MJD-OBS disagree by 6.0 h") == 1, err
+
+
 def test_a_bad_box_is_one_line(tmp_path, capsys):
     from dcrcoadd.cli import main
 

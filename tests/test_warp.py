@@ -466,7 +466,7 @@ def test_a_visit_mosaic_assembles_with_other_visits(tmp_path):
         assert centroid_and_flux(coadd.coadd, ra, dec)[2] == pytest.approx(FLUX * CAL, rel=0.01)
 
 
-def test_one_exposure_given_twice_is_refused(tmp_path):
+def test_one_exposure_given_twice_is_refused(tmp_path, capsys):
     whole = exposure(wcs_a(), 0)
     first = write_exposure(whole, tmp_path / "in" / "expo.fits")
     copy = write_exposure(whole, tmp_path / "in" / "expo_copy.fits")
@@ -474,6 +474,10 @@ def test_one_exposure_given_twice_is_refused(tmp_path):
     assert not any(o.ok for o in outcomes)
     assert f"{copy}: shares" in outcomes[1].error and "expo.fits, of the same visit 500" in outcomes[1].error
     assert not (tmp_path / "out" / "visit500_warp.fits").exists()
+    # the command line says the visit's one problem once, though both of its files failed
+    assert run_cli(["warp", str(first), str(copy), "--grid", str(first), "--out", str(tmp_path / "cli")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {outcomes[1].error}", "error: warp: 2 of 2 exposures failed"]
     # the same file twice: the second is named, the first warped as usual
     outcomes = warp_exposures([first, first], tmp_path / "same")
     assert outcomes[0].ok and outcomes[0].warp_path.name == "expo_warp.fits"

@@ -644,6 +644,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _WarnOnce(logging.Filter):
+    """Lets each distinct warning through once per command.
+
+    A file's header is read at more than one step (a science file by the template's checks, then
+    with its pixels; an exposure's bandpass by ``info``'s summary and by its subfilters), and a
+    warning about one of its cards would be printed at each. Other levels pass unchanged.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._seen: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno != logging.WARNING:
+            return True
+        key = (record.name, record.getMessage())
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
 def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
     root = logging.getLogger("dcrcoadd")
     root.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
@@ -652,11 +674,13 @@ def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING - 10 * min(verbosity, 2))
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    console.addFilter(_WarnOnce())
     root.addHandler(console)
     if log_file:
         handler = logging.FileHandler(log_file)
         handler.setLevel(logging.INFO)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.addFilter(_WarnOnce())
         root.addHandler(handler)
 
 

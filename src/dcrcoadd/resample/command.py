@@ -118,11 +118,14 @@ def cmd_warp(args: argparse.Namespace) -> int:
     for o in outcomes:
         if o.warp_path is not None:
             files_of[o.warp_path] = files_of.get(o.warp_path, 0) + 1
+    reported: set[str] = set()
     for o in outcomes:
         if o.skipped:
             print(f"skipped {o.path}: {o.skipped}")
         if not o.ok:
-            print(f"error: {o.error}", file=sys.stderr)
+            if o.error not in reported:  # (the files of a visit that failed share its one error)
+                print(f"error: {o.error}", file=sys.stderr)
+                reported.add(o.error)
         elif o.warp_path is not None and o.warp_path in files_of:  # (a visit's CCD files share one warp)
             n = files_of.pop(o.warp_path)
             what = f"; {n} files of visit {o.visit_id}" if n > 1 else ""
