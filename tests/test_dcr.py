@@ -255,11 +255,40 @@ def test_errors_name_the_problem():
     visit = VisitInfo(12, time=TIME, boresight_ra=below.ra[0], boresight_dec=below.dec[0], observatory=obs)
     with pytest.raises(InputError, match="below the horizon"):
         dcr_shifts(visit, make_wcs((below.ra.deg[0], below.dec.deg[0])), BAND, 3)
-    gal = WCS(naxis=2)
-    gal.wcs.ctype = ["GLON-TAN", "GLAT-TAN"]
-    with pytest.raises(InputError, match="RA/DEC"):
-        dcr_shifts(VisitInfo(13, boresight_az=0 * u.deg, boresight_alt=60 * u.deg, observatory=obs), gal,
+    unknown = WCS(naxis=2)
+    unknown.wcs.ctype = ["XLON-TAN", "XLAT-TAN"]
+    with pytest.raises(InputError, match="sky frame is unknown"):
+        dcr_shifts(VisitInfo(13, boresight_az=0 * u.deg, boresight_alt=60 * u.deg, observatory=obs), unknown,
                    BAND, 3)
+
+
+@pytest.mark.parametrize("frame", ["fk4", "galactic", "fk5_1950"])
+def test_a_wcs_in_another_sky_frame_gives_the_shifts_of_the_same_sky_in_icrs(frame):
+    """The zenith's direction is found in ICRS: a WCS in FK4 (B1950), FK5 at another equinox or
+    galactic coordinates, describing the same pixels on the sky, gives the same shifts."""
+    from astropy.coordinates import FK4, FK5
+    from astropy.wcs.utils import fit_wcs_from_points
+
+    obs = Observatory.from_site("rubin")
+    bore = to_icrs(np.array([130.0]), np.array([55.0]), TIME, obs)
+    ra0, dec0 = bore.ra.deg[0], bore.dec.deg[0]
+    icrs_wcs = make_wcs((ra0, dec0), rotation_deg=20.0, crpix=(200.5, 200.5))
+    visit = VisitInfo(1, time=TIME, boresight_ra=ra0 * u.deg, boresight_dec=dec0 * u.deg, observatory=obs)
+    # the same pixel grid in the other frame: a TAN WCS fitted to a grid of its points (mas-exact)
+    yy, xx = np.mgrid[0:400:40, 0:400:40].astype(float)
+    target = {"fk4": FK4(equinox="B1950"), "galactic": "galactic", "fk5_1950": FK5(equinox="J1950")}[frame]
+    sky = icrs_wcs.pixel_to_world(xx.ravel(), yy.ravel()).transform_to(target)
+    other = fit_wcs_from_points((xx.ravel(), yy.ravel()), sky, projection="TAN")
+    assert np.max(sky.separation(other.pixel_to_world(xx.ravel(), yy.ravel())).arcsec) < 1e-3
+    pixels = (np.array([10.0, 200.0, 390.0]), np.array([30.0, 200.0, 370.0]))
+    want = dcr_shifts_at(visit, icrs_wcs, BAND, 3, pixels)
+    got = dcr_shifts_at(visit, other, BAND, 3, pixels)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert np.abs(want).max() > 0.3  # (the frames' norths differ by ~0.3-60 deg: a wrong one shows)
+    # sky positions in any frame land on the same pixels
+    star = SkyCoord(ra0 * u.deg, dec0 * u.deg)
+    np.testing.assert_allclose(dcr_shifts(visit, other, BAND, 3, position=star.transform_to(target)),
+                               dcr_shifts(visit, icrs_wcs, BAND, 3, position=star), atol=1e-4)
 
 
 def test_vectorized_grid_equals_single_calls():

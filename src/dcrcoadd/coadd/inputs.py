@@ -38,7 +38,7 @@ from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
-from dcrcoadd.physics.dcr import dcr_direction
+from dcrcoadd.physics.dcr import dcr_direction, icrs_like
 
 log = logging.getLogger("dcrcoadd.coadd.inputs")
 
@@ -264,10 +264,10 @@ def _sky_frame(wcs) -> str:
         frame = wcs_to_celestial_frame(wcs)
     except ValueError:
         return "an unknown frame"
+    if icrs_like(frame):
+        return "ICRS"
     name = frame.name
     equinox = getattr(frame, "equinox", None)
-    if name == "fk5" and equinox is not None and abs(equinox.jyear - 2000.0) < 1e-6:
-        return "ICRS"
     if equinox is not None:
         return f"{name.upper()} (equinox {equinox.jyear_str if name == 'fk5' else equinox.byear_str})"
     return name.upper()

@@ -59,7 +59,7 @@ from dcrcoadd.io.pixels import (
 from dcrcoadd.io.quality import check_mask_codes, dq_planes, resolve_codes
 from dcrcoadd.io.visitinfo import visit_from_cards
 from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_path
-from dcrcoadd.physics.dcr import sky_and_jacobian
+from dcrcoadd.physics.dcr import celestial_frame, sky_and_jacobian, to_icrs
 from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
 log = logging.getLogger("dcrcoadd.io.fits")
@@ -525,8 +525,8 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
     if not wcs.has_celestial:
         raise InputError("IMAGE WCS is not celestial", path)
     if wcs.wcs.lngtyp != "RA" or wcs.wcs.lattyp != "DEC":
-        # (DCR is computed from right ascension and declination; a galactic or ecliptic grid would be
-        # read as one, its (l, b) taken for (RA, Dec))
+        # (the DCR stage would convert a galactic or ecliptic grid, but grids, pointing checks and
+        # outputs are equatorial throughout)
         raise InputError(f"its WCS is not equatorial (CTYPE {wcs.wcs.ctype[0]}, {wcs.wcs.ctype[1]}): "
                          "dcrcoadd needs RA/DEC axes (an ICRS, FK5 or FK4 grid)", path)
     _check_pixel_scale(wcs, ih, path)
@@ -567,10 +567,12 @@ def _check_pixel_scale(wcs: WCS, ih: fits.Header, path: Path) -> None:
 
 
 def _wcs_centre(wcs: WCS | None, shape: tuple[int, int]) -> tuple[float, float] | None:
-    if wcs is None or wcs.wcs.lngtyp != "RA":
+    """ICRS (ra, dec) in degrees of the image centre (the pointing cards' frame), None if unknown."""
+    if wcs is None:
         return None
     try:
-        ra, dec = wcs.all_pix2world((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0, 0)
+        lon, lat = wcs.all_pix2world((shape[1] - 1) / 2.0, (shape[0] - 1) / 2.0, 0)
+        ra, dec = to_icrs(celestial_frame(wcs), lon, lat)
     except Exception:  # noqa: BLE001 - a WCS that cannot place the centre just gives no pointing
         return None
     return (float(ra), float(dec)) if np.isfinite(ra) and np.isfinite(dec) else None

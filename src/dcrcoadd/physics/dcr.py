@@ -42,8 +42,9 @@ import logging
 
 import astropy.units as u
 import numpy as np
-from astropy.coordinates import ICRS, Angle, SkyCoord
+from astropy.coordinates import ICRS, Angle, BaseCoordinateFrame, SkyCoord
 from astropy.wcs import WCS
+from astropy.wcs.utils import skycoord_to_pixel, wcs_to_celestial_frame
 
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.observatory import PRESSURE_RANGE_PA, TEMPERATURE_RANGE_C, Observatory, Weather
@@ -51,7 +52,8 @@ from dcrcoadd.core.visit import VisitInfo, _sky_geometry_rad, parallactic_angle
 from dcrcoadd.errors import InputError
 from dcrcoadd.physics.refraction import refraction_coefficients
 
-__all__ = ["dcr_direction", "dcr_shifts", "dcr_shifts_at", "sky_and_jacobian", "subfilter_dcr"]
+__all__ = ["celestial_frame", "dcr_direction", "dcr_shifts", "dcr_shifts_at", "icrs_like", "sky_and_jacobian",
+           "subfilter_dcr", "to_icrs"]
 
 log = logging.getLogger("dcrcoadd.physics.dcr")
 
@@ -137,14 +139,37 @@ def subfilter_dcr(bandpass: Bandpass, n_subfilters: int, elevation, observatory:
 # Positions and the WCS
 # ---------------------------------------------------------------------------------------------
 
+def celestial_frame(wcs: WCS) -> BaseCoordinateFrame:
+    """The sky frame of a WCS's celestial axes (RADESYS, EQUINOX; galactic, ecliptic, ...)."""
+    try:
+        return wcs_to_celestial_frame(wcs)
+    except ValueError:
+        ctype = "/".join(wcs.celestial.wcs.ctype)
+        radesys = wcs.wcs.radesys or "none"
+        raise InputError(f"WCS sky frame is unknown (CTYPE {ctype}, RADESYS {radesys})", "wcs") from None
+
+
+def icrs_like(frame: BaseCoordinateFrame) -> bool:
+    """ICRS, or FK5 at J2000 (20 mas from it: taken as ICRS, as surveys do)."""
+    if frame.name == "icrs":
+        return True
+    equinox = getattr(frame, "equinox", None)
+    return frame.name == "fk5" and equinox is not None and abs(equinox.jyear - 2000.0) < 1e-6
+
+
+def to_icrs(frame: BaseCoordinateFrame, lon_deg, lat_deg) -> tuple[np.ndarray, np.ndarray]:
+    """ICRS (ra, dec) in degrees of world coordinates in ``frame`` (unchanged where `icrs_like`)."""
+    if icrs_like(frame):
+        return np.asarray(lon_deg, float), np.asarray(lat_deg, float)
+    sky = SkyCoord(np.asarray(lon_deg, float) * u.deg, np.asarray(lat_deg, float) * u.deg,
+                   frame=frame).icrs
+    return sky.ra.deg, sky.dec.deg
+
+
 def _check_wcs(wcs: WCS) -> None:
     if not isinstance(wcs, WCS) or wcs.naxis != 2 or not wcs.has_celestial:
         raise InputError("need a 2-d celestial astropy WCS to project DCR into pixels", "wcs")
-    if wcs.wcs.lngtyp != "RA" or wcs.wcs.lattyp != "DEC":
-        raise InputError(f"WCS axes must be RA/DEC, got {wcs.wcs.lngtyp!r}/{wcs.wcs.lattyp!r}", "wcs")
-    radesys = (wcs.wcs.radesys or "ICRS").upper()
-    if radesys not in ("ICRS", "FK5"):
-        raise InputError(f"WCS reference system must be ICRS or FK5 (J2000), got {radesys!r}", "wcs")
+    celestial_frame(wcs)
 
 
 def _tangent_plane(ra0, dec0, ra, dec) -> tuple[np.ndarray, np.ndarray]:
@@ -157,13 +182,18 @@ def _tangent_plane(ra0, dec0, ra, dec) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sky_and_jacobian(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ICRS (ra, dec) in radians at pixels (x, y) and the Jacobian d(east, north)/d(x, y), (N, 2, 2)."""
+    """ICRS (ra, dec) in radians at pixels (x, y) and the Jacobian d(east, north)/d(x, y), (N, 2, 2).
+
+    East and north are ICRS's whatever the WCS's frame (FK4, galactic, ...): its world coordinates
+    are converted before the differences are taken.
+    """
     h = 1.0  # pixels; WCS distortions do not vary on this scale
     px = np.concatenate([x, x + h, x - h, x, x])
     py = np.concatenate([y, y, y, y + h, y - h])
-    ra, dec = (np.radians(v).reshape(5, -1) for v in wcs.all_pix2world(px, py, 0))
-    if not (np.all(np.isfinite(ra)) and np.all(np.isfinite(dec))):
+    lon, lat = wcs.all_pix2world(px, py, 0)
+    if not (np.all(np.isfinite(lon)) and np.all(np.isfinite(lat))):
         raise InputError("WCS does not map the requested pixel positions to the sky", "wcs")
+    ra, dec = (np.radians(v).reshape(5, -1) for v in to_icrs(celestial_frame(wcs), lon, lat))
     xi, eta = _tangent_plane(ra[0], dec[0], ra[1:], dec[1:])
     jac = np.empty((x.size, 2, 2))
     jac[:, 0, 0] = (xi[0] - xi[1]) / (2 * h)
@@ -176,8 +206,7 @@ def sky_and_jacobian(wcs: WCS, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray
 def _pixels(wcs: WCS, positions) -> tuple[np.ndarray, np.ndarray]:
     """0-based pixel (x, y) arrays, flattened, from a SkyCoord or an (x, y) pair."""
     if isinstance(positions, SkyCoord):
-        icrs = positions.transform_to(ICRS())
-        x, y = wcs.all_world2pix(np.ravel(icrs.ra.deg), np.ravel(icrs.dec.deg), 0)
+        x, y = skycoord_to_pixel(positions, wcs, origin=0, mode="all")  # (into the WCS's own frame)
     else:
         try:
             x, y = positions
@@ -271,7 +300,8 @@ def dcr_shifts_at(visit: VisitInfo, wcs: WCS, bandpass: Bandpass, n_subfilters: 
         with boresight RA/Dec or alt/az, or boresight alt/az (then the same
         geometry applies everywhere).
     wcs : astropy.wcs.WCS
-        Maps the array's 0-based pixel coordinates to ICRS (or FK5 J2000) RA/Dec.
+        Maps the array's 0-based pixel coordinates to the sky, in any celestial frame astropy knows
+        (ICRS, FK5, FK4, galactic, ...).
     bandpass : Bandpass
     n_subfilters : int
     positions : SkyCoord or (x, y)
