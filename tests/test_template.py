@@ -277,6 +277,14 @@ def test_templates_say_how_far_they_extrapolate_the_dcr(tmp_path, caplog):
         template = make_template(model, science, source="s.fits")
     assert template.dcr_gap > 0.5
     assert "s.fits: the model's 4 warps share one airmass and parallactic angle" in caplog.text
+    # inputs that span a range, all on the far side of the zenith: a gap beyond what was validated
+    caplog.clear()
+    model.input_conditions = [[2.0, angle + 170], [2.0, angle + 190], [1.9, angle + 180]]
+    with caplog.at_level(logging.INFO, logger="dcrcoadd.template.build"):
+        far = make_template(model, science, source="s.fits")
+    assert far.dcr_gap > 2.0
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "(airmass 1.90-2.00), farther than the solver was validated" in warned[0]
     path = write_template(template, tmp_path / "t.fits")
     from astropy.io import fits
 

@@ -600,6 +600,13 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     return template
 
 
+#: Largest extrapolation of the DCR (``tan z`` beyond the inputs' hull, `dcr_coverage_gap`) the
+#: validation fields tested (one-sided coverage: 0.56-1.72, 0-2 false detections), and the gap beyond
+#: which a template is warned about (airmass 15 against inputs up to 1.5 is a gap of about 14).
+EXTRAPOLATION_VALIDATED = 1.7
+EXTRAPOLATION_WARNING = 2.0
+
+
 def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> float | None:
     """How far the visit's DCR lies outside the model's inputs' (`DcrModel.dcr_coverage_gap`), logged;
     a warning when the inputs all share one DCR (a degenerate model) and the visit's differs."""
@@ -610,6 +617,12 @@ def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> floa
         log.warning("%s: the model's %d warps share one airmass and parallactic angle, so its subfilters are "
                     "degenerate, and this visit's DCR differs from theirs by %.2f (tan z): expect dipoles",
                     source, len(model.input_conditions), gap)
+    elif gap > EXTRAPOLATION_WARNING:
+        airmasses = np.asarray(model.input_conditions, dtype=float).reshape(-1, 2)[:, 0]
+        log.warning("%s: the template extrapolates the DCR by %.2f (tan z) beyond the model's inputs' "
+                    "(airmass %.2f-%.2f), farther than the solver was validated for (%.1f): expect dipoles "
+                    "at bright sources", source, gap, airmasses.min(), airmasses.max(),
+                    EXTRAPOLATION_VALIDATED)
     elif gap >= 0.01:  # (below: rounding of the visits' geometry)
         log.info("%s: the template extrapolates the DCR by %.2f (tan z) beyond the model's inputs'", source,
                  gap)
