@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import astropy.units as u
 import numpy as np
 import pytest
@@ -549,6 +551,27 @@ def test_written_files_honour_the_umask(tmp_path, exposure):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize("sigma, outcome", [(0.25, "read"), (0.6, "warned"), (10.0, "refused")])
+def test_a_psf_extension_cut_off_by_its_kernel_is_warned_about_or_refused(tmp_path, exposure, caplog, sigma,
+                                                                          outcome):
+    # a PSF wider than its stamp loses its wings; one that never falls to half its peak is no PSF
+    # (sigma in units of the kernel's half-width: its border at 4, 1.7 and 0.1 sigma)
+    path = write_exposure(exposure, tmp_path / f"e{sigma:g}.fits")
+    with fits.open(path, mode="update") as hdul:
+        size = hdul["PSF"].data.shape[0]
+        r = (np.arange(size) - size // 2) / (sigma * (size // 2))
+        hdul["PSF"].data = np.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / 2).astype(np.float32)
+    if outcome == "refused":
+        with pytest.raises(InputError) as err:
+            read_info(path)
+        assert "its PSF extension does not fall to half its peak within its" in _reason(err, path)
+        return
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        assert read_info(path).psf is not None
+    cut = [r.getMessage() for r in caplog.records if "its PSF extension is cut off" in r.getMessage()]
+    assert len(cut) == (outcome == "warned")
 
 
 @pytest.mark.parametrize("roll, ok", [(0, True), (2, False)])

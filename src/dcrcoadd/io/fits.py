@@ -79,6 +79,11 @@ COMPRESSION_TILE = 128
 #: Largest offset (pixels, either axis) of a PSF extension's centroid from its middle pixel: a kernel
 #: is centred there by definition (docs/format.md), and an offset kernel shifts what it convolves.
 PSF_CENTRING_TOLERANCE = 0.5
+#: Largest value on a PSF kernel's border, as a fraction of its peak, before it is warned about as cut
+#: off (a Gaussian cut there has lost about 5 % of its light), and the fraction at which it is refused:
+#: a kernel that never falls to half its peak has no measurable width.
+PSF_EDGE_WARNING = 0.05
+PSF_EDGE_REFUSED = 0.5
 
 
 def _card(key: str) -> str:
@@ -566,6 +571,21 @@ def _check_pixel_scale(wcs: WCS, ih: fits.Header, path: Path) -> None:
     raise InputError(f"IMAGE WCS has pixels of {scale:.3g} arcsec, outside {lo:g}-{hi:g} arcsec{hint}", path)
 
 
+def _check_psf_contained(psf: Psf, path: Path) -> None:
+    """Refuse a PSF extension that never falls to half its peak; warn about one cut off at its border."""
+    k = psf.kernel
+    edge = float(max(k[0].max(), k[-1].max(), k[:, 0].max(), k[:, -1].max()) / k.max())
+    size = f"{k.shape[1]}x{k.shape[0]}"
+    if edge >= PSF_EDGE_REFUSED:
+        raise InputError(f"its PSF extension does not fall to half its peak within its {size} kernel (its "
+                         f"border reaches {edge:.0%} of the peak): not a PSF image, or a PSF far wider than "
+                         "its kernel", path)
+    if edge > PSF_EDGE_WARNING:
+        warn_once(log, path, f"its PSF extension is cut off by its {size} kernel (its border reaches "
+                             f"{edge:.0%} of the peak): the PSF is wider than its kernel, and the light "
+                             "beyond is left out of PSF matching and PSF-aware models")
+
+
 def _wcs_centre(wcs: WCS | None, shape: tuple[int, int]) -> tuple[float, float] | None:
     """ICRS (ra, dec) in degrees of the image centre (the pointing cards' frame), None if unknown."""
     if wcs is None:
@@ -698,6 +718,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
             raise InputError(f"its PSF extension is not centred on its middle pixel (centroid {cx:+.2f}, "
                              f"{cy:+.2f} px from it in x, y): every model and template would move by that "
                              "much", path)
+        _check_psf_contained(psf, path)
     archive = read_archive(hdul)
     if psf is None and archive.psf is not None:
         psf = archive.psf
