@@ -185,6 +185,10 @@ def test_a_bad_box_is_one_line(tmp_path, capsys):
     assert main(["assemble", str(tmp_path), "--out", str(tmp_path / "out"), "--box", "0,0,-5,10"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "--box" in err and "\n" not in err
+    # a box starting left of the grid's origin is a value, not an unknown option (argparse's reading)
+    assert main(["assemble", str(tmp_path), "--out", str(tmp_path / "out"), "--box", "-10,0,-5,10"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "--box" in err and "-10,0,-5,10" in err and "\n" not in err
 
 
 @pytest.mark.parametrize(("value", "reason"), [

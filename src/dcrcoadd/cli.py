@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
@@ -684,10 +685,26 @@ def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
         root.addHandler(handler)
 
 
+#: Options whose value may start with a minus sign (a box left of the grid's origin, a negative RA).
+_SIGNED_VALUE_OPTIONS = ("--box", "--center")
+
+
+def _attach_signed_values(argv: Sequence[str]) -> list[str]:
+    """``--box -10,0,64,64`` as ``--box=-10,0,64,64``: argparse takes a value such as ``-10,0,64,64``,
+    which is not a plain negative number, for an unknown option."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1] in _SIGNED_VALUE_OPTIONS and re.match(r"-[\d.]", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input or usage)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_signed_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
         return 2

@@ -84,7 +84,7 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
                         "finest input's)")
     p.add_argument("--center", type=_sky_position, metavar="RA,DEC",
                    help="instead, a north-up patch about this sky position (degrees, or h:m:s,d:m:s; "
-                        "--center=-10,5 for a negative RA) of --size pixels: warps are cut to it, "
+                        "a negative RA as -10,5) of --size pixels: warps are cut to it, "
                         "exposures that miss it skipped")
     p.add_argument("--size", type=_patch_size, metavar="N[,NY]", help="the patch's size in pixels (with "
                    "--center)")
