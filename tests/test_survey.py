@@ -110,6 +110,8 @@ def test_toml_and_csv_plans_list_patches_with_paths_relative_to_the_plan(tmp_pat
 @pytest.mark.parametrize("text, message", [
     ('[[patch]]\nname = "a"\ninputs = "x"\nbxo = [0, 0, 1, 1]\n', "unknown key(s) bxo"),
     ('[[patch]]\nname = "a"\ninputs = "x"\n[[patch]]\nname = "a"\ninputs = "y"\n', "'a' is used twice"),
+    ('[[patch]]\nname = "a"\ninputs = "x"\n[[patch]]\nname = "A"\ninputs = "y"\n',
+     "'a' and 'A' differ only in case"),
     ('[[patch]]\nname = "../a"\ninputs = "x"\n', "must be a directory name"),
     ('[[patch]]\nname = "survey.csv"\ninputs = "x"\n', "is the name of the survey's summary file"),
     ('set = ["dcr.nope=3"]\n[[patch]]\nname = "a"\ninputs = "x"\n', "set: unknown configuration field"),

@@ -254,11 +254,16 @@ def _check_name(name, where: str, path: Path) -> None:
 
 
 def _check_unique(patches: list[PatchSpec], path: Path) -> None:
-    seen: set[str] = set()
+    # (names that differ only in case share one output directory on macOS's and Windows's file systems)
+    seen: dict[str, str] = {}
     for p in patches:
-        if p.name in seen:
+        other = seen.get(p.name.casefold())
+        if other == p.name:
             raise InputError(f"patch name {p.name!r} is used twice", path)
-        seen.add(p.name)
+        if other is not None:
+            raise InputError(f"patch names {other!r} and {p.name!r} differ only in case: on a "
+                             "case-insensitive file system they would share one output directory", path)
+        seen[p.name.casefold()] = p.name
 
 
 # -- tiling ----------------------------------------------------------------------------------------
