@@ -205,6 +205,15 @@ def _no_psf(ws):
     return ws.assemble()
 
 
+def _flat_psf(ws):
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(ws.warp(2), mode="update") as hdul:
+        hdul["PSF"].data = np.ones_like(hdul["PSF"].data)
+    return ws.assemble()
+
+
 def _humidity_fraction(ws):
     edit_cards(ws.warp(2), HUMIDITY=0.45)
     return ws.assemble()
@@ -307,6 +316,11 @@ def _science_band(ws):
     return ws.template()
 
 
+def _science_near_the_horizon(ws):
+    edit_cards(ws.science, BORE_ALT=3.8, BORE_AIRMASS=15.0, BORE_RA=None, BORE_DEC=None)
+    return ws.template()
+
+
 def _truncated_model(ws):
     ws.model = ws.root / "model.fits"
     truncate(ws.model, 0.6)
@@ -335,6 +349,7 @@ CASES = [
                EQUINOX=1950.0),
     Case("FLUXCAL missing on one of six calibrated warps", "refused", "FLUXCAL", _missing_fluxcal),
     Case("a warp without a PSF (compare-warp needs one)", "refused", "has no PSF", _no_psf),
+    Case("a flat PSF extension (not a PSF)", "refused", "does not fall to half its peak", _flat_psf),
     Case("BORE-AIRMASS = 3.0 contradicting BORE-ALT", "warned", "contradicts", _contradicting_airmass),
     Case("dcr_num_subfilters = 50 with 6 warps", "refused", "subfilters", _too_many_subfilters),
     Case("truncated warp", "refused", "truncated", _truncated),
@@ -356,6 +371,8 @@ CASES = [
          _full_disk),
     Case("template: science AIRTEMP = 500", "refused", "AIRTEMP = 500", _science_weather),
     Case("template: science in another band", "refused", "band", _science_band),
+    Case("template: science at airmass 15", "warned", "farther than the solver was validated",
+         _science_near_the_horizon),
     Case("template: truncated model file", "refused", "model.fits", _truncated_model),
 ]
 
