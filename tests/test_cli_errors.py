@@ -291,6 +291,18 @@ def test_simulation_sizes_that_cannot_work_are_usage_errors(tmp_path, capsys, ar
     assert not (tmp_path / "o").exists()
 
 
+def test_simulate_takes_its_output_directory_as_the_other_commands_do(tmp_path, capsys):
+    pytest.importorskip("galsim")
+    argv = ["simulate", "--size", "32", "--n-visits", "1", "--n-stars", "3", "--no-defects"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    assert len(list((tmp_path / "a" / "warps").glob("*.fits"))) == 1
+    for extra in ([], [str(tmp_path / "b"), "--out", str(tmp_path / "c")]):
+        capsys.readouterr()
+        assert main([*argv, *extra]) == 2
+        assert_one_error_line(capsys.readouterr().err, "simulate: give one output directory")
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
 def test_config_command_refuses_what_it_would_ignore(tmp_path, capsys):
     (tmp_path / "six.toml").write_text("[dcr]\ndcr_num_subfilters = 6\n")
     # a FILE after show was ignored: the defaults printed as if they were the file's

@@ -173,10 +173,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     config = SimulationConfig(size=args.size, n_visits=args.n_visits, band=args.band, site=args.site,
                               seed=args.seed, seeing=args.seeing, airmass=args.airmass,
                               defects=args.defects, n_stars=args.n_stars, n_galaxies=args.galaxies)
+    outdir = args.outdir or args.out
+    if outdir is None or (args.outdir and args.out and args.outdir != args.out):
+        raise InputError("give one output directory: OUTDIR or --out OUTDIR", "simulate")
     sim = simulate(config, progress=_simulation_progress(args.n_visits))
-    write_simulation(sim, args.outdir)
+    write_simulation(sim, outdir)
     print("\n".join(summary_lines(sim)))
-    print(f"wrote {len(sim.warps)} warps to {args.outdir}/warps and the truth to {args.outdir}/truth")
+    print(f"wrote {len(sim.warps)} warps to {outdir}/warps and the truth to {outdir}/truth")
     return 0
 
 
@@ -538,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("simulate", help="simulate warps with real DCR (GalSim) and their truth")
-    p.add_argument("outdir", metavar="OUTDIR", help="where to write warps/, twins/ and truth/")
+    p.add_argument("outdir", nargs="?", metavar="OUTDIR", help="where to write warps/, twins/ and truth/")
+    p.add_argument("--out", metavar="OUTDIR", help="the same, as the other commands take it")
     p.add_argument("--size", type=_int_at_least(16), default=256, help="image size in pixels (default 256)")
     p.add_argument("--n-visits", type=_int_at_least(1), default=8,
                    help="number of visits (warps) to simulate (default 8)")
