@@ -380,7 +380,10 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
     ref = model.psf.fwhm
     if psf.fwhm < ref * (1 - 1e-3):
         # (a narrower reference adds nothing its inputs do not hold: on a field whose science PSFs
-        # were sharper than all four model warps it left 88/117/50 false detections against 75/97/51)
+        # were sharper than all four model warps it left 88/117/50 false detections against 75/97/51;
+        # differencing there at a common PSF, science ⊗ reference − template at the reference ⊗ science
+        # PSF, left 48/42/28 against 72/98/33, χ² per source pixel 9.1/8.0/6.7 against 5.1/7.2/2.7: the
+        # rest is the four-warp model's own bias)
         log.warning("%s: its PSF (FWHM %.2f px) is %.1f%% narrower than the model's reference PSF (%.2f px): "
                     "the template sharpens the model beyond what it was fitted at, which is not trustworthy; "
                     "smooth the science exposure to the reference PSF first (--psf reference renders the "
