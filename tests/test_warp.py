@@ -352,8 +352,11 @@ def test_a_pixel_scale_far_off_the_inputs_is_refused_or_warned_about(tmp_path, c
     with pytest.raises(InputError, match=r"--pixel-scale: a pixel scale of 1e-05 arcsec .* far too large"):
         choose_grid(paths, pixel_scale=1e-5)
     with caplog.at_level(logging.WARNING, logger="dcrcoadd.resample.warp"):
-        grid = choose_grid(paths, pixel_scale=50.0)
-    assert min(grid.bbox.shape) < 16 and "much coarser than theirs" in caplog.text
+        grid = choose_grid(paths, pixel_scale=2.0)
+    assert 0 < min(grid.bbox.shape) < 16 and "much coarser than theirs" in caplog.text
+    # coarser than the whole footprint: no pixel at all (an exposure's "no pixel lands on the grid")
+    with pytest.raises(InputError, match=r"--pixel-scale: .* makes a grid of 0 x 0 px .* coarser than"):
+        choose_grid(paths, pixel_scale=50.0)
 
 
 def test_cli_grid_and_pixel_scale_exclude_each_other(tmp_path, capsys):

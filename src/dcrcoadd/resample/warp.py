@@ -407,6 +407,12 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         scale = u.Quantity(pixel_scale, u.arcsec).to_value(u.arcsec)
         raise InputError(f"a pixel scale of {scale:g} arcsec makes a grid of {nx} x {ny} px over the "
                          "inputs: far too large (the scale is in arcseconds per pixel)", "--pixel-scale")
+    if min(ny, nx) < 1:
+        scale = chosen.pixel_scale if pixel_scale is None else \
+            u.Quantity(pixel_scale, u.arcsec).to_value(u.arcsec)
+        raise InputError(f"a pixel scale of {scale:g} arcsec makes a grid of {nx} x {ny} px over the inputs: "
+                         "coarser than the whole footprint (the scale is in arcseconds per pixel)",
+                         "--pixel-scale" if pixel_scale is not None else "warp")
     if min(ny, nx) < _MIN_GRID_SIDE:
         log.warning("the grid is only %d x %d px over the inputs' footprints: its pixel scale is much "
                     "coarser than theirs", nx, ny)
@@ -445,7 +451,7 @@ _MIN_GRID_SIDE = 16
 
 def _prepare_outdir(out_dir: Path) -> None:
     if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output directory exists and is not a directory", out_dir)
+        raise InputError("output path exists and is not a directory", out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

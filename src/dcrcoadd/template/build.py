@@ -715,7 +715,7 @@ class TemplateOutcome:
 
 def _prepare_outdir(outdir: Path) -> None:
     if outdir.exists() and not outdir.is_dir():
-        raise InputError("output directory exists and is not a directory", outdir)
+        raise InputError("output path exists and is not a directory", outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
