@@ -195,6 +195,13 @@ def test_science_psf_without_stars_to_measure_is_fitted_and_a_given_one_wins(fie
     given = Psf.gaussian(fwhm=4.0)
     template = make_template(result.model, small, given_psf=given)
     assert template.psf_label == "science-given" and template.psf == given
+    # a file's own PSF wins over a given one, which is then said to be unused
+    own = dataclasses.replace(small, psf=science.psf)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        template = make_template(result.model, own, given_psf=given)
+    assert template.psf_label == "science" and template.psf == science.psf
+    assert any("the given PSF (--psf-fwhm) is not used" in r.getMessage() for r in caplog.records)
 
 
 def test_assemble_on_files_without_psf_measures_and_fits_them(field, tmp_path):

@@ -320,6 +320,9 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
     the model, starting from its bright isolated stars measured across its DCR direction
     (`measure_psf`; None when too few are isolated, the fit needs none)."""
     if science.psf is not None:
+        if given is not None:
+            log.warning("%s: the given PSF (--psf-fwhm) is not used: the file carries its own (FWHM %.2f px)",
+                        source, science.psf.fwhm)
         return science.psf, "file"
     if given is not None:
         log.info("%s: no PSF in the file; using the given PSF of FWHM %.2f px", source, given.fwhm)
