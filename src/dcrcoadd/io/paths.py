@@ -53,6 +53,21 @@ def output_stem(path: str | os.PathLike) -> str:
     return Path(name).stem or name
 
 
+def make_outdir(path: str | os.PathLike) -> Path:
+    """Create the output directory ``path`` (and its parents) if needed; `InputError` when it is a
+    file, cannot be created or is not writable."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a directory", out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the output directory ({exc.strerror or exc})", out) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError("output directory is not writable", out)
+    return out
+
+
 def remove_if_empty(directory: str | os.PathLike, created: bool) -> None:
     """Remove ``directory`` when this run ``created`` it and wrote nothing there (a failed command
     leaves no empty output directory behind)."""

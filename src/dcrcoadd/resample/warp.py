@@ -84,7 +84,7 @@ from dcrcoadd.io.fits import (
     write_hdus,
 )
 from dcrcoadd.io.options import ReadOptions
-from dcrcoadd.io.paths import output_stem
+from dcrcoadd.io.paths import make_outdir, output_stem
 from dcrcoadd.ops.resample import (
     PSF_TOLERANCE,
     RESAMPLE_METHODS,
@@ -449,17 +449,6 @@ _MAX_GRID_PIXELS = 2**30
 _MIN_GRID_SIDE = 16
 
 
-def _prepare_outdir(out_dir: Path) -> None:
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("output path exists and is not a directory", out_dir)
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory ({exc.strerror or exc})", out_dir) from None
-    if not os.access(out_dir, os.W_OK | os.X_OK):
-        raise InputError("output directory is not writable", out_dir)
-
-
 def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike, *,
                    grid: Grid | str | os.PathLike | None = None,
                    pixel_scale: u.Quantity | float | None = None, mapper: Mapper | None = None,
@@ -511,7 +500,7 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
     chosen = choose_grid(paths, grid=grid, pixel_scale=pixel_scale, read_options=read_options)
     log.info("%s", chosen.describe())
     out_dir = Path(out_dir)
-    _prepare_outdir(out_dir)
+    make_outdir(out_dir)
     tasks: list[_Task] = []
     headers = _Headers(read_options or ReadOptions())
     # every outcome of each input file (a multi-extension file's CCDs may go to several warps)

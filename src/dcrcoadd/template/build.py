@@ -96,7 +96,7 @@ from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import ccd_extensions, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
-from dcrcoadd.io.paths import output_stem
+from dcrcoadd.io.paths import make_outdir, output_stem
 from dcrcoadd.io.products import mark_product, product_of
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian, resample_flux
@@ -716,17 +716,6 @@ class TemplateOutcome:
         return self.error is None
 
 
-def _prepare_outdir(outdir: Path) -> None:
-    if outdir.exists() and not outdir.is_dir():
-        raise InputError("output path exists and is not a directory", outdir)
-    try:
-        outdir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the output directory ({exc.strerror or exc})", outdir) from None
-    if not os.access(outdir, os.W_OK | os.X_OK):
-        raise InputError("output directory is not writable", outdir)
-
-
 #: Bounds of a given science PSF's FWHM in pixels: below one pixel a Gaussian is not sampled (and such a
 #: value is usually arcseconds), above 100 no ground-based image is (usually a unit mix-up too).
 PSF_FWHM_PIXELS = (1.0, 100.0)
@@ -847,7 +836,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         log.warning("--order is not used: this model's Fourier forward model shifts exactly (the order is "
                     "that of the shift forward model's interpolation)")
     given = None if given_psf_fwhm is None else Psf.gaussian(fwhm=given_psf_fwhm)
-    _prepare_outdir(outdir)
+    make_outdir(outdir)
     outcomes: list[TemplateOutcome] = []
     used: dict[str, Path] = {}
     products = {p: product_of(p) for p in paths}
