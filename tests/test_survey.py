@@ -128,6 +128,13 @@ def test_a_bad_plan_is_refused_naming_the_plan_and_the_patch(tmp_path, text, mes
     assert message in str(err.value)
 
 
+def test_a_plan_that_is_not_text_is_refused_in_one_line(tmp_path):
+    # (a warp given as the plan was a UnicodeDecodeError traceback)
+    (tmp_path / "w.fits").write_bytes(b"SIMPLE  =                    T" + bytes(range(128, 256)) * 20)
+    with pytest.raises(InputError, match="w.fits: is not a text file: a survey plan is TOML or CSV"):
+        read_plan(tmp_path / "w.fits")
+
+
 def test_a_tiling_cuts_the_footprint_into_overlapping_patches():
     got = patch_boxes(Box(10, 20, 250, 100), (100, 60), overlap=8)
     assert [(ix, iy) for ix, iy, _ in got] == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1)]

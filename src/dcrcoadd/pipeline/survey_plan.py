@@ -117,6 +117,9 @@ def read_plan(path: str | os.PathLike, *, config: str | os.PathLike | None = Non
         text = path.read_text(encoding="utf-8-sig")  # (a spreadsheet's byte-order mark is not a column name)
     except OSError as exc:
         raise InputError(f"cannot read the survey plan ({exc.strerror or exc})", path) from None
+    except UnicodeDecodeError:
+        raise InputError("is not a text file: a survey plan is TOML or CSV (the warps go in its inputs)",
+                         path) from None
     if path.suffix.lower() == ".toml":
         data = _parse_toml(text, path)
     else:
