@@ -210,12 +210,21 @@ def truth_renderer(fwhm: float, scale: float, noise: float) -> StampRenderer:
     return StampRenderer(lambda w: psf, np.array([1.0]), scale, _wrap_radius_fn(fwhm, scale, noise, 1.0))
 
 
+#: Half-width of a simulated PSF kernel in units of its FWHM. A Kolmogorov profile's wings are heavy: 0.7 %
+#: of its light lies beyond 4 FWHM, 0.37 % beyond 6. With kernels of 4 FWHM, the templates of the
+#: sharpest visits lacked the wing of a 14-mag star, which the science images have: a ring of 5-9σ
+#: residuals 14-18 px from it, 3-17 false detections per visit on every field of one scenario seed
+#: (`benchmarks.scenarios --seed 4`); with 6, none.
+PSF_KERNEL_HALF_WIDTH = 6.0
+
+
 def psf_kernel(fwhm: float, scale: float) -> Psf:
-    """Kolmogorov PSF image of ``fwhm`` arcsec with the pixel response, odd-sized and centred."""
+    """Kolmogorov PSF image of ``fwhm`` arcsec with the pixel response, odd-sized and centred, out to
+    `PSF_KERNEL_HALF_WIDTH` FWHM."""
     import galsim
 
     fwhm_px = fwhm / scale
-    size = 2 * int(math.ceil(4.0 * fwhm_px)) + 1
+    size = 2 * int(math.ceil(PSF_KERNEL_HALF_WIDTH * fwhm_px)) + 1
     image = galsim.Kolmogorov(fwhm=fwhm).drawImage(nx=size, ny=size, scale=scale)
     return Psf(image.array)
 
