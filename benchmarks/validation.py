@@ -423,10 +423,17 @@ def _subfilter_truth(sim, model) -> np.ndarray:
 
 def _second_moment_fwhm(psf) -> float:
     """FWHM of the Gaussian with the PSF's second moments: wider than `Psf.fwhm` for atmospheric
-    PSFs (their wings), it sizes the Gaussian weights and apertures of the scores below."""
-    from dcrcoadd.core.psf import SIGMA_TO_FWHM
+    PSFs (their wings), it sizes the Gaussian weights and apertures of the scores below.
 
-    return psf.second_moment_sigma * SIGMA_TO_FWHM
+    The moments are taken within 4 FWHM of the centre: a Kolmogorov profile's second moment grows
+    with the radius it is summed to, so the sizes (and which stars count as isolated) would follow
+    how far the kernel happens to reach."""
+    from dcrcoadd.core.psf import SIGMA_TO_FWHM, Psf
+
+    k = psf.kernel
+    r = min(int(np.ceil(4.0 * psf.fwhm)), k.shape[0] // 2, k.shape[1] // 2)
+    cy, cx = k.shape[0] // 2, k.shape[1] // 2
+    return Psf(k[cy - r:cy + r + 1, cx - r:cx + r + 1]).second_moment_sigma * SIGMA_TO_FWHM
 
 
 def colour_fit(c_true: np.ndarray, c_meas: np.ndarray) -> dict:
