@@ -214,7 +214,7 @@ def truth_renderer(fwhm: float, scale: float, noise: float) -> StampRenderer:
 #: of its light lies beyond 4 FWHM, 0.37 % beyond 6. With kernels of 4 FWHM, the templates of the
 #: sharpest visits lacked the wing of a 14-mag star, which the science images have: a ring of 5-9σ
 #: residuals 14-18 px from it, 3-17 false detections per visit on every field of one scenario seed
-#: (`benchmarks.scenarios --seed 4`); with 6, none.
+#: (`benchmarks.scenarios --seed 4`); with 6, none on its field without defects.
 PSF_KERNEL_HALF_WIDTH = 6.0
 
 
