@@ -247,6 +247,19 @@ def test_a_malformed_scheduler_address_is_a_usage_error(tmp_path, capsys, comman
     assert "argument --scheduler: not a Dask scheduler address" in errors[0]
 
 
+@pytest.mark.parametrize("name", ["warp_0.fits", "plan.toml"])
+def test_a_log_file_named_like_an_input_is_refused_before_it_is_touched(tmp_path, capsys, name):
+    # (the log is appended: --log-file warps/warp_0.fits damaged the warp, then the run blamed it)
+    paths = write_warps(tmp_path / "w", 3)
+    target = paths[0] if name.endswith(".fits") else tmp_path / name
+    if not target.exists():
+        target.write_text("[[patch]]\n")
+    before = target.read_bytes()
+    assert main(["--log-file", str(target), "assemble", *map(str, paths), "--out", str(tmp_path / "o")]) == 2
+    assert_one_error_line(capsys.readouterr().err, "--log-file", "give a .log or .txt file")
+    assert target.read_bytes() == before and not (tmp_path / "o").exists()
+
+
 def test_an_unwritable_log_file_and_a_config_that_is_not_text_are_one_line_errors(tmp_path, capsys):
     # (both were tracebacks: FileNotFoundError, IsADirectoryError, UnicodeDecodeError)
     for where in (tmp_path / "missing" / "x.log", tmp_path):

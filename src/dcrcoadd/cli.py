@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -689,6 +690,9 @@ def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
         root.addHandler(handler)
 
 
+#: Files a log must never be appended to (inputs, outputs and settings of dcrcoadd).
+_NOT_LOG_SUFFIXES = (".fits", ".fit", ".fts", ".fz", ".gz", ".toml", ".csv", ".ecsv", ".json", ".png", ".npz")
+
 #: Options whose value may start with a minus sign (a box left of the grid's origin, a negative RA).
 _SIGNED_VALUE_OPTIONS = ("--box", "--center")
 
@@ -711,6 +715,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(_attach_signed_values(sys.argv[1:] if argv is None else argv))
     if args.command is None:
         parser.print_help()
+        return 2
+    if args.log_file and Path(args.log_file).name.lower().endswith(_NOT_LOG_SUFFIXES):
+        # (the log is appended: named after an input, it damaged a warp or a survey plan)
+        print(f"error: --log-file {args.log_file}: would append log lines to a data or settings file; "
+              "give a .log or .txt file", file=sys.stderr)
         return 2
     try:
         _configure_logging(args.verbose, args.log_file)
