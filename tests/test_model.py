@@ -140,6 +140,9 @@ def test_read_rejects_a_plain_exposure(tmp_path):
     (lambda hdus: setattr(hdus["SUBFILTER_0"], "data", hdus["SUBFILTER_0"].data[:10, :10].copy()),
      "SUBFILTER_0 has shape"),
     (lambda hdus: hdus["SUBFILTER_1"].data.fill(np.nan), "SUBFILTER_1 has no finite pixel"),
+    # (a card edited or deleted was a ValueError or KeyError traceback)
+    (lambda hdus: hdus[0].header.set("NSUBFILT", "three"), "NSUBFILT = 'three' is not a number"),
+    (lambda hdus: hdus[0].header.remove("NSUBFILT"), "NSUBFILT = None is not a number"),
 ])
 def test_read_refuses_a_damaged_model(tmp_path, damage, reason):
     # a plane of another size, or one without any value, is a damaged file: refused when it is read,

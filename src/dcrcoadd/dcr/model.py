@@ -463,8 +463,11 @@ class DcrModel:
                 raise InputError("not a dcrcoadd DCR model file (no DCRMODEL keyword)", path)
             if base.bandpass is None:
                 raise InputError("model file has no band (BANDLAM/BANDWID)", path)
-            n = int(hdul[0].header["NSUBFILT"])
             header = hdul[0].header
+            n = header.get("NSUBFILT")
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise InputError(f"model file is damaged: NSUBFILT = {n!r} is not a number of subfilters "
+                                 "(missing, or not a positive integer)", path)
             order = int(header.get("INTORDER", 1))
             convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
                               wavelength_samples=int(header.get("NSAMPLE", 1)),
