@@ -21,7 +21,6 @@ from typing import NamedTuple
 import numpy as np
 from astropy.coordinates import Angle
 from astropy.wcs import WCS
-from astropy.wcs.utils import wcs_to_celestial_frame
 
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.bandpass import Bandpass
@@ -38,7 +37,7 @@ from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.parallel import Mapper, run_tasks
-from dcrcoadd.physics.dcr import dcr_direction, icrs_like
+from dcrcoadd.physics.dcr import celestial_frame, dcr_direction, icrs_like
 
 log = logging.getLogger("dcrcoadd.coadd.inputs")
 
@@ -261,8 +260,8 @@ def _check_grid(ref: CoaddInput, other: CoaddInput, box: Box) -> None:
 def _sky_frame(wcs) -> str:
     """A WCS's celestial frame in words; ICRS and FK5 at J2000 (20 mas apart) count as one."""
     try:
-        frame = wcs_to_celestial_frame(wcs)
-    except ValueError:
+        frame = celestial_frame(wcs)
+    except InputError:
         return "an unknown frame"
     if icrs_like(frame):
         return "ICRS"
