@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from astropy.io import fits
 
 from conftest import write_warps
 from dcrcoadd.config import Config, apply_override
@@ -157,6 +158,21 @@ def test_clobbering_to_fewer_subfilters_leaves_no_stale_subfilter(warps, tmp_pat
     run = run_patch(warps, config(), tmp_path, clobber_config=True)
     assert files(tmp_path) == RUN_FILES
     assert set(run.outputs) >= {"subfilter_2"} and "subfilter_3" not in run.outputs
+
+
+def test_a_users_files_named_like_outputs_are_not_deleted(warps, tmp_path):
+    # a fresh output directory already holding the user's own files with output-like names: the
+    # run writes its 3 subfilters and must not take subfilter_7.fits for a stale one of its own
+    (tmp_path / "subfilter_7.fits").write_text("my notes")
+    np.zeros((4, 4), np.float32).tofile(tmp_path / "raw.bin")
+    fits.PrimaryHDU(np.ones((4, 4), np.float32)).writeto(tmp_path / "subfilter_5.fits")
+    run_patch(warps, config(), tmp_path)
+    assert files(tmp_path) == RUN_FILES | {"subfilter_7.fits", "subfilter_5.fits", "raw.bin"}
+    assert (tmp_path / "subfilter_7.fits").read_text() == "my notes"
+    # a baseline-only rerun removes its own earlier DCR outputs, and still not the user's
+    run_patch(warps[:1], config(), tmp_path, clobber_config=True)
+    assert files(tmp_path) == {"coadd.fits", "config.toml", "metadata.json", "subfilter_7.fits",
+                               "subfilter_5.fits", "raw.bin"}
 
 
 def test_a_baseline_only_rerun_removes_the_dcr_outputs(warps, tmp_path):

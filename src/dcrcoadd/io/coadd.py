@@ -114,6 +114,7 @@ def write_artifact_masks(masks: Sequence[AltMask], directory: str | os.PathLike,
         primary = fits.PrimaryHDU()
         primary.header["SOURCE"] = (str(m.name)[:60], "warp these masks belong to")
         primary.header["NCLIPPED"] = (m.n_clipped, "artifact footprints clipped")
+        mark_product(primary.header, "artifact_mask")
         image = fits.ImageHDU(m.to_mask(bbox, planes).view(np.int32), header, name="MASK")
         hdul = fits.HDUList([primary, image])
         with atomic_output(path) as tmp, warnings.catch_warnings():

@@ -19,7 +19,8 @@ __all__ = ["PRODUCT_CARD", "PRODUCTS", "mark_product", "product_of"]
 PRODUCT_CARD = "DCRPROD"
 #: Kinds of products, and how messages name them.
 PRODUCTS = {"coadd": "baseline coadd", "dcr_coadd": "DCR coadd", "subfilter": "subfilter coadd",
-            "model": "DCR model", "template": "template", "difference": "difference image"}
+            "model": "DCR model", "template": "template", "difference": "difference image",
+            "artifact_mask": "artifact mask"}
 
 
 def mark_product(header: fits.Header, kind: str) -> None:
@@ -57,4 +58,6 @@ def _product_in(path: str | os.PathLike) -> str | None:
         return PRODUCTS["difference"]
     if "NINPUTS" in header:
         return PRODUCTS["coadd"]
+    if "NCLIPPED" in header:
+        return PRODUCTS["artifact_mask"]
     return None

@@ -4,6 +4,8 @@
 ``config.toml`` and ``metadata.json`` (and ``artifact_masks/`` when configured). A finished
 run's directory holds exactly that run's outputs: `remove_stale` deletes the outputs of an
 earlier run with other settings (say ``subfilter_3.fits`` after a rerun with 3 subfilters).
+Only files a run wrote are ever deleted: a user's own ``subfilter_7.fits`` in the directory is not
+a dcrcoadd product, and it stays.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import numpy as np
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.dcr.assemble import DcrCoaddResult
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.products import product_of
 from dcrcoadd.pipeline.checkpoint import checkpoint_dir
 
 log = logging.getLogger("dcrcoadd.pipeline.outputs")
@@ -159,6 +162,30 @@ def snapshot(outdir: str | os.PathLike) -> dict[Path, tuple[int, int, int]]:
     return found
 
 
+def written_by_a_run(outputs: dict[Path, tuple[int, int, int]]) -> dict[Path, tuple[int, int, int]]:
+    """The entries of ``outputs`` (a `snapshot`) that a dcrcoadd run wrote: files of the user's that
+    happen to share an output's name are left out, so `remove_stale` never deletes them."""
+    kept = {}
+    for path, identity in outputs.items():
+        # FITS outputs carry their product card; config.toml and report.png carry no mark, and are
+        # a run's when its metadata.json (written last, in the same output stage) is beside them
+        if path.suffix == ".fits":
+            ours = product_of(path) is not None
+        else:
+            ours = _is_run_metadata(path.parent / "metadata.json")
+        if ours:
+            kept[path] = identity
+    return kept
+
+
+def _is_run_metadata(path: Path) -> bool:
+    try:
+        metadata = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and {"versions", "timings_s", "inputs"} <= metadata.keys()
+
+
 def remove_temporaries(out: str | os.PathLike) -> None:
     """Delete the temporary files an attempt killed mid-write left in ``out`` and its checkpoints
     (`dcrcoadd.io.atomic.atomic_output` names): a run never finishes with them beside its outputs."""
@@ -178,12 +205,13 @@ def output_stage(outdir: str | os.PathLike) -> Iterator[None]:
     without the run's ``metadata.json``, and a rerun resumes from the checkpoints.
     """
     before = snapshot(outdir)
+    earlier_outputs = written_by_a_run(before)
     try:
         yield
     except BaseException:
         discard_written(outdir, before)
         raise
-    remove_stale(before)
+    remove_stale(earlier_outputs)
 
 
 def discard_written(outdir: str | os.PathLike, before: dict[Path, tuple[int, int, int]]) -> list[Path]:
