@@ -119,6 +119,12 @@ def test_toml_and_csv_plans_list_patches_with_paths_relative_to_the_plan(tmp_pat
     ('[[patch]]\nname = "a"\ninputs = []\n', "inputs must be a non-empty list"),
     ('band = "g"\n', "lists no patches"),
     ('[tiling]\ninputs = "x"\npatch_size = 0\n', "patch_size must be a positive integer"),
+    # TOML's booleans are not numbers (patch_size = true made 1x1 patches)
+    ('[tiling]\ninputs = "x"\npatch_size = true\n', "patch_size must be a positive integer"),
+    ('[tiling]\ninputs = "x"\npatch_size = 64\noverlap = true\n', "overlap must be a non-negative"),
+    ('[[patch]]\nname = "a"\ninputs = "x"\nbox = [true, 0, 5, 5]\n', "bad box"),
+    # a name no file system takes (it failed at the run, after the plan was accepted)
+    (f'[[patch]]\nname = "{"a" * 300}"\ninputs = "x"\n', "the name has 300 characters"),
     ('[[patch]\n', "not valid TOML"),
 ])
 def test_a_bad_plan_is_refused_naming_the_plan_and_the_patch(tmp_path, text, message):

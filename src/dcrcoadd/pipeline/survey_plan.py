@@ -54,6 +54,9 @@ log = logging.getLogger("dcrcoadd.pipeline.survey_plan")
 
 #: A patch name is a directory name under the survey's output directory.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.,+=-]*")
+#: Longest patch name: the name, with ``.json`` and an atomic write's temporary prefix and suffix, must
+#: fit the 255 bytes a file name may have on common file systems.
+MAX_NAME_LENGTH = 200
 _TOP_KEYS = {"config", "set", "band", "patch", "tiling"}
 _PATCH_KEYS = {"name", "inputs", "box"}
 _TILING_KEYS = {"inputs", "patch_size", "overlap", "prefix"}
@@ -218,13 +221,18 @@ def _inputs(value, where: str, path: Path) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _is_int(value) -> bool:
+    # TOML's true and false are Python bools, which are ints: patch_size = true made 1x1 patches
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _box(value, where: str, path: Path) -> Box | None:
     if value is None:
         return None
     try:
         if isinstance(value, str):
             box = Box.parse(value)
-        elif isinstance(value, list) and len(value) == 4 and all(isinstance(v, int) for v in value):
+        elif isinstance(value, list) and len(value) == 4 and all(_is_int(v) for v in value):
             box = Box(*value)
         else:
             raise ValueError(f"expected [x0, y0, width, height], got {value!r}")
@@ -251,6 +259,9 @@ def _check_name(name, where: str, path: Path) -> None:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InputError(f"{where}: the name must be a directory name (letters, digits and _ . , + = -, "
                          f"not starting with a punctuation mark), got {name!r}", path)
+    if len(name) > MAX_NAME_LENGTH:
+        raise InputError(f"{where}: the name has {len(name)} characters; at most {MAX_NAME_LENGTH} make a "
+                         "file name every file system takes", path)
     if name.lower() in SUMMARY_FILES:
         raise InputError(f"{where}: {name!r} is the name of the survey's summary file "
                          f"({', '.join(SUMMARY_FILES)}): give the patch another name", path)
@@ -297,14 +308,14 @@ def _tiling(table, base: Path, path: Path, instrument: str | None) -> list[Patch
         raise InputError(f"tiling: unknown key(s) {', '.join(sorted(unknown))} "
                          f"(expected: {', '.join(sorted(_TILING_KEYS))})", path)
     size = table.get("patch_size")
-    if isinstance(size, int):
+    if _is_int(size):
         size = (size, size)
     if not (isinstance(size, (list, tuple)) and len(size) == 2
-            and all(isinstance(v, int) and v > 0 for v in size)):
+            and all(_is_int(v) and v > 0 for v in size)):
         raise InputError(f"tiling: patch_size must be a positive integer or [width, height], got {size!r}",
                          path)
     overlap = table.get("overlap", 0)
-    if not isinstance(overlap, int) or overlap < 0:
+    if not _is_int(overlap) or overlap < 0:
         raise InputError(f"tiling: overlap must be a non-negative integer, got {overlap!r}", path)
     prefix = table.get("prefix", "patch_")
     if not isinstance(prefix, str):
