@@ -100,3 +100,11 @@ def test_the_word_none_is_a_value_of_text_fields_and_unsets_optional_ones(tmp_pa
     back = load_toml(path)
     assert back.dcr.psf_model == "none" and back.dcr.exact.prior == "none"
     assert to_toml(back) == to_toml(config)
+
+
+def test_a_config_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    # (Windows editors save UTF-8 with a BOM; it was "not valid TOML")
+    from dcrcoadd.config import load_toml
+    path = tmp_path / "c.toml"
+    path.write_bytes("\ufeff[dcr]\ndcr_num_subfilters = 4\n".encode())
+    assert load_toml(path).dcr.dcr_num_subfilters == 4

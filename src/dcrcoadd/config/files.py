@@ -105,8 +105,9 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
 def load_toml(path) -> Config:
     """Read a TOML configuration file; `ConfigError` naming the file on syntax or field errors."""
     try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
+        # (an editor's byte-order mark is not part of the text; TOML itself refuses it)
+        with open(path, encoding="utf-8-sig") as fh:
+            data = tomllib.loads(fh.read())
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read configuration ({exc.strerror})") from None
     except tomllib.TOMLDecodeError as exc:
