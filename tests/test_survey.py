@@ -206,6 +206,15 @@ def test_a_rerun_skips_finished_patches_and_retries_failed_ones(data, serial, ca
     assert list(Table.read(serial / "survey.ecsv")["status"]) == ["resumed"] * 3 + ["done", "failed"]
     assert (serial / "p3" / "subfilter_1.fits").read_bytes() == lost
 
+    # ... and so does one whose output was damaged since (a truncated copy, a full disk)
+    model = (serial / "p2" / "model.fits").read_bytes()
+    (serial / "p2" / "model.fits").write_bytes(model[:len(model) // 2])
+    assert main(["survey", str(data), "--out", str(serial)]) == 11
+    assert "patch p2: model.fits changed since its run finished" in capsys.readouterr().err
+    statuses = list(Table.read(serial / "survey.ecsv")["status"])
+    assert statuses == ["resumed"] * 2 + ["done", "resumed", "failed"]
+    assert (serial / "p2" / "model.fits").read_bytes() == model
+
 
 def test_an_interrupted_patch_resumes_its_tiles_from_checkpoints(data, serial, tmp_path):
     plan = read_plan(data)

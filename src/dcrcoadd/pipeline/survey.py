@@ -74,8 +74,10 @@ class PatchOutcome:
     (``false_dcr``) and minus the baseline coadd (``false_baseline``), -1 where not measured
     (`dcrcoadd.pipeline.survey_summary.false_detection_proxy`). ``ra``/``dec`` are the sky
     corners of the patch box (deg; empty when unknown). ``outputs`` names the files the patch's
-    run wrote into its directory; ``n_warnings`` counts the warnings it logged (its
-    ``metadata.json`` lists them: a patch run on a Dask worker logs there, not here).
+    run wrote into its directory, ``output_files`` their size and modification time (ns) when it
+    finished, so that a rerun does not skip a patch whose outputs were since damaged; ``n_warnings``
+    counts the warnings it logged (its ``metadata.json`` lists them: a patch run on a Dask worker
+    logs there, not here).
     """
 
     name: str
@@ -99,6 +101,7 @@ class PatchOutcome:
     n_warnings: int = 0
     fingerprint: str = ""
     outputs: list[str] = field(default_factory=list)
+    output_files: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -201,6 +204,13 @@ def _finished_earlier(task: PatchTask, fingerprint: str) -> PatchOutcome | None:
     if not all((task.out_dir / name).exists() for name in record.outputs):
         log.warning("patch %s: some of its outputs are missing; it runs again", task.spec.name)
         return None
+    # (records written before output_files was kept hold no identities to compare)
+    changed = [name for name, identity in record.output_files.items()
+               if _file_identity(task.out_dir / name) != identity]
+    if changed:
+        log.warning("patch %s: %s changed since its run finished (damaged or overwritten?); it runs again",
+                    task.spec.name, ", ".join(sorted(changed)))
+        return None
     return replace(record, status="resumed")
 
 
@@ -238,8 +248,17 @@ def run_patch_task(task: PatchTask, mapper: Mapper | None = None) -> PatchOutcom
         return _record_failure(task, exc, t0, fingerprint)
     outcome.fingerprint = fingerprint
     outcome.seconds = time.perf_counter() - t0
+    outcome.output_files = {name: _file_identity(task.out_dir / name) for name in outcome.outputs}
     write_record(task.survey_dir, outcome)
     return outcome
+
+
+def _file_identity(path: Path) -> list[int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return []
+    return [st.st_size, st.st_mtime_ns]
 
 
 def _stopped_by_shutdown(exc: BaseException) -> bool:
