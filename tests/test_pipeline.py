@@ -463,9 +463,16 @@ def test_a_second_run_into_a_busy_directory_is_refused_and_a_dead_runs_lock_take
         live.kill()
         live.wait()
     # that process is gone now: its lock is stale
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
-        run_patch(warps, config(), out)
+    with caplog.at_level(logging.INFO, logger="dcrcoadd"):
+        run = run_patch(warps, config(), out)
     assert files(out) == RUN_FILES and any("no longer exists" in r.getMessage() for r in caplog.records)
+    assert not any("lock" in w for w in run.warnings)  # (a stopped run is no warning about this one)
+
+    # a directory where the lock goes is refused in one line (it was a warning, then IsADirectoryError)
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / LOCK_NAME).mkdir()
+    with pytest.raises(InputError, match="is not a lock file dcrcoadd wrote"):
+        run_patch(warps, config(), tmp_path / "odd")
 
 
 def test_a_rerun_into_the_inputs_directory_skips_its_own_outputs(warps, reference, tmp_path, caplog):

@@ -5,8 +5,9 @@ writes there: the file names the host and process that holds it. A second run in
 directory is refused instead of interleaving its checkpoints, outputs and records with the first's
 (two surveys into one directory each recomputed every patch and each reported its own outputs as
 the finished ones). A lock left by a run that no longer exists on this host (killed) is taken
-over, with a warning; one from another host cannot be checked and is reported, naming the file to
-remove.
+over, with an INFO line (stopping a run is the user's doing, not a fault of this run: as a warning
+it was counted against every patch of a survey rerun); one from another host cannot be checked and
+is reported, naming the file to remove.
 """
 
 from __future__ import annotations
@@ -69,13 +70,16 @@ def directory_lock(directory: str | os.PathLike) -> Iterator[None]:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
+            if not path.is_file() or path.is_symlink():
+                raise InputError(f"{LOCK_NAME} is not a lock file dcrcoadd wrote (a directory or a link): "
+                                 "remove it, or choose another output directory", directory) from None
             holder = _holder(path)
             if not _gone(holder):
                 host, pid = holder
                 raise InputError(f"another dcrcoadd run (process {pid} on {host}) is writing into this "
                                  f"directory: wait for it, or choose another output directory (if no run "
                                  f"is, remove {path})", directory) from None
-            log.warning("%s: taking over the lock of a run that no longer exists (%s)", directory,
+            log.info("%s: taking over the lock of a run that no longer exists (%s)", directory,
                         "unreadable" if holder is None else f"process {holder[1]} on {holder[0]}")
             path.unlink(missing_ok=True)
             continue
