@@ -143,6 +143,11 @@ def test_read_rejects_a_plain_exposure(tmp_path):
     # (a card edited or deleted was a ValueError or KeyError traceback)
     (lambda hdus: hdus[0].header.set("NSUBFILT", "three"), "NSUBFILT = 'three' is not a number"),
     (lambda hdus: hdus[0].header.remove("NSUBFILT"), "NSUBFILT = None is not a number"),
+    # (the template's error named the science file: "model: the DCR model has no WCS")
+    (lambda hdus: [hdus["IMAGE"].header.remove(k, ignore_missing=True, remove_all=True)
+                   for k in list(hdus["IMAGE"].header) if k[:5] in ("CTYPE", "CRVAL", "CRPIX", "CD1_", "CD2_",
+                                                            "PC1_", "PC2_", "CDELT", "CUNIT", "WCSAX")],
+     "its IMAGE extension has no WCS"),
 ])
 def test_read_refuses_a_damaged_model(tmp_path, damage, reason):
     # a plane of another size, or one without any value, is a damaged file: refused when it is read,

@@ -463,6 +463,9 @@ class DcrModel:
                 raise InputError("not a dcrcoadd DCR model file (no DCRMODEL keyword)", path)
             if base.bandpass is None:
                 raise InputError("model file has no band (BANDLAM/BANDWID)", path)
+            if base.wcs is None:  # (assemble needs one to place the DCR: a model without is damaged)
+                raise InputError("model file is damaged: its IMAGE extension has no WCS (CTYPE, CRVAL, "
+                                 "CRPIX, CD cards)", path)
             header = hdul[0].header
             n = header.get("NSUBFILT")
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
