@@ -358,14 +358,17 @@ def test_build_templates_writes_files_and_continues_past_failures(tmp_path):
         crval=(centre.ra.deg, centre.dec.deg), crpix=(10.5, 10.5), rotation_deg=30)), inputs / "rot.fits")
     junk = inputs / "junk.fits"
     junk.write_text("not fits")
-    dup = write_exposure(science_on(model, box), inputs / "again" / "good.fits")
+    first = write_exposure(science_on(model, box), inputs / "twin.fits")
+    dup = write_exposure(science_on(model, box), inputs / "again" / "twin.fits")
 
     out = tmp_path / "out"
-    outcomes = build_templates(model_path, [good, red, rotated, junk, dup], out, diff=True)
-    assert [o.ok for o in outcomes] == [True, False, True, False, False]
-    assert str(red) in outcomes[1].error and "band r" in outcomes[1].error
-    assert str(junk) in outcomes[3].error
-    assert "already taken" in outcomes[4].error
+    outcomes = build_templates(model_path, [good, first, red, rotated, junk, dup], out, diff=True)
+    assert [o.ok for o in outcomes] == [True, False, False, True, False, False]
+    assert str(red) in outcomes[2].error and "band r" in outcomes[2].error
+    assert str(junk) in outcomes[4].error
+    # two files whose outputs share a name: neither is written (the first one was, before the clash)
+    assert f"twin_template.fits is also that of {dup}" in outcomes[1].error
+    assert f"twin_template.fits is also that of {first}" in outcomes[5].error
     assert sorted(p.name for p in out.iterdir()) == ["good_diff.fits", "good_template.fits",
                                                    "rot_diff.fits", "rot_template.fits"]
     assert outcomes[0].template_path == out / "good_template.fits" and outcomes[0].visit_id == VISIT.id

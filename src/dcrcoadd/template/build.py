@@ -890,12 +890,17 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         return TemplateOutcome(path=path, hdu=hdu, template_path=template_path, diff_path=diff_path,
                                visit_id=science.visit.id)
 
+    clashes = _stem_clashes([p for p in paths if products[p] is None])
     for path in paths:
         if _resolved(path) in seen:
             continue  # (named twice, e.g. by a file and its directory: made once)
         seen.add(_resolved(path))
         if products[path] is not None:
             log.warning("%s: skipped: a dcrcoadd %s, not a science exposure", path, products[path])
+            continue
+        if path in clashes:
+            log.debug("%s", clashes[path])
+            outcomes.append(TemplateOutcome(path=path, error=clashes[path]))
             continue
         try:
             ccds = ccd_extensions(path)
@@ -914,6 +919,24 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             made = [TemplateOutcome(path=path, skipped=reason)]
         outcomes.extend(made)
     return outcomes
+
+
+def _stem_clashes(paths: list[Path]) -> dict[Path, str]:
+    """The error of each science file whose outputs would take the name of another's
+    (``a/visit.fits`` and ``b/visit.fits``): found before any template is made, so that neither is
+    written rather than the first only."""
+    by_stem: dict[str, list[Path]] = {}
+    for path in dict.fromkeys(paths, None):
+        group = by_stem.setdefault(output_stem(path), [])
+        if all(_resolved(p) != _resolved(path) for p in group):
+            group.append(path)
+    clashes = {}
+    for stem, group in by_stem.items():
+        for path in group if len(group) > 1 else ():
+            others = ", ".join(str(p) for p in group if p is not path)
+            clashes[path] = (f"{path}: its output name {stem}_template.fits is also that of {others}: "
+                             "rename one, or make their templates into separate --out directories")
+    return clashes
 
 
 def _reaches_model(model: DcrModel, read_options: ReadOptions, path: Path, hdu: str) -> bool:
