@@ -330,3 +330,21 @@ def test_config_command_refuses_what_it_would_ignore(tmp_path, capsys):
     assert stop.value.code == 2 and "--config given twice" in capsys.readouterr().err
     assert main(["config", "dump", str(tmp_path), "--force"]) == 2
     assert_one_error_line(capsys.readouterr().err, "is a directory")
+
+
+def test_a_simulation_larger_than_memory_is_refused_before_rendering(tmp_path, capsys, monkeypatch):
+    # (--n-visits 100000 ran silently for hours, holding every visit, towards a MemoryError)
+    import dcrcoadd.sim.run as sim_run
+
+    calls = []
+    monkeypatch.setattr(sim_run, "visit_renderer", lambda *a: calls.append(a))
+    status, _, err = run(capsys, "simulate", str(tmp_path / "sim"), "--n-visits", "100000")
+    assert status == 2 and not calls and not (tmp_path / "sim").exists()
+    assert_one_error_line(err, "100000 visits of 256x256 px need about", "--n-visits", "--size")
+    # (an allocation that fails anyway names the simulation's own options, not assemble's)
+    monkeypatch.setattr(sim_run, "_check_fits_in_memory", lambda config: None)
+    monkeypatch.setattr(sim_run, "field_wcs", lambda config: (_ for _ in ()).throw(MemoryError()))
+    status, _, err = run(capsys, "simulate", str(tmp_path / "sim"), "--size", "64")
+    assert status == 2
+    assert_one_error_line(err, "simulate: not enough memory", "--size")
+    assert "--box" not in err

@@ -744,8 +744,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         need = f" ({exc})" if str(exc) else ""
-        print(f"error: {args.command}: not enough memory{need}; a smaller region (--box, a coarser or "
-              "smaller grid) or smaller subregions (coadd.subregion_size) need less", file=sys.stderr)
+        advice = ("fewer visits (--n-visits) or a smaller field (--size) need less"
+                  if args.command in ("simulate", "demo") else
+                  "a smaller region (--box, a coarser or smaller grid) or smaller subregions "
+                  "(coadd.subregion_size) need less")
+        print(f"error: {args.command}: not enough memory{need}; {advice}", file=sys.stderr)
         return 2
     except _Terminated:
         print("error: terminated (SIGTERM)", file=sys.stderr)

@@ -42,10 +42,12 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from dcrcoadd.coadd.inputs import physical_memory
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.observatory import Observatory
 from dcrcoadd.core.psf import Psf
+from dcrcoadd.errors import ConfigError
 from dcrcoadd.ops.detection import detection_mask
 from dcrcoadd.sim.config import SimulationConfig
 from dcrcoadd.sim.defects import apply_defects, plan_defects, streaked_visits
@@ -56,6 +58,12 @@ from dcrcoadd.sim.streams import Stream
 from dcrcoadd.sim.truth import render_truth
 from dcrcoadd.sim.visits import SimulatedVisit, field_wcs, make_visits
 from dcrcoadd.sim.writers import write_simulation
+
+#: Bytes per pixel a simulation holds for each visit (warp and noise twin: image, variance, mask; the
+#: noiseless model), and for the field (truth, catalogue rendering, one visit's working arrays);
+#: measured with tracemalloc on 512² fields of 4 and 12 visits.
+BYTES_PER_VISIT_PIXEL = 22
+BYTES_PER_FIELD_PIXEL = 380
 
 __all__ = ["simulate"]
 
@@ -87,6 +95,7 @@ def simulate(config: SimulationConfig | None = None, outdir: str | Path | None =
     Simulation
     """
     config = config or SimulationConfig()
+    _check_fits_in_memory(config)
     t_start = _time.perf_counter()
     bandpass = config.resolve_bandpass()
     wcs = field_wcs(config)
@@ -148,6 +157,19 @@ def simulate(config: SimulationConfig | None = None, outdir: str | Path | None =
     if outdir is not None:
         write_simulation(sim, outdir)
     return sim
+
+
+def _check_fits_in_memory(config: SimulationConfig) -> None:
+    """`ConfigError` for a simulation that cannot fit in this machine's memory: every visit is held
+    until the end, so it could only fail after rendering (100 000 visits ran for hours, silently)."""
+    memory = physical_memory()
+    height, width = config.shape
+    per_visit = BYTES_PER_VISIT_PIXEL if config.noise_twins else BYTES_PER_VISIT_PIXEL // 2
+    need = height * width * (per_visit * config.n_visits + BYTES_PER_FIELD_PIXEL)
+    if memory is not None and need > memory:
+        raise ConfigError(f"{config.n_visits} visits of {width}x{height} px need about "
+                          f"{need / 2**30:.0f} GiB, more than this machine's {memory / 2**30:.0f} GiB: "
+                          "simulate fewer visits (--n-visits) or a smaller field (--size)")
 
 
 def _make_exposure(config: SimulationConfig, image: np.ndarray, variance: np.ndarray,
