@@ -348,3 +348,20 @@ def test_a_simulation_larger_than_memory_is_refused_before_rendering(tmp_path, c
     assert status == 2
     assert_one_error_line(err, "simulate: not enough memory", "--size")
     assert "--box" not in err
+
+
+@pytest.mark.parametrize("command", [["assemble", "{warps}"], ["template", "{model}", "{warps}"],
+                                     ["survey", "{plan}"], ["warp", "{warps}"], ["simulate"]])
+def test_an_output_directory_that_is_a_dangling_link_is_named_as_one(tmp_path, capsys, command):
+    # (it was "File exists", the link's target unnamed; simulate found it only after rendering)
+    out = tmp_path / "out"
+    out.symlink_to(tmp_path / "gone")
+    (tmp_path / "w").mkdir()
+    (tmp_path / "w" / "a.fits").write_bytes(b"not read: the output directory is checked first")
+    (tmp_path / "plan.toml").write_text('[[patch]]\nname = "a"\ninputs = "w/*.fits"\n')
+    names = {"warps": str(tmp_path / "w"), "model": str(tmp_path / "model.fits"),
+             "plan": str(tmp_path / "plan.toml")}
+    status, _, err = run(capsys, *(a.format(**names) for a in command), "--out", str(out))
+    assert status == 2
+    assert_one_error_line(err, f"{out}: is a link to {tmp_path / 'gone'}, which does not exist")
+    assert not (tmp_path / "gone").exists()

@@ -169,6 +169,7 @@ def _pair(text: str, kind=float) -> tuple:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from dcrcoadd.io.paths import check_outdir
     from dcrcoadd.sim import SimulationConfig, simulate, summary_lines, write_simulation
 
     config = SimulationConfig(size=args.size, n_visits=args.n_visits, band=args.band, site=args.site,
@@ -177,6 +178,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     outdir = args.outdir or args.out
     if outdir is None or (args.outdir and args.out and args.outdir != args.out):
         raise InputError("give one output directory: OUTDIR or --out OUTDIR", "simulate")
+    check_outdir(outdir)
     sim = simulate(config, progress=_simulation_progress(args.n_visits))
     write_simulation(sim, outdir)
     print("\n".join(summary_lines(sim)))
@@ -372,8 +374,8 @@ def _cmd_template(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from dcrcoadd.dcr.model import DcrModel
-    from dcrcoadd.io.paths import remove_if_empty
-    from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
+    from dcrcoadd.io.paths import check_outdir, remove_if_empty
+    from dcrcoadd.pipeline.inputs import expand_inputs
     from dcrcoadd.template.build import build_templates
 
     check_outdir(args.out)
@@ -409,7 +411,7 @@ def _cmd_template(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from dcrcoadd.demo import format_scores, run_demo
-    from dcrcoadd.pipeline.inputs import check_outdir
+    from dcrcoadd.io.paths import check_outdir
 
     check_outdir(args.out)
     progress = _ConsoleProgress(args.out, args.quiet, table=False)

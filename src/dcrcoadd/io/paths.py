@@ -53,10 +53,41 @@ def output_stem(path: str | os.PathLike) -> str:
     return Path(name).stem or name
 
 
+def refuse_dangling_link(path: Path) -> None:
+    """`InputError` when the output path ``path`` is a symbolic link to nothing (creating the
+    directory failed with a bare "File exists")."""
+    if path.is_symlink() and not path.exists():
+        raise InputError(f"is a link to {os.readlink(path)}, which does not exist: create that directory, "
+                         "or give another output directory", path)
+
+
+def check_outdir(path: str | os.PathLike) -> None:
+    """Raise `InputError` unless ``path`` is, or can be created as, a writable directory.
+
+    Nothing is created: the nearest existing ancestor must be a writable directory.
+    """
+    out = Path(path)
+    refuse_dangling_link(out)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a directory", path)
+    existing = out
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"cannot create the output directory: {existing} is not a directory", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "output directory is not writable" if existing == out else \
+            f"cannot create the output directory: {existing} is not writable"
+        raise InputError(what, path)
+
+
 def make_outdir(path: str | os.PathLike) -> Path:
     """Create the output directory ``path`` (and its parents) if needed; `InputError` when it is a
     file, cannot be created or is not writable."""
     out = Path(path)
+    refuse_dangling_link(out)
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a directory", out)
     try:

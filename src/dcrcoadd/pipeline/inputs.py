@@ -144,27 +144,6 @@ def select_band(headers: Sequence[InputHeader], band: str | None) -> list[InputH
     return keep
 
 
-def check_outdir(path: str | os.PathLike) -> None:
-    """Raise `InputError` unless ``path`` is, or can be created as, a writable directory.
-
-    Nothing is created: the nearest existing ancestor must be a writable directory.
-    """
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a directory", path)
-    existing = out
-    while not existing.exists():
-        if existing.parent == existing:
-            break
-        existing = existing.parent
-    if not existing.is_dir():
-        raise InputError(f"cannot create the output directory: {existing} is not a directory", path)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        what = "output directory is not writable" if existing == out else \
-            f"cannot create the output directory: {existing} is not writable"
-        raise InputError(what, path)
-
-
 def preflight(headers: Sequence[InputHeader], config: Config, *, dcr_only: bool = False) -> None:
     """Refuse, naming the file, what would fail later: inputs that cannot give a DCR model, a
     missing PSF that compare-warp needs and nothing will measure (``inputs.measure_psf`` off; when

@@ -36,12 +36,11 @@ from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
 from dcrcoadd.io.options import ReadOptions
-from dcrcoadd.io.paths import remove_if_empty
+from dcrcoadd.io.paths import check_outdir, remove_if_empty
 from dcrcoadd.parallel import Mapper, serial_map
 from dcrcoadd.pipeline import checkpoint
 from dcrcoadd.pipeline.inputs import (
     Source,
-    check_outdir,
     expand_inputs,
     input_identity,
     input_state,

@@ -44,10 +44,11 @@ import numpy as np
 from dcrcoadd.config import Config, to_toml
 from dcrcoadd.errors import ConfigError, DcrCoaddError, InputError
 from dcrcoadd.io.atomic import atomic_output
+from dcrcoadd.io.paths import check_outdir
 from dcrcoadd.io.weights import weight_path
 from dcrcoadd.parallel.mappers import Mapper, process_map, serial_map
 from dcrcoadd.pipeline import checkpoint
-from dcrcoadd.pipeline.inputs import check_outdir, expand_inputs
+from dcrcoadd.pipeline.inputs import expand_inputs
 from dcrcoadd.pipeline.lock import directory_lock
 from dcrcoadd.pipeline.metadata import versions
 from dcrcoadd.pipeline.outputs import remove_temporaries

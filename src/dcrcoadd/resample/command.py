@@ -10,7 +10,7 @@ from pathlib import Path
 import astropy.units as u
 
 from dcrcoadd.io.options import add_read_arguments, read_options_from_args
-from dcrcoadd.io.paths import expand_paths, remove_if_empty
+from dcrcoadd.io.paths import check_outdir, expand_paths, remove_if_empty
 from dcrcoadd.ops.resample import RESAMPLE_METHODS
 from dcrcoadd.parallel import make_mapper
 from dcrcoadd.parallel.mappers import scheduler_address
@@ -103,6 +103,7 @@ def cmd_warp(args: argparse.Namespace) -> int:
     """Run ``dcrcoadd warp``: 0 when every exposure was warped, 2 when any failed (each reported
     on stderr as one ``error:`` line naming its file)."""
     paths = expand_paths(args.exposures, "exposures")
+    check_outdir(args.out)  # (before the grid is chosen: that reads every header)
     mapper = make_mapper(getattr(args, "workers", None), getattr(args, "scheduler", None))
     options = read_options_from_args(args)
     grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options,
