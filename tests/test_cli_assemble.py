@@ -67,3 +67,16 @@ def test_config_dump_refuses_to_overwrite_unless_forced(tmp_path, capsys):
     status, out, _ = run(capsys, "config", "dump", str(path), "--force")
     assert status == 0 and f"wrote {path}" in out
     assert "max_num_iter" in path.read_text()
+
+
+def test_config_dump_to_standard_output_and_a_markdown_config_mistaken_for_output(tmp_path, capsys,
+                                                                                  monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status, out, _ = run(capsys, "config", "dump", "-", "--set", "dcr.dcr_num_subfilters=4")
+    assert status == 0 and "dcr_num_subfilters = 4" in out and out.startswith("# dcrcoadd configuration")
+    assert not (tmp_path / "-").exists()  # (it wrote a file named "-")
+    status, _, err = run(capsys, "config", "markdown", "--config", "ref.md")
+    assert status == 2 and "dcrcoadd config markdown > ref.md" in err
+    (tmp_path / "arr.toml").write_text("[[dcr]]\ndcr_num_subfilters = 3\n")
+    status, _, err = run(capsys, "config", "show", "--config", "arr.toml")
+    assert status == 2 and "write [dcr], not [[dcr]]" in err

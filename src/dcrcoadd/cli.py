@@ -429,6 +429,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 # -- dcrcoadd config -------------------------------------------------------------------------------
 
+_DUMP_HEADER = "# dcrcoadd configuration (LSST DcrAssembleCoadd field names in snake_case)\n"
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     from dcrcoadd.config import to_toml
     from dcrcoadd.io.atomic import atomic_output
@@ -438,6 +441,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
                           f"configuration file: config {args.action} --config {args.file}")
     if args.action == "dump" and args.file and os.path.isdir(args.file):
         raise InputError("is a directory: give the file to write", args.file)
+    if args.config and not os.path.lexists(args.config) and args.action in ("markdown", "show"):
+        # (--config names a file to read; `config markdown --config ref.md` meant to write one)
+        raise InputError(f"does not exist: --config names a configuration to read; to write what config "
+                         f"{args.action} prints into a file: dcrcoadd config {args.action} > {args.config}",
+                         args.config)
     config = _load_config(args)
     if args.action == "markdown":
         from dcrcoadd.config import to_markdown
@@ -449,13 +457,15 @@ def _cmd_config(args: argparse.Namespace) -> int:
         print(text, end="")
     else:
         if not args.file:
-            raise ConfigError("config dump needs a FILE to write")
+            raise ConfigError("config dump needs a FILE to write (- for standard output)")
+        if args.file == "-":  # (the usual name of standard output; it wrote a file named "-")
+            print(_DUMP_HEADER + text, end="")
+            return 0
         if not args.force and os.path.lexists(args.file):
 
             raise InputError("exists; use --force to overwrite it", args.file)
         with atomic_output(args.file) as tmp:
-            tmp.write_text("# dcrcoadd configuration (LSST DcrAssembleCoadd field names in snake_case)\n"
-                           + text)
+            tmp.write_text(_DUMP_HEADER + text)
         print(f"wrote {args.file}")
     return 0
 
@@ -644,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "dump", "markdown"],
                    help="show: print the effective TOML; dump FILE: write a commented template; "
                         "markdown: print the field reference table")
-    p.add_argument("file", nargs="?", metavar="FILE", help="the file `dump` writes")
+    p.add_argument("file", nargs="?", metavar="FILE", help="the file `dump` writes (- for standard output)")
     p.add_argument("--config", metavar="FILE", action=_Once, help="start from this TOML configuration")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override, e.g. dcr.solver=exact")
     p.add_argument("--force", action="store_true", help="let `dump` overwrite an existing FILE")

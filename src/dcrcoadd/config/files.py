@@ -82,6 +82,8 @@ def _assign(obj, path: list[str], value, full: str) -> None:
         _assign(current, path[1:], value, full)
         return
     if dataclasses.is_dataclass(current):
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            raise ConfigError(f"{full!r} is a section: write [{full}], not [[{full}]] (an array of tables)")
         if not isinstance(value, dict):
             raise ConfigError(f"{full!r} is a section; give a table")
         for key, sub in value.items():
