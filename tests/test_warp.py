@@ -487,6 +487,28 @@ def test_one_exposure_given_twice_is_refused(tmp_path, capsys):
     assert outcomes[1].error == f"{first}: given twice (also as {first})"
 
 
+def test_dcrcoadd_products_among_the_exposures_are_skipped(tmp_path, capsys):
+    # (a coadd or model was warped like an exposure; assemble then refused the result for lack of a
+    # visit, naming the warp)
+    from astropy.io import fits
+
+    from dcrcoadd.io.products import mark_product
+
+    expo = write_exposure(exposure(wcs_a(), 0), tmp_path / "in" / "expo.fits")
+    coadd = exposure(wcs_a(), 1)
+    coadd.visit = None
+    path = write_exposure(coadd, tmp_path / "in" / "coadd.fits")
+    with fits.open(path, mode="update") as hdus:
+        mark_product(hdus[0].header, "coadd")
+    outcomes = warp_exposures([path, expo], tmp_path / "out")
+    assert outcomes[0].ok and outcomes[0].skipped == "a dcrcoadd baseline coadd, not an exposure"
+    assert outcomes[1].warp_path.name == "expo_warp.fits"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["expo_warp.fits"]
+    # only products: the grid cannot be chosen, and the message says why
+    with pytest.raises(InputError, match="coadd.fits is a dcrcoadd baseline coadd, not an exposure"):
+        warp_exposures([path], tmp_path / "none")
+
+
 def test_a_visit_mosaic_carries_its_ccds_mean_psf(tmp_path, caplog):
     wide = Psf.gaussian(SIGMA * 1.3)
     _, paths = ccd_files(tmp_path / "in", psf_b=wide)

@@ -462,7 +462,6 @@ def _cmd_config(args: argparse.Namespace) -> int:
             print(_DUMP_HEADER + text, end="")
             return 0
         if not args.force and os.path.lexists(args.file):
-
             raise InputError("exists; use --force to overwrite it", args.file)
         with atomic_output(args.file) as tmp:
             tmp.write_text(_DUMP_HEADER + text)

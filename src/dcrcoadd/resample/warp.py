@@ -85,6 +85,7 @@ from dcrcoadd.io.fits import (
 )
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import make_outdir, output_stem
+from dcrcoadd.io.products import product_of
 from dcrcoadd.ops.resample import (
     PSF_TOLERANCE,
     RESAMPLE_METHODS,
@@ -378,6 +379,7 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         Both ``grid`` and ``pixel_scale`` (or a patch), an unusable grid file or patch, or no
         file with a WCS.
     """
+    paths = list(paths)  # (iterated more than once)
     if grid is not None and pixel_scale is not None:
         raise InputError("give either a grid or a pixel scale, not both", "warp")
     if grid is not None and center is not None:
@@ -400,6 +402,9 @@ def choose_grid(paths: Iterable[str | os.PathLike], *, grid: Grid | str | os.Pat
         footprints.append((info.bbox.shape, info.wcs))
     if not footprints:
         why = f" (of {len(unreadable)} unreadable, the first: {unreadable[0]})" if unreadable else ""
+        products = [p for p in paths if product_of(p) is not None]
+        if products and not why:
+            why = f" ({products[0]} is a dcrcoadd {product_of(products[0])}, not an exposure)"
         raise InputError(f"no exposure with a readable WCS to choose the grid from{why}", "warp")
     chosen = optimal_grid(footprints, pixel_scale=pixel_scale)
     ny, nx = chosen.bbox.shape
@@ -423,7 +428,8 @@ def _wcs_infos(paths: Iterable[str | os.PathLike], read_options: ReadOptions,
                unreadable: list[str]) -> Iterator[ExposureInfo]:
     """The headers of the exposures (each CCD of a multi-extension file) that give a WCS; the reasons
     the unreadable ones could not be read are appended to ``unreadable``."""
-    for member in (m for i, p in enumerate(paths) for m in _members(i, Path(p))):
+    exposures = [p for p in paths if product_of(p) is None]  # (`warp_exposures` skips the others)
+    for member in (m for i, p in enumerate(exposures) for m in _members(i, Path(p))):
         try:
             info = read_options.read_info(member.path, member.hdu)
         except InputError as exc:
@@ -519,6 +525,11 @@ def warp_exposures(paths: Iterable[str | os.PathLike], out_dir: str | os.PathLik
             fail(i, f"{path}: given twice (also as {given[key]})")
             continue
         given[key] = path
+        kind = product_of(path)
+        if kind is not None:  # (assemble would refuse its warp: it has no visit)
+            reports[i].append(WarpOutcome(path=path, skipped=f"a dcrcoadd {kind}, not an exposure"))
+            log.info("%s: skipped: %s", path, reports[i][-1].skipped)
+            continue
         found = _members(i, path)
         if found[0].hdu is not None or chosen.clip:
             # (CCDs of a multi-extension file, or any exposure for a patch: only those that reach it)
