@@ -31,10 +31,13 @@ import hashlib
 import json
 import logging
 import os
+import signal
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
@@ -267,7 +270,11 @@ def _stopped_by_shutdown(exc: BaseException) -> bool:
     if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):  # concurrent.futures' executors
         return True
     # (Dask's: its futures cancelled, or its client closed; a lost connection stays a failure)
-    return type(exc).__name__ in ("CancelledError", "ClosedClientError")
+    if type(exc).__name__ in ("CancelledError", "ClosedClientError"):
+        return True
+    # a patch task on a worker whose cluster is closing finds its client gone (SIGTERM: it was
+    # recorded as failed, with a traceback)
+    return isinstance(exc, ValueError) and str(exc).startswith("No clients found")
 
 
 def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint: str = "") -> PatchOutcome:
@@ -524,14 +531,38 @@ def _on_cluster(tasks: list[PatchTask], scheduler: str | None, workers: int | No
             except (OSError, ValueError) as exc:
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         else:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
+            with _interrupts_held():
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
             client = Client(cluster)
         with client:
             _submit_bounded(client, tasks, in_flight, done)
     finally:
         if cluster is not None:
             cluster.close()
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM for the block, then deliver them: a local cluster stopped as it starts
+    is half made, with no handle to close it by (distributed's exit hook then failed on it with a
+    traceback); started, it is closed as usual."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if callable(handler):  # (only Python's own handlers raise; the others need not wait)
+            previous[sig] = signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(pending):
+            signal.raise_signal(sig)
 
 
 def _submit_bounded(client, tasks: list[PatchTask], in_flight: int | None,
