@@ -290,6 +290,11 @@ def _out_inside_a_file(ws):
     return ws.assemble()
 
 
+def _out_is_a_dangling_link(ws):
+    ws.out.symlink_to(ws.root / "moved_away")
+    return ws.assemble()
+
+
 def _unknown_setting(ws):
     return ws.assemble("--set", "dcr.max_num_iter=4")
 
@@ -324,6 +329,18 @@ def _science_near_the_horizon(ws):
 def _truncated_model(ws):
     ws.model = ws.root / "model.fits"
     truncate(ws.model, 0.6)
+    return ws.template()
+
+
+def _model_without_wcs(ws):
+    from astropy.io import fits
+
+    ws.model = ws.root / "model.fits"
+    with fits.open(ws.model, mode="update") as hdul:
+        header = hdul["IMAGE"].header
+        for key in [k for k in header if k[:5] in ("CTYPE", "CRVAL", "CRPIX", "CDELT", "CUNIT")
+                    or re.fullmatch(r"(PC|CD)\d_\d|WCSAXES", k)]:
+            header.remove(key, remove_all=True)
     return ws.template()
 
 
@@ -364,6 +381,8 @@ CASES = [
     Case("--band r: no warp in that band", "refused", "no warps in band", _no_warp_in_band),
     Case("--out is an existing file", "refused", "not a directory", _out_is_a_file),
     Case("--out inside a regular file", "refused", "not a directory", _out_inside_a_file),
+    Case("--out a link to a directory that is gone", "refused", "which does not exist",
+         _out_is_a_dangling_link),
     Case("--set dcr.max_num_iter (moved setting)", "refused", "dcr.iterative.max_num_iter", _unknown_setting),
     Case("truncated checkpoint of an interrupted run", "recovered", "damaged checkpoint",
          _damaged_checkpoint),
@@ -374,6 +393,8 @@ CASES = [
     Case("template: science at airmass 15", "warned", "farther than the solver was validated",
          _science_near_the_horizon),
     Case("template: truncated model file", "refused", "model.fits", _truncated_model),
+    Case("template: model file without its WCS", "refused", "model.fits: model file is damaged",
+         _model_without_wcs),
 ]
 
 
