@@ -551,3 +551,16 @@ def test_runs_in_threads_keep_their_warnings_while_the_logger_is_quieted():
     finally:
         package.setLevel(logging.NOTSET)
         package.removeHandler(handler)
+
+
+def test_an_input_with_a_non_ascii_name_is_coadded(warps, tmp_path):
+    # (visité.fits failed writing the coadd's INPUTS table, after the whole solve, and every rerun)
+    from astropy.table import Table
+
+    here = tmp_path / "in"
+    here.mkdir()
+    for i, path in enumerate(warps):
+        shutil.copy(path, here / (f"visité_{i}.fits" if i == 1 else f"w_{i}.fits"))
+    run_patch([str(here)], config("artifacts.do_write_artifact_masks=true"), tmp_path / "out")
+    names = list(Table.read(tmp_path / "out" / "coadd.fits", hdu="INPUTS")["name"])
+    assert any(n.endswith("visit\\xe9_1.fits") for n in names)

@@ -40,6 +40,7 @@ from dcrcoadd.config.schema import CoaddConfig, Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf, best_seeing_selection, coadd_psf
+from dcrcoadd.io.header import ascii_text
 from dcrcoadd.ops.stack import make_control
 from dcrcoadd.parallel import Mapper
 
@@ -83,7 +84,7 @@ class CoaddResult:
         (`Psf.fwhm`, in pixels and arcsec)."""
         sel = self.best_seeing if self.best_seeing is not None else np.zeros(len(self.inputs), bool)
         t = Table()
-        t["name"] = [i.name for i in self.inputs]
+        t["name"] = [ascii_text(i.name) for i in self.inputs]  # (a FITS table holds ASCII only)
         t["visit"] = np.array([-1 if i.visit_id is None else i.visit_id for i in self.inputs], np.int64)
         t["weight"] = [i.weight for i in self.inputs]
         t["scale"] = [i.scale for i in self.inputs]

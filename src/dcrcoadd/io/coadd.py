@@ -27,6 +27,7 @@ from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.io.atomic import atomic_output
 from dcrcoadd.io.fits import exposure_hdus, read_exposure, write_hdus
+from dcrcoadd.io.header import ascii_text
 from dcrcoadd.io.products import mark_product
 
 
@@ -112,7 +113,7 @@ def write_artifact_masks(masks: Sequence[AltMask], directory: str | os.PathLike,
             header[f"HIERARCH {key}" if len(key) > 8 else key] = bit
         header["LTV1"], header["LTV2"] = -bbox.x0, -bbox.y0
         primary = fits.PrimaryHDU()
-        primary.header["SOURCE"] = (str(m.name)[:60], "warp these masks belong to")
+        primary.header["SOURCE"] = (ascii_text(m.name)[:60], "warp these masks belong to")
         primary.header["NCLIPPED"] = (m.n_clipped, "artifact footprints clipped")
         mark_product(primary.header, "artifact_mask")
         image = fits.ImageHDU(m.to_mask(bbox, planes).view(np.int32), header, name="MASK")

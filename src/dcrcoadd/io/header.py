@@ -22,7 +22,7 @@ from astropy.io import fits
 from dcrcoadd.core.instrument import LSST_CARDS, InstrumentPreset
 from dcrcoadd.errors import InputError
 
-__all__ = ["Cards", "HeaderView", "merged_header", "warn_once"]
+__all__ = ["Cards", "HeaderView", "ascii_text", "merged_header", "warn_once"]
 
 #: Cards that describe an HDU's structure, never its content.
 _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUNT|EXTNAME|EXTVER|EXTTYPE|"
@@ -30,6 +30,12 @@ _STRUCTURAL = re.compile(r"^(SIMPLE|XTENSION|BITPIX|NAXIS\d*|EXTEND|PCOUNT|GCOUN
                          r"TFIELDS|TTYPE\d+|TFORM\d+|COMMENT|HISTORY|)$")
 _SEXAGESIMAL = re.compile(r"^\s*[+-]?\d+(\.\d*)?([:\s]+\d+(\.\d*)?){1,2}\s*$")
 _WARNED: set[tuple[str, str]] = set()
+
+
+def ascii_text(text: str) -> str:
+    """``text`` as FITS can hold it (ASCII only): other characters as Python escapes, ``é`` as
+    ``\\xe9`` (an input named ``visité.fits`` failed the coadd's INPUTS table after the whole solve)."""
+    return str(text).encode("ascii", "backslashreplace").decode("ascii")
 
 
 def warn_once(log: logging.Logger, source, message: str) -> None:
