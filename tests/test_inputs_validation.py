@@ -412,6 +412,15 @@ def test_a_galactic_wcs_is_refused_naming_its_axes(tmp_path):
     assert "WCS is not equatorial (CTYPE GLON-TAN, GLAT-TAN)" in err.value.reason
 
 
+def test_an_unknown_radesys_is_refused_naming_the_card(tmp_path):
+    # (info and template ended in tracebacks; assemble blamed the other, good, file)
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul[1].header["RADESYS"] = "XYZ"
+    with pytest.raises(InputError, match="RADESYS = 'XYZ' is not a sky reference frame"):
+        read_info(path)
+
+
 def test_a_variance_far_below_the_pixels_scatter_skips_the_warp(tmp_path, caplog):
     # a variance map given as a weight map: its weight was millions of times the others', and the coadd
     # was that one warp

@@ -35,6 +35,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs.utils import wcs_to_celestial_frame
 
 from dcrcoadd.core.bandpass import Bandpass, pivot_wavelength
 from dcrcoadd.core.exposure import Exposure, shift_wcs
@@ -534,6 +535,11 @@ def _wcs_of(ih: fits.Header, path: Path) -> WCS | None:
         # outputs are equatorial throughout)
         raise InputError(f"its WCS is not equatorial (CTYPE {wcs.wcs.ctype[0]}, {wcs.wcs.ctype[1]}): "
                          "dcrcoadd needs RA/DEC axes (an ICRS, FK5 or FK4 grid)", path)
+    try:
+        wcs_to_celestial_frame(wcs)
+    except ValueError:  # (info and template failed on it with tracebacks; assemble named another file)
+        raise InputError(f"RADESYS = {wcs.wcs.radesys!r} is not a sky reference frame astropy knows (ICRS, "
+                         "FK5, FK4, FK4-NO-E, GAPPT)", path) from None
     _check_pixel_scale(wcs, ih, path)
     return wcs
 
