@@ -402,6 +402,25 @@ def test_iso_times_with_a_utc_designator_are_read(tmp_path, text):
     assert abs((read_info(path).visit.time - exact.time).sec) < 1e-3
 
 
+def test_a_utc_designator_overrides_timesys_and_an_mjd_in_milliseconds_is_named(tmp_path):
+    # (DATE-AVG '...Z' with TIMESYS = 'TAI' was "not a valid time"; an MJD in milliseconds was an
+    # ERFA "unacceptable date" error)
+    from astropy.time import Time
+
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        h = hdul[0].header
+        for key in ("DATE-OBS", "MJD-OBS", "MJD-AVG"):
+            h.remove(key, ignore_missing=True)
+        h["TIMESYS"], h["DATE-AVG"] = "TAI", "2024-03-21T00:31:01Z"
+    assert abs((read_info(path).visit.time - Time("2024-03-21T00:31:01", scale="utc")).sec) < 1e-3
+    with fits.open(path, mode="update") as hdul:
+        del hdul[0].header["DATE-AVG"]
+        hdul[0].header["MJD-AVG"] = 60390.02 * 86400e3
+    with pytest.raises(InputError, match="MJD-AVG .* is not the time of an observation .*milliseconds"):
+        read_info(path)
+
+
 def test_a_galactic_wcs_is_refused_naming_its_axes(tmp_path):
     # (warp took its (l, b) for (RA, Dec); info crashed; assemble failed after the baseline coadd)
     [path] = write_warps(tmp_path, 1)

@@ -195,6 +195,9 @@ def _parse_time(cards: Cards, card: str, scale: str) -> Time:
                         break
             if len(text) > 6 and text[-6] in "+-" and text[-5:] == "00:00":
                 text = text[:-6]  # ISO 8601's zero UTC offset (astropy reads a "Z", not this)
+            elif text.endswith("Z") and scale != "utc":
+                # ISO 8601's UTC designator says the scale itself (astropy refuses it with TIMESYS TAI)
+                text, scale = text[:-1], "utc"
             time = Time(text, scale=scale)
         else:
             value = cards.to_float(raw, card)
@@ -205,9 +208,13 @@ def _parse_time(cards: Cards, card: str, scale: str) -> Time:
         detail = f": {reason}" if reason and len(reason) <= 80 else ""
         raise cards.error(f"keyword {card} is not a valid time ({raw!r}{detail}); expected ISO "
                           "'YYYY-MM-DDThh:mm:ss' or an MJD") from None
-    if not 1950.0 <= time.utc.decimalyear <= 2150.0:
-        raise cards.error(f"keyword {card} = {raw!r} is not the time of an observation "
-                          f"({time.utc.iso[:10]})")
+    # (the Julian year from the JD, before any conversion: UTC has no leap seconds for an MJD in
+    # milliseconds, and converting one to it was an ERFA error)
+    year = 2000.0 + (time.jd - 2451545.0) / 365.25
+    if not 1950.0 <= year <= 2150.0:
+        when = time.tai.iso[:10] if abs(year) < 9000 else f"year {year:.3g}"
+        hint = "; in milliseconds or seconds?" if year > 9000 else ""
+        raise cards.error(f"keyword {card} = {raw!r} is not the time of an observation ({when}){hint}")
     return time
 
 
