@@ -78,3 +78,25 @@ def test_exact_templates_hold_on_a_field_with_defects():
     # exact ones all round one saturated star whose core no warp sees (a null space of the data)
     assert scores["exact"].chi2 < 0.1 * scores["iterative"].chi2
     assert scores["exact"].n_detections <= scores["iterative"].n_detections + 3
+
+
+def test_a_solve_that_cannot_converge_is_warned_about(field, caplog):
+    # three of nine warps with PSF extensions 2.5x too wide: the colour refits never settle (the
+    # model kept changing by ~100 sigma per refit) and the held-out templates fail; it used to be an
+    # INFO line only, and the run reported success without a word
+    import copy
+    import logging
+
+    from dcrcoadd.core.psf import Psf
+
+    _, warps, _ = field
+    bad = [copy.copy(w) for w in warps]
+    for w in bad[:3]:
+        w.psf = Psf.gaussian(fwhm=2.5 * w.psf.fwhm)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run(bad, "exact")
+    assert any("did not converge in this subregion" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        run(warps, "exact")  # (consistent warps converge: no warning)
+    assert not any("did not converge" in r.getMessage() for r in caplog.records)
