@@ -421,6 +421,20 @@ def test_a_utc_designator_overrides_timesys_and_an_mjd_in_milliseconds_is_named(
         read_info(path)
 
 
+def test_a_sea_level_pressure_at_a_mountain_site_is_refused(tmp_path):
+    # (101325 Pa at Cerro Pachon, 2663 m, lies within the plausible range of any site, and made the
+    # DCR 38 % too large: 276 pixels beyond 5 sigma in a held-out difference, against 8)
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        h = hdul[0].header
+        h["AIRTEMP"], h["HUMIDITY"], h["AIRPRESS"] = 10.0, 20.0, 73000.0
+    read_info(path)  # (the station pressure there)
+    with fits.open(path, mode="update") as hdul:
+        hdul[0].header["AIRPRESS"] = 101325.0
+    with pytest.raises(InputError, match=r"AIRPRESS = 101325 Pa is 38% above .*\(2663 m\); a pressure"):
+        read_info(path)
+
+
 def test_a_galactic_wcs_is_refused_naming_its_axes(tmp_path):
     # (warp took its (l, b) for (RA, Dec); info crashed; assemble failed after the baseline coadd)
     [path] = write_warps(tmp_path, 1)

@@ -334,10 +334,34 @@ def _lon_offset(a: Observatory, b: Observatory) -> float:
     return max(min(d, 360.0 - d), abs(a.latitude.deg - b.latitude.deg))
 
 
+#: A station pressure further than this (fraction) from the standard atmosphere's at the site's
+#: elevation is refused: weather moves it by a few percent, 15 % is about 1.3 km of height.
+PRESSURE_TOLERANCE = 0.15
+
+
+def _check_pressure_at_site(cards: Cards, pressure: tuple[float, str], site: Observatory) -> None:
+    """Refuse a pressure the site cannot have: a sea-level-reduced pressure at a mountain site is within
+    the plausible range but makes the refraction, and the DCR, ~35 % too large."""
+    pascal, card = pressure
+    metres = site.elevation.to_value(u.m)
+    standard = Weather.standard(site.elevation).pressure.to_value(u.Pa)
+    off = pascal / standard - 1.0
+    if abs(off) <= PRESSURE_TOLERANCE:
+        return
+    sea_level = off > 0 and abs(pascal - 101325.0) < 0.06 * 101325.0
+    hint = ("; a pressure reduced to sea level? Refraction needs the pressure at the telescope" if sea_level
+            else "; or is the site's elevation wrong?")
+    raise cards.error(f"{card} = {pascal:.0f} Pa is {abs(off):.0%} {'above' if off > 0 else 'below'} the "
+                      f"standard atmosphere's {standard:.0f} Pa at the site's elevation ({metres:.0f} m)"
+                      f"{hint}")
+
+
 def _weather(cards: Cards, site: Observatory | None, notes: list[str]) -> Weather | None:
     t, p, h = _temperature(cards), _pressure(cards), _humidity(cards)
     if t is None and p is None and h is None:
         return None
+    if p is not None and site is not None:
+        _check_pressure_at_site(cards, p, site)
     used = ", ".join(f[1] + (f" ({cards.preset.units[f[1]]})" if f[1] in cards.preset.units else "")
                      for f in (t, p, h) if f is not None)
     if t is None or p is None:
