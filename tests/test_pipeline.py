@@ -564,3 +564,14 @@ def test_an_input_with_a_non_ascii_name_is_coadded(warps, tmp_path):
     run_patch([str(here)], config("artifacts.do_write_artifact_masks=true"), tmp_path / "out")
     names = list(Table.read(tmp_path / "out" / "coadd.fits", hdu="INPUTS")["name"])
     assert any(n.endswith("visit\\xe9_1.fits") for n in names)
+
+
+def test_a_warp_named_twice_is_used_once_with_a_warning(warps, tmp_path, caplog):
+    # (a file and its directory: "repeats visit 100 of" the same file, refused)
+    from dcrcoadd.pipeline.inputs import expand_inputs
+
+    directory = str(warps[0].parent)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        found = expand_inputs([str(warps[0]), directory, str(warps[0])])
+    assert sorted(map(str, found)) == sorted(map(str, warps)) and len(found) == len(warps)
+    assert any("2 file(s) given twice, used once" in r.getMessage() for r in caplog.records)

@@ -68,11 +68,18 @@ def expand_inputs(items: Iterable[Source], *, quiet: bool = False) -> list[Sourc
     """
     sources: list[Source] = []
     skipped: list[str] = []
+    given: dict[Path, str] = {}
+    twice: list[str] = []
     for item in items:
         if isinstance(item, Exposure):
             sources.append(item)
             continue
         for path in expand_paths([item], "input warps"):
+            key = Path(path).resolve()
+            if key in given:  # (a file and its directory, or a pattern and a name: one warp, used once)
+                twice.append(str(path) if str(path) == given[key] else f"{path} (as {given[key]})")
+                continue
+            given[key] = str(path)
             kind = product_of(path)
             if kind is None:
                 sources.append(path)
@@ -80,6 +87,8 @@ def expand_inputs(items: Iterable[Source], *, quiet: bool = False) -> list[Sourc
                 skipped.append(f"{path} ({kind})")
     if skipped and not quiet:
         log.warning("skipped %d file(s) dcrcoadd wrote, not inputs: %s", len(skipped), ", ".join(skipped))
+    if twice and not quiet:
+        log.warning("%d file(s) given twice, used once: %s", len(twice), ", ".join(twice))
     if not sources:
         raise InputError("no input given" + (f": every file is one dcrcoadd wrote ({', '.join(skipped)})"
                                              if skipped else ""), "inputs")
