@@ -350,7 +350,7 @@ def _check_pressure_at_site(cards: Cards, pressure: tuple[float, str], site: Obs
         return
     sea_level = off > 0 and abs(pascal - 101325.0) < 0.06 * 101325.0
     hint = ("; a pressure reduced to sea level? Refraction needs the pressure at the telescope" if sea_level
-            else "; or is the site's elevation wrong?")
+            else "; is the site's elevation right?")
     raise cards.error(f"{card} = {pascal:.0f} Pa is {abs(off):.0%} {'above' if off > 0 else 'below'} the "
                       f"standard atmosphere's {standard:.0f} Pa at the site's elevation ({metres:.0f} m)"
                       f"{hint}")
