@@ -53,21 +53,15 @@ def output_stem(path: str | os.PathLike) -> str:
     return Path(name).stem or name
 
 
-def refuse_dangling_link(path: Path) -> None:
-    """`InputError` when the output path ``path`` is a symbolic link to nothing (creating the
-    directory failed with a bare "File exists")."""
-    if path.is_symlink() and not path.exists():
-        raise InputError(f"is a link to {os.readlink(path)}, which does not exist: create that directory, "
-                         "or give another output directory", path)
-
-
 def check_outdir(path: str | os.PathLike) -> None:
     """Raise `InputError` unless ``path`` is, or can be created as, a writable directory.
 
     Nothing is created: the nearest existing ancestor must be a writable directory.
     """
     out = Path(path)
-    refuse_dangling_link(out)
+    if out.is_symlink() and not out.exists():  # (creating it failed with a bare "File exists")
+        raise InputError(f"is a link to {os.readlink(out)}, which does not exist: create that directory, "
+                         "or give another output directory", path)
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a directory", path)
     existing = out
@@ -85,17 +79,13 @@ def check_outdir(path: str | os.PathLike) -> None:
 
 def make_outdir(path: str | os.PathLike) -> Path:
     """Create the output directory ``path`` (and its parents) if needed; `InputError` when it is a
-    file, cannot be created or is not writable."""
+    file, cannot be created or is not writable (`check_outdir`)."""
     out = Path(path)
-    refuse_dangling_link(out)
-    if out.exists() and not out.is_dir():
-        raise InputError("output path exists and is not a directory", out)
+    check_outdir(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"cannot create the output directory ({exc.strerror or exc})", out) from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise InputError("output directory is not writable", out)
     return out
 
 

@@ -162,20 +162,15 @@ def snapshot(outdir: str | os.PathLike) -> dict[Path, tuple[int, int, int]]:
     return found
 
 
-def written_by_a_run(outputs: dict[Path, tuple[int, int, int]]) -> dict[Path, tuple[int, int, int]]:
-    """The entries of ``outputs`` (a `snapshot`) that a dcrcoadd run wrote: files of the user's that
-    happen to share an output's name are left out, so `remove_stale` never deletes them."""
-    kept = {}
-    for path, identity in outputs.items():
-        # FITS outputs carry their product card; config.toml and report.png carry no mark, and are
-        # a run's when its metadata.json (written last, in the same output stage) is beside them
-        if path.suffix == ".fits":
-            ours = product_of(path) is not None
-        else:
-            ours = _is_run_metadata(path.parent / "metadata.json")
-        if ours:
-            kept[path] = identity
-    return kept
+def written_by_a_run(outputs: dict[Path, tuple[int, int, int]],
+                     outdir: str | os.PathLike) -> dict[Path, tuple[int, int, int]]:
+    """The entries of ``outputs`` (a `snapshot` of ``outdir``) that a dcrcoadd run wrote: files of the
+    user's that happen to share an output's name are left out, so `remove_stale` never deletes them."""
+    # FITS outputs carry their product card; config.toml and report.png carry no mark, and are a run's
+    # when its metadata.json (written last, in the same output stage) is beside them
+    run_metadata = _is_run_metadata(Path(outdir) / "metadata.json")
+    return {path: identity for path, identity in outputs.items()
+            if (product_of(path) is not None if path.suffix == ".fits" else run_metadata)}
 
 
 def _is_run_metadata(path: Path) -> bool:
@@ -205,7 +200,7 @@ def output_stage(outdir: str | os.PathLike) -> Iterator[None]:
     without the run's ``metadata.json``, and a rerun resumes from the checkpoints.
     """
     before = snapshot(outdir)
-    earlier_outputs = written_by_a_run(before)
+    earlier_outputs = written_by_a_run(before, outdir)
     try:
         yield
     except BaseException:
