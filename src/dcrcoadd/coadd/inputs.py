@@ -22,6 +22,16 @@ import numpy as np
 from astropy.coordinates import Angle
 from astropy.wcs import WCS
 
+from dcrcoadd.coadd.flux_scale import (
+    MAX_FLUX_RATIO,
+    WARN_FLUX_RATIO,
+    BlockAccumulator,
+    BlockFlux,
+    block_size,
+    is_off,
+    relative_flux_scales,
+    times,
+)
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.bandpass import Bandpass
 from dcrcoadd.core.exposure import Exposure, shift_wcs
@@ -329,6 +339,8 @@ class VarianceTask:
     tile_size: tuple[int, int]
     sigma_clip: float
     clip_iter: int
+    region: Box | None = None  # the coadd region, whose block lattice `flux_scale` sums on
+    block: int = 0  # the side of its blocks
 
 
 def invalid_variance_to_missing(image: np.ndarray, variance: np.ndarray) -> np.ndarray | None:
@@ -353,6 +365,7 @@ class VarianceStats(NamedTuple):
     all_zero: bool  # every good pixel's image is exactly 0: a fill for missing data, not data
     scatter: float = math.nan  # robust scatter of image / sqrt(variance) (1 when the variance is right)
     sky: float = math.nan  # median of the image over that scatter (about 0 when sky-subtracted)
+    blocks: BlockFlux | None = None  # its block sums, for `flux_scale.relative_flux_scales`
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -370,8 +383,10 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     """Clipped mean of the scaled variance over the warp's good pixels in ``task.box`` (finite
     image and variance, no bad bit), read piece by piece; the number of pixels with a finite image
     whose variance is not finite and non-negative (left out: `CoaddInput.read` makes them missing
-    data); and whether every good pixel's image is exactly 0."""
+    data); whether every good pixel's image is exactly 0; and its sums over the blocks of
+    ``task.region``'s lattice (`dcrcoadd.coadd.flux_scale`)."""
     parts = []
+    blocks = BlockAccumulator(task.box, task.region, task.block) if task.region is not None else None
     samples = []
     stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
@@ -385,6 +400,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
             n_invalid += int(np.count_nonzero(invalid & ((exp.mask & np.uint32(task.bad_mask)) == 0)))
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         parts.append(exp.variance[good])
+        if blocks is not None:
+            blocks.add(exp.image, good, Box.from_shape(exp.image.shape, exp.origin))
         all_zero = all_zero and not np.any(exp.image[good])
         image, variance = exp.image.reshape(-1)[::stride], exp.variance.reshape(-1)[::stride]
         ok = good.reshape(-1)[::stride] & (variance > 0)
@@ -398,7 +415,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         q1, median, q3 = np.percentile(snr, (25.0, 50.0, 75.0))
         scatter = float(0.7413 * (q3 - q1))  # (the Gaussian sigma of an interquartile range)
         sky = float(median / scatter) if scatter > 0 else math.nan
-    return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky)
+    return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
+                         blocks.result(mean_var) if blocks is not None and mean_var > 0 else None)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -485,15 +503,18 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     bad = planes.value_if_present(config.effective_bad_mask_planes())
     c = config.coadd
     tasks: dict[int, VarianceTask] = {}
+    widths = [inp.psf_fwhm for inp in described if math.isfinite(inp.psf_fwhm)]
+    block = block_size(box, max(widths, default=math.nan))
     for i, inp in enumerate(described):
         inp.planes = planes
         inp.scale = inp.flux_calibration  # image units -> nJy
         overlap = box.intersection(inp.bbox)
         if not overlap.is_empty:
             tasks[i] = VarianceTask(inp.restricted(overlap), overlap, bad, tuple(c.subregion_size),
-                                    c.sigma_clip, c.clip_iter)
+                                    c.sigma_clip, c.clip_iter, box, block)
     variances = run_tasks(mean_variance, tasks, mapper)
     kept: list[CoaddInput] = []
+    blocks: list[BlockFlux | None] = []
     skipped: list[tuple[str, str]] = []
     for i, inp in enumerate(described):
         stats = variances.get(i, VarianceStats(None, 0, False))
@@ -518,6 +539,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         inp.weight = weight
         log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)
         kept.append(inp)
+        blocks.append(stats.blocks)
+    kept = _check_flux_scales(kept, blocks, box, block, skipped)
     if not kept:
         details = "; ".join(f"{n}: {r}" for n, r in skipped)
         raise InputError(f"no warp has usable pixels in {box} ({details})")
@@ -532,6 +555,62 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
                                  inp.name)
     wcs = None if ref.wcs is None else shift_wcs(ref.wcs, -box.x0, -box.y0)
     return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped)
+
+
+def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None], box: Box, block: int,
+                       skipped: list[tuple[str, str]]) -> list[CoaddInput]:
+    """``inputs`` without those whose fluxes disagree with the others' by more than a factor
+    `flux_scale.MAX_FLUX_RATIO` (a flux calibration in the wrong unit), each skipped with a warning
+    and added to ``skipped``.
+
+    Raises `InputError` when the others cannot outvote them: two warps that disagree, or half of the
+    warps or more off (no majority scale to trust).
+    """
+    measured = [(inp, b) for inp, b in zip(inputs, blocks, strict=True) if b is not None]
+    if len(measured) < 2:
+        return inputs
+    scales = dict(zip((id(inp) for inp, _ in measured),
+                      relative_flux_scales([b for _, b in measured], box, block), strict=True))
+    ratios = [s.ratio for s in scales.values() if math.isfinite(s.ratio)]
+    if ratios:
+        log.info("warps' fluxes against the median of all, in bright blocks: %.3f to %.3f (%d warps)",
+                 min(ratios), max(ratios), len(ratios))
+    off = [(inp, scales[id(inp)]) for inp, _ in measured if is_off(scales[id(inp)])]
+    for inp, _ in measured:
+        s = scales[id(inp)]
+        if is_off(s, WARN_FLUX_RATIO) and not is_off(s):
+            log.warning("%s: its fluxes are %s times the other warps' (median of %d bright blocks): check "
+                        "its flux calibration (clouds that no calibration took out?)", inp.name,
+                        times(s.ratio), s.n_blocks)
+    if not off:
+        return inputs
+    uncalibrated = all(inp.info is not None and inp.info.flux_calibration is None for inp in inputs)
+    if 2 * len(off) >= len(ratios):
+        listing = ", ".join(f"{inp.name} {times(s.ratio)}x" for inp, s in off)
+        raise InputError(f"the warps disagree on flux by more than {MAX_FLUX_RATIO:g}x in bright blocks "
+                         f"({'each against the other' if len(ratios) == 2 else 'against the median of all'}: "
+                         f"{listing}), and too few agree to tell which are "
+                         "right: " + ("none has a flux calibration, and their image units differ (other "
+                                      "exposure times or gains? add FLUXCAL)" if uncalibrated else
+                                      "their flux calibrations (FLUXCAL, MAGZERO or FLUXMAG0) are not on "
+                                      "one scale"), off[0][0].name)
+    for inp, s in off:
+        reason = (f"its fluxes are {times(s.ratio)} times the other warps' (median of {s.n_blocks} bright "
+                  "blocks): " + ("none of the warps has a flux calibration, so their image units must "
+                                 "agree (another exposure time or gain? add FLUXCAL)" if uncalibrated else
+                                 f"its {_calibration_card(inp)} looks wrong: a zero point in another "
+                                 "unit, or for another exposure time?")
+                  + (" Or clouds hid its sources." if s.ratio < 1 else ""))
+        log.warning("skipping %s: %s", inp.name, reason)
+        skipped.append((inp.name, reason))
+    dropped = {id(inp) for inp, _ in off}
+    return [inp for inp in inputs if id(inp) not in dropped]
+
+
+def _calibration_card(inp: CoaddInput) -> str:
+    """The card (and value) ``inp``'s flux calibration came from, for messages."""
+    card = getattr(inp.info, "calibration_card", None) or "flux calibration"
+    return f"{card} ({inp.flux_calibration:.6g} nJy per image unit)"
 
 
 def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> None:

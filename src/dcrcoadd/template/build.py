@@ -87,6 +87,7 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
+from dcrcoadd.coadd.flux_scale import WARN_FLUX_RATIO, flux_ratio, is_off, times
 from dcrcoadd.coadd.inputs import measure_psf_across_dcr
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
@@ -737,6 +738,30 @@ def check_psf_fwhm_pixels(fwhm: float) -> float:
     return value
 
 
+def check_flux_against_template(science: Exposure, template: Exposure, source: str,
+                                card: str | None = None) -> None:
+    """Refuse a science exposure whose fluxes are more than `flux_scale.MAX_FLUX_RATIO` times its
+    template's (either way), in blocks bright in the science exposure: its flux calibration is wrong (a
+    FLUXCAL 1000x off made a difference image of the whole field), and the template, scaled by that
+    calibration, would be too. Beyond `flux_scale.WARN_FLUX_RATIO`, a warning. ``card``: the header
+    card its calibration came from, for the message."""
+    bad = science.mask_planes.value_if_present(("NO_DATA", "BAD", "SAT", "CR", "EDGE"))
+    good = (np.isfinite(science.image) & np.isfinite(template.image) & ((science.mask & np.uint32(bad)) == 0)
+            & np.isfinite(science.variance))
+    if not good.any():
+        return
+    scale = flux_ratio(science.image, template.image, good, float(np.mean(science.variance[good])))
+    if is_off(scale):
+        raise InputError(f"its fluxes are {times(scale.ratio)} times its template's (median of "
+                         f"{scale.n_blocks} bright blocks): its {card or 'flux calibration'} "
+                         f"({science.flux_calibration:.6g} nJy per image unit) looks wrong: a zero point in "
+                         "another unit, or for another exposure time?", source)
+    if is_off(scale, WARN_FLUX_RATIO):
+        log.warning("%s: its fluxes are %s times its template's (median of %d bright blocks): check its "
+                    "flux calibration (clouds that no calibration took out?)", source, times(scale.ratio),
+                    scale.n_blocks)
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
@@ -866,6 +891,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=source, psf=psf,
                                      given_psf=given, fit_psf=fit_psf)
+            check_flux_against_template(science, template, source, info.calibration_card)
             written.append(template_path := write_template(template, outputs[0]))
             diff_path = None
             if diff:
