@@ -14,9 +14,10 @@ from astropy.io import fits
 from conftest import g_bandpass, write_warps
 from dcrcoadd.cli import main
 from dcrcoadd.coadd.baseline import prepare_inputs
+from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.observatory import Observatory, Weather
 from dcrcoadd.errors import InputError
-from dcrcoadd.io import read_exposure, read_info
+from dcrcoadd.io import read_exposure, read_info, write_exposure
 from dcrcoadd.io.calibration import AB_MAGNITUDE_OF_1_NJY, flux_unit
 
 
@@ -360,6 +361,26 @@ def test_header_altaz_warning_prints_az_then_alt(tmp_path, caplog):
     c_az, c_alt = info.visit.boresight_az.deg, info.visit.boresight_alt.deg
     assert f"from the ({c_az:.3f}, {c_alt:.3f}) of TELRA/TELDEC" in text
     assert abs(c_az - az) < 1.0 and "using the latter" in text
+
+
+@pytest.mark.parametrize("latitude, words", [(-0.52779, "in radians"), (30.24464, "sign flipped")])
+def test_a_wrong_site_latitude_is_refused_when_altitude_and_airmass_agree(tmp_path, latitude, words):
+    """An OBS-LAT in radians or with its sign flipped moved the computed pointing tens of degrees from the
+    header's BORE-ALT and BORE-AIRMASS, which agree with each other; it was a warning, and the visit's
+    airmass and DCR came from the wrong site (airmass 6.5 instead of 2.0)."""
+    from conftest import complete_visit, tan_wcs
+
+    exp = Exposure(image=np.zeros((20, 20)), variance=np.ones((20, 20)), wcs=tan_wcs(),
+                   visit=complete_visit(), bandpass=g_bandpass(with_curve=False))
+    path = write_exposure(exp, tmp_path / "visit.fits")
+    read_info(path)  # (consistent as written)
+    edit(path, OBS_LAT=latitude)
+    with pytest.raises(InputError) as err:
+        read_info(path)
+    reason = err.value.reason
+    assert reason.startswith("BORE-AZ/BORE-ALT = (")
+    assert "and BORE-AIRMASS = 1.18487 agree with each other" in reason
+    assert f"the site (lat {latitude:+.4f}" in reason and "OBS-LAT" in reason and words in reason
 
 
 def test_a_date_without_time_of_day_gives_way_to_mjd_obs(tmp_path, caplog):

@@ -74,6 +74,11 @@ log = logging.getLogger("dcrcoadd.io.visitinfo")
 AIRMASS_TOLERANCE = 0.02
 #: Largest accepted separation (deg) between header alt/az and those computed from RA/Dec.
 ALTAZ_TOLERANCE_DEG = 0.5
+#: Header alt/az this far (deg) from those computed from RA/Dec, time and site, while the header's
+#: airmass agrees with its altitude and not with the computed one, are refused: two cards that agree
+#: outvote the site or time (an OBS-LAT in radians or with its sign flipped put a visit at airmass 6.5
+#: instead of 2.0). A wrong azimuth card alone is outvoted by the computed one, with a warning.
+ALTAZ_REFUSE_DEG = 10.0
 _TIME_SCALES = {"UTC": "utc", "TAI": "tai", "TT": "tt", "TDT": "tt", "UT1": "ut1", "TDB": "tdb",
                 "TCG": "tcg", "TCB": "tcb", "GMT": "utc", "UT": "utc", "Z": "utc"}
 _DEFAULT_HUMIDITY = 40.0  # percent, as `Weather.standard`
@@ -414,6 +419,12 @@ def airmass_allowance(altitude_deg: float, *, exposure_time_s: float = 0.0, fiel
     return ky - slack, secz + slack
 
 
+def _agree(airmass: float, altitude_deg: float, exptime: tuple[float, str] | None) -> bool:
+    """Whether a header airmass is that of a header altitude (`airmass_allowance`)."""
+    lo, hi = airmass_allowance(altitude_deg, exposure_time_s=0.0 if exptime is None else exptime[0])
+    return lo <= airmass <= hi
+
+
 def _check_pointing_near_image(cards: Cards, ra: tuple[float, str], dec: tuple[float, str],
                                wcs_centre: tuple[float, float]) -> None:
     """Refuse a pointing farther from the image than any camera sees: the DCR direction and the
@@ -503,12 +514,22 @@ def visit_from_cards(cards: Cards, *, wcs_centre: tuple[float, float] | None = N
             raise cards.error(f"the pointing ({ra[1]}/{dec[1]}) is {-c_alt:.1f} deg below the horizon at "
                               f"{timed[1]} from the site (lat {site.latitude.deg:+.4f}, east lon "
                               f"{site.longitude.deg:+.4f} deg): wrong time, time scale or site "
-                              f"(a west-positive OBS-LONG? name the instrument)")
+                              f"(a west-positive OBS-LONG? an OBS-LAT in radians, or with its sign "
+                              f"flipped? name the instrument)")
         sep = None if alt is None or az is None else \
             position_angle_and_separation(c_az, c_alt, az[0], alt[0])[1].deg
         if sep is not None and sep <= ALTAZ_TOLERANCE_DEG:
             notes.append(f"alt/az: {az[1]}/{alt[1]} (agree with {source})")  # kept as the file says
         else:
+            if sep is not None and sep > ALTAZ_REFUSE_DEG and airmass is not None \
+                    and _agree(airmass[0], alt[0], exptime) and not _agree(airmass[0], c_alt, exptime):
+                site_note = next((n.removeprefix("site: ") for n in notes if n.startswith("site: ")), "")
+                raise cards.error(
+                    f"{az[1]}/{alt[1]} = ({az[0]:.3f}, {alt[0]:.3f}) deg (az, alt) and {airmass[1]} = "
+                    f"{airmass[0]:g} agree with each other, but {source} puts the pointing at ({c_az:.3f}, "
+                    f"{c_alt:.3f}) deg, {sep:.1f} deg away: the site (lat {site.latitude.deg:+.4f}, east lon "
+                    f"{site.longitude.deg:+.4f} deg: {site_note}) or the time is wrong (an OBS-LAT in "
+                    f"radians, or with its sign flipped? a west-positive OBS-LONG?)")
             if sep is not None:
                 warn_once(log, cards.path,
                           f"{az[1]}/{alt[1]} = ({az[0]:.3f}, {alt[0]:.3f}) deg (az, alt) are {sep:.2f} deg "
