@@ -191,6 +191,16 @@ def test_a_bad_box_is_one_line(tmp_path, capsys):
     assert err.startswith("error: ") and "--box" in err and "-10,0,-5,10" in err and "\n" not in err
 
 
+def test_a_box_off_the_warps_is_one_error_before_any_warp_is_read(tmp_path, capsys):
+    # it was a "skipping ...: does not overlap" warning per warp, then "no warp has usable pixels"
+    paths = write_warps(tmp_path / "w", 4)
+    status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"),
+                         "--box", "5000,5000,30,30", "-q")
+    assert status == 2 and "WARNING" not in err and "skipping" not in err
+    assert_one_error_line(err, "does not overlap the warps, which cover")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("value", "reason"), [
     ("0", "positive number of pixels"), ("-3", "positive"), ("nan", "positive"), ("inf", "positive"),
     ("0.8", "below one pixel.*arcseconds"), ("500", "above 100 px"), ("two", "number of pixels"),

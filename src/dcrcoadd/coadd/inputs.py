@@ -494,6 +494,9 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     box = bbox if bbox is not None else union
     if box.is_empty:
         raise InputError(f"coadd region {box} is empty")
+    if not box.overlaps(union):  # (one line, not a warning per warp and then an error)
+        raise InputError(f"coadd region {box} does not overlap the warps, which cover {union} of the parent "
+                         "grid (parent pixels, as the warps' LTV cards place them; not pixels of one warp)")
     _check_fits_in_memory(box, config)
     outside = box.area - box.intersection(union).area
     if outside > 0:  # (a deliberate patch box may overhang its warps; a mistyped one should not go unseen)
