@@ -6,7 +6,16 @@ import astropy.units as u
 import numpy as np
 import pytest
 
-from dcrcoadd.core.bandpass import CAMERA_SITES, Bandpass, fwhm_range, pivot_wavelength, preset_names
+from dcrcoadd.core.bandpass import (
+    BAND_LETTER_CENTRES,
+    CAMERA_SITES,
+    Bandpass,
+    band_letter,
+    fwhm_range,
+    pivot_wavelength,
+    preset_names,
+    same_band_name,
+)
 from dcrcoadd.core.observatory import Observatory
 from dcrcoadd.errors import ConfigError
 
@@ -142,3 +151,25 @@ def test_constructor_validates_curves():
         Bandpass("x", 500 * u.nm, 100 * u.nm, (np.array([400.0, 500.0]) * u.nm, [1.0, -1.0]))
     with pytest.raises(ValueError):
         Bandpass("x", -5 * u.nm, 100 * u.nm)
+
+
+@pytest.mark.parametrize("name, letter", [
+    ("g", "g"), ("lsst-g", "g"), ("HSC-G", "g"), ("HSC_G", "g"), ("g_6", "g"),
+    ("g DECam SDSS c0001 4720.0 1520.0", "g"), ("Y", "y"), ("hsc-r2", None), ("N708", None), ("VR", None),
+    ("", None)])
+def test_band_letters_of_filter_names(name, letter):
+    assert band_letter(name) == letter
+
+
+def test_band_letter_centres_are_those_of_every_presets_band_within_25_nm():
+    for name in preset_names():
+        letter = band_letter(name)
+        if letter is not None:
+            lam = Bandpass.preset(name).effective_wavelength.to_value("nm")
+            assert abs(lam - BAND_LETTER_CENTRES[letter]) < 25, name
+
+
+def test_filter_names_of_one_band():
+    assert same_band_name("g", "lsst-g") and same_band_name("HSC-G", "decam-g")
+    assert same_band_name("hsc-r2", "r2")
+    assert not same_band_name("lsst-g", "lsst-r") and not same_band_name("hsc-r2", "hsc-r")

@@ -291,6 +291,27 @@ def _edit_curve(path, wavelength=lambda wl: wl, throughput=lambda wl, thr: thr):
         table["wavelength"] = wavelength(wl)
 
 
+def test_a_filter_name_of_another_band_than_bandlam_is_refused_where_it_is_read(tmp_path, capsys):
+    # FILTER = 'lsst-r' over a g band's BANDLAM: assemble refused it against the other warps' names,
+    # template accepted it on its wavelength
+    paths = write_warps(tmp_path / "w", 3)
+    edit(paths[1], FILTER="lsst-r")
+    with pytest.raises(InputError, match=r"FILTER = 'lsst-r' names the r band \(about 630 nm\), but BANDLAM"):
+        read_info(paths[1])
+    assert main(["assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q"]) == 2
+    [line] = error_lines(capsys.readouterr().err)
+    assert line.startswith(f"error: {paths[1]}: FILTER = 'lsst-r'")
+    assert line.endswith("one of the two cards is wrong")
+
+
+def test_filter_names_of_one_band_coadd_together(tmp_path):
+    paths = write_warps(tmp_path, 3)
+    edit(paths[0], FILTER="g")
+    edit(paths[1], FILTER="lsst-g")
+    edit(paths[2], FILTER="HSC-G")
+    assert len(prepare_inputs(paths).inputs) == 3
+
+
 def test_a_transmission_curve_in_angstrom_or_of_another_band_is_refused(tmp_path):
     """BANDLAM and BANDWID right, the curve wrong: the run ended in a traceback inside the DCR stage."""
     paths = write_warps(tmp_path, 2, band=g_bandpass(with_curve=True))

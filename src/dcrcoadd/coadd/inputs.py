@@ -33,7 +33,7 @@ from dcrcoadd.coadd.flux_scale import (
     times,
 )
 from dcrcoadd.config.schema import Config
-from dcrcoadd.core.bandpass import Bandpass
+from dcrcoadd.core.bandpass import Bandpass, same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.instrument import instrument_defaults
@@ -283,12 +283,19 @@ def _sky_frame(wcs) -> str:
 
 
 def _check_band(ref: CoaddInput, other: CoaddInput) -> None:
-    if ref.band is not None and other.band is not None and ref.band != other.band:
+    """`InputError` naming ``other`` when it is in another band than ``ref``: by their bandpasses where
+    both have one (every warp's DCR is computed with ``ref``'s), else by the band their names give
+    (``"g"``, ``"lsst-g"`` and ``"HSC-G"`` are one band; a file's name and bandpass agree,
+    `dcrcoadd.io.fits`)."""
+    o, r = other.bandpass, ref.bandpass
+    if r is not None and o is not None:
+        if not (np.isclose(o.effective_wavelength.value, r.effective_wavelength.value)
+                and np.isclose(o.bandwidth.value, r.bandwidth.value)):
+            raise InputError(f"bandpass ({o.effective_wavelength:.1f}, {o.bandwidth:.1f}) differs from that "
+                             f"of {ref.name} ({r.effective_wavelength:.1f}, {r.bandwidth:.1f})", other.name)
+        return
+    if ref.band is not None and other.band is not None and not same_band_name(ref.band, other.band):
         raise InputError(f"band {other.band!r} differs from band {ref.band!r} of {ref.name}", other.name)
-    if ref.bandpass is not None and other.bandpass is not None and ref.bandpass != other.bandpass:
-        o, r = other.bandpass, ref.bandpass
-        raise InputError(f"bandpass ({o.effective_wavelength:.1f}, {o.bandwidth:.1f}) differs from that of "
-                         f"{ref.name} ({r.effective_wavelength:.1f}, {r.bandwidth:.1f})", other.name)
 
 
 def common_planes(inputs: Sequence[CoaddInput], config: Config) -> MaskPlanes:

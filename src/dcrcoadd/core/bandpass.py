@@ -20,6 +20,7 @@ the same integral of ``T(λ)`` over that range.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -28,11 +29,14 @@ import numpy as np
 from dcrcoadd.errors import ConfigError
 
 __all__ = [
+    "BAND_LETTER_CENTRES",
     "CAMERA_SITES",
     "FIXED_BANDS",
     "PRESET_CAMERAS",
     "Bandpass",
+    "band_letter",
     "fwhm_range",
+    "same_band_name",
     "pivot_wavelength",
     "preset_names",
 ]
@@ -59,6 +63,34 @@ FIXED_BANDS: dict[str, dict[str, tuple[float, float]]] = {
 CAMERA_SITES: dict[str, str] = {
     "lsst": "rubin", "decam": "ctio", "hsc": "subaru", "sdss": "apo", "ps1": "haleakala", "ztf": "palomar",
 }
+#: Rough centres (nm) of the broad bands a filter name gives by one letter, across cameras (LSST, DECam,
+#: HSC, SDSS, PS1, ZTF: within 25 nm of each): only to notice a name that contradicts a file's own
+#: band wavelength.
+BAND_LETTER_CENTRES = {"u": 372.0, "g": 478.0, "r": 630.0, "i": 768.0, "z": 891.0, "y": 975.0}
+
+
+def band_letter(name: str) -> str | None:
+    """The broad band a filter name gives by one letter, as its first or last word: ``"g"`` for
+    ``"g"``, ``"lsst-g"``, ``"HSC-G"``, ``"g_6"`` or ``"g DECam SDSS c0001 4720.0 1520.0"``; None for
+    a name that gives none (``"r2"``, ``"N708"``)."""
+    words = _words(name)
+    return next((w for w in words[:1] + words[-1:] if w in BAND_LETTER_CENTRES), None)
+
+
+def same_band_name(a: str, b: str) -> bool:
+    """Whether two filter names give one band: by `band_letter` where both give one (``"g"``,
+    ``"lsst-g"``, ``"HSC_G"``), else by their last words (``"hsc-r2"`` and ``"r2"``)."""
+    la, lb = band_letter(a), band_letter(b)
+    if la is not None and lb is not None:
+        return la == lb
+    wa, wb = _words(a), _words(b)
+    return (wa[-1:] or [""]) == (wb[-1:] or [""])
+
+
+def _words(name: str) -> list[str]:
+    return [w for w in re.split(r"[^0-9a-z]+", str(name).strip().lower()) if w]
+
+
 _CAMERA_ALIASES = {
     "lsst": "lsst", "rubin": "lsst", "lsstcam": "lsst", "lsst2023": "lsst",
     "decam": "decam", "decam2014": "decam",

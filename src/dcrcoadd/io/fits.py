@@ -37,7 +37,7 @@ from astropy.time import Time
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
 
-from dcrcoadd.core.bandpass import Bandpass, pivot_wavelength
+from dcrcoadd.core.bandpass import BAND_LETTER_CENTRES, Bandpass, band_letter, pivot_wavelength
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.instrument import GENERIC, check_header_map, detect_instrument, preset
@@ -633,6 +633,8 @@ def _band_and_bandpass(cards: Cards, hdul: fits.HDUList, layout: _Layout, archiv
                                  f"outside {_REFRACTION_RANGE} (BANDLAM and BANDWID are in nm{hint})", path)
             if transmission is not None:
                 _check_transmission(bandpass, path)
+            if band_text is not None:
+                _check_band_name(band_text, lam, bw, path)
             return (band if band is not None else bandpass.name), bandpass
     if cards.preset is GENERIC or band is None:
         return band, None
@@ -662,6 +664,20 @@ def _beyond_refraction(lo: float, hi: float) -> str | None:
     if valid[0] <= lo and hi <= valid[1]:
         return None
     return "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
+
+
+def _check_band_name(band_text: tuple[str, str], lam: float, bw: float, path: Path) -> None:
+    """Refuse a filter name that gives a broad band by its letter (`band_letter`) while BANDLAM lies at
+    another's: one of the two cards is wrong (``FILTER = 'lsst-r'`` over a g band's BANDLAM was refused
+    by assemble against the other warps' name, and accepted by template on its wavelength)."""
+    letter = band_letter(band_text[0])
+    if letter is None:
+        return
+    nearest = min(BAND_LETTER_CENTRES, key=lambda b: abs(BAND_LETTER_CENTRES[b] - lam))
+    if nearest != letter and abs(BAND_LETTER_CENTRES[letter] - lam) > bw / 2:
+        raise InputError(f"{band_text[1]} = {band_text[0]!r} names the {letter} band (about "
+                         f"{BAND_LETTER_CENTRES[letter]:g} nm), but BANDLAM = {lam:g} nm (BANDWID = {bw:g}) "
+                         f"is that of {nearest}: one of the two cards is wrong", path)
 
 
 def _check_transmission(bandpass: Bandpass, path: Path) -> None:

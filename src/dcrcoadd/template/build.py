@@ -89,6 +89,7 @@ from astropy.wcs.utils import pixel_to_pixel
 
 from dcrcoadd.coadd.flux_scale import WARN_FLUX_RATIO, flux_ratio, is_off, times
 from dcrcoadd.coadd.inputs import measure_psf_across_dcr
+from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf
@@ -191,11 +192,6 @@ def _on_science(psf: Psf | None, to_model: np.ndarray | None) -> Psf | None:
 # Checks
 # ---------------------------------------------------------------------------------------------
 
-def _band_token(name: str) -> str:
-    """Band letters of a band name: ``"g"`` for ``"lsst-g"``, ``"HSC_G"`` or ``"g"``."""
-    return name.strip().lower().replace("_", "-").rsplit("-", 1)[-1]
-
-
 def _check_band(model: DcrModel, science: Exposure, source: str) -> None:
     """`InputError` if the science exposure is in another band than the model.
 
@@ -214,7 +210,7 @@ def _check_band(model: DcrModel, science: Exposure, source: str) -> None:
     if science.band is None:
         log.warning("%s: no band given; assuming the model's band %s", source, mb.name)
         return
-    if _band_token(science.band) != _band_token(mb.name):
+    if not same_band_name(science.band, mb.name):
         raise InputError(f"band {science.band} differs from the model's band {mb.name}", source)
 
 
