@@ -222,3 +222,16 @@ def test_version_info_and_template_import_no_heavy_optional_package(tmp_path, ex
     assert _imported_heavy(["template", str(run.outputs["model"]), str(warps[0]), "--out",
                             str(tmp_path / "t"), "--diff"], tmp_path) == []
     assert (tmp_path / "t" / "warp_0_template.fits").exists()
+
+
+def test_info_into_a_reader_that_stops_early_is_not_an_error(tmp_path):
+    # `dcrcoadd info *.fits | head -1` ended with "error: Broken pipe" (and status 2)
+    from conftest import write_warps
+
+    paths = write_warps(tmp_path, 40, shape=(8, 8))
+    proc = subprocess.Popen([sys.executable, "-m", "dcrcoadd", "info", *map(str, paths)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # (as head does after its line)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode in (0, 141) and b"error" not in err and b"Traceback" not in err, err

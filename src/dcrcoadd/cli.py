@@ -745,6 +745,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # (stdout's reader stopped early: `dcrcoadd info f | head`; not an error)
+        _discard_stdout()
+        return 128 + signal.SIGPIPE
     except OSError as exc:  # unwritable output, disk full...
         if args.debug:
             raise
@@ -770,6 +773,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # (no file descriptor: a test's captured stdout)
+        pass
 
 
 class _Terminated(KeyboardInterrupt):
