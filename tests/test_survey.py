@@ -122,6 +122,11 @@ def test_toml_and_csv_plans_list_patches_with_paths_relative_to_the_plan(tmp_pat
     # TOML's booleans are not numbers (patch_size = true made 1x1 patches)
     ('[tiling]\ninputs = "x"\npatch_size = true\n', "patch_size must be a positive integer"),
     ('[tiling]\ninputs = "x"\npatch_size = 64\noverlap = true\n', "overlap must be a non-negative"),
+    # (four identical patches, where the footprint clipped them)
+    ('[tiling]\ninputs = "x"\npatch_size = [96, 64]\noverlap = 32\n', "overlap 32 must be less than half"),
+    # a value the configuration refuses, from the plan's set: the plan is named
+    ('set = ["dcr.dcr_num_subfilters=0"]\n[[patch]]\nname = "a"\ninputs = "x"\n',
+     "set: dcr.dcr_num_subfilters must be an integer >= 2"),
     ('[[patch]]\nname = "a"\ninputs = "x"\nbox = [true, 0, 5, 5]\n', "bad box"),
     # a name no file system takes (it failed at the run, after the plan was accepted)
     (f'[[patch]]\nname = "{"a" * 300}"\ninputs = "x"\n', "the name has 300 characters"),

@@ -24,7 +24,7 @@ Two ways to give the patches, in one plan file (``dcrcoadd survey PLAN``):
       [tiling]
       inputs = ["tract/*.fits"]
       patch_size = 2000          # or [width, height]
-      overlap = 100              # optional, default 0
+      overlap = 100              # optional, default 0; less than half patch_size
       prefix = "patch_"          # optional
 
 Relative paths are relative to the plan file. Every patch runs with one configuration: the
@@ -193,6 +193,13 @@ def _settings(data: dict, base: Path, path: Path, config: str | os.PathLike | No
             apply_override(settings, text)
         except ConfigError as exc:  # (the plan's own entries: the plan is what to fix)
             raise InputError(f"set: {exc}", path) from None
+    if plan_set:  # (a value of the right type that no run takes: the plan is what to fix too)
+        try:
+            validate_from(settings, source)
+        except ConfigError as exc:
+            if source is not None and str(exc).startswith(f"{source}: "):
+                raise
+            raise InputError(f"set: {exc}", path) from None
     for text in overrides:
         apply_override(settings, text)
     validate_from(settings, source)
@@ -293,8 +300,8 @@ def patch_boxes(footprint: Box, size: int | tuple[int, int], overlap: int = 0) -
     sx, sy = (size, size) if isinstance(size, int) else size
     if sx <= 0 or sy <= 0:
         raise ValueError(f"patch size must be positive, got {size!r}")
-    if overlap < 0:
-        raise ValueError(f"patch overlap must not be negative, got {overlap}")
+    if overlap < 0 or 2 * overlap >= min(sx, sy):
+        raise ValueError(f"patch overlap must lie in [0, half the patch size {min(sx, sy)}), got {overlap}")
     return [((cell.x0 - footprint.x0) // sx, (cell.y0 - footprint.y0) // sy,
              cell.grow(overlap).clip(footprint) if overlap else cell)
             for cell in footprint.subregions((sx, sy))]
@@ -317,6 +324,11 @@ def _tiling(table, base: Path, path: Path, instrument: str | None) -> list[Patch
     overlap = table.get("overlap", 0)
     if not _is_int(overlap) or overlap < 0:
         raise InputError(f"tiling: overlap must be a non-negative integer, got {overlap!r}", path)
+    if 2 * overlap >= min(size):
+        # (each pixel solved in three patches or more a side; where the footprint clips them, patches
+        # come out identical: 64-px patches with overlap 64 over a 128-px footprint were four copies)
+        raise InputError(f"tiling: overlap {overlap} must be less than half the patch size {min(size)} "
+                         "(pixels a patch shares with each neighbour, on every side)", path)
     prefix = table.get("prefix", "patch_")
     if not isinstance(prefix, str):
         raise InputError(f"tiling: prefix must be a string, got {prefix!r}", path)
