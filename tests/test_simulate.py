@@ -154,6 +154,11 @@ def test_bad_configurations_are_reported():
         SimulationConfig(n_visits=2, conditions=((1.2, 30.0),))
     with pytest.raises(ConfigError, match="airmass"):
         SimulationConfig(airmass=(0.9, 1.2))
+    # (--airmass 1,80 rendered visits 0.7 deg above the horizon, beyond the refraction formula)
+    with pytest.raises(ConfigError, match=r"airmass must be at most 4, got \(1.0, 80.0\)"):
+        SimulationConfig(airmass=(1.0, 80.0))
+    with pytest.raises(ConfigError, match="conditions must be"):
+        SimulationConfig(n_visits=1, conditions=((12.0, 30.0),))
     with pytest.raises(ConfigError, match="never gets below airmass"):
         simulate(_quiet(dec=40.0, airmass=(1.0, 1.1)))
     with pytest.raises(ConfigError, match="the catalogue needs"):

@@ -13,6 +13,13 @@ from dcrcoadd.errors import ConfigError
 __all__ = ["Defects", "SimulationConfig"]
 
 
+#: Highest airmass a simulation takes (75.5 deg from the zenith): the ``A tan z + B tan^3 z``
+#: refraction formula (Stone 1996, `dcrcoadd.physics.refraction`) holds to about there, and no survey
+#: observes lower (``--airmass 1,80`` rendered visits 0.7 deg above the horizon).
+MAX_AIRMASS = 4.0
+MAX_ZENITH_DISTANCE = 75.5
+
+
 @dataclass(frozen=True)
 class Defects:
     """Which defects to inject and how.
@@ -189,6 +196,9 @@ class SimulationConfig:
             raise ConfigError(f"seeing must be positive, got {self.seeing}")
         if not self.airmass[0] >= 1:
             raise ConfigError(f"airmass must be >= 1, got {self.airmass}")
+        if not self.airmass[1] <= MAX_AIRMASS:
+            raise ConfigError(f"airmass must be at most {MAX_AIRMASS:g}, got {self.airmass}: the refraction "
+                              f"formula holds to about {MAX_ZENITH_DISTANCE:g} deg from the zenith")
         if not self.temperature_range[0] > 0:
             raise ConfigError(f"temperatures must be positive, got {self.temperature_range}")
         for name in ("n_stars", "n_bright_stars", "n_emission", "n_galaxies"):
@@ -201,8 +211,9 @@ class SimulationConfig:
         if self.conditions is not None:
             if len(self.conditions) != self.n_visits:
                 raise ConfigError(f"conditions has {len(self.conditions)} entries for {self.n_visits} visits")
-            if any(len(c) != 2 or not c[0] >= 1 for c in self.conditions):
-                raise ConfigError("conditions must be (airmass >= 1, parallactic angle in degrees) pairs")
+            if any(len(c) != 2 or not 1 <= c[0] <= MAX_AIRMASS for c in self.conditions):
+                raise ConfigError(f"conditions must be (airmass 1-{MAX_AIRMASS:g}, parallactic angle in "
+                                  "degrees) pairs")
         if not (self.exposure_time > 0 and self.read_noise >= 0 and self.extinction >= 0):
             raise ConfigError("exposure_time must be positive, read_noise and extinction non-negative")
         if self.truth_psf_fwhm is not None and not self.truth_psf_fwhm > 0:
