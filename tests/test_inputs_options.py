@@ -95,6 +95,20 @@ def test_header_map_on_the_command_line(tmp_path, capsys):
     assert "inputs.header_map.seing: not a header field" in line
 
 
+def test_a_header_map_to_a_card_that_is_not_the_airmass_is_one_error(tmp_path, capsys):
+    # airmass=EXPTIME: a warning per warp that EXPTIME = 30 contradicted the airmass, and the run went on
+    paths = write_warps(tmp_path / "w", 4)
+    for path in paths:
+        with fits.open(path, mode="update") as hdul:
+            hdul[0].header["EXPTIME"] = 30.0
+    assert main(["assemble", *map(str, paths), "--header-map", "airmass=EXPTIME",
+                 "--out", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    [line] = error_lines(err)
+    assert "the header map's airmass = EXPTIME (--header-map, inputs.header_map) reads EXPTIME = " in line
+    assert "map airmass to the card that holds it" in line and "WARNING" not in err
+
+
 # -- weight maps ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("image, pattern, expected", [

@@ -549,6 +549,12 @@ def visit_from_cards(cards: Cards, *, wcs_centre: tuple[float, float] | None = N
         geometric = float(airmass_from_altitude(geo_alt))
         if lo <= airmass[0] <= hi:
             notes.append(f"airmass: {airmass[1]} (agrees with {geometric:.4f} from {alt_source})")
+        elif cards.overrides.get("airmass") == airmass[1]:
+            # (the user's own mapping: wrong for every file of the run, so one error, not a warning each)
+            raise cards.error(f"the header map's airmass = {airmass[1]} (--header-map, inputs.header_map) "
+                              f"reads {airmass[1]} = {airmass[0]:g}, not this visit's airmass "
+                              f"({geometric:.4f} from the altitude {geo_alt:.3f} deg, {alt_source}): map "
+                              "airmass to the card that holds it, or leave it out")
         else:
             warn_once(log, cards.path,
                       f"{airmass[1]} = {airmass[0]:g} contradicts the airmass {geometric:.4f} of the "
