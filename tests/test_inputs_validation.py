@@ -222,6 +222,21 @@ def test_zero_point_cards_calibrate(tmp_path):
     assert AB_MAGNITUDE_OF_1_NJY == pytest.approx(31.4, abs=1e-3)
 
 
+def test_calibration_cards_that_disagree_are_reported_and_the_first_used(tmp_path, caplog):
+    [path] = _calibrated_set(tmp_path, 1, value=2.0)
+    edit(path, MAGZERO=20.0)  # (0.0031 nJy per unit less... 12 mag from FLUXCAL's)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        info = read_info(path)
+    assert info.flux_calibration == 2.0 and info.calibration_card == "FLUXCAL"
+    [text] = [r.getMessage() for r in caplog.records if "disagree" in r.getMessage()]
+    assert text.startswith(f"{path}: FLUXCAL and MAGZERO disagree by ") and text.endswith("using FLUXCAL")
+    caplog.clear()
+    edit(path, MAGZERO=0.0)  # (a placeholder of an unused card: neither refused nor reported)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        assert read_info(path).flux_calibration == 2.0
+    assert not caplog.records
+
+
 @pytest.mark.parametrize(("cards", "card"), [({"MAGZERO": 3.1}, "MAGZERO"), ({"MAGZPT": 99.0}, "MAGZPT"),
                                              ({"FLUXMAG0": -5.0}, "FLUXMAG0"), ({"FLUXCAL": 0.0}, "FLUXCAL"),
                                              ({"FLUXCAL": 1e300}, "FLUXCAL"),
@@ -430,6 +445,29 @@ def test_time_cards_that_disagree_are_reported(tmp_path, caplog):
         read_info(path)
     assert any("DATE-OBS and MJD-OBS disagree by 6.0 h; using DATE-OBS" in r.getMessage()
                for r in caplog.records)
+
+
+def test_a_start_time_that_is_not_half_an_exposure_before_the_middle_is_reported(tmp_path, caplog):
+    # MJD-OBS 3 h from DATE-AVG went unseen (DATE-AVG was used, and was right)
+    from astropy.time import Time, TimeDelta
+
+    from conftest import complete_visit, tan_wcs
+
+    exp = Exposure(image=np.zeros((20, 20)), variance=np.ones((20, 20)), wcs=tan_wcs(),
+                   visit=complete_visit(), bandpass=g_bandpass(with_curve=False))
+    path = write_exposure(exp, tmp_path / "visit.fits")
+    middle = Time(fits.getheader(path)["DATE-AVG"], scale="tai")
+    start = (middle - TimeDelta(30.5 / 2, format="sec")).tai.mjd  # (EXPTIME 30.5 s; TIMESYS TAI)
+    edit(path, MJD_OBS=start)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read_info(path)
+    assert not caplog.records
+    edit(path, MJD_OBS=start + 0.125)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        visit = read_info(path).visit
+    [text] = [r.getMessage() for r in caplog.records]
+    assert text == f"{path}: DATE-AVG and MJD-OBS + EXPTIME/2 disagree by 3.0 h; using DATE-AVG"
+    assert abs((visit.time - middle).sec) < 1e-3
 
 
 @pytest.mark.parametrize("text", ["{iso}Z", "{iso}+00:00"])

@@ -27,7 +27,7 @@ import math
 from collections.abc import Sequence
 
 from dcrcoadd.errors import InputError
-from dcrcoadd.io.header import Cards
+from dcrcoadd.io.header import Cards, warn_once
 
 __all__ = ["AB_MAGNITUDE_OF_1_NJY", "ZEROPOINT_RANGE", "calibration_from_cards", "flux_unit",
            "reconcile_calibration"]
@@ -44,32 +44,57 @@ ZEROPOINT_RANGE = (10.0, 45.0)
 def calibration_from_cards(cards: Cards) -> tuple[float, str] | None:
     """``(nJy per image unit, card)`` of a header, or None when it carries no calibration.
 
+    ``FLUXCAL`` first, then a zero point, then ``FLUXMAG0``; a later card that gives another
+    calibration (by more than `CALIBRATION_CARD_TOLERANCE_MAG`) is warned about.
+
     Raises
     ------
     InputError
         A calibration card holds an impossible value (naming it).
     """
-    found = cards.number("calibration")
-    if found is not None:
-        value, card = found
-        if not value > 0:
-            raise cards.error(f"{card} must be positive, got {value:g}")
-        return _plausible(cards, value, card, f"{card} = {value:g} nJy per image unit"), card
-    found = cards.number("zeropoint")
-    if found is not None:
-        zp, card = found
+    found = []
+    for field in ("calibration", "zeropoint", "fluxmag0"):
+        try:
+            calibration = _calibration(cards, field)
+        except InputError:
+            if not found:  # (the card used)
+                raise
+            continue  # (an unused card: a placeholder such as MAGZERO = 0 is no contradiction)
+        if calibration is not None:
+            found.append(calibration)
+    if not found:
+        return None
+    value, card = found[0]
+    for other, other_card in found[1:]:
+        apart = abs(2.5 * math.log10(other / value))
+        if apart > CALIBRATION_CARD_TOLERANCE_MAG:
+            warn_once(log, cards.path, f"{card} and {other_card} disagree by {apart:.2f} mag ({value:.6g} "
+                                       f"and {other:.6g} nJy per image unit); using {card}")
+    return value, card
+
+
+#: Calibration cards of one header that disagree by more than this (mag) are reported.
+CALIBRATION_CARD_TOLERANCE_MAG = 0.1
+
+
+def _calibration(cards: Cards, field: str) -> tuple[float, str] | None:
+    """``(nJy per image unit, card)`` of the calibration field ``field`` (``"calibration"``: FLUXCAL,
+    ``"zeropoint"``, ``"fluxmag0"``), or None."""
+    found = cards.number(field)
+    if found is None:
+        return None
+    value, card = found
+    if field == "zeropoint":
         lo, hi = ZEROPOINT_RANGE
-        if not lo <= zp <= hi:
-            raise cards.error(f"{card} = {zp:g} is not an AB zero point of an image ({lo:g}-{hi:g} mag)")
-        return 10.0 ** (0.4 * (AB_MAGNITUDE_OF_1_NJY - zp)), card
-    found = cards.number("fluxmag0")
-    if found is not None:
-        value, card = found
-        if not value > 0:
-            raise cards.error(f"{card} must be positive, got {value:g}")
+        if not lo <= value <= hi:
+            raise cards.error(f"{card} = {value:g} is not an AB zero point of an image ({lo:g}-{hi:g} mag)")
+        return 10.0 ** (0.4 * (AB_MAGNITUDE_OF_1_NJY - value)), card
+    if not value > 0:
+        raise cards.error(f"{card} must be positive, got {value:g}")
+    if field == "fluxmag0":
         said = f"{card} = {value:g} image units for magnitude 0"
         return _plausible(cards, 3631e9 / value, card, said), card
-    return None
+    return _plausible(cards, value, card, f"{card} = {value:g} nJy per image unit"), card
 
 
 def _plausible(cards: Cards, njy: float, card: str, said: str) -> float:

@@ -255,6 +255,29 @@ def _time_card(cards: Cards, name: str, scale: str) -> tuple[Time, str] | None:
     return time, card
 
 
+def _check_start_against_middle(cards: Cards, scale: str, middle: Time, card: str,
+                                exptime: tuple[float, str] | None) -> None:
+    """Warn when the start-of-exposure card (``DATE-OBS``, ``MJD-OBS``) is not half the exposure
+    before the mid-exposure ``card`` used (MJD-OBS 3 h from DATE-AVG went unseen); within an hour
+    when there is no EXPTIME. An unreadable start card is left alone: it is not used."""
+    try:
+        found = _time_card(cards, "time_start", scale) if cards.find("time_start") is not None else None
+    except InputError:
+        return
+    if found is None:
+        return
+    start, start_card = found
+    if start_card in cards.preset.mid_exposure:
+        half, said = 0.0, start_card
+    elif exptime is not None:
+        half, said = exptime[0] / 2.0, f"{start_card} + {exptime[1]}/2"
+    else:
+        half, said = None, start_card
+    apart = abs(float((middle - start).sec) - (half or 0.0))
+    if apart > (TIME_CARD_TOLERANCE if half is not None else 3600.0):
+        warn_once(log, cards.path, f"{card} and {said} disagree by {_duration(apart)}; using {card}")
+
+
 def _duration(seconds: float) -> str:
     if seconds < 120:
         return f"{seconds:.1f} s"
@@ -274,6 +297,8 @@ def _time(cards: Cards, exptime: tuple[float, str] | None, notes: list[str]) -> 
         if found is None:
             continue
         time, card = found
+        if mid:
+            _check_start_against_middle(cards, scale, time, card, exptime)
         if mid or card in cards.preset.mid_exposure:
             notes.append(f"time: {card} (mid-exposure, {scale.upper()})")
         elif exptime is not None:
