@@ -335,6 +335,7 @@ def _site(cards: Cards, notes: list[str]) -> Observatory | None:
                              f"longitude (as {cards.preset.name} headers write it)")
                 return flipped
         notes.append(f"site: {lat[1]}/{lon[1]}/{elev[1]}")
+        _check_named_site(cards, site, f"{lat[1]}/{lon[1]}")
         return site
     if given:
         missing = [c for c, f in zip(("OBS-LAT", "OBS-LONG", "OBS-ELEV"), (lat, lon, elev), strict=True)
@@ -357,6 +358,22 @@ def _site(cards: Cards, notes: list[str]) -> Observatory | None:
         notes.append(f"site: the {cards.preset.name} preset ({cards.preset.site})")
         return preset_site
     return None
+
+
+def _check_named_site(cards: Cards, site: Observatory, given: str) -> None:
+    """Warn when the header names a known site (``OBSERVAT``) more than a degree from the coordinates
+    used: one of them is wrong (OBSERVAT = 'subaru' over Rubin's coordinates went unseen)."""
+    named = cards.text("site")
+    if named is None:
+        return
+    try:
+        other = Observatory.from_site(named[0])
+    except ValueError:
+        return
+    apart = _lon_offset(site, other)
+    if apart > 1.0:
+        warn_once(log, cards.path, f"{named[1]} = {named[0]!r} lies {apart:.0f} deg from {given} ("
+                                   f"{site.latitude.deg:+.4f}, {site.longitude.deg:+.4f} deg); using {given}")
 
 
 def _lon_offset(a: Observatory, b: Observatory) -> float:
