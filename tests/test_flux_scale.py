@@ -239,3 +239,4 @@ def test_a_science_exposure_whose_fluxcal_is_off_gets_no_template(tmp_path, capl
         [outcome] = build_templates(model_path, [science_path], tmp_path / "near", diff=True)
     assert outcome.ok
     assert [r for r in caplog.records if "its fluxes are 1.5 times its template's" in r.getMessage()]
+

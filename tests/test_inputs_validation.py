@@ -566,3 +566,31 @@ def test_a_warp_that_is_not_sky_subtracted_is_reported(tmp_path, caplog):
     assert len(prep.inputs) == 3
     [text] = [r.getMessage() for r in caplog.records if "sky-subtracted" in r.getMessage()]
     assert text.startswith(f"{paths[2]}: its median is ") and "times its pixel noise above 0" in text
+
+
+def test_one_exposure_under_two_visit_ids_counts_once(tmp_path, caplog):
+    # a copy of a warp with another EXPID was coadded as a second visit: twice its weight
+    import shutil
+
+    paths = write_warps(tmp_path, 4)
+    copy = shutil.copy(paths[1], tmp_path / "warp_copy.fits")
+    edit(copy, EXPID=999)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs([*paths, copy])
+    [(name, reason)] = prep.skipped
+    assert name == str(copy) and reason.startswith(f"its pixels are those of {paths[1]} (one exposure")
+    assert len(prep.inputs) == 4
+
+
+def test_a_named_site_far_from_the_coordinates_is_reported(tmp_path, caplog):
+    [path] = write_warps(tmp_path, 1)  # (Rubin's coordinates)
+    edit(path, OBSERVAT="Rubin")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read_info(path)
+    assert not caplog.records
+    edit(path, OBSERVAT="subaru")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        info = read_info(path)
+    [text] = [r.getMessage() for r in caplog.records]
+    assert text.startswith(f"{path}: OBSERVAT = 'subaru' lies ") and text.endswith("using OBS-LAT/OBS-LONG")
+    assert info.visit.observatory.latitude.deg == pytest.approx(-30.2446, abs=1e-3)

@@ -10,6 +10,7 @@ Warps without usable pixels are skipped with a warning; warps that contradict th
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -373,6 +374,8 @@ class VarianceStats(NamedTuple):
     scatter: float = math.nan  # robust scatter of image / sqrt(variance) (1 when the variance is right)
     sky: float = math.nan  # median of the image over that scatter (about 0 when sky-subtracted)
     blocks: BlockFlux | None = None  # its block sums, for `flux_scale.relative_flux_scales`
+    fingerprint: str = ""  # a file's sampled pixels (image and variance), digested: two files with one
+    # are one exposure ("" for an exposure in memory, where a test's constant images may repeat)
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -394,6 +397,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     ``task.region``'s lattice (`dcrcoadd.coadd.flux_scale`)."""
     parts = []
     blocks = BlockAccumulator(task.box, task.region, task.block) if task.region is not None else None
+    digest = hashlib.blake2b(digest_size=16)
     samples = []
     stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
@@ -411,6 +415,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
             blocks.add(exp.image, good, Box.from_shape(exp.image.shape, exp.origin))
         all_zero = all_zero and not np.any(exp.image[good])
         image, variance = exp.image.reshape(-1)[::stride], exp.variance.reshape(-1)[::stride]
+        digest.update(image.tobytes())
+        digest.update(variance.tobytes())
         ok = good.reshape(-1)[::stride] & (variance > 0)
         samples.append(image[ok] / np.sqrt(variance[ok]))
     if not parts or sum(p.size for p in parts) == 0:
@@ -423,7 +429,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         scatter = float(0.7413 * (q3 - q1))  # (the Gaussian sigma of an interquartile range)
         sky = float(median / scatter) if scatter > 0 else math.nan
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
-                         blocks.result(mean_var) if blocks is not None and mean_var > 0 else None)
+                         blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
+                         "" if isinstance(task.input.source, Exposure) else digest.hexdigest())
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -526,6 +533,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     kept: list[CoaddInput] = []
     blocks: list[BlockFlux | None] = []
     skipped: list[tuple[str, str]] = []
+    fingerprints: dict[str, CoaddInput] = {}
     for i, inp in enumerate(described):
         stats = variances.get(i, VarianceStats(None, 0, False))
         if stats.n_invalid:
@@ -538,6 +546,10 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             reason = (f"its pixels scatter {stats.scatter:.3g} times more than its variance says (a variance "
                       "map given as a weight map, or a variance in other units than the image?): its weight "
                       "would swamp the other warps'")
+        if not reason and stats.fingerprint and stats.fingerprint in fingerprints:
+            first = fingerprints[stats.fingerprint]
+            reason = (f"its pixels are those of {first.name} (one exposure under two visit ids, "
+                      f"{first.visit_id} and {inp.visit_id}?): it would count twice")
         if not reason and abs(stats.sky) > MAX_SKY_SIGMA:
             log.warning("%s: its median is %.1f times its pixel noise %s 0: it does not look sky-subtracted; "
                         "the coadds, model and templates carry its sky (subtract the background first)",
@@ -547,6 +559,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             skipped.append((inp.name, reason))
             continue
         inp.weight = weight
+        fingerprints.setdefault(stats.fingerprint, inp)
         log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)
         kept.append(inp)
         blocks.append(stats.blocks)
