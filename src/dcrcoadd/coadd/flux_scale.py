@@ -23,7 +23,7 @@ from dcrcoadd.core.geom import Box
 #: that a star's wings stay in its block whatever the seeing), and large enough for at most
 #: `MAX_BLOCKS` blocks (the sums of every warp are held at once).
 MIN_BLOCK = 16
-BLOCK_PER_FWHM = 6.0
+BLOCK_PER_FWHM = 4.0
 MAX_BLOCKS = 1 << 16
 #: A block counts as bright where the median of its sums is this many times its noise: well above
 #: what a sky-subtraction residual adds to a block.
@@ -33,9 +33,10 @@ MIN_BRIGHT_BLOCKS = 5
 #: A warp whose fluxes are this many times the others' (or a fraction that small) is mis-calibrated:
 #: a unit mistake (a zero point for ADU per second, a magnitude off by 1 or more), not weather.
 MAX_FLUX_RATIO = 2.0
-#: Beyond this factor a warp is used but warned about: on the simulated validation fields (every
-#: scenario of ``python -m benchmarks.scenarios``, seeds 1-3, seeing 0.5-1.6") honest warps keep within
-#: 0.97-1.03 of the median, so a quarter is a calibration error (or clouds no calibration took out).
+#: Beyond this factor a warp is used but warned about: on the simulated validation fields (the 14
+#: scenarios of ``python -m benchmarks.scenarios``, seeds 1-3, seeing up to 0.5-1.6") honest warps keep
+#: within 0.96-1.03 of the median (17-73 bright blocks), so a quarter is a calibration error (or clouds
+#: no calibration took out).
 WARN_FLUX_RATIO = 1.25
 
 
