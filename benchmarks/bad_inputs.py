@@ -257,6 +257,21 @@ def _repeated_visit(ws):
     return ws.assemble()
 
 
+def _one_exposure_two_visits(ws):
+    shutil.copy(ws.warp(0), ws.warps / "warp_0_copy.fits")
+    edit_cards(ws.warps / "warp_0_copy.fits", EXPID=999)
+    return ws.assemble()
+
+
+def _filter_against_bandlam(ws):
+    edit_cards(ws.warp(4), FILTER="lsst-r")
+    return ws.assemble()
+
+
+def _box_off_the_warps(ws):
+    return ws.assemble("--box", "5000,5000,32,32")
+
+
 def _no_wavelengths(ws):
     for i in range(N_WARPS):
         edit_cards(ws.warp(i), FILTER="g", BANDLAM=None, BANDWID=None)
@@ -375,6 +390,11 @@ CASES = [
     Case("a warp in another band", "refused", "band", _other_band),
     Case("a warp on another pixel grid (1″ off)", "refused", "pixel grid", _other_grid),
     Case("the same visit twice", "refused", "repeats visit", _repeated_visit),
+    Case("one exposure under two visit ids (EXPID)", "warned", "its pixels are those of",
+         _one_exposure_two_visits),
+    Case("FILTER = lsst-r over a g band's BANDLAM", "refused", "one of the two cards is wrong",
+         _filter_against_bandlam),
+    Case("--box off the warps", "refused", "does not overlap the warps", _box_off_the_warps),
     Case("no band wavelengths (FILTER = g only)", "refused", "BANDLAM", _no_wavelengths),
     Case("BANDLAM = 4787, BANDWID = 1486 (Ångström written as nm)", "refused", "Angstrom", _angstrom_band),
     Case("BANDLAM = 250, BANDWID = 60 (below 230.2 nm)", "refused", "Stone", _ultraviolet_band),
