@@ -92,6 +92,19 @@ def test_info_several_files(tmp_path, capsys, make_exposure):
     assert all(str(p) in out for p in paths)
 
 
+def test_info_of_a_directory_lists_its_files_and_goes_on_past_a_bad_one(tmp_path, capsys, make_exposure):
+    # a directory was "not a FITS file"; a bad file ended the listing of the rest
+    paths = [write_exposure(make_exposure(seed=i), tmp_path / f"e{i}.fits") for i in range(2)]
+    (tmp_path / "bad.fits").write_bytes(b"not FITS\n" * 10)
+    assert main(["info", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert [line for line in captured.out.splitlines() if line.startswith("file:")] == [
+        f"file:        {p}" for p in paths]
+    assert captured.err.splitlines() == [line for line in captured.err.splitlines()
+                                         if line.startswith(f"error: {tmp_path / 'bad.fits'}: ")]
+    assert len(captured.err.splitlines()) == 1
+
+
 def _truncated(tmp_path: Path, exposure) -> Path:
     path = write_exposure(exposure, tmp_path / "broken.fits")
     data = path.read_bytes()
@@ -102,15 +115,16 @@ def _truncated(tmp_path: Path, exposure) -> Path:
 def _bad_files(tmp_path: Path, exposure) -> dict[str, Path]:
     junk = tmp_path / "junk.fits"
     junk.write_bytes(b"definitely not FITS\n" * 100)
+    (empty := tmp_path / "empty").mkdir()
     return {
         "truncated": _truncated(tmp_path, exposure),
         "junk": junk,
         "missing": tmp_path / "missing.fits",
-        "directory": tmp_path,
+        "empty directory": empty,
     }
 
 
-@pytest.mark.parametrize("kind", ["truncated", "junk", "missing", "directory"])
+@pytest.mark.parametrize("kind", ["truncated", "junk", "missing", "empty directory"])
 def test_info_on_a_bad_file_prints_one_error_line(tmp_path, capsys, exposure, kind):
     path = _bad_files(tmp_path, exposure)[kind]
     assert main(["info", str(path)]) == 2

@@ -148,14 +148,27 @@ def _cmd_info(args: argparse.Namespace) -> int:
         from dcrcoadd.errors import InputError
 
         raise InputError("give exposure FILEs to summarize, or --presets", "info")
+    from dcrcoadd.errors import DcrCoaddError
+    from dcrcoadd.io.paths import expand_paths
+
     if args.presets:
         print(_format_presets())
     options = read_options_from_args(args)
-    for i, path in enumerate(args.files):
-        if i or args.presets:
-            print()
-        print(_format_info(path, options))
-    return 0
+    status, printed = 0, args.presets
+    # (a directory is its FITS files, as for assemble; one unreadable file does not end the listing)
+    for path in expand_paths(args.files, "files") if args.files else []:
+        try:
+            text = _format_info(path, options)
+        except DcrCoaddError as exc:
+            if args.debug:
+                raise
+            sys.stdout.flush()
+            print(f"error: {exc}", file=sys.stderr)
+            status = 2
+            continue
+        print(("\n" if printed else "") + text)
+        printed = True
+    return status
 
 
 # -- dcrcoadd simulate -----------------------------------------------------------------------------
@@ -546,7 +559,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="summarize exposure files (visit, band, grid, masks, PSF); "
                                     "--presets lists the band, site and instrument presets")
-    p.add_argument("files", nargs="*", metavar="FILE", help="exposure FITS files to summarize")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="exposure FITS files to summarize (a directory: its FITS files)")
     p.add_argument("--presets", action="store_true",
                    help="list the band presets (BANDPASS names), observatory sites and --instrument presets")
     add_read_arguments(p, what="files")
