@@ -3,8 +3,9 @@
 
 Every warp is checked against the first (one pixel grid, one band, no repeated visit), scaled to
 nJy by its flux calibration and weighted by ``1 / (clipped mean variance of its good pixels)``.
-Warps without usable pixels are skipped with a warning; warps that contradict the others raise
-`InputError` naming the file.
+Warps without usable pixels are skipped with a warning, as are warps whose fluxes disagree with the
+others' by a calibration mistake (`dcrcoadd.coadd.flux_scale`) and files whose pixels repeat another's;
+warps that contradict the others raise `InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -610,13 +611,13 @@ def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None],
     uncalibrated = all(inp.info is not None and inp.info.flux_calibration is None for inp in inputs)
     if 2 * len(off) >= len(ratios):
         listing = ", ".join(f"{inp.name} {times(s.ratio)}x" for inp, s in off)
+        against = "each against the other" if len(ratios) == 2 else "against the median of all"
+        cause = ("none has a flux calibration, and their image units differ (other exposure times or gains? "
+                 "add FLUXCAL)" if uncalibrated else
+                 "their flux calibrations (FLUXCAL, MAGZERO or FLUXMAG0) are not on one scale")
         raise InputError(f"the warps disagree on flux by more than {MAX_FLUX_RATIO:g}x in bright blocks "
-                         f"({'each against the other' if len(ratios) == 2 else 'against the median of all'}: "
-                         f"{listing}), and too few agree to tell which are "
-                         "right: " + ("none has a flux calibration, and their image units differ (other "
-                                      "exposure times or gains? add FLUXCAL)" if uncalibrated else
-                                      "their flux calibrations (FLUXCAL, MAGZERO or FLUXMAG0) are not on "
-                                      "one scale"), off[0][0].name)
+                         f"({against}: {listing}), and too few agree to tell which are right: {cause}",
+                         off[0][0].name)
     for inp, s in off:
         reason = (f"its fluxes are {times(s.ratio)} times the other warps' (median of {s.n_blocks} bright "
                   "blocks): " + ("none of the warps has a flux calibration, so their image units must "
