@@ -41,6 +41,10 @@ AB_MAGNITUDE_OF_1_NJY = 2.5 * math.log10(3631e9)
 ZEROPOINT_RANGE = (10.0, 45.0)
 
 
+#: Calibration cards of one header that disagree by more than this (mag) are reported.
+CALIBRATION_CARD_TOLERANCE_MAG = 0.1
+
+
 def calibration_from_cards(cards: Cards) -> tuple[float, str] | None:
     """``(nJy per image unit, card)`` of a header, or None when it carries no calibration.
 
@@ -71,10 +75,6 @@ def calibration_from_cards(cards: Cards) -> tuple[float, str] | None:
             warn_once(log, cards.path, f"{card} and {other_card} disagree by {apart:.2f} mag ({value:.6g} "
                                        f"and {other:.6g} nJy per image unit); using {card}")
     return value, card
-
-
-#: Calibration cards of one header that disagree by more than this (mag) are reported.
-CALIBRATION_CARD_TOLERANCE_MAG = 0.1
 
 
 def _calibration(cards: Cards, field: str) -> tuple[float, str] | None:
