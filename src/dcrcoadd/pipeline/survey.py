@@ -532,8 +532,11 @@ def _on_cluster(tasks: list[PatchTask], scheduler: str | None, workers: int | No
                 raise ConfigError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
         else:
             with _interrupts_held():
+                # (workers' own warnings are noise here: an "event loop was unresponsive" per long
+                # patch, a "CancelledError" per patch cancelled when an interrupted survey closes;
+                # the patches' warnings and errors reach the records and the summary)
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None)
+                                       dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
         with client:
             _submit_bounded(client, tasks, in_flight, done)
