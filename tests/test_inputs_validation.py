@@ -594,3 +594,14 @@ def test_a_named_site_far_from_the_coordinates_is_reported(tmp_path, caplog):
     [text] = [r.getMessage() for r in caplog.records]
     assert text.startswith(f"{path}: OBSERVAT = 'subaru' lies ") and text.endswith("using OBS-LAT/OBS-LONG")
     assert info.visit.observatory.latitude.deg == pytest.approx(-30.2446, abs=1e-3)
+
+
+@pytest.mark.parametrize("value", [1e30, "abc"])
+def test_an_ltv_that_is_no_pixel_offset_is_refused_naming_the_card(tmp_path, value):
+    # LTV1 = 1e30 was a TypeError traceback in assemble (and went into template's outputs as it was);
+    # LTV1 = 'abc' was "unreadable or corrupt FITS content"
+    [path] = write_warps(tmp_path, 1)
+    with fits.open(path, mode="update") as hdul:
+        hdul["IMAGE"].header["LTV1"] = value
+    with pytest.raises(InputError, match=r"LTV1 = .* is not the image's pixel offset on its parent grid"):
+        read_info(path)

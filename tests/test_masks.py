@@ -147,3 +147,31 @@ def test_bits_naming_no_plane_are_dropped_whatever_the_layout(source):
     assert not np.any(out & ~np.uint32(3))
     assert ours.names_in(int(out[0])) == source.names_in(1)
     assert ours.names_in(int(out[1])) == source.names_in(2)
+
+
+def test_other_pipelines_plane_names_are_read_as_the_lsst_planes():
+    # a warp's MP_SATURATED, MP_BADPIX, MP_NODATA, MP_COSMICRAY were planes no setting named: its
+    # saturated and bad pixels went into the coadd, and the run said nothing
+    planes = MaskPlanes.from_header({"MP_SATURATED": 1, "MP_BADPIX": 0, "MP_NODATA": 8, "MP_COSMICRAY": 3,
+                                     "MP_DETECTED": 5})
+    assert dict(planes) == {"SAT": 1, "BAD": 0, "NO_DATA": 8, "CR": 3, "DETECTED": 5}
+    # (a header with both names keeps both)
+    assert dict(MaskPlanes.from_header({"MP_SAT": 1, "MP_SATURATED": 2})) == {"SAT": 1, "SATURATED": 2}
+
+
+def test_planes_that_are_no_lsst_plane_are_warned_about_once(tmp_path, caplog):
+    import logging
+
+    from dcrcoadd.core.exposure import Exposure
+    from dcrcoadd.io import read_info, write_exposure
+
+    paths = []
+    for i in range(3):
+        exp = Exposure(image=np.zeros((8, 8)), variance=np.ones((8, 8)),
+                       mask_planes=MaskPlanes({"BAD": 0, "GLINT": 4}))
+        paths.append(write_exposure(exp, tmp_path / f"e{i}.fits"))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        for path in paths:
+            read_info(path)
+    [text] = [r.getMessage() for r in caplog.records if "not LSST planes" in r.getMessage()]
+    assert text.startswith(f"{paths[0]}: its mask planes GLINT are not LSST planes")

@@ -34,6 +34,16 @@ LSST_PLANES: dict[str, str] = {
 
 DEFAULT_BITS: dict[str, int] = {name: bit for bit, name in enumerate(LSST_PLANES)}
 
+#: Other pipelines' names of LSST planes: a plane so named is read as the LSST one (a warp's
+#: ``MP_SATURATED`` was a plane no setting named, and its saturated pixels went into the coadd).
+PLANE_ALIASES: dict[str, str] = {
+    "SATURATED": "SAT", "SATURATE": "SAT", "SATURATION": "SAT",
+    "BADPIX": "BAD", "BADPIXEL": "BAD", "BAD_PIXEL": "BAD", "BAD_PIX": "BAD", "DEAD": "BAD", "HOT": "BAD",
+    "NODATA": "NO_DATA",
+    "COSMICRAY": "CR", "COSMIC_RAY": "CR", "COSMIC": "CR", "CRAY": "CR",
+    "INTERP": "INTRP", "INTERPOLATED": "INTRP",
+}
+
 MAX_PLANES = 32  # masks are stored as 32-bit integers
 
 
@@ -151,6 +161,10 @@ class MaskPlanes(Mapping[str, int]):
 
     @classmethod
     def from_header(cls, header: Mapping[str, object]) -> MaskPlanes | None:
-        """Planes from ``MP_<NAME>`` cards, or None when the header has none."""
-        bits = {str(k)[3:]: int(v) for k, v in header.items() if str(k).startswith("MP_")}
+        """Planes from ``MP_<NAME>`` cards, or None when the header has none. A plane under another
+        pipeline's name of an LSST plane (`PLANE_ALIASES`) gets the LSST name, unless the header has
+        that plane too."""
+        bits = {str(k)[3:].upper(): int(v) for k, v in header.items() if str(k).startswith("MP_")}
+        for name in [n for n in bits if n in PLANE_ALIASES and PLANE_ALIASES[n] not in bits]:
+            bits[PLANE_ALIASES[name]] = bits.pop(name)
         return cls(bits) if bits else None

@@ -41,7 +41,7 @@ from dcrcoadd.core.bandpass import BAND_LETTER_CENTRES, Bandpass, band_letter, p
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.instrument import GENERIC, check_header_map, detect_instrument, preset
-from dcrcoadd.core.masks import MaskPlanes
+from dcrcoadd.core.masks import LSST_PLANES, MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.errors import ConfigError, InputError
@@ -666,6 +666,36 @@ def _beyond_refraction(lo: float, hi: float) -> str | None:
     return "; it looks like Angstrom" if valid[0] <= lo / 10 and hi / 10 <= valid[1] else ""
 
 
+#: Largest parent-grid offset (px) an image may have: 2^31 (a tract's grid is far smaller).
+MAX_LTV = 2.0**31
+
+
+def _ltv(header, key: str, path: Path) -> int:
+    """The whole-pixel offset an ``LTV1``/``LTV2`` card gives (0 without one), refusing one that is no
+    offset of a pixel grid (text; 1e30 was a TypeError traceback in assemble, and went into template's
+    outputs as it was)."""
+    value = header.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) < MAX_LTV:
+        raise InputError(f"{key} = {value!r} is not the image's pixel offset on its parent grid (a number "
+                         f"of pixels below {MAX_LTV:.0f})", path)
+    return int(round(value))
+
+
+_REPORTED_PLANES: set[frozenset[str]] = set()
+
+
+def _report_unknown_planes(planes: MaskPlanes | None, path: Path) -> None:
+    """Warn, once a run for each set of names, about mask planes that are neither LSST's nor another
+    pipeline's name of one (`dcrcoadd.core.masks.PLANE_ALIASES`): no setting leaves their pixels out
+    unless the user names them."""
+    unknown = frozenset(n for n in (planes or {}) if n not in LSST_PLANES)
+    if unknown and unknown not in _REPORTED_PLANES:
+        _REPORTED_PLANES.add(unknown)
+        log.warning("%s: its mask planes %s are not LSST planes: their pixels are used as good unless a "
+                    "setting names them (coadd.bad_mask_planes); said once for the files that have them",
+                    path, ", ".join(sorted(unknown)))
+
+
 def _check_band_name(band_text: tuple[str, str], lam: float, bw: float, path: Path) -> None:
     """Refuse a filter name that gives a broad band by its letter (`band_letter`) while BANDLAM lies at
     another's: one of the two cards is wrong (``FILTER = 'lsst-r'`` over a g band's BANDLAM was refused
@@ -711,7 +741,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     if ih.get("NAXIS") != 2:
         raise InputError(f"IMAGE extension is not a 2-D image (NAXIS={ih.get('NAXIS')})", path)
     shape = (int(ih["NAXIS2"]), int(ih["NAXIS1"]))
-    origin = (-int(round(ih.get("LTV1", 0))), -int(round(ih.get("LTV2", 0))))
+    origin = (-_ltv(ih, "LTV1", path), -_ltv(ih, "LTV2", path))
     wcs = _wcs_of(ih, path)
     primary = hdul[0].header
     header = merged_header(primary, ih if layout.image != 0 else None)
@@ -728,6 +758,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
     except (TypeError, ValueError) as exc:
         raise InputError(f"invalid mask plane keywords in MASK header ({exc})", path) from None
+    _report_unknown_planes(planes, path)
     psf = None
     psf_hdu = None if layout.psf is None else hdul[layout.psf]
     if psf_hdu is not None and psf_hdu.data is not None:
