@@ -143,6 +143,8 @@ def test_read_rejects_a_plain_exposure(tmp_path):
     # (a card edited or deleted was a ValueError or KeyError traceback)
     (lambda hdus: hdus[0].header.set("NSUBFILT", "three"), "NSUBFILT = 'three' is not a number"),
     (lambda hdus: hdus[0].header.remove("NSUBFILT"), "NSUBFILT = None is not a number"),
+    # (an edited INTORDER was a ValueError traceback)
+    (lambda hdus: hdus[0].header.set("INTORDER", 7), "INTORDER = 7 is not an interpolation order"),
     # (the template's error named the science file: "model: the DCR model has no WCS")
     (lambda hdus: [hdus["IMAGE"].header.remove(k, ignore_missing=True, remove_all=True)
                    for k in list(hdus["IMAGE"].header) if k[:5] in ("CTYPE", "CRVAL", "CRPIX", "CD1_", "CD2_",

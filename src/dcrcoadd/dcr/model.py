@@ -471,7 +471,10 @@ class DcrModel:
             if isinstance(n, bool) or not isinstance(n, int) or n < 1:
                 raise InputError(f"model file is damaged: NSUBFILT = {n!r} is not a number of subfilters "
                                  "(missing, or not a positive integer)", path)
-            order = int(header.get("INTORDER", 1))
+            order = header.get("INTORDER", 1)
+            if order not in (1, 3) or isinstance(order, bool):
+                raise InputError(f"model file is damaged: INTORDER = {order!r} is not an interpolation order "
+                                 "(1 or 3)", path)
             convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
                               wavelength_samples=int(header.get("NSAMPLE", 1)),
                               fourier_interpolation=str(header.get("FWDINTRP", "exact")),
@@ -516,8 +519,12 @@ class DcrModel:
                 raise InputError(f"model file is damaged: its SUBFILTERS table has {len(table)} rows for "
                                  f"NSUBFILT = {n}", path)
             edges = np.column_stack([table["lambda_min"], table["lambda_max"]]).astype(float)
-        return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
-                   subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
-                   wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
-                   interp_order=order, solver_settings=settings, input_conditions=conditions, **convention)
+        try:
+            return cls(images=images, mask=base.mask, variance=base.variance, bandpass=base.bandpass,
+                       subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
+                       wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
+                       interp_order=order, solver_settings=settings, input_conditions=conditions,
+                       **convention)
+        except ValueError as exc:  # (an edited card the model cannot hold: one line, not a traceback)
+            raise InputError(f"model file is damaged: {exc}", path) from None
 
