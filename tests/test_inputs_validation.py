@@ -605,3 +605,16 @@ def test_an_ltv_that_is_no_pixel_offset_is_refused_naming_the_card(tmp_path, val
         hdul["IMAGE"].header["LTV1"] = value
     with pytest.raises(InputError, match=r"LTV1 = .* is not the image's pixel offset on its parent grid"):
         read_info(path)
+
+
+def test_a_variance_plane_holding_sigma_skips_the_warp(tmp_path):
+    # its variance-rescaling factor of 22 was warned about, and the warp went in with 70 % of the weight
+    paths = write_warps(tmp_path, 5)
+    for i, path in enumerate(paths):
+        with fits.open(path, mode="update") as hdul:  # (noise of 20 image units)
+            hdul["IMAGE"].data = hdul["IMAGE"].data * 20
+            hdul["VARIANCE"].data = hdul["VARIANCE"].data * 400 if i != 3 else hdul["VARIANCE"].data * 20
+    prep = prepare_inputs(paths)
+    [(name, reason)] = prep.skipped
+    assert name == str(paths[3]) and reason.startswith("its sky pixels scatter ")
+    assert "a variance plane holding sigma" in reason and len(prep.inputs) == 4

@@ -375,6 +375,8 @@ class VarianceStats(NamedTuple):
     scatter: float = math.nan  # robust scatter of image / sqrt(variance) (1 when the variance is right)
     sky: float = math.nan  # median of the image over that scatter (about 0 when sky-subtracted)
     blocks: BlockFlux | None = None  # its block sums, for `flux_scale.relative_flux_scales`
+    sky_scatter: float = math.nan  # scatter of image / sqrt(variance) below its median (sky pixels: sources
+    # lie above it), 1 when the variance is right
     fingerprint: str = ""  # a file's sampled pixels (image and variance), digested: two files with one
     # are one exposure ("" for an exposure in memory, where a test's constant images may repeat)
 
@@ -386,6 +388,12 @@ CHECK_SAMPLES = 100_000
 #: swamp the rest. High, since sources widen the scatter too (500 on crowded simulated fields with a
 #: hundredth of the real noise); below it, compare-warp's variance rescaling warns.
 MAX_NOISE_RATIO = 1000.0
+#: A warp whose sky pixels scatter this many times more than its variance says, and this many times
+#: more than the median warp's (with three warps or more), is skipped: its variance is too small for its
+#: noise (a plane holding sigma: 5.1 against 0.9-1.1 on the demo's warps). Relative too, since faint
+#: source wings raise every warp's on fields of little noise (2.4-3.3 on the validation's fields with
+#: 100x less noise).
+MAX_SKY_SCATTER = 3.0
 #: A warp whose median is this many times its pixel scatter above (or below) 0 is not sky-subtracted.
 MAX_SKY_SIGMA = 5.0
 
@@ -423,15 +431,16 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     if not parts or sum(p.size for p in parts) == 0:
         return VarianceStats(None, n_invalid, False)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    scatter = sky = math.nan
+    scatter = sky = sky_scatter = math.nan
     snr = np.concatenate(samples)
     if snr.size >= 100:
-        q1, median, q3 = np.percentile(snr, (25.0, 50.0, 75.0))
+        q16, q1, median, q3 = np.percentile(snr, (15.87, 25.0, 50.0, 75.0))
         scatter = float(0.7413 * (q3 - q1))  # (the Gaussian sigma of an interquartile range)
+        sky_scatter = float(median - q16)  # (one Gaussian sigma below the median)
         sky = float(median / scatter) if scatter > 0 else math.nan
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
-                         "" if isinstance(task.input.source, Exposure) else digest.hexdigest())
+                         sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest())
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -535,6 +544,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     blocks: list[BlockFlux | None] = []
     skipped: list[tuple[str, str]] = []
     fingerprints: dict[str, CoaddInput] = {}
+    sky_scatters = [v.sky_scatter for v in variances.values() if math.isfinite(v.sky_scatter)]
+    typical = float(np.median(sky_scatters)) if len(sky_scatters) >= 3 else math.inf
     for i, inp in enumerate(described):
         stats = variances.get(i, VarianceStats(None, 0, False))
         if stats.n_invalid:
@@ -547,6 +558,11 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             reason = (f"its pixels scatter {stats.scatter:.3g} times more than its variance says (a variance "
                       "map given as a weight map, or a variance in other units than the image?): its weight "
                       "would swamp the other warps'")
+        if not reason and stats.sky_scatter > MAX_SKY_SCATTER * max(1.0, typical):
+            reason = (f"its sky pixels scatter {stats.sky_scatter:.3g} times what its variance says, against "
+                      f"{typical:.3g} for the warps' median (a variance plane holding sigma, or in other "
+                      f"units than the image?): its weight would be about "
+                      f"{(stats.sky_scatter / typical) ** 2:.0f} times too high")
         if not reason and stats.fingerprint and stats.fingerprint in fingerprints:
             first = fingerprints[stats.fingerprint]
             reason = (f"its pixels are those of {first.name} (one exposure under two visit ids, "
