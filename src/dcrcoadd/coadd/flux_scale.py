@@ -149,13 +149,15 @@ def relative_flux_scales(blocks: Sequence[BlockFlux], region: Box, block: int) -
     return scales
 
 
-def flux_ratio(image: np.ndarray, reference: np.ndarray, good: np.ndarray, mean_variance: float) -> FluxScale:
+def flux_ratio(image: np.ndarray, reference: np.ndarray, good: np.ndarray, mean_variance: float,
+               fwhm: float = math.nan) -> FluxScale:
     """``image``'s fluxes against ``reference``'s on the same pixels: the median over the blocks bright
     in ``image`` (`BRIGHT_SNR` times the noise of its block sums, from its ``mean_variance``: a
     calibration off scales its noise too) and whole in ``good`` of the ratio of their sums. Blocks
-    from the arrays' first pixel; a partial block at the far edges is left out. For two images at one
-    PSF (a template and its science exposure), so the blocks need not grow with the seeing."""
-    block = block_size(Box.from_shape(image.shape))
+    from the arrays' first pixel, `BLOCK_PER_FWHM` times the PSF's ``fwhm`` (px) a side or more; a
+    partial block at the far edges is left out. For two images at one PSF (a template and its science
+    exposure)."""
+    block = block_size(Box.from_shape(image.shape), fwhm)
     ny, nx = (image.shape[0] // block) * block, (image.shape[1] // block) * block
     if not (ny and nx and mean_variance > 0):
         return FluxScale(math.nan, 0)

@@ -746,7 +746,8 @@ def check_flux_against_template(science: Exposure, template: Exposure, source: s
             & np.isfinite(science.variance))
     if not good.any():
         return
-    scale = flux_ratio(science.image, template.image, good, float(np.mean(science.variance[good])))
+    fwhm = template.psf.fwhm if template.psf is not None else math.nan  # (in the science's pixels)
+    scale = flux_ratio(science.image, template.image, good, float(np.mean(science.variance[good])), fwhm)
     if is_off(scale):
         raise InputError(f"its fluxes are {times(scale.ratio)} times its template's (median of "
                          f"{scale.n_blocks} bright blocks): its {card or 'flux calibration'} "
