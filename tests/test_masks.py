@@ -159,19 +159,12 @@ def test_other_pipelines_plane_names_are_read_as_the_lsst_planes():
     assert dict(MaskPlanes.from_header({"MP_SAT": 1, "MP_SATURATED": 2})) == {"SAT": 1, "SATURATED": 2}
 
 
-def test_planes_that_are_no_lsst_plane_are_warned_about_once(tmp_path, caplog):
-    import logging
-
+def test_planes_that_are_no_lsst_plane_are_noted_by_info(tmp_path):
     from dcrcoadd.core.exposure import Exposure
     from dcrcoadd.io import read_info, write_exposure
 
-    paths = []
-    for i in range(3):
-        exp = Exposure(image=np.zeros((8, 8)), variance=np.ones((8, 8)),
-                       mask_planes=MaskPlanes({"BAD": 0, "GLINT": 4}))
-        paths.append(write_exposure(exp, tmp_path / f"e{i}.fits"))
-    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
-        for path in paths:
-            read_info(path)
-    [text] = [r.getMessage() for r in caplog.records if "not LSST planes" in r.getMessage()]
-    assert text.startswith(f"{paths[0]}: its mask planes GLINT are not LSST planes")
+    exp = Exposure(image=np.zeros((8, 8)), variance=np.ones((8, 8)),
+                   mask_planes=MaskPlanes({"BAD": 0, "GLINT": 4}))
+    info = read_info(write_exposure(exp, tmp_path / "e.fits"))
+    assert any(n.startswith("mask: planes GLINT are not LSST planes: their pixels are used as good")
+               for n in info.notes)

@@ -681,21 +681,6 @@ def _ltv(header, key: str, path: Path) -> int:
     return int(round(value))
 
 
-_REPORTED_PLANES: set[frozenset[str]] = set()
-
-
-def _report_unknown_planes(planes: MaskPlanes | None, path: Path) -> None:
-    """Warn, once a run for each set of names, about mask planes that are neither LSST's nor another
-    pipeline's name of one (`dcrcoadd.core.masks.PLANE_ALIASES`): no setting leaves their pixels out
-    unless the user names them."""
-    unknown = frozenset(n for n in (planes or {}) if n not in LSST_PLANES)
-    if unknown and unknown not in _REPORTED_PLANES:
-        _REPORTED_PLANES.add(unknown)
-        log.warning("%s: its mask planes %s are not LSST planes: their pixels are used as good unless a "
-                    "setting names them (coadd.bad_mask_planes); said once for the files that have them",
-                    path, ", ".join(sorted(unknown)))
-
-
 def _check_band_name(band_text: tuple[str, str], lam: float, bw: float, path: Path) -> None:
     """Refuse a filter name that gives a broad band by its letter (`band_letter`) while BANDLAM lies at
     another's: one of the two cards is wrong (``FILTER = 'lsst-r'`` over a g band's BANDLAM was refused
@@ -758,7 +743,10 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         planes = MaskPlanes.from_header(mask_hdu.header) if mask_hdu is not None else None
     except (TypeError, ValueError) as exc:
         raise InputError(f"invalid mask plane keywords in MASK header ({exc})", path) from None
-    _report_unknown_planes(planes, path)
+    unknown = sorted(n for n in (planes or {}) if n not in LSST_PLANES)
+    if unknown:  # (a note, not a warning: LSST's own warps carry CROSSTALK, VIGNETTED, SPIKE...)
+        notes.append(f"mask: planes {', '.join(unknown)} are not LSST planes: their pixels are used as good "
+                     "unless a setting names them (coadd.bad_mask_planes)")
     psf = None
     psf_hdu = None if layout.psf is None else hdul[layout.psf]
     if psf_hdu is not None and psf_hdu.data is not None:
