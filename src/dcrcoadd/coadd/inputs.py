@@ -579,7 +579,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         fingerprints.setdefault(stats.fingerprint, inp)
         log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)
         kept.append(inp)
-        blocks.append(stats.blocks)
+        # (a warp with its sky in it, or of constant pixels, has block sums that are no flux of sources)
+        blocks.append(stats.blocks if math.isfinite(stats.sky) and abs(stats.sky) <= MAX_SKY_SIGMA else None)
     kept = _check_flux_scales(kept, blocks, box, block, skipped)
     if not kept:
         details = "; ".join(f"{n}: {r}" for n, r in skipped)
