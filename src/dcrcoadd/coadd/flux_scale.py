@@ -178,12 +178,28 @@ def times(ratio: float) -> str:
     return f"{ratio:.0f}" if abs(ratio) >= 100 else f"{ratio:.3g}" if abs(ratio) >= 0.01 else f"{ratio:.1g}"
 
 
+def fluxes_against(scale: FluxScale, whose: str) -> str:
+    """``scale`` for a message: "its fluxes are 988 times <whose> (median of 13 bright blocks)"."""
+    return f"its fluxes are {times(scale.ratio)} times {whose} (median of {scale.n_blocks} bright blocks)"
+
+
+def calibration_looks_wrong(card: str | None, value: float) -> str:
+    """What is said of a flux calibration (``card``, ``value`` nJy per image unit) off by more than
+    `MAX_FLUX_RATIO`."""
+    return (f"its {card or 'flux calibration'} ({value:.6g} nJy per image unit) looks wrong: a zero point in "
+            "another unit, or for another exposure time?")
+
+
+#: What is said of fluxes off by more than `WARN_FLUX_RATIO` but within `MAX_FLUX_RATIO`.
+CHECK_CALIBRATION = "check its flux calibration (clouds that no calibration took out?)"
+
+
 def is_off(scale: FluxScale, factor: float = MAX_FLUX_RATIO) -> bool:
     """Whether ``scale`` is more than ``factor`` from 1, either way (at the default, `MAX_FLUX_RATIO`:
     the warp's flux calibration is wrong)."""
     return math.isfinite(scale.ratio) and not (1 / factor <= scale.ratio <= factor)
 
 
-__all__ = ["BRIGHT_SNR", "MAX_FLUX_RATIO", "MIN_BRIGHT_BLOCKS", "WARN_FLUX_RATIO", "BlockAccumulator",
-           "BlockFlux", "FluxScale", "block_size", "flux_ratio", "is_off", "times", "lattice_range",
-           "relative_flux_scales"]
+__all__ = ["BRIGHT_SNR", "CHECK_CALIBRATION", "MAX_FLUX_RATIO", "MIN_BRIGHT_BLOCKS", "WARN_FLUX_RATIO",
+           "BlockAccumulator", "BlockFlux", "FluxScale", "block_size", "calibration_looks_wrong",
+           "flux_ratio", "fluxes_against", "is_off", "lattice_range", "relative_flux_scales", "times"]

@@ -25,11 +25,14 @@ from astropy.coordinates import Angle
 from astropy.wcs import WCS
 
 from dcrcoadd.coadd.flux_scale import (
+    CHECK_CALIBRATION,
     MAX_FLUX_RATIO,
     WARN_FLUX_RATIO,
     BlockAccumulator,
     BlockFlux,
     block_size,
+    calibration_looks_wrong,
+    fluxes_against,
     is_off,
     relative_flux_scales,
     times,
@@ -620,9 +623,7 @@ def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None],
     for inp, _ in measured:
         s = scales[id(inp)]
         if is_off(s, WARN_FLUX_RATIO) and not is_off(s):
-            log.warning("%s: its fluxes are %s times the other warps' (median of %d bright blocks): check "
-                        "its flux calibration (clouds that no calibration took out?)", inp.name,
-                        times(s.ratio), s.n_blocks)
+            log.warning("%s: %s: %s", inp.name, fluxes_against(s, "the other warps'"), CHECK_CALIBRATION)
     if not off:
         return inputs
     uncalibrated = all(inp.info is not None and inp.info.flux_calibration is None for inp in inputs)
@@ -636,22 +637,16 @@ def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None],
                          f"({against}: {listing}), and too few agree to tell which are right: {cause}",
                          off[0][0].name)
     for inp, s in off:
-        reason = (f"its fluxes are {times(s.ratio)} times the other warps' (median of {s.n_blocks} bright "
-                  "blocks): " + ("none of the warps has a flux calibration, so their image units must "
-                                 "agree (another exposure time or gain? add FLUXCAL)" if uncalibrated else
-                                 f"its {_calibration_card(inp)} looks wrong: a zero point in another "
-                                 "unit, or for another exposure time?")
+        card = getattr(inp.info, "calibration_card", None)
+        reason = (fluxes_against(s, "the other warps'") + ": "
+                  + ("none of the warps has a flux calibration, so their image units must agree (another "
+                     "exposure time or gain? add FLUXCAL)" if uncalibrated else
+                     calibration_looks_wrong(card, inp.flux_calibration))
                   + (" Or clouds hid its sources." if s.ratio < 1 else ""))
         log.warning("skipping %s: %s", inp.name, reason)
         skipped.append((inp.name, reason))
     dropped = {id(inp) for inp, _ in off}
     return [inp for inp in inputs if id(inp) not in dropped]
-
-
-def _calibration_card(inp: CoaddInput) -> str:
-    """The card (and value) ``inp``'s flux calibration came from, for messages."""
-    card = getattr(inp.info, "calibration_card", None) or "flux calibration"
-    return f"{card} ({inp.flux_calibration:.6g} nJy per image unit)"
 
 
 def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> None:

@@ -87,7 +87,14 @@ import numpy as np
 from astropy.wcs import WCS
 from astropy.wcs.utils import pixel_to_pixel
 
-from dcrcoadd.coadd.flux_scale import WARN_FLUX_RATIO, flux_ratio, is_off, times
+from dcrcoadd.coadd.flux_scale import (
+    CHECK_CALIBRATION,
+    WARN_FLUX_RATIO,
+    calibration_looks_wrong,
+    flux_ratio,
+    fluxes_against,
+    is_off,
+)
 from dcrcoadd.coadd.inputs import measure_psf_across_dcr
 from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
@@ -748,15 +755,11 @@ def check_flux_against_template(science: Exposure, template: Exposure, source: s
         return
     fwhm = template.psf.fwhm if template.psf is not None else math.nan  # (in the science's pixels)
     scale = flux_ratio(science.image, template.image, good, float(np.mean(science.variance[good])), fwhm)
+    against = fluxes_against(scale, "its template's")
     if is_off(scale):
-        raise InputError(f"its fluxes are {times(scale.ratio)} times its template's (median of "
-                         f"{scale.n_blocks} bright blocks): its {card or 'flux calibration'} "
-                         f"({science.flux_calibration:.6g} nJy per image unit) looks wrong: a zero point in "
-                         "another unit, or for another exposure time?", source)
+        raise InputError(f"{against}: {calibration_looks_wrong(card, science.flux_calibration)}", source)
     if is_off(scale, WARN_FLUX_RATIO):
-        log.warning("%s: its fluxes are %s times its template's (median of %d bright blocks): check its "
-                    "flux calibration (clouds that no calibration took out?)", source, times(scale.ratio),
-                    scale.n_blocks)
+        log.warning("%s: %s: %s", source, against, CHECK_CALIBRATION)
 
 
 def _resolved(path: Path) -> Path:
