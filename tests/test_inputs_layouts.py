@@ -401,6 +401,58 @@ def test_des_single_epoch_image_reads_its_mask_bits_and_weight(tmp_path):
         read_info(tmp_path / "cut.fits")
 
 
+@pytest.mark.parametrize("name, to_plane", [("ERR", np.sqrt), ("IVAR", lambda v: 1.0 / v),
+                                             ("WEIGHT", lambda v: 1.0 / v)])
+def test_a_noise_plane_under_another_name_is_read_as_the_variance(tmp_path, caplog, name, to_plane):
+    # IMAGE and MASK with the noise as an ERR (sigma) or IVAR/WEIGHT (inverse variance) extension: the
+    # extension was ignored and the variance made from the whole image's scatter instead
+    from conftest import random_exposure
+    from dcrcoadd.io import write_exposure
+
+    exp = random_exposure(shape=(30, 40))
+    write_exposure(exp, tmp_path / "plain.fits")
+    with fits.open(tmp_path / "plain.fits") as hdul:
+        planes = [h.copy() for h in hdul]
+    noise = next(h for h in planes if h.name == "VARIANCE")
+    noise.data = to_plane(noise.data.astype(np.float64)).astype(np.float32)
+    noise.data[5, 6] = 0.0 if name == "ERR" else -1.0  # (unusable: BAD)
+    noise.name = name
+    fits.HDUList(planes).writeto(tmp_path / "noise.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        got = read_exposure(tmp_path / "noise.fits")
+    assert not caplog.records
+    good = np.ones(exp.image.shape, bool)
+    good[5, 6] = False
+    np.testing.assert_allclose(got.variance[good], exp.variance[good], rtol=1e-5)
+    assert got.mask_of("BAD")[5, 6] and not np.isfinite(got.variance[5, 6])
+    assert name in "\n".join(read_info(tmp_path / "noise.fits").notes)
+
+
+def test_an_image_with_its_err_plane_is_one_exposure_and_an_unknown_plane_is_reported(tmp_path, caplog):
+    from dcrcoadd.io.fits import ccd_extensions
+
+    cut = write_decam_cutout(tmp_path / "cutout.fits")
+    with fits.open(cut) as hdul:
+        primary, sci = hdul[0].copy(), hdul["N6"].copy()
+    err = np.full(sci.data.shape, 14.0, np.float32)
+    path = tmp_path / "sci_err.fits"
+    fits.HDUList([primary, fits.ImageHDU(sci.data, sci.header, name="SCI"),
+                  fits.ImageHDU(err, name="ERR")]).writeto(path)
+    assert ccd_extensions(path) == []  # (not two CCDs named SCI and ERR)
+    exp = read_exposure(path)
+    np.testing.assert_array_equal(exp.image, sci.data)
+    np.testing.assert_allclose(exp.variance, 196.0)
+    # an extension of the image's shape under a name that says nothing: its variance is made from the
+    # image, and the file is named in a warning
+    other = tmp_path / "sci_wht.fits"
+    with fits.open(tmp_path / "sci_err.fits") as hdul:
+        fits.HDUList([primary, fits.ImageHDU(sci.data, sci.header, name="IMAGE"),
+                      fits.ImageHDU(err, name="WHT")]).writeto(other)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        read_exposure(other)
+    assert "its WHT extension is not read" in caplog.text and "sci_wht.fits" in caplog.text
+
+
 def test_decam_cutout_reads_with_the_preset(tmp_path, caplog):
     path = write_decam_cutout(tmp_path / "c4d_190310_031200_ooi_g_v1_N6.fits")
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):

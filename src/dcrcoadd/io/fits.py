@@ -59,7 +59,7 @@ from dcrcoadd.io.pixels import (
 )
 from dcrcoadd.io.quality import check_mask_codes, dq_planes, resolve_codes
 from dcrcoadd.io.visitinfo import visit_from_cards
-from dcrcoadd.io.weights import companion_hdu, variance_from_weight, weight_path
+from dcrcoadd.io.weights import companion_hdu, variance_from_sigma, variance_from_weight, weight_path
 from dcrcoadd.physics.dcr import celestial_frame, sky_and_jacobian, to_icrs
 from dcrcoadd.physics.refraction import WAVELENGTH_RANGE_NM
 
@@ -172,7 +172,10 @@ class ExposureInfo:
     pixels : PixelModel
         Gain, saturation and seeing, for the planes the file lacks.
     weight_map : (Path, int) or None
-        The weight-map file and HDU that give the variance (``weights=``), when the file has none.
+        The weight-map file and HDU that give the variance (``weights=``, or an extension of the file
+        itself named as a noise plane: `INVERSE_VARIANCE_PLANES`, `SIGMA_PLANES`), when it has none.
+    weight_kind : str
+        What that map holds: ``"inverse variance"`` or ``"sigma"`` (a standard deviation).
     quality_map : (Path, int, str) or None
         The data-quality file, HDU and convention (`dcrcoadd.io.quality.resolve_codes`) that give
         mask planes (``masks=``), when the file has no mask.
@@ -207,6 +210,7 @@ class ExposureInfo:
     extensions: tuple[int, int | None, int | None] = (1, 2, 3)
     pixels: PixelModel = PixelModel()
     weight_map: tuple[Path, int] | None = None
+    weight_kind: str = "inverse variance"
     quality_map: tuple[Path, int, str] | None = None
     psf_origin: str | None = None
     direct: _DirectPlanes | None = None
@@ -358,6 +362,11 @@ def _open(path: Path) -> fits.HDUList:
 
 _IMAGE_HDUS = (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU)
 _PLANES = ("IMAGE", "MASK", "VARIANCE")
+#: EXTNAMEs other pipelines give the noise plane they write beside the image, read as its variance when
+#: the file has no VARIANCE: a standard deviation (HST's and JWST's ERR, ...) or an inverse variance
+#: (SDSS's IVAR, SWarp's and DESDM's weights). (HST's drizzled WHT is left out: it may hold exposure time.)
+SIGMA_PLANES = ("ERR", "ERROR", "SIGMA", "STDDEV", "NOISE", "RMS", "UNCERT")
+INVERSE_VARIANCE_PLANES = ("IVAR", "INVVAR", "WEIGHT", "WGT")
 
 
 @dataclass(frozen=True)
@@ -426,12 +435,17 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
     if "IMAGE" in roles:
         kind = "dcrcoadd" if "IMAGE" in by_name else "lsst-afw"
         return _Layout(kind, roles["IMAGE"], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
-                       roles.get("TRANSMISSION"))
+                       roles.get("TRANSMISSION"), _noise_plane(hdul, roles["IMAGE"], roles, set()))
     desdm = _desdm_planes(hdul)
     if desdm is not None:
         return _Layout("desdm", desdm["SCI"], None, None, roles.get("PSF"), roles.get("TRANSMISSION"),
                        {p: i for p, i in desdm.items() if p != "SCI"})
     images = _plain_images(hdul, set(roles.values()))
+    noise = [i for i in images if hdul[i].name.strip().upper() in (*SIGMA_PLANES, *INVERSE_VARIANCE_PLANES)]
+    if noise and len(images) - len(noise) == 1:  # (an image and its noise plane: one exposure)
+        image = next(i for i in images if i not in noise)
+        return _Layout("image", image, roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
+                       roles.get("TRANSMISSION"), _noise_plane(hdul, image, roles, set()))
     found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
     if not images:
         raise InputError(f"no IMAGE extension, and no other 2-D image in the file (found: {found})", path)
@@ -442,6 +456,22 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
                          "dcrcoadd warp or template, which read each of its CCDs", path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
+
+
+def _noise_plane(hdul: fits.HDUList, image: int, roles: dict[str, int], taken: set[int]) -> dict[str, int]:
+    """``{"WGT": i}`` or ``{"ERR": i}``: the first image HDU of the image's shape named as an inverse
+    variance or a standard deviation (`INVERSE_VARIANCE_PLANES`, `SIGMA_PLANES`), when the file has no
+    VARIANCE; ``{}`` otherwise."""
+    if "VARIANCE" in roles:
+        return {}
+    shape = tuple(hdul[image].shape)
+    for i in _plain_images(hdul, {image, *roles.values(), *taken}):
+        name = hdul[i].name.strip().upper()
+        if tuple(hdul[i].shape) == shape and name in INVERSE_VARIANCE_PLANES:
+            return {"WGT": i}
+        if tuple(hdul[i].shape) == shape and name in SIGMA_PLANES:
+            return {"ERR": i}
+    return {}
 
 
 def _desdm_planes(hdul: fits.HDUList) -> dict[str, int] | None:
@@ -481,7 +511,8 @@ def ccd_extensions(path: str | os.PathLike) -> list[str]:
         by_name, by_type = _roles(hdul, path)
         if "IMAGE" in by_name or "IMAGE" in by_type or _desdm_planes(hdul) is not None:
             return []
-        images = _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
+        images = [i for i in _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
+                  if hdul[i].name.strip().upper() not in (*SIGMA_PLANES, *INVERSE_VARIANCE_PLANES)]
         names = [hdul[i].name.strip().upper() for i in images]
         if len(images) < 2 or 0 in images or not all(names) or len(set(names)) < len(names):
             return []
@@ -783,10 +814,13 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     for plane, index in own.items():
         if tuple(int(n) for n in hdul[index].shape) != shape:
             raise InputError(f"its {plane} extension has shape {tuple(hdul[index].shape)}, SCI {shape}", path)
-    if "WGT" in own:
-        weight_map = (path, own["WGT"])
-        notes.append("variance: 1/weight from its WGT extension" + (" (its weight map is not used)"
-                                                                    if weights else ""))
+    weight_kind = "inverse variance"
+    if "WGT" in own or "ERR" in own:
+        weight_kind = "inverse variance" if "WGT" in own else "sigma"
+        weight_map = (path, own["WGT"] if "WGT" in own else own["ERR"])
+        ext = hdul[weight_map[1]].name.strip()
+        notes.append(("variance: 1/weight from its " if "WGT" in own else "variance: the square of its ")
+                     + f"{ext} extension" + (" (its weight map is not used)" if weights else ""))
     elif layout.variance is None and weights:
         wpath = weight_path(path, weights)
         weight_map = (wpath, companion_hdu(wpath, image_hdu.name.strip().upper(), shape, path)[0])
@@ -796,6 +830,12 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
             planes = planes.with_plane("BAD")
     elif layout.variance is None:
         gain = pixels.card("gain")
+        taken = {layout.image, layout.mask, *own.values()}
+        others = [_hdu_label(i, hdul[i]) for i in _plain_images(hdul, taken) if tuple(hdul[i].shape) == shape]
+        if others:  # (its noise, if one of them is, goes unread: say so, and how to name it)
+            warn_once(log, path, f"has no VARIANCE; its {', '.join(others)} extension is not read as one: "
+                      "its variance is made from the image's sky noise (name the extension VARIANCE, or "
+                      "ERR for a standard deviation, IVAR for an inverse variance)")
         notes.append("variance: none in the file; from the robust sky noise"
                      + (f" and {gain} (source shot noise)" if gain else " only (no GAIN: without the "
                         "sources' shot noise)"))
@@ -834,6 +874,7 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
         compressed=isinstance(image_hdu, fits.CompImageHDU), layout=layout.kind, instrument=name,
         calibration_card=None if calibration is None else calibration[1], notes=tuple(notes),
         extensions=(layout.image, layout.mask, layout.variance), pixels=pixels, weight_map=weight_map,
+        weight_kind=weight_kind,
         quality_map=None if quality_map is None else quality_map[:3],
         unlabelled_mask=unlabelled,
         psf_origin=psf_origin,
@@ -1045,7 +1086,8 @@ def _complete(info: ExposureInfo, region: Box, sl, image: np.ndarray, mask: np.n
     if variance is None and info.weight_map is not None:
         wpath, i_weight = info.weight_map
         weight = _companion_section(wpath, i_weight, sl, shape, "weight map", path, np.float32)
-        variance, unusable = variance_from_weight(weight)
+        to_variance = variance_from_sigma if info.weight_kind == "sigma" else variance_from_weight
+        variance, unusable = to_variance(weight)
         mask[unusable] |= np.uint32(info.mask_planes.value("BAD"))
     elif variance is None:
         sky, sigma = sky_statistics(path, info.extensions[0])

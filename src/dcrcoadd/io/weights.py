@@ -41,7 +41,8 @@ from astropy.io import fits
 
 from dcrcoadd.errors import ConfigError, InputError
 
-__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "companion_hdu", "variance_from_weight", "weight_path"]
+__all__ = ["WEIGHT_FIELDS", "check_weights_pattern", "companion_hdu", "variance_from_sigma",
+           "variance_from_weight", "weight_path"]
 
 #: The fields a weights pattern can use.
 WEIGHT_FIELDS = ("dir", "name", "stem", "ext")
@@ -173,6 +174,16 @@ def _image_hdus(path: Path) -> tuple[list[tuple[int, str, tuple[int, ...]]], dic
                 _LISTED.pop(next(iter(_LISTED)), None)
             _LISTED[key] = entry
     return entry
+
+
+def variance_from_sigma(sigma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(variance, bad)``: ``sigma²`` (float32, NaN where unusable) and where the standard deviation
+    is zero, negative or not finite."""
+    s = np.asarray(sigma, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.isfinite(s) & (s > 0))
+    variance = np.where(bad, np.nan, s * s)
+    return variance.astype(np.float32), bad
 
 
 def variance_from_weight(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
