@@ -552,3 +552,36 @@ def test_a_science_psf_that_cannot_be_fitted_is_kept_with_a_warning(caplog):
     assert template.psf_label == "science" and template.psf == science.psf
     assert "its PSF cannot be fitted against the model" in caplog.text
     assert "rendered at its own PSF" in caplog.text
+
+
+@pytest.mark.parametrize("plane, words", [
+    ("honest", None),
+    ("sigma", "1.6 sigma of its noise"),  # (noise 10, the plane holding 10: it scatters 3.16 times more)
+    ("times 100", "50 sigma of its noise"),
+    ("negative", "negative or not a number at 100 % of its pixels"),
+])
+def test_a_science_variance_that_is_not_its_noise_makes_no_difference_image(tmp_path, caplog, plane, words):
+    # the science VARIANCE becomes the difference's: held as sigma, 100x or negative, every 5-sigma
+    # detection on the difference was wrong by its factor (or it was all NaN), with exit status 0
+    import dataclasses
+
+    model = make_model()
+    model = dataclasses.replace(model, variance=model.variance * 1e-6)  # (a deep model: its noise is small)
+    model_path = model.write(tmp_path / "model.fits")
+    box = Box(ORIGIN[0], ORIGIN[1], SHAPE[1], SHAPE[0])
+    science = science_on(model, box)
+    science.image *= 10.0
+    science.image += make_template(model, science).image
+    science.variance = {"honest": 100.0, "sigma": 10.0, "times 100": 1e4, "negative": -100.0}[plane] \
+        * np.ones(box.shape)
+    path = write_exposure(science, tmp_path / "s.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model_path, [path], tmp_path / "out", diff=True)
+    if words is None:
+        assert outcome.ok and not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        return
+    assert not outcome.ok and words in outcome.error and str(path) in outcome.error
+    assert not any((tmp_path / "out").iterdir())  # (no template either: they are written together)
+    # a template alone does not use the science variance
+    [alone] = build_templates(model_path, [path], tmp_path / "alone")
+    assert alone.ok
