@@ -341,6 +341,15 @@ def _science_near_the_horizon(ws):
     return ws.template()
 
 
+def _science_variance_as_sigma(ws):
+    import numpy as np
+    from astropy.io import fits
+
+    with fits.open(ws.science, mode="update") as hdul:
+        hdul["VARIANCE"].data = np.sqrt(hdul["VARIANCE"].data)
+    return ws.template("--diff")
+
+
 def _truncated_model(ws):
     ws.model = ws.root / "model.fits"
     truncate(ws.model, 0.6)
@@ -412,6 +421,8 @@ CASES = [
     Case("template: science in another band", "refused", "band", _science_band),
     Case("template: science at airmass 15", "warned", "farther than the solver was validated",
          _science_near_the_horizon),
+    Case("template --diff: science VARIANCE holding sigma", "refused", "a VARIANCE plane holding sigma",
+         _science_variance_as_sigma),
     Case("template: truncated model file", "refused", "model.fits", _truncated_model),
     Case("template: model file without its WCS", "refused", "model.fits: model file is damaged",
          _model_without_wcs),
