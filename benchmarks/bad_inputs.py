@@ -108,7 +108,9 @@ def _write_set(directory: Path) -> tuple[Path, Path]:
         exp.image /= CALIBRATION
         exp.variance /= CALIBRATION**2
         write_exposure(exp, directory / "warps" / f"warp_{i}.fits")
-    science[0].flux_calibration = CALIBRATION
+    science[0].flux_calibration = CALIBRATION  # (in the warps' units: its template's fluxes match)
+    science[0].image /= CALIBRATION
+    science[0].variance /= CALIBRATION**2
     write_exposure(science[0], directory / "science" / "science.fits")
     return directory / "warps", directory / "science" / "science.fits"
 
