@@ -246,6 +246,18 @@ def test_science_in_another_band_is_an_input_error():
     make_template(model, science_on(model, box, bandpass=decam_g))
 
 
+@pytest.mark.parametrize("lam, width, warned", [(481.0, 148.0, False), (500.0, 150.0, True),
+                                                (478.0, 60.0, True)])
+def test_a_science_band_near_the_models_but_not_it_is_warned_about(caplog, lam, width, warned):
+    # 21 nm off, or 60 nm wide against 149: accepted in silence, while every source of another colour
+    # than the field's left a residual
+    model = make_model()
+    science = science_on(model, Box(110, 208, 30, 26), bandpass=Bandpass("x", lam * u.nm, width * u.nm))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        make_template(model, science)
+    assert ("is not the model's g" in caplog.text and "colour term" in caplog.text) == warned
+
+
 def test_science_without_visit_or_wcs_is_an_input_error():
     model = make_model()
     box = Box(110, 208, 30, 26)
