@@ -375,3 +375,25 @@ def test_an_output_directory_that_is_a_dangling_link_is_named_as_one(tmp_path, c
     assert status == 2
     assert_one_error_line(err, f"{out}: is a link to {tmp_path / 'gone'}, which does not exist")
     assert not (tmp_path / "gone").exists()
+
+
+def test_one_mistake_shared_by_many_files_is_shown_for_three_and_counted(tmp_path, capsys):
+    # every warp with HUMIDITY as a fraction printed its own warning (a hundred warps, a hundred lines)
+    from astropy.io import fits
+
+    def warps(directory):
+        paths = write_warps(directory, 7)
+        for i, path in enumerate(paths):
+            with fits.open(path, mode="update") as hdul:
+                hdul[0].header["HUMIDITY"] = 0.4 + 0.01 * i
+        return [str(p) for p in paths]
+
+    paths = warps(tmp_path / "w")
+    status, _, err = run(capsys, "info", *paths)
+    assert status == 0
+    shown = [line for line in err.splitlines() if "relative humidity" in line and "same as above" not in line]
+    assert len(shown) == 3 and paths[0] in shown[0]
+    assert "the same as above for 4 more files (HUMIDITY = 0.4 is taken as" in err and "-v shows each" in err
+    status, _, err = run(capsys, "-v", "info", *warps(tmp_path / "v"))
+    assert len([line for line in err.splitlines() if "relative humidity" in line]) == 7
+    assert "same as above" not in err

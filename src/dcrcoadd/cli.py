@@ -676,25 +676,57 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _WarnOnce(logging.Filter):
-    """Lets each distinct warning through once per command.
+    """Lets each distinct warning through once per command; on the console, one problem shared by many
+    files is shown for the first `REPEATS_SHOWN` of them and counted for the rest (`hidden`).
 
     A file's header is read at more than one step (a science file by the template's checks, then
     with its pixels; an exposure's bandpass by ``info``'s summary and by its subfilters), and a
-    warning about one of its cards would be printed at each. Other levels pass unchanged.
+    warning about one of its cards would be printed at each. A run of a hundred warps that all carry
+    one mistake (a HUMIDITY given as a fraction, a MASK without ``MP_`` cards) printed it a hundred
+    times. Other levels pass unchanged.
     """
 
-    def __init__(self) -> None:
+    #: Files shown per shared problem before the rest are counted.
+    REPEATS_SHOWN = 3
+
+    def __init__(self, collapse: bool = False) -> None:
         super().__init__()
         self._seen: set[tuple[str, str]] = set()
+        self._collapse = collapse
+        self._problems: dict[tuple[str, str], list] = {}  # kind -> [shown, hidden, an example]
 
     def filter(self, record: logging.LogRecord) -> bool:
         if record.levelno != logging.WARNING:
             return True
-        key = (record.name, record.getMessage())
+        message = record.getMessage()
+        key = (record.name, message)
         if key in self._seen:
             return False
         self._seen.add(key)
+        kind = _per_file_problem(message) if self._collapse else None
+        if kind is not None:
+            entry = self._problems.setdefault((record.name, kind), [0, 0, message])
+            if entry[0] >= self.REPEATS_SHOWN:
+                entry[1] += 1
+                return False
+            entry[0] += 1
         return True
+
+    def hidden(self) -> list[str]:
+        """One line per shared problem some of whose files were not shown."""
+        return [f"WARNING {name}: the same as above for {hidden} more file{'s' if hidden > 1 else ''} "
+                f"({example.split(': ', 1)[1][:60]}...; -v shows each)"
+                for (name, _), (_, hidden, example) in self._problems.items() if hidden]
+
+
+def _per_file_problem(message: str) -> str | None:
+    """The problem a warning ``FILE: TEXT`` reports, its numbers and file names left out, so that
+    files sharing one compare equal; None for a warning that names no file first."""
+    source, sep, text = message.partition(": ")
+    if not sep or " " in source or not re.search(r"\.(fits?|fts|fz|gz)(\[[^]]*\])?$", source, re.I):
+        return None
+    text = re.sub(r"\S+\.(fits?|fts|fz|gz)\b", "FILE", text, flags=re.I)
+    return re.sub(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?", "#", text)
 
 
 def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
@@ -705,7 +737,7 @@ def _configure_logging(verbosity: int, log_file: str | None = None) -> None:
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.WARNING - 10 * min(verbosity, 2))
     console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    console.addFilter(_WarnOnce())
+    console.addFilter(_WarnOnce(collapse=verbosity == 0))
     root.addHandler(console)
     if log_file:
         handler = logging.FileHandler(log_file)
@@ -787,6 +819,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        _report_hidden_warnings()
+
+
+def _report_hidden_warnings() -> None:
+    """Count on the console the warnings `_WarnOnce` held back as repeats of one problem."""
+    for handler in logging.getLogger("dcrcoadd").handlers:
+        for f in handler.filters:
+            if isinstance(f, _WarnOnce) and handler.level <= logging.WARNING:
+                for line in f.hidden():
+                    print(line, file=sys.stderr)
 
 
 def _discard_stdout() -> None:
