@@ -494,6 +494,8 @@ def test_a_utc_designator_overrides_timesys_and_an_mjd_in_milliseconds_is_named(
             h.remove(key, ignore_missing=True)
         h["TIMESYS"], h["DATE-AVG"] = "TAI", "2024-03-21T00:31:01Z"
     assert abs((read_info(path).visit.time - Time("2024-03-21T00:31:01", scale="utc")).sec) < 1e-3
+    # (and `info` says so: it said TAI)
+    assert "time: DATE-AVG (mid-exposure, UTC, by its 'Z'; TIMESYS says TAI)" in read_info(path).notes
     with fits.open(path, mode="update") as hdul:
         del hdul[0].header["DATE-AVG"]
         hdul[0].header["MJD-AVG"] = 60390.02 * 86400e3

@@ -299,11 +299,15 @@ def _time(cards: Cards, exptime: tuple[float, str] | None, notes: list[str]) -> 
         time, card = found
         if mid:
             _check_start_against_middle(cards, scale, time, card, exptime)
+        # (the scale the card was read in: a 'Z' ending says UTC whatever TIMESYS says)
+        used = time.scale.upper()
+        if time.scale != scale:
+            used += f", by its 'Z'; TIMESYS says {scale.upper()}"
         if mid or card in cards.preset.mid_exposure:
-            notes.append(f"time: {card} (mid-exposure, {scale.upper()})")
+            notes.append(f"time: {card} (mid-exposure, {used})")
         elif exptime is not None:
             time = time + TimeDelta(exptime[0] / 2.0, format="sec")
-            notes.append(f"time: {card} + {exptime[1]}/2 ({scale.upper()})")
+            notes.append(f"time: {card} + {exptime[1]}/2 ({used})")
         else:
             notes.append(f"time: {card}, the start of the exposure (no EXPTIME to reach its middle)")
         return time, card
