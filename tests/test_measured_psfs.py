@@ -360,7 +360,7 @@ def test_a_science_psf_from_a_file_is_fitted_against_a_model_of_measured_psfs(fi
     narrow = dataclasses.replace(science, psf=Psf.gaussian(fwhm=0.9 * model.psf.fwhm))
     with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
         template = make_template(model, narrow)
-    assert template.psf.fwhm > model.psf.fwhm and "narrower" not in caplog.text
+    assert template.psf.fwhm > model.psf.fwhm and "narrower than the model's reference" not in caplog.text
 
 
 def test_a_model_with_psfs_from_the_files_takes_a_science_psf_as_it_is(field):
@@ -422,3 +422,30 @@ def test_fit_leaves_out_a_single_bright_stars_footprint_whole():
     where = fit.radius < 0.2
     np.testing.assert_allclose(fit.values[where], np.exp(-2 * np.pi**2 * 1.2**2 * fit.radius[where] ** 2),
                                atol=0.08)
+
+
+@pytest.mark.parametrize("factor", [2.0, 0.5])
+def test_a_given_psf_that_is_not_its_stars_is_replaced_by_theirs(field, caplog, factor):
+    """A PSF extension twice too wide (an oversampled PSF image) or half as wide as the stars was used
+    as it is, in silence: the PSF-aware model fitted that warp with the wrong blur. It is now the
+    stars' PSF, fitted against the model as other measured PSFs are; the others are kept."""
+    from dcrcoadd.coadd.inputs import prepare_inputs
+    from dcrcoadd.template.build import make_template
+
+    warps = list(field.warps[:6])
+    true = warps[2].psf
+    warps[2] = dataclasses.replace(warps[2], psf=Psf.gaussian(fwhm=factor * true.fwhm))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        inputs = prepare_inputs(warps, Config()).inputs
+    assert [i.psf_origin for i in inputs] == ["input", "input", "measured", "input", "input", "input"]
+    assert inputs[2].psf.fwhm == pytest.approx(true.fwhm, rel=0.1)
+    assert ("times wider" if factor > 1 else "times narrower") in caplog.text
+    assert sum("an oversampled PSF image" in r.getMessage() for r in caplog.records) == 1
+    # a science exposure's is fitted against a PSF-aware model from its stars' instead
+    from dcrcoadd.dcr.assemble import assemble_dcr_coadd
+
+    model = assemble_dcr_coadd(field.warps[:6], Config()).model
+    science = dataclasses.replace(field.warps[6], psf=Psf.gaussian(fwhm=factor * field.warps[6].psf.fwhm))
+    template = make_template(model, science)
+    assert template.psf_label == "science-fitted"
+    assert template.psf.fwhm == pytest.approx(field.warps[6].psf.fwhm, rel=0.1)

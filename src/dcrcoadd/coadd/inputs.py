@@ -589,6 +589,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         details = "; ".join(f"{n}: {r}" for n, r in skipped)
         raise InputError(f"no warp has usable pixels in {box} ({details})")
     if config.inputs.measure_psf:
+        check_psfs_against_stars(kept, box, bad)
         measure_missing_psfs(kept, box, bad)
     if config.artifacts.enabled:
         for inp in kept:
@@ -686,8 +687,68 @@ def measure_missing_psfs(inputs: Sequence[CoaddInput], box: Box, bad: int) -> No
             log.warning("%s: no PSF extension, and none could be measured from its stars (%s)", inp.name, why)
 
 
-def measure_psf_across_dcr(exposure: Exposure, bandpass: Bandpass | None, bad: np.ndarray, name: str) -> Psf:
-    """The PSF of ``exposure``'s bright isolated stars in 25-px stamps, measured across its DCR
+#: A given PSF whose FWHM is this many times its stars' (measured across the DCR direction), or less
+#: than its inverse, is not the exposure's (an oversampled PSF image, another exposure's). On the
+#: scenario fields (`benchmarks.scenarios`' 256² simulations, seeing to 1.6"), no true PSF of the 486
+#: warps of seeds 1-3 is flagged (within 0.98-1.12 of their stars' where measured), and PSFs twice too
+#: wide or too narrow are on 112 of seed 1's 162 (the others have too few isolated stars to tell).
+PSF_STAR_MISMATCH = 1.5
+#: The largest square (px a side) about a region's centre whose stars `psf_against_stars` measures.
+PSF_CHECK_SIZE = 1024
+
+
+def central_box(box: Box, size: int = PSF_CHECK_SIZE) -> Box:
+    """The part of ``box`` at most ``size`` px a side about its centre."""
+    width, height = min(box.width, size), min(box.height, size)
+    return Box(box.x0 + (box.width - width) // 2, box.y0 + (box.height - height) // 2, width, height)
+
+
+def psf_against_stars(exposure: Exposure, psf: Psf, bandpass: Bandpass | None, bad: np.ndarray,
+                      name: str) -> Psf | None:
+    """The PSF of ``exposure``'s stars (`measure_psf_across_dcr`) when ``psf``'s FWHM is more than
+    `PSF_STAR_MISMATCH` times theirs either way, with a warning; None when the two agree or too few
+    stars are isolated to tell."""
+    # stamps of at least 5 FWHM of the stars: 25-px ones cut the wings of an 8-px seeing, whose stars
+    # then measured 1.22 times narrower than their PSF (sized from the given PSF instead, a wide one
+    # left too few isolated stars to tell)
+    size, measured = 25, None
+    for _ in range(3):
+        try:
+            measured = measure_psf_across_dcr(exposure, bandpass, bad, name, size=size)
+        except ValueError:
+            return None  # (too few isolated stars, at this size: it cannot tell)
+        if 5 * measured.fwhm <= size:
+            break
+        size = 2 * math.ceil(2.5 * measured.fwhm) + 1
+    else:
+        return None
+    ratio = psf.fwhm / measured.fwhm
+    if 1 / PSF_STAR_MISMATCH <= ratio <= PSF_STAR_MISMATCH:
+        return None
+    log.warning("%s: its PSF (FWHM %.2f px) is %.2g times %s than its stars' (%.2f px, measured across the "
+                "DCR direction): an oversampled PSF image, or another exposure's? Its stars' PSF is used "
+                "instead", name, psf.fwhm, max(ratio, 1 / ratio), "wider" if ratio > 1 else "narrower",
+                measured.fwhm)
+    return measured
+
+
+def check_psfs_against_stars(inputs: Sequence[CoaddInput], box: Box, bad: int) -> None:
+    """Replace each given PSF (`GIVEN_PSF_ORIGINS`) that `psf_against_stars` finds is not its warp's
+    by the measured one (to be fitted against the DCR model, as other measured PSFs are); the stars
+    are those of the central `PSF_CHECK_SIZE` px of ``box``."""
+    for inp in inputs:
+        region = central_box(box.intersection(inp.bbox))
+        if inp.psf is None or inp.psf_origin not in GIVEN_PSF_ORIGINS or region.is_empty:
+            continue
+        exp = inp.read(region)
+        measured = psf_against_stars(exp, inp.psf, inp.bandpass, (exp.mask & bad) != 0, inp.name)
+        if measured is not None:
+            inp.psf, inp.psf_origin = measured, "measured"
+
+
+def measure_psf_across_dcr(exposure: Exposure, bandpass: Bandpass | None, bad: np.ndarray, name: str,
+                           size: int = 25) -> Psf:
+    """The PSF of ``exposure``'s bright isolated stars in ``size``-px stamps, measured across its DCR
     direction (`dcrcoadd.ops.psf_measure.measure_psf`; stacked the usual way, without the DCR
     geometry). ``bad``: pixels no stamp may touch. Raises ValueError when too few stars qualify."""
     direction = None
@@ -696,7 +757,7 @@ def measure_psf_across_dcr(exposure: Exposure, bandpass: Bandpass | None, bad: n
             direction = dcr_direction(exposure.visit.completed(), exposure.wcs, bandpass)
         except (InputError, ValueError) as exc:
             log.info("%s: no DCR direction for its PSF measurement (%s)", name, exc)
-    return measure_psf(exposure.image, exposure.variance, bad, size=25, dcr_direction=direction)
+    return measure_psf(exposure.image, exposure.variance, bad, size=size, dcr_direction=direction)
 
 
 def _weight(inp: CoaddInput, overlaps: bool, mean_var: float | None, box: Box,

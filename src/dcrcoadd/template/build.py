@@ -95,7 +95,7 @@ from dcrcoadd.coadd.flux_scale import (
     fluxes_against,
     is_off,
 )
-from dcrcoadd.coadd.inputs import measure_psf_across_dcr
+from dcrcoadd.coadd.inputs import central_box, measure_psf_across_dcr, psf_against_stars
 from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
@@ -342,6 +342,10 @@ def _science_psf(science: Exposure, given: Psf | None, source: str, bandpass) ->
         if given is not None:
             log.warning("%s: the given PSF (--psf-fwhm) is not used: the file carries its own (FWHM %.2f px)",
                         source, science.psf.fwhm)
+        cut = science[central_box(science.bbox)]
+        measured = psf_against_stars(cut, science.psf, bandpass, cut.mask_of(*SCIENCE_BAD_PLANES), source)
+        if measured is not None:  # (not its PSF: its stars' is fitted against the model instead)
+            return measured, "measured"
         return science.psf, "file"
     if given is not None:
         log.info("%s: no PSF in the file; using the given PSF of FWHM %.2f px", source, given.fwhm)
