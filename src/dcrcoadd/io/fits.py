@@ -367,6 +367,7 @@ _PLANES = ("IMAGE", "MASK", "VARIANCE")
 #: (SDSS's IVAR, SWarp's and DESDM's weights). (HST's drizzled WHT is left out: it may hold exposure time.)
 SIGMA_PLANES = ("ERR", "ERROR", "SIGMA", "STDDEV", "NOISE", "RMS", "UNCERT")
 INVERSE_VARIANCE_PLANES = ("IVAR", "INVVAR", "WEIGHT", "WGT")
+_NOISE_PLANES = (*SIGMA_PLANES, *INVERSE_VARIANCE_PLANES)
 
 
 @dataclass(frozen=True)
@@ -435,17 +436,17 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
     if "IMAGE" in roles:
         kind = "dcrcoadd" if "IMAGE" in by_name else "lsst-afw"
         return _Layout(kind, roles["IMAGE"], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
-                       roles.get("TRANSMISSION"), _noise_plane(hdul, roles["IMAGE"], roles, set()))
+                       roles.get("TRANSMISSION"), _noise_plane(hdul, roles["IMAGE"], roles))
     desdm = _desdm_planes(hdul)
     if desdm is not None:
         return _Layout("desdm", desdm["SCI"], None, None, roles.get("PSF"), roles.get("TRANSMISSION"),
                        {p: i for p, i in desdm.items() if p != "SCI"})
     images = _plain_images(hdul, set(roles.values()))
-    noise = [i for i in images if hdul[i].name.strip().upper() in (*SIGMA_PLANES, *INVERSE_VARIANCE_PLANES)]
+    noise = [i for i in images if hdul[i].name.strip().upper() in _NOISE_PLANES]
     if noise and len(images) - len(noise) == 1:  # (an image and its noise plane: one exposure)
         image = next(i for i in images if i not in noise)
         return _Layout("image", image, roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
-                       roles.get("TRANSMISSION"), _noise_plane(hdul, image, roles, set()))
+                       roles.get("TRANSMISSION"), _noise_plane(hdul, image, roles))
     found = ", ".join(_hdu_label(i, h) for i, h in enumerate(hdul)) or "none"
     if not images:
         raise InputError(f"no IMAGE extension, and no other 2-D image in the file (found: {found})", path)
@@ -458,19 +459,17 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
                    roles.get("TRANSMISSION"))
 
 
-def _noise_plane(hdul: fits.HDUList, image: int, roles: dict[str, int], taken: set[int]) -> dict[str, int]:
+def _noise_plane(hdul: fits.HDUList, image: int, roles: dict[str, int]) -> dict[str, int]:
     """``{"WGT": i}`` or ``{"ERR": i}``: the first image HDU of the image's shape named as an inverse
     variance or a standard deviation (`INVERSE_VARIANCE_PLANES`, `SIGMA_PLANES`), when the file has no
     VARIANCE; ``{}`` otherwise."""
     if "VARIANCE" in roles:
         return {}
     shape = tuple(hdul[image].shape)
-    for i in _plain_images(hdul, {image, *roles.values(), *taken}):
+    for i in _plain_images(hdul, {image, *roles.values()}):
         name = hdul[i].name.strip().upper()
-        if tuple(hdul[i].shape) == shape and name in INVERSE_VARIANCE_PLANES:
-            return {"WGT": i}
-        if tuple(hdul[i].shape) == shape and name in SIGMA_PLANES:
-            return {"ERR": i}
+        if tuple(hdul[i].shape) == shape and name in _NOISE_PLANES:
+            return {"WGT" if name in INVERSE_VARIANCE_PLANES else "ERR": i}
     return {}
 
 
@@ -512,7 +511,7 @@ def ccd_extensions(path: str | os.PathLike) -> list[str]:
         if "IMAGE" in by_name or "IMAGE" in by_type or _desdm_planes(hdul) is not None:
             return []
         images = [i for i in _plain_images(hdul, set(by_name.values()) | set(by_type.values()))
-                  if hdul[i].name.strip().upper() not in (*SIGMA_PLANES, *INVERSE_VARIANCE_PLANES)]
+                  if hdul[i].name.strip().upper() not in _NOISE_PLANES]
         names = [hdul[i].name.strip().upper() for i in images]
         if len(images) < 2 or 0 in images or not all(names) or len(set(names)) < len(names):
             return []
@@ -814,9 +813,8 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     for plane, index in own.items():
         if tuple(int(n) for n in hdul[index].shape) != shape:
             raise InputError(f"its {plane} extension has shape {tuple(hdul[index].shape)}, SCI {shape}", path)
-    weight_kind = "inverse variance"
+    weight_kind = "inverse variance" if "ERR" not in own else "sigma"
     if "WGT" in own or "ERR" in own:
-        weight_kind = "inverse variance" if "WGT" in own else "sigma"
         weight_map = (path, own["WGT"] if "WGT" in own else own["ERR"])
         ext = hdul[weight_map[1]].name.strip()
         notes.append(("variance: 1/weight from its " if "WGT" in own else "variance: the square of its ")
