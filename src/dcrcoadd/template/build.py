@@ -807,7 +807,7 @@ def science_noise_ratio(science: Exposure, template: Exposure) -> float:
     planes = science.mask_planes.merged(template.mask_planes)
     mask = planes.translate(science.mask, science.mask_planes) | planes.translate(template.mask,
                                                                                    template.mask_planes)
-    bad = planes.value_if_present(("NO_DATA", "BAD", "SAT", "CR", "EDGE"))
+    bad = planes.value_if_present(SCIENCE_BAD_PLANES + ("EDGE",))
     scale = template.flux_calibration / science.flux_calibration
     residual = science.image - scale * template.image
     with np.errstate(invalid="ignore"):
