@@ -352,6 +352,14 @@ def _science_variance_as_sigma(ws):
     return ws.template("--diff")
 
 
+def _science_with_its_sky(ws):
+    from astropy.io import fits
+
+    with fits.open(ws.science, mode="update") as hdul:
+        hdul["IMAGE"].data = hdul["IMAGE"].data + 1000.0
+    return ws.template("--diff")
+
+
 def _truncated_model(ws):
     ws.model = ws.root / "model.fits"
     truncate(ws.model, 0.6)
@@ -425,6 +433,8 @@ CASES = [
          _science_near_the_horizon),
     Case("template --diff: science VARIANCE holding sigma", "refused", "a VARIANCE plane holding sigma",
          _science_variance_as_sigma),
+    Case("template --diff: science not sky-subtracted", "warned", "does not look sky-subtracted",
+         _science_with_its_sky),
     Case("template: truncated model file", "refused", "model.fits", _truncated_model),
     Case("template: model file without its WCS", "refused", "model.fits: model file is damaged",
          _model_without_wcs),

@@ -598,3 +598,21 @@ def test_a_science_variance_that_is_not_its_noise_makes_no_difference_image(tmp_
     # a template alone does not use the science variance
     [alone] = build_templates(model_path, [path], tmp_path / "alone")
     assert alone.ok
+
+
+def test_a_science_exposure_with_its_sky_is_warned_about_not_blamed_on_its_calibration(tmp_path, caplog):
+    # a pedestal of 100 sigma made the flux check read the science as 59x its template's and refuse it,
+    # naming its FLUXCAL
+    import dataclasses
+
+    model = make_model()
+    model = dataclasses.replace(model, variance=model.variance * 1e-6)
+    box = Box(ORIGIN[0], ORIGIN[1], SHAPE[1], SHAPE[0])
+    science = science_on(model, box)
+    science.image = 10.0 * science.image + make_template(model, science).image + 1000.0
+    science.variance = 100.0 * np.ones(box.shape)
+    path = write_exposure(science, tmp_path / "s.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model.write(tmp_path / "model.fits"), [path], tmp_path / "out", diff=True)
+    assert outcome.ok and "does not look sky-subtracted" in caplog.text and "FLUXCAL" not in caplog.text
+    assert "its difference image carries its sky" in caplog.text

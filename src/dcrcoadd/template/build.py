@@ -95,7 +95,7 @@ from dcrcoadd.coadd.flux_scale import (
     fluxes_against,
     is_off,
 )
-from dcrcoadd.coadd.inputs import central_box, measure_psf_across_dcr, psf_against_stars
+from dcrcoadd.coadd.inputs import MAX_SKY_SIGMA, central_box, measure_psf_across_dcr, psf_against_stars
 from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
@@ -861,6 +861,21 @@ def _check_science_variance(science: Exposure, source: str) -> None:
                          source)
 
 
+def _sky_in_sigma(science: Exposure) -> float:
+    """Median of ``image / sqrt(variance)`` over the science exposure's good pixels, in units of its
+    interquartile scatter: about 0 when its sky is subtracted (NaN with under 1000 good pixels)."""
+    bad = science.mask_planes.value_if_present(SCIENCE_BAD_PLANES + ("EDGE",))
+    with np.errstate(invalid="ignore"):
+        good = np.isfinite(science.image) & (science.variance > 0) & ((science.mask & np.uint32(bad)) == 0)
+    index = np.flatnonzero(good)
+    if index.size < 1000:
+        return math.nan
+    index = index[:: max(1, index.size // _NOISE_SAMPLES)]
+    snr = science.image.reshape(-1)[index] / np.sqrt(science.variance.reshape(-1)[index].astype(np.float64))
+    scatter = _iqr_sigma(snr)
+    return float(np.median(snr) / scatter) if scatter > 0 else math.nan
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.resolve()
@@ -992,7 +1007,14 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=source, psf=psf,
                                      given_psf=given, fit_psf=fit_psf)
-            check_flux_against_template(science, template, source, info.calibration_card)
+            sky = _sky_in_sigma(science)
+            if abs(sky) > MAX_SKY_SIGMA:  # (its block sums hold its sky: no flux check can be made)
+                log.warning("%s: its median is %.1f times its pixel noise %s 0: it does not look "
+                            "sky-subtracted; %s (subtract the background first)", source, abs(sky),
+                            "above" if sky > 0 else "below",
+                            "its difference image carries its sky" if diff else "the template has none")
+            else:
+                check_flux_against_template(science, template, source, info.calibration_card)
             if diff:  # (checked before anything is written)
                 check_science_noise(science, template, source)
             written.append(template_path := write_template(template, outputs[0]))
