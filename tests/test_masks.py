@@ -155,8 +155,11 @@ def test_other_pipelines_plane_names_are_read_as_the_lsst_planes():
     planes = MaskPlanes.from_header({"MP_SATURATED": 1, "MP_BADPIX": 0, "MP_NODATA": 8, "MP_COSMICRAY": 3,
                                      "MP_DETECTED": 5})
     assert dict(planes) == {"SAT": 1, "BAD": 0, "NO_DATA": 8, "CR": 3, "DETECTED": 5}
-    # (a header with both names keeps both)
-    assert dict(MaskPlanes.from_header({"MP_SAT": 1, "MP_SATURATED": 2})) == {"SAT": 1, "SATURATED": 2}
+    # both names on one bit agree (they were refused as two planes sharing a bit); on two bits, which
+    # one holds the saturated pixels cannot be known (the alias's were used as good data, in silence)
+    assert dict(MaskPlanes.from_header({"MP_SAT": 1, "MP_SATURATED": 1})) == {"SAT": 1}
+    with pytest.raises(ValueError, match="MP_SAT = 1 and MP_SATURATED = 2 are two bits for one plane"):
+        MaskPlanes.from_header({"MP_SAT": 1, "MP_SATURATED": 2})
 
 
 def test_planes_that_are_no_lsst_plane_are_noted_by_info(tmp_path):

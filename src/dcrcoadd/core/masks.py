@@ -162,9 +162,18 @@ class MaskPlanes(Mapping[str, int]):
     @classmethod
     def from_header(cls, header: Mapping[str, object]) -> MaskPlanes | None:
         """Planes from ``MP_<NAME>`` cards, or None when the header has none. A plane under another
-        pipeline's name of an LSST plane (`PLANE_ALIASES`) gets the LSST name, unless the header has
-        that plane too."""
+        pipeline's name of an LSST plane (`PLANE_ALIASES`) gets the LSST name; with that plane in the
+        header too, it is dropped when both name one bit and refused (ValueError) otherwise: which bit
+        holds, say, the saturated pixels cannot be known (the alias's bit was used as good data)."""
         bits = {str(k)[3:].upper(): int(v) for k, v in header.items() if str(k).startswith("MP_")}
-        for name in [n for n in bits if n in PLANE_ALIASES and PLANE_ALIASES[n] not in bits]:
-            bits[PLANE_ALIASES[name]] = bits.pop(name)
+        for name in [n for n in bits if n in PLANE_ALIASES]:
+            lsst = PLANE_ALIASES[name]
+            if lsst not in bits:
+                bits[lsst] = bits.pop(name)
+            elif bits[lsst] == bits[name]:
+                del bits[name]
+            else:
+                raise ValueError(f"MP_{lsst} = {bits[lsst]} and MP_{name} = {bits[name]} are two bits for "
+                                 f"one plane ({name} is another name of {lsst}); keep the card of the bit "
+                                 "that holds those pixels")
         return cls(bits) if bits else None
