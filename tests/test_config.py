@@ -51,6 +51,8 @@ def test_toml_round_trip(comments):
     ("dcr.iterative.model_weights_width=-1", "dcr.iterative.model_weights_width"),
     ("coadd.statistic=MODE", "statistic"),
     ("dcr.image_interp_order=2", "dcr.image_interp_order"),
+    # (a subregion of 1 px ran for more than 300 s on a 128-px field: its DCR buffer is 48 px)
+    ("coadd.subregion_size=[1,1]", "coadd.subregion_size must be at least 8"),
 ])
 def test_validation_names_the_field(override, field):
     config = apply_override(Config(), override)

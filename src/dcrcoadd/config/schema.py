@@ -191,8 +191,8 @@ class CoaddConfig:
     threshold. LSST ``maskPropagationThresholds`` (``{SAT: 0.1}``)."""
 
     subregion_size: tuple[int, int] = (2000, 2000)
-    """Width, height (pixels) of the subregions stacked at a time; bounds memory.
-    LSST ``subregionSize`` ((2000, 2000))."""
+    """Width, height (pixels) of the subregions stacked at a time; bounds memory. At least 8: each
+    DCR subregion is solved with a buffer of up to 48 px round it. LSST ``subregionSize`` ((2000, 2000))."""
 
     do_interp: bool = True
     """Interpolate over NO_DATA pixels of the final coadd (flagged INTRP, variance set to

@@ -24,6 +24,10 @@ STACK_STATISTICS = ("MEAN", "MEANCLIP", "MEDIAN")
 #: `DcrConfig` field of the same name).
 SOLVER_NAMES = ("iterative", "exact")
 
+#: Smallest side of ``coadd.subregion_size`` (pixels): below it a subregion is mostly the buffer its
+#: DCR solve reads round it, and [1, 1] (a count of subregions?) would run for hours on a CCD.
+MIN_SUBREGION = 8
+
 
 def _unique_upper(names) -> list[str]:
     out: list[str] = []
@@ -128,6 +132,11 @@ def validate_coadd(c: CoaddConfig, prefix: str = "coadd") -> None:
         _fail(p + "subregion_size", "must be [width, height]", size)
     for v in size:
         _check_number(p + "subregion_size", v, integer=True, lo=1)
+    if min(size) < MIN_SUBREGION:
+        # (each DCR subregion is solved with a buffer of up to 48 px round it: [1, 1] ran for more
+        # than 300 s on a 128-px field, where [2000, 2000] takes seconds)
+        _fail(p + "subregion_size",
+              f"must be at least {MIN_SUBREGION} pixels a side (pixels, not a number of subregions)", size)
     for flag in ("do_interp", "do_airmass_weight", "do_mask_bright_objects"):
         _check_bool(p + flag, getattr(c, flag))
     _check_planes(p + "bright_object_mask_name", [c.bright_object_mask_name])
