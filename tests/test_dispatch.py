@@ -20,6 +20,11 @@ def test_tiles_cover_the_patch_row_by_row_with_clipped_buffers():
     assert all(t.buffered == t.box for t in tiles(patch, 16))
     with pytest.raises(ValueError):
         tiles(patch, 16, buffer=-1)
+    # a box cut from a larger grid: the same tiles, their buffers reaching beyond it (the DCR stage's
+    # margin), clipped to where there are data
+    grown = tiles(patch, (20, 16), buffer=3, within=Box(0, 0, 56, 100))
+    assert [t.box for t in grown] == [t.box for t in parts]
+    assert grown[0].buffered == Box(2, 4, 26, 22) and grown[5].buffered == Box(42, 20, 14, 20)
 
 
 def test_even_tiles_split_each_side_into_equal_parts_without_thin_strips():

@@ -100,3 +100,24 @@ def test_a_solve_that_cannot_converge_is_warned_about(field, caplog):
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
         run(warps, "exact")  # (consistent warps converge: no warning)
     assert not any("did not converge" in r.getMessage() for r in caplog.records)
+
+
+def test_a_box_is_solved_with_the_warps_beyond_its_edge(field):
+    # a box (--box, a survey patch) is a cut of the sky, not an edge of the data: its border is solved
+    # from the warps around it. Measured without the margin on this box: DCR coadd 1.8 % of the
+    # peak off, subfilters up to 4.1 % (12 % on the probe's field); with it, 0
+    from dcrcoadd.core.geom import Box
+
+    _, warps, _ = field
+    config = Config()
+    whole = assemble_dcr_coadd(warps, config)
+    box = Box(10, 10, 64, 48)
+    cut = assemble_dcr_coadd(warps, config, bbox=box)
+    assert cut.coadd.bbox == box == cut.model.bbox == cut.baseline.coadd.bbox
+    assert cut.n_image.shape == cut.subfilter_n_images.shape[1:] == box.shape
+    reference = whole.coadd.subexposure(box).image
+    assert np.abs(cut.coadd.image - reference).max() < 1e-3 * np.abs(reference).max()
+    for k in range(len(cut.model)):
+        np.testing.assert_allclose(cut.model[k], whole.model.region(box)[k],
+                                   atol=1e-3 * np.abs(whole.model[k]).max())
+

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from astropy.table import Table
@@ -68,6 +68,9 @@ class CoaddResult:
     skipped : list of (str, str)
         Warps left out and why.
     config : Config
+    region : Box or None
+        The box asked for, when the coadd reaches beyond it (``margin`` of `assemble_coadd`: pixels
+        the DCR stage reads as its tiles' buffer); `cropped` cuts the coadd to it.
     """
 
     coadd: Exposure
@@ -78,6 +81,21 @@ class CoaddResult:
     best_seeing: np.ndarray | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     config: Config | None = None
+    region: Box | None = None
+
+    @property
+    def output_box(self) -> Box:
+        """The box of the coadd asked for: ``coadd.bbox`` less any margin."""
+        return self.region if self.region is not None else self.coadd.bbox
+
+    def cropped(self) -> CoaddResult:
+        """This coadd over `output_box` only (views of its arrays)."""
+        if self.region is None:
+            return self
+        box = self.region
+        masks = [m and m.restricted(box) for m in self.artifact_masks]
+        return replace(self, coadd=self.coadd.subexposure(box),
+                       n_image=self.n_image[box.slices(self.coadd.bbox)], artifact_masks=masks, region=None)
 
     def inputs_table(self) -> Table:
         """The inputs as a table: name, visit, weight, scale, airmass, parallactic angle, PSF FWHM
@@ -132,7 +150,7 @@ def process_results(exposure: Exposure, settings: CoaddConfig) -> None:
         log.info("applied %d bright-object masks (%d pixels)", len(table), n)
 
 
-def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = None,
+def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = None, margin: int = 0,
                    mapper: Mapper | None = None) -> CoaddResult:
     """Coadd warps into a baseline coadd (LSST ``CompareWarpAssembleCoaddTask``, or
     ``AssembleCoaddTask`` with ``config.artifacts.enabled = False``).
@@ -145,6 +163,9 @@ def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = No
         Validated here; default `Config()`.
     bbox : Box, optional
         Coadd region in the parent grid; default the union of the warps.
+    margin : int
+        Coadd up to this many pixels beyond ``bbox`` too, where the warps have data (the result's
+        ``region`` is then ``bbox``; `CoaddResult.cropped` cuts it).
     mapper : Mapper, optional
         Runs the weights, compare-warp and stacking tasks (`dcrcoadd.parallel`); default serial.
         Every mapper gives the same coadd bit for bit.
@@ -164,7 +185,7 @@ def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = No
     config.validate()
     c = config.coadd
     tile_size = tuple(c.subregion_size)
-    prep = prepare_inputs(warps, config, bbox=bbox, mapper=mapper)
+    prep = prepare_inputs(warps, config, bbox=bbox, margin=margin, mapper=mapper)
     box, planes, inputs = prep.bbox, prep.planes, prep.inputs
     log.info("assembling %d warps over %s (%d skipped)", len(inputs), box, len(prep.skipped))
     bad = planes.value_if_present(config.effective_bad_mask_planes())
@@ -192,7 +213,8 @@ def assemble_coadd(warps, config: Config | None = None, *, bbox: Box | None = No
                      flux_calibration=1.0)
     process_results(coadd, c)
     return CoaddResult(coadd=coadd, n_image=stacked.n_image, inputs=inputs, artifact_masks=alt_masks,
-                       psf_best_seeing=best_psf, best_seeing=selection, skipped=prep.skipped, config=config)
+                       psf_best_seeing=best_psf, best_seeing=selection, skipped=prep.skipped, config=config,
+                       region=prep.region)
 
 
 __all__ = ["CoaddResult", "assemble_coadd", "coadd_psfs", "process_results"]

@@ -216,6 +216,7 @@ class PreparedInputs:
     band: str | None
     bandpass: Bandpass | None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    region: Box | None = None  # the box asked for, when ``bbox`` reaches beyond it (a margin)
 
 
 # -- description and checks ------------------------------------------------------------------------
@@ -467,7 +468,7 @@ def _check_fits_in_memory(box: Box, config: Config) -> None:
                          "check the box (pixels, not arcsec?)", f"coadd region {box.width}x{box.height} px")
 
 
-def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = None,
+def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = None, margin: int = 0,
                    mapper: Mapper | None = None) -> PreparedInputs:
     """Validate the warps, measure their weights and flux scales (LSST ``prepareInputs``).
 
@@ -478,6 +479,9 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     bbox : Box, optional
         Coadd region in the parent grid; default the union of the warps' boxes. Warps that
         overlap it only partly are fine; warps outside it are skipped.
+    margin : int
+        Also take up to this many pixels beyond ``bbox`` where the warps have data: ``bbox`` of
+        the result is then the grown box, and ``region`` the box asked for.
     mapper : Mapper, optional
         Measures the warps' variances (`dcrcoadd.parallel`); default serial.
 
@@ -529,6 +533,11 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     if outside > 0:  # (a deliberate patch box may overhang its warps; a mistyped one should not go unseen)
         log.warning("the coadd region %s reaches beyond the warps (%s): %.0f%% of it has no data (NO_DATA)",
                     box, union, 100.0 * outside / box.area)
+    region = None
+    if margin > 0:
+        grown = box.union(box.grow(margin).intersection(union))
+        if grown != box:
+            region, box = box, grown
     planes = common_planes(described, config)
     bad = planes.value_if_present(config.effective_bad_mask_planes())
     c = config.coadd
@@ -539,7 +548,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         inp.planes = planes
         inp.scale = inp.flux_calibration  # image units -> nJy
         overlap = box.intersection(inp.bbox)
-        if not overlap.is_empty:
+        # (a warp with pixels in the margin only adds nothing to the region's outputs)
+        if not overlap.is_empty and (region is None or region.overlaps(inp.bbox)):
             tasks[i] = VarianceTask(inp.restricted(overlap), overlap, bad, tuple(c.subregion_size),
                                     c.sigma_clip, c.clip_iter, box, block)
     variances = run_tasks(mean_variance, tasks, mapper)
@@ -554,7 +564,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
         if stats.n_invalid:
             log.warning("%s: %d pixels have an infinite, NaN or negative variance under a finite image: "
                         "treated as missing data", inp.name, stats.n_invalid)
-        weight, reason = _weight(inp, i in tasks, stats.mean, box, c.do_airmass_weight)
+        weight, reason = _weight(inp, i in tasks, stats.mean, region or box, c.do_airmass_weight)
         if not reason and stats.all_zero:
             reason = "its image is exactly 0 at every good pixel (a fill for missing data, not data)"
         if not reason and stats.scatter > MAX_NOISE_RATIO:
@@ -587,7 +597,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     kept = _check_flux_scales(kept, blocks, box, block, skipped)
     if not kept:
         details = "; ".join(f"{n}: {r}" for n, r in skipped)
-        raise InputError(f"no warp has usable pixels in {box} ({details})")
+        raise InputError(f"no warp has usable pixels in {region or box} ({details})")
     if config.inputs.measure_psf:
         check_psfs_against_stars(kept, box, bad)
         measure_missing_psfs(kept, box, bad)
@@ -599,7 +609,7 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
                                  "(or set artifacts.enabled = false)",
                                  inp.name)
     wcs = None if ref.wcs is None else shift_wcs(ref.wcs, -box.x0, -box.y0)
-    return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped)
+    return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped, region)
 
 
 def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None], box: Box, block: int,

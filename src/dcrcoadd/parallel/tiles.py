@@ -20,7 +20,8 @@ class Tile:
     box : Box
         The pixels this tile owns: tiles of a patch do not overlap and cover it.
     buffered : Box
-        ``box`` grown by the buffer and clipped to the patch: the pixels the tile's work reads.
+        ``box`` grown by the buffer and clipped to the patch (or to the region given as
+        ``within``): the pixels the tile's work reads.
     """
 
     index: int
@@ -28,11 +29,13 @@ class Tile:
     buffered: Box
 
 
-def tiles(patch: Box, size: int | tuple[int, int], buffer: int = 0, *, even: bool = False) -> list[Tile]:
+def tiles(patch: Box, size: int | tuple[int, int], buffer: int = 0, *, even: bool = False,
+          within: Box | None = None) -> list[Tile]:
     """Cut ``patch`` into tiles of at most ``size`` (``(width, height)``) pixels, row by row.
 
     The order, and so every tile's index, depends only on ``patch``, ``size`` and ``even``. Each
-    tile's ``buffered`` box is its box grown by ``buffer`` pixels on every side, clipped to ``patch``.
+    tile's ``buffered`` box is its box grown by ``buffer`` pixels on every side, clipped to ``within``
+    (default ``patch``; a larger box where there are data beyond the patch to read).
     ``even=False`` cuts full-size tiles from the patch's origin, leaving the remainder to the last
     row and column (LSST's subregions: a 2048-px side at 2000 makes a 48-px strip); ``even=True``
     cuts each side into as few equal parts as fit (sides differ by at most one pixel), so no tile
@@ -41,7 +44,8 @@ def tiles(patch: Box, size: int | tuple[int, int], buffer: int = 0, *, even: boo
     if buffer < 0:
         raise ValueError(f"tile buffer must not be negative, got {buffer}")
     boxes = _even_boxes(patch, size) if even else list(patch.subregions(size))
-    return [Tile(index, box, box.grow(buffer).clip(patch) if buffer else box)
+    limit = patch if within is None else within
+    return [Tile(index, box, box.grow(buffer).clip(limit) if buffer else box)
             for index, box in enumerate(boxes)]
 
 

@@ -31,7 +31,7 @@ from dcrcoadd.coadd.baseline import CoaddResult, assemble_coadd
 from dcrcoadd.config import Config, to_toml
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd, dcr_tiles
+from dcrcoadd.dcr.assemble import DcrCoaddResult, assemble_dcr_coadd, box_margin, dcr_tiles
 from dcrcoadd.dcr.tasks import TileOutcome
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.coadd import write_coadd
@@ -269,7 +269,9 @@ def _leave_nothing_if_nothing_computed(out: Path, created: bool) -> None:
 def _baseline_stage(plan: _Plan, timings: dict[str, float], mapper: Mapper | None, notify) -> CoaddResult:
     notify(ProgressEvent("baseline", 0, 1))
     t0 = time.perf_counter()
-    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox, mapper=mapper)
+    # (with the margin the DCR stage reads beyond a box: a baseline-only run cuts it again)
+    baseline = assemble_coadd(plan.sources, plan.config, bbox=plan.bbox, margin=box_margin(plan.config),
+                              mapper=mapper)
     timings["baseline_coadd"] = time.perf_counter() - t0
     notify(ProgressEvent("baseline", 1, 1, baseline=baseline))
     return baseline
@@ -279,7 +281,7 @@ def _dcr_stage(plan: _Plan, baseline: CoaddResult, done: dict[int, checkpoint.Ch
                mapper: Mapper | None, notify) -> tuple[DcrCoaddResult, dict[int, list[str]], list[int]]:
     """Solve the DCR model subregion by subregion, saving each as a checkpoint; returns the result,
     the warnings of each subregion and the subregions resumed from checkpoints."""
-    boxes = [tile.box for tile in dcr_tiles(baseline.coadd.bbox, plan.config)]
+    boxes = [tile.box for tile in dcr_tiles(baseline, plan.config)]
     done = _on_this_grid(done, boxes)
     checkpoint.write_manifest(plan.out, plan.manifest)
     warnings_by_index = {index: c.warnings for index, c in done.items()}
@@ -327,6 +329,7 @@ def _common_metadata(plan: _Plan, baseline: CoaddResult, timings: dict[str, floa
 
 def _baseline_only(plan: _Plan, baseline: CoaddResult, timings: dict[str, float], run_warnings: list[str], *,
                    dcr_only: bool, command: str | None) -> RunResult:
+    baseline = baseline.cropped()
     n = len(baseline.inputs)
     if dcr_only:
         raise InputError(f"only {n} usable warp: the DCR model is underdetermined", "assemble")

@@ -41,8 +41,6 @@ __all__ = ["SHOWCASE_SIZE", "central_box", "held_out_showcase", "leave_one_out_s
 #: Side of the region shown (pixels): dipoles of a pixel or two stay visible in a panel about
 #: 370 pixels wide.
 SHOWCASE_SIZE = 256
-#: Margin solved around the leave-one-out cut, so the shown pixels are not at a solve's edge.
-LEAVE_ONE_OUT_PAD = 32
 
 
 def central_box(box: Box, size: int) -> Box:
@@ -135,13 +133,12 @@ def _quiet(logger_name: str = "dcrcoadd") -> Iterator[None]:
         logger.setLevel(level)
 
 
-def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE,
-                           pad: int = LEAVE_ONE_OUT_PAD) -> tuple[dict | None, str]:
+def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE) -> tuple[dict | None, str]:
     """Difference panels of the highest-airmass input, against a model solved without it.
 
     The DCR model and the baseline coadd are made again from the other inputs, with the run's
-    configuration, over the central ``size`` pixels of the patch grown by ``pad``; the central
-    cut is shown and scored.
+    configuration, over the central ``size`` pixels of the patch (and the margin beyond it that
+    `dcrcoadd.dcr.assemble.assemble_dcr_coadd` reads for a box); that cut is shown and scored.
 
     Returns
     -------
@@ -151,7 +148,6 @@ def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE,
     note : str
         What is shown, or why nothing is.
     """
-    from dcrcoadd.coadd.baseline import assemble_coadd
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
 
     baseline = result.baseline
@@ -164,14 +160,12 @@ def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE,
     left_out = inputs[k]
     patch = result.model.bbox
     box = central_box(patch, size)
-    solve_box = box.grow(pad).clip(patch)
     rest = [inp.source for i, inp in enumerate(inputs) if i != k]
     log.info("report: solving the model again without visit %s (highest airmass) over %s",
-             left_out.visit_id, solve_box)
+             left_out.visit_id, box)
     try:
         with _quiet():
-            loo_baseline = assemble_coadd(rest, baseline.config, bbox=solve_box)
-            loo = assemble_dcr_coadd(rest, baseline.config, bbox=solve_box, baseline=loo_baseline)
+            loo = assemble_dcr_coadd(rest, baseline.config, bbox=box)
     except InputError as exc:
         return None, (f"no difference panels: without visit {left_out.visit_id} the model cannot be "
                       f"solved ({exc})")
@@ -180,7 +174,7 @@ def leave_one_out_showcase(result, *, size: int = SHOWCASE_SIZE,
         return None, f"no difference panels: visit {left_out.visit_id} has no pixels in the central cut"
     box = science.bbox
     template = loo.model.build_matched_exposure(left_out.visit.completed(), bbox=box, psf=science.psf)
-    reference = loo_baseline.coadd.subexposure(box)
+    reference = loo.baseline.coadd.subexposure(box)
     sources = source_pixels(reference, _model_detections(loo.model, box))
     title = (f"Leave-one-out: visit {left_out.visit_id}, airmass {airmass[k]:.2f} (highest), "
              f"left out of a re-solve of the central {box.width}×{box.height} px")
