@@ -216,6 +216,14 @@ def _flat_psf(ws):
     return ws.assemble()
 
 
+def _zero_filled_border(ws):
+    from astropy.io import fits
+
+    with fits.open(ws.warp(2), mode="update") as hdul:  # a resampler's 0 off the chip, unmasked
+        hdul["IMAGE"].data[:, :8] = 0.0
+    return ws.assemble()
+
+
 def _humidity_fraction(ws):
     edit_cards(ws.warp(2), HUMIDITY=0.45)
     return ws.assemble()
@@ -393,6 +401,7 @@ CASES = [
     _card_case("EXPID = 10¹⁹ (beyond a signed 64-bit id)", "64-bit", EXPID=10**19),
     _card_case("FLUXCAL = 1e300", "AB zero point", FLUXCAL=1e300),
     Case("HUMIDITY = 0.45 (a fraction)", "warned", "if it is a fraction", _humidity_fraction),
+    Case("a zero-filled border without a mask bit", "warned", "exact zeros", _zero_filled_border),
     _card_case("RA---TPV without its PV cards", "degenerate", hdu=1, CTYPE1="RA---TPV", CTYPE2="DEC--TPV"),
     _card_case("CDELT = 0.2 (arcsec written as degrees)", "in arcsec?", hdu=1, PC1_1=-1.0, PC2_2=1.0,
                CDELT1=0.2, CDELT2=0.2),

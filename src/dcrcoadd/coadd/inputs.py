@@ -51,6 +51,7 @@ from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
+from dcrcoadd.ops.zero_fill import ZERO_RUN, noisy, zero_runs
 from dcrcoadd.parallel import Mapper, run_tasks
 from dcrcoadd.physics.dcr import celestial_frame, dcr_direction, icrs_like
 
@@ -99,6 +100,9 @@ class CoaddInput:
     tile_psfs : dict of int to Psf
         Fitted PSFs per DCR tile (by tile index), where the PSF varies over the patch; ``psf`` is
         then their area-weighted mean. Empty: ``psf`` holds everywhere.
+    zero_fill : bool
+        The warp writes 0 where it has no data, without a mask bit (`dcrcoadd.ops.zero_fill`):
+        `read` makes its runs of exact zeros missing data.
     """
 
     name: str
@@ -118,6 +122,7 @@ class CoaddInput:
     info: ExposureInfo | None = field(default=None, repr=False)
     psf_origin: str | None = None
     tile_psfs: dict[int, Psf] = field(default_factory=dict, repr=False)
+    zero_fill: bool = False
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -150,11 +155,22 @@ class CoaddInput:
 
         Pixels whose variance is not a finite non-negative number are missing data: their image is
         NaN (`invalid_variance_to_missing`), as every stage treats it, so an infinite or negative
-        variance never reaches a coadd's variance or an input's weight."""
-        exp = self._read_as_is(box)
-        if exp is not None:
-            invalid_variance_to_missing(exp.image, exp.variance)
-        return exp
+        variance never reaches a coadd's variance or an input's weight. So are a ``zero_fill``
+        warp's runs of exact zeros, found with the pixels round ``box`` (the same whatever the box)."""
+        if not self.zero_fill:
+            exp = self._read_as_is(box)
+            if exp is not None:
+                invalid_variance_to_missing(exp.image, exp.variance)
+            return exp
+        crop = box.intersection(self.bbox)
+        if crop.is_empty:
+            return None
+        exp = self._read_as_is(crop.grow(ZERO_RUN - 1))
+        invalid_variance_to_missing(exp.image, exp.variance)
+        runs = zero_runs(exp.image)
+        if runs is not None:
+            exp.image[runs] = np.nan
+        return exp.subexposure(crop)
 
     def _read_as_is(self, box: Box) -> Exposure | None:
         """`read` without the invalid-variance check."""
@@ -189,7 +205,8 @@ class CoaddInput:
         """
         if not isinstance(self.source, Exposure):
             return self
-        crop = box.intersection(self.bbox)
+        # (a zero fill's runs are found with the pixels round a read)
+        crop = box.grow(ZERO_RUN - 1 if self.zero_fill else 0).intersection(self.bbox)
         return replace(self, source=self.source.subexposure(crop), bbox=crop)
 
 
@@ -383,6 +400,7 @@ class VarianceStats(NamedTuple):
     # lie above it), 1 when the variance is right
     fingerprint: str = ""  # a file's sampled pixels (image and variance), digested: two files with one
     # are one exposure ("" for an exposure in memory, where a test's constant images may repeat)
+    n_zero_fill: int = 0  # good pixels in runs of exact zeros amid noise (`dcrcoadd.ops.zero_fill`), left out
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -414,6 +432,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     samples = []
     stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
+    n_zero_fill = 0
     all_zero = True
     for sub in task.box.subregions(task.tile_size):
         exp = task.input._read_as_is(sub)
@@ -423,6 +442,10 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         if invalid is not None:  # (counted where no bad bit already excludes them: a weight map's zeros)
             n_invalid += int(np.count_nonzero(invalid & ((exp.mask & np.uint32(task.bad_mask)) == 0)))
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
+        runs = zero_runs(exp.image, where=good)  # (masked zeros are missing data already)
+        if runs is not None and noisy(exp.image, good & ~runs):
+            n_zero_fill += int(np.count_nonzero(good & runs))
+            good &= ~runs
         parts.append(exp.variance[good])
         if blocks is not None:
             blocks.add(exp.image, good, Box.from_shape(exp.image.shape, exp.origin))
@@ -444,7 +467,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         sky = float(median / scatter) if scatter > 0 else math.nan
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
-                         sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest())
+                         sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest(),
+                         n_zero_fill)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -588,6 +612,12 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
             continue
+        if stats.n_zero_fill:
+            log.warning("%s: %d pixels are exact zeros in rows or columns of %d or more, amid noise, with "
+                        "no mask bit and a finite variance: a fill where it has no data, treated as missing "
+                        "data",
+                        inp.name, stats.n_zero_fill, ZERO_RUN)
+            inp.zero_fill = True
         inp.weight = weight
         fingerprints.setdefault(stats.fingerprint, inp)
         log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)
