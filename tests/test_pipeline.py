@@ -575,3 +575,17 @@ def test_a_warp_named_twice_is_used_once_with_a_warning(warps, tmp_path, caplog)
         found = expand_inputs([str(warps[0]), directory, str(warps[0])])
     assert sorted(map(str, found)) == sorted(map(str, warps)) and len(found) == len(warps)
     assert any("2 file(s) given twice, used once" in r.getMessage() for r in caplog.records)
+
+
+def test_a_box_writes_the_box_and_reads_round_it(warps, tmp_path):
+    # the DCR stage reads the warps' pixels beyond the box (its margin); every file holds the box only
+    box = Box(8, 6, 20, 24)
+    run = run_patch(warps, config(), tmp_path / "dcr", bbox=box)
+    for name in FITS:
+        exposure = read_exposure(tmp_path / "dcr" / name)
+        assert exposure.bbox == box, name
+    assert all(Box(*s["box"]).area and box.contains(Box(*s["box"]))
+               for s in run.metadata["subregions"].values())
+    # a baseline-only run (one warp) cuts its margin too
+    run_patch(warps[:1], config(), tmp_path / "one", bbox=box)
+    assert read_exposure(tmp_path / "one" / "coadd.fits").bbox == box
