@@ -224,6 +224,15 @@ def _zero_filled_border(ws):
     return ws.assemble()
 
 
+def _variance_too_large(ws):
+    from astropy.io import fits
+
+    for i in range(N_WARPS):  # a factor every warp shares, which no comparison between them sees
+        with fits.open(ws.warp(i), mode="update") as hdul:
+            hdul["VARIANCE"].data = hdul["VARIANCE"].data * 9
+    return ws.assemble()
+
+
 def _humidity_fraction(ws):
     edit_cards(ws.warp(2), HUMIDITY=0.45)
     return ws.assemble()
@@ -402,6 +411,7 @@ CASES = [
     _card_case("FLUXCAL = 1e300", "AB zero point", FLUXCAL=1e300),
     Case("HUMIDITY = 0.45 (a fraction)", "warned", "if it is a fraction", _humidity_fraction),
     Case("a zero-filled border without a mask bit", "warned", "exact zeros", _zero_filled_border),
+    Case("every warp's VARIANCE 9 times its noise", "warned", "times too large", _variance_too_large),
     _card_case("RA---TPV without its PV cards", "degenerate", hdu=1, CTYPE1="RA---TPV", CTYPE2="DEC--TPV"),
     _card_case("CDELT = 0.2 (arcsec written as degrees)", "in arcsec?", hdu=1, PC1_1=-1.0, PC2_2=1.0,
                CDELT1=0.2, CDELT2=0.2),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import astropy.units as u
 import numpy as np
@@ -620,3 +621,23 @@ def test_a_variance_plane_holding_sigma_skips_the_warp(tmp_path):
     [(name, reason)] = prep.skipped
     assert name == str(paths[3]) and reason.startswith("its sky pixels scatter ")
     assert "a variance plane holding sigma" in reason and len(prep.inputs) == 4
+
+
+
+def test_a_variance_far_above_the_pixels_scatter_is_reported(tmp_path, caplog):
+    # every warp's variance 9 times its noise: the coadd's, model's and templates' variances were 9 times
+    # too large, and a difference image's detections 3 sigma too strict, in silence (relative checks
+    # against the other warps cannot see a factor they share)
+    paths = write_warps(tmp_path, 3)
+    for path in paths:
+        with fits.open(path, mode="update") as hdul:
+            hdul["VARIANCE"].data = hdul["VARIANCE"].data * 9
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    assert len(prep.inputs) == 3
+    texts = [r.getMessage() for r in caplog.records if "too large" in r.getMessage()]
+    assert len(texts) == 3 and all(re.search(r"variance looks [6-9] times too large", t) for t in texts)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prepare_inputs(write_warps(tmp_path / "right", 3))
+    assert "too large" not in caplog.text

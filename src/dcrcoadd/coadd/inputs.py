@@ -401,6 +401,7 @@ class VarianceStats(NamedTuple):
     fingerprint: str = ""  # a file's sampled pixels (image and variance), digested: two files with one
     # are one exposure ("" for an exposure in memory, where a test's constant images may repeat)
     n_zero_fill: int = 0  # good pixels in runs of exact zeros amid noise (`dcrcoadd.ops.zero_fill`), left out
+    negative: float = math.nan  # fraction of the sampled pixels below 0 (none: a noiseless image)
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -418,6 +419,11 @@ MAX_NOISE_RATIO = 1000.0
 MAX_SKY_SCATTER = 3.0
 #: A warp whose median is this many times its pixel scatter above (or below) 0 is not sky-subtracted.
 MAX_SKY_SIGMA = 5.0
+#: A warp whose pixels scatter less than this times what its variance says has a variance too large
+#: (4 times or more): sources only widen the scatter (1.27-2.34 over the warps of the 14 fields of
+#: ``benchmarks.scenarios``, seed 1; 1.2-1.7 on 128-px fields of 20 stars, up to 52 with more or
+#: brighter stars), and resampling with a propagated variance narrows it little.
+MIN_NOISE_RATIO = 0.5
 
 
 def mean_variance(task: VarianceTask) -> VarianceStats:
@@ -458,17 +464,18 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     if not parts or sum(p.size for p in parts) == 0:
         return VarianceStats(None, n_invalid, False)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    scatter = sky = sky_scatter = math.nan
+    scatter = sky = sky_scatter = negative = math.nan
     snr = np.concatenate(samples)
     if snr.size >= 100:
         q16, q1, median, q3 = np.percentile(snr, (15.87, 25.0, 50.0, 75.0))
         scatter = float(0.7413 * (q3 - q1))  # (the Gaussian sigma of an interquartile range)
         sky_scatter = float(median - q16)  # (one Gaussian sigma below the median)
         sky = float(median / scatter) if scatter > 0 else math.nan
+        negative = float(np.count_nonzero(snr < 0) / snr.size)
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
                          sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest(),
-                         n_zero_fill)
+                         n_zero_fill, negative)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -612,6 +619,12 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             log.warning("skipping %s: %s", inp.name, reason)
             skipped.append((inp.name, reason))
             continue
+        if stats.scatter < MIN_NOISE_RATIO and abs(stats.sky) <= MAX_SKY_SIGMA and stats.negative >= 0.1:
+            # (a noiseless simulation has no pixel below 0: its scatter says nothing of its variance)
+            log.warning("%s: its pixels scatter %.2g times what its variance says (1 when the variance is "
+                        "its noise; sources only widen the scatter): its variance looks %.0f times too large "
+                        "(in other units than the image?), and the coadd's and templates' variances with it",
+                        inp.name, stats.scatter, stats.scatter ** -2)
         if stats.n_zero_fill:
             log.warning("%s: %d pixels are exact zeros in rows or columns of %d or more, amid noise, with "
                         "no mask bit and a finite variance: a fill where it has no data, treated as missing "
