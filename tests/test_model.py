@@ -139,7 +139,24 @@ def test_read_rejects_a_plain_exposure(tmp_path):
 @pytest.mark.parametrize(("damage", "reason"), [
     (lambda hdus: setattr(hdus["SUBFILTER_0"], "data", hdus["SUBFILTER_0"].data[:10, :10].copy()),
      "SUBFILTER_0 has shape"),
-    (lambda hdus: hdus["SUBFILTER_1"].data.fill(np.nan), "SUBFILTER_1 has no finite pixel"),
+    (lambda hdus: hdus["SUBFILTER_1"].data.fill(np.nan), "SUBFILTER_1 has 2688 NaN or infinite pixels"),
+    # (one NaN or inf pixel made the whole template and difference NaN, with exit status 0)
+    (lambda hdus: hdus["SUBFILTER_1"].data.__setitem__((5, 7), np.inf), "SUBFILTER_1 has 1 NaN or infinite"),
+    (lambda hdus: hdus["VARIANCE"].data.fill(-1.0), "its VARIANCE is negative at 2688 pixels"),
+    # (each was a ValueError traceback when a template was rendered)
+    (lambda hdus: hdus[0].header.set("NSAMPLE", 0), r"wavelength_samples \(NSAMPLE\) must be an integer"),
+    (lambda hdus: hdus[0].header.set("NSAMPLE", 10**6),
+     r"wavelength_samples \(NSAMPLE\) .* from 1 to 256, got 1000000"),
+    (lambda hdus: hdus[0].header.set("FWDINTRP", "banana"), r"fourier_interpolation \(FWDINTRP\)"),
+    (lambda hdus: hdus[0].header.set("PSFFLOOR", "abc"), "could not convert"),
+    # (blamed on the science exposure's FLUXCAL: "its fluxes are 27.1 times its template's")
+    (lambda hdus: hdus[0].header.set("PSFFLOOR", 5.0), r"psf_ratio_floor \(PSFFLOOR\) must lie in"),
+    (lambda hdus: hdus[0].header.set("PSFCHROM", 50.0), r"psf_chromatic_index \(PSFCHROM\) must lie in"),
+    (lambda hdus: hdus["SUBFILTERS"].data.__setitem__("lambda_max", hdus["SUBFILTERS"].data["lambda_min"]),
+     "subfilter ranges must be increasing"),
+    (lambda hdus: [hdus["SUBFILTERS"].data.__setitem__(c, hdus["SUBFILTERS"].data[c] * 10)
+                   for c in ("lambda_min", "lambda_max")],
+     "subfilter ranges .* lie outside the band .* in Angstrom"),
     # (a card edited or deleted was a ValueError or KeyError traceback)
     (lambda hdus: hdus[0].header.set("NSUBFILT", "three"), "NSUBFILT = 'three' is not a number"),
     (lambda hdus: hdus[0].header.remove("NSUBFILT"), "NSUBFILT = None is not a number"),

@@ -38,6 +38,9 @@ FORWARD_MODELS = ("shift", "fourier")
 PSF_MODELS = ("none", "warp")
 #: What a model's images times its ``flux_calibration`` are in (`DcrModel.flux_unit`).
 FLUX_UNITS = ("nJy", "image")
+#: Most wavelength bins per subfilter a model may ask for (NSAMPLE): the solver's default is 16, and each
+#: bin costs a transform per template.
+MAX_WAVELENGTH_SAMPLES = 256
 
 
 def dcr_vectors(airmass: np.ndarray, parallactic_angle: np.ndarray) -> np.ndarray:
@@ -189,9 +192,35 @@ class DcrModel:
         self.subfilter_edges = np.asarray(self.subfilter_edges, dtype=float).reshape(-1, 2)
         if len(self.subfilter_edges) != len(self):
             raise ValueError(f"{len(self.subfilter_edges)} subfilter ranges for {len(self)} images")
+        self._check_convention()
         self.origin = (int(self.origin[0]), int(self.origin[1]))
         if self.input_conditions is not None:
             self.input_conditions = np.asarray(self.input_conditions, dtype=float).reshape(-1, 2)
+
+    def _check_convention(self) -> None:
+        """ValueError for a forward-model convention no template can be rendered with (an edited model
+        file's cards: each was a traceback at rendering time)."""
+        n, most = self.wavelength_samples, MAX_WAVELENGTH_SAMPLES
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= most:
+            raise ValueError(f"wavelength_samples (NSAMPLE) must be an integer from 1 to {most}, got {n!r}")
+        if self.fourier_interpolation not in fourier.INTERPOLATIONS:
+            raise ValueError(f"fourier_interpolation (FWDINTRP) must be one of {fourier.INTERPOLATIONS}, got "
+                             f"{self.fourier_interpolation!r}")
+        if not 0 < self.psf_ratio_floor <= 0.5:  # (the bounds of dcr.psf_ratio_floor)
+            raise ValueError(f"psf_ratio_floor (PSFFLOOR) must lie in (0, 0.5], got {self.psf_ratio_floor!r}")
+        if not -1 <= self.psf_chromatic_index <= 1:  # (and of dcr.psf_chromatic_index)
+            raise ValueError("psf_chromatic_index (PSFCHROM) must lie in [-1, 1], got "
+                             f"{self.psf_chromatic_index!r}")
+        edges = self.subfilter_edges
+        if not (np.all(np.isfinite(edges)) and np.all(edges[:, 0] < edges[:, 1])
+                and np.all(edges[1:, 0] >= edges[:-1, 0])):
+            raise ValueError(f"subfilter ranges must be increasing, got {edges.tolist()} nm")
+        if self.bandpass is not None:
+            lam = self.bandpass.effective_wavelength.to_value(u.nm)
+            bw = self.bandpass.bandwidth.to_value(u.nm)
+            if edges.min() < lam - 2 * bw or edges.max() > lam + 2 * bw:
+                raise ValueError(f"subfilter ranges {edges.min():g}-{edges.max():g} nm lie outside the band "
+                                 f"({lam:g} nm, {bw:g} nm wide): in Angstrom?")
 
     @classmethod
     def from_image(cls, coadd: Exposure, n_subfilters: int, *, bandpass: Bandpass | None = None,
@@ -475,16 +504,10 @@ class DcrModel:
             if order not in (1, 3) or isinstance(order, bool):
                 raise InputError(f"model file is damaged: INTORDER = {order!r} is not an interpolation order "
                                  "(1 or 3)", path)
-            convention = dict(forward_model=str(header.get("FWDMODEL", "shift")),
-                              wavelength_samples=int(header.get("NSAMPLE", 1)),
-                              fourier_interpolation=str(header.get("FWDINTRP", "exact")),
-                              linear_spectrum=bool(header.get("SPECLIN", False)),
-                              solver=header.get("SOLVER"),
-                              psf_model=str(header.get("PSFMODEL", "none")),
-                              psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)),
-                              psf_chromatic_index=float(header.get("PSFCHROM", 0.0)),
-                              psfs_measured=bool(header.get("PSFMEAS", False)),
-                              flux_unit=header.get("FLUXUNIT"))
+            try:
+                convention = _convention(header)
+            except ValueError as exc:
+                raise InputError(f"model file is damaged: {exc}", path) from None
             if convention["flux_unit"] not in (None, *FLUX_UNITS):
                 raise InputError(f"unknown flux unit FLUXUNIT = {convention['flux_unit']!r} "
                                  "(written by a newer dcrcoadd?)", path)
@@ -508,8 +531,13 @@ class DcrModel:
                 if plane is None or np.shape(plane) != base.image.shape:
                     raise InputError(f"model file is damaged: SUBFILTER_{k} has shape {np.shape(plane)}, "
                                      f"the model's grid is {base.image.shape}", path)
-                if not np.any(np.isfinite(plane)):
-                    raise InputError(f"model file is damaged: SUBFILTER_{k} has no finite pixel", path)
+                bad = np.size(plane) - np.count_nonzero(np.isfinite(plane))
+                if bad:  # (one NaN spread over a whole Fourier-rendered template, which came out all NaN)
+                    raise InputError(f"model file is damaged: SUBFILTER_{k} has {bad} NaN or infinite pixels "
+                                     "(dcrcoadd writes finite ones only)", path)
+            if np.any(base.variance < 0):
+                raise InputError("model file is damaged: its VARIANCE is negative at "
+                                 f"{np.count_nonzero(base.variance < 0)} pixels", path)
             images = np.stack([np.asarray(plane, dtype=np.float32) for plane in planes])
             conditions = None
             if "INPUTS" in hdul:
@@ -528,3 +556,18 @@ class DcrModel:
         except ValueError as exc:  # (an edited card the model cannot hold: one line, not a traceback)
             raise InputError(f"model file is damaged: {exc}", path) from None
 
+
+
+def _convention(header) -> dict:
+    """The forward-model convention a model file's primary header records (`DcrModel.write`);
+    ValueError for a card that holds no value of its kind."""
+    return dict(forward_model=str(header.get("FWDMODEL", "shift")),
+                wavelength_samples=header.get("NSAMPLE", 1),
+                fourier_interpolation=str(header.get("FWDINTRP", "exact")),
+                linear_spectrum=bool(header.get("SPECLIN", False)),
+                solver=header.get("SOLVER"),
+                psf_model=str(header.get("PSFMODEL", "none")),
+                psf_ratio_floor=float(header.get("PSFFLOOR", 1e-3)),
+                psf_chromatic_index=float(header.get("PSFCHROM", 0.0)),
+                psfs_measured=bool(header.get("PSFMEAS", False)),
+                flux_unit=header.get("FLUXUNIT"))
