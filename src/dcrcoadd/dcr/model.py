@@ -557,7 +557,6 @@ class DcrModel:
             raise InputError(f"model file is damaged: {exc}", path) from None
 
 
-
 def _convention(header) -> dict:
     """The forward-model convention a model file's primary header records (`DcrModel.write`);
     ValueError for a card that holds no value of its kind."""
