@@ -157,16 +157,13 @@ class CoaddInput:
         NaN (`invalid_variance_to_missing`), as every stage treats it, so an infinite or negative
         variance never reaches a coadd's variance or an input's weight. So are a ``zero_fill``
         warp's runs of exact zeros, found with the pixels round ``box`` (the same whatever the box)."""
-        if not self.zero_fill:
-            exp = self._read_as_is(box)
-            if exp is not None:
-                invalid_variance_to_missing(exp.image, exp.variance)
-            return exp
         crop = box.intersection(self.bbox)
         if crop.is_empty:
             return None
-        exp = self._read_as_is(crop.grow(ZERO_RUN - 1))
+        exp = self._read_as_is(crop.grow(ZERO_RUN - 1) if self.zero_fill else crop)
         invalid_variance_to_missing(exp.image, exp.variance)
+        if not self.zero_fill:
+            return exp
         runs = zero_runs(exp.image)
         if runs is not None:
             exp.image[runs] = np.nan

@@ -450,10 +450,11 @@ def _solve(baseline: CoaddResult, config: Config, mapper, on_subregion, on_itera
            reference: Psf | None = None) -> tuple[DcrSetup, dict[int, TileOutcome]]:
     """The model's setup and every subregion's outcome (those in ``done`` kept)."""
     setup = prepare_dcr_model(baseline, config, reference)
-    if baseline.region is not None and setup.buffer > box_margin(config) and reference is None:
+    margin = box_margin(config)
+    if baseline.region is not None and setup.buffer > margin and reference is None:
         log.warning("the DCR buffer (%d px) exceeds the margin read beyond the box (%d px): the tiles at "
-                    "its edge read %d px less of it than the others", setup.buffer, box_margin(config),
-                    setup.buffer - box_margin(config))
+                    "its edge read %d px less of it than the others", setup.buffer, margin,
+                    setup.buffer - margin)
     done = dict(done or {})
     indices = [tile.index for tile in dcr_tiles(baseline, config, buffer=setup.buffer)]
     n_tasks = sum(1 for index in indices if index not in done)
