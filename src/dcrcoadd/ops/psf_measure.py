@@ -71,26 +71,32 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     return Psf(np.clip(kernel, 0.0, None))
 
 
-def isolated_stamps(image: np.ndarray, variance: np.ndarray, bad: np.ndarray, size: int, *,
-                    threshold: float = 50.0, min_pixels: int = 25,
-                    max_stars: int = 100) -> list[tuple[np.ndarray, float]]:
-    """``(stamp, summed variance)`` of the brightest isolated stars, brightest first.
+def isolated_peaks(image: np.ndarray, variance: np.ndarray | None, bad: np.ndarray, size: int, *,
+                   threshold: float = 50.0, min_pixels: int = 25,
+                   snr: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """Peak pixels ``(y, x)`` of the isolated sources, brightest (largest summed flux) first.
 
-    Each stamp of ``size`` px is centred on its star's peak pixel, has its border's median
-    subtracted and a positive sum; it lies inside the image and holds no ``bad`` pixel and no
-    other source detected at ``threshold`` sigma.
+    Sources are detected at ``threshold`` sigma per pixel (at least ``min_pixels``) of ``snr``, by
+    default ``image / sqrt(variance)`` (`significance`); one counts as isolated when the stamp of
+    ``size`` px centred on its peak lies inside the image and holds no ``bad`` pixel and no other such
+    source.
     """
-    labels, n = detect(significance(np.where(bad, 0.0, image), variance, valid=~bad), threshold,
-                       min_pixels=min_pixels)
+    if snr is None:
+        snr = significance(np.where(bad, 0.0, image), variance, valid=~bad)
+    labels, n = detect(snr, threshold, min_pixels=min_pixels)
     if n == 0:
         return []
     half = size // 2
     ny, nx = image.shape
-    index = range(1, n + 1)
-    peaks = ndimage.maximum_position(np.where(labels > 0, image, -np.inf), labels, index)
-    fluxes = ndimage.sum(np.where(labels > 0, image, 0.0), labels, index)
+    # over the footprints' pixels only (few, on a whole CCD): each label's sum and brightest pixel
+    where = np.flatnonzero(labels)
+    on, values = labels.ravel()[where], np.asarray(image).ravel()[where]
+    fluxes = np.bincount(on, weights=values, minlength=n + 1)[1:]
+    order = np.lexsort((values, on))  # (by label, then brightness: each label's last is its peak)
+    last = np.r_[np.flatnonzero(np.diff(on[order])), len(order) - 1]
+    peaks = np.column_stack(np.unravel_index(where[order[last]], image.shape))
     out = []
-    for label in np.argsort(fluxes)[::-1]:
+    for label in np.argsort(fluxes, kind="stable")[::-1]:
         py, px = peaks[label]
         if py - half < 0 or px - half < 0 or py + half >= ny or px + half >= nx:
             continue
@@ -98,6 +104,22 @@ def isolated_stamps(image: np.ndarray, variance: np.ndarray, bad: np.ndarray, si
         others = labels[sl]
         if np.any((others > 0) & (others != label + 1)) or bad[sl].any():
             continue
+        out.append((int(py), int(px)))
+    return out
+
+
+def isolated_stamps(image: np.ndarray, variance: np.ndarray, bad: np.ndarray, size: int, *,
+                    threshold: float = 50.0, min_pixels: int = 25,
+                    max_stars: int = 100) -> list[tuple[np.ndarray, float]]:
+    """``(stamp, summed variance)`` of the brightest isolated stars (`isolated_peaks`), brightest first.
+
+    Each stamp of ``size`` px is centred on its star's peak pixel, has its border's median
+    subtracted and a positive sum.
+    """
+    half = size // 2
+    out = []
+    for py, px in isolated_peaks(image, variance, bad, size, threshold=threshold, min_pixels=min_pixels):
+        sl = (slice(py - half, py + half + 1), slice(px - half, px + half + 1))
         stamp = image[sl].copy()
         stamp -= np.median(np.concatenate([stamp[0], stamp[-1], stamp[:, 0], stamp[:, -1]]))
         if not stamp.sum() > 0:

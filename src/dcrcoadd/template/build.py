@@ -113,6 +113,7 @@ from dcrcoadd.ops.resample import corner_grid as _corner_grid
 from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.parallel.tiles import tiles
 from dcrcoadd.resample.grid import Grid, footprint_box
+from dcrcoadd.template.alignment import check_alignment
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "pixel_map", "resample_flux",
@@ -760,6 +761,14 @@ def check_psf_fwhm_pixels(fwhm: float) -> float:
     return value
 
 
+def _comparable(science: Exposure, template: Exposure) -> np.ndarray:
+    """Pixels where a science exposure and its template can be compared: both finite, the science
+    exposure's not masked as bad, saturated, a cosmic ray or an edge."""
+    bad = science.mask_planes.value_if_present(("NO_DATA", "BAD", "SAT", "CR", "EDGE"))
+    return (np.isfinite(science.image) & np.isfinite(template.image) & ((science.mask & np.uint32(bad)) == 0)
+            & np.isfinite(science.variance))
+
+
 def check_flux_against_template(science: Exposure, template: Exposure, source: str,
                                 card: str | None = None) -> None:
     """Refuse a science exposure whose fluxes are more than `flux_scale.MAX_FLUX_RATIO` times its
@@ -767,9 +776,7 @@ def check_flux_against_template(science: Exposure, template: Exposure, source: s
     FLUXCAL 1000x off made a difference image of the whole field), and the template, scaled by that
     calibration, would be too. Beyond `flux_scale.WARN_FLUX_RATIO`, a warning. ``card``: the header
     card its calibration came from, for the message."""
-    bad = science.mask_planes.value_if_present(("NO_DATA", "BAD", "SAT", "CR", "EDGE"))
-    good = (np.isfinite(science.image) & np.isfinite(template.image) & ((science.mask & np.uint32(bad)) == 0)
-            & np.isfinite(science.variance))
+    good = _comparable(science, template)
     if not good.any():
         return
     fwhm = template.psf.fwhm if template.psf is not None else math.nan  # (in the science's pixels)
@@ -1007,6 +1014,9 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=source, psf=psf,
                                      given_psf=given, fit_psf=fit_psf)
+            unreliable = template.mask_planes.value_if_present(UNRELIABLE_PLANES)
+            check_alignment(science, template, source,
+                            _comparable(science, template) & ((template.mask & np.uint32(unreliable)) == 0))
             sky = _sky_in_sigma(science)
             if abs(sky) > MAX_SKY_SIGMA:  # (its block sums hold its sky: no flux check can be made)
                 log.warning("%s: its median is %.1f times its pixel noise %s 0: it does not look "

@@ -1,0 +1,67 @@
+"""A science exposure whose WCS (or the model's) is off gets a warning, or no template: the offset of its
+stars from the template's is measured (`dcrcoadd.template.alignment`)."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from dcrcoadd.ops.shift import shift_image
+from dcrcoadd.template.alignment import source_offset
+from dcrcoadd.template.build import build_templates
+from test_flux_scale import star_model, stars
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.3, -0.2), (-2.6, 1.4)])
+def test_the_offset_of_a_star_field_is_measured_to_a_hundredth_of_a_pixel(shift):
+    template = stars(np.random.default_rng(1), 1.5, noise=0.0)
+    science = shift_image(template, shift, order=3) + np.random.default_rng(2).normal(0, 1, template.shape)
+    offset = source_offset(science, template, np.ones(template.shape), np.ones(template.shape, bool), 3.5)
+    assert offset.measured and offset.n_stars >= 10
+    assert offset.dy == pytest.approx(shift[0], abs=0.01) and offset.dx == pytest.approx(shift[1], abs=0.01)
+    assert offset.error < 0.01
+
+
+def test_no_stars_measure_nothing():
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 1, (128, 128))
+    offset = source_offset(noise, noise, np.ones(noise.shape), np.ones(noise.shape, bool), 3.5)
+    assert not offset.measured and not offset.lost
+
+
+def shift_grid(path, dx):
+    """Move a science file's WCS ``dx`` pixels along x: its pixels stay, the sky they claim moves."""
+    with fits.open(path, mode="update") as hdul:
+        for hdu in hdul:
+            if "CRPIX1" in hdu.header:
+                hdu.header["CRPIX1"] += dx
+
+
+def test_a_science_wcs_a_quarter_pixel_off_is_warned_about(tmp_path, caplog):
+    model_path, science_path = star_model(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [good] = build_templates(model_path, [science_path], tmp_path / "good", diff=True)
+    assert good.ok and "from the template's" not in caplog.text
+    shift_grid(science_path, 0.25)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model_path, [science_path], tmp_path / "off", diff=True)
+    assert outcome.ok
+    [message] = [r.getMessage() for r in caplog.records if "from the template's" in r.getMessage()]
+    assert message.startswith(f"{science_path}: its stars lie 0.2")
+    assert re.search(r"\(dx -0\.2[456], dy [+-]0\.0\d px; median of \d+ stars\)", message)
+    assert "its WCS or the model's is off" in message
+
+
+@pytest.mark.parametrize("dx, reason", [(1.5, "its stars lie 1.50 px"), (20.0, "are not found within 8 px")])
+def test_a_science_wcs_a_pixel_or_more_off_gets_no_template(tmp_path, dx, reason):
+    model_path, science_path = star_model(tmp_path)
+    shift_grid(science_path, dx)
+    [outcome] = build_templates(model_path, [science_path], tmp_path / "out", diff=True)
+    assert not outcome.ok and outcome.error.startswith(f"{science_path}: ")
+    assert reason in outcome.error and "its WCS or the model's is" in outcome.error
+    assert not list((tmp_path / "out").iterdir())
