@@ -8,6 +8,7 @@ import re
 import astropy.units as u
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from conftest import complete_visit, g_bandpass, tan_wcs
 from dcrcoadd.core.bandpass import Bandpass
@@ -20,12 +21,12 @@ from dcrcoadd.dcr.model import DcrModel
 from dcrcoadd.errors import InputError
 from dcrcoadd.io import read_exposure, write_exposure
 from dcrcoadd.io.paths import output_stem
+from dcrcoadd.ops.resample import resample_flux
 from dcrcoadd.template.build import (
     build_templates,
     difference,
     grid_offset,
     make_template,
-    resample_flux,
 )
 
 ORIGIN = (100, 200)
@@ -206,6 +207,25 @@ def test_resampling_onto_a_coarser_grid_conserves_flux():
     assert moments(template.image)[0] == pytest.approx(moments(reference.image)[0], rel=0.01)
     # pixels 2.25x the area: per-pixel variance scales with the area (noise per area kept)
     assert np.nanmedian(template.variance) == pytest.approx(2.25 * 3 * np.median(model.variance), rel=0.1)
+
+
+@pytest.mark.parametrize("dx, dy", [(0.5, 0.5), (0.37, -0.21)])
+def test_a_template_on_a_grid_offset_by_part_of_a_pixel_is_not_blurred(dx, dy):
+    # Averaging model pixels over each science pixel (the exact-overlap resampling that templates on
+    # another grid had) blurred them by a pixel: a science exposure on its own grid half a pixel from the
+    # model's got star peaks 5-7 % low and false detections at bright stars.
+    model = make_model()
+    box = Box(112, 210, 30, 28)
+    reference = make_template(model, science_on(model, box))
+    science = science_on(model, box, wcs=shift_wcs(model.wcs, -(box.x0 - model.origin[0]) + dx,
+                                                   -(box.y0 - model.origin[1]) + dy))
+    assert grid_offset(science.wcs, model.wcs, science.shape) is None
+    template = make_template(model, science)
+    # science pixel (x, y) is model-grid pixel (x - dx, y - dy) of the reference's box
+    expected = ndimage.shift(reference.image.astype(np.float64), (dy, dx), order=3, mode="nearest")
+    inner = (slice(4, -4), slice(4, -4))
+    assert np.max(template.image[inner]) == pytest.approx(np.max(expected[inner]), rel=0.005)
+    np.testing.assert_allclose(template.image[inner], expected[inner], atol=0.005 * np.max(expected))
 
 
 def test_resampled_partial_overlap_marks_no_data():

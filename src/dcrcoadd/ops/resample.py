@@ -203,9 +203,9 @@ def interpolate_psf(psf: Psf, jacobian: np.ndarray) -> Psf:
     local map between the two (``jacobian`` as for `warp_psf`).
 
     Unlike `warp_psf` it adds no pixel's width: for a kernel that is rendered on the other grid and
-    resampled back (a template on a science exposure's grid, `dcrcoadd.template.build`), which
-    broadens it once, not for a kernel describing an image resampled with exact overlaps (a warp).
-    """
+    sampled back at the first grid's pixel centres (a template on a science exposure's grid,
+    `dcrcoadd.template.build`), not for a kernel describing an image resampled with exact overlaps (a
+    warp)."""
     jac = np.asarray(jacobian, dtype=float)
     n_out = _mapped_size(max(psf.shape), jac)
     v, u = np.mgrid[:n_out, :n_out] - (n_out - 1) / 2  # output pixel offsets (y, x)
