@@ -138,3 +138,21 @@ def test_a_zero_filled_border_without_a_mask_is_missing_data(field, caplog):
     peak = np.abs(ref.coadd.image).max()
     np.testing.assert_allclose(res.baseline.coadd.image, ref.baseline.coadd.image, atol=1e-4 * peak)
     np.testing.assert_allclose(res.coadd.image, ref.coadd.image, atol=1e-4 * peak)
+
+
+def test_a_saturated_core_without_a_sat_bit_is_masked(field, caplog):
+    # a star cut flat at its full well with no SAT bit went into the coadd and the model as a star with a
+    # flat core; now it is found (`dcrcoadd.ops.flat_top`) and masked as the same cut with its bit is
+    _, warps, _ = field
+    clipped, masked = warps[0].copy(), warps[0].copy()
+    level = np.float32(0.3 * clipped.image.max())
+    core = clipped.image > level
+    clipped.image[core] = masked.image[core] = level
+    masked.set_mask("SAT", core)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        res = assemble_dcr_coadd([clipped, *warps[1:]], Config())
+    assert f"{np.count_nonzero(core)} pixels of saturated-looking cores without a SAT bit" in caplog.text
+    ref = assemble_dcr_coadd([masked, *warps[1:]], Config())
+    peak = np.abs(ref.coadd.image).max()
+    np.testing.assert_allclose(res.baseline.coadd.image, ref.baseline.coadd.image, atol=1e-4 * peak)
+    np.testing.assert_allclose(res.coadd.image, ref.coadd.image, atol=1e-4 * peak)

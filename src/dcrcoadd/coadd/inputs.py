@@ -49,6 +49,7 @@ from dcrcoadd.errors import InputError
 from dcrcoadd.io.calibration import reconcile_calibration
 from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
+from dcrcoadd.ops.flat_top import flat_tops
 from dcrcoadd.ops.psf_measure import measure_psf
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.ops.zero_fill import ZERO_RUN, noisy, zero_runs
@@ -103,6 +104,9 @@ class CoaddInput:
     zero_fill : bool
         The warp writes 0 where it has no data, without a mask bit (`dcrcoadd.ops.zero_fill`):
         `read` makes its runs of exact zeros missing data.
+    flat_tops : tuple of float
+        The values at which the warp's saturated cores are cut flat without a SAT bit
+        (`dcrcoadd.ops.flat_top`): `read` masks its pixels of exactly those values as SAT.
     """
 
     name: str
@@ -123,6 +127,7 @@ class CoaddInput:
     psf_origin: str | None = None
     tile_psfs: dict[int, Psf] = field(default_factory=dict, repr=False)
     zero_fill: bool = False
+    flat_tops: tuple[float, ...] = ()
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -156,12 +161,15 @@ class CoaddInput:
         Pixels whose variance is not a finite non-negative number are missing data: their image is
         NaN (`invalid_variance_to_missing`), as every stage treats it, so an infinite or negative
         variance never reaches a coadd's variance or an input's weight. So are a ``zero_fill``
-        warp's runs of exact zeros, found with the pixels round ``box`` (the same whatever the box)."""
+        warp's runs of exact zeros, found with the pixels round ``box`` (the same whatever the box).
+        Pixels of its ``flat_tops`` values are SAT."""
         crop = box.intersection(self.bbox)
         if crop.is_empty:
             return None
         exp = self._read_as_is(crop.grow(ZERO_RUN - 1) if self.zero_fill else crop)
         invalid_variance_to_missing(exp.image, exp.variance)
+        if self.flat_tops:
+            exp.set_mask("SAT", np.isin(exp.image, np.array(self.flat_tops, exp.image.dtype)))
         if not self.zero_fill:
             return exp
         runs = zero_runs(exp.image)
@@ -399,6 +407,8 @@ class VarianceStats(NamedTuple):
     # are one exposure ("" for an exposure in memory, where a test's constant images may repeat)
     n_zero_fill: int = 0  # good pixels in runs of exact zeros amid noise (`dcrcoadd.ops.zero_fill`), left out
     negative: float = math.nan  # fraction of the sampled pixels below 0 (none: a noiseless image)
+    flat_tops: tuple[float, ...] = ()  # values of its saturated cores without a SAT bit (`ops.flat_top`)
+    n_flat_top: int = 0  # their pixels, left out
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -435,7 +445,8 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     samples = []
     stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
-    n_zero_fill = 0
+    n_zero_fill = n_flat_top = 0
+    flat_values: set[float] = set()
     all_zero = True
     for sub in task.box.subregions(task.tile_size):
         exp = task.input._read_as_is(sub)
@@ -449,6 +460,11 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         if runs is not None and noisy(exp.image, good & ~runs):
             n_zero_fill += int(np.count_nonzero(good & runs))
             good &= ~runs
+        flat = flat_tops(exp.image, exp.variance, good)
+        if flat is not None:
+            flat_values.update(np.unique(exp.image[flat]).tolist())
+            n_flat_top += int(np.count_nonzero(flat))
+            good &= ~flat
         parts.append(exp.variance[good])
         if blocks is not None:
             blocks.add(exp.image, good, Box.from_shape(exp.image.shape, exp.origin))
@@ -472,7 +488,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
                          sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest(),
-                         n_zero_fill, negative)
+                         n_zero_fill, negative, tuple(sorted(flat_values)), n_flat_top)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -628,6 +644,11 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
                         "data",
                         inp.name, stats.n_zero_fill, ZERO_RUN)
             inp.zero_fill = True
+        if stats.flat_tops:
+            log.warning("%s: %d pixels of saturated-looking cores without a SAT bit (connected pixels of "
+                        "exactly one value far above the noise, e.g. %.6g): masked as SAT", inp.name,
+                        stats.n_flat_top, stats.flat_tops[0])
+            inp.flat_tops = stats.flat_tops
         inp.weight = weight
         fingerprints.setdefault(stats.fingerprint, inp)
         log.info("weight of %s = %.6g (scale %.6g)", inp.name, weight, inp.scale)

@@ -108,6 +108,7 @@ from dcrcoadd.io.fits import ccd_extensions, exposure_hdus, write_hdus
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import make_outdir, output_stem
 from dcrcoadd.io.products import mark_product, product_of
+from dcrcoadd.ops.flat_top import flat_tops
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
@@ -873,6 +874,22 @@ def _check_science_variance(science: Exposure, source: str) -> None:
                          source)
 
 
+def _mask_flat_tops(science: Exposure, source: str) -> None:
+    """Mask as SAT, with a warning, the science exposure's saturated cores that carry no SAT bit
+    (`dcrcoadd.ops.flat_top`): its difference would hold each as a source hundreds of sigma deep."""
+    masked = science.mask_planes.value_if_present(("SAT", "NO_DATA"))
+    good = (np.isfinite(science.image) & np.isfinite(science.variance)
+            & ((science.mask & np.uint32(masked)) == 0))
+    flat = flat_tops(science.image, science.variance, good)
+    if flat is None:
+        return
+    _, n = ndimage.label(flat, structure=np.ones((3, 3), bool))
+    science.set_mask("SAT", flat)
+    log.warning("%s: %d flat-topped %s far above the noise (%d connected pixels of exactly one value, e.g. "
+                "%.6g): saturated without a SAT mask bit? Masked as SAT", source, n,
+                "core" if n == 1 else "cores", np.count_nonzero(flat), float(science.image[flat][0]))
+
+
 def _sky_in_sigma(science: Exposure) -> float:
     """Median of ``image / sqrt(variance)`` over the science exposure's good pixels, in units of its
     interquartile scatter: about 0 when its sky is subtracted (NaN with under 1000 good pixels)."""
@@ -1016,6 +1033,7 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
             fit_psf = True if info.psf_origin == "seeing card" else None
             if diff:  # (the difference's variance is the science exposure's)
                 _check_science_variance(science, source)
+            _mask_flat_tops(science, source)
             template = make_template(model, science, order=order, split=split,
                                      split_threshold=split_threshold, source=source, psf=psf,
                                      given_psf=given, fit_psf=fit_psf)

@@ -1,0 +1,61 @@
+"""A saturated core without a SAT bit, a flat top, is found and masked (`dcrcoadd.ops.flat_top`)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from scipy import ndimage
+
+from dcrcoadd.io import read_exposure
+from dcrcoadd.ops.flat_top import flat_tops
+from dcrcoadd.template.build import build_templates
+from test_flux_scale import star_model, stars
+
+
+def star_field(noise=1.0, flux=3000.0):
+    return stars(np.random.default_rng(1), 1.5, noise=noise, flux=flux)
+
+
+def test_a_star_clipped_at_one_level_is_found_whole():
+    image = star_field(flux=3e5)
+    level = 0.4 * image.max()
+    clipped = image > level
+    image[clipped] = level
+    found = flat_tops(image, np.ones(image.shape), np.ones(image.shape, bool))
+    assert found is not None and np.count_nonzero(clipped) >= 5
+    np.testing.assert_array_equal(found, clipped)
+
+
+@pytest.mark.parametrize("case", ["float noise", "integer counts", "noiseless, centred on corners"])
+def test_honest_images_have_no_flat_top(case):
+    if case == "float noise":
+        image = star_field(flux=3e5)
+    elif case == "integer counts":  # (noise of 3 counts: ties between neighbours are common)
+        image = np.round(star_field(noise=3.0, flux=3e6) + 1000.0) - 1000.0
+    else:  # a 2x2 tie at every peak
+        y, x = np.mgrid[:64, :64]
+        image = sum(np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / 1.5**2)
+                    for y0, x0 in [(10.5, 10.5), (30.5, 40.5), (50.5, 20.5)]) * 1e4
+    assert flat_tops(image, np.ones(image.shape), np.ones(image.shape, bool)) is None
+
+
+def test_a_science_exposure_with_an_unmasked_saturated_star_is_masked_with_a_warning(tmp_path, caplog):
+    model_path, science_path = star_model(tmp_path)
+
+    with fits.open(science_path, mode="update") as hdul:
+        image = hdul["IMAGE"].data
+        level = np.float32(0.5 * image.max())
+        clipped = image > level
+        image[clipped] = level
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model_path, [science_path], tmp_path / "out", diff=True)
+    assert outcome.ok
+    [message] = [r.getMessage() for r in caplog.records if "flat-topped" in r.getMessage()]
+    n = ndimage.label(clipped, structure=np.ones((3, 3)))[1]  # (every star of the field is clipped)
+    assert message.startswith(f"{science_path}: {n} flat-topped cores far above the noise "
+                              f"({np.count_nonzero(clipped)} connected pixels of exactly one value")
+    diff = read_exposure(outcome.diff_path)
+    np.testing.assert_array_equal(diff.mask_of("SAT"), clipped)
