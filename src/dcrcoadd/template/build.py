@@ -48,7 +48,10 @@ Mask
     takes the mask of the model pixel containing its centre (OR-ing every
     overlapped pixel would grow each masked pixel by one). Science pixels whose
     centre lies outside the model, or that the resampling did not reach, get
-    NO_DATA with a NaN image and variance.
+    NO_DATA with a NaN image and variance. Those within reach of the model's
+    edge (the visit's largest subfilter DCR shift plus the PSF's FWHM, in model
+    pixels) get EDGE: the light that sources beyond the edge spread in is not
+    in the model (a star on its last column left 18 sigma 3 px inside).
 
 Units
     The template is returned in the science exposure's units
@@ -100,8 +103,10 @@ from dcrcoadd.coadd.inputs import MAX_SKY_SIGMA, central_box, measure_psf_across
 from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
+from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.core.visit import VisitInfo
+from dcrcoadd.dcr.forward import subfilter_shifts
 from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
 from dcrcoadd.errors import InputError
 from dcrcoadd.io.fits import ccd_extensions, exposure_hdus, write_hdus
@@ -268,6 +273,26 @@ def _warn_partial(source: str, no_data: np.ndarray) -> None:
                     source, 100 * frac)
 
 
+def _template_planes(model: DcrModel) -> MaskPlanes:
+    """A template's mask planes: the model's, with EDGE and NO_DATA."""
+    return model.mask_planes.with_plane("EDGE").with_plane("NO_DATA")
+
+
+def _edge_width(model: DcrModel, visit: VisitInfo, at: tuple[float, float], psf: Psf | None) -> int:
+    """Model pixels from its edge within which a template of ``visit`` lacks light from beyond it (sources
+    outside the model that the visit's DCR and PSF spread in): its largest subfilter shift at ``at``
+    plus the PSF's FWHM (``psf`` in model pixels, else the model's; 2 px when neither is known)."""
+    shifts = subfilter_shifts([visit], model.wcs, model.origin, model.bandpass, model.subfilter_edges, at)[0]
+    psf = psf if psf is not None and model.psf_aware else model.psf
+    return math.ceil(float(np.max(np.abs(shifts))) + (psf.fwhm if psf is not None else 2.0))
+
+
+def _near_edge(x: np.ndarray, y: np.ndarray, bbox: Box, width: int) -> np.ndarray:
+    """Whether parent-grid pixel centres ``(x, y)`` lie within ``width`` pixels of ``bbox``'s edge."""
+    return ((np.minimum(x - bbox.x0, bbox.x1 - 1 - x) < width - 0.5)
+            | (np.minimum(y - bbox.y0, bbox.y1 - 1 - y) < width - 0.5))
+
+
 def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tuple[int, int], *,
                order: int, split: bool, split_threshold: float, source: str, psf: Psf | None = None,
                matching: RoundTransfer | None = None):
@@ -293,6 +318,9 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     image[out] = forward
     variance[out] = model.variance[inner].astype(np.float64) * len(model)
     mask[out] = model.mask[inner]
+    y, x = np.mgrid[overlap.y0:overlap.y1, overlap.x0:overlap.x1]
+    edge = _near_edge(x, y, model.bbox, _edge_width(model, visit, overlap.center, psf))
+    mask[out][edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
     no_data[out] = False
     return image, mask, variance, no_data
 
@@ -336,6 +364,8 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     inside = (xm >= mb.x0) & (xm < mb.x1) & (ym >= mb.y0) & (ym < mb.y1)
     mask = np.zeros((ny, nx), dtype=np.uint32)
     mask[inside] = model.mask[ym[inside] - mb.y0, xm[inside] - mb.x0]
+    edge = inside & _near_edge(xs, ys, mb, _edge_width(model, visit, region.center, psf))
+    mask[edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
     no_data = ~inside | ~np.isfinite(image)
     return image, mask, variance, no_data
 
@@ -563,7 +593,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     -------
     Exposure
         Template image, mask (model planes by nearest pixel, NO_DATA where the
-        model does not reach), variance (M x subfilter variance, resampled as
+        model does not reach, EDGE within reach of its edge), variance (M x subfilter variance, resampled as
         the module notes say), the PSF it was rendered at (``psf``, in the science exposure's
         pixels) and the model's band, the
         science exposure's WCS, origin and visit, in the science exposure's flux units. Its
@@ -620,7 +650,7 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
         raise OffModel(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
                          source)
     _warn_partial(source, no_data)
-    planes = model.mask_planes.with_plane("NO_DATA")
+    planes = _template_planes(model)
     mask[no_data] |= np.uint32(1 << planes.bit("NO_DATA"))
     image[no_data] = np.nan
     variance[no_data] = np.nan
