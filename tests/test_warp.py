@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import astropy.units as u
 import numpy as np
@@ -649,8 +650,12 @@ def test_templates_of_a_multi_extension_science_file_one_per_ccd_on_the_model(tm
         farther.name = "N4"
         fits.HDUList([hdul[0].copy(), far, farther]).writeto(tmp_path / "sci" / "off_ooi.fits")
     fwhm = Psf.gaussian(SIGMA).fwhm  # (the CCD images carry no PSF; the files of one CCD this one)
-    outcomes = build_templates(model_path, [science], tmp_path / "tmpl", diff=True, given_psf_fwhm=fwhm)
+    *outcomes, skipped = build_templates(model_path, [science], tmp_path / "tmpl", diff=True,
+                                         given_psf_fwhm=fwhm)
     assert [(o.hdu, o.ok) for o in outcomes] == [("N1", True), ("N2", True)]
+    # the CCD off the model is said to be (one line for the file)
+    assert skipped.hdu is None and skipped.template_path is None
+    assert skipped.skipped == "its CCD N3 (1 of its 3 CCDs) does not overlap the model's footprint"
     assert [o.template_path.name for o in outcomes] == ["expo3_ooi_N1_template.fits",
                                                         "expo3_ooi_N2_template.fits"]
     # each CCD's template is the one of the same CCD as a file of its own
@@ -753,6 +758,24 @@ def test_images_that_do_not_say_they_are_ccds_stay_ambiguous(tmp_path):
     assert ccd_extensions(path) == []
     (outcome,) = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()))
     assert "no IMAGE extension says which of its 2 images is the exposure" in outcome.error
+    # (it told the user of template to give the file to template, which reads only named CCDs)
+    assert "for a file of CCDs, give each image its own EXTNAME" in outcome.error
+
+
+def test_a_ccd_without_variance_does_not_take_its_neighbours_for_its_planes(tmp_path, caplog):
+    from dcrcoadd.io.fits import read_info
+
+    _, path = mef_file(tmp_path)
+
+    def twin(hdus):  # (a neighbour of N1's shape, which a plane would have)
+        hdus.append(hdus[1].copy())
+        hdus[-1].name = "N3"
+
+    path = _edit_mef(path, twin, "three_ooi.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        info = read_info(path, hdu="N1")
+    assert "variance: none in the file; from the robust sky noise" in " ".join(info.notes)
+    assert "is not read as one" not in caplog.text  # ("its N2 extension is not read as one: ...")
 
 
 # -- a patch: --center and --size -----------------------------------------------------------------

@@ -453,8 +453,9 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
     if len(images) > 1:
         names = ", ".join(_hdu_label(i, hdul[i]) for i in images)
         raise InputError(f"no IMAGE extension says which of its {len(images)} images is the exposure "
-                         f"({names}); cut out the one to use (one image per file), or give the file to "
-                         "dcrcoadd warp or template, which read each of its CCDs", path)
+                         f"({names}); cut out the one to use (one image per file), or, for a file of CCDs, "
+                         "give each image its own EXTNAME (dcrcoadd warp and template then read each CCD)",
+                         path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
 
@@ -829,7 +830,9 @@ def _read_info(hdul: fits.HDUList, path: Path, instrument: str | None = None,
     elif layout.variance is None:
         gain = pixels.card("gain")
         taken = {layout.image, layout.mask, *own.values()}
-        others = [_hdu_label(i, hdul[i]) for i in _plain_images(hdul, taken) if tuple(hdul[i].shape) == shape]
+        # (the other images of a file of CCDs are CCDs, not this one's planes)
+        others = [] if hdu is not None else [_hdu_label(i, hdul[i]) for i in _plain_images(hdul, taken)
+                                              if tuple(hdul[i].shape) == shape]
         if others:  # (its noise, if one of them is, goes unread: say so, and how to name it)
             warn_once(log, path, f"has no VARIANCE; its {', '.join(others)} extension is not read as one: "
                       "its variance is made from the image's sky noise (name the extension VARIANCE, or "

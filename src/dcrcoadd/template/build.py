@@ -1126,13 +1126,23 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
         # a multi-extension file: a template for each of its CCDs on the model (`_reaches_model`)
         reaching = [hdu for hdu in ccds if _reaches_model(model, read_options, path, hdu)]
         log.info("%s: %d of its %d CCDs overlap the model", path, len(reaching), len(ccds))
-        made = [o for o in (one(path, hdu) for hdu in reaching) if not o.skipped]
-        if not made:
-            reason = f"none of its {len(ccds)} CCDs overlaps the model's footprint"
+        tried = [one(path, hdu) for hdu in reaching]
+        made = [o for o in tried if not o.skipped]
+        off = [hdu for hdu in ccds if hdu not in reaching] + [o.hdu for o in tried if o.skipped]
+        if off:  # (one line for the file, however many of its CCDs)
+            reason = (f"none of its {len(ccds)} CCDs overlaps the model's footprint" if not made else
+                      f"{_ccd_names(off)} ({len(off)} of its {len(ccds)} CCDs) "
+                      f"{'does' if len(off) == 1 else 'do'} not overlap the model's footprint")
             log.info("%s: skipped: %s", path, reason)
-            made = [TemplateOutcome(path=path, skipped=reason)]
+            made.append(TemplateOutcome(path=path, skipped=reason))
         outcomes.extend(made)
     return outcomes
+
+
+def _ccd_names(names: list[str], shown: int = 6) -> str:
+    """"its CCD N3", "its CCDs N3, S1", "its CCDs N3, S1, ... and 40 more"."""
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    return f"its CCD{'s' if len(names) > 1 else ''} {listed}"
 
 
 def _stem_clashes(paths: list[Path]) -> dict[Path, str]:
