@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import dcrcoadd
@@ -249,3 +250,21 @@ def test_info_into_a_reader_that_stops_early_is_not_an_error(tmp_path):
     proc.stdout.close()  # (as head does after its line)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode in (0, 141) and b"error" not in err and b"Traceback" not in err, err
+
+
+def test_info_of_a_model_describes_its_solver_subfilters_and_inputs(tmp_path, capsys):
+    # (it described the DCR coadd alone, as if the file were any exposure)
+    from test_template import make_model
+
+    model = make_model()
+    model.solver, model.solver_settings = "exact", {"colour_strength": 0.15}
+    model.input_conditions = np.array([[1.1, -30.0], [1.6, 45.0], [1.3, 10.0]])
+    path = model.write(tmp_path / "model.fits")
+    assert main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    edges = model.subfilter_edges
+    assert "model:       solver exact; forward model shifts (interpolation order 1)" in out
+    assert (f"subfilters:  3: {edges[0, 0]:.1f}-{edges[0, 1]:.1f}, {edges[1, 0]:.1f}-{edges[1, 1]:.1f}, "
+            f"{edges[2, 0]:.1f}-{edges[2, 1]:.1f} nm") in out
+    assert "settings:    colour_strength = 0.15" in out
+    assert "fitted to:   3 warps, airmass 1.10-1.60, parallactic angle -30.0 to +45.0 deg" in out

@@ -75,7 +75,35 @@ def _format_info(path: str, options=None) -> str:
     else:
         lines.append("psf:         none (assemble measures it from the stars; template fits it against the "
                      "model)")
+    from dcrcoadd.io.products import PRODUCTS, product_of
+
+    if product_of(path) == PRODUCTS["model"]:
+        lines.extend(_model_lines(path))
     return "\n".join(lines)
+
+
+def _model_lines(path: str) -> list[str]:
+    """What `info` says of a DCR model file beyond its DCR coadd: its solver and forward model, its
+    subfilters and the warps it was fitted to."""
+    from dcrcoadd.dcr.model import DcrModel
+
+    model = DcrModel.read(path)
+    settings = ", ".join(f"{k} = {v}" for k, v in sorted(model.solver_settings.items()))
+    forward = ("Fourier (each subfilter's DCR averaged over "
+               f"{model.wavelength_samples} wavelengths)" if model.forward_model == "fourier"
+               else f"shifts (interpolation order {model.interp_order})")
+    psf = ("PSF-aware: the sky seen through its reference PSF, each warp through its own; templates at "
+           "the science PSF" if model.psf_aware else "one PSF for every warp (templates carry the model's)")
+    ranges = ", ".join(f"{lo:.1f}-{hi:.1f}" for lo, hi in model.subfilter_edges)
+    lines = [f"model:       solver {model.solver or 'unknown'}; forward model {forward}; {psf}",
+             f"subfilters:  {len(model)}: {ranges} nm"]
+    if settings:
+        lines.append(f"settings:    {settings}")
+    if model.input_conditions is not None and len(model.input_conditions):
+        airmass, angle = np.asarray(model.input_conditions, float).T
+        lines.append(f"fitted to:   {len(airmass)} warps, airmass {airmass.min():.2f}-{airmass.max():.2f}, "
+                     f"parallactic angle {angle.min():+.1f} to {angle.max():+.1f} deg")
+    return lines
 
 
 def _visit_geometry_lines(info) -> list[str]:
