@@ -319,7 +319,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     image[out] = forward
     variance[out] = model.variance[inner].astype(np.float64) * len(model)
     mask[out] = model.mask[inner]
-    y, x = np.mgrid[overlap.y0:overlap.y1, overlap.x0:overlap.x1]
+    y, x = np.ogrid[overlap.y0:overlap.y1, overlap.x0:overlap.x1]  # (broadcast: no full-size grids)
     edge = _near_edge(x, y, model.bbox, _edge_width(model, visit, overlap.center, psf))
     mask[out][edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
     no_data[out] = False
