@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.ops.shift import shift_image
-from dcrcoadd.template.alignment import source_offset
+from dcrcoadd.template.alignment import check_alignment, source_offset
 from dcrcoadd.template.build import build_templates
-from test_flux_scale import star_model, stars
+from test_flux_scale import SHAPE, star_model, stars
 
 
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (0.3, -0.2), (-2.6, 1.4)])
@@ -31,6 +32,34 @@ def test_no_stars_measure_nothing():
     noise = rng.normal(0, 1, (128, 128))
     offset = source_offset(noise, noise, np.ones(noise.shape), np.ones(noise.shape, bool), 3.5)
     assert not offset.measured and not offset.lost
+
+
+def test_a_field_too_crowded_for_isolated_stars_is_measured_on_its_blends():
+    # 500 stars on 128x128 px, a FWHM of 3.5 px: two stand alone
+    rng = np.random.default_rng(4)
+    y, x = np.mgrid[:128, :128]
+    template = np.zeros((128, 128))
+    for y0, x0, flux in zip(*rng.uniform(8, 120, (2, 500)), rng.uniform(500, 5000, 500), strict=True):
+        template += flux * np.exp(-0.5 * ((y - y0) ** 2 + (x - x0) ** 2) / 1.5**2) / (2 * np.pi * 1.5**2)
+    science = shift_image(template, (0.3, -0.2), order=3) + rng.normal(0, 1, template.shape)
+    offset = source_offset(science, template, np.ones(template.shape), np.ones(template.shape, bool), 3.5)
+    assert offset.measured and offset.n_stars >= 20
+    assert offset.dy == pytest.approx(0.3, abs=0.02) and offset.dx == pytest.approx(-0.2, abs=0.02)
+
+
+@pytest.mark.parametrize("n_stars, warned", [(0, False), (3, True)])
+def test_a_science_exposure_with_too_few_bright_stars_is_said_to_be_unchecked(caplog, n_stars, warned):
+    rng = np.random.default_rng(5)
+    image = stars(rng, 1.5, n=n_stars, noise=0.0) if n_stars else np.zeros(SHAPE)
+    science = Exposure(image + rng.normal(0, 1, image.shape), variance=np.ones(image.shape, np.float32))
+    template = Exposure(image, variance=np.zeros(image.shape, np.float32))
+    with caplog.at_level(logging.INFO, logger="dcrcoadd"):
+        offset = check_alignment(science, template, "sci.fits", np.ones(image.shape, bool))
+    assert not offset.measured
+    [record] = [r for r in caplog.records if "not checked" in r.getMessage()]
+    assert record.levelno == (logging.WARNING if warned else logging.INFO)
+    assert record.getMessage().startswith("sci.fits: its WCS is not checked against the template's: only "
+                                          f"{n_stars} of its stars")
 
 
 def shift_grid(path, dx):
