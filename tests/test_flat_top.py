@@ -29,6 +29,24 @@ def test_a_star_clipped_at_one_level_is_found_whole():
     np.testing.assert_array_equal(found, clipped)
 
 
+@pytest.mark.parametrize("case", ["a cosmic ray on it", "its rim below the threshold"])
+def test_a_clipped_star_is_found_whole_with_a_cosmic_ray_on_it_or_its_rim_faint(case):
+    image = stars(np.random.default_rng(1), 2.0, flux=3e5)
+    level = 0.4 * image.max()
+    clipped = image > level
+    image[clipped] = level
+    variance = np.ones(image.shape)
+    if case == "a cosmic ray on it":  # (its neighbours on the plateau have a brighter neighbour)
+        ys, xs = np.nonzero(clipped)
+        ray = (ys[len(ys) // 2], xs[len(xs) // 2])
+        image[ray] = 1.5 * level  # (enclosed by the plateau: masked with it)
+    else:  # (its west rim's noise is larger: 40 sigma there)
+        variance[clipped & ~np.roll(clipped, 1, axis=1)] = (level / 40.0) ** 2
+    found = flat_tops(image, variance, np.ones(image.shape, bool))
+    assert found is not None
+    np.testing.assert_array_equal(found, clipped)
+
+
 @pytest.mark.parametrize("case", ["float noise", "integer counts", "noiseless, centred on corners"])
 def test_honest_images_have_no_flat_top(case):
     if case == "float noise":

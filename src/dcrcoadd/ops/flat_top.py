@@ -9,7 +9,9 @@ brightest core of an integer image with a noise of a few counts, five connected 
 at a local maximum is a one-in-millions chance. Nor does a noiseless image (a simulation's truth): a
 smooth peak centred on a pixel corner ties four pixels, not five; and an image without noise (no
 pixel below 0, `dcrcoadd.ops.zero_fill.noisy`) is not examined. A star barely saturated, with a flat
-top of fewer pixels, goes unseen.
+top of fewer pixels, goes unseen. The pixels of a top's value connected to it, and those it encloses
+(a cosmic ray on the core), are masked with it. A core clipped before the image was divided by its flat
+field or had a sloping sky subtracted is not one value and goes unseen too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def flat_tops(image: np.ndarray, variance: np.ndarray, good: np.ndarray) -> np.n
 
     Only the pixels `BRIGHT_SIGMA` sigma above 0 are examined (few, in a whole CCD): those with no
     neighbour brighter, grouped by 8-connectivity; a group of `MIN_PIXELS` or more all of one value is
-    a flat top."""
+    a flat top, with the pixels of its value connected to it (`_grow`)."""
     # (candidates above the threshold of the smallest variance first: a few passes over a whole CCD)
     least = float(np.min(variance, where=good, initial=np.inf))
     if not math.isfinite(least):
@@ -76,8 +78,31 @@ def flat_tops(image: np.ndarray, variance: np.ndarray, good: np.ndarray) -> np.n
     if not flat.any() or not noisy(image, good):
         return None
     out = np.zeros(image.shape, bool)
-    out[y0:y0 + candidates.shape[0], x0:x0 + candidates.shape[1]] = flat[labels]
+    for label in np.flatnonzero(flat):
+        _grow(image, ys[on == label], xs[on == label], low[label], out)
     return out
+
+
+def _grow(image: np.ndarray, ys: np.ndarray, xs: np.ndarray, value: float, out: np.ndarray) -> None:
+    """Mark in ``out`` the pixels of exactly ``value`` connected to the flat top ``(ys, xs)``, and those
+    they enclose: the pixels next to a cosmic ray on it (which is brighter) and those below
+    `BRIGHT_SIGMA` belong to it too (a star clipped with a cosmic ray on its core kept 5 of its 14
+    pixels otherwise)."""
+    ny, nx = image.shape
+    margin = 8
+    while True:  # (in a box about the top, widened while the plateau reaches its edge)
+        y0, y1 = max(ys.min() - margin, 0), min(ys.max() + margin + 1, ny)
+        x0, x1 = max(xs.min() - margin, 0), min(xs.max() + margin + 1, nx)
+        seed = np.zeros((y1 - y0, x1 - x0), bool)
+        seed[ys - y0, xs - x0] = True
+        grown = ndimage.binary_propagation(seed, structure=np.ones((3, 3), bool),
+                                           mask=image[y0:y1, x0:x1] == value)
+        cut = ((y0 > 0 and grown[0].any()) or (y1 < ny and grown[-1].any())
+               or (x0 > 0 and grown[:, 0].any()) or (x1 < nx and grown[:, -1].any()))
+        if not cut:  # (a pixel the plateau encloses, a cosmic ray on it say, is the star's core too)
+            out[y0:y1, x0:x1] |= ndimage.binary_fill_holes(grown)
+            return
+        margin *= 2
 
 
 __all__ = ["BRIGHT_SIGMA", "MIN_PIXELS", "flat_tops"]
