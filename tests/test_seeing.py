@@ -288,6 +288,21 @@ def test_template_command_renders_at_the_science_or_the_reference_psf(variable, 
                in r.getMessage() for r in caplog.records)
 
 
+def test_a_difference_refused_for_a_sharpened_templates_noise_says_so(variable, variable_runs, tmp_path,
+                                                                        capsys):
+    # a template rendered at a PSF far narrower than the reference amplifies the model's noise beyond
+    # what its variance says: the science VARIANCE is not what is wrong
+    warps, _ = variable
+    model_path = variable_runs["warp"].model.write(tmp_path / "model.fits")
+    ref = variable_runs["warp"].model.psf
+    sharp = min(warps, key=lambda w: w.psf.fwhm)
+    narrow = dataclasses.replace(sharp, psf=Psf.gaussian(fwhm=0.6 * ref.fwhm))
+    path = write_exposure(narrow, tmp_path / "s.fits")
+    assert main(["template", str(model_path), str(path), "--out", str(tmp_path / "n"), "--diff"]) == 2
+    err = capsys.readouterr().err
+    assert "its template, sharpened to its PSF, 40% narrower than the model's reference" in err
+
+
 def test_a_warp_without_psf_turns_the_psf_term_off_with_a_warning(caplog):
     sim = simulate(SimulationConfig(size=64, n_visits=5, n_stars=15, airmass=(1.0, 1.6), seeing=(0.6, 1.3),
                                     star_mag_range=(16, 20), defects=False, seed=7))
