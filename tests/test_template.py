@@ -500,6 +500,24 @@ def test_science_psf_on_a_coarser_grid_is_taken_in_its_own_pixels():
     assert reference.psf.second_moment_sigma == pytest.approx(1.5 / 1.5, rel=0.05)
 
 
+@pytest.mark.parametrize("sigma, warned", [(0.8, True), (1.6, False)])
+def test_a_science_psf_too_coarsely_sampled_for_the_model_grid_is_warned_about(caplog, sigma, warned):
+    # 0.3" pixels against the model's 0.2": a PSF of 1.9 px FWHM there cannot be carried onto the
+    # model's grid exactly, one of 3.8 px can
+    import dataclasses
+
+    model = dataclasses.replace(make_model(), forward_model="fourier", wavelength_samples=2,
+                                psf_model="warp")
+    centre = model.wcs.pixel_to_world(SOURCE[0] - ORIGIN[0], SOURCE[1] - ORIGIN[1])
+    wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(11.0, 10.0), scale_arcsec=0.3)
+    science = science_on(model, Box(0, 0, 21, 19), wcs=wcs)
+    science.psf = Psf.gaussian(sigma)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        make_template(model, science, source="sci.fits")
+    message = f"sci.fits: its PSF (FWHM {science.psf.fwhm:.2f} px) is sampled too coarsely"
+    assert (message in caplog.text) is warned
+
+
 def test_build_templates_never_overwrites_a_science_exposure_nor_templates_its_own_outputs(tmp_path):
     import dataclasses
 
