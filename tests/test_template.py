@@ -190,6 +190,30 @@ def test_a_template_within_dcr_and_psf_reach_of_the_models_edge_is_edge(grid):
     assert not edge[inside > width].any() and not (edge & no_data).any()
 
 
+@pytest.mark.parametrize("grid", ["same", "rotated"])
+def test_a_template_within_reach_of_a_hole_in_the_model_is_edge(grid):
+    # a hole no warp covers (NO_DATA in the model) lacks its sources' light as the world beyond the
+    # model's edge does: a probe's held-out visit left 11.5 sigma a pixel from such a hole, unflagged
+    model = make_model()
+    hole = slice(20, 24)  # model columns
+    model.mask[:, hole] |= np.uint32(1 << model.mask_planes.bit("NO_DATA"))
+    box = Box(110, 208, 30, 26)
+    if grid == "same":
+        science = science_on(model, box)
+    else:
+        centre = model.wcs.pixel_to_world(box.x0 - ORIGIN[0] + 14.5, box.y0 - ORIGIN[1] + 12.5)
+        wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(15.5, 13.5), rotation_deg=20.0)
+        science = science_on(model, Box(0, 0, 30, 26), wcs=wcs)
+    template = make_template(model, science)
+    width = math.ceil(float(np.max(np.abs(shifts_at(model, box.center)))) + template.psf.fwhm)
+    y, x = np.mgrid[: science.shape[0], : science.shape[1]]
+    mx, _ = model.wcs.world_to_pixel(science.wcs.pixel_to_world(x, y))
+    away = np.maximum(hole.start - np.round(mx), np.round(mx) - (hole.stop - 1))  # (columns from the hole)
+    edge = template.mask_of("EDGE")
+    assert (away <= 0).any() and edge[away <= width].all()
+    assert (away > width).any() and not edge[away > width].any()
+
+
 # -- another grid ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dx, dy, rotation", [(0.37, -0.21, 0.0), (0.0, 0.0, 25.0), (-0.45, 0.3, -40.0)])

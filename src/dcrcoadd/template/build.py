@@ -52,7 +52,9 @@ Mask
     NO_DATA with a NaN image and variance. Those within reach of the model's
     edge (the visit's largest subfilter DCR shift plus the PSF's FWHM, in model
     pixels) get EDGE: the light that sources beyond the edge spread in is not
-    in the model (a star on its last column left 18 sigma 3 px inside).
+    in the model (a star on its last column left 18 sigma 3 px inside). So do
+    those within the same reach of a hole in the model (NO_DATA: no warp
+    covers it), which lacks its sources' light the same way.
 
 Units
     The template is returned in the science exposure's units
@@ -300,6 +302,21 @@ def _near_edge(x: np.ndarray, y: np.ndarray, bbox: Box, width: int) -> np.ndarra
             | (np.minimum(y - bbox.y0, bbox.y1 - 1 - y) < width - 0.5))
 
 
+def _near_hole(model: DcrModel, box: Box, width: int) -> np.ndarray | None:
+    """Whether each model pixel of ``box`` lies within ``width`` pixels of one the model has no data
+    for (NO_DATA: a hole no warp covers, whose sources' light a template lacks as it lacks that of
+    sources beyond the model's edge); None when none is that near."""
+    bit = model.mask_planes.value_if_present(("NO_DATA",))
+    grown = box.grow(width).clip(model.bbox)
+    if not bit or grown.is_empty:
+        return None
+    hole = (model.mask[grown.slices(model.bbox)] & np.uint32(bit)) != 0
+    if not hole.any():
+        return None
+    near = ndimage.maximum_filter(hole.view(np.uint8), size=2 * width + 1, mode="constant").view(bool)
+    return near[box.slices(grown)]
+
+
 def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tuple[int, int], *,
                order: int, split: bool, split_threshold: float, source: str, psf: Psf | None = None,
                matching: RoundTransfer | None = None):
@@ -326,7 +343,10 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     variance[out] = model.variance[inner].astype(np.float64) * len(model)
     mask[out] = model.mask[inner]
     y, x = np.ogrid[overlap.y0:overlap.y1, overlap.x0:overlap.x1]  # (broadcast: no full-size grids)
-    edge = _near_edge(x, y, model.bbox, _edge_width(model, visit, overlap.center, psf))
+    width = _edge_width(model, visit, overlap.center, psf)
+    edge = _near_edge(x, y, model.bbox, width)
+    if (hole := _near_hole(model, overlap, width)) is not None:
+        edge = edge | hole
     mask[out][edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
     no_data[out] = False
     return image, mask, variance, no_data
@@ -371,7 +391,10 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     inside = (xm >= mb.x0) & (xm < mb.x1) & (ym >= mb.y0) & (ym < mb.y1)
     mask = np.zeros((ny, nx), dtype=np.uint32)
     mask[inside] = model.mask[ym[inside] - mb.y0, xm[inside] - mb.x0]
-    edge = inside & _near_edge(xs, ys, mb, _edge_width(model, visit, region.center, psf))
+    width = _edge_width(model, visit, region.center, psf)
+    edge = inside & _near_edge(xs, ys, mb, width)
+    if (hole := _near_hole(model, region, width)) is not None:
+        edge[inside] |= hole[ym[inside] - region.y0, xm[inside] - region.x0]
     mask[edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
     no_data = ~inside | ~np.isfinite(image)
     return image, mask, variance, no_data
