@@ -487,13 +487,12 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
 def _warn_if_undersampled(psf: Psf | None, to_model: np.ndarray | None, source: str) -> None:
     """Warn when a template is rendered on the model's grid at a science PSF (science pixels) narrower
     than `UNDERSAMPLED_FWHM` and its pixels are larger than the model's."""
-    if psf is None or to_model is None or abs(float(np.linalg.det(to_model))) <= 1 + PSF_TOLERANCE:
-        return
-    if psf.fwhm < UNDERSAMPLED_FWHM:
+    area = abs(float(np.linalg.det(to_model))) if to_model is not None else 1.0  # (model pixels per pixel)
+    if psf is not None and area > 1 + PSF_TOLERANCE and psf.fwhm < UNDERSAMPLED_FWHM:
         log.warning("%s: its PSF (FWHM %.2f px) is sampled too coarsely on its pixels (%.2g times the "
                     "model's in area) to be carried onto the model's grid exactly: expect residuals at its "
                     "bright stars (0.4\" pixels against 0.2\": 8 false detections at 1.84 px FWHM, 0 at 2.6)",
-                    source, psf.fwhm, abs(float(np.linalg.det(to_model))))
+                    source, psf.fwhm, area)
 
 
 def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, size: int,
@@ -947,8 +946,9 @@ def _sharpened(model: DcrModel, science: Exposure, template: Exposure) -> float:
     fraction, 0 when it is not narrower)."""
     if template.psf is None or model.psf is None:
         return 0.0
-    reference = _on_science(model.psf, pixel_map(science, model))
-    return max(0.0, 1.0 - template.psf.fwhm / reference.fwhm) if reference.fwhm > 0 else 0.0
+    reference = _on_science(model.psf, pixel_map(science, model)).fwhm
+    narrower = 1.0 - template.psf.fwhm / reference if reference > 0 else 0.0
+    return narrower if narrower > 1e-3 else 0.0  # (as `_warn_if_narrower` tells it)
 
 
 def _check_science_variance(science: Exposure, source: str) -> None:
