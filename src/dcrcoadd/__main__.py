@@ -1,5 +1,5 @@
 import sys
 
-from dcrcoadd.cli import main
+from dcrcoadd._entry import main
 
 sys.exit(main())
