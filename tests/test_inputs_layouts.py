@@ -327,6 +327,9 @@ def test_decam_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
     from dcrcoadd.resample import warp_exposures
 
     path = write_decam_mef(tmp_path / "c4d_190310_031200_ooi_g_v1.fits")
+    with fits.open(path, mode="update") as hdul:  # (no saturated pixel, whose flux no warp pixel takes)
+        for name in ("N6", "N7"):
+            hdul[name].header["SATURATA"] = hdul[name].header["SATURATB"] = 1e9
     assert ccd_extensions(path) == ["N6", "N7"]
     n6, n7 = read_info(path, hdu="N6"), read_info(path, hdu="N7")
     assert n6.instrument == n7.instrument == "decam" and n6.visit.id == n7.visit.id == 812345

@@ -26,12 +26,16 @@ Variance
 Mask
     Each warp pixel takes the mask of the input pixel containing its centre
     (nearest pixel; OR-ing every overlapped pixel would grow each masked pixel
-    by one). The flux of a masked input pixel still reaches the neighbours of
-    that warp pixel, unflagged; the coadd's outlier rejection sees it there.
-    Input pixels without data (non-finite image or variance, or NO_DATA) are
-    left out of the overlap means, so they do not blank their neighbours. Warp
-    pixels whose centre lies outside the input footprint, or on an input pixel
-    without data, get NO_DATA with a NaN image and variance.
+    by one). Input pixels without data (non-finite image or variance, or
+    NO_DATA) are left out of the overlap means, so they do not blank their
+    neighbours; so are those in `LEFT_OUT_PLANES` (BAD, SAT, CR, EDGE), whose
+    values would otherwise reach warp pixels that carry no bit (a bad column of
+    1e6 rotated 10° gave 217 such pixels of 5e3-5e5; the simulator's defects
+    through ``assemble`` 542 coadd pixels beyond 5 sigma). A warp pixel on such
+    an input pixel carries its bits, and where no other input pixel reaches it
+    keeps that pixel's value (times ``r``). Warp pixels whose centre lies
+    outside the input footprint, or on an input pixel without data, get NO_DATA
+    with a NaN image and variance.
 
 Metadata
     Visit (VisitInfo), band and bandpass, flux calibration (``FLUXCAL``) and
@@ -121,9 +125,19 @@ Mapper = Callable[[Callable, Iterable], Iterator]
 # One exposure
 # ---------------------------------------------------------------------------------------------
 
+#: Input planes whose pixels' values reach no other warp pixel: those the coadd leaves out by default
+#: (``coadd.bad_mask_planes`` but NO_DATA, which is missing data).
+LEFT_OUT_PLANES = ("BAD", "SAT", "CR", "EDGE")
+
+
 def _missing(exposure: Exposure) -> np.ndarray:
     """Input pixels without data: non-finite image or variance, or NO_DATA."""
     return ~np.isfinite(exposure.image) | ~np.isfinite(exposure.variance) | exposure.mask_of("NO_DATA")
+
+
+def _left_out(exposure: Exposure) -> np.ndarray:
+    """Input pixels with data in `LEFT_OUT_PLANES`."""
+    return (exposure.mask & np.uint32(exposure.mask_planes.value_if_present(LEFT_OUT_PLANES))) != 0
 
 
 def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHOD,
@@ -175,9 +189,10 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
     xc, yc = corner_grid(wcs_out, wcs_in, box.shape)
     area_ratio = quad_areas(xc, yc)
     missing = _missing(exposure)
+    left_out = _left_out(exposure) & ~missing
     planes = np.stack([exposure.image, exposure.variance]).astype(np.float64)
     image, variance, coverage = resample_flux(planes, wcs_in, wcs_out, box.shape, area_ratio,
-                                              missing=missing, method=method, source=source)
+                                              missing=missing | left_out, method=method, source=source)
     ny, nx = exposure.shape
     cx = 0.25 * (xc[:-1, :-1] + xc[1:, :-1] + xc[:-1, 1:] + xc[1:, 1:])
     cy = 0.25 * (yc[:-1, :-1] + yc[1:, :-1] + yc[:-1, 1:] + yc[1:, 1:])
@@ -189,7 +204,15 @@ def warp_exposure(exposure: Exposure, grid: Grid, *, method: str = DEFAULT_METHO
     mask[inside] = exposure.mask[ym[inside], xm[inside]]
     nearest_missing = np.zeros(box.shape, dtype=bool)
     nearest_missing[inside] = missing[ym[inside], xm[inside]]
-    no_data = ~inside | nearest_missing | (coverage <= 0) | ~np.isfinite(image) | ~np.isfinite(variance)
+    # a warp pixel on a left-out input pixel carries its bits; where no other input pixel reaches it,
+    # it keeps that pixel's value (a saturated core's, say: its bits are what the coadd reads there)
+    flagged = np.zeros(box.shape, dtype=bool)
+    flagged[inside] = left_out[ym[inside], xm[inside]]
+    own = flagged & ~(coverage > 0)
+    image[own] = exposure.image[ym[own], xm[own]] * area_ratio[own]
+    variance[own] = exposure.variance[ym[own], xm[own]] * area_ratio[own]
+    no_data = (~inside | nearest_missing | ((coverage <= 0) & ~own) | ~np.isfinite(image)
+               | ~np.isfinite(variance))
     if no_data.all():
         if missing.all():  # (checked here, not up front: a rare case need not cost every exposure a pass)
             raise InputError("it has no usable pixel (every pixel is NaN, masked NO_DATA or has a non-finite "
