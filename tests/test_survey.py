@@ -421,8 +421,16 @@ def test_a_run_refused_for_other_settings_keeps_the_finished_patches_records(dat
     # run with the original settings recomputed every patch instead of finding them finished
     out = tmp_path / "copy"
     shutil.copytree(serial, out)
+    before = Table.read(out / "survey.ecsv")
     assert main(["survey", str(data), "--out", str(out), "-q", "--set", "dcr.dcr_num_subfilters=2"]) == 15
     assert "holds a run with other settings" in capsys.readouterr().err
+    # its summary says what the patches still hold (it said 0 inputs and no airmass)
+    refused = Table.read(out / "survey.ecsv")
+    assert list(refused["status"]) == ["failed"] * 5
+    held = before["status"] != "failed"
+    for column in ("n_inputs", "airmass_min", "airmass_max", "false_dcr"):
+        np.testing.assert_array_equal(refused[column][held], before[column][held])
+    assert all("holds a run with other settings" in e for e in refused["error"][held])
     assert main(["survey", str(data), "--out", str(out)]) == 11
     assert list(Table.read(out / "survey.ecsv")["status"]) == ["resumed"] * 4 + ["failed"]
 

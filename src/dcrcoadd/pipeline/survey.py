@@ -289,7 +289,13 @@ def _record_failure(task: PatchTask, exc: BaseException, t0: float, fingerprint:
     outcome.fingerprint = fingerprint
     outcome.seconds = time.perf_counter() - t0
     if isinstance(exc, SettingsMismatch):
-        return outcome  # (refused, the patch directory untouched: its record still says what it holds)
+        # refused, the patch directory untouched: its record still says what it holds, and so does its
+        # row of the summary (a refused rerun wrote every patch with 0 inputs and no airmass)
+        earlier = read_record(task.survey_dir, task.spec.name)
+        if earlier is not None and earlier.status != "failed":
+            outcome = replace(earlier, status="failed", error=message, fingerprint=fingerprint,
+                              seconds=outcome.seconds)
+        return outcome
     try:
         write_record(task.survey_dir, outcome)
     except OSError as err:
