@@ -69,6 +69,14 @@ def test_config_dump_refuses_to_overwrite_unless_forced(tmp_path, capsys):
     assert "max_num_iter" in path.read_text()
 
 
+def test_config_dump_under_a_regular_file_names_it(tmp_path, capsys):
+    # it said "cannot write: File exists"
+    (tmp_path / "notes.txt").write_text("mine\n")
+    status, _, err = run(capsys, "config", "dump", str(tmp_path / "notes.txt" / "sub" / "c.toml"))
+    assert status == 2 and err.strip().endswith(f"cannot write: {tmp_path / 'notes.txt'} is not a directory")
+    assert (tmp_path / "notes.txt").read_text() == "mine\n"
+
+
 def test_config_dump_to_standard_output_and_a_markdown_config_mistaken_for_output(tmp_path, capsys,
                                                                                   monkeypatch):
     monkeypatch.chdir(tmp_path)

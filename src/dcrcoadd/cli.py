@@ -504,6 +504,11 @@ def _cmd_config(args: argparse.Namespace) -> int:
             return 0
         if not args.force and os.path.lexists(args.file):
             raise InputError("exists; use --force to overwrite it", args.file)
+        existing = Path(args.file).parent  # (a regular file on its path said "cannot write: File exists")
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise InputError(f"cannot write: {existing} is not a directory", args.file)
         with atomic_output(args.file) as tmp:
             tmp.write_text(_DUMP_HEADER + text)
         print(f"wrote {args.file}")
