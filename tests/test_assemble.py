@@ -193,3 +193,24 @@ def test_where_no_warp_has_data_the_subfilters_split_the_baselines_fill(sim, sol
     np.testing.assert_allclose(res.coadd.image[hole], fill, rtol=1e-5, atol=1e-4)
     for k in range(3):
         np.testing.assert_allclose(res.model.images[k][hole], fill / 3, rtol=1e-5, atol=1e-4)
+
+
+def test_a_coadd_region_its_warps_footprints_leave_mostly_empty_is_warned_about(sim, caplog):
+    # their boxes cover it, their pixels do not: 81 % of a probe's --box had no data, with no word
+    import dataclasses
+    import logging
+
+    from dcrcoadd.coadd import assemble_coadd
+
+    warps = []
+    for w in sim.warps[:4]:
+        w = dataclasses.replace(w, image=w.image.copy(), mask=w.mask.copy())
+        w.image[:, 20:] = np.nan
+        w.set_mask("NO_DATA", np.isnan(w.image))
+        warps.append(w)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        assemble_coadd(sim.warps[:4])
+    assert "has no data" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        assemble_coadd(warps)
+    assert "69% of the coadd region" in caplog.text and "do not cover it" in caplog.text

@@ -239,6 +239,7 @@ class PreparedInputs:
     bandpass: Bandpass | None
     skipped: list[tuple[str, str]] = field(default_factory=list)
     region: Box | None = None  # the box asked for, when ``bbox`` reaches beyond it (a margin)
+    overhang: float = 0.0  # the fraction of the box asked for beyond every warp's box (warned about)
 
 
 # -- description and checks ------------------------------------------------------------------------
@@ -670,7 +671,8 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
                                  "(or set artifacts.enabled = false)",
                                  inp.name)
     wcs = None if ref.wcs is None else shift_wcs(ref.wcs, -box.x0, -box.y0)
-    return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped, region)
+    return PreparedInputs(kept, box, wcs, planes, ref.band, ref.bandpass, skipped, region,
+                          overhang=outside / (region or box).area)
 
 
 def _check_flux_scales(inputs: list[CoaddInput], blocks: list[BlockFlux | None], box: Box, block: int,
