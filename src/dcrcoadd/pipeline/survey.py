@@ -269,8 +269,10 @@ def _stopped_by_shutdown(exc: BaseException) -> bool:
     """Whether ``exc`` is a pool or cluster refusing work as it closes (a stopped survey), not a failure."""
     if isinstance(exc, RuntimeError) and "after shutdown" in str(exc):  # concurrent.futures' executors
         return True
-    # (Dask's: its futures cancelled, or its client closed; a lost connection stays a failure)
-    if type(exc).__name__ in ("CancelledError", "ClosedClientError"):
+    # (Dask's: its futures cancelled, or its client closed; a lost connection stays a failure. By the
+    # class or a base's name: distributed's FutureCancelledError, a CancelledError, was a failure with a
+    # traceback when SIGTERM came as a patch waited on its tiles)
+    if any(cls.__name__ in ("CancelledError", "ClosedClientError") for cls in type(exc).__mro__):
         return True
     # a patch task on a worker whose cluster is closing finds its client gone (SIGTERM: it was
     # recorded as failed, with a traceback)
