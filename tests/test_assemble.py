@@ -172,29 +172,6 @@ def test_more_subfilters_than_warps_is_refused_before_solving():
     check_subfilter_count(3, 6)
 
 
-@pytest.mark.parametrize("solver", ["exact", "iterative"])
-def test_where_no_warp_has_data_the_subfilters_split_the_baselines_fill(sim, solver):
-    # nothing constrains the solve there: the DCR coadd rang from -730 to +947 about a sky of 2.5 in
-    # a probe's hole, flagged INTRP as if interpolated
-    import dataclasses
-
-    warps = []
-    for w in sim.warps:
-        w = dataclasses.replace(w, image=w.image.copy(), mask=w.mask.copy())
-        w.image[20:40, 24:44] = np.nan
-        w.set_mask("NO_DATA", np.isnan(w.image))
-        warps.append(w)
-    config = Config()
-    config.dcr.solver = solver
-    res = assemble_dcr_coadd(warps, config)
-    hole = res.baseline.coadd.mask_of("NO_DATA")
-    assert hole.sum() > 200
-    fill = res.baseline.coadd.image[hole]
-    np.testing.assert_allclose(res.coadd.image[hole], fill, rtol=1e-5, atol=1e-4)
-    for k in range(3):
-        np.testing.assert_allclose(res.model.images[k][hole], fill / 3, rtol=1e-5, atol=1e-4)
-
-
 def test_a_coadd_region_its_warps_footprints_leave_mostly_empty_is_warned_about(sim, caplog):
     # their boxes cover it, their pixels do not: 81 % of a probe's --box had no data, with no word
     import dataclasses

@@ -355,13 +355,6 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     for outcome in outcomes.values():
         model.assign(outcome.models, outcome.box)
         n_images[(slice(None), *outcome.box.slices(patch))] = outcome.n_images
-    # Where no warp has data nothing constrains the solve (a probe's hole rang from -730 to +947 about a
-    # sky of 2.5): there each subfilter is the baseline coadd's fill (its interpolation over NO_DATA)
-    # split evenly, as LSST's processResults interpolates each DCR coadd.
-    hole = coadd.mask_of("NO_DATA")
-    if hole.any():
-        fill = np.where(np.isfinite(coadd.image), coadd.image, 0.0)[hole] / m
-        model.images[:, hole] = fill.astype(model.images.dtype)
     # a PSF-aware model is the sky seen through its reference PSF: so are its coadds
     psf = (_measured_psf(model, coadd, setup.psf) if dcr.do_calculate_psf and setup.warp_psfs is None
            else setup.psf)
