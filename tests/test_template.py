@@ -167,18 +167,22 @@ def test_partial_overlap_marks_no_data(caplog):
     assert "outside the model" in caplog.text
 
 
+def science_over(model, box, grid):
+    """A 30x26 science exposure over ``box`` of the model's grid, on that grid or rotated 20 degrees."""
+    if grid == "same":
+        return science_on(model, box)
+    centre = model.wcs.pixel_to_world(box.x0 - ORIGIN[0] + 14.5, box.y0 - ORIGIN[1] + 12.5)
+    wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(15.5, 13.5), rotation_deg=20.0)
+    return science_on(model, Box(0, 0, 30, 26), wcs=wcs)
+
+
 @pytest.mark.parametrize("grid", ["same", "rotated"])
 def test_a_template_within_dcr_and_psf_reach_of_the_models_edge_is_edge(grid):
     # light from sources beyond the model's edge, which the visit's DCR and PSF spread in, is not in the
     # model: a star on the last column left residuals of 18 sigma 3 px in, unflagged
     model = make_model()
     box = Box(140, 230, 30, 26)  # sticks out of the model at the top right
-    if grid == "same":
-        science = science_on(model, box)
-    else:
-        centre = model.wcs.pixel_to_world(box.x0 - ORIGIN[0] + 14.5, box.y0 - ORIGIN[1] + 12.5)
-        wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(15.5, 13.5), rotation_deg=20.0)
-        science = science_on(model, Box(0, 0, 30, 26), wcs=wcs)
+    science = science_over(model, box, grid)
     template = make_template(model, science)
     width = math.ceil(float(np.max(np.abs(shifts_at(model, box.center)))) + template.psf.fwhm)
     # each science pixel's centre in the model's parent pixels: how far inside the model's edge
@@ -198,12 +202,7 @@ def test_a_template_within_reach_of_a_hole_in_the_model_is_edge(grid):
     hole = slice(14, 26)  # model columns: wider than twice the PSF's FWHM
     model.mask[:, hole] |= np.uint32(1 << model.mask_planes.bit("NO_DATA"))
     box = Box(110, 208, 30, 26)
-    if grid == "same":
-        science = science_on(model, box)
-    else:
-        centre = model.wcs.pixel_to_world(box.x0 - ORIGIN[0] + 14.5, box.y0 - ORIGIN[1] + 12.5)
-        wcs = tan_wcs(crval=(centre.ra.deg, centre.dec.deg), crpix=(15.5, 13.5), rotation_deg=20.0)
-        science = science_on(model, Box(0, 0, 30, 26), wcs=wcs)
+    science = science_over(model, box, grid)
     template = make_template(model, science)
     width = math.ceil(float(np.max(np.abs(shifts_at(model, box.center)))) + template.psf.fwhm)
     y, x = np.mgrid[: science.shape[0], : science.shape[1]]
