@@ -36,3 +36,14 @@ def test_the_package_loads_its_names_when_first_used():
     assert set(dcrcoadd.__all__) <= set(dir(dcrcoadd))
     with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
         dcrcoadd.no_such_name  # noqa: B018
+
+
+def test_version_answers_without_loading_the_command_line():
+    code = ("import sys; sys.argv = ['dcrcoadd', '--version']; from dcrcoadd._entry import main; "
+            "status = main(); print(status, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [f"dcrcoadd {dcrcoadd.__version__}", "0 False"]
+    # the same line as the parser's own --version
+    code = "from dcrcoadd.cli import main; main(['--version'])"
+    parsed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert parsed.returncode == 0 and parsed.stdout == f"dcrcoadd {dcrcoadd.__version__}\n"
