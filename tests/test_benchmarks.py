@@ -294,3 +294,32 @@ def test_the_colour_bound_needs_dcr_diversity():
     one = colour_sigma(np.linalg.inv(spread), np.array([100.0]), np.array([100.0]))
     two = colour_sigma(np.linalg.inv(doubled), np.array([100.0]), np.array([100.0]))
     assert np.isfinite(one) and two == pytest.approx(one / np.sqrt(2), rel=1e-6)
+
+
+def test_the_colour_bound_with_the_position_fitted():
+    # a star's position is not known to the solver: fitted with the fluxes, it absorbs the part of
+    # the DCR every warp shares. Where the warps' DCR is symmetric about 0 (both sides of the
+    # meridian) the two are independent and the colour's bound is unchanged; where every warp has
+    # the same DCR, the colour can hardly be told from a shift of the star
+    from benchmarks.colour_bound import colour_fisher, colour_sigma
+
+    from dcrcoadd.dcr import fourier
+
+    grid = (32, 32)
+    k2 = np.fft.fftfreq(32)[:, None] ** 2 + np.fft.rfftfreq(32)[None] ** 2
+    gauss = np.exp(-2 * np.pi**2 * 1.5**2 * k2)
+    fluxes = np.array([120.0, 100.0, 80.0])
+
+    def sigmas(dcr):
+        shifts = np.stack([np.array([[0.0, -d], [0.0, 0.0], [0.0, d]]) for d in dcr])
+        b = fourier.transfer(shifts, None, grid, psf_ratio=gauss, dtype=np.complex128)
+        known = colour_fisher(b, np.ones(len(dcr)), grid)
+        fitted = colour_fisher(b, np.ones(len(dcr)), grid, fluxes)
+        assert fitted.shape == (5, 5) and np.allclose(fitted[:3, :3], known)
+        return [float(colour_sigma(np.linalg.inv(f)[:3, :3], fluxes[:1], fluxes[2:])[0])
+                for f in (known, fitted)]
+
+    known, fitted = sigmas([-0.9, 0.0, 0.9])
+    assert fitted == pytest.approx(known, rel=1e-3)
+    known, fitted = sigmas([0.6, 0.6, 0.6])
+    assert fitted > 10 * known
