@@ -323,3 +323,21 @@ def test_the_colour_bound_with_the_position_fitted():
     assert fitted == pytest.approx(known, rel=1e-3)
     known, fitted = sigmas([0.6, 0.6, 0.6])
     assert fitted > 10 * known
+
+
+def test_startup_counts_the_packages_own_top_level_imports():
+    # `python -X importtime -m dcrcoadd info F`: the lazy package, then the command line it loads on
+    # first use, each a top-level import; numpy (imported by the command line) is inside the latter
+    from benchmarks.startup import package_import_seconds, parse_importtime
+
+    text = "\n".join([
+        "import time: self [us] | cumulative | imported package",
+        "import time:       500 |        500 | dcrcoadd",
+        "import time:    300000 |     300000 |   numpy",
+        "import time:     20000 |     400000 | dcrcoadd.cli",
+        "import time:       100 |        100 | dcrcoadd._entry",
+        "import time:      1000 |       1000 | dcrcoadderror",
+    ])
+    rows = parse_importtime(text)
+    assert package_import_seconds(rows) == pytest.approx(0.4006)
+    assert package_import_seconds(rows, "galsim") is None
