@@ -54,3 +54,33 @@ def test_demo_quiet_prints_only_the_table(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "chi2/src" in captured.out
     assert "simulating" not in captured.err and "baseline coadd" not in captured.err
+
+    # run again with other settings: its own earlier outputs are replaced, the user's files are not
+    # (they used to be deleted: any visit_*_template.fits, and the simulation's folders' visit_*.fits)
+    out = tmp_path / "d"
+    before = {p.name for p in out.glob("visit_*_template.fits")}
+    (out / "visit_5_template.fits").write_bytes(b"the user's template")
+    (out / "sim" / "warps" / "visit_1.fits").write_bytes(b"the user's exposure")
+    assert main(["demo", "--out", str(out), "--size", "64", "--n-visits", "4", "--seed", "3", "-q"]) == 0
+    err = capsys.readouterr().err
+    after = {p.name for p in out.glob("visit_*_template.fits")}
+    # (the earlier demo's held-out visits are not this one's: their templates go, the user's stays)
+    assert len(after) == 3 and "visit_5_template.fits" in after and not before & after
+    assert (out / "sim" / "warps" / "visit_1.fits").read_bytes() == b"the user's exposure"
+    assert len(list((out / "sim" / "warps").glob("visit_*.fits"))) == 4 + 2 + 1
+    assert "did not write were left as they are (1: " in err and "warps/visit_1.fits" in err
+
+
+def test_demo_refuses_a_directory_holding_another_run(tmp_path, capsys):
+    # an `assemble` run there would be replaced (the demo starts over with its own settings)
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.toml").write_text("[coadd]\n")
+    meta = {"command": "dcrcoadd assemble warps --out run", "input_paths": [str(tmp_path / "w.fits")]}
+    (out / "metadata.json").write_text(json.dumps(meta))
+    (out / "model.fits").write_bytes(b"the user's model")
+    assert main(["demo", "--out", str(out), "--size", "64", "--n-visits", "4", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not an earlier demo's" in err and "another --out" in err
+    assert sorted(p.name for p in out.iterdir()) == ["config.toml", "metadata.json", "model.fits"]
+    assert (out / "model.fits").read_bytes() == b"the user's model"

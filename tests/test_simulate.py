@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 
 import numpy as np
@@ -309,12 +310,22 @@ def test_files_round_trip_and_same_seed_gives_same_bytes(tmp_path):
         assert hdul["STREAKS"].data["visit"][0] == s.visit_id
 
 
-def test_a_second_simulation_into_the_same_directory_leaves_none_of_the_first(tmp_path):
+def test_a_second_simulation_into_the_same_directory_leaves_none_of_the_first(tmp_path, caplog):
     # with fewer visits, the first run's extra warps stayed, and `assemble warps/` mixed two fields
-    first = SimulationConfig(size=32, n_visits=4, n_stars=3, seed=3)
+    first = SimulationConfig(size=32, n_visits=4, n_stars=3, seed=3, n_subfilters=4)
     write_simulation(simulate(first), tmp_path)
-    (tmp_path / "warps" / "notes.txt").write_text("mine")  # (not the simulation's: kept)
-    write_simulation(simulate(SimulationConfig(size=32, n_visits=2, n_stars=3, seed=4)), tmp_path)
+    # the user's files are not the simulation's, though named like them: kept, and the ones
+    # `assemble warps/` would take named in a warning (they used to be deleted without a word)
+    (tmp_path / "warps" / "notes.txt").write_text("mine")
+    (tmp_path / "warps" / "visit_9999.fits").write_bytes(b"a real exposure")
+    (tmp_path / "truth" / "subfilter_mine.fits").write_bytes(b"mine too")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.sim"):
+        write_simulation(simulate(SimulationConfig(size=32, n_visits=2, n_stars=3, seed=4)), tmp_path)
     assert sorted(p.name for p in (tmp_path / "warps").iterdir()) == ["notes.txt", "visit_1000.fits",
-                                                                   "visit_1001.fits"]
+                                                                   "visit_1001.fits", "visit_9999.fits"]
     assert sorted(p.name for p in (tmp_path / "twins").iterdir()) == ["visit_1000.fits", "visit_1001.fits"]
+    assert sorted(p.name for p in (tmp_path / "truth").glob("subfilter_*")) == [
+        "subfilter_0.fits", "subfilter_1.fits", "subfilter_2.fits", "subfilter_mine.fits"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "did not write were left as they are (2: " in warned[0]
+    assert "visit_9999.fits" in warned[0] and "subfilter_mine.fits" in warned[0]

@@ -686,7 +686,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="the whole job on a small built-in simulated field")
     p.add_argument("--out", default="demo_out", metavar="DIR",
-                   help="output directory (default demo_out; its earlier demo outputs are replaced)")
+                   help="output directory (default demo_out; an earlier demo's outputs there are replaced, "
+                        "other files kept; a directory holding another run is refused)")
     p.add_argument("--size", type=_int_at_least(64, " (a smaller field holds too few stars to score)"),
                    default=128, help="side of the simulated field in pixels (default 128)")
     p.add_argument("--n-visits", type=_int_at_least(3, " (one per subfilter)"), default=10,

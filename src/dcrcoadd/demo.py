@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcrcoadd.errors import InputError
 from dcrcoadd.report.scores import DifferenceScore, score_exposure, source_pixels
 
 log = logging.getLogger("dcrcoadd.demo")
@@ -37,6 +38,33 @@ def _event(stage: str, done: int, total: int):
     return ProgressEvent(stage, done, total)
 
 
+def _earlier_demo(outdir: Path) -> set[Path] | None:
+    """The held-out templates of an earlier demo in ``outdir`` (empty for a directory without a run);
+    None when ``outdir`` holds another run, which the demo would replace.
+
+    An earlier demo's run is recognized by its inputs, all in memory (the simulated warps: a run's
+    record names them by a digest of their pixels, while runs of files, ``assemble``'s, name the
+    files). Its templates are those of the lowest- and highest-airmass visits of its simulation's
+    visit table."""
+    from astropy.table import Table
+
+    from dcrcoadd.pipeline import checkpoint
+
+    stored = checkpoint.stored_run(outdir)
+    if stored is None:
+        return set()
+    inputs = stored.manifest.get("inputs") or []
+    if not inputs or not all(" sha256:" in str(i) for i in inputs):
+        return None
+    try:
+        visits = Table.read(outdir / "sim" / "truth" / "visits.ecsv", format="ascii.ecsv")
+        airmass = np.asarray(visits["airmass"], dtype=float)
+        held = (visits["id"][int(np.argmin(airmass))], visits["id"][int(np.argmax(airmass))])
+    except (OSError, ValueError, KeyError):
+        return set()
+    return {outdir / f"visit_{int(v)}_template.fits" for v in held}
+
+
 def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: int = 7,
              progress: Callable | None = None, command: str | None = None) -> list[HeldOutScore]:
     """Simulate, run the patch (`dcrcoadd.pipeline.run_patch`: what ``assemble`` writes, into
@@ -49,6 +77,10 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     ``progress`` receives `dcrcoadd.pipeline.run_patch.ProgressEvent` s: those of ``run_patch``
     and, around them, ``"simulate"`` (once per rendered visit, from 0) and ``"templates"``
     (0 of 1, then 1 of 1).
+
+    An earlier demo's outputs in ``outdir`` are replaced; a directory holding another run (of
+    ``assemble``) is refused (`InputError`) before anything is written, and files the demo did not
+    write are left there.
     """
     from dcrcoadd.config import Config
     from dcrcoadd.pipeline import run_patch
@@ -57,6 +89,10 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
 
     notify = progress or (lambda event: None)
     outdir = Path(outdir)
+    earlier = _earlier_demo(outdir)
+    if earlier is None:
+        raise InputError("holds a run that is not an earlier demo's (metadata.json, config.toml): the demo "
+                         "would replace it; give the demo another --out", outdir)
     total = n_visits + 2
     notify(_event("simulate", 0, total))
     # Constant seeing, as DMTN-037's direct-subtraction test: without PSF matching, differing
@@ -68,7 +104,7 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
     airmass = np.array([w.visit.airmass for w in sim.warps])
     held = [int(np.argmin(airmass)), int(np.argmax(airmass))]
     inputs = [w for i, w in enumerate(sim.warps) if i not in held]
-    # The demo always starts over: its inputs are simulated anew on every run.
+    # An earlier demo's run is replaced: its inputs are simulated anew on every run.
     run = run_patch(inputs, Config(), outdir, clobber_config=True, progress=progress,
                     report_science=sim.warps[held[-1]], title="dcrcoadd demo", command=command)
     notify(_event("templates", 0, 1))
@@ -86,9 +122,9 @@ def run_demo(outdir: str | Path, *, size: int = 128, n_visits: int = 10, seed: i
             science.visit.id, float(science.visit.airmass),
             dcr=score_exposure(science, template.subexposure(box), None, src),
             baseline=score_exposure(science, baseline.subexposure(box), None, src)))
-    for path in outdir.glob("visit_*_template.fits"):  # held-out templates of an earlier demo
-        if path not in templates:
-            path.unlink()
+    for path in earlier:  # held-out templates of an earlier demo, of other visits
+        if path.name not in {t.name for t in templates}:
+            path.unlink(missing_ok=True)
     notify(_event("templates", 1, 1))
     return scores
 

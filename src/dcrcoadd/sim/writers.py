@@ -83,6 +83,7 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
         ``{"warps": [...], "twins": [...], "truth": [...]}`` paths written.
     """
     out = Path(outdir)
+    earlier = _earlier_files(out)
     written: dict[str, list[Path]] = {"warps": [], "twins": [], "truth": []}
     for exp in sim.warps:
         written["warps"].append(write_exposure(exp, out / "warps" / f"visit_{exp.visit.id}.fits"))
@@ -120,25 +121,53 @@ def write_simulation(sim: Simulation, outdir: str | Path) -> dict[str, list[Path
     with atomic_output(config_path) as tmp:
         tmp.write_text(json.dumps(_config_dict(sim.config), indent=2, sort_keys=True) + "\n")
     written["truth"].append(config_path)
-    _remove_earlier(out, written)
+    _remove_earlier(out, written, earlier)
     return written
 
 
-#: What `write_simulation` writes in each folder that a later one with other settings may not rewrite.
+#: What `write_simulation` writes in each folder, which ``assemble OUT/warps`` and the like would take.
 _OWN_FILES = {"warps": "visit_*.fits", "twins": "visit_*.fits", "truth": "subfilter_*.fits"}
 
 
-def _remove_earlier(out: Path, written: dict[str, list[Path]]) -> None:
+def _earlier_files(out: Path) -> set[Path]:
+    """The files an earlier simulation wrote in ``out``, as its visit table and settings name them
+    (none without them): the only files a later one removes."""
+    names: list[Path] = []
+    try:
+        ids = Table.read(out / "truth" / "visits.ecsv", format="ascii.ecsv")["id"]
+        names += [out / folder / f"visit_{int(i)}.fits" for i in ids for folder in ("warps", "twins")]
+    except (OSError, ValueError, KeyError):
+        pass
+    try:
+        m = int(json.loads((out / "truth" / "config.json").read_text())["n_subfilters"])
+        names += [out / "truth" / f"subfilter_{k}.fits" for k in range(m)]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return {p.resolve() for p in names if p.is_file()}
+
+
+def _remove_earlier(out: Path, written: dict[str, list[Path]], earlier: set[Path]) -> None:
     """Remove the files of an earlier simulation in ``out`` that this one did not rewrite (fewer visits
-    or subfilters): left there, a later ``assemble warps/`` mixed two simulations' fields."""
+    or subfilters): left there, a later ``assemble warps/`` mixed two simulations' fields. Other files
+    named like the simulation's are not removed (they may be the user's): a warning names them."""
     keep = {p.resolve() for paths in written.values() for p in paths}
-    stale = [p for folder, pattern in _OWN_FILES.items() for p in sorted((out / folder).glob(pattern))
-             if p.resolve() not in keep]
+    stale = sorted(earlier - keep)
     for path in stale:
         path.unlink()
     if stale:
         log.info("%s: removed %d files of an earlier simulation there (%s)", out, len(stale),
-                 ", ".join(str(p.relative_to(out)) for p in stale[:3]) + (", ..." if len(stale) > 3 else ""))
+                 _some(stale, out.resolve()))
+    foreign = [p for folder, pattern in _OWN_FILES.items() for p in sorted((out / folder).glob(pattern))
+               if p.resolve() not in keep]
+    if foreign:
+        log.warning("%s: files there that this simulation did not write were left as they are (%d: %s); "
+                    "`dcrcoadd assemble %s` would take them too", out, len(foreign), _some(foreign, out),
+                    out / "warps")
+
+
+def _some(paths: list[Path], base: Path, shown: int = 3) -> str:
+    more = ", ..." if len(paths) > shown else ""
+    return ", ".join(str(p.relative_to(base)) for p in paths[:shown]) + more
 
 
 def _config_dict(config: SimulationConfig) -> dict:
