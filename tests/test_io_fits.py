@@ -618,3 +618,33 @@ def test_a_mask_without_plane_cards_is_taken_as_bad_where_nonzero(tmp_path, expo
     assert bad[2, 3] and bad[5, 6] and bad.sum() == 2
     assert np.count_nonzero(read.mask) == 2 and not read.mask_of("INTRP").any()
     assert any("no MP_<PLANE> cards" in r.getMessage() for r in caplog.records)
+
+
+def test_checksums_are_verified_as_astropy_computes_them(tmp_path):
+    # the ones' complement sum folds its carries back in; DATASUM and CHECKSUM as astropy writes them
+    from astropy.io import fits
+
+    from dcrcoadd.io.checksum import failed_checksums, ones_complement_sum
+
+    assert ones_complement_sum(np.array([0xFFFFFFFF, 1], dtype=np.uint32)) == 1
+    assert ones_complement_sum(np.array([0xFFFFFFFF, 0xFFFFFFFF], dtype=np.uint32)) == 0xFFFFFFFF
+    rng = np.random.default_rng(2)
+    hdus = fits.HDUList([fits.PrimaryHDU(),
+                         fits.ImageHDU(rng.normal(size=(37, 53)).astype(np.float32), name="A"),
+                         fits.ImageHDU(rng.integers(0, 2**31, size=(11, 7)).astype(np.int32), name="B")])
+    path = tmp_path / "sums.fits"
+    hdus.writeto(path, checksum=True)
+    with fits.open(path) as back:
+        back.readall()
+        assert failed_checksums(path, back) == []
+        at = back.fileinfo(2)["datLoc"] + 4 * 20
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x10
+    path.write_bytes(bytes(raw))
+    with fits.open(path) as back:
+        back.readall()
+        assert [(f.name, f.data) for f in failed_checksums(path, back)] == [("B", True)]
+    plain = fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((3, 3), np.float32))])
+    plain.writeto(path, overwrite=True)
+    with fits.open(path) as back:  # (without checksums)
+        assert failed_checksums(path, back) is None
