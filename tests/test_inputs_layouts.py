@@ -39,6 +39,7 @@ from dcrcoadd.core.observatory import Observatory
 from dcrcoadd.core.visit import altaz_of, radec_of, sky_geometry
 from dcrcoadd.io import read_exposure, read_info
 from dcrcoadd.io.calibration import AB_MAGNITUDE_OF_1_NJY
+from dcrcoadd.io.pixels import sky_level_and_noise
 from dcrcoadd.physics.dcr import dcr_shifts
 
 SHAPE = (40, 44)
@@ -490,8 +491,7 @@ def test_decam_cutout_variance_mask_from_the_header(tmp_path):
     exp = read_exposure(path)
     with fits.open(path) as hdul:
         data = hdul["N6"].data.astype(np.float64)
-    sky = np.median(data)
-    sigma = 1.4826 * np.median(np.abs(data - sky))
+    sky, sigma = sky_level_and_noise(data.ravel())
     gain = (4.061 + 4.249) / 2
     np.testing.assert_allclose(exp.variance, sigma**2 + np.clip(data - sky, 0, None) / gain, rtol=1e-5)
     np.testing.assert_array_equal(exp.mask_of("SAT"), data >= 1500.0)
@@ -499,6 +499,26 @@ def test_decam_cutout_variance_mask_from_the_header(tmp_path):
     sub = read_exposure(path, bbox=Box(7, 5, 20, 17))  # the same planes, region by region
     np.testing.assert_array_equal(sub.variance, exp.variance[5:22, 7:27])
     np.testing.assert_array_equal(sub.mask, exp.mask[5:22, 7:27])
+
+
+def test_the_sky_noise_of_an_image_without_variance_leaves_its_sources_out():
+    # the normalised MAD of all pixels counted the sources' wings as sky noise: a variance 1.8 and 8
+    # times too large on simulated fields with 15 stars and hundreds, so false detections were missed
+    # (and a dense field's difference refused as if its variance were in other units)
+    rng = np.random.default_rng(4)
+    ny = nx = 300
+    yy, xx = np.mgrid[:ny, :nx]
+    sources = np.zeros((ny, nx))
+    for x, y, flux in zip(rng.uniform(0, nx, 800), rng.uniform(0, ny, 800), rng.lognormal(7, 1.5, 800),
+                          strict=True):
+        sources += flux / (2 * np.pi * 9) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 18)
+    image = 100.0 + sources + rng.normal(0, 10.0, (ny, nx))
+    sky, sigma = sky_level_and_noise(image.ravel())
+    mad = 1.4826 * np.median(np.abs(image - np.median(image)))  # (what it replaces)
+    assert 10.0 < sigma < 12.5 and mad > 17.0 and 100.0 < sky < 108.0  # (faint wings overlap everywhere)
+    # a pure Gaussian sky: exact
+    sky, sigma = sky_level_and_noise(rng.normal(-5.0, 2.0, 10**6))
+    assert sigma == pytest.approx(2.0, rel=0.01) and sky == pytest.approx(-5.0, abs=0.01)
 
 
 def test_decam_header_airmass_contradicting_the_geometry_is_reported(tmp_path, caplog):
