@@ -186,6 +186,29 @@ def test_mixed_calibrated_and_uncalibrated_inputs_are_refused(tmp_path):
     assert "FLUXCAL" in err.value.reason and "0.48" in err.value.reason
 
 
+def test_a_mask_without_plane_cards_set_at_most_pixels_is_refused(tmp_path):
+    # its every nonzero pixel is BAD: a plane of detected sources on 87-97 % of the simulator's pixels
+    # left the coadd 87 % NO_DATA, exit 0, with a warning that blamed the warps' footprints
+    paths = write_warps(tmp_path, 4)
+    for i, path in enumerate(paths):
+        with fits.open(path) as hdul:
+            hdus = [h.copy() for h in hdul]
+        mask = next(h for h in hdus if h.name == "MASK")
+        for key in [k for k in mask.header if k.startswith("MP_")]:
+            del mask.header[key]
+        mask.data = np.zeros_like(mask.data)
+        if i == 2:
+            mask.data[:, : mask.data.shape[1] * 3 // 4] = 32  # (most pixels: refused)
+        else:
+            mask.data[3, 4] = 1  # (a defect or two: BAD, as before)
+        fits.HDUList(hdus).writeto(path, overwrite=True)
+    with pytest.raises(InputError) as err:
+        prepare_inputs(paths)
+    assert err.value.source == str(paths[2])
+    assert "no MP_<PLANE> cards" in err.value.reason and "75 % of its pixels are nonzero" in err.value.reason
+    assert len(prepare_inputs([p for i, p in enumerate(paths) if i != 2]).inputs) == 3
+
+
 def test_mixed_calibration_through_the_cli(tmp_path, capsys):
     paths = _calibrated_set(tmp_path / "w")
     edit(paths[3], FLUXCAL=None)

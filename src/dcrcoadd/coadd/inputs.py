@@ -410,6 +410,7 @@ class VarianceStats(NamedTuple):
     negative: float = math.nan  # fraction of the sampled pixels below 0 (none: a noiseless image)
     flat_tops: tuple[float, ...] = ()  # values of its saturated cores without a SAT bit (`ops.flat_top`)
     n_flat_top: int = 0  # their pixels, left out
+    masked: float = math.nan  # fraction of its pixels with a finite image that carry a bad bit
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -425,6 +426,9 @@ MAX_NOISE_RATIO = 1000.0
 #: source wings raise every warp's on fields of little noise (2.4-3.3 on the validation's fields with
 #: 100x less noise).
 MAX_SKY_SCATTER = 3.0
+#: A warp whose MASK names none of its bits (every nonzero pixel BAD) is refused when more than this
+#: fraction of its pixels is nonzero: they cannot all be defects.
+UNLABELLED_MASKED = 0.5
 #: A warp whose median is this many times its pixel scatter above (or below) 0 is not sky-subtracted.
 MAX_SKY_SIGMA = 5.0
 #: A warp whose pixels scatter less than this times what its variance says has a variance too large
@@ -446,7 +450,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     samples = []
     stride = max(1, task.box.area // CHECK_SAMPLES)
     n_invalid = 0
-    n_zero_fill = n_flat_top = 0
+    n_zero_fill = n_flat_top = n_finite = n_masked = 0
     flat_values: set[float] = set()
     all_zero = True
     for sub in task.box.subregions(task.tile_size):
@@ -456,6 +460,9 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         invalid = invalid_variance_to_missing(exp.image, exp.variance)
         if invalid is not None:  # (counted where no bad bit already excludes them: a weight map's zeros)
             n_invalid += int(np.count_nonzero(invalid & ((exp.mask & np.uint32(task.bad_mask)) == 0)))
+        finite = np.isfinite(exp.image)
+        n_finite += int(np.count_nonzero(finite))
+        n_masked += int(np.count_nonzero(finite & ((exp.mask & np.uint32(task.bad_mask)) != 0)))
         good = good_pixels(exp.image, exp.mask, task.bad_mask) & np.isfinite(exp.variance)
         runs = zero_runs(exp.image, where=good)  # (masked zeros are missing data already)
         if runs is not None and noisy(exp.image, good & ~runs):
@@ -475,8 +482,9 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         digest.update(variance.tobytes())
         ok = good.reshape(-1)[::stride] & (variance > 0)
         samples.append(image[ok] / np.sqrt(variance[ok]))
+    masked = n_masked / n_finite if n_finite else math.nan
     if not parts or sum(p.size for p in parts) == 0:
-        return VarianceStats(None, n_invalid, False)
+        return VarianceStats(None, n_invalid, False, masked=masked)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
     scatter = sky = sky_scatter = negative = math.nan
     snr = np.concatenate(samples)
@@ -489,7 +497,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
                          sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest(),
-                         n_zero_fill, negative, tuple(sorted(flat_values)), n_flat_top)
+                         n_zero_fill, negative, tuple(sorted(flat_values)), n_flat_top, masked)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -606,6 +614,13 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     typical = float(np.median(sky_scatters)) if len(sky_scatters) >= 3 else math.inf
     for i, inp in enumerate(described):
         stats = variances.get(i, VarianceStats(None, 0, False))
+        if inp.info is not None and inp.info.unlabelled_mask and stats.masked > UNLABELLED_MASKED:
+            # (simulated warps' masks without their cards: DETECTED on 87-97 % of the pixels left the
+            # coadd 87 % NO_DATA, with a warning that blamed the warps' footprints)
+            raise InputError(f"its MASK extension has no MP_<PLANE> cards to say what its bits mean, so "
+                             f"every nonzero pixel is taken as BAD, but {100 * stats.masked:.0f} % of its "
+                             "pixels are nonzero: they cannot all be bad (a plane of detected sources?); add "
+                             "MP_<PLANE> cards naming its bits (MP_BAD = 0, MP_DETECTED = 5, ...)", inp.name)
         if stats.n_invalid:
             log.warning("%s: %d pixels have an infinite, NaN or negative variance under a finite image: "
                         "treated as missing data", inp.name, stats.n_invalid)
