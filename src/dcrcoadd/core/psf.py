@@ -161,6 +161,17 @@ class Psf:
             self.kernel[hy - r[0]:hy + r[0] + 1, hx - r[1]:hx + r[1] + 1]
         return Psf(out)
 
+    def recentred(self) -> Psf:
+        """The kernel moved so that its centroid is its central pixel: by a Fourier shift, which
+        neither smooths nor sharpens it (a kernel contained in its stamp, whose border is near 0)."""
+        from scipy import fft
+
+        kernel = self.kernel.astype(np.float64)
+        for _ in range(2):  # (a second pass takes the little the border's wrap-around moved)
+            cy, cx = Psf(kernel).centroid
+            kernel = fft.ifft2(ndimage.fourier_shift(fft.fft2(kernel), (-cy, -cx))).real
+        return Psf(kernel)
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Psf):
             return NotImplemented
