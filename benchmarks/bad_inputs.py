@@ -452,7 +452,7 @@ CASES = [
          _science_near_the_horizon),
     Case("template --diff: science VARIANCE holding sigma", "refused", "a VARIANCE plane holding sigma",
          _science_variance_as_sigma),
-    Case("template --diff: science not sky-subtracted", "warned", "does not look sky-subtracted",
+    Case("template --diff: science not sky-subtracted", "refused", "its sky lies",
          _science_with_its_sky),
     Case("template: truncated model file", "refused", "model.fits", _truncated_model),
     Case("template: model file without its WCS", "refused", "model.fits: model file is damaged",

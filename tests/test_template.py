@@ -705,7 +705,24 @@ def test_a_science_exposure_with_its_sky_is_warned_about_not_blamed_on_its_calib
     science.image = 10.0 * science.image + make_template(model, science).image + 1000.0
     science.variance = 100.0 * np.ones(box.shape)
     path = write_exposure(science, tmp_path / "s.fits")
+    model_path = model.write(tmp_path / "model.fits")
     with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
-        [outcome] = build_templates(model.write(tmp_path / "model.fits"), [path], tmp_path / "out", diff=True)
-    assert outcome.ok and "does not look sky-subtracted" in caplog.text and "FLUXCAL" not in caplog.text
-    assert "its difference image carries its sky" in caplog.text
+        [outcome] = build_templates(model_path, [path], tmp_path / "out")
+    assert outcome.ok and re.search(r"its sky lies (9\d|1\d\d) times its pixel noise above its template's",
+                                    caplog.text)
+    assert "FLUXCAL" not in caplog.text and "fluxes are" not in caplog.text
+    assert "The template has none" in caplog.text
+    # its difference would hold the sky in every pixel: refused, naming it
+    [outcome] = build_templates(model_path, [path], tmp_path / "diff", diff=True)
+    assert not outcome.ok and "times its pixel noise above" in outcome.error
+    assert "difference image would hold it" in outcome.error
+
+    # a sky of 3 sigma (the sky check used to start at 5): its blocks' sums read as fluxes 1.3 times
+    # the template's, blamed on clouds or the calibration; a difference chi2 of 8
+    caplog.clear()
+    science.image -= 1000.0 - 30.0
+    path = write_exposure(science, tmp_path / "s3.fits")
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        [outcome] = build_templates(model_path, [path], tmp_path / "out3")
+    assert outcome.ok and re.search(r"its sky lies (2\.[89]|3\.\d?) times its pixel noise above", caplog.text)
+    assert "fluxes are" not in caplog.text

@@ -105,7 +105,7 @@ from dcrcoadd.coadd.flux_scale import (
     fluxes_against,
     is_off,
 )
-from dcrcoadd.coadd.inputs import MAX_SKY_SIGMA, central_box, measure_psf_across_dcr, psf_against_stars
+from dcrcoadd.coadd.inputs import central_box, measure_psf_across_dcr, psf_against_stars
 from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
@@ -864,17 +864,20 @@ def _comparable(science: Exposure, template: Exposure) -> np.ndarray:
 
 
 def check_flux_against_template(science: Exposure, template: Exposure, source: str,
-                                card: str | None = None) -> None:
+                                card: str | None = None, sky: float = 0.0) -> None:
     """Refuse a science exposure whose fluxes are more than `flux_scale.MAX_FLUX_RATIO` times its
     template's (either way), in blocks bright in the science exposure: its flux calibration is wrong (a
     FLUXCAL 1000x off made a difference image of the whole field), and the template, scaled by that
     calibration, would be too. Beyond `flux_scale.WARN_FLUX_RATIO`, a warning. ``card``: the header
-    card its calibration came from, for the message."""
+    card its calibration came from, for the message; ``sky``: a level the science exposure holds
+    beyond its template's (`sky_offset`), taken off its blocks (a sky of 3 sigma per pixel read as
+    fluxes 1.3 times the template's, blamed on clouds)."""
     good = _comparable(science, template)
     if not good.any():
         return
     fwhm = template.psf.fwhm if template.psf is not None else math.nan  # (in the science's pixels)
-    scale = flux_ratio(science.image, template.image, good, float(np.mean(science.variance[good])), fwhm)
+    image = science.image - np.float32(sky) if sky else science.image
+    scale = flux_ratio(image, template.image, good, float(np.mean(science.variance[good])), fwhm)
     against = fluxes_against(scale, "its template's")
     if is_off(scale):
         raise InputError(f"{against}: {calibration_looks_wrong(card, science.flux_calibration)}", source)
@@ -893,18 +896,11 @@ WARN_NOISE_MISMATCH = 1.5
 _NOISE_SAMPLES = 1_000_000
 
 
-def science_noise_ratio(science: Exposure, template: Exposure) -> float:
-    """Robust scatter (the Gaussian sigma of the interquartile range) of ``(science − template) /
-    sqrt(science variance)`` over the good sky pixels, where the template is fainter than the noise: 1
-    when the variance is the science exposure's noise, a little more from the template's own noise;
-    NaN with under 1000 such pixels.
-
-    Sources are left out, since the template misses some (a field whose science PSFs are sharper than
-    every model warp's). Over the sky it lies within 1.00-1.33 on the 14 scenario fields of seeds 1-3
-    (`benchmarks.scenarios`, 126 science visits; the highest on that four-visit field) and is 1.07 on
-    the bad-inputs benchmark's six-warp field. The difference's variance is not used: it holds the
-    template's too, which dilutes the science's where the model has few warps (a science plane holding
-    sigma there: 2.4 against 8.2 here)."""
+def _sky_residuals(science: Exposure, template: Exposure) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(science − template, science variance)`` sampled over the good sky pixels, where the template
+    is fainter than the residual's own scatter (not the variance's, which is what `science_noise_ratio`
+    checks); None with under 1000 such pixels. Sources are left out, since the template misses some (a
+    field whose science PSFs are sharper than every model warp's)."""
     planes = science.mask_planes.merged(template.mask_planes)
     mask = planes.translate(science.mask, science.mask_planes) | planes.translate(template.mask,
                                                                                    template.mask_planes)
@@ -914,16 +910,48 @@ def science_noise_ratio(science: Exposure, template: Exposure) -> float:
     with np.errstate(invalid="ignore"):
         good = np.isfinite(residual) & (science.variance > 0) & ((mask & np.uint32(bad)) == 0)
     if np.count_nonzero(good) < 1000:
-        return math.nan
-    # the sky: where the template is fainter than the residual's own scatter (not the variance's, which
-    # is what is checked)
+        return None
     noise = _iqr_sigma(residual[good][:: max(1, np.count_nonzero(good) // _NOISE_SAMPLES)])
     index = np.flatnonzero(good & (np.abs(scale * template.image) < noise))
     if index.size < 1000:
-        return math.nan
+        return None
     index = index[:: max(1, index.size // _NOISE_SAMPLES)]
-    return _iqr_sigma(residual.reshape(-1)[index]
-                      / np.sqrt(science.variance.reshape(-1)[index].astype(np.float64)))
+    return (residual.reshape(-1)[index].astype(np.float64),
+            science.variance.reshape(-1)[index].astype(np.float64))
+
+
+def science_noise_ratio(science: Exposure, template: Exposure) -> float:
+    """Robust scatter (the Gaussian sigma of the interquartile range) of ``(science − template) /
+    sqrt(science variance)`` over the good sky pixels (`_sky_residuals`): 1 when the variance is the
+    science exposure's noise, a little more from the template's own noise; NaN with under 1000 such
+    pixels.
+
+    Over the sky it lies within 1.00-1.33 on the 14 scenario fields of seeds 1-3
+    (`benchmarks.scenarios`, 126 science visits; the highest on that four-visit field) and is 1.07 on
+    the bad-inputs benchmark's six-warp field. The difference's variance is not used: it holds the
+    template's too, which dilutes the science's where the model has few warps (a science plane holding
+    sigma there: 2.4 against 8.2 here)."""
+    sky = _sky_residuals(science, template)
+    return math.nan if sky is None else _iqr_sigma(sky[0] / np.sqrt(sky[1]))
+
+
+#: A science exposure whose sky lies this many times its pixel noise above or below its template's is
+#: warned about: a background left in (or subtracted to another level), which its difference holds;
+#: beyond `MAX_SKY_OFFSET` its difference is refused. On a simulated field a sky of 1, 2, 3 and 5 sigma
+#: gave a difference chi2 of 1.7, 4.1, 8.1 and 21 (116 false detections at 5).
+SKY_OFFSET_WARNING = 0.5
+MAX_SKY_OFFSET = 2.0
+
+
+def sky_offset(science: Exposure, template: Exposure) -> tuple[float, float]:
+    """``(level, in sigma)``: the median of ``science − template`` over the good sky pixels
+    (`_sky_residuals`), in the science exposure's units and in units of its residuals' scatter (0
+    when both are sky-subtracted; NaN with under 1000 such pixels)."""
+    sky = _sky_residuals(science, template)
+    if sky is None:
+        return math.nan, math.nan
+    level, scatter = float(np.median(sky[0])), _iqr_sigma(sky[0])
+    return level, (level / scatter if scatter > 0 else math.nan)
 
 
 def _iqr_sigma(values: np.ndarray) -> float:
@@ -994,21 +1022,6 @@ def _mask_flat_tops(science: Exposure, source: str) -> None:
     log.warning("%s: %d flat-topped %s far above the noise (%d connected pixels of exactly one value, e.g. "
                 "%.6g): saturated without a SAT mask bit? Masked as SAT", source, n,
                 "core" if n == 1 else "cores", np.count_nonzero(flat), float(science.image[flat][0]))
-
-
-def _sky_in_sigma(science: Exposure) -> float:
-    """Median of ``image / sqrt(variance)`` over the science exposure's good pixels, in units of its
-    interquartile scatter: about 0 when its sky is subtracted (NaN with under 1000 good pixels)."""
-    bad = science.mask_planes.value_if_present(SCIENCE_BAD_PLANES + ("EDGE",))
-    with np.errstate(invalid="ignore"):
-        good = np.isfinite(science.image) & (science.variance > 0) & ((science.mask & np.uint32(bad)) == 0)
-    index = np.flatnonzero(good)
-    if index.size < 1000:
-        return math.nan
-    index = index[:: max(1, index.size // _NOISE_SAMPLES)]
-    snr = science.image.reshape(-1)[index] / np.sqrt(science.variance.reshape(-1)[index].astype(np.float64))
-    scatter = _iqr_sigma(snr)
-    return float(np.median(snr) / scatter) if scatter > 0 else math.nan
 
 
 def _resolved(path: Path) -> Path:
@@ -1145,14 +1158,19 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                                      given_psf=given, fit_psf=fit_psf)
             check_alignment(science, template, source,
                             _comparable(science, template) & ~template.mask_of(*UNRELIABLE_PLANES, "EDGE"))
-            sky = _sky_in_sigma(science)
-            if abs(sky) > MAX_SKY_SIGMA:  # (its block sums hold its sky: no flux check can be made)
-                log.warning("%s: its median is %.1f times its pixel noise %s 0: it does not look "
-                            "sky-subtracted; %s (subtract the background first)", source, abs(sky),
-                            "above" if sky > 0 else "below",
-                            "its difference image carries its sky" if diff else "the template has none")
-            else:
-                check_flux_against_template(science, template, source, info.calibration_card)
+            level, sky = sky_offset(science, template)
+            side = "above" if sky > 0 else "below"
+            offset = (f"its sky lies {abs(sky):.2g} times its pixel noise {side} its template's (the median "
+                      "of science - template over its sky pixels): a background left in, or subtracted to "
+                      "another level?")
+            if diff and abs(sky) > MAX_SKY_OFFSET:
+                raise InputError(f"{offset} Its difference image would hold it, and every detection on it "
+                                 "would be off (subtract the background first)", source)
+            if abs(sky) > SKY_OFFSET_WARNING:
+                log.warning("%s: %s %s (subtract the background first)", source, offset,
+                            "Its difference image holds it" if diff else "The template has none")
+            check_flux_against_template(science, template, source, info.calibration_card,
+                                        level if math.isfinite(level) else 0.0)
             if diff:  # (checked before anything is written)
                 check_science_noise(science, template, source, _sharpened(model, science, template))
             written.append(template_path := write_template(template, outputs[0]))
