@@ -726,3 +726,24 @@ def test_a_science_exposure_with_its_sky_is_warned_about_not_blamed_on_its_calib
         [outcome] = build_templates(model_path, [path], tmp_path / "out3")
     assert outcome.ok and re.search(r"its sky lies (2\.[89]|3\.\d?) times its pixel noise above", caplog.text)
     assert "fluxes are" not in caplog.text
+
+
+def test_a_noise_mismatch_with_a_given_psf_names_it_first(caplog):
+    # a --psf-fwhm of 3.5 or 12 px against stars of 4.1 left the science's sky (less the template)
+    # scattering 1.6-1.8 times its variance, blamed on "a VARIANCE plane holding sigma"
+    from dcrcoadd.template.build import check_science_noise
+
+    rng = np.random.default_rng(3)
+    shape = (120, 120)
+    template = Exposure(image=np.zeros(shape, np.float32), variance=np.ones(shape, np.float32),
+                        psf=Psf.gaussian(fwhm=3.5))
+    science = Exposure(image=rng.normal(0.0, 1.7, shape).astype(np.float32),
+                       variance=np.ones(shape, np.float32))
+    for label, words in (("science-given", "the given PSF, a Gaussian of FWHM 3.50 px (--psf-fwhm)"),
+                         ("science", "a VARIANCE plane holding sigma")):
+        template.psf_label = label
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+            check_science_noise(science, template, "s.fits")
+        [record] = caplog.records
+        assert words in record.getMessage() and "scatter 1.7" in record.getMessage()

@@ -896,11 +896,12 @@ WARN_NOISE_MISMATCH = 1.5
 _NOISE_SAMPLES = 1_000_000
 
 
-def _sky_residuals(science: Exposure, template: Exposure) -> tuple[np.ndarray, np.ndarray] | None:
+def _sky_residuals(science: Exposure, template: Exposure,
+                   faint: float = 1.0) -> tuple[np.ndarray, np.ndarray] | None:
     """``(science − template, science variance)`` sampled over the good sky pixels, where the template
-    is fainter than the residual's own scatter (not the variance's, which is what `science_noise_ratio`
-    checks); None with under 1000 such pixels. Sources are left out, since the template misses some (a
-    field whose science PSFs are sharper than every model warp's)."""
+    is fainter than ``faint`` times the residual's own scatter (not the variance's, which is what
+    `science_noise_ratio` checks); None with under 1000 such pixels. Sources are left out, since the
+    template misses some (a field whose science PSFs are sharper than every model warp's)."""
     planes = science.mask_planes.merged(template.mask_planes)
     mask = planes.translate(science.mask, science.mask_planes) | planes.translate(template.mask,
                                                                                    template.mask_planes)
@@ -912,7 +913,7 @@ def _sky_residuals(science: Exposure, template: Exposure) -> tuple[np.ndarray, n
     if np.count_nonzero(good) < 1000:
         return None
     noise = _iqr_sigma(residual[good][:: max(1, np.count_nonzero(good) // _NOISE_SAMPLES)])
-    index = np.flatnonzero(good & (np.abs(scale * template.image) < noise))
+    index = np.flatnonzero(good & (np.abs(scale * template.image) < faint * noise))
     if index.size < 1000:
         return None
     index = index[:: max(1, index.size // _NOISE_SAMPLES)]
@@ -947,7 +948,9 @@ def sky_offset(science: Exposure, template: Exposure) -> tuple[float, float]:
     """``(level, in sigma)``: the median of ``science − template`` over the good sky pixels
     (`_sky_residuals`), in the science exposure's units and in units of its residuals' scatter (0
     when both are sky-subtracted; NaN with under 1000 such pixels)."""
-    sky = _sky_residuals(science, template)
+    # (away from sources: their wings, where a science PSF unlike the template's leaves residuals, read
+    # as a sky of half the noise with a Gaussian of the stars' FWHM given for a Kolmogorov PSF)
+    sky = _sky_residuals(science, template, 0.1) or _sky_residuals(science, template)
     if sky is None:
         return math.nan, math.nan
     level, scatter = float(np.median(sky[0])), _iqr_sigma(sky[0])
@@ -972,7 +975,12 @@ def check_science_noise(science: Exposure, template: Exposure, source: str, shar
             "when the plane is its noise)")
     hint = ("a VARIANCE plane holding sigma, or an inverse variance?" if ratio > 1
             else "a VARIANCE in other units than the image?")
-    if ratio > 1 and sharpened > 0:
+    if ratio > 1 and getattr(template, "psf_label", None) == "science-given" and template.psf is not None:
+        # (a probe's --psf-fwhm of 3.5 and 12 px against stars of 4.1: ratios 1.64 and 1.82, blamed on the
+        # VARIANCE; even the stars' own FWHM, as a Gaussian, left 19 false detections against 2 fitted)
+        hint = (f"the given PSF, a Gaussian of FWHM {template.psf.fwhm:.2f} px (--psf-fwhm), not its stars'? "
+                "Without it the PSF is fitted against the model; or a VARIANCE plane holding sigma?")
+    elif ratio > 1 and sharpened > 0:
         # (a probe's science PSF 30 % narrower than the reference: 2.12, its template's noise 2.9 times
         # what its variance said, with an honest science VARIANCE)
         hint = (f"its template, sharpened to its PSF, {100 * sharpened:.0f}% narrower than the model's "
@@ -1160,9 +1168,11 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                             _comparable(science, template) & ~template.mask_of(*UNRELIABLE_PLANES, "EDGE"))
             level, sky = sky_offset(science, template)
             side = "above" if sky > 0 else "below"
+            given_psf = getattr(template, "psf_label", None) == "science-given"
             offset = (f"its sky lies {abs(sky):.2g} times its pixel noise {side} its template's (the median "
                       "of science - template over its sky pixels): a background left in, or subtracted to "
-                      "another level?")
+                      "another level?" + (" Or the given PSF (--psf-fwhm) lacks its stars' wings, which "
+                                          "overlap there?" if given_psf else ""))
             if diff and abs(sky) > MAX_SKY_OFFSET:
                 raise InputError(f"{offset} Its difference image would hold it, and every detection on it "
                                  "would be off (subtract the background first)", source)
