@@ -62,6 +62,27 @@ def test_a_science_exposure_with_too_few_bright_stars_is_said_to_be_unchecked(ca
                                           f"{n_stars} of its stars")
 
 
+@pytest.mark.parametrize("shift", [(0, 0), (30, 20), (-7, 41)])
+def test_a_few_star_field_far_off_its_template_is_found_by_cross_correlation(shift):
+    # a cut-out whose CRPIX was not updated with its LTV (20 and 30 px off) had three stars bright enough
+    # for the star check, and was refused for its FLUXCAL (fluxes 2.3 times its template's)
+    from dcrcoadd.errors import InputError
+
+    rng = np.random.default_rng(6)
+    sky = stars(rng, 1.5, n=200, flux=150.0, noise=0.0, shape=(256, 256))  # (10 sigma: too faint to fit)
+    template = sky[64:192, 64:192]
+    moved = sky[64 + shift[0]:192 + shift[0], 64 + shift[1]:192 + shift[1]]
+    noisy = moved + rng.normal(0, 1, template.shape)
+    science = Exposure(noisy, variance=np.ones(template.shape, np.float32))
+    good = np.ones(template.shape, bool)
+    if shift == (0, 0):
+        assert not check_alignment(science, Exposure(template), "sci.fits", good).measured
+        return
+    words = f"what its template holds {shift[1]:+d}, {shift[0]:+d} px"
+    with pytest.raises(InputError, match=re.escape(words)):
+        check_alignment(science, Exposure(template), "sci.fits", good)
+
+
 def shift_grid(path, dx):
     """Move a science file's WCS ``dx`` pixels along x: its pixels stay, the sky they claim moves."""
     with fits.open(path, mode="update") as hdul:

@@ -180,6 +180,52 @@ def source_offset(science: np.ndarray, template: np.ndarray, variance: np.ndarra
     return SourceOffset(dx, dy, 1.2533 * spread / math.sqrt(len(shifts)), len(shifts), len(peaks))
 
 
+#: Where too few stars are measured, the whole images are cross-correlated up to this many px apart
+#: (`grid_shift`): a cut-out whose CRPIX was not updated with its LTV, 20 and 30 px off, was blamed on its
+#: FLUXCAL (its fluxes 2.3 times its template's, three stars bright enough for the star check).
+CROSS_SEARCH = 64
+#: A shift of at least `MIN_GRID_SHIFT` px whose correlation is at least `MIN_CORRELATION`, and this
+#: much more than at no shift, refuses the template (aligned, simulated science exposures: 0.99999 at no
+#: shift; that cut-out 0.014 there and 0.99999 at its offset).
+MIN_CORRELATION = 0.5
+CORRELATION_GAIN = 0.3
+MIN_GRID_SHIFT = 2
+#: Shifts whose overlap holds less than this fraction of the good pixels are not considered.
+MIN_OVERLAP = 0.25
+
+
+def grid_shift(science: np.ndarray, template: np.ndarray, good: np.ndarray) -> tuple[int, int, float, float]:
+    """``(dy, dx, r, r0)``: the whole-pixel shift ``d`` (at most `CROSS_SEARCH` px either axis) for which
+    ``science(x) ≈ template(x + d)`` correlates best over the ``good`` pixels the two share, that
+    correlation coefficient and the one at no shift (each image less its median; the coefficient
+    normalized by the two images' power over the overlap, by transforms, so that a small overlap does
+    not win)."""
+    from scipy import fft
+
+    good = good & np.isfinite(science) & np.isfinite(template)
+    if np.count_nonzero(good) < 100:
+        return 0, 0, math.nan, math.nan
+    mask = good.astype(np.float64)
+    t = np.where(good, template - np.median(template[good]), 0.0)
+    s = np.where(good, science - np.median(science[good]), 0.0)
+    shape = [fft.next_fast_len(n + CROSS_SEARCH, real=True) for n in science.shape]
+
+    def correlate(a, b):  # Σ_x a(x) b(x + shift), every shift
+        return fft.irfft2(np.conj(fft.rfft2(a, shape)) * fft.rfft2(b, shape), shape)
+
+    cross = correlate(t, s)
+    power = np.sqrt(np.clip(correlate(t * t, mask) * correlate(mask, s * s), 0.0, None))
+    overlap = correlate(mask, mask)
+    window = np.r_[0:CROSS_SEARCH + 1, -CROSS_SEARCH:0]  # (negative shifts wrapped to the end)
+    at = np.ix_(window % shape[0], window % shape[1])
+    usable = (overlap[at] >= MIN_OVERLAP * overlap[0, 0]) & (power[at] > 0)
+    r = np.where(usable, cross[at] / np.where(usable, power[at], 1.0), -np.inf)
+    iy, ix = np.unravel_index(int(np.argmax(r)), r.shape)
+    r0 = float(cross[0, 0] / power[0, 0]) if power[0, 0] > 0 else math.nan
+    # (the correlation peaks where science(x + k) = template(x): science(x) = template(x - k))
+    return -int(window[iy]), -int(window[ix]), float(r[iy, ix]), r0
+
+
 def check_alignment(science: Exposure, template: Exposure, source: str, good: np.ndarray) -> SourceOffset:
     """Measure where ``science``'s stars lie against ``template``'s (`source_offset`, over the ``good``
     pixels of both): an offset beyond `WARN_OFFSET` px (and `SIGNIFICANCE` standard errors) is warned
@@ -193,6 +239,12 @@ def check_alignment(science: Exposure, template: Exposure, source: str, good: np
                          f"bright isolated stars are not found within {SEARCH} px of their places: its WCS "
                          "or the model's is far off", source)
     if not offset.measured:
+        dy, dx, r, r0 = grid_shift(science.image, template.image, good)
+        if (max(abs(dy), abs(dx)) >= MIN_GRID_SHIFT and r >= MIN_CORRELATION
+                and not r0 > r - CORRELATION_GAIN):
+            raise InputError(f"its pixels show what its template holds {dx:+d}, {dy:+d} px (x, y) from "
+                             f"them (correlation {r:.2f}, against {r0:.2f} in place): its WCS or the model's "
+                             "is off (a cut-out whose CRPIX was not updated?)", source)
         # (a template with no star this bright leaves no dipole worth a word from a WCS a pixel off)
         found = (f"only {offset.n_stars} of its {offset.n_candidates} bright stars could be fitted"
                  if offset.n_candidates >= MIN_STARS else
@@ -215,4 +267,5 @@ def check_alignment(science: Exposure, template: Exposure, source: str, good: np
     return offset
 
 
-__all__ = ["MAX_OFFSET", "MIN_STARS", "WARN_OFFSET", "SourceOffset", "check_alignment", "source_offset"]
+__all__ = ["MAX_OFFSET", "MIN_STARS", "WARN_OFFSET", "SourceOffset", "check_alignment", "grid_shift",
+           "source_offset"]
