@@ -363,6 +363,11 @@ def test_cli_pixel_scale_then_grid_from_a_warp(tmp_path, capsys):
     assert again.bbox == before.bbox
     np.testing.assert_allclose(again.image, before.image, rtol=1e-6, atol=1e-6)
     assert grid_from_file(tmp_path / "coarse" / "v0_warp.fits").bbox == first.bbox
+    # -q, as every other command has it: the files alone
+    capsys.readouterr()
+    assert run_cli(["warp", str(paths[1]), "--out", str(tmp_path / "quiet"), "-q",
+                    "--grid", str(tmp_path / "coarse" / "v0_warp.fits")]) == 0
+    assert capsys.readouterr().out == "" and (tmp_path / "quiet" / "v1_warp.fits").exists()
 
 
 def test_a_pixel_scale_far_off_the_inputs_is_refused_or_warned_about(tmp_path, caplog):

@@ -91,6 +91,7 @@ def add_warp_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", choices=RESAMPLE_METHODS, default=DEFAULT_METHOD,
                    help="reproject_exact (default: exact overlaps, least PSF broadening) or "
                         "reproject_adaptive with conserve_flux=True")
+    p.add_argument("-q", "--quiet", action="store_true", help="no 'grid:', 'wrote' or 'skipped' lines")
     p.add_argument("--workers", type=int, default=1, metavar="N", help="local worker processes")
     p.add_argument("--scheduler", metavar="ADDRESS", type=scheduler_address,
                    help="Dask distributed scheduler to run on")
@@ -108,7 +109,8 @@ def cmd_warp(args: argparse.Namespace) -> int:
     options = read_options_from_args(args)
     grid = choose_grid(paths, grid=args.grid, pixel_scale=args.pixel_scale, read_options=options,
                        center=args.center, size=args.size)
-    print(f"grid: {grid.describe()}")
+    say = (lambda line: None) if getattr(args, "quiet", False) else print
+    say(f"grid: {grid.describe()}")
     out = Path(args.out)
     created = not out.exists()
     outcomes = warp_exposures(paths, args.out, grid=grid, mapper=mapper, method=args.method,
@@ -122,7 +124,7 @@ def cmd_warp(args: argparse.Namespace) -> int:
     reported: set[str] = set()
     for o in outcomes:
         if o.skipped:
-            print(f"skipped {o.path}: {o.skipped}")
+            say(f"skipped {o.path}: {o.skipped}")
         if not o.ok:
             if o.error not in reported:  # (the files of a visit that failed share its one error)
                 print(f"error: {o.error}", file=sys.stderr)
@@ -131,7 +133,7 @@ def cmd_warp(args: argparse.Namespace) -> int:
             n = files_of.pop(o.warp_path)
             what = f"; {n} files of visit {o.visit_id}" if n > 1 else ""
             box = o.bbox
-            print(f"wrote {o.warp_path}  ({box.width}x{box.height} at x0={box.x0}, y0={box.y0}{what})")
+            say(f"wrote {o.warp_path}  ({box.width}x{box.height} at x0={box.x0}, y0={box.y0}{what})")
     if failed:
         print(f"error: warp: {len(failed)} of {len(outcomes)} exposures failed", file=sys.stderr)
         return 2
