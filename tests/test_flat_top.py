@@ -77,3 +77,15 @@ def test_a_science_exposure_with_an_unmasked_saturated_star_is_masked_with_a_war
                               f"({np.count_nonzero(clipped)} connected pixels of exactly one value")
     diff = read_exposure(outcome.diff_path)
     np.testing.assert_array_equal(diff.mask_of("SAT"), clipped)
+
+    # a bad column of one value, masked BAD already (the simulator's), is no saturated core: it was
+    # warned about as one and masked SAT as well
+    caplog.clear()
+    with fits.open(science_path, mode="update") as hdul:
+        hdul["IMAGE"].data[:] = np.where(clipped, 0.0, hdul["IMAGE"].data)  # (the stars' cores gone)
+        hdul["IMAGE"].data[:, 14] = 2000.76
+        bad = 1 << int(hdul["MASK"].header["MP_BAD"])
+        hdul["MASK"].data[:, 14] |= bad
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        build_templates(model_path, [science_path], tmp_path / "column")
+    assert not [r for r in caplog.records if "flat-topped" in r.getMessage()]

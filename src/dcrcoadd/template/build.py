@@ -1019,7 +1019,8 @@ def _check_science_variance(science: Exposure, source: str) -> None:
 def _mask_flat_tops(science: Exposure, source: str) -> None:
     """Mask as SAT, with a warning, the science exposure's saturated cores that carry no SAT bit
     (`dcrcoadd.ops.flat_top`): its difference would hold each as a source hundreds of sigma deep."""
-    masked = science.mask_planes.value_if_present(("SAT", "NO_DATA"))
+    # (pixels masked already are left out: a simulated bad column of one value, BAD, was "saturated")
+    masked = science.mask_planes.value_if_present(SCIENCE_BAD_PLANES)
     good = (np.isfinite(science.image) & np.isfinite(science.variance)
             & ((science.mask & np.uint32(masked)) == 0))
     flat = flat_tops(science.image, science.variance, good)
