@@ -957,6 +957,27 @@ def sky_offset(science: Exposure, template: Exposure) -> tuple[float, float]:
     return level, (level / scatter if scatter > 0 else math.nan)
 
 
+def check_sky_offset(science: Exposure, template: Exposure, source: str, diff: bool) -> float:
+    """Warn of a science exposure whose `sky_offset` is beyond `SKY_OFFSET_WARNING` times its noise, and
+    refuse its difference (``diff``) beyond `MAX_SKY_OFFSET`; returns that sky level (0 below the
+    warning: with a calibration far off the template is faint everywhere, and its "sky pixels" hold
+    the sources' wings), for `check_flux_against_template` to take off."""
+    level, sky = sky_offset(science, template)
+    if not abs(sky) > SKY_OFFSET_WARNING:
+        return 0.0
+    wings = (" Or the given PSF (--psf-fwhm) lacks its stars' wings, which overlap there?"
+             if getattr(template, "psf_label", None) == "science-given" else "")
+    offset = (f"its sky lies {abs(sky):.2g} times its pixel noise {'above' if sky > 0 else 'below'} its "
+              "template's (the median of science - template over its sky pixels): a background left in, or "
+              f"subtracted to another level?{wings}")
+    if diff and abs(sky) > MAX_SKY_OFFSET:
+        raise InputError(f"{offset} Its difference image would hold it, and every detection on it would be "
+                         "off (subtract the background first)", source)
+    log.warning("%s: %s %s (subtract the background first)", source, offset,
+                "Its difference image holds it" if diff else "The template has none")
+    return level
+
+
 def _iqr_sigma(values: np.ndarray) -> float:
     """The Gaussian sigma of the values' interquartile range."""
     q1, q3 = np.percentile(values, (25.0, 75.0))
@@ -1167,23 +1188,8 @@ def build_templates(model_path: str | os.PathLike, science_paths: Iterable[str |
                                      given_psf=given, fit_psf=fit_psf)
             check_alignment(science, template, source,
                             _comparable(science, template) & ~template.mask_of(*UNRELIABLE_PLANES, "EDGE"))
-            level, sky = sky_offset(science, template)
-            side = "above" if sky > 0 else "below"
-            given_psf = getattr(template, "psf_label", None) == "science-given"
-            offset = (f"its sky lies {abs(sky):.2g} times its pixel noise {side} its template's (the median "
-                      "of science - template over its sky pixels): a background left in, or subtracted to "
-                      "another level?" + (" Or the given PSF (--psf-fwhm) lacks its stars' wings, which "
-                                          "overlap there?" if given_psf else ""))
-            if diff and abs(sky) > MAX_SKY_OFFSET:
-                raise InputError(f"{offset} Its difference image would hold it, and every detection on it "
-                                 "would be off (subtract the background first)", source)
-            if abs(sky) > SKY_OFFSET_WARNING:
-                log.warning("%s: %s %s (subtract the background first)", source, offset,
-                            "Its difference image holds it" if diff else "The template has none")
-            # (only a sky worth a word is taken off: with a calibration far off, the template is faint
-            # everywhere and its "sky pixels" hold the sources' wings)
-            check_flux_against_template(science, template, source, info.calibration_card,
-                                        level if abs(sky) > SKY_OFFSET_WARNING else 0.0)
+            sky = check_sky_offset(science, template, source, diff)
+            check_flux_against_template(science, template, source, info.calibration_card, sky)
             if diff:  # (checked before anything is written)
                 check_science_noise(science, template, source, _sharpened(model, science, template))
             written.append(template_path := write_template(template, outputs[0]))
