@@ -519,7 +519,7 @@ class InputsConfig:
     DCR smear, which the DCR model adds itself), with a warning naming the input and the measured
     FWHM; the coadd's input table says where each PSF came from (``psf_origin``). A Gaussian of the
     header's seeing card is the fallback when too few stars are isolated. A given PSF whose FWHM is
-    more than 1.5 times its stars' either way (an oversampled PSF image, another exposure's) is
+    more than 1.2 times its stars' either way (an oversampled PSF image, another exposure's) is
     replaced by theirs, with a warning. False: the seeing card's Gaussian, or no PSF; given PSFs are
     used as they are. Not an LSST field."""
 
