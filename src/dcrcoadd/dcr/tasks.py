@@ -15,7 +15,7 @@ from functools import partial
 
 import numpy as np
 
-from dcrcoadd.coadd.artifacts import ArtifactMask
+from dcrcoadd.coadd.artifacts import ArtifactMask, PixelSet
 from dcrcoadd.coadd.inputs import CoaddInput
 from dcrcoadd.config.schema import DcrConfig
 from dcrcoadd.core.geom import Box
@@ -49,6 +49,9 @@ class TileTask:
     variances: np.ndarray | None = None  # (N,) typical variance of each warp
     psf: Psf | None = None  # the model's PSF (the reference PSF of a PSF-aware model)
     warp_psfs: list[Psf] | None = None  # each warp's PSF for a PSF-aware forward model
+    # each warp's clipped artifacts that reach beyond the sources (`dcr.assemble.artifacts_beyond_sources`):
+    # left out of the model inside the sources too
+    artifacts: list[PixelSet | None] | None = None
 
 
 @dataclass
@@ -81,8 +84,11 @@ def load_tile_arrays(task: TileTask) -> tuple[np.ndarray, np.ndarray]:
         good = ((mask & bad) == 0) & np.isfinite(exp.image)
         # Clipped artifacts are excluded only away from static sources: inside them a
         # "transient" is usually a source moved by DCR, which the model needs (LSST keeps
-        # CLIPPED out of the DCR model's bad planes for this reason).
+        # CLIPPED out of the DCR model's bad planes for this reason) -- unless the artifact
+        # reaches well beyond them (a satellite streak across the field).
         good &= ~(((mask & clipped_bit) != 0) & ~task.detected[sl])
+        if task.artifacts is not None and task.artifacts[i] is not None:
+            good &= ~task.artifacts[i].to_mask(exp.bbox)
         images[i][sl] = np.where(good, exp.image, 0.0)
         weights[i][sl] = good
     return images, weights
