@@ -735,7 +735,7 @@ def test_a_noise_mismatch_with_a_given_psf_names_it_first(caplog):
 
     rng = np.random.default_rng(3)
     shape = (120, 120)
-    template = Exposure(image=np.zeros(shape, np.float32), variance=np.ones(shape, np.float32),
+    template = Exposure(image=np.zeros(shape, np.float32), variance=np.full(shape, 0.01, np.float32),
                         psf=Psf.gaussian(fwhm=3.5))
     science = Exposure(image=rng.normal(0.0, 1.7, shape).astype(np.float32),
                        variance=np.ones(shape, np.float32))
@@ -747,3 +747,27 @@ def test_a_noise_mismatch_with_a_given_psf_names_it_first(caplog):
             check_science_noise(science, template, "s.fits")
         [record] = caplog.records
         assert words in record.getMessage() and "scatter 1.7" in record.getMessage()
+
+
+def test_a_science_exposure_deeper_than_the_model_is_not_refused_for_its_variance(caplog):
+    # a 3000 s exposure against a model of 30 s warps: its sky (less the template) scattered 3.2 times
+    # its VARIANCE, all of it the template's noise (0.86 with the template's variance), and it was
+    # refused as "a VARIANCE plane holding sigma"
+    from dcrcoadd.template.build import check_science_noise
+
+    rng = np.random.default_rng(4)
+    shape = (120, 120)
+    science = Exposure(image=rng.normal(0.0, 1.0, shape).astype(np.float32),
+                       variance=np.ones(shape, np.float32))
+    template = Exposure(image=rng.normal(0.0, 3.0, shape).astype(np.float32),
+                        variance=np.full(shape, 9.0, np.float32))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+        check_science_noise(science, template, "deep.fits")
+    [record] = caplog.records
+    assert "the template's own noise accounts for it" in record.getMessage()
+    # a science VARIANCE holding sigma is still refused: the template's noise does not explain it
+    science.variance = np.full(shape, 0.1, np.float32)
+    template.variance = np.full(shape, 0.01, np.float32)
+    template.image = rng.normal(0.0, 0.1, shape).astype(np.float32)
+    with pytest.raises(InputError, match="a VARIANCE plane holding sigma"):
+        check_science_noise(science, template, "sigma.fits")
