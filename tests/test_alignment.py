@@ -4,6 +4,7 @@ stars from the template's is measured (`dcrcoadd.template.alignment`)."""
 from __future__ import annotations
 
 import logging
+import math
 import re
 
 import numpy as np
@@ -81,6 +82,28 @@ def test_a_few_star_field_far_off_its_template_is_found_by_cross_correlation(shi
     words = f"what its template holds {shift[1]:+d}, {shift[0]:+d} px"
     with pytest.raises(InputError, match=re.escape(words)):
         check_alignment(science, Exposure(template), "sci.fits", good)
+
+
+def test_stars_that_cannot_be_fitted_on_images_that_match_in_place_are_warned_about(monkeypatch, caplog):
+    # a science exposure on 0.4" pixels (PSF 2.1 px) against a 0.2" model: none of its six stars could be
+    # fitted, and it was refused as "its WCS or the model's is far off", while the two images correlated
+    # at 0.999 in place; one really far off is still refused
+    from dcrcoadd.errors import InputError
+    from dcrcoadd.template import alignment
+
+    monkeypatch.setattr(alignment, "_fit_star", lambda *args: (math.nan, math.nan))
+    rng = np.random.default_rng(7)
+    sky = stars(rng, 1.5, n=40, noise=0.0, shape=(160, 160))
+    template = sky[16:144, 16:144]
+    good = np.ones(template.shape, bool)
+    unit = np.ones(template.shape, np.float32)
+    science = Exposure(template + rng.normal(0, 1, template.shape), variance=unit)
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        offset = check_alignment(science, Exposure(template), "sci.fits", good)
+    assert offset.lost and "could not be fitted (a PSF sampled too coarsely?)" in caplog.text
+    moved = sky[16 + 12:144 + 12, 16:144] + rng.normal(0, 1, template.shape)
+    with pytest.raises(InputError, match="far off"):
+        check_alignment(Exposure(moved, variance=unit), Exposure(template), "sci.fits", good)
 
 
 def shift_grid(path, dx):

@@ -235,6 +235,16 @@ def check_alignment(science: Exposure, template: Exposure, source: str, good: np
     fwhm = template.psf.fwhm if template.psf is not None else math.nan
     offset = source_offset(science.image, template.image, science.variance, good, fwhm)
     if offset.lost:
+        dy, dx, r, r0 = grid_shift(science.image, template.image, good)
+        if max(abs(dy), abs(dx)) < MIN_GRID_SHIFT and r0 >= MIN_CORRELATION:
+            # (a science exposure on 0.4" pixels, its PSF 2.1 px wide, against a 0.2" model: none of its
+            # six stars could be fitted, and it was refused as "its WCS is far off"; in place the two
+            # images correlated at 0.999)
+            log.warning("%s: its WCS is not checked to a fraction of a pixel: %d of the template's %d bright "
+                        "stars could not be fitted (a PSF sampled too coarsely?), but the images match in "
+                        "place (correlation %.3f)", source, offset.n_candidates - offset.n_stars,
+                        offset.n_candidates, r0)
+            return offset
         raise InputError(f"{offset.n_candidates - offset.n_stars} of the template's {offset.n_candidates} "
                          f"bright isolated stars are not found within {SEARCH} px of their places: its WCS "
                          "or the model's is far off", source)
