@@ -934,17 +934,23 @@ def science_noise_ratio(science: Exposure, template: Exposure) -> float:
     the bad-inputs benchmark's six-warp field. The difference's variance is not used: it holds the
     template's too, which dilutes the science's where the model has few warps (a science plane holding
     sigma there: 2.4 against 8.2 here)."""
-    sky = _sky_residuals(science, template)
-    return math.nan if sky is None else _iqr_sigma(sky[0] / np.sqrt(sky[1]))
+    return _noise_ratios(science, template)[0]
 
 
-def _with_template_noise(science: Exposure, template: Exposure) -> float:
-    """`science_noise_ratio` against the science and template variances together (NaN as it)."""
+def _noise_ratios(science: Exposure, template: Exposure) -> tuple[float, float]:
+    """`science_noise_ratio`, and the same against the science and template variances together (NaN
+    both with under 1000 sky pixels), from one pass over the sky pixels."""
     sky = _sky_residuals(science, template)
     if sky is None:
-        return math.nan
-    total = sky[1] + np.where(np.isfinite(sky[2]), sky[2], 0.0)
-    return _iqr_sigma(sky[0] / np.sqrt(total))
+        return math.nan, math.nan
+    residual, science_var, template_var = sky
+    total = science_var + np.where(np.isfinite(template_var), template_var, 0.0)
+    return _iqr_sigma(residual / np.sqrt(science_var)), _iqr_sigma(residual / np.sqrt(total))
+
+
+def _given_psf(template: Exposure) -> bool:
+    """Whether ``template`` was rendered at a PSF the user gave (``--psf-fwhm``, `template_psf`)."""
+    return getattr(template, "psf_label", None) == "science-given"
 
 
 #: A science exposure whose sky lies this many times its pixel noise above or below its template's is
@@ -977,7 +983,7 @@ def check_sky_offset(science: Exposure, template: Exposure, source: str, diff: b
     if not abs(sky) > SKY_OFFSET_WARNING:
         return 0.0
     wings = (" Or the given PSF (--psf-fwhm) lacks its stars' wings, which overlap there?"
-             if getattr(template, "psf_label", None) == "science-given" else "")
+             if _given_psf(template) else "")
     offset = (f"its sky lies {abs(sky):.2g} times its pixel noise {'above' if sky > 0 else 'below'} its "
               "template's (the median of science - template over its sky pixels): a background left in, or "
               f"subtracted to another level?{wings}")
@@ -1000,14 +1006,14 @@ def check_science_noise(science: Exposure, template: Exposure, source: str, shar
     (its difference image would be wrong); warn beyond `WARN_NOISE_MISMATCH`. ``sharpened``: how much
     narrower the template's PSF is than the model's reference (a fraction; `_sharpened`): such a
     template holds more noise than its variance says, which is then the likelier cause."""
-    ratio = science_noise_ratio(science, template)
+    ratio, with_template = _noise_ratios(science, template)
     if not math.isfinite(ratio):
         return
     what = (f"its sky pixels (less the template) scatter {ratio:.3g} times what its VARIANCE says (about 1 "
             "when the plane is its noise)")
     hint = ("a VARIANCE plane holding sigma, or an inverse variance?" if ratio > 1
             else "a VARIANCE in other units than the image?")
-    if ratio > 1 and getattr(template, "psf_label", None) == "science-given" and template.psf is not None:
+    if ratio > 1 and _given_psf(template) and template.psf is not None:
         # (a probe's --psf-fwhm of 3.5 and 12 px against stars of 4.1: ratios 1.64 and 1.82, blamed on the
         # VARIANCE; even the stars' own FWHM, as a Gaussian, left 19 false detections against 2 fitted)
         hint = (f"the given PSF, a Gaussian of FWHM {template.psf.fwhm:.2f} px (--psf-fwhm), not its stars'? "
@@ -1018,7 +1024,7 @@ def check_science_noise(science: Exposure, template: Exposure, source: str, shar
         hint = (f"its template, sharpened to its PSF, {100 * sharpened:.0f}% narrower than the model's "
                 "reference, is noisier than its variance says: smooth the science exposure to the reference "
                 "PSF and render at it, --psf reference; or a VARIANCE plane holding sigma?")
-    if ratio > WARN_NOISE_MISMATCH and _with_template_noise(science, template) <= WARN_NOISE_MISMATCH:
+    if ratio > WARN_NOISE_MISMATCH and with_template <= WARN_NOISE_MISMATCH:
         # (the template's own noise accounts for it: a 3000 s exposure against a model of 30 s warps
         # scattered 3.2 times its VARIANCE, 0.86 times with the template's, and was refused for its plane)
         log.warning("%s: %s: the template's own noise accounts for it (the science exposure is deeper than "
