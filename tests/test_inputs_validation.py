@@ -647,6 +647,37 @@ def test_a_variance_plane_holding_sigma_skips_the_warp(tmp_path):
 
 
 
+@pytest.mark.parametrize("amplitude, skipped", [(10.0, True), (4.0, False)])
+def test_a_sky_gradient_in_one_warp_is_named_not_blamed_on_its_variance(tmp_path, caplog, amplitude, skipped):
+    # A gradient of 10 times the noise across one warp in six was skipped as "a variance plane holding
+    # sigma"; one of 4 was kept, with compare-warp's "variance rescaling factor 21 is unusable ... check
+    # its variance plane", and went into every product at its weight's share.
+    paths = write_warps(tmp_path, 6, shape=(128, 128), crpix=(64.5, 64.5))
+    with fits.open(paths[2], mode="update") as hdul:
+        hdul["IMAGE"].data = hdul["IMAGE"].data + amplitude * np.linspace(-0.5, 0.5, 128)[None, :]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    text = caplog.text
+    assert "its sky varies by " in text and "a background left in" in text
+    assert "holding sigma" not in text and "check its variance plane" not in text
+    variation = float(re.search(r"its sky varies by ([\d.]+) times", text).group(1))
+    assert variation == pytest.approx(amplitude, rel=0.15)
+    assert [name for name, _ in prep.skipped] == ([str(paths[2])] if skipped else [])
+    # the other warps' skies are flat: nothing said of them
+    assert all(str(p) not in text for i, p in enumerate(paths) if i != 2)
+
+
+def test_a_sky_that_every_warp_shares_is_not_one_warps_gradient(tmp_path, caplog):
+    # (a halo or the survey's own background residual: the same in every warp, it is the sky's)
+    paths = write_warps(tmp_path, 6, shape=(128, 128), crpix=(64.5, 64.5))
+    for path in paths:
+        with fits.open(path, mode="update") as hdul:
+            hdul["IMAGE"].data = hdul["IMAGE"].data + 4.0 * np.linspace(-0.5, 0.5, 128)[:, None]
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        prep = prepare_inputs(paths)
+    assert "its sky varies" not in caplog.text and len(prep.inputs) == 6
+
+
 def test_a_variance_far_above_the_pixels_scatter_is_reported(tmp_path, caplog):
     # every warp's variance 9 times its noise: the coadd's, model's and templates' variances were 9 times
     # too large, and a difference image's detections 3 sigma too strict, in silence (relative checks

@@ -51,6 +51,7 @@ from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.flat_top import flat_tops
 from dcrcoadd.ops.psf_measure import measure_psf
+from dcrcoadd.ops.sky_variation import SKY_VARIATION_WARN, cell_grid, cell_sky_levels, own_sky_variation
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.ops.zero_fill import ZERO_RUN, noisy, zero_runs
 from dcrcoadd.parallel import Mapper, run_tasks
@@ -107,6 +108,9 @@ class CoaddInput:
     flat_tops : tuple of float
         The values at which the warp's saturated cores are cut flat without a SAT bit
         (`dcrcoadd.ops.flat_top`): `read` masks its pixels of exactly those values as SAT.
+    sky_variation : float
+        How much its own sky varies across the coadd region, in its pixel noise
+        (`dcrcoadd.ops.sky_variation`); NaN where not measured.
     """
 
     name: str
@@ -128,6 +132,7 @@ class CoaddInput:
     tile_psfs: dict[int, Psf] = field(default_factory=dict, repr=False)
     zero_fill: bool = False
     flat_tops: tuple[float, ...] = ()
+    sky_variation: float = math.nan
 
     # -- metadata ----------------------------------------------------------------------------
     @property
@@ -411,6 +416,9 @@ class VarianceStats(NamedTuple):
     flat_tops: tuple[float, ...] = ()  # values of its saturated cores without a SAT bit (`ops.flat_top`)
     n_flat_top: int = 0  # their pixels, left out
     masked: float = math.nan  # fraction of its pixels with a finite image that carry a bad bit
+    sky_cells: np.ndarray | None = None  # its sky level on a coarse grid over the coadd region, in its
+    # pixel noise (`dcrcoadd.ops.sky_variation`); None where too few pixels were sampled
+    flat_sky_scatter: float = math.nan  # ``sky_scatter`` with each cell's level taken out
 
 
 #: Pixels sampled (evenly) per warp for `VarianceStats.scatter` and ``sky``: checks, not weights.
@@ -447,8 +455,9 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
     parts = []
     blocks = BlockAccumulator(task.box, task.region, task.block) if task.region is not None else None
     digest = hashlib.blake2b(digest_size=16)
-    samples = []
+    samples, rows, cols, clear = [], [], [], []  # (rows and columns in ``cells_box``; outside DETECTED)
     stride = max(1, task.box.area // CHECK_SAMPLES)
+    cells_box = task.region if task.region is not None else task.box
     n_invalid = 0
     n_zero_fill = n_flat_top = n_finite = n_masked = 0
     flat_values: set[float] = set()
@@ -482,11 +491,17 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         digest.update(variance.tobytes())
         ok = good.reshape(-1)[::stride] & (variance > 0)
         samples.append(image[ok] / np.sqrt(variance[ok]))
+        row, col = np.divmod(np.flatnonzero(ok) * stride, exp.image.shape[1])
+        rows.append(row + (exp.origin[1] - cells_box.y0))
+        cols.append(col + (exp.origin[0] - cells_box.x0))
+        detected = np.uint32(exp.mask_planes.value_if_present(["DETECTED"]))
+        clear.append((exp.mask.reshape(-1)[::stride][ok] & detected) == 0)
     masked = n_masked / n_finite if n_finite else math.nan
     if not parts or sum(p.size for p in parts) == 0:
         return VarianceStats(None, n_invalid, False, masked=masked)
     mean_var, _, _ = clipped_mean(np.concatenate(parts), task.sigma_clip, task.clip_iter)
-    scatter = sky = sky_scatter = negative = math.nan
+    scatter = sky = sky_scatter = negative = flat_sky_scatter = math.nan
+    cells = None
     snr = np.concatenate(samples)
     if snr.size >= 100:
         q16, q1, median, q3 = np.percentile(snr, (15.87, 25.0, 50.0, 75.0))
@@ -494,10 +509,26 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
         sky_scatter = float(median - q16)  # (one Gaussian sigma below the median)
         sky = float(median / scatter) if scatter > 0 else math.nan
         negative = float(np.count_nonzero(snr < 0) / snr.size)
+        grid = cell_grid(cells_box.shape, min(cells_box.area, CHECK_SAMPLES))
+        if grid != (1, 1):
+            row, col = np.concatenate(rows), np.concatenate(cols)
+            # (sources' wings, wider or narrower with the seeing, moved the low side of a crowded field's
+            # cells by 1-2 times the noise from warp to warp: the sky is measured outside DETECTED when the
+            # warps say where that is)
+            use = np.concatenate(clear)
+            if np.count_nonzero(use) < use.size // 4:
+                use[:] = True
+            cells = cell_sky_levels(snr[use], row[use], col[use], cells_box.shape, grid)
+            at = cells[np.minimum(row * grid[0] // cells_box.height, grid[0] - 1),
+                       np.minimum(col * grid[1] // cells_box.width, grid[1] - 1)]
+            flat = snr - np.where(np.isfinite(at), at, 0.0)
+            q16, median = np.percentile(flat, (15.87, 50.0))
+            flat_sky_scatter = float(median - q16)
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,
                          blocks.result(mean_var) if blocks is not None and mean_var > 0 else None,
                          sky_scatter, "" if isinstance(task.input.source, Exposure) else digest.hexdigest(),
-                         n_zero_fill, negative, tuple(sorted(flat_values)), n_flat_top, masked)
+                         n_zero_fill, negative, tuple(sorted(flat_values)), n_flat_top, masked, cells,
+                         flat_sky_scatter)
 
 
 # -- preparation -----------------------------------------------------------------------------------
@@ -612,8 +643,19 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
     fingerprints: dict[str, CoaddInput] = {}
     sky_scatters = [v.sky_scatter for v in variances.values() if math.isfinite(v.sky_scatter)]
     typical = float(np.median(sky_scatters)) if len(sky_scatters) >= 3 else math.inf
+    empty = VarianceStats(None, 0, False)
+    sky_variation, typical_variation = own_sky_variation(
+        [variances.get(i, empty).sky_cells for i in range(len(described))],
+        [math.sqrt(variances.get(i, empty).mean or math.nan) * inp.scale for i, inp in enumerate(described)])
     for i, inp in enumerate(described):
-        stats = variances.get(i, VarianceStats(None, 0, False))
+        stats = variances.get(i, empty)
+        inp.sky_variation = sky_variation[i]
+        # (beyond what sources' wings make of the other warps' skies too: up to 0.6 on the demo's)
+        uneven = sky_variation[i] >= SKY_VARIATION_WARN * max(1.0, 3.0 * typical_variation) \
+            if math.isfinite(typical_variation) else sky_variation[i] >= SKY_VARIATION_WARN
+        uneven_sky = (f"its sky varies by {sky_variation[i]:.1f} times its pixel noise across the region"
+                      f"{' (beyond what the other warps share)' if len(sky_scatters) >= 3 else ''}: a "
+                      "background left in, or scattered light?")
         if inp.info is not None and inp.info.unlabelled_mask and stats.masked > UNLABELLED_MASKED:
             # (simulated warps' masks without their cards: DETECTED on 87-97 % of the pixels left the
             # coadd 87 % NO_DATA, with a warning that blamed the warps' footprints)
@@ -631,6 +673,13 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
             reason = (f"its pixels scatter {stats.scatter:.3g} times more than its variance says (a variance "
                       "map given as a weight map, or a variance in other units than the image?): its weight "
                       "would swamp the other warps'")
+        if not reason and stats.sky_scatter > MAX_SKY_SCATTER * max(1.0, typical) and uneven \
+                and stats.flat_sky_scatter <= MAX_SKY_SCATTER * max(1.0, typical):
+            # (a gradient of 10 times the noise across one warp in six was blamed on its variance plane)
+            reason = (f"{uneven_sky} It widens its sky pixels' scatter to {stats.sky_scatter:.3g} times what "
+                      f"its variance says ({stats.flat_sky_scatter:.3g} without it, {typical:.3g} for the "
+                      "warps' median), and its weight's share of it would be in every product: subtract its "
+                      "background first")
         if not reason and stats.sky_scatter > MAX_SKY_SCATTER * max(1.0, typical):
             reason = (f"its sky pixels scatter {stats.sky_scatter:.3g} times what its variance says, against "
                       f"{typical:.3g} for the warps' median (a variance plane holding sigma, or in other "
@@ -654,6 +703,9 @@ def prepare_inputs(warps, config: Config | None = None, *, bbox: Box | None = No
                         "its noise; sources only widen the scatter): its variance looks %.0f times too large "
                         "(in other units than the image?), and the coadd's and templates' variances with it",
                         inp.name, stats.scatter, stats.scatter ** -2)
+        if uneven:
+            log.warning("%s: %s The coadds, the DCR model and its templates carry its weight's share of it "
+                        "(subtract its background first)", inp.name, uneven_sky)
         if stats.n_zero_fill:
             log.warning("%s: %d pixels are exact zeros in rows or columns of %d or more, amid noise, with "
                         "no mask bit and a finite variance: a fill where it has no data, treated as missing "

@@ -36,6 +36,7 @@ from dcrcoadd.config.schema import ArtifactConfig
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.ops.detection import detect
+from dcrcoadd.ops.sky_variation import SKY_VARIATION_WARN
 from dcrcoadd.ops.stack import clipped_mean, sorted_percentiles
 from dcrcoadd.parallel import Mapper, map_tasks
 from dcrcoadd.parallel.shared import FileArray, resolve, shared
@@ -357,10 +358,12 @@ def find_artifacts(warps: Sequence[WarpSource], bbox: Box, planes: MaskPlanes, s
         for i, result in map_tasks(detect_warp_candidates, tasks(image, variance), mapper):
             if settings.do_scale_warp_variance and not usable_variance_factor(result.variance_factor):
                 # (LSST leaves such a variance as it is; its weight in the coadd is then off by as much)
-                log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is. "
-                            "Its variance does not describe its pixels' scatter, so its weight in the coadd "
-                            "is off by about that factor: check its variance plane or weight map",
-                            warps[i].name, result.variance_factor)
+                cause = ("its uneven sky, reported above, is what widens its difference from the other warps"
+                         if getattr(warps[i], "sky_variation", 0.0) >= SKY_VARIATION_WARN else
+                         "its variance does not describe its pixels' scatter, so its weight in the coadd is "
+                         "off by about that factor: check its variance plane or weight map")
+                log.warning("%s: variance rescaling factor %.3g is unusable; leaving the variance as-is: %s",
+                            warps[i].name, result.variance_factor, cause)
             n_image[bbox.intersection(warps[i].bbox).slices(bbox)] += result.counted
             if result.candidates:  # footprints of one warp are disjoint: each pixel gains one epoch
                 epochs_flat[np.concatenate(result.candidates)] += 1
