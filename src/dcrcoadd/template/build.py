@@ -127,6 +127,7 @@ from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.parallel.tiles import tiles
 from dcrcoadd.resample.grid import Grid, footprint_box
 from dcrcoadd.template.alignment import check_alignment
+from dcrcoadd.template.noise import rendered_noise_factor
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "pixel_map",
@@ -363,7 +364,9 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     edge = _near_edge(x, y, model.bbox, width)
     if (hole := _near_hole(model, overlap, width, math.ceil(_psf_fwhm(model, psf)))) is not None:
         edge = edge | hole
-    mask[out][edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
+    planes = _template_planes(model)
+    mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
+    variance[out] *= rendered_noise_factor(image[out], variance[out], mask[out], planes)
     no_data[out] = False
     return image, mask, variance, no_data
 
@@ -396,6 +399,13 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     except InputError as exc:
         raise InputError(str(exc), source) from None
     var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
+    width = _edge_width(model, visit, region.center, psf)
+    # (the noise of the rendering on the model's pixels, before the resampling correlates it)
+    planes = _template_planes(model)
+    y, x = np.ogrid[region.y0:region.y1, region.x0:region.x1]
+    model_mask = model.mask[region.slices(mb)] | np.where(_near_edge(x, y, mb, width),
+                                                          np.uint32(1 << planes.bit("EDGE")), np.uint32(0))
+    var *= rendered_noise_factor(forward, var, model_mask, planes)
     area_ratio = _quad_areas(xc, yc)
     # each science pixel's centre (the mean of its corners) in the model's parent pixels
     xs, ys = (0.25 * (c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) for c in (xc, yc))
@@ -407,11 +417,10 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     inside = (xm >= mb.x0) & (xm < mb.x1) & (ym >= mb.y0) & (ym < mb.y1)
     mask = np.zeros((ny, nx), dtype=np.uint32)
     mask[inside] = model.mask[ym[inside] - mb.y0, xm[inside] - mb.x0]
-    width = _edge_width(model, visit, region.center, psf)
     edge = inside & _near_edge(xs, ys, mb, width)
     if (hole := _near_hole(model, region, width, math.ceil(_psf_fwhm(model, psf)))) is not None:
         edge[inside] |= hole[ym[inside] - region.y0, xm[inside] - region.x0]
-    mask[edge] |= np.uint32(1 << _template_planes(model).bit("EDGE"))
+    mask[edge] |= np.uint32(1 << planes.bit("EDGE"))
     no_data = ~inside | ~np.isfinite(image)
     return image, mask, variance, no_data
 
