@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.masks import MaskPlanes
@@ -11,6 +12,7 @@ from dcrcoadd.template.noise import MIN_SKY_PIXELS, rendered_noise_factor
 
 pytest.importorskip("galsim")
 from dcrcoadd.sim import SimulationConfig, simulate  # noqa: E402
+from dcrcoadd.sim.config import Defects  # noqa: E402
 
 
 def test_the_factor_is_the_sky_pixels_noise_in_units_of_the_variance():
@@ -55,3 +57,31 @@ def test_a_templates_variance_is_its_noise_for_sharp_and_wide_science_psfs(twin_
         inner = (slice(12, -12), slice(12, -12))
         ratio = ((a.image - b.image) / np.sqrt(a.variance + b.variance))[inner]
         assert np.std(ratio[np.isfinite(ratio)]) == pytest.approx(1.0, abs=0.12), science.psf.fwhm
+
+
+@pytest.fixture(scope="module")
+def saturated_field():
+    """A field whose bright star saturates in every warp (a hole in the model), and a held-out visit."""
+    only_saturation = Defects(cosmic_rays=False, bad_columns=0, chip_gap=False, streak_visits=0)
+    sim = simulate(SimulationConfig(size=128, n_visits=8, n_stars=15, airmass=(1.0, 1.8), seed=4,
+                                    defect_options=only_saturation, noise_twins=False, n_bright_stars=1))
+    held = int(np.argmin([w.psf.fwhm for w in sim.warps]))  # (sharpest: the model's fill spreads least)
+    result = assemble_dcr_coadd([w for i, w in enumerate(sim.warps) if i != held], Config())
+    return result.model, sim.warps[held]
+
+
+def test_template_pixels_lit_from_where_every_warp_saturated_are_flagged(saturated_field):
+    # The model's fill of a core that saturated in every warp is an extrapolation; a template spreads it
+    # over the pixels round the core, where science - template reached 10-16 sigma (false detections).
+    model, science = saturated_field
+    hole = model.mask & np.uint32(model.mask_planes.value(["NO_DATA"])) != 0
+    assert hole.any()  # (the fixture's premise)
+    template = make_template(model, science)
+    # what is left unflagged beside the star is noise
+    d = (science.image * science.flux_calibration - template.image * template.flux_calibration) / np.sqrt(
+        science.variance * science.flux_calibration**2 + template.variance * template.flux_calibration**2)
+    near = ndimage.binary_dilation(hole, iterations=12) & ~template.mask_of("SAT", "NO_DATA", "EDGE") \
+        & ~science.mask_of("SAT", "BAD", "NO_DATA", "EDGE")
+    assert np.max(np.abs(d[near])) < 5.0
+    flagged = template.mask_of("SAT") & ~science.mask_of("SAT")
+    assert 20 < np.count_nonzero(flagged) < 1000  # round the star only

@@ -6,7 +6,7 @@ A template is judged by ``science − template`` on two numbers:
     The mean of ``(science − template)² / (var_science + var_template)`` over the *source
     pixels*: pixels of the baseline coadd's DETECTED footprints that are good in both
     images (finite, positive variance, none of `SCIENCE_BAD_PLANES` set in the science
-    exposure and no NO_DATA in the template) and at least `EDGE_MARGIN` pixels from the
+    exposure and none of `TEMPLATE_BAD_PLANES` in the template) and at least `EDGE_MARGIN` pixels from the
     image border. 1 means the residuals at sources are pure noise; DCR dipoles, PSF
     mismatch or a wrong flux scale make it larger.
 5σ detections
@@ -42,8 +42,9 @@ __all__ = [
 
 #: Mask planes of the science exposure whose pixels are not scored.
 SCIENCE_BAD_PLANES = ("BAD", "SAT", "NO_DATA", "EDGE", "CR")
-#: Mask planes of the template whose pixels are not scored.
-TEMPLATE_BAD_PLANES = ("NO_DATA",)
+#: Mask planes of the template whose pixels are not scored: no data, and light from where every warp
+#: saturated (`dcrcoadd.template.unmeasured`; the coadd's own SAT, where a tenth of its inputs did).
+TEMPLATE_BAD_PLANES = ("NO_DATA", "SAT")
 #: Pixels this close to the border are not scored: a shifted template has no data there.
 EDGE_MARGIN = 8
 #: Detection threshold (sigma per pixel, both signs) and smallest footprint of a detection.

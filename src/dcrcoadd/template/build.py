@@ -37,6 +37,13 @@ Different grid: the rendered template sampled at the science pixels' centres
     0.02 % on grids of 0.15-0.4" pixels, offset or rotated, against the
     model's 0.2" (the tests' model).
 
+Variance
+    The model's variance plane (``M`` times a subfilter's: the baseline coadd's) scaled by one
+    factor per rendering to the noise the rendering carries, measured on its sky pixels
+    (`dcrcoadd.template.noise`): a template at a PSF sharper than the warps' amplifies the
+    model's noise, one at a wider PSF smooths it (0.35-1.8 times the plane's sigma per pixel on
+    simulated fields, measured with noise twins).
+
 Variance on another grid
     Resampling correlates the noise of neighbouring output pixels, which one
     variance plane cannot describe. The variance plane is interpolated
@@ -128,6 +135,7 @@ from dcrcoadd.parallel.tiles import tiles
 from dcrcoadd.resample.grid import Grid, footprint_box
 from dcrcoadd.template.alignment import check_alignment
 from dcrcoadd.template.noise import rendered_noise_factor
+from dcrcoadd.template.unmeasured import unmeasured, unmeasured_light
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
            "fit_psf_to_model", "grid_offset", "make_template", "pixel_map",
@@ -286,7 +294,7 @@ def _warn_partial(source: str, no_data: np.ndarray) -> None:
 
 def _template_planes(model: DcrModel) -> MaskPlanes:
     """A template's mask planes: the model's, with EDGE and NO_DATA."""
-    return model.mask_planes.with_plane("EDGE").with_plane("NO_DATA")
+    return model.mask_planes.with_plane("EDGE").with_plane("NO_DATA").with_plane("SAT")
 
 
 def _psf_fwhm(model: DcrModel, psf: Psf | None) -> float:
@@ -367,8 +375,20 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     planes = _template_planes(model)
     mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
     variance[out] *= rendered_noise_factor(image[out], variance[out], mask[out], planes)
+    light = unmeasured_light(model, visit, overlap, position=overlap.center, reach=width, psf=psf,
+                             matching=matching)
+    if light is not None:
+        flagged = unmeasured(light, np.sqrt(_in_model_units(science.variance[out], science, model)
+                                            + variance[out]))
+        mask[out][flagged] |= np.uint32(1 << planes.bit("SAT"))
     no_data[out] = False
     return image, mask, variance, no_data
+
+
+def _in_model_units(science_variance: np.ndarray, science: Exposure, model: DcrModel) -> np.ndarray:
+    """A science variance (its units squared) in the model's units squared."""
+    ratio = science.flux_calibration / model.flux_calibration
+    return science_variance.astype(np.float64) * ratio * ratio
 
 
 def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: int, split: bool,
@@ -392,10 +412,10 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     footprint = Box.from_corners(math.floor(lo_x + 0.5), math.floor(lo_y + 0.5),
                                  math.floor(hi_x + 0.5) + 1, math.floor(hi_y + 0.5) + 1)
     region = footprint.grow(_RESAMPLE_MARGIN).clip(mb)
+    position = (0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y))
     try:
-        forward = model.render(visit, region, position=(0.5 * (lo_x + hi_x), 0.5 * (lo_y + hi_y)),
-                               order=order, split=split, split_threshold=split_threshold, psf=psf,
-                               matching=matching)
+        forward = model.render(visit, region, position=position, order=order, split=split,
+                               split_threshold=split_threshold, psf=psf, matching=matching)
     except InputError as exc:
         raise InputError(str(exc), source) from None
     var = model.variance[region.slices(mb)].astype(np.float64) * len(model)
@@ -421,6 +441,11 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     if (hole := _near_hole(model, region, width, math.ceil(_psf_fwhm(model, psf)))) is not None:
         edge[inside] |= hole[ym[inside] - region.y0, xm[inside] - region.x0]
     mask[edge] |= np.uint32(1 << planes.bit("EDGE"))
+    light = unmeasured_light(model, visit, region, position=position, reach=width, psf=psf, matching=matching)
+    if light is not None:
+        light = ndimage.map_coordinates(light, at, order=1, mode="nearest") * area_ratio
+        mask[unmeasured(light, np.sqrt(_in_model_units(science.variance, science, model) + variance))] \
+            |= np.uint32(1 << planes.bit("SAT"))
     no_data = ~inside | ~np.isfinite(image)
     return image, mask, variance, no_data
 
@@ -660,9 +685,10 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
     Exposure
         Template image, mask (model planes by nearest pixel, NO_DATA where the
         model does not reach, EDGE within reach of its edge), variance (M x subfilter
-        variance, resampled as the module notes say), the PSF it was rendered at (``psf``, in
-        the science exposure's pixels) and the model's band, the science exposure's WCS,
-        origin and visit, in the science exposure's flux units. Its
+        variance scaled to the rendering's noise, resampled as the module notes say),
+        the PSF it was rendered at (``psf``, in the science exposure's pixels) and the
+        model's band, the science exposure's WCS, origin and visit, in the science
+        exposure's flux units. Its
         ``psf_label`` attribute says which PSF it carries (`template_psf`), its ``dcr_gap`` how far
         the visit's DCR lies outside the model's inputs' (`DcrModel.dcr_coverage_gap`; None when the
         model does not record them).
