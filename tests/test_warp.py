@@ -592,7 +592,9 @@ def test_a_multi_extension_file_is_warped_ccd_by_ccd(tmp_path):
 
     whole, path = mef_file(tmp_path, weights=True)
     assert ccd_extensions(path) == ["N1", "N2"]
-    with pytest.raises(InputError, match="which of its 2 images is the exposure .*dcrcoadd warp"):
+    # (its CCDs are named already: the advice is to give it to warp or template, not to name them)
+    with pytest.raises(InputError, match="which of its 2 images is the exposure .*or give the file to "
+                                         "dcrcoadd warp or template, which read each of its CCDs$"):
         read_info(path)
     assert read_info(path, hdu="n2").bbox.shape == (SHAPE[0], SHAPE[1] - SPLIT)
     outcomes = warp_exposures([path], tmp_path / "out", grid=Grid(wcs_a()),

@@ -148,7 +148,7 @@ class ArtifactConfig:
     LSST ``prefilterArtifactsRatio`` (0.05)."""
 
     do_write_artifact_masks: bool = False
-    """Write one artifact-mask FITS file per warp beside the coadd (`dcrcoadd.coadd.baseline.write_coadd`).
+    """Write one artifact-mask FITS file per warp beside the coadd (`dcrcoadd.io.coadd.write_coadd`).
     Not an LSST field (LSST can save the epoch-count image for debugging)."""
 
 

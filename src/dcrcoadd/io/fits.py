@@ -456,10 +456,13 @@ def _find_layout(hdul: fits.HDUList, path: Path, hdu: str | int | None = None) -
         raise InputError(f"no IMAGE extension, and no other 2-D image in the file (found: {found})", path)
     if len(images) > 1:
         names = ", ".join(_hdu_label(i, hdul[i]) for i in images)
+        extnames = [hdul[i].name.strip().upper() for i in images]
+        ccds = ("give the file to dcrcoadd warp or template, which read each of its CCDs"
+                if all(extnames) and len(set(extnames)) == len(extnames) else
+                "for a file of CCDs, give each image its own EXTNAME (dcrcoadd warp and template then read "
+                "each CCD)")
         raise InputError(f"no IMAGE extension says which of its {len(images)} images is the exposure "
-                         f"({names}); cut out the one to use (one image per file), or, for a file of CCDs, "
-                         "give each image its own EXTNAME (dcrcoadd warp and template then read each CCD)",
-                         path)
+                         f"({names}); cut out the one to use (one image per file), or {ccds}", path)
     return _Layout("image", images[0], roles.get("MASK"), roles.get("VARIANCE"), roles.get("PSF"),
                    roles.get("TRANSMISSION"))
 
