@@ -363,6 +363,25 @@ def test_a_science_psf_from_a_file_is_fitted_against_a_model_of_measured_psfs(fi
     assert template.psf.fwhm > model.psf.fwhm and "narrower than the model's reference" not in caplog.text
 
 
+def test_an_elliptical_science_psf_refitted_round_is_warned_about(field, measured_model, caplog):
+    # A science PSF extension of shear 0.05 refitted as a round PSF against a model of measured warp PSFs
+    # left 5-7 false detections (chi2 per source pixel 4.7), exit status 0 and nothing said.
+    import galsim
+
+    from dcrcoadd.template.build import make_template
+
+    model, science = measured_model.model, field.warps[6]
+    round_ = science.psf.kernel.shape[0]
+    for g, warned in ((0.0, False), (0.05, True)):
+        kernel = galsim.Gaussian(fwhm=science.psf.fwhm).shear(g1=0.6 * g, g2=0.8 * g).drawImage(
+            nx=round_, ny=round_, scale=1.0).array
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="dcrcoadd.template.build"):
+            make_template(model, dataclasses.replace(science, psf=Psf(kernel)))
+        assert ("its PSF extension is elliptical" in caplog.text) is warned, g
+    assert "major axis at 27 deg" in caplog.text  # (g1, g2 = 0.6 g, 0.8 g: atan2(0.8, 0.6) / 2)
+
+
 def test_a_model_with_psfs_from_the_files_takes_a_science_psf_as_it_is(field):
     from dcrcoadd.dcr.assemble import assemble_dcr_coadd
     from dcrcoadd.template.build import make_template

@@ -113,6 +113,24 @@ class Psf:
                 float((k * (x - cx) * (y - cy)).sum()))
 
     @property
+    def ellipticity(self) -> tuple[float, float]:
+        """``(e, angle)``: the ellipticity ``(a² − b²) / (a² + b²)`` of the kernel's second moments
+        weighted by a round Gaussian of its FWHM (unweighted moments follow the wings and the stamp
+        size), and the position angle of its major axis in degrees from +x towards +y."""
+        ny, nx = self.kernel.shape
+        y, x = np.mgrid[:ny, :nx]
+        k = self.kernel.astype(np.float64)
+        cy, cx = self.centroid
+        dy, dx = y - (ny // 2 + cy), x - (nx // 2 + cx)
+        sigma = max(self.fwhm, 1.0) / 2.3548
+        w = k * np.exp(-0.5 * (dx * dx + dy * dy) / (sigma * sigma))
+        ixx, iyy, ixy = (float((w * a * b).sum()) for a, b in ((dx, dx), (dy, dy), (dx, dy)))
+        if not ixx + iyy > 0:
+            return 0.0, 0.0
+        e1, e2 = (ixx - iyy) / (ixx + iyy), 2.0 * ixy / (ixx + iyy)
+        return float(math.hypot(e1, e2)), float(math.degrees(0.5 * math.atan2(e2, e1)))
+
+    @property
     def second_moment_sigma(self) -> float:
         """Gaussian-equivalent sigma in pixels from the second moments, ``sqrt((Ixx + Iyy) / 2)``.
 
