@@ -1064,8 +1064,12 @@ def check_science_noise(science: Exposure, template: Exposure, source: str, shar
         return
     what = (f"its sky pixels (less the template) scatter {ratio:.3g} times what its VARIANCE says (about 1 "
             "when the plane is its noise)")
+    # (below 1: a science exposure put through dcrcoadd warp, whose per-pixel variance is an upper bound,
+    # scattered 0.35-0.58 times it and was refused as a VARIANCE in other units)
     hint = ("a VARIANCE plane holding sigma, or an inverse variance?" if ratio > 1
-            else "a VARIANCE in other units than the image?")
+            else "a VARIANCE in other units than the image? Or resampled from another grid, which narrows "
+                 "its pixels' scatter (dcrcoadd warp keeps the noise per unit area; template needs no warp: "
+                 "give it the exposure on its own pixels)")
     if ratio > 1 and _given_psf(template) and template.psf is not None:
         # (a probe's --psf-fwhm of 3.5 and 12 px against stars of 4.1: ratios 1.64 and 1.82, blamed on the
         # VARIANCE; even the stars' own FWHM, as a Gaussian, left 19 false detections against 2 fitted)
