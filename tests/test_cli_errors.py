@@ -88,11 +88,23 @@ def test_single_warp_gives_the_baseline_coadd_or_refuses(tmp_path, capsys):
     assert_one_error_line(err, "underdetermined")
 
 
-def test_degenerate_conditions_warn(tmp_path, capsys):
-    paths = write_warps(tmp_path / "w", 3, airmasses=[1.3] * 3, azimuths=[100.0] * 3)
+@pytest.mark.parametrize("airmasses, azimuths", [([1.3] * 3, [100.0] * 3),
+                                                 # (nearly one DCR: not warned about when only identical
+                                                 # conditions were)
+                                                 ([1.49, 1.50, 1.51], [100.0, 100.5, 101.0])])
+def test_degenerate_conditions_warn(tmp_path, capsys, airmasses, azimuths):
+    paths = write_warps(tmp_path / "w", 3, airmasses=airmasses, azimuths=azimuths)
     status, _, err = run(capsys, "assemble", *map(str, paths), "--out", str(tmp_path / "out"), "-q")
     assert status == 0
-    assert "degenerate" in err
+    assert "all 3 warps share nearly one DCR" in err and "degenerate" in err
+
+
+def test_warps_that_span_a_dcr_range_are_not_degenerate():
+    from dcrcoadd.dcr.model import degenerate_conditions
+
+    assert not degenerate_conditions([[1.3, 100.0], [1.4, 100.0], [1.5, 100.0]])
+    assert not degenerate_conditions([[1.3, 100.0], [1.3, 110.0]])
+    assert degenerate_conditions([[1.0001, 10.0], [1.0002, 170.0]])  # (at the zenith: no DCR at all)
 
 
 @pytest.mark.parametrize("override", ["coadd.statistic=NOPE", "dcr.iterative.min_num_iter=50",

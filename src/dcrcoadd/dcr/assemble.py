@@ -23,7 +23,7 @@ from dcrcoadd.core.geom import Box
 from dcrcoadd.core.psf import Psf, pixel_scale_arcsec
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
-from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
+from dcrcoadd.dcr.model import DcrModel, dcr_spread, degenerate_conditions
 from dcrcoadd.dcr.psf_ratio import reference_psf, sharpest
 from dcrcoadd.dcr.psf_refit import REFITTED, needs_refit, refit_warp_psfs
 from dcrcoadd.dcr.tasks import TileOutcome, TileTask, solve_tile, solver_settings
@@ -132,14 +132,24 @@ def _conditions(visits: Sequence[VisitInfo]) -> np.ndarray:
     return np.array([[v.airmass, v.parallactic_angle.deg] for v in visits], float)
 
 
+def _angle_range(angles: np.ndarray) -> tuple[float, float]:
+    """Smallest and largest of angles (degrees) that may straddle ±180 (unwrapped from the first)."""
+    unwrapped = np.degrees(np.unwrap(np.radians(angles)))
+    return float(unwrapped.min()), float(unwrapped.max())
+
+
 def _check_diversity(inputs: Sequence[CoaddInput], visits: Sequence[VisitInfo]) -> None:
     if len(visits) < 2:
         raise InputError(f"only {len(visits)} usable warp: the DCR model is underdetermined (need at "
                          "least 2 at different airmass or parallactic angle)",
                          inputs[0].name if inputs else "inputs")
-    if degenerate_conditions(_conditions(visits)):
-        log.warning("all %d warps share the same airmass and parallactic angle: the subfilters are "
-                    "degenerate and the DCR model cannot separate them", len(visits))
+    conditions = _conditions(visits)
+    if degenerate_conditions(conditions):
+        log.warning("all %d warps share nearly one DCR (airmass %.3f-%.3f, parallactic angle %.1f-%.1f deg: "
+                    "their DCR vectors tan z (sin q, cos q) lie within %.3f of each other): the subfilters "
+                    "are degenerate and the DCR model cannot separate them", len(visits),
+                    conditions[:, 0].min(), conditions[:, 0].max(), *_angle_range(conditions[:, 1]),
+                    dcr_spread(conditions))
 
 
 @dataclass

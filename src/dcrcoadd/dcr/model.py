@@ -57,12 +57,25 @@ def dcr_vectors(airmass: np.ndarray, parallactic_angle: np.ndarray) -> np.ndarra
     return np.column_stack([tan_z * np.sin(q), tan_z * np.cos(q)])
 
 
+#: Visits whose DCR vectors (`dcr_vectors`, tan z) all lie within this of each other share nearly one
+#: DCR. For scale: at airmass 1.5, 0.01 in airmass is 0.013 and 1° of parallactic angle 0.02; visits at
+#: airmass 1.49-1.51 with angles within 1° span 0.033 (they were not warned about when only identical
+#: ones were); near the zenith every visit does, having no DCR to tell the subfilters apart by.
+DEGENERATE_SPREAD = 0.05
+
+
+def dcr_spread(conditions: np.ndarray) -> float:
+    """The largest distance between two visits' DCR vectors (`dcr_vectors`; ``conditions`` ``(N, 2)``
+    airmass, parallactic angle in degrees)."""
+    points = dcr_vectors(*np.asarray(conditions, dtype=float).reshape(-1, 2).T)
+    return float(np.max(np.hypot(*(points[:, None, :] - points[None, :, :]).transpose(2, 0, 1))))
+
+
 def degenerate_conditions(conditions: np.ndarray) -> bool:
-    """Whether visits of ``conditions`` (``(N, 2)`` airmass, parallactic angle in degrees) all share one
-    DCR (airmass within 0.01, angle within 1°): the subfilters of a model fitted to them are degenerate."""
-    conditions = np.asarray(conditions, dtype=float).reshape(-1, 2)
-    return bool(np.ptp(conditions[:, 0]) < 0.01
-                and np.ptp(np.unwrap(np.radians(conditions[:, 1]))) < np.radians(1.0))
+    """Whether visits of ``conditions`` (``(N, 2)`` airmass, parallactic angle in degrees) share nearly
+    one DCR (`dcr_spread` below `DEGENERATE_SPREAD`): the subfilters of a model fitted to them are
+    degenerate."""
+    return dcr_spread(conditions) < DEGENERATE_SPREAD
 
 
 def dcr_coverage_gap(conditions: np.ndarray, airmass: float, parallactic_angle: float) -> float:

@@ -791,8 +791,9 @@ def _report_dcr_coverage(model: DcrModel, visit: VisitInfo, source: str) -> floa
     if gap is None:
         return None
     if degenerate_conditions(model.input_conditions) and gap > 0.05:
-        log.warning("%s: the model's %d warps share one airmass and parallactic angle, so its subfilters are "
-                    "degenerate, and this visit's DCR differs from theirs by %.2f (tan z): expect dipoles",
+        log.warning("%s: the model's %d warps share nearly one airmass and parallactic angle, so its "
+                    "subfilters are degenerate, and this visit's DCR differs from theirs by %.2f (tan z): "
+                    "expect dipoles",
                     source, len(model.input_conditions), gap)
     elif gap > EXTRAPOLATION_WARNING:
         airmasses = np.asarray(model.input_conditions, dtype=float).reshape(-1, 2)[:, 0]
