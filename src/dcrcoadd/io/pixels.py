@@ -17,7 +17,6 @@ reading a subregion gives exactly the same variance as slicing a full read.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -29,6 +28,7 @@ from astropy.wcs import WCS
 from dcrcoadd.core.masks import MaskPlanes
 from dcrcoadd.core.psf import Psf
 from dcrcoadd.io.header import Cards
+from dcrcoadd.ops.noise import sky_level_and_noise
 
 __all__ = ["PixelModel", "pixel_model_from_cards", "seeing_psf", "sky_level_and_noise", "sky_statistics",
            "synthesize_mask", "synthesize_variance"]
@@ -118,47 +118,6 @@ def _sky_statistics_cached(path: str, mtime_ns: int, size: int, hdu_index: int) 
         step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / _SKY_SAMPLE))))
         data = np.array(hdu.data[::step, ::step], dtype=np.float64)
     return sky_level_and_noise(data[np.isfinite(data)])
-
-
-#: Pixels more than this many sigma above the sky are left out of its level and noise (sources).
-_SKY_CLIP_UPPER = 2.0
-#: Fraction of the Gaussian sky's pixels one sigma or more below its level.
-_ONE_SIGMA_BELOW = 0.15865525393145707
-
-
-def sky_level_and_noise(values: np.ndarray, iterations: int = 20) -> tuple[float, float]:
-    """Level and standard deviation of the sky among an image's pixel values.
-
-    Sources only add light, so the sky is measured from its low side: pixels more than
-    `_SKY_CLIP_UPPER` sigma above the level are left out, and from the rest, as from a Gaussian
-    cut there, the level is their quantile that holds half of the uncut Gaussian's values and
-    sigma the distance down to the one that holds 15.9 %; repeated until it settles. The normalised median
-    absolute deviation of all the pixels, used before, counts the sources' wings as noise:
-    measured on simulated fields, 30 and 73 where the sky's noise was 23 and 25 (a variance 1.8
-    and 8 times too large); this gives 24 and 31.
-    """
-    good = np.asarray(values, dtype=np.float64)
-    if good.size == 0:
-        return float("nan"), float("nan")
-    level = float(np.median(good))
-    sigma = 1.4826 * float(np.median(np.abs(good - level)))
-    # (a Gaussian cut at +c sigma keeps the fraction Φ(c) of its values: half of all, its level's
-    # share, is the fraction 0.5 / Φ(c) of those kept, and those one sigma below it 0.159 / Φ(c))
-    kept_fraction = 0.5 * (1.0 + math.erf(_SKY_CLIP_UPPER / math.sqrt(2.0)))
-    at_level, one_below = 0.5 / kept_fraction, _ONE_SIGMA_BELOW / kept_fraction
-    for _ in range(iterations):
-        if not sigma > 0:
-            break
-        kept = good[good < level + _SKY_CLIP_UPPER * sigma]
-        if kept.size < 100:
-            break
-        new_level, low = (float(q) for q in np.quantile(kept, [at_level, one_below]))
-        new_sigma = new_level - low
-        settled = abs(new_level - level) < 1e-3 * sigma and abs(new_sigma - sigma) < 1e-3 * sigma
-        level, sigma = new_level, new_sigma
-        if settled:
-            break
-    return level, sigma
 
 
 def sky_statistics(path: Path, hdu_index: int) -> tuple[float, float]:

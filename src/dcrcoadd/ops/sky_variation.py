@@ -1,7 +1,7 @@
 """A sky that is not flat across a warp: a background left in, or scattered light.
 
 A warp's sky is measured on a coarse grid of cells over the coadd region, from the low side of
-each cell's pixel distribution (`dcrcoadd.io.pixels.sky_level_and_noise`: sources only add light).
+each cell's pixel distribution (`dcrcoadd.ops.noise.sky_level_and_noise`: sources only add light).
 What every warp shares (a galaxy's halo, a bright star's wings, the survey's own background
 residual) is the median over the warps and is taken out; what is left is the warp's own.
 
@@ -17,7 +17,7 @@ import math
 
 import numpy as np
 
-from dcrcoadd.io.pixels import sky_level_and_noise
+from dcrcoadd.ops.noise import sky_level_and_noise
 
 __all__ = ["CELL_SAMPLES", "MAX_CELLS", "SKY_VARIATION_WARN", "cell_grid", "cell_sky_levels",
            "own_sky_variation", "plane_range"]

@@ -40,7 +40,7 @@ Different grid: the rendered template sampled at the science pixels' centres
 Variance
     The model's variance plane (``M`` times a subfilter's: the baseline coadd's) scaled by one
     factor per rendering to the noise the rendering carries, measured on its sky pixels
-    (`dcrcoadd.template.noise`): a template at a PSF sharper than the warps' amplifies the
+    (`dcrcoadd.ops.noise.sky_noise_factor`): a template at a PSF sharper than the warps' amplifies the
     model's noise, one at a wider PSF smooths it (0.35-1.8 times the plane's sigma per pixel on
     simulated fields, measured with noise twins).
 
@@ -127,6 +127,7 @@ from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import make_outdir, output_stem
 from dcrcoadd.io.products import mark_product, product_of
 from dcrcoadd.ops.flat_top import flat_tops
+from dcrcoadd.ops.noise import sky_noise_factor
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
@@ -134,7 +135,6 @@ from dcrcoadd.ops.resample import quad_areas as _quad_areas
 from dcrcoadd.parallel.tiles import tiles
 from dcrcoadd.resample.grid import Grid, footprint_box
 from dcrcoadd.template.alignment import check_alignment
-from dcrcoadd.template.noise import rendered_noise_factor
 from dcrcoadd.template.unmeasured import unmeasured, unmeasured_light
 
 __all__ = ["GRID_TOLERANCE", "PSF_CHOICES", "TemplateOutcome", "build_templates", "difference",
@@ -378,7 +378,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
         edge = edge | hole
     planes = _template_planes(model)
     mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
-    variance[out] *= rendered_noise_factor(image[out], variance[out], mask[out], planes)
+    variance[out] *= sky_noise_factor(image[out], variance[out], mask[out], planes)
     light = unmeasured_light(model, visit, overlap, position=overlap.center, reach=width, psf=psf,
                              matching=matching)
     if light is not None:
@@ -429,7 +429,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     y, x = np.ogrid[region.y0:region.y1, region.x0:region.x1]
     model_mask = model.mask[region.slices(mb)] | np.where(_near_edge(x, y, mb, width),
                                                           np.uint32(1 << planes.bit("EDGE")), np.uint32(0))
-    var *= rendered_noise_factor(forward, var, model_mask, planes)
+    var *= sky_noise_factor(forward, var, model_mask, planes)
     area_ratio = _quad_areas(xc, yc)
     # each science pixel's centre (the mean of its corners) in the model's parent pixels
     xs, ys = (0.25 * (c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) for c in (xc, yc))

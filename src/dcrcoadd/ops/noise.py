@@ -1,0 +1,96 @@
+"""Noise measured on an image's own sky: its level and scatter, and how far a variance plane is from it.
+
+Sources only add light, so the sky is measured from the low side of the pixel distribution
+(`sky_level_and_noise`). What it is used for:
+
+* a variance for images without one (`dcrcoadd.io.pixels`);
+* a warp's sky level cell by cell (`dcrcoadd.ops.sky_variation`);
+* the factor that brings a product's variance plane to the per-pixel noise it carries
+  (`sky_noise_factor`): the DCR coadd, its subfilters and templates are the baseline's data seen
+  through the solver and the forward model, which change the noise per pixel in ways the baseline
+  coadd's variance does not follow. Measured against noise twins (the same warps with new noise, a
+  second run) on simulated fields: the DCR coadd's pixels scattered 3.8-4.0 times what the baseline's
+  variance said (it is the sky seen through the reference PSF, sharper than every warp's), its
+  subfilters' 2.3-2.9 times the baseline's / M, templates 0.35-1.8 times; measured on their sky
+  pixels, within 0.03-0.1 of the twins'.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from dcrcoadd.core.masks import MaskPlanes
+
+__all__ = ["MIN_SKY_PIXELS", "sky_level_and_noise", "sky_noise_factor"]
+
+#: Sky pixels needed to measure a variance factor (its error is then about 1.3 / sqrt(2 * 2000) of it).
+MIN_SKY_PIXELS = 2000
+#: A variance factor is kept within [1 / `FACTOR_LIMIT`, `FACTOR_LIMIT`]: beyond, the measurement is
+#: of something else (a noiseless simulation, a sky that is not flat).
+FACTOR_LIMIT = 25.0
+#: Pixels more than this many sigma above the sky are left out of its level and noise (sources).
+_SKY_CLIP_UPPER = 2.0
+#: Fraction of the Gaussian sky's pixels one sigma or more below its level.
+_ONE_SIGMA_BELOW = 0.15865525393145707
+
+
+def sky_level_and_noise(values: np.ndarray, iterations: int = 20) -> tuple[float, float]:
+    """Level and standard deviation of the sky among an image's pixel values.
+
+    Sources only add light, so the sky is measured from its low side: pixels more than
+    `_SKY_CLIP_UPPER` sigma above the level are left out, and from the rest, as from a Gaussian
+    cut there, the level is their quantile that holds half of the uncut Gaussian's values and
+    sigma the distance down to the one that holds 15.9 %; repeated until it settles. The normalised median
+    absolute deviation of all the pixels, used before, counts the sources' wings as noise:
+    measured on simulated fields, 30 and 73 where the sky's noise was 23 and 25 (a variance 1.8
+    and 8 times too large); this gives 24 and 31.
+    """
+    good = np.asarray(values, dtype=np.float64)
+    if good.size == 0:
+        return float("nan"), float("nan")
+    level = float(np.median(good))
+    sigma = 1.4826 * float(np.median(np.abs(good - level)))
+    # (a Gaussian cut at +c sigma keeps the fraction Φ(c) of its values: half of all, its level's
+    # share, is the fraction 0.5 / Φ(c) of those kept, and those one sigma below it 0.159 / Φ(c))
+    kept_fraction = 0.5 * (1.0 + math.erf(_SKY_CLIP_UPPER / math.sqrt(2.0)))
+    at_level, one_below = 0.5 / kept_fraction, _ONE_SIGMA_BELOW / kept_fraction
+    for _ in range(iterations):
+        if not sigma > 0:
+            break
+        kept = good[good < level + _SKY_CLIP_UPPER * sigma]
+        if kept.size < 100:
+            break
+        new_level, low = (float(q) for q in np.quantile(kept, [at_level, one_below]))
+        new_sigma = new_level - low
+        settled = abs(new_level - level) < 1e-3 * sigma and abs(new_sigma - sigma) < 1e-3 * sigma
+        level, sigma = new_level, new_sigma
+        if settled:
+            break
+    return level, sigma
+
+
+def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, planes: MaskPlanes) -> float:
+    """The factor that brings ``variance`` to the per-pixel noise of ``image`` (1 when it cannot be
+    measured: fewer than `MIN_SKY_PIXELS` sky pixels).
+
+    Sky pixels are finite, with a positive variance, outside the DETECTED footprints (when ``planes``
+    has them), and without NO_DATA or EDGE (no data, or what is missing from it).
+    """
+    good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
+    bad = planes.value_if_present(("NO_DATA", "EDGE"))
+    if bad:
+        good &= (mask & np.uint32(bad)) == 0
+    detected = planes.value_if_present(("DETECTED",))
+    if detected:
+        # (on a crowded field, sources' light among the few pixels left is no measure of noise: templates
+        # from two models of a 96-px field, DETECTED on 97.5 % of it, from the same warps with new noise,
+        # gave 11.2 and 12.3 over all pixels, 0.34 and 0.69 for another visit)
+        good &= (mask & np.uint32(detected)) == 0
+    if np.count_nonzero(good) < MIN_SKY_PIXELS:
+        return 1.0
+    _, sigma = sky_level_and_noise(image[good] / np.sqrt(variance[good]))
+    if not (math.isfinite(sigma) and sigma > 0):
+        return 1.0
+    return float(np.clip(sigma * sigma, 1.0 / FACTOR_LIMIT, FACTOR_LIMIT))
