@@ -407,7 +407,7 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     # (the baseline's variance, scaled to what the DCR coadd's pixels carry: 3.8-4.0 times its sigma on
     # simulated fields, the sky seen through the reference PSF, sharper than every warp's)
     variance_factor = sky_noise_factor(stacked.image, coadd.variance, coadd.mask, coadd.mask_planes)
-    stacked.variance = (coadd.variance * variance_factor).astype(np.float32)
+    stacked.variance = (coadd.variance * (variance_factor or 1.0)).astype(np.float32)
     ordered = sorted(outcomes.values(), key=lambda o: o.index)
     metadata = {
         "n_subfilters": m, "subfilter_edges_nm": model.subfilter_edges.tolist(), "buffer": setup.buffer,
@@ -424,9 +424,15 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     subfilter_coadds, factors = zip(*(_subfilter_coadd(model, k, coadd) for k in range(m)), strict=True)
     subfilter_coadds = list(subfilter_coadds)
     metadata["variance_factors"] = {"dcr_coadd": variance_factor, "subfilters": list(factors)}
-    log.info("variance of the DCR coadd: the baseline's times %.3g; of the subfilters: the baseline's / %d "
-             "times %s (their pixels' noise, measured on the sky)", variance_factor, m,
-             ", ".join(f"{f:.3g}" for f in factors))
+    if variance_factor is None or None in factors:
+        # (the demo's crowded field: DETECTED on 99 % of it)
+        log.info("too few sky pixels (outside DETECTED) to measure the noise of the DCR coadd's pixels: its "
+                 "VARIANCE is the baseline coadd's, the subfilters' the baseline's / %d, which understate it "
+                 "(15-16 and 5-8 times on simulated fields)", m)
+    else:
+        log.info("variance of the DCR coadd: the baseline's times %.3g; of the subfilters: the baseline's "
+                 "/ %d times %s (their pixels' noise, measured on the sky)", variance_factor, m,
+                 ", ".join(f"{f:.3g}" for f in factors))
     return DcrCoaddResult(coadd=stacked, subfilter_coadds=subfilter_coadds,
                           n_image=n_images.sum(axis=0, dtype=np.uint32), subfilter_n_images=n_images,
                           model=model, baseline=baseline, metadata=metadata)
@@ -542,14 +548,15 @@ def _measured_psf(model: DcrModel, coadd: Exposure, fallback):
     return psf
 
 
-def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> tuple[Exposure, float]:
+def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> tuple[Exposure, float | None]:
     """Subfilter ``k`` with the coadd's mask and the baseline's variance / M scaled to its pixels' noise
-    (`sky_noise_factor`: 2.3-2.9 times the sigma on simulated fields), and that factor."""
+    (`sky_noise_factor`: 2.3-2.9 times the sigma on simulated fields), and that factor (None: not
+    measured, the variance left at the baseline's / M)."""
     exp = model.subfilter_exposure(k)
     exp.mask = coadd.mask.copy()
     exp.mask_planes = coadd.mask_planes
     exp.image = exp.image.copy()
     base = coadd.variance / len(model)
     factor = sky_noise_factor(exp.image, base, coadd.mask, coadd.mask_planes)
-    exp.variance = (base * factor).astype(np.float32)
+    exp.variance = (base * (factor or 1.0)).astype(np.float32)
     return exp, factor

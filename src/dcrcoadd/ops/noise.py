@@ -71,9 +71,10 @@ def sky_level_and_noise(values: np.ndarray, iterations: int = 20) -> tuple[float
     return level, sigma
 
 
-def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, planes: MaskPlanes) -> float:
-    """The factor that brings ``variance`` to the per-pixel noise of ``image`` (1 when it cannot be
-    measured: fewer than `MIN_SKY_PIXELS` sky pixels).
+def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray,
+                     planes: MaskPlanes) -> float | None:
+    """The factor that brings ``variance`` to the per-pixel noise of ``image``; None when it cannot be
+    measured (fewer than `MIN_SKY_PIXELS` sky pixels: a field crowded from edge to edge).
 
     Sky pixels are finite, with a positive variance, outside the DETECTED footprints (when ``planes``
     has them), and without NO_DATA or EDGE (no data, or what is missing from it).
@@ -89,8 +90,8 @@ def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
         # gave 11.2 and 12.3 over all pixels, 0.34 and 0.69 for another visit)
         good &= (mask & np.uint32(detected)) == 0
     if np.count_nonzero(good) < MIN_SKY_PIXELS:
-        return 1.0
+        return None
     _, sigma = sky_level_and_noise(image[good] / np.sqrt(variance[good]))
     if not (math.isfinite(sigma) and sigma > 0):
-        return 1.0
+        return None
     return float(np.clip(sigma * sigma, 1.0 / FACTOR_LIMIT, FACTOR_LIMIT))

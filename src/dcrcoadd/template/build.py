@@ -378,7 +378,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
         edge = edge | hole
     planes = _template_planes(model)
     mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
-    variance[out] *= sky_noise_factor(image[out], variance[out], mask[out], planes)
+    variance[out] *= sky_noise_factor(image[out], variance[out], mask[out], planes) or 1.0
     light = unmeasured_light(model, visit, overlap, position=overlap.center, reach=width, psf=psf,
                              matching=matching)
     if light is not None:
@@ -429,7 +429,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     y, x = np.ogrid[region.y0:region.y1, region.x0:region.x1]
     model_mask = model.mask[region.slices(mb)] | np.where(_near_edge(x, y, mb, width),
                                                           np.uint32(1 << planes.bit("EDGE")), np.uint32(0))
-    var *= sky_noise_factor(forward, var, model_mask, planes)
+    var *= sky_noise_factor(forward, var, model_mask, planes) or 1.0
     area_ratio = _quad_areas(xc, yc)
     # each science pixel's centre (the mean of its corners) in the model's parent pixels
     xs, ys = (0.25 * (c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) for c in (xc, yc))
