@@ -51,7 +51,13 @@ from dcrcoadd.io.fits import ExposureInfo, read_region
 from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.ops.flat_top import flat_tops
 from dcrcoadd.ops.psf_measure import measure_psf
-from dcrcoadd.ops.sky_variation import SKY_VARIATION_WARN, cell_grid, cell_sky_levels, own_sky_variation
+from dcrcoadd.ops.sky_variation import (
+    SKY_VARIATION_WARN,
+    cell_grid,
+    cell_sky_levels,
+    less_cell_levels,
+    own_sky_variation,
+)
 from dcrcoadd.ops.stack import clipped_mean, good_pixels
 from dcrcoadd.ops.zero_fill import ZERO_RUN, noisy, zero_runs
 from dcrcoadd.parallel import Mapper, run_tasks
@@ -519,9 +525,7 @@ def mean_variance(task: VarianceTask) -> VarianceStats:
             if np.count_nonzero(use) < use.size // 4:
                 use[:] = True
             cells = cell_sky_levels(snr[use], row[use], col[use], cells_box.shape, grid)
-            at = cells[np.minimum(row * grid[0] // cells_box.height, grid[0] - 1),
-                       np.minimum(col * grid[1] // cells_box.width, grid[1] - 1)]
-            flat = snr - np.where(np.isfinite(at), at, 0.0)
+            flat = less_cell_levels(snr, row, col, cells_box.shape, cells)
             q16, median = np.percentile(flat, (15.87, 50.0))
             flat_sky_scatter = float(median - q16)
     return VarianceStats(mean_var, n_invalid, all_zero, scatter, sky,

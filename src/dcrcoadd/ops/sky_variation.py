@@ -20,7 +20,7 @@ import numpy as np
 from dcrcoadd.ops.noise import sky_level_and_noise
 
 __all__ = ["CELL_SAMPLES", "MAX_CELLS", "SKY_VARIATION_WARN", "cell_grid", "cell_sky_levels",
-           "own_sky_variation", "plane_range"]
+           "less_cell_levels", "own_sky_variation", "plane_range"]
 
 #: Cells per side of the region at most.
 MAX_CELLS = 4
@@ -40,15 +40,27 @@ def cell_grid(shape: tuple[int, int], n_samples: int) -> tuple[int, int]:
     return ny, nx
 
 
+def _cell_index(y: np.ndarray, x: np.ndarray, shape: tuple[int, int], cells: tuple[int, int]) -> np.ndarray:
+    """The flat index of the cell of each pixel ``(y, x)`` of a region of ``shape``."""
+    ny, nx = cells
+    return (np.minimum((np.asarray(y) * ny) // shape[0], ny - 1) * nx
+            + np.minimum((np.asarray(x) * nx) // shape[1], nx - 1))
+
+
+def less_cell_levels(values: np.ndarray, y: np.ndarray, x: np.ndarray, shape: tuple[int, int],
+                     levels: np.ndarray) -> np.ndarray:
+    """``values`` at ``(y, x)`` less the level of their cell (`cell_sky_levels`; none where NaN)."""
+    at = levels.reshape(-1)[_cell_index(y, x, shape, levels.shape)]
+    return values - np.where(np.isfinite(at), at, 0.0)
+
+
 def cell_sky_levels(values: np.ndarray, y: np.ndarray, x: np.ndarray, shape: tuple[int, int],
                     cells: tuple[int, int]) -> np.ndarray:
     """Sky level of each cell of the ``cells`` grid over a region of ``shape`` from the pixel
     ``values`` at rows ``y`` and columns ``x`` (region pixels); NaN for a cell with fewer than
     `CELL_SAMPLES` // 2 values (a warp's edge crossing it, or a masked area)."""
     ny, nx = cells
-    iy = np.minimum((np.asarray(y) * ny) // shape[0], ny - 1)
-    ix = np.minimum((np.asarray(x) * nx) // shape[1], nx - 1)
-    index = iy * nx + ix
+    index = _cell_index(y, x, shape, cells)
     order = np.argsort(index, kind="stable")
     bounds = np.searchsorted(index[order], np.arange(ny * nx + 1))
     levels = np.full(ny * nx, np.nan)
