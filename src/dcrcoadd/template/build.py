@@ -297,7 +297,7 @@ def _warn_partial(source: str, no_data: np.ndarray) -> None:
 
 
 def _template_planes(model: DcrModel) -> MaskPlanes:
-    """A template's mask planes: the model's, with EDGE and NO_DATA."""
+    """A template's mask planes: the model's, with EDGE, NO_DATA and SAT (`dcrcoadd.template.unmeasured`)."""
     return model.mask_planes.with_plane("EDGE").with_plane("NO_DATA").with_plane("SAT")
 
 
