@@ -1,9 +1,11 @@
 """A sky that is not flat across a warp: a background left in, or scattered light.
 
 A warp's sky is measured on a coarse grid of cells over the coadd region, from the low side of
-each cell's pixel distribution (`dcrcoadd.ops.noise.sky_level_and_noise`: sources only add light).
-What every warp shares (a galaxy's halo, a bright star's wings, the survey's own background
-residual) is the median over the warps and is taken out; what is left is the warp's own.
+each cell's pixel distribution (`dcrcoadd.ops.noise.sky_level_and_noise`: sources only add light),
+outside its DETECTED footprints where it has them. What every warp shares (a galaxy's halo, a bright
+star's wings, the survey's own background residual) is the median over the warps and is taken out;
+what is left is the warp's own, and its trend across the region is a plane fitted to the cells
+(`plane_range`).
 
 A gradient of a few times the pixel noise across one warp in six is what the probes found a
 variance check blamed on the variance plane: its sky pixels scattered 3.9 times what the variance
@@ -26,8 +28,9 @@ __all__ = ["CELL_SAMPLES", "MAX_CELLS", "SKY_VARIATION_WARN", "cell_grid", "cell
 MAX_CELLS = 4
 #: Samples a cell needs for its sky level (its error is then about 1.3 / sqrt(1000) of the noise).
 CELL_SAMPLES = 1000
-#: A warp whose own sky varies by this many times its pixel noise across the region (largest minus
-#: smallest cell) is warned about: its weight's share of it is in every product.
+#: A warp whose own sky varies by this many times its pixel noise across the region (`plane_range`),
+#: and by three times the warps' median variation, is warned about: its weight's share of it is in
+#: every product.
 SKY_VARIATION_WARN = 1.0
 
 

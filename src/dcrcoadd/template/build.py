@@ -379,14 +379,20 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
     planes = _template_planes(model)
     mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
     variance[out] *= sky_noise_factor(image[out], variance[out], mask[out], planes) or 1.0
-    light = unmeasured_light(model, visit, overlap, position=overlap.center, reach=width, psf=psf,
-                             matching=matching)
-    if light is not None:
-        flagged = unmeasured(light, np.sqrt(_in_model_units(science.variance[out], science, model)
-                                            + variance[out]))
-        mask[out][flagged] |= np.uint32(1 << planes.bit("SAT"))
+    lit = unmeasured_light(model, visit, overlap, position=overlap.center,
+                           reach=_light_reach(model, psf, width), psf=psf, matching=matching)
+    noise = np.sqrt(_in_model_units(science.variance[out], science, model) + variance[out]) if lit else None
+    for plane, light in lit.items():
+        mask[out][unmeasured(light, noise)] |= np.uint32(1 << planes.bit(plane))
     no_data[out] = False
     return image, mask, variance, no_data
+
+
+def _light_reach(model: DcrModel, psf: Psf | None, width: int) -> int:
+    """How far (model pixels) a template spreads the light of a model pixel: the visit's DCR and the
+    PSF's FWHM (``width``, `_edge_width`), and the kernel's wings beyond."""
+    kernel = psf if psf is not None and model.psf_aware else model.psf
+    return width + (max(kernel.shape) // 2 if kernel is not None else 0)
 
 
 def _in_model_units(science_variance: np.ndarray, science: Exposure, model: DcrModel) -> np.ndarray:
@@ -445,11 +451,12 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     if (hole := _near_hole(model, region, width, math.ceil(_psf_fwhm(model, psf)))) is not None:
         edge[inside] |= hole[ym[inside] - region.y0, xm[inside] - region.x0]
     mask[edge] |= np.uint32(1 << planes.bit("EDGE"))
-    light = unmeasured_light(model, visit, region, position=position, reach=width, psf=psf, matching=matching)
-    if light is not None:
+    lit = unmeasured_light(model, visit, region, position=position, reach=_light_reach(model, psf, width),
+                           psf=psf, matching=matching)
+    noise = np.sqrt(_in_model_units(science.variance, science, model) + variance) if lit else None
+    for plane, light in lit.items():
         light = ndimage.map_coordinates(light, at, order=1, mode="nearest") * area_ratio
-        mask[unmeasured(light, np.sqrt(_in_model_units(science.variance, science, model) + variance))] \
-            |= np.uint32(1 << planes.bit("SAT"))
+        mask[unmeasured(light, noise)] |= np.uint32(1 << planes.bit(plane))
     no_data = ~inside | ~np.isfinite(image)
     return image, mask, variance, no_data
 

@@ -8,10 +8,9 @@ whose bright star saturated in all eleven warps (`python -m benchmarks.scenarios
 science − template residual beside it was 4-6 times the noise (rms) where the hole's share of the
 template exceeded 10 times the noise, 1.4 where it was 1-10 times, and 1.0 below; every false
 detection of those fields lay where it exceeded 3. Those pixels are flagged SAT in the template, as
-the coadd flags a pixel whose inputs saturated.
-
-Holes that reach far from any data (a chip gap, an edge) lack their sources' light altogether and
-are flagged EDGE (`dcrcoadd.template.build._near_hole`); they are left to that.
+the coadd flags a pixel whose inputs saturated. Light from other holes (a chip gap every warp shares)
+is flagged EDGE, as light missing near the model's edge is; holes that reach far from any data are
+flagged EDGE whole (`dcrcoadd.template.build._near_hole`), and the largest are left to that.
 """
 
 from __future__ import annotations
@@ -40,10 +39,12 @@ MAX_HOLE_AREA = 128 * 128
 
 def unmeasured_light(model: DcrModel, visit: VisitInfo, box: Box, *, position: tuple[float, float],
                      reach: int, psf: Psf | None = None, matching: RoundTransfer | None = None
-                     ) -> np.ndarray | None:
+                     ) -> dict[str, np.ndarray]:
     """The part of ``visit``'s template over ``box`` (model pixels) that the model's holes (NO_DATA)
-    render, as `DcrModel.render` renders the whole (DCR at ``position``, ``psf`` or ``matching``);
-    None when no hole lies within ``reach`` pixels of ``box``.
+    within ``reach`` pixels of it render, as `DcrModel.render` renders the whole (DCR at
+    ``position``, ``psf`` or ``matching``), by the plane it flags: ``"SAT"`` from holes where the
+    model's inputs saturated (its SAT plane next to them), ``"EDGE"`` from the others (a chip gap:
+    light missing, as near the model's edge). Empty without any.
 
     Each hole is rendered on its own stamp (its box grown by ``reach``), with the model zero outside
     it: the template is linear in the model.
@@ -51,13 +52,16 @@ def unmeasured_light(model: DcrModel, visit: VisitInfo, box: Box, *, position: t
     bit = model.mask_planes.value_if_present(("NO_DATA",))
     near = box.grow(reach).clip(model.bbox)
     if not bit or near.is_empty:
-        return None
-    hole = (model.mask[near.slices(model.bbox)] & np.uint32(bit)) != 0
+        return {}
+    mask = model.mask[near.slices(model.bbox)]
+    hole = (mask & np.uint32(bit)) != 0
     if not hole.any():
-        return None
+        return {}
+    saturated = (mask & np.uint32(model.mask_planes.value_if_present(("SAT",)))) != 0
     labels, _ = ndimage.label(hole, structure=np.ones((3, 3), bool))
-    light = None
+    light: dict[str, np.ndarray] = {}
     for index, found in enumerate(ndimage.find_objects(labels), start=1):
+        grown = tuple(slice(max(f.start - 2, 0), f.stop + 2) for f in found)
         part = Box(near.x0 + found[1].start, near.y0 + found[0].start,
                    found[1].stop - found[1].start, found[0].stop - found[0].start)
         if part.area > MAX_HOLE_AREA:
@@ -71,16 +75,16 @@ def unmeasured_light(model: DcrModel, visit: VisitInfo, box: Box, *, position: t
         inside[part.slices(stamp)] = labels[found] == index
         sub = replace(sub, images=np.where(inside[None], sub.images, 0.0).astype(sub.images.dtype))
         rendered = sub.render(visit, target, position=position, psf=psf, matching=matching)
-        if light is None:
-            light = np.zeros(box.shape)
-        light[target.slices(box)] += rendered
+        # (a core every warp masks is NO_DATA with INTRP; the coadd's SAT, where a tenth of the inputs
+        # saturated, rings it)
+        ring = ndimage.binary_dilation(labels[grown] == index, iterations=2)
+        plane = "SAT" if saturated[grown][ring].any() else "EDGE"
+        light.setdefault(plane, np.zeros(box.shape))[target.slices(box)] += rendered
     return light
 
 
-def unmeasured(light: np.ndarray | None, noise: np.ndarray) -> np.ndarray | None:
-    """Where ``light`` (`unmeasured_light`) exceeds `UNMEASURED_SIGMA` times ``noise`` (the
-    difference's sigma per pixel, same units); None without any light."""
-    if light is None:
-        return None
+def unmeasured(light: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Where ``light`` (one of `unmeasured_light`'s) exceeds `UNMEASURED_SIGMA` times ``noise`` (the
+    difference's sigma per pixel, same units)."""
     with np.errstate(invalid="ignore"):
         return np.abs(light) > UNMEASURED_SIGMA * np.where(np.isfinite(noise), noise, math.inf)
