@@ -55,6 +55,7 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     margin = 1 if dcr_direction is None else 0
     stars = isolated_stamps(image, variance, bad, size + 2 * margin, threshold=threshold,
                             min_pixels=min_pixels, max_stars=max_stars)
+    stars = without_blends(stars, dcr_direction)
     if len(stars) < min_stars:
         raise ValueError(f"only {len(stars)} isolated bright stars (need {min_stars})")
     if dcr_direction is not None:
@@ -106,6 +107,46 @@ def isolated_peaks(image: np.ndarray, variance: np.ndarray | None, bad: np.ndarr
             continue
         out.append((int(py), int(px)))
     return out
+
+
+#: A stamp whose core is this much larger (second moment) than the median star's, or more where the
+#: stars scatter more, holds a blend (`without_blends`).
+BLEND_EXCESS = 0.15
+
+
+def without_blends(stars: list[tuple[np.ndarray, float]], dcr_direction: Sequence[float] | None = None
+                   ) -> list[tuple[np.ndarray, float]]:
+    """``stars`` (`isolated_stamps`) less the blends: stamps whose core's second moment (Gaussian-weighted,
+    across ``dcr_direction`` when given, which smears each star by its colour along it) exceeds the median
+    star's by more than `BLEND_EXCESS`, or five times the stars' own scatter when that is larger.
+
+    Two stars closer than the detection threshold can separate are one footprint, and so "isolated":
+    with twice a star's flux, a blend weighs four times one in `across_dcr_psf`, and its fringed power
+    spectrum made a 6.5-px PSF measure 3.2-3.7 px (40 stars of 1.3" seeing on 512² px: 2 blends among 21).
+    """
+    if len(stars) < 3:
+        return stars
+    size = stars[0][0].shape[0]
+    y, x = np.mgrid[:size, :size].astype(np.float64)
+    if dcr_direction is not None and np.hypot(*dcr_direction) > 0:
+        uy, ux = np.asarray(dcr_direction, dtype=np.float64) / np.hypot(*dcr_direction)
+    else:
+        uy = ux = None
+    sigma = size / 6.0
+    moments = []
+    for stamp, _ in stars:
+        w = np.clip(stamp, 0.0, None)
+        total = w.sum()
+        cy, cx = (w * y).sum() / total, (w * x).sum() / total
+        dy, dx = y - cy, x - cx
+        w = w * np.exp(-0.5 * (dy * dy + dx * dx) / (sigma * sigma))
+        across = (dy * ux - dx * uy) ** 2 if uy is not None else dy * dy + dx * dx
+        moments.append(float((w * across).sum() / w.sum()))
+    moments = np.asarray(moments)
+    median = float(np.median(moments))
+    scatter = 1.4826 * float(np.median(np.abs(moments / median - 1.0)))
+    keep = moments <= median * (1.0 + max(BLEND_EXCESS, 5.0 * scatter))
+    return [star for star, kept in zip(stars, keep, strict=True) if kept]
 
 
 def isolated_stamps(image: np.ndarray, variance: np.ndarray, bad: np.ndarray, size: int, *,
