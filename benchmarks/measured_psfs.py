@@ -16,15 +16,20 @@ visit, the 5σ false detections and χ² per source pixel of science − templat
 Results (``python -m benchmarks.measured_psfs``)::
 
     seed 7, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          0 / 22 / 0 false detections, chi2 1.19 / 1.21 / 1.05
-      measured PSFs                      6 / 20 / 0 false detections, chi2 1.22 / 1.31 / 1.08
-      measured PSFs, science PSF given   6 / 20 / 0 false detections, chi2 1.22 / 1.31 / 1.08
-      same, not fitted                   2 / 26 / 2 false detections, chi2 2.61 / 1.75 / 2.47
+      true PSFs                          0 / 29 / 0 false detections, chi2 1.03 / 1.32 / 1.02
+      measured PSFs                      0 / 28 / 0 false detections, chi2 1.07 / 1.40 / 1.04
+      measured PSFs, science PSF given   0 / 28 / 0 false detections, chi2 1.07 / 1.40 / 1.04
+      same, not fitted                   4 / 27 / 5 false detections, chi2 1.11 / 1.37 / 1.26
     seed 8, science airmass 2.00 / 1.82 / 1.20
-      true PSFs                          0 / 0 / 0 false detections, chi2 0.92 / 1.27 / 1.01
-      measured PSFs                      6 / 17 / 1 false detections, chi2 1.19 / 1.95 / 1.07
-      measured PSFs, science PSF given   6 / 17 / 1 false detections, chi2 1.19 / 1.95 / 1.07
-      same, not fitted                   4 / 11 / 4 false detections, chi2 1.66 / 4.18 / 1.91
+      true PSFs                          0 / 0 / 0 false detections, chi2 1.01 / 1.04 / 1.01
+      measured PSFs                      0 / 6 / 0 false detections, chi2 1.12 / 1.19 / 1.05
+      measured PSFs, science PSF given   0 / 6 / 0 false detections, chi2 1.12 / 1.19 / 1.05
+      same, not fitted                   2 / 5 / 3 false detections, chi2 1.41 / 1.45 / 1.31
+
+(Since templates' variances are their noise, χ² is nearer 1 than before: with the model's variance,
+1.19 / 1.21 / 1.05 and 0.92 / 1.27 / 1.01 for the true PSFs. The 28-29 of seed 7's second visit are
+the same with every PSF. Since blends are not taken for stars, seed 8's measured PSFs leave 0 / 6 / 0
+where they left 6 / 15 / 1.)
 
 With ``dcr.psf_ratio_floor`` at 1e-3 (the default before) the true PSFs gave 8 / 22 / 3 and
 0 / 10 / 0 (residuals round the bright stars, see that setting), the measured ones 6 / 21 / 2 and
@@ -38,10 +43,14 @@ fits them against the model (the same fit as without a PSF). "same, not fitted":
 Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one footprint over
 three quarters of the image)::
 
-    seed 7   true PSFs        3 / 17 / 1 false detections, chi2 1.28 / 1.22 / 1.07
-             measured PSFs    48 / 44 / 24 false detections, chi2 3.32 / 3.01 / 1.68
-    seed 8   true PSFs        0 / 4 / 0 false detections, chi2 0.93 / 1.44 / 1.03
-             measured PSFs    18 / 51 / 8 false detections, chi2 1.54 / 3.79 / 1.60
+    seed 7   true PSFs        0 / 17 / 0 false detections, chi2 1.22 / 1.21 / 1.05
+             measured PSFs    22 / 29 / 4 false detections, chi2 1.88 / 1.82 / 1.25
+    seed 8   true PSFs        0 / 1 / 0 false detections, chi2 0.92 / 1.35 / 1.00
+             measured PSFs    3 / 33 / 5 false detections, chi2 1.37 / 2.16 / 1.27
+
+(Blends taken for stars, before `dcrcoadd.ops.psf_measure.without_blends`, and the model's variance
+for the templates': true PSFs 3 / 17 / 1 and 0 / 4 / 0, measured 48 / 44 / 24 and 18 / 51 / 8; the
+fitted warp FWHMs are now within 1.5 % of the true ones.)
 
 (``dcr.psf_ratio_floor`` 1e-3, the default before: true PSFs 11 / 19 / 5 and 0 / 19 / 3, measured
 52 / 29 / 25 and 15 / 56 / 8: here the measured PSFs, not the model, limit the templates.)

@@ -55,7 +55,9 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     margin = 1 if dcr_direction is None else 0
     stars = isolated_stamps(image, variance, bad, size + 2 * margin, threshold=threshold,
                             min_pixels=min_pixels, max_stars=max_stars)
-    stars = without_blends(stars, dcr_direction)
+    single = without_blends(stars, dcr_direction)
+    if len(single) >= min_stars:  # (of fewer, the median is no star's: measure as before)
+        stars = single
     if len(stars) < min_stars:
         raise ValueError(f"only {len(stars)} isolated bright stars (need {min_stars})")
     if dcr_direction is not None:
@@ -124,7 +126,7 @@ def without_blends(stars: list[tuple[np.ndarray, float]], dcr_direction: Sequenc
     with twice a star's flux, a blend weighs four times one in `across_dcr_psf`, and its fringed power
     spectrum made a 6.5-px PSF measure 3.2-3.7 px (40 stars of 1.3" seeing on 512² px: 2 blends among 21).
     """
-    if len(stars) < 3:
+    if len(stars) < 5:  # (too few for a median star to judge by)
         return stars
     size = stars[0][0].shape[0]
     y, x = np.mgrid[:size, :size].astype(np.float64)
