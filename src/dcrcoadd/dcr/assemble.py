@@ -406,7 +406,9 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     stacked = model.stacked()
     # (the baseline's variance, scaled to what the DCR coadd's pixels carry: 3.8-4.0 times its sigma on
     # simulated fields, the sky seen through the reference PSF, sharper than every warp's)
-    variance_factor = sky_noise_factor(stacked.image, coadd.variance, coadd.mask, coadd.mask_planes)
+    faint = (coadd.image, coadd.variance)  # (which pixels are faintest, on a crowded field)
+    variance_factor = sky_noise_factor(stacked.image, coadd.variance, coadd.mask, coadd.mask_planes,
+                                       reference=faint)
     stacked.variance = (coadd.variance * (variance_factor or 1.0)).astype(np.float32)
     ordered = sorted(outcomes.values(), key=lambda o: o.index)
     metadata = {
@@ -425,10 +427,9 @@ def fill_coadds(setup: DcrSetup, baseline: CoaddResult, outcomes: dict[int, Tile
     subfilter_coadds = list(subfilter_coadds)
     metadata["variance_factors"] = {"dcr_coadd": variance_factor, "subfilters": list(factors)}
     if variance_factor is None or None in factors:
-        # (the demo's crowded field: DETECTED on 99 % of it)
-        log.info("too few sky pixels (outside DETECTED) to measure the noise of the DCR coadd's pixels: its "
-                 "VARIANCE is the baseline coadd's, the subfilters' the baseline's / %d, which understate it "
-                 "(15-16 and 5-8 times on simulated fields)", m)
+        log.warning("too few usable pixels to measure the noise of the DCR coadd's pixels: its VARIANCE is "
+                    "the baseline coadd's, the subfilters' the baseline's / %d, which understate it (15-65 "
+                    "and 5-29 times on simulated fields)", m)
     else:
         log.info("variance of the DCR coadd: the baseline's times %.3g; of the subfilters: the baseline's "
                  "/ %d times %s (their pixels' noise, measured on the sky)", variance_factor, m,
@@ -557,6 +558,7 @@ def _subfilter_coadd(model: DcrModel, k: int, coadd: Exposure) -> tuple[Exposure
     exp.mask_planes = coadd.mask_planes
     exp.image = exp.image.copy()
     base = coadd.variance / len(model)
-    factor = sky_noise_factor(exp.image, base, coadd.mask, coadd.mask_planes)
+    factor = sky_noise_factor(exp.image, base, coadd.mask, coadd.mask_planes,
+                              reference=(coadd.image, coadd.variance))
     exp.variance = (base * (factor or 1.0)).astype(np.float32)
     return exp, factor
