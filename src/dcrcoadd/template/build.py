@@ -301,10 +301,15 @@ def _template_planes(model: DcrModel) -> MaskPlanes:
     return model.mask_planes.with_plane("EDGE").with_plane("NO_DATA").with_plane("SAT")
 
 
+def _rendering_psf(model: DcrModel, psf: Psf | None) -> Psf | None:
+    """The PSF a template is rendered at (model pixels): ``psf`` for a PSF-aware model, else the model's."""
+    return psf if psf is not None and model.psf_aware else model.psf
+
+
 def _psf_fwhm(model: DcrModel, psf: Psf | None) -> float:
-    """The FWHM (model pixels) of the PSF a template is rendered at: ``psf`` (model pixels), else the
-    model's; 2 px when neither is known."""
-    psf = psf if psf is not None and model.psf_aware else model.psf
+    """The FWHM (model pixels) of the PSF a template is rendered at (`_rendering_psf`); 2 px when none
+    is known."""
+    psf = _rendering_psf(model, psf)
     return psf.fwhm if psf is not None else 2.0
 
 
@@ -391,7 +396,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
 def _light_reach(model: DcrModel, psf: Psf | None, width: int) -> int:
     """How far (model pixels) a template spreads the light of a model pixel: the visit's DCR and the
     PSF's FWHM (``width``, `_edge_width`), and the kernel's wings beyond."""
-    kernel = psf if psf is not None and model.psf_aware else model.psf
+    kernel = _rendering_psf(model, psf)
     return width + (max(kernel.shape) // 2 if kernel is not None else 0)
 
 
