@@ -17,21 +17,22 @@ Results (``python -m benchmarks.measured_psfs``)::
 
     seed 7, science airmass 2.00 / 1.82 / 1.20
       true PSFs                          0 / 29 / 0 false detections, chi2 1.03 / 1.32 / 1.02
-      measured PSFs                      0 / 25 / 0 false detections, chi2 1.07 / 1.40 / 1.04
-      measured PSFs, science PSF given   0 / 25 / 0 false detections, chi2 1.07 / 1.40 / 1.04
-      same, not fitted                   15 / 29 / 15 false detections, chi2 1.39 / 1.49 / 1.36
+      measured PSFs                      0 / 28 / 0 false detections, chi2 1.07 / 1.40 / 1.04
+      measured PSFs, science PSF given   0 / 28 / 0 false detections, chi2 1.07 / 1.40 / 1.04
+      same, not fitted                   4 / 27 / 5 false detections, chi2 1.11 / 1.37 / 1.26
     seed 8, science airmass 2.00 / 1.82 / 1.20
       true PSFs                          0 / 0 / 0 false detections, chi2 1.01 / 1.04 / 1.01
-      measured PSFs                      3 / 2 / 0 false detections, chi2 1.16 / 1.22 / 1.05
-      measured PSFs, science PSF given   3 / 2 / 0 false detections, chi2 1.16 / 1.22 / 1.05
-      same, not fitted                   6 / 25 / 16 false detections, chi2 1.43 / 1.84 / 1.65
+      measured PSFs                      0 / 6 / 0 false detections, chi2 1.12 / 1.19 / 1.05
+      measured PSFs, science PSF given   0 / 6 / 0 false detections, chi2 1.12 / 1.19 / 1.05
+      same, not fitted                   2 / 5 / 3 false detections, chi2 1.41 / 1.45 / 1.31
 
 (Since templates' variances are their noise, χ² is nearer 1 than before: with the model's variance,
-1.19 / 1.21 / 1.05 and 0.92 / 1.27 / 1.01 for the true PSFs. The 25-29 of seed 7's second visit are
-about the same with every PSF. Since blends are not taken for stars, seed 8's measured PSFs leave 0 / 6 / 0
-where they left 6 / 15 / 1; since the stamps are windowed (`dcrcoadd.ops.psf_measure.stamp_window`),
-3 / 2 / 0, and seed 7's 0 / 25 / 0 where they left 0 / 28 / 0. "Same, not fitted" left 4 / 27 / 5 and
-2 / 5 / 3 before the window: the model's measured widths moved, which only the fit follows.)
+1.19 / 1.21 / 1.05 and 0.92 / 1.27 / 1.01 for the true PSFs. The 28-29 of seed 7's second visit are
+the same with every PSF. Since blends are not taken for stars, seed 8's measured PSFs leave 0 / 6 / 0
+where they left 6 / 15 / 1. With every star's stamp tapered at its edge
+(`dcrcoadd.ops.psf_measure.stamp_window`; now only where a stamp holds light cut by its edge,
+`edge_free`) 0 / 25 / 0 and 3 / 2 / 0, but "same, not fitted" 15 / 29 / 15 and 6 / 25 / 16: the taper
+takes some of the stars' wings.)
 
 With ``dcr.psf_ratio_floor`` at 1e-3 (the default before) the true PSFs gave 8 / 22 / 3 and
 0 / 10 / 0 (residuals round the bright stars, see that setting), the measured ones 6 / 21 / 2 and
@@ -46,14 +47,16 @@ Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one
 three quarters of the image)::
 
     seed 7   true PSFs        0 / 17 / 0 false detections, chi2 1.22 / 1.21 / 1.05
-             measured PSFs    4 / 17 / 1 false detections, chi2 1.48 / 1.62 / 1.16
+             measured PSFs    18 / 29 / 1 false detections, chi2 1.74 / 1.75 / 1.21
     seed 8   true PSFs        0 / 1 / 0 false detections, chi2 0.92 / 1.35 / 1.00
-             measured PSFs    8 / 22 / 5 false detections, chi2 1.39 / 2.07 / 1.21
+             measured PSFs    2 / 29 / 6 false detections, chi2 1.29 / 2.17 / 1.21
 
 (Blends taken for stars, before `dcrcoadd.ops.psf_measure.without_blends`, and the model's variance
-for the templates': true PSFs 3 / 17 / 1 and 0 / 4 / 0, measured 48 / 44 / 24 and 18 / 51 / 8; without
-the stamps' window, measured 22 / 29 / 4 and 3 / 33 / 5. The fitted warp FWHMs are within 1.5 % of the
-true ones on seed 7, up to 4.5 % on seed 8.)
+for the templates': true PSFs 3 / 17 / 1 and 0 / 4 / 0, measured 48 / 44 / 24 and 18 / 51 / 8; before
+stamps with light cut by their edge were tapered (`dcrcoadd.ops.psf_measure.edge_free`) 22 / 29 / 4 and
+3 / 33 / 5; with every stamp tapered 4 / 17 / 1 and 8 / 22 / 5, but worse PSF shapes on clean fields
+(`benchmarks.seeing`). The fitted warp FWHMs are within 1.5 % of the true ones on seed 7, up to 4.5 %
+on seed 8.)
 
 (``dcr.psf_ratio_floor`` 1e-3, the default before: true PSFs 11 / 19 / 5 and 0 / 19 / 3, measured
 52 / 29 / 25 and 15 / 56 / 8: here the measured PSFs, not the model, limit the templates.)

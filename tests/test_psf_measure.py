@@ -123,15 +123,10 @@ def test_blended_stars_are_not_taken_for_stars():
     assert psf.fwhm == pytest.approx(Psf(true).fwhm, rel=0.03)
 
 
-def test_a_neighbour_cut_by_the_stamps_edge_does_not_narrow_the_psf():
-    # A star too faint per pixel (Poisson noise) to be a detection of 25 px at 50 sigma does not stop
-    # its neighbour being "isolated"; cut by the stamp's edge, it put the edge's power at every
-    # frequency: two of three stars of a 4.2-px PSF measured 2.8 and 3.6 px, together 3.1, and the
-    # warp's true PSF was replaced as 1.4 times wider than its stars' (benchmarks.scenarios, HSC g,
-    # seed 6: 88 false detections, 0 once the stamps are windowed)
+def _stamps(with_neighbour: bool):
+    """Three 25-px stamps of Kolmogorov stars (4.2 px FWHM), each with a neighbour of 40 % of its flux
+    just beyond the stamp's edge, or without; Poisson-like variance."""
     galsim = pytest.importorskip("galsim")
-    from dcrcoadd.ops.psf_measure import across_dcr_psf
-
     rng = np.random.default_rng(2)
     star = galsim.Kolmogorov(fwhm=0.84)  # 4.2 px of 0.2"
     stamps, variances = [], []
@@ -139,9 +134,29 @@ def test_a_neighbour_cut_by_the_stamps_edge_does_not_narrow_the_psf():
         image = galsim.ImageF(25, 25, scale=0.2)
         centre = galsim.PositionD(13 + rng.uniform(-0.5, 0.5), 13 + rng.uniform(-0.5, 0.5))
         star.withFlux(1e5).drawImage(image, center=centre, add_to_image=True)
-        star.withFlux(4e4).drawImage(image, center=centre + galsim.PositionD(dx, dy), add_to_image=True)
+        if with_neighbour:
+            star.withFlux(4e4).drawImage(image, center=centre + galsim.PositionD(dx, dy), add_to_image=True)
         variance = 4.0 + image.array / 10
         stamps.append(image.array + rng.normal(0.0, np.sqrt(variance)))
         variances.append(variance)
-    true = Psf(star.drawImage(nx=61, ny=61, scale=0.2).array).fwhm
+    return stamps, variances, Psf(star.drawImage(nx=61, ny=61, scale=0.2).array).fwhm
+
+
+def test_a_neighbour_cut_by_the_stamps_edge_does_not_narrow_the_psf():
+    # A star too faint per pixel (Poisson noise) to be a detection of 25 px at 50 sigma does not stop
+    # its neighbour being "isolated"; cut by the stamp's edge, it put the edge's power at every
+    # frequency: two of three stars of a 4.2-px PSF measured 2.8 and 3.6 px, together 3.1, and the
+    # warp's true PSF was replaced as 1.4 times wider than its stars' (benchmarks.scenarios, HSC g,
+    # seed 6: 88 false detections, 0 since)
+    from dcrcoadd.ops.psf_measure import across_dcr_psf, edge_free
+
+    stamps, variances, true = _stamps(with_neighbour=True)
+    assert across_dcr_psf(stamps, variances, (0.0, 1.0), window=False).fwhm < 0.8 * true
     assert across_dcr_psf(stamps, variances, (0.0, 1.0)).fwhm == pytest.approx(true, rel=0.03)
+    # the first stamp's neighbour, whose core the edge cuts, alone made all three measure 2.5 px as they are
+    assert across_dcr_psf(stamps[:1], variances[:1], (0.0, 1.0), window=False).fwhm < 0.7 * true
+    assert not edge_free(stamps[0], variances[0], (0.0, 1.0))
+    # the same stars alone are measured as they are (the taper also takes some of their wings)
+    stamps, variances, true = _stamps(with_neighbour=False)
+    assert all(edge_free(s, v, (0.0, 1.0)) for s, v in zip(stamps, variances, strict=True))
+    assert across_dcr_psf(stamps, variances, (0.0, 1.0), window=False).fwhm == pytest.approx(true, rel=0.03)

@@ -38,7 +38,9 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     no single exposure's DCR). With ``dcr_direction`` ``(dy, dx)``, the direction in which DCR
     smears this exposure's stars (any length; zero when there is no DCR), the PSF is the round
     PSF whose transfer function is the stars' mean one across that direction (module notes):
-    free of the DCR smear, centred, and as large as the stamps.
+    free of the DCR smear, centred, and as large as the stamps. It is read from the stamps as they
+    are, but for stamps that hold light cut by their edge (`edge_free`); when fewer than
+    ``min_stars`` are free of it, from all the stamps, each tapered to 0 at its edge.
 
     Raises
     ------
@@ -61,6 +63,9 @@ def measure_psf(image: np.ndarray, variance: np.ndarray, bad: np.ndarray | None 
     if len(stars) < min_stars:
         raise ValueError(f"only {len(stars)} isolated bright stars (need {min_stars})")
     if dcr_direction is not None:
+        clean = [star for star in stars if edge_free(*star, dcr_direction)]
+        if len(clean) >= min_stars:
+            return across_dcr_psf([s for s, _ in clean], [v for _, v in clean], dcr_direction, window=False)
         return across_dcr_psf([s for s, _ in stars], [v for _, v in stars], dcr_direction)
     half = size // 2 + 1
     centred = []
@@ -189,23 +194,45 @@ def stamp_window(size: int, taper: int = STAMP_TAPER) -> np.ndarray:
     return np.where(r <= inner, 1.0, ramp)
 
 
+#: A stamp whose PSF across the DCR direction changes FWHM by more than this fraction when it is
+#: tapered to 0 at its edge (`stamp_window`) holds light cut by its edge (`edge_free`).
+EDGE_LIGHT = 0.05
+
+
+def edge_free(stamp: np.ndarray, variance: np.ndarray, dcr_direction: Sequence[float]) -> bool:
+    """Whether a star's stamp is free of light cut by its edge (a neighbour's, beyond the stamp): its PSF
+    across ``dcr_direction`` (`across_dcr_psf`) has the same FWHM, to `EDGE_LIGHT`, with and without the
+    taper of `stamp_window`.
+
+    A cut puts the edge's power at every frequency, and the stamp alone measures too narrow a PSF; the
+    taper removes that, but also some of the star's wings, which the PSF's shape needs (the variable-
+    seeing benchmark's fields: χ² per source pixel 1.33-1.45 with every stamp tapered, 1.23-1.28 as
+    they are). On 605 stamps of five simulated fields, 88 % changed by less than 5 %; tapered, the
+    others measured their true FWHM as well (median 0.99 of it), as they are 0.69-0.92 or 1.05-1.12.
+    """
+    raw = across_dcr_psf([stamp], [variance], dcr_direction, window=False).fwhm
+    tapered = across_dcr_psf([stamp], [variance], dcr_direction).fwhm
+    return abs(raw / tapered - 1.0) <= EDGE_LIGHT
+
+
 def across_dcr_psf(stamps: Sequence[np.ndarray], variances: Sequence[np.ndarray],
-                   dcr_direction: Sequence[float], *, oversample: int = 2) -> Psf:
+                   dcr_direction: Sequence[float], *, oversample: int = 2, window: bool = True) -> Psf:
     """The round PSF whose transfer function is the stamps' across ``dcr_direction`` (module notes).
 
-    Each stamp, times `stamp_window`, has its power spectrum normalized by its flux and less its
-    noise power (the sum of its ``variances`` stamp times the window squared: white noise has that
-    power at every frequency), averaged with weights ``flux² / noise power``; zero padding by
-    ``oversample`` samples it finely enough to read along any direction. (Without the window, a
-    neighbour cut by the stamp's edge put the edge's power at every frequency: two of the three
-    stars of a 4.2-px PSF measured 2.8 and 3.6 px, and together 3.1.) The square root along the
+    Each stamp, times `stamp_window` (with ``window``; else as it is), has its power spectrum
+    normalized by its flux and less its noise power (the sum of its ``variances`` stamp times the
+    window squared: white noise has that power at every frequency), averaged with weights
+    ``flux² / noise power``; zero padding by ``oversample`` samples it finely enough to read along any
+    direction. (Without the window, a neighbour cut by the stamp's edge put the edge's power at every
+    frequency: two of the three stars of a 4.2-px PSF measured 2.8 and 3.6 px, and together 3.1.)
+    The square root along the
     direction perpendicular to ``dcr_direction``, divided by the pixel response there, is made
     non-increasing (seeing PSFs' transfer functions fall monotonically; this also stops noise where
     the power is gone) and is the PSF's radial transfer function.
     """
     size = stamps[0].shape[0]
     n = oversample * size
-    window = stamp_window(size)
+    window = stamp_window(size) if window else np.ones((size, size))
     power = np.zeros((n, n))
     total_weight = 0.0
     for stamp, var in zip(stamps, variances, strict=True):
