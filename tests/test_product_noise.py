@@ -96,6 +96,36 @@ def test_a_templates_variance_is_its_noise_for_sharp_and_wide_science_psfs(twin_
 
 
 @pytest.fixture(scope="module")
+def crowded_twin_models():
+    """Two models of a field detected from edge to edge (60 stars on 128² px, warps of 2.9-7 px
+    seeing), from the same warps with independent noise, and the held-out visits of the second
+    sharpest and the widest seeing."""
+    sim = simulate(SimulationConfig(size=128, n_visits=9, n_stars=60, airmass=(1.0, 1.8), seed=5,
+                                    seeing=(0.5, 1.6), defects=False, n_bright_stars=0,
+                                    star_mag_range=(17.0, 21.0)))
+    order = np.argsort([w.psf.fwhm for w in sim.warps])
+    held = [int(order[1]), int(order[-1])]
+    models = [assemble_dcr_coadd([w for i, w in enumerate(warps) if i not in held], Config()).model
+              for warps in (sim.warps, sim.twins)]
+    return models, [sim.warps[i] for i in held]
+
+
+def test_on_a_field_detected_from_edge_to_edge_a_templates_variance_is_measured_on_its_faintest_pixels(
+        crowded_twin_models):
+    # With no pixel outside DETECTED the factor went unmeasured and the variance stayed the model's: a
+    # template at a PSF sharper than most warps' scattered 1.56 times it (scenario fields of 0.5-1.6"
+    # seeing: chi2 per source pixel 1.25-1.35). Now its faintest pixels, by the model's light, measure it.
+    models, (sharp, wide) = crowded_twin_models
+    detected = np.uint32(models[0].mask_planes.value(["DETECTED"]))
+    assert all(((m.mask & detected) != 0).all() for m in models)  # (the fixture's premise)
+    a, b = (make_template(m, sharp) for m in models)
+    assert _twin_scatter(a, b) == pytest.approx(1.0, abs=0.12), sharp.psf.fwhm
+    # at 7 px the wings of its sources fill those pixels: their scatter only bounds the noise
+    a, b = (make_template(m, wide) for m in models)
+    assert _twin_scatter(a, b) < 1.0
+
+
+@pytest.fixture(scope="module")
 def saturated_field():
     """A field whose bright star saturates in every warp (a hole in the model), and a held-out visit."""
     only_saturation = Defects(cosmic_rays=False, bad_columns=0, chip_gap=False, streak_visits=0)

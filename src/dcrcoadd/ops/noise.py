@@ -13,6 +13,16 @@ Sources only add light, so the sky is measured from the low side of the pixel di
   variance said (7-8 times on crowded fields of 0.5-1.6" seeing: it is the sky seen through the
   reference PSF, sharper than every warp's), its subfilters' 2.3-2.9 times the baseline's / M (up to
   5.4), templates 0.35-1.8 times; measured on their sky pixels, within 0.03-0.1 of the twins'.
+
+Fields detected from edge to edge leave too few sky pixels outside DETECTED; the faintest pixels by a
+reference's light are measured instead: the baseline coadd's for the DCR coadd and its subfilters,
+the model's own for a template. A template may be rendered at a PSF far wider than the model's, whose
+sources' wings reach the faintest fifth, so its faintest 2 % are measured (`TEMPLATE_FAINT_FRACTION`),
+and where even those hold light (`LIT_LEVEL`) the variance plane bounds the factor. On nine simulated
+crowded or wide-seeing fields (150-800 stars on 256² px, 60-100 on 128², 0.5-1.6" seeing; 24 science
+visits), the scatter of two templates from noise twins over their variances, 1 when right, was
+0.14-1.87 with the plane as it was (sharp science PSFs 1.5-1.9) and is 0.15-1.36 now (sharp ones
+0.91-1.03); values below 1 remain where wide PSFs light every pixel (the variance is then overstated).
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from scipy import ndimage
 
 from dcrcoadd.core.masks import MaskPlanes
 
-__all__ = ["MIN_SKY_PIXELS", "sky_level_and_noise", "sky_noise_factor"]
+__all__ = ["LIT_LEVEL", "MIN_SKY_PIXELS", "TEMPLATE_FAINT_FRACTION", "sky_level_and_noise",
+           "sky_noise_factor"]
 
 #: Sky pixels needed to measure a variance factor (its error is then about 1.3 / sqrt(2 * 2000) of it).
 MIN_SKY_PIXELS = 2000
@@ -38,6 +49,13 @@ FACTOR_LIMIT = 1000.0
 #: their signal-to-noise smoothed over `FAINT_SMOOTHING` px (sigma of a Gaussian).
 FAINT_FRACTION = 0.2
 FAINT_SMOOTHING = 3.0
+#: `FAINT_FRACTION` for a template, which may be rendered at a PSF far wider than the reference it is
+#: chosen by, so that its sources' wings reach the faintest fifth (module notes).
+TEMPLATE_FAINT_FRACTION = 0.02
+#: The faintest pixels hold light when their level (the sky's is 0) is above this many times their
+#: scatter: 0.96 at most on the probes' fields where what they measured was noise, 1.9-2.7 where
+#: the wings of a template at a wide PSF filled them (module notes).
+LIT_LEVEL = 1.5
 #: Pixels more than this many sigma above the sky are left out of its level and noise (sources).
 _SKY_CLIP_UPPER = 2.0
 #: Fraction of the Gaussian sky's pixels one sigma or more below its level.
@@ -80,18 +98,23 @@ def sky_level_and_noise(values: np.ndarray, iterations: int = 20) -> tuple[float
 
 
 def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, planes: MaskPlanes, *,
-                     reference: tuple[np.ndarray, np.ndarray] | None = None) -> float | None:
+                     reference: tuple[np.ndarray, np.ndarray] | None = None,
+                     faint_fraction: float = FAINT_FRACTION, lit_bound: float | None = None) -> float | None:
     """The factor that brings ``variance`` to the per-pixel noise of ``image``; None when it cannot be
     measured (fewer than `MIN_SKY_PIXELS` usable pixels).
 
     Its sky pixels are finite, with a positive variance, without NO_DATA or EDGE (no data, or what is
     missing from it), and outside the DETECTED footprints when ``planes`` has them. Where those leave
     too few (a field crowded from edge to edge, DETECTED on all of it) and a ``reference`` (image and
-    variance, e.g. the baseline coadd) is given, the faintest `FAINT_FRACTION` of the pixels
-    (`MIN_SKY_PIXELS` at least) by its S/N smoothed over `FAINT_SMOOTHING` px are measured instead, so
+    variance, e.g. the baseline coadd) is given, the faintest ``faint_fraction`` of the pixels
+    (`MIN_SKY_PIXELS` at least) by its S/N smoothed over `FAINT_SMOOTHING` px (nearest 0: a sharp
+    reference's negative rings are no sky) are measured instead, so
     that the choice does not follow the pixels' own noise: on simulated fields of 600 and 800 stars on
     256² px, where DETECTED covered every pixel, and of bright stars on 160² px (97 %), that measured the
-    DCR coadd's noise within 2 % of noise twins', its subfilters' within 10 %.
+    DCR coadd's noise within 2 % of noise twins', its subfilters' within 10 %. Those faintest pixels may
+    still hold light (their level above `LIT_LEVEL` times their scatter), whose spread adds to the
+    noise's: the factor measured there is then at most ``lit_bound`` when one is given (an image known
+    to carry no more noise than that where its light is so wide).
     """
     good = np.isfinite(image) & np.isfinite(variance) & (variance > 0)
     bad = planes.value_if_present(("NO_DATA", "EDGE"))
@@ -100,8 +123,9 @@ def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     detected = planes.value_if_present(("DETECTED",))
     sky = good & ((mask & np.uint32(detected)) == 0) if detected else good
     where = np.flatnonzero(sky)
-    if where.size < MIN_SKY_PIXELS and reference is not None \
-            and np.count_nonzero(good) >= 2 * MIN_SKY_PIXELS:
+    faintest = where.size < MIN_SKY_PIXELS and reference is not None \
+        and np.count_nonzero(good) >= 2 * MIN_SKY_PIXELS
+    if faintest:
         # (sources' light among the few pixels outside DETECTED is no measure of noise: templates from
         # two models of a 96-px field, DETECTED on 97.5 % of it, gave 11.2 and 12.3 over all pixels; the
         # faintest fifth by a template's own smoothed S/N, 25-1000 on a field of 15.5-20 mag stars)
@@ -110,12 +134,15 @@ def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
             snr = np.where(good, ref_image / np.sqrt(ref_variance), 0.0)
         smooth = ndimage.gaussian_filter(np.nan_to_num(snr), FAINT_SMOOTHING).reshape(-1)
         usable = np.flatnonzero(good)
-        n = max(int(FAINT_FRACTION * usable.size), MIN_SKY_PIXELS)
-        where = np.sort(usable[np.argpartition(smooth[usable], n - 1)[:n]])
+        n = max(int(faint_fraction * usable.size), MIN_SKY_PIXELS)
+        where = np.sort(usable[np.argpartition(np.abs(smooth[usable]), n - 1)[:n]])
     if where.size < MIN_SKY_PIXELS:
         return None
     where = where[::max(1, where.size // FACTOR_SAMPLES)]  # (a CCD's 8 million took seconds of quantiles)
-    _, sigma = sky_level_and_noise(image.reshape(-1)[where] / np.sqrt(variance.reshape(-1)[where]))
+    level, sigma = sky_level_and_noise(image.reshape(-1)[where] / np.sqrt(variance.reshape(-1)[where]))
     if not (math.isfinite(sigma) and sigma > 0):
         return None
-    return float(np.clip(sigma * sigma, 1.0 / FACTOR_LIMIT, FACTOR_LIMIT))
+    factor = sigma * sigma
+    if faintest and lit_bound is not None and level > LIT_LEVEL * sigma:
+        factor = min(factor, lit_bound)
+    return float(np.clip(factor, 1.0 / FACTOR_LIMIT, FACTOR_LIMIT))

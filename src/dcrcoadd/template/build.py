@@ -42,7 +42,8 @@ Variance
     factor per rendering to the noise the rendering carries, measured on its sky pixels
     (`dcrcoadd.ops.noise.sky_noise_factor`): a template at a PSF sharper than the warps' amplifies the
     model's noise, one at a wider PSF smooths it (0.35-1.8 times the plane's sigma per pixel on
-    simulated fields, measured with noise twins).
+    simulated fields, measured with noise twins). On a field detected from edge to edge the
+    faintest pixels by the model's light are measured instead (`_noise_factor`).
 
 Variance on another grid
     Resampling correlates the noise of neighbouring output pixels, which one
@@ -127,7 +128,7 @@ from dcrcoadd.io.options import ReadOptions
 from dcrcoadd.io.paths import make_outdir, output_stem
 from dcrcoadd.io.products import mark_product, product_of
 from dcrcoadd.ops.flat_top import flat_tops
-from dcrcoadd.ops.noise import sky_noise_factor
+from dcrcoadd.ops.noise import TEMPLATE_FAINT_FRACTION, sky_noise_factor
 from dcrcoadd.ops.psf_match import RoundTransfer, convolve_round, fit_round_transfer
 from dcrcoadd.ops.resample import PSF_TOLERANCE, interpolate_psf, local_jacobian
 from dcrcoadd.ops.resample import corner_grid as _corner_grid
@@ -383,7 +384,7 @@ def _same_grid(model: DcrModel, science: Exposure, visit: VisitInfo, offset: tup
         edge = edge | hole
     planes = _template_planes(model)
     mask[out][edge] |= np.uint32(1 << planes.bit("EDGE"))
-    variance[out] *= sky_noise_factor(image[out], variance[out], mask[out], planes) or 1.0
+    variance[out] *= _noise_factor(image[out], variance[out], mask[out], planes, model, inner, psf)
     lit = unmeasured_light(model, visit, overlap, position=overlap.center,
                            reach=_light_reach(model, psf, width), psf=psf, matching=matching)
     noise = np.sqrt(_in_model_units(science.variance[out], science, model) + variance[out]) if lit else None
@@ -398,6 +399,26 @@ def _light_reach(model: DcrModel, psf: Psf | None, width: int) -> int:
     PSF's FWHM (``width``, `_edge_width`), and the kernel's wings beyond."""
     kernel = _rendering_psf(model, psf)
     return width + (max(kernel.shape) // 2 if kernel is not None else 0)
+
+
+def _noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, planes: MaskPlanes,
+                  model: DcrModel, where: tuple[slice, slice], psf: Psf | None) -> float:
+    """The factor that brings a rendering's variance (the model's at ``where``, times M) to its noise
+    (`sky_noise_factor`; 1 when it cannot be measured). On a field detected from edge to edge its
+    faintest pixels are chosen by the model's light, not by the rendering's own noise. Where even those
+    are lit (a PSF far wider than the warps' spreads its sources' wings there) their scatter only bounds
+    the noise, and so does the variance plane (the baseline coadd's, whose noise such a rendering
+    smooths): the lesser is taken (`LIT_LEVEL`). Not for a rendering at a PSF (``psf``, on the model's
+    grid) sharper than the model's reference, which is warned about: its faintest pixels showed 1/3 of
+    the noise it amplifies (a PSF 40 % narrower), and its difference is left to the noise check."""
+    factor = sky_noise_factor(image, variance, mask, planes)
+    sharpened = psf is not None and model.psf is not None and psf.fwhm < model.psf.fwhm
+    if factor is None and not sharpened:  # (too few sky pixels: only then is the model summed, 0.1 s a CCD)
+        light = np.sum(model.images[(slice(None), *where)], axis=0, dtype=np.float64)
+        reference = (light, model.variance[where].astype(np.float64) * len(model))
+        factor = sky_noise_factor(image, variance, mask, planes, reference=reference,
+                                  faint_fraction=TEMPLATE_FAINT_FRACTION, lit_bound=1.0)
+    return factor or 1.0
 
 
 def _in_model_units(science_variance: np.ndarray, science: Exposure, model: DcrModel) -> np.ndarray:
@@ -440,7 +461,7 @@ def _resampled(model: DcrModel, science: Exposure, visit: VisitInfo, *, order: i
     y, x = np.ogrid[region.y0:region.y1, region.x0:region.x1]
     model_mask = model.mask[region.slices(mb)] | np.where(_near_edge(x, y, mb, width),
                                                           np.uint32(1 << planes.bit("EDGE")), np.uint32(0))
-    var *= sky_noise_factor(forward, var, model_mask, planes) or 1.0
+    var *= _noise_factor(forward, var, model_mask, planes, model, region.slices(mb), psf)
     area_ratio = _quad_areas(xc, yc)
     # each science pixel's centre (the mean of its corners) in the model's parent pixels
     xs, ys = (0.25 * (c[:-1, :-1] + c[1:, :-1] + c[:-1, 1:] + c[1:, 1:]) for c in (xc, yc))
