@@ -46,17 +46,20 @@ fits them against the model (the same fit as without a PSF). "same, not fitted":
 Crowded (``--crowded``: 600 stars of 16-23.5 mag; the sky above one sigma is one footprint over
 three quarters of the image)::
 
-    seed 7   true PSFs        0 / 17 / 0 false detections, chi2 1.22 / 1.21 / 1.05
-             measured PSFs    18 / 29 / 1 false detections, chi2 1.74 / 1.75 / 1.21
-    seed 8   true PSFs        0 / 1 / 0 false detections, chi2 0.92 / 1.35 / 1.00
-             measured PSFs    2 / 29 / 6 false detections, chi2 1.29 / 2.17 / 1.21
+    seed 7   true PSFs        0 / 23 / 0 false detections, chi2 1.06 / 1.29 / 1.04
+             measured PSFs    12 / 11 / 1 false detections, chi2 1.47 / 1.49 / 1.17
+    seed 8   true PSFs        0 / 0 / 0 false detections, chi2 1.01 / 1.10 / 1.01
+             measured PSFs    2 / 19 / 5 false detections, chi2 1.29 / 1.77 / 1.09
 
-(Blends taken for stars, before `dcrcoadd.ops.psf_measure.without_blends`, and the model's variance
-for the templates': true PSFs 3 / 17 / 1 and 0 / 4 / 0, measured 48 / 44 / 24 and 18 / 51 / 8; before
-stamps with light cut by their edge were tapered (`dcrcoadd.ops.psf_measure.edge_free`) 22 / 29 / 4 and
-3 / 33 / 5; with every stamp tapered 4 / 17 / 1 and 8 / 22 / 5, but worse PSF shapes on clean fields
-(`benchmarks.seeing`). The fitted warp FWHMs are within 1.5 % of the true ones on seed 7, up to 4.5 %
-on seed 8.)
+(Before the templates' noise was measured on fields without sky outside DETECTED (their faintest pixels
+by the model's light, `dcrcoadd.ops.noise`), they kept the model's variance: true PSFs 0 / 17 / 0 and 0
+/ 1 / 0, chi2 1.22 / 1.21 / 1.05 and 0.92 / 1.35 / 1.00; measured 18 / 29 / 1 and 2 / 29 / 6, chi2 1.74
+/ 1.75 / 1.21 and 1.29 / 2.17 / 1.21. Blends taken for stars, before
+`dcrcoadd.ops.psf_measure.without_blends`, and the model's variance for the templates': true PSFs 3 / 17
+/ 1 and 0 / 4 / 0, measured 48 / 44 / 24 and 18 / 51 / 8; before stamps with light cut by their edge
+were tapered (`dcrcoadd.ops.psf_measure.edge_free`) 22 / 29 / 4 and 3 / 33 / 5; with every stamp tapered
+4 / 17 / 1 and 8 / 22 / 5, but worse PSF shapes on clean fields (`benchmarks.seeing`). The fitted warp
+FWHMs are within 1.5 % of the true ones on seed 7, up to 4.5 % on seed 8.)
 
 (``dcr.psf_ratio_floor`` 1e-3, the default before: true PSFs 11 / 19 / 5 and 0 / 19 / 3, measured
 52 / 29 / 25 and 15 / 56 / 8: here the measured PSFs, not the model, limit the templates.)
