@@ -50,6 +50,20 @@ def test_on_a_field_detected_from_edge_to_edge_the_faintest_pixels_are_measured(
     assert sky_noise_factor(image, variance, mask, planes, reference=baseline) == pytest.approx(4.0, rel=0.15)
 
 
+def test_the_faintest_pixels_are_not_chosen_where_the_reference_has_no_value():
+    # a reference without a value there (NaN) read as S/N 0, the faintest of all: here the noisier half
+    rng = np.random.default_rng(4)
+    planes = MaskPlanes()
+    image = rng.normal(0.0, 2.0, (120, 120))
+    image[:, :60] = rng.normal(0.0, 6.0, (120, 60))
+    variance = np.ones_like(image)
+    mask = np.full(image.shape, planes.value(["DETECTED"]), np.uint32)
+    reference = rng.normal(0.0, 1.0, image.shape) + 3.0
+    reference[:, :60] = np.nan
+    factor = sky_noise_factor(image, variance, mask, planes, reference=(reference, np.ones_like(image)))
+    assert factor == pytest.approx(4.0, rel=0.15)
+
+
 @pytest.fixture(scope="module")
 def twin_models():
     """Two models of one field from the same warps with independent noise (the noise twins), and the

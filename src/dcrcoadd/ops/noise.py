@@ -133,9 +133,10 @@ def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
         with np.errstate(invalid="ignore", divide="ignore"):
             snr = np.where(good, ref_image / np.sqrt(ref_variance), 0.0)
         smooth = ndimage.gaussian_filter(np.nan_to_num(snr), FAINT_SMOOTHING).reshape(-1)
-        usable = np.flatnonzero(good)
+        usable = np.flatnonzero(good & np.isfinite(snr))  # (not where the reference has no value)
         n = max(int(faint_fraction * usable.size), MIN_SKY_PIXELS)
-        where = np.sort(usable[np.argpartition(np.abs(smooth[usable]), n - 1)[:n]])
+        faint = np.argpartition(np.abs(smooth[usable]), n - 1)[:n] if usable.size > n else slice(None)
+        where = np.sort(usable[faint])
     if where.size < MIN_SKY_PIXELS:
         return None
     where = where[::max(1, where.size // FACTOR_SAMPLES)]  # (a CCD's 8 million took seconds of quantiles)
