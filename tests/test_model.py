@@ -104,10 +104,12 @@ def test_write_read_round_trip_is_exact(tmp_path):
     model = DcrModel.from_image(coadd, 4, interp_order=3)
     model.images += np.random.default_rng(5).normal(size=model.images.shape).astype(np.float32)
     model.input_conditions = [[1.2, -35.0], [1.6, 40.5], [1.05, 170.0]]
+    model.input_psf_fwhm = [3.4, 4.1, 5.25]
     path = model.write(tmp_path / "model.fits")
     back = DcrModel.read(path)
     np.testing.assert_array_equal(back.images, model.images)
     np.testing.assert_array_equal(back.input_conditions, model.input_conditions)
+    np.testing.assert_array_equal(back.input_psf_fwhm, model.input_psf_fwhm)
     np.testing.assert_array_equal(back.mask, model.mask)
     np.testing.assert_array_equal(back.variance, model.variance)
     np.testing.assert_array_equal(back.subfilter_edges, model.subfilter_edges)

@@ -262,6 +262,8 @@ def prepare_dcr_model(baseline: CoaddResult, config: Config, reference: Psf | No
     # the model records the forward model its solver fits, so templates reproduce it exactly, and the
     # DCR it was fitted to, so a template says how far it extrapolates (`DcrModel.dcr_coverage_gap`)
     model.input_conditions = _conditions(visits)
+    # and the PSFs it was fitted through, so a template says when it is sharper than any of them
+    model.input_psf_fwhm = None if psfs is None else np.array([p.fwhm for p in psfs], float)
     model.flux_unit = flux_unit(inputs)  # so templates can refuse science exposures of another unit
     model.solver = dcr.solver
     model.solver_settings = dataclasses.asdict(solver_settings(dcr))

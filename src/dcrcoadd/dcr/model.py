@@ -151,6 +151,10 @@ class DcrModel:
     input_conditions : ndarray, shape (N, 2), or None
         Airmass and parallactic angle (degrees) of the ``N`` warps the model was fitted to: the DCR
         directions it has seen (`dcr_coverage_gap`). None: unknown (models written before it).
+    input_psf_fwhm : ndarray, shape (N,), or None
+        PSF FWHM (model pixels) of each of those warps as the model was fitted through it: a template
+        sharper than the sharpest of them extrapolates beyond what any warp measured. None: unknown
+        (models written before it, or warps without PSFs).
     flux_unit : {"nJy", "image"} or None
         What ``flux_calibration`` converts the images to: ``"nJy"`` from calibrated inputs,
         ``"image"`` when none of them carried a calibration (their image units, `FLUX_UNITS`);
@@ -185,6 +189,7 @@ class DcrModel:
     psf_ratio_floor: float = 3e-4
     psf_chromatic_index: float = 0.0
     input_conditions: np.ndarray | None = None
+    input_psf_fwhm: np.ndarray | None = None
     flux_unit: str | None = None
     psfs_measured: bool = False
 
@@ -213,6 +218,8 @@ class DcrModel:
         self.origin = (int(self.origin[0]), int(self.origin[1]))
         if self.input_conditions is not None:
             self.input_conditions = np.asarray(self.input_conditions, dtype=float).reshape(-1, 2)
+        if self.input_psf_fwhm is not None:
+            self.input_psf_fwhm = np.asarray(self.input_psf_fwhm, dtype=float).reshape(-1)
 
     def _check_convention(self) -> None:
         """ValueError for a forward-model convention no template can be rendered with (an edited model
@@ -487,10 +494,11 @@ class DcrModel:
             name="SUBFILTERS"))
         if self.input_conditions is not None:
             conditions = np.asarray(self.input_conditions, dtype=float).reshape(-1, 2)
-            hdus.append(fits.BinTableHDU.from_columns(
-                [fits.Column("airmass", "D", array=conditions[:, 0]),
-                 fits.Column("parallactic_angle", "D", unit="deg", array=conditions[:, 1])],
-                name="INPUTS"))
+            columns = [fits.Column("airmass", "D", array=conditions[:, 0]),
+                       fits.Column("parallactic_angle", "D", unit="deg", array=conditions[:, 1])]
+            if self.input_psf_fwhm is not None and len(self.input_psf_fwhm) == len(conditions):
+                columns.append(fits.Column("psf_fwhm", "D", unit="pix", array=self.input_psf_fwhm))
+            hdus.append(fits.BinTableHDU.from_columns(columns, name="INPUTS"))
         if self.solver_settings:
             keys = sorted(self.solver_settings)
             hdus.append(fits.BinTableHDU.from_columns(
@@ -559,10 +567,12 @@ class DcrModel:
                 raise InputError("model file is damaged: its VARIANCE is negative at "
                                  f"{np.count_nonzero(base.variance < 0)} pixels", path)
             images = np.stack([np.asarray(plane, dtype=np.float32) for plane in planes])
-            conditions = None
+            conditions = input_fwhm = None
             if "INPUTS" in hdul:
                 rows = hdul["INPUTS"].data
                 conditions = np.column_stack([rows["airmass"], rows["parallactic_angle"]]).astype(float)
+                if "psf_fwhm" in rows.names:
+                    input_fwhm = np.asarray(rows["psf_fwhm"], dtype=float)
             if len(table) != n:
                 raise InputError(f"model file is damaged: its SUBFILTERS table has {len(table)} rows for "
                                  f"NSUBFILT = {n}", path)
@@ -572,7 +582,7 @@ class DcrModel:
                        subfilter_edges=edges, mask_planes=base.mask_planes, origin=base.origin,
                        wcs=base.wcs, psf=base.psf, flux_calibration=base.flux_calibration,
                        interp_order=order, solver_settings=settings, input_conditions=conditions,
-                       **convention)
+                       input_psf_fwhm=input_fwhm, **convention)
         except ValueError as exc:  # (an edited card the model cannot hold: one line, not a traceback)
             raise InputError(f"model file is damaged: {exc}", path) from None
 
