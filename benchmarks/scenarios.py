@@ -42,7 +42,11 @@ Seeds 5-7: 10, 7 and 4 in all. Seed 6's HSC g field left 19/10/59 before the PSF
 stamps holding light cut by their edge (`dcrcoadd.ops.psf_measure.edge_free`): a neighbour cut by the
 edge of two of the three stamps of one warp made its stars measure 3.1 px against a true 4.2, and its
 PSF extension was replaced by theirs. Now 0/0/0, and seeds 1-5 and 7 unchanged (8, 71, 0, 30, 10, 4).
-Seeds 8-10: 4, 1 and 1.
+Seeds 8-12: 4, 1, 1, 0 and 66. Seed 12's third-lowest science visit is 6 % sharper than every model
+warp (9-17 % on its four-visit and wide-seeing fields): 1-21 false detections there on every field but
+one, all 66. Over seeds 1-12, the 13 science visits 5-10 % sharper than every model warp (but
+not than the reference) left 45 false detections and the 484 no sharper 60; those get a warning
+(`dcrcoadd.template.build.SHARPER_THAN_WARPS`).
 
 The fields of 0.5-1.6" seeing are detected nearly from edge to edge (250-1700 sky pixels outside
 DETECTED on 256² px), too few to measure a template's noise on, and its variance stayed the model's:
