@@ -267,4 +267,8 @@ def test_info_of_a_model_describes_its_solver_subfilters_and_inputs(tmp_path, ca
     assert (f"subfilters:  3: {edges[0, 0]:.1f}-{edges[0, 1]:.1f}, {edges[1, 0]:.1f}-{edges[1, 1]:.1f}, "
             f"{edges[2, 0]:.1f}-{edges[2, 1]:.1f} nm") in out
     assert "settings:    colour_strength = 0.15" in out
-    assert "fitted to:   3 warps, airmass 1.10-1.60, parallactic angle -30.0 to +45.0 deg" in out
+    assert "fitted to:   3 warps, airmass 1.10-1.60, parallactic angle -30.0 to +45.0 deg\n" in out
+    # and the PSFs it was fitted through, when it records them (a template sharper than all is warned about)
+    model.input_psf_fwhm = [3.5, 4.25, 3.1]
+    assert main(["info", str(model.write(tmp_path / "model2.fits"))]) == 0
+    assert "parallactic angle -30.0 to +45.0 deg, PSF FWHM 3.10-4.25 px" in capsys.readouterr().out
