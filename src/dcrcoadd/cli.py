@@ -101,9 +101,8 @@ def _model_lines(path: str) -> list[str]:
         lines.append(f"settings:    {settings}")
     if model.input_conditions is not None and len(model.input_conditions):
         airmass, angle = np.asarray(model.input_conditions, float).T
-        widths = model.input_psf_fwhm
-        seeing = (f", PSF FWHM {np.min(widths):.2f}-{np.max(widths):.2f} px"
-                  if widths is not None and len(widths) and np.all(np.isfinite(widths)) else "")
+        widths = model.input_psf_range
+        seeing = f", PSF FWHM {widths[0]:.2f}-{widths[1]:.2f} px" if widths is not None else ""
         lines.append(f"fitted to:   {len(airmass)} warps, airmass {airmass.min():.2f}-{airmass.max():.2f}, "
                      f"parallactic angle {angle.min():+.1f} to {angle.max():+.1f} deg{seeing}")
     return lines

@@ -436,6 +436,15 @@ class DcrModel:
                         origin=self.origin, wcs=self.wcs, psf=self.psf, bandpass=self.bandpass,
                         flux_calibration=self.flux_calibration)
 
+    @property
+    def input_psf_range(self) -> tuple[float, float] | None:
+        """Narrowest and widest `input_psf_fwhm` (model pixels); None when the model does not record
+        them all."""
+        widths = self.input_psf_fwhm
+        if widths is None or not len(widths) or not np.all(np.isfinite(widths)):
+            return None
+        return float(np.min(widths)), float(np.max(widths))
+
     def dcr_coverage_gap(self, visit: VisitInfo) -> float | None:
         """How far ``visit``'s DCR lies outside the DCR the model was fitted to (`dcr_coverage_gap`);
         None when the model does not record its inputs or the visit lacks the geometry."""

@@ -568,15 +568,14 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
     """Warn when ``psf`` (on the model's grid) is narrower than the model's reference PSF, or than
     every warp's it was fitted through by more than `SHARPER_THAN_WARPS`."""
     ref = model.psf.fwhm
-    widths = model.input_psf_fwhm
-    sharpest = float(np.min(widths)) if widths is not None and len(widths) and np.all(np.isfinite(widths)) \
-        else math.nan
+    widths = model.input_psf_range
+    sharpest = widths[0] if widths is not None else math.nan
     if psf.fwhm >= ref * (1 - 1e-3) and psf.fwhm < sharpest * (1 - SHARPER_THAN_WARPS):
         log.warning("%s: its PSF (FWHM %.2f px) is %.0f%% narrower than the sharpest of the %d warps the "
                     "model was fitted to (%.2f px): the template extrapolates the model beyond what any warp "
                     "measured (on simulated fields such visits left 3.5 false detections each, others 0.1); "
                     "smooth the science exposure to that PSF first, or add sharper warps to the model",
-                    source, psf.fwhm, 100 * (1 - psf.fwhm / sharpest), len(widths), sharpest)
+                    source, psf.fwhm, 100 * (1 - psf.fwhm / sharpest), len(model.input_psf_fwhm), sharpest)
     if psf.fwhm < ref * (1 - 1e-3):
         # (a narrower reference adds nothing its inputs do not hold: on a field whose science PSFs
         # were sharper than all four model warps it left 88/117/50 false detections against 75/97/51;
