@@ -290,7 +290,7 @@ def test_template_command_renders_at_the_science_or_the_reference_psf(variable, 
 
 
 def test_a_template_sharper_than_every_warp_of_the_model_is_warned_about(variable, variable_runs, caplog):
-    # science visits 5-21 % sharper than every model warp (but not than the reference) left 7 false
+    # science visits 5-10 % sharper than every model warp (but not than the reference) left 3.5 false
     # detections each over the scenarios' 12 seeds, without a word
     warps, _ = variable
     model = variable_runs["warp"].model
