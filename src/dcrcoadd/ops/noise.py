@@ -108,10 +108,10 @@ def sky_noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, 
     too few (a field crowded from edge to edge, DETECTED on all of it) and a ``reference`` (image and
     variance, e.g. the baseline coadd) is given, the faintest ``faint_fraction`` of the pixels
     (`MIN_SKY_PIXELS` at least) by its S/N smoothed over `FAINT_SMOOTHING` px (nearest 0: a sharp
-    reference's negative rings are no sky) are measured instead, so
-    that the choice does not follow the pixels' own noise: on simulated fields of 600 and 800 stars on
-    256² px, where DETECTED covered every pixel, and of bright stars on 160² px (97 %), that measured the
-    DCR coadd's noise within 2 % of noise twins', its subfilters' within 10 %. Those faintest pixels may
+    reference's negative rings are no sky) are measured instead, so that the choice does not follow
+    the pixels' own noise: on simulated fields of 600 and 800 stars on 256² px, where DETECTED covered
+    every pixel, and of bright stars on 160² px (97 %), that measured the DCR coadd's noise within 2 %
+    of noise twins', its subfilters' within 10 %. Those faintest pixels may
     still hold light (their level above `LIT_LEVEL` times their scatter), whose spread adds to the
     noise's: the factor measured there is then at most ``lit_bound`` when one is given (an image known
     to carry no more noise than that where its light is so wide).

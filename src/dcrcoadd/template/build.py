@@ -412,8 +412,8 @@ def _noise_factor(image: np.ndarray, variance: np.ndarray, mask: np.ndarray, pla
     grid) sharper than the model's reference, which is warned about: its faintest pixels showed 1/3 of
     the noise it amplifies (a PSF 40 % narrower), and its difference is left to the noise check."""
     factor = sky_noise_factor(image, variance, mask, planes)
-    sharpened = psf is not None and model.psf is not None and psf.fwhm < model.psf.fwhm
-    if factor is None and not sharpened:  # (too few sky pixels: only then is the model summed, 0.1 s a CCD)
+    # (too few sky pixels: only then is the model summed, 0.1 s a CCD)
+    if factor is None and not (psf is not None and _sharper_than_reference(psf, model)):
         light = np.sum(model.images[(slice(None), *where)], axis=0, dtype=np.float64)
         reference = (light, model.variance[where].astype(np.float64) * len(model))
         factor = sky_noise_factor(image, variance, mask, planes, reference=reference,
@@ -564,19 +564,18 @@ def _unreliable(model: DcrModel, mask: np.ndarray) -> np.ndarray:
 SHARPER_THAN_WARPS = 0.05
 
 
+def _sharper_than_reference(psf: Psf, model: DcrModel) -> bool:
+    """Whether a template at ``psf`` (model pixels) sharpens the model beyond its reference PSF."""
+    return model.psf is not None and psf.fwhm < model.psf.fwhm * (1 - 1e-3)
+
+
 def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
     """Warn when ``psf`` (on the model's grid) is narrower than the model's reference PSF, or than
     every warp's it was fitted through by more than `SHARPER_THAN_WARPS`."""
     ref = model.psf.fwhm
     widths = model.input_psf_range
     sharpest = widths[0] if widths is not None else math.nan
-    if psf.fwhm >= ref * (1 - 1e-3) and psf.fwhm < sharpest * (1 - SHARPER_THAN_WARPS):
-        log.warning("%s: its PSF (FWHM %.2f px) is %.0f%% narrower than the sharpest of the %d warps the "
-                    "model was fitted to (%.2f px): the template extrapolates the model beyond what any warp "
-                    "measured (on simulated fields such visits left 3.5 false detections each, others 0.1); "
-                    "smooth the science exposure to that PSF first, or add sharper warps to the model",
-                    source, psf.fwhm, 100 * (1 - psf.fwhm / sharpest), len(model.input_psf_fwhm), sharpest)
-    if psf.fwhm < ref * (1 - 1e-3):
+    if _sharper_than_reference(psf, model):
         # (a narrower reference adds nothing its inputs do not hold: on a field whose science PSFs
         # were sharper than all four model warps it left 88/117/50 false detections against 75/97/51;
         # differencing there at a common PSF, science ⊗ reference − template at the reference ⊗ science
@@ -587,6 +586,12 @@ def _warn_if_narrower(psf: Psf, model: DcrModel, source: str) -> None:
                     "smooth the science exposure to the reference PSF first (--psf reference renders the "
                     "template there), or, if some input is that sharp, build the model with a narrower "
                     "dcr.psf_reference_fwhm", source, psf.fwhm, 100 * (1 - psf.fwhm / ref), ref)
+    elif psf.fwhm < sharpest * (1 - SHARPER_THAN_WARPS):
+        log.warning("%s: its PSF (FWHM %.2f px) is %.0f%% narrower than the sharpest of the %d warps the "
+                    "model was fitted to (%.2f px): the template extrapolates the model beyond what any warp "
+                    "measured (on simulated fields such visits left 3.5 false detections each, others 0.1); "
+                    "smooth the science exposure to that PSF first, or add sharper warps to the model",
+                    source, psf.fwhm, 100 * (1 - psf.fwhm / sharpest), len(model.input_psf_fwhm), sharpest)
 
 
 def _warn_if_elliptical(psf: Psf, source: str) -> None:
