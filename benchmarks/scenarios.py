@@ -56,7 +56,8 @@ false detections unchanged on every seed.
 
 Run::
 
-    python -m benchmarks.scenarios [--seed 1 --seed 2] [--only NAME] [--set KEY=VALUE]   # ~1 min a seed
+    python -m benchmarks.scenarios [--seed 1 --seed 2] [--only NAME] [--set KEY=VALUE] [--pixel-scale 0.4]
+    # ~1 min a seed
 """
 
 from __future__ import annotations
@@ -109,8 +110,10 @@ def held_out(warps) -> list[int]:
     return [int(order[-1]), int(order[-3]), int(order[2])]
 
 
-def run_scenario(scenario: Scenario, seed: int, overrides: list[str]) -> dict:
-    """Per held-out visit: airmass and (false detections, χ²) of the DCR template, coadd and floor."""
+def run_scenario(scenario: Scenario, seed: int, overrides: list[str],
+                 pixel_scale: float | None = None) -> dict:
+    """Per held-out visit: airmass and (false detections, χ²) of the DCR template, coadd and floor
+    (``pixel_scale``: the field's pixels in arcsec instead of the simulator's 0.2)."""
     from scipy import ndimage
 
     from dcrcoadd.config import Config, apply_override
@@ -120,8 +123,11 @@ def run_scenario(scenario: Scenario, seed: int, overrides: list[str]) -> dict:
     from dcrcoadd.template.build import make_template
 
     start = time.perf_counter()
+    simulation = dict(scenario.simulation)
+    if pixel_scale is not None:
+        simulation["pixel_scale"] = pixel_scale
     sim = simulate(SimulationConfig(size=256, n_visits=scenario.n_visits, n_stars=150, seed=seed,
-                                    **scenario.simulation))
+                                    **simulation))
     science = held_out(sim.warps)
     config = Config()
     for text in overrides:
@@ -158,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", help="only this scenario (repeatable)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="configuration override for every model (repeatable)")
+    ap.add_argument("--pixel-scale", type=float, metavar="ARCSEC",
+                    help="pixel scale of every field (default the simulator's 0.2)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.ERROR)  # (the warnings of 28 runs would bury the table)
     chosen = [s for s in SCENARIOS if not args.only or s.name in args.only]
@@ -168,7 +176,7 @@ def main(argv=None) -> int:
     total = 0
     for seed in args.seed or (1, 2):
         for scenario in chosen:
-            res = run_scenario(scenario, seed, args.set)
+            res = run_scenario(scenario, seed, args.set, args.pixel_scale)
             print_result(res)
             total += sum(r["dcr"][0] for r in res["rows"])
     print(f"DCR template false detections, all fields and visits: {total}")
