@@ -359,3 +359,19 @@ def test_iterative_solver_with_the_psf_term_fits_variable_seeing_better(variable
     for sci in science:
         np.testing.assert_allclose(loaded.render(sci.visit, psf=sci.psf),
                                    aware.model.render(sci.visit, psf=sci.psf), rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("pixel_scale, warned", [(0.4, True), (0.2, False)])
+def test_undersampled_warps_and_science_psfs_are_warned_about(pixel_scale, warned, caplog):
+    # 0.6-0.8" seeing on 0.4" pixels is 1.5-2 px FWHM: sampling aliases each bright star by where it falls
+    # on a pixel, which the model (on those pixels) and its templates cannot reproduce (simulated
+    # fields: 2-125 false detections per visit next to an unsaturated 14-mag star, `dcrcoadd.core.psf`);
+    # on 0.2" pixels it is 3-4 px, well sampled
+    sim = simulate(SimulationConfig(size=64, n_visits=6, n_stars=15, airmass=(1.0, 1.6), seeing=(0.6, 0.8),
+                                    pixel_scale=pixel_scale, star_mag_range=(16, 20), defects=False, seed=7))
+    with caplog.at_level(logging.WARNING, logger="dcrcoadd"):
+        res = solve(sim.warps[1:], "warp")
+        make_template(res.model, sim.warps[0], source="sci.fits")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("PSFs (FWHM" in m and "are undersampled" in m for m in messages) is warned
+    assert any(m.startswith("sci.fits: its PSF") and "is undersampled" in m for m in messages) is warned

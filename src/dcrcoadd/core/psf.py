@@ -40,6 +40,14 @@ FWHM_FIT_FRACTION = 0.05
 FWHM_FLOOR_FRACTION = 1e-3
 #: Rays from the peak along which `kernel_fwhm` finds the half-maximum contour.
 FWHM_RAYS = 128
+#: A PSF narrower than this (FWHM, pixels) is undersampled: its transform reaches beyond the Nyquist
+#: frequency, and sampling aliases each point source by where it falls on a pixel. No image on the
+#: same pixels moved by sub-pixel shifts (a DCR model and its templates) reproduces that. Simulated
+#: fields of 0.25-0.4" pixels in 0.6-1.0" seeing (`python -m benchmarks.scenarios --pixel-scale S`):
+#: science PSFs under 2.5 px left 2-125 false detections per visit where a 14-mag star stayed
+#: unsaturated (664 in 14 visits, along the star's row and column), 0-6 where it saturated; from
+#: 2.5 px, 0-14 and 0-6 (34 in 44 visits).
+UNDERSAMPLED_FWHM = 2.5
 
 
 class Psf:

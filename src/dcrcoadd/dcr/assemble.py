@@ -20,7 +20,7 @@ from dcrcoadd.coadd.inputs import GIVEN_PSF_ORIGINS, CoaddInput
 from dcrcoadd.config.schema import Config
 from dcrcoadd.core.exposure import Exposure
 from dcrcoadd.core.geom import Box
-from dcrcoadd.core.psf import Psf, pixel_scale_arcsec
+from dcrcoadd.core.psf import UNDERSAMPLED_FWHM, Psf, pixel_scale_arcsec
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import ForwardModel, subfilter_shifts, wavelength_sample_shifts
 from dcrcoadd.dcr.model import DcrModel, dcr_spread, degenerate_conditions
@@ -225,6 +225,11 @@ def model_reference_psf(psfs: Sequence[Psf], config: Config, wcs, names: Sequenc
         log.warning("the reference PSF (FWHM %.2f px) is wider than the narrowest input's (%.2f px): "
                     "those warps are modelled through a ratio above 1 at high frequencies (deconvolution)",
                     ref.fwhm, narrowest)
+    if narrowest < UNDERSAMPLED_FWHM:
+        log.warning("the sharpest warps' PSFs (FWHM %.2f px) are undersampled: each warp aliases a bright "
+                    "star by where it falls on a pixel, which the model, on the same pixels, cannot hold: "
+                    "expect stripes along bright stars' rows and columns in the DCR coadd, and residuals "
+                    "there in templates at PSFs under %.1f px", narrowest, UNDERSAMPLED_FWHM)
     return ref
 
 

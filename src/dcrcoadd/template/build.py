@@ -88,7 +88,12 @@ PSFs on another grid
     `UNDERSAMPLED_FWHM`: a 96-px field seen on 0.4" pixels at 0.75" seeing
     (1.9 px) kept 7 false detections at its bright stars (0 on 0.3" pixels); at
     1.84, 2.14, 2.34 and 2.61 px FWHM, 8, 3, 2 and 0 (groups of 3 pixels beyond
-    5 sigma; fitting the PSF against the model instead left 5, 4, 1 and 2).
+    5 sigma; fitting the PSF against the model instead left 5, 4, 1 and 2; measured
+    before the simulator folded an undersampled PSF's aliases, `dcrcoadd.sim.render`).
+    On the model's own pixels a science PSF under `UNDERSAMPLED_FWHM` is warned
+    about too: its image aliases each bright star by where it falls on a pixel,
+    which a template rendered by sub-pixel shifts from a model on those pixels
+    does not reproduce (the numbers are in `dcrcoadd.core.psf`).
 """
 
 from __future__ import annotations
@@ -118,7 +123,7 @@ from dcrcoadd.core.bandpass import same_band_name
 from dcrcoadd.core.exposure import Exposure, shift_wcs
 from dcrcoadd.core.geom import Box
 from dcrcoadd.core.masks import MaskPlanes
-from dcrcoadd.core.psf import Psf
+from dcrcoadd.core.psf import UNDERSAMPLED_FWHM, Psf
 from dcrcoadd.core.visit import VisitInfo
 from dcrcoadd.dcr.forward import subfilter_shifts
 from dcrcoadd.dcr.model import DcrModel, degenerate_conditions
@@ -162,10 +167,6 @@ log = logging.getLogger("dcrcoadd.template.build")
 #: Largest mismatch (pixels) between two WCSs still treated as the same grid; a smaller
 #: offset moves flux by less than 0.1 % of a pixel's content, below interpolation errors.
 GRID_TOLERANCE = 1e-3
-#: A science PSF narrower than this (FWHM, science pixels) on a grid whose pixels are larger than the
-#: model's is warned about: its kernel is sampled too coarsely to be carried onto the model's grid exactly
-#: (module notes).
-UNDERSAMPLED_FWHM = 2.5
 
 #: Extra margin (pixels) of the region rendered for a template on another grid: the cubic spline's reach
 #: (2 px) and room for its prefilter, whose edge effect decays by 0.27 a pixel.
@@ -607,14 +608,26 @@ def _warn_if_elliptical(psf: Psf, source: str) -> None:
 
 
 def _warn_if_undersampled(psf: Psf | None, to_model: np.ndarray | None, source: str) -> None:
-    """Warn when a template is rendered on the model's grid at a science PSF (science pixels) narrower
-    than `UNDERSAMPLED_FWHM` and its pixels are larger than the model's."""
+    """Warn when a template is rendered at an undersampled science PSF (`UNDERSAMPLED_FWHM`): on pixels
+    larger than the model's, its kernel cannot be carried onto the model's grid exactly; on the model's
+    pixels or smaller, the science image aliases its bright stars, which the template does not."""
+    if psf is None:
+        return
     area = abs(float(np.linalg.det(to_model))) if to_model is not None else 1.0  # (model pixels per pixel)
-    if psf is not None and area > 1 + PSF_TOLERANCE and psf.fwhm < UNDERSAMPLED_FWHM:
-        log.warning("%s: its PSF (FWHM %.2f px) is sampled too coarsely on its pixels (%.2g times the "
-                    "model's in area) to be carried onto the model's grid exactly: expect residuals at its "
-                    "bright stars (0.4\" pixels against 0.2\": 8 false detections at 1.84 px FWHM, 0 at 2.6)",
-                    source, psf.fwhm, area)
+    if area > 1 + PSF_TOLERANCE:
+        if psf.fwhm < UNDERSAMPLED_FWHM:
+            log.warning("%s: its PSF (FWHM %.2f px) is sampled too coarsely on its pixels (%.2g times the "
+                        "model's in area) to be carried onto the model's grid exactly: expect residuals at "
+                        "its bright stars (0.4\" pixels against 0.2\": 8 false detections at 1.84 px FWHM, "
+                        "0 at 2.6)", source, psf.fwhm, area)
+        return
+    fwhm = _on_model(psf, to_model).fwhm
+    if fwhm < UNDERSAMPLED_FWHM:
+        log.warning("%s: its PSF (FWHM %.2f px of the model's) is undersampled: its image aliases each "
+                    "bright star by where it falls on a pixel, which a template rendered from the model by "
+                    "sub-pixel shifts does not: expect residuals at bright stars, along their rows and "
+                    "columns (simulated: 2-125 false detections per visit next to an unsaturated 14-mag star "
+                    "under %.1f px, 0-14 above)", source, fwhm, UNDERSAMPLED_FWHM)
 
 
 def fit_psf_to_model(model: DcrModel, exposure: Exposure, template: np.ndarray, size: int,
