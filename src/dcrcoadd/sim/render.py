@@ -8,11 +8,12 @@ temperature, pressure and water-vapour pressure — is evaluated on a uniform
 wavelength grid over the band (``wavelength_step``, 5 nm), convolved with
 the pixel and drawn in Fourier space (`drawKImage`) on the postage-stamp
 frequency grid, with its aliases folded in where the PSF is undersampled
-(`ALIAS_TOLERANCE`): that is what sampling the pixels does. A source's stamp is the sum of these monochromatic
-transforms weighted by its photon SED × throughput (trapezoid rule: the
-integral GalSim's chromatic `drawImage` evaluates, here shared by all
-sources), times its own profile's transform (galaxies) and the phase of its
-sub-pixel position, inverse-FFT'd on the stamp and added to the image. No
+(`ALIAS_TOLERANCE`: sampling the pixels does that). A source's stamp is the
+sum of these monochromatic transforms weighted by its photon SED × throughput
+(trapezoid rule: the integral GalSim's chromatic `drawImage` evaluates, here
+shared by all sources), times its own profile's transform (galaxies) and the
+phase of its sub-pixel position, inverse-FFT'd on the stamp and added to the
+image. No
 full-image FFT is used, and dcrcoadd's refraction/DCR code plays no part, so
 the simulation is an independent check of it. Stamps are periodic: light
 beyond a stamp's edge wraps round (fluxes stay exact), so stamp sizes (32 to

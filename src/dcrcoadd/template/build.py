@@ -621,8 +621,8 @@ def _warn_if_undersampled(psf: Psf | None, to_model: np.ndarray | None, source: 
         if psf.fwhm < UNDERSAMPLED_FWHM:
             log.warning("%s: its PSF (FWHM %.2f px) is sampled too coarsely on its pixels (%.2g times the "
                         "model's in area) to be carried onto the model's grid exactly: expect residuals at "
-                        "its bright stars (0.4\" pixels against 0.2\": 8 false detections at 1.84 px FWHM, "
-                        "0 at 2.6)", source, psf.fwhm, area)
+                        "its bright stars (0.4\" pixels against 0.2\": 0-6 false detections per visit at "
+                        "1.6-2.0 px FWHM, 0 at 2.7)", source, psf.fwhm, area)
         return
     fwhm = _on_model(psf, to_model).fwhm
     if fwhm < UNDERSAMPLED_FWHM:
