@@ -56,13 +56,13 @@ false detections unchanged on every seed.
 
 Since the simulator folds an undersampled PSF's aliases into its stamps (`dcrcoadd.sim.render`), seeds 1,
 2, 4 and 12 give 8, 71, 23 and 63 (8, 71, 30 and 66 before: the stamps of the sharpest visits, cut off at
-Nyquist, rang faintly along the 14-mag star's row and column). On coarser pixels (``--pixel-scale``, 0.6-1.0" seeing; fields "g,
-airmass 1-2" and "g, no defects", seeds 1-3) the PSFs become undersampled, which a model on the warps'
-pixels cannot represent (`dcrcoadd.core.psf.UNDERSAMPLED_FWHM`, warned about): science visits under 2.5
-px FWHM left 2-125 false detections each where the 14-mag star stays unsaturated (664 in 14 visits, along
-its row and column; 25 in 14 where it saturates), those from 2.5 px 0-14 (34 in 44; 0.25" pixels: 3 in
-18). Before the simulator folded aliases, 0.4" pixels gave 26/6/30 on "g, airmass 1-2" of seed 1, almost
-all of it the stamps' ringing.
+Nyquist, rang faintly along the 14-mag star's row and column). On coarser pixels (``--pixel-scale``,
+0.6-1.0" seeing; fields "g, airmass 1-2" and "g, no defects", seeds 1-3) the PSFs become undersampled,
+which a model on the warps' pixels cannot represent (`dcrcoadd.core.psf.UNDERSAMPLED_FWHM`, warned
+about): science visits under 2.5 px FWHM left 2-125 false detections each where the 14-mag star stays
+unsaturated (664 in 14 visits, along its row and column; 25 in 14 where it saturates), those from 2.5 px
+0-14 (34 in 44; 0.25" pixels: 3 in 18). Before the simulator folded aliases, 0.4" pixels gave 26/6/30 on
+"g, airmass 1-2" of seed 1, almost all of it the stamps' ringing.
 
 Run::
 
