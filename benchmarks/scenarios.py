@@ -55,7 +55,7 @@ warps'). Measured since on the faintest pixels by the model's light (`dcrcoadd.o
 false detections unchanged on every seed.
 
 Since the simulator folds an undersampled PSF's aliases into its stamps (`dcrcoadd.sim.render`), seeds 1,
-2, 4 and 12 give 8, 71, 23 and 63 (8, 71, 30 and 66 before: the stamps of the sharpest visits, cut off at
+2, 4 and 12 give 8, 71, 23 and 61 (8, 71, 30 and 66 before: the stamps of the sharpest visits, cut off at
 Nyquist, rang faintly along the 14-mag star's row and column). On coarser pixels (``--pixel-scale``,
 0.6-1.0" seeing; fields "g, airmass 1-2" and "g, no defects", seeds 1-3) the PSFs become undersampled,
 which a model on the warps' pixels cannot represent (`dcrcoadd.core.psf.UNDERSAMPLED_FWHM`, warned
