@@ -610,10 +610,12 @@ def _warn_if_elliptical(psf: Psf, source: str) -> None:
                     "have its own used as it is", source, e, angle % 180.0)
 
 
-def _warn_if_undersampled(psf: Psf | None, to_model: np.ndarray | None, source: str) -> None:
-    """Warn when a template is rendered at an undersampled science PSF (`UNDERSAMPLED_FWHM`): on pixels
-    larger than the model's, its kernel cannot be carried onto the model's grid exactly; on the model's
-    pixels or smaller, the science image aliases its bright stars, which the template does not."""
+def _warn_if_undersampled(psf: Psf | None, on_model: Psf | None, to_model: np.ndarray | None,
+                          source: str) -> None:
+    """Warn when a template is rendered at an undersampled science PSF (`UNDERSAMPLED_FWHM`; ``psf`` in
+    the science pixels, ``on_model`` in the model's): on pixels larger than the model's, its kernel
+    cannot be carried onto the model's grid exactly; on the model's pixels or smaller, the science image
+    aliases its bright stars, which the template does not."""
     if psf is None:
         return
     area = abs(float(np.linalg.det(to_model))) if to_model is not None else 1.0  # (model pixels per pixel)
@@ -624,7 +626,7 @@ def _warn_if_undersampled(psf: Psf | None, to_model: np.ndarray | None, source: 
                         "its bright stars (0.4\" pixels against 0.2\": 0-6 false detections per visit at "
                         "1.6-2.0 px FWHM, 0 at 2.7)", source, psf.fwhm, area)
         return
-    fwhm = _on_model(psf, to_model).fwhm
+    fwhm = on_model.fwhm
     if fwhm < UNDERSAMPLED_FWHM:
         log.warning("%s: its PSF (FWHM %.2f px of the model's) is undersampled: its image aliases each "
                     "bright star by where it falls on a pixel, which a template rendered from the model by "
@@ -825,9 +827,10 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
             log.warning("%s: %s; the template is rendered at its own PSF", source, fitted)
             label = "science"
             _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
+    on_model = _on_model(rendered_psf, to_model)
     if arrays is None:
-        arrays = render(science, _on_model(rendered_psf, to_model))
-    _warn_if_undersampled(rendered_psf, to_model, source)
+        arrays = render(science, on_model)
+    _warn_if_undersampled(rendered_psf, on_model, to_model, source)
     image, mask, variance, no_data = arrays
     if no_data.all():
         raise OffModel(f"outside the model's footprint (no pixel is covered by the model's {model.bbox})",
