@@ -88,6 +88,8 @@ def run(case: Case, *, top: int = 8, tmp: str | None = None, log=print) -> dict:
 
     out: dict = {"case": case.name, "width": case.width, "height": case.height, "n_warps": case.n_warps,
                  "synthetic_data": SYNTHETIC_DATA, "solver": Config().dcr.solver}
+    if tmp is not None:
+        Path(tmp).mkdir(parents=True, exist_ok=True)  # a --tmp that does not exist yet
     with tempfile.TemporaryDirectory(dir=tmp) as tmpdir:
         d = Path(tmpdir)
         t0 = time.perf_counter()

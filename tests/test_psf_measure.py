@@ -160,3 +160,26 @@ def test_a_neighbour_cut_by_the_stamps_edge_does_not_narrow_the_psf():
     stamps, variances, true = _stamps(with_neighbour=False)
     assert all(edge_free(s, v, (0.0, 1.0)) for s, v in zip(stamps, variances, strict=True))
     assert across_dcr_psf(stamps, variances, (0.0, 1.0), window=False).fwhm == pytest.approx(true, rel=0.03)
+
+
+@pytest.mark.parametrize("fwhm", [2.5, 3.5, 5.0, 8.0])
+def test_transfer_fwhm_is_the_kernels_fwhm(fwhm):
+    # edge_free reads each stamp's FWHM from its transfer function (a Moffat fit per kernel took a third
+    # of a DECam CCD's baseline coadd): it must be the FWHM of the kernel the same transfer function makes
+    from dcrcoadd.ops.psf_measure import transfer_fwhm
+
+    size = 41
+    fy, fx = np.fft.fftfreq(size)[:, None], np.fft.fftfreq(size)[None, :]
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+    for beta in (None, 3.0):  # a Gaussian, and a Moffat's wider wings (its transform by FFT)
+        if beta is None:
+            transfer = np.exp(-2.0 * np.pi**2 * sigma**2 * (fy**2 + fx**2)) * np.sinc(fy) * np.sinc(fx)
+        else:
+            y, x = np.mgrid[:size, :size] - size // 2
+            alpha = fwhm / (2.0 * np.sqrt(2.0 ** (1.0 / beta) - 1.0))
+            moffat = (1.0 + (y**2 + x**2) / alpha**2) ** -beta
+            transfer = np.fft.fft2(np.fft.ifftshift(moffat)).real
+        kernel = np.fft.fftshift(np.fft.ifft2(transfer).real)
+        assert transfer_fwhm(transfer) == pytest.approx(Psf(kernel).fwhm, rel=0.01)
+        if beta is not None:
+            assert transfer_fwhm(transfer) == pytest.approx(fwhm, rel=0.01)
