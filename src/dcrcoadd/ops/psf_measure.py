@@ -228,7 +228,8 @@ def transfer_fwhm(transfer: np.ndarray) -> float:
     For a round transfer function times the pixel response (`across_dcr_psf`'s) the radius varies with
     angle θ as ``A + B cos 4θ`` to first order, so those two rays give its mean over all directions.
     Along a ray the kernel is a sum of cosines over the transfer function projected on that ray, whose
-    frequencies (sums of the grid's) stay on the grid's lattice.
+    frequencies (sums of the grid's) stay on the grid's lattice. NaN when the transfer function sums
+    to no light.
     """
     size = transfer.shape[0]
     n = np.rint(fft.fftfreq(size) * size).astype(int)
@@ -245,6 +246,8 @@ def transfer_fwhm(transfer: np.ndarray) -> float:
             return np.cos(2.0 * np.pi * np.outer(r, freqs)) @ weights
 
         half = 0.5 * float(weights.sum())  # (the profile's peak, at r = 0)
+        if not half > 0:
+            return math.nan  # (no light: no width)
         # bracket the first crossing in quarter pixels, then read it to 0.01 px
         coarse = np.arange(0.0, size / 2.0, 0.25)
         below = np.flatnonzero(profile(coarse) < half)
