@@ -64,6 +64,9 @@ unsaturated (664 in 14 visits, along its row and column; 25 in 14 where it satur
 0-14 (34 in 44; 0.25" pixels: 3 in 18). Before the simulator folded aliases, 0.4" pixels gave 26/6/30 on
 "g, airmass 1-2" of seed 1, almost all of it the stamps' ringing.
 
+Seeds 13-16, never run before (at f6274b7): 0, 15, 2 and 3. Seed 14's are on its four-visit field
+(4/2/2) and at the third-lowest visit of its wide-seeing field (7); the noise floor is 0 everywhere.
+
 Run::
 
     python -m benchmarks.scenarios [--seed 1 --seed 2] [--only NAME] [--set KEY=VALUE] [--pixel-scale 0.4]
