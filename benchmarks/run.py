@@ -302,6 +302,16 @@ def seeing_markdown(se: dict) -> list[str]:
     return [*lines, ""]
 
 
+#: What the synthetic speed fields leave out (measured at e7ef008; the session notes of 2026-11-29).
+SATURATION_CAVEAT = (
+    "These fields hold no saturated star. A core masked in every warp slows the exact solver's colour "
+    "alternation near it: on the 14 fields of `python -m benchmarks.scenarios --seed 1` (256² px, one "
+    "saturated 14-15 mag star each), 9 stop unconverged at the 30-refit cap, after 220-305 "
+    "conjugate-gradient iterations, where the field without defects converges after 14 refits and 46; "
+    "expect the DCR time of real fields to be several times the table's."
+)
+
+
 def speed_markdown(s: dict, d: dict | None = None) -> list[str]:
     """README lines of the speed results ``s`` (`benchmarks.speed`) and the DMTN-037 comparison of
     ``d`` (`benchmarks.dcr_assemble`)."""
@@ -326,6 +336,8 @@ def speed_markdown(s: dict, d: dict | None = None) -> list[str]:
         "memory is the resident high-water mark of a fresh process per step above its size after "
         "imports (inputs stay on disk and are read by subregion); the template's is what it allocates "
         "(`tracemalloc`), as it runs in the DCR step's process.",
+        "",
+        SATURATION_CAVEAT,
         "",
     ]
     lines += _memory_goal_lines(s["rows"])
