@@ -302,7 +302,7 @@ def seeing_markdown(se: dict) -> list[str]:
     return [*lines, ""]
 
 
-#: What the synthetic speed fields leave out (measured at e7ef008; the session notes of 2026-11-29).
+#: What the synthetic speed fields leave out (measured at e7ef008 with the command it names).
 SATURATION_CAVEAT = (
     "These fields hold no saturated star. A core masked in every warp slows the exact solver's colour "
     "alternation near it: on the 14 fields of `python -m benchmarks.scenarios --seed 1` (256² px, one "
