@@ -811,7 +811,8 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
 
     scale = model.flux_calibration / science.flux_calibration
     arrays = None
-    if label in FITTED_LABELS:
+    refitted = label in FITTED_LABELS  # (a fitted PSF, or the science's own, is checked below)
+    if refitted:
         # Stars give the PSF to a few per cent; the fit against the model gives what the difference
         # needs, block by block so that it may vary over the exposure.
         arrays, fitted = _fit_science_psf(model, science, render, scale, rendered_psf, to_model, psf_block,
@@ -820,14 +821,14 @@ def make_template(model: DcrModel, science: Exposure, *, order: int | None = Non
             if label == "science-refit":
                 _warn_if_elliptical(rendered_psf, source)
             rendered_psf, label = fitted, "science-fitted"
-            _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
         elif label == "science-measured":
             raise InputError(f"{fitted}; give its PSF (a PSF extension, or --psf-fwhm)", source)
         else:
             log.warning("%s: %s; the template is rendered at its own PSF", source, fitted)
             label = "science"
-            _warn_if_narrower(_on_model(rendered_psf, to_model), model, source)
-    on_model = _on_model(rendered_psf, to_model)
+    on_model = _on_model(rendered_psf, to_model)  # (interpolated once: for the checks and the rendering)
+    if refitted:
+        _warn_if_narrower(on_model, model, source)
     if arrays is None:
         arrays = render(science, on_model)
     _warn_if_undersampled(rendered_psf, on_model, to_model, source)
